@@ -1,0 +1,14 @@
+//! Haven's pure core: schema, values, record and key encodings, and the
+//! query language. Nothing here does I/O, so the local database, the sync
+//! client and the server share one implementation of each rule.
+
+mod error;
+pub mod key;
+pub mod query;
+pub mod record;
+mod schema;
+mod value;
+
+pub use error::{QueryError, SchemaError, ValueError};
+pub use schema::{value_from_json, ObjectSchema, Property, PropertyType, Schema};
+pub use value::{sort_order, Value, ValueRef};

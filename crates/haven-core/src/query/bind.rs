@@ -1,0 +1,234 @@
+//! Binding: a parsed query checked against the schema and its arguments,
+//! giving a [`Filter`] whose paths are property positions and whose
+//! constants have the property's type.
+
+use super::parser::{Compare, Expr, Literal, Op, Operand, Parsed, Path, Quantifier};
+use crate::schema::{ObjectSchema, Property, PropertyType, Schema};
+use crate::value::Value;
+use std::ops::Range;
+
+/// A checked predicate, ready to evaluate against records of one type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    /// `TRUEPREDICATE` / `FALSEPREDICATE`
+    Const(bool),
+    /// All must hold.
+    And(Vec<Filter>),
+    /// One must hold.
+    Or(Vec<Filter>),
+    /// Must not hold.
+    Not(Box<Filter>),
+    /// A comparison.
+    Compare(Comparison),
+}
+
+/// One checked comparison; the left side is always a path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// How a many-valued left side is decided.
+    pub quantifier: Quantifier,
+    /// The property path.
+    pub lhs: BoundPath,
+    /// The operator.
+    pub op: Op,
+    /// A constant or another path.
+    pub rhs: Side,
+    /// `[c]`
+    pub case_insensitive: bool,
+}
+
+/// The right side of a comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Side {
+    /// A property path.
+    Path(BoundPath),
+    /// A constant, already converted to the left side's type.
+    Value(Value),
+}
+
+/// A property path with every step resolved to a storage position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundPath {
+    /// Links followed before the last property: (position, target type, is a list).
+    pub hops: Vec<(usize, String, bool)>,
+    /// The last property's position in its type.
+    pub property: usize,
+    /// The last property is a list.
+    pub list: bool,
+    /// `@count`: the path yields the list's length.
+    pub count: bool,
+    /// The text of the path, for plans and messages.
+    pub text: String,
+}
+
+impl BoundPath {
+    /// A path that reads one property of the object itself (no links, no list).
+    pub fn direct_property(&self) -> Option<usize> {
+        (self.hops.is_empty() && !self.list && !self.count).then_some(self.property)
+    }
+}
+
+/// A checked query: filter, sort keys and limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundQuery {
+    /// The predicate.
+    pub filter: Filter,
+    /// Sort keys: path and ascending.
+    pub sort: Vec<(BoundPath, bool)>,
+    /// `LIMIT(n)`
+    pub limit: Option<usize>,
+}
+
+pub(crate) type BindError = (String, Range<usize>);
+
+pub(crate) struct Binder<'a> {
+    pub schema: &'a Schema,
+    pub root: &'a ObjectSchema,
+    pub args: &'a [Value],
+}
+
+struct Resolved<'a> {
+    path: BoundPath,
+    prop: &'a Property,
+    owner: &'a ObjectSchema,
+}
+
+impl<'a> Binder<'a> {
+    pub fn bind(&self, parsed: &Parsed) -> Result<BoundQuery, BindError> {
+        let filter = self.expr(&parsed.predicate)?;
+        let sort = parsed
+            .sort
+            .iter()
+            .map(|(p, asc)| {
+                let r = self.path(p)?;
+                if r.path.list && !r.path.count || r.path.hops.iter().any(|h| h.2) {
+                    return Err((format!("cannot sort by '{}': it has many values", r.path.text), p.span.clone()));
+                }
+                Ok((r.path, *asc))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(BoundQuery { filter, sort, limit: parsed.limit })
+    }
+
+    fn expr(&self, e: &Expr) -> Result<Filter, BindError> {
+        Ok(match e {
+            Expr::Const(b) => Filter::Const(*b),
+            Expr::And(v) => Filter::And(v.iter().map(|e| self.expr(e)).collect::<Result<_, _>>()?),
+            Expr::Or(v) => Filter::Or(v.iter().map(|e| self.expr(e)).collect::<Result<_, _>>()?),
+            Expr::Not(e) => Filter::Not(Box::new(self.expr(e)?)),
+            Expr::Compare(c) => self.compare(c)?,
+        })
+    }
+
+    fn compare(&self, c: &Compare) -> Result<Filter, BindError> {
+        let (path_side, other, op) = match (&c.lhs, &c.rhs) {
+            (Operand::Path(_), _) => (&c.lhs, &c.rhs, c.op),
+            (_, Operand::Path(_)) if !c.op.is_string_op() => (&c.rhs, &c.lhs, c.op.flipped()),
+            _ => return Err((format!("the left side of {} must be a property", c.op.symbol()), c.lhs.span())),
+        };
+        let Operand::Path(p) = path_side else { unreachable!() };
+        let lhs = self.path(p)?;
+        let rhs = match other {
+            Operand::Path(q) => {
+                let r = self.path(q)?;
+                if !comparable(&lhs, &r) {
+                    return Err((format!("cannot compare '{}' with '{}': their types differ", lhs.path.text, r.path.text), q.span.clone()));
+                }
+                Side::Path(r.path)
+            }
+            Operand::Literal(l, span) => Side::Value(self.constant(&lhs, op, literal_value(l), span)?),
+            Operand::Arg(n, span) => {
+                let v = self.args.get(*n).cloned().ok_or_else(|| {
+                    (format!("the query uses ${n} but {} argument(s) were given", self.args.len()), span.clone())
+                })?;
+                if let (Value::List(items), Op::Eq) = (&v, op) {
+                    // `x IN $0` with a list argument: one equality per element.
+                    let parts = items
+                        .iter()
+                        .map(|item| {
+                            let v = self.constant(&lhs, op, item.clone(), span)?;
+                            Ok(Filter::Compare(Comparison {
+                                quantifier: c.quantifier,
+                                lhs: lhs.path.clone(),
+                                op,
+                                rhs: Side::Value(v),
+                                case_insensitive: c.case_insensitive,
+                            }))
+                        })
+                        .collect::<Result<_, BindError>>()?;
+                    return Ok(Filter::Or(parts));
+                }
+                Side::Value(self.constant(&lhs, op, v, span)?)
+            }
+        };
+        Ok(Filter::Compare(Comparison { quantifier: c.quantifier, lhs: lhs.path, op, rhs, case_insensitive: c.case_insensitive }))
+    }
+
+    /// Converts a constant to the type of the path it is compared with.
+    fn constant(&self, lhs: &Resolved<'_>, op: Op, v: Value, span: &Range<usize>) -> Result<Value, BindError> {
+        let mismatch = |v: &Value| {
+            let expected = if lhs.path.count { "int (a count)".to_owned() } else { lhs.prop.type_string() };
+            (format!("type mismatch: '{}' is {expected}, compared with {} {v}", lhs.path.text, v.kind()), span.clone())
+        };
+        if v.is_null() {
+            return if matches!(op, Op::Eq | Op::Ne) { Ok(v) } else { Err((format!("{} cannot compare with nil", op.symbol()), span.clone())) };
+        }
+        if op.is_string_op() {
+            return match (&lhs.prop.ty, &v, lhs.path.count) {
+                (PropertyType::String, Value::String(_), false) => Ok(v),
+                _ => Err((format!("{} needs a string property and a string, but '{}' is {} and the value is {}",
+                    op.symbol(), lhs.path.text, lhs.prop.type_string(), v.kind()), span.clone())),
+            };
+        }
+        if lhs.path.count {
+            return if v.as_int().is_some() { Ok(v) } else { Err(mismatch(&v)) };
+        }
+        let numeric = matches!(lhs.prop.ty, PropertyType::Int | PropertyType::Double);
+        if numeric && matches!(v, Value::Int(_) | Value::Double(_)) {
+            return Ok(v);
+        }
+        let element = Property { list: false, optional: true, ..lhs.prop.clone() };
+        self.schema.coerce(lhs.owner, &element, v.clone()).map_err(|_| mismatch(&v))
+    }
+
+    fn path(&self, p: &Path) -> Result<Resolved<'a>, BindError> {
+        let mut ty = self.root;
+        let mut hops = Vec::new();
+        let last = p.segments.len() - 1;
+        for (i, (name, span)) in p.segments.iter().enumerate() {
+            let Some(idx) = ty.property_index(name) else {
+                return Err((format!("'{}' has no property '{name}'", ty.name()), span.clone()));
+            };
+            let prop = &ty.properties()[idx];
+            let text = p.segments.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(".");
+            if i == last {
+                if p.count && !prop.list {
+                    return Err((format!("@count needs a list, but '{name}' is {}", prop.type_string()), span.clone()));
+                }
+                let text = if p.count { format!("{text}.@count") } else { text };
+                return Ok(Resolved { path: BoundPath { hops, property: idx, list: prop.list, count: p.count, text }, prop, owner: ty });
+            }
+            let PropertyType::Link(target) = &prop.ty else {
+                return Err((format!("'{name}' is {}, not a link: it has no properties", prop.type_string()), span.clone()));
+            };
+            hops.push((idx, target.clone(), prop.list));
+            ty = self.schema.object_type(target).expect("validated schema");
+        }
+        unreachable!("a path has at least one segment")
+    }
+}
+
+fn comparable(a: &Resolved<'_>, b: &Resolved<'_>) -> bool {
+    let numeric = |r: &Resolved<'_>| r.path.count || matches!(r.prop.ty, PropertyType::Int | PropertyType::Double);
+    (numeric(a) && numeric(b)) || (!a.path.count && !b.path.count && a.prop.ty == b.prop.ty)
+}
+
+fn literal_value(l: &Literal) -> Value {
+    match l {
+        Literal::Null => Value::Null,
+        Literal::Bool(b) => Value::Bool(*b),
+        Literal::Int(i) => Value::Int(*i),
+        Literal::Double(d) => Value::Double(*d),
+        Literal::Str(s) => Value::String(s.clone()),
+    }
+}

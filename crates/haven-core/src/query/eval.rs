@@ -1,0 +1,187 @@
+//! Evaluation: does a record match a [`Filter`]? Reads fields straight from
+//! the encoded record; follows links through a [`LinkResolver`].
+
+use super::bind::{BoundPath, Comparison, Filter, Side};
+use super::parser::{Op, Quantifier};
+use crate::record;
+use crate::value::{Value, ValueRef};
+use std::cmp::Ordering;
+
+/// Loads the record of a linked object (from the same snapshot).
+pub trait LinkResolver {
+    /// The record of the object of type `ty` with primary key `pk`, if it exists.
+    fn resolve(&self, ty: &str, pk: ValueRef<'_>) -> Option<Vec<u8>>;
+}
+
+impl Filter {
+    /// Whether the record matches. A damaged record never matches.
+    pub fn matches(&self, rec: &[u8], links: &dyn LinkResolver) -> bool {
+        match self {
+            Filter::Const(b) => *b,
+            Filter::And(v) => v.iter().all(|f| f.matches(rec, links)),
+            Filter::Or(v) => v.iter().any(|f| f.matches(rec, links)),
+            Filter::Not(f) => !f.matches(rec, links),
+            Filter::Compare(c) => c.matches(rec, links),
+        }
+    }
+}
+
+impl Comparison {
+    fn matches(&self, rec: &[u8], links: &dyn LinkResolver) -> bool {
+        if let (Some(idx), Side::Value(v)) = (self.lhs.direct_property(), &self.rhs) {
+            // The common case: one field of this record against a constant,
+            // with no allocation.
+            let field = record::field(rec, idx).ok().flatten().unwrap_or(ValueRef::Null);
+            return match v.as_ref() {
+                Some(v) => test(field, self.op, v, self.case_insensitive),
+                None => false,
+            };
+        }
+        let left = path_values(&self.lhs, rec, links);
+        let right = match &self.rhs {
+            Side::Value(v) => vec![v.clone()],
+            Side::Path(p) => path_values(p, rec, links),
+        };
+        let holds = |l: &Value| {
+            right.iter().any(|r| match (l.as_ref(), r.as_ref()) {
+                (Some(l), Some(r)) => test(l, self.op, r, self.case_insensitive),
+                _ => false,
+            })
+        };
+        match self.quantifier {
+            Quantifier::Any => left.iter().any(holds),
+            Quantifier::All => left.iter().all(holds),
+            Quantifier::None => !left.iter().any(holds),
+        }
+    }
+}
+
+/// The values a path yields for one record: one value for a path of
+/// to-one links ending in a single property (null when a link is null),
+/// the elements for a list, one count per list for `@count`.
+pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Vec<Value> {
+    let mut records = vec![rec.to_vec()];
+    let mut many = false;
+    for (idx, target, list) in &path.hops {
+        let mut next = Vec::new();
+        for r in &records {
+            match record::field(r, *idx).ok().flatten() {
+                Some(ValueRef::List(items)) => next.extend(items.iter().filter_map(|pk| links.resolve(target, pk))),
+                Some(pk) if pk != ValueRef::Null => next.extend(links.resolve(target, pk)),
+                _ => {}
+            }
+        }
+        many |= *list;
+        if next.is_empty() && !many {
+            // A null to-one link: the path reads as null.
+            return if path.count { vec![] } else { vec![Value::Null] };
+        }
+        records = next;
+    }
+    let mut out = Vec::new();
+    for r in &records {
+        match record::field(r, path.property).ok().flatten() {
+            Some(ValueRef::List(items)) if path.count => out.push(Value::Int(items.len() as i64)),
+            Some(ValueRef::List(items)) => out.extend(items.iter().map(|v| v.to_owned())),
+            None if path.count => out.push(Value::Int(0)),
+            None if path.list => {}
+            Some(v) => out.push(v.to_owned()),
+            None => out.push(Value::Null),
+        }
+    }
+    out
+}
+
+/// One comparison of two values.
+fn test(l: ValueRef<'_>, op: Op, r: ValueRef<'_>, ci: bool) -> bool {
+    if let (ValueRef::String(a), ValueRef::String(b)) = (l, r) {
+        if ci || op.is_string_op() {
+            return string_test(a, op, b, ci);
+        }
+    }
+    let ord = l.compare(&r);
+    let both = l != ValueRef::Null && r != ValueRef::Null;
+    match op {
+        Op::Eq => ord == Some(Ordering::Equal),
+        Op::Ne => ord != Some(Ordering::Equal),
+        Op::Lt => both && ord == Some(Ordering::Less),
+        Op::Le => both && matches!(ord, Some(Ordering::Less | Ordering::Equal)),
+        Op::Gt => both && ord == Some(Ordering::Greater),
+        Op::Ge => both && matches!(ord, Some(Ordering::Greater | Ordering::Equal)),
+        _ => false,
+    }
+}
+
+fn string_test(a: &str, op: Op, b: &str, ci: bool) -> bool {
+    let (la, lb);
+    let (a, b) = if ci {
+        la = a.to_lowercase();
+        lb = b.to_lowercase();
+        (la.as_str(), lb.as_str())
+    } else {
+        (a, b)
+    };
+    match op {
+        Op::Eq => a == b,
+        Op::Ne => a != b,
+        Op::Lt => a < b,
+        Op::Le => a <= b,
+        Op::Gt => a > b,
+        Op::Ge => a >= b,
+        Op::BeginsWith => a.starts_with(b),
+        Op::EndsWith => a.ends_with(b),
+        Op::Contains => a.contains(b),
+        Op::Like => like(a.as_bytes(), b.as_bytes()),
+    }
+}
+
+/// `*` matches any run of characters, `?` exactly one (on bytes: patterns
+/// with `?` against multi-byte characters match one byte).
+fn like(text: &[u8], pattern: &[u8]) -> bool {
+    let (mut t, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards() {
+        assert!(like(b"rex", b"r*"));
+        assert!(like(b"rex", b"?ex"));
+        assert!(like(b"rex", b"*"));
+        assert!(like(b"abcbd", b"a*bd"));
+        assert!(!like(b"rex", b"r?"));
+        assert!(!like(b"rex", b"x*"));
+    }
+
+    #[test]
+    fn null_orders_nothing() {
+        assert!(!test(ValueRef::Null, Op::Lt, ValueRef::Int(3), false));
+        assert!(test(ValueRef::Null, Op::Eq, ValueRef::Null, false));
+        assert!(test(ValueRef::Int(2), Op::Ne, ValueRef::Null, false));
+        assert!(test(ValueRef::String("Rex"), Op::Eq, ValueRef::String("rEX"), true));
+    }
+}

@@ -1,0 +1,449 @@
+//! The parser: tokens to a syntax tree, by recursive descent.
+//!
+//! Precedence, loosest first: `OR`, `AND`, `NOT`, comparisons. `BETWEEN`
+//! and `IN` are rewritten into comparisons here, so later stages know only
+//! comparisons and boolean connectives.
+
+use super::lexer::{tokenize, Spanned, Tok};
+use std::ops::Range;
+
+/// A parsed query: a predicate and its suffixes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub(crate) predicate: Expr,
+    pub(crate) sort: Vec<(Path, bool)>,
+    pub(crate) limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Expr {
+    Const(bool),
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+    Compare(Compare),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Compare {
+    pub quantifier: Quantifier,
+    pub lhs: Operand,
+    pub op: Op,
+    pub rhs: Operand,
+    pub case_insensitive: bool,
+}
+
+/// How a comparison on a many-valued path is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantifier {
+    /// `ANY` (also what a bare comparison on a list means).
+    Any,
+    /// `ALL`
+    All,
+    /// `NONE`
+    None,
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `BEGINSWITH`
+    BeginsWith,
+    /// `ENDSWITH`
+    EndsWith,
+    /// `CONTAINS`
+    Contains,
+    /// `LIKE` (`*` any run, `?` one character)
+    Like,
+}
+
+impl Op {
+    pub(crate) fn is_string_op(self) -> bool {
+        matches!(self, Op::BeginsWith | Op::EndsWith | Op::Contains | Op::Like)
+    }
+
+    /// The operator with its sides swapped (`a < b` is `b > a`).
+    pub(crate) fn flipped(self) -> Op {
+        match self {
+            Op::Lt => Op::Gt,
+            Op::Le => Op::Ge,
+            Op::Gt => Op::Lt,
+            Op::Ge => Op::Le,
+            other => other,
+        }
+    }
+
+    pub(crate) fn symbol(self) -> &'static str {
+        match self {
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::BeginsWith => "BEGINSWITH",
+            Op::EndsWith => "ENDSWITH",
+            Op::Contains => "CONTAINS",
+            Op::Like => "LIKE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Operand {
+    Path(Path),
+    Literal(Literal, Range<usize>),
+    Arg(usize, Range<usize>),
+}
+
+impl Operand {
+    pub(crate) fn span(&self) -> Range<usize> {
+        match self {
+            Operand::Path(p) => p.span.clone(),
+            Operand::Literal(_, s) | Operand::Arg(_, s) => s.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Literal {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Str(String),
+}
+
+/// A property path: `owner.name`, `tags.@count`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Path {
+    pub segments: Vec<(String, Range<usize>)>,
+    pub count: bool,
+    pub span: Range<usize>,
+}
+
+/// A parse error: message and byte offset.
+pub(crate) type ParseError = (String, usize);
+
+/// Parses a whole query.
+pub(crate) fn parse(query: &str) -> Result<Parsed, ParseError> {
+    let tokens = tokenize(query)?;
+    let mut p = Parser { tokens, pos: 0, end: query.len() };
+    let predicate = p.or()?;
+    let mut sort = Vec::new();
+    let mut limit = None;
+    while !p.at_end() {
+        if p.keyword("SORT") {
+            p.expect("(")?;
+            loop {
+                let path = p.path()?;
+                let ascending = if p.keyword("DESC") || p.keyword("DESCENDING") {
+                    false
+                } else {
+                    p.keyword("ASC") || p.keyword("ASCENDING") || true
+                };
+                sort.push((path, ascending));
+                if !p.punct(",") {
+                    break;
+                }
+            }
+            p.expect(")")?;
+        } else if p.keyword("LIMIT") {
+            p.expect("(")?;
+            let at = p.offset();
+            match p.next() {
+                Some(Tok::Int(n)) if n >= 0 => limit = Some(n as usize),
+                _ => return Err(("LIMIT takes a non-negative integer".into(), at)),
+            }
+            p.expect(")")?;
+        } else {
+            return Err((format!("expected AND, OR, SORT(...) or LIMIT(...), found {}", p.found()), p.offset()));
+        }
+    }
+    Ok(Parsed { predicate, sort, limit })
+}
+
+struct Parser {
+    tokens: Vec<Spanned>,
+    pos: usize,
+    end: usize,
+}
+
+impl Parser {
+    fn at_end(&self) -> bool {
+        self.pos >= self.tokens.len()
+    }
+
+    fn peek(&self) -> Option<&Tok> {
+        self.tokens.get(self.pos).map(|t| &t.0)
+    }
+
+    fn offset(&self) -> usize {
+        self.tokens.get(self.pos).map_or(self.end, |t| t.1.start)
+    }
+
+    fn span_from(&self, start: usize) -> Range<usize> {
+        let end = self.tokens.get(self.pos.wrapping_sub(1)).map_or(start, |t| t.1.end);
+        start..end.max(start)
+    }
+
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.tokens.get(self.pos).map(|t| t.0.clone());
+        self.pos += 1;
+        t
+    }
+
+    fn found(&self) -> String {
+        match self.peek() {
+            None => "the end of the query".into(),
+            Some(Tok::Ident(i)) => format!("'{i}'"),
+            Some(Tok::At(a)) => format!("'@{a}'"),
+            Some(Tok::Int(i)) => format!("{i}"),
+            Some(Tok::Double(d)) => format!("{d}"),
+            Some(Tok::Str(s)) => format!("{s:?}"),
+            Some(Tok::Arg(n)) => format!("${n}"),
+            Some(Tok::Punct(p)) => format!("'{p}'"),
+        }
+    }
+
+    fn keyword(&mut self, kw: &str) -> bool {
+        let hit = matches!(self.peek(), Some(Tok::Ident(i)) if i.eq_ignore_ascii_case(kw));
+        if hit {
+            self.pos += 1;
+        }
+        hit
+    }
+
+    fn punct(&mut self, p: &str) -> bool {
+        let hit = matches!(self.peek(), Some(Tok::Punct(q)) if *q == p);
+        if hit {
+            self.pos += 1;
+        }
+        hit
+    }
+
+    fn expect(&mut self, p: &str) -> Result<(), ParseError> {
+        if self.punct(p) {
+            Ok(())
+        } else {
+            Err((format!("expected '{p}', found {}", self.found()), self.offset()))
+        }
+    }
+
+    fn or(&mut self) -> Result<Expr, ParseError> {
+        let mut parts = vec![self.and()?];
+        while self.keyword("OR") || self.punct("||") {
+            parts.push(self.and()?);
+        }
+        Ok(if parts.len() == 1 { parts.pop().unwrap() } else { Expr::Or(parts) })
+    }
+
+    fn and(&mut self) -> Result<Expr, ParseError> {
+        let mut parts = vec![self.unary()?];
+        while self.keyword("AND") || self.punct("&&") {
+            parts.push(self.unary()?);
+        }
+        Ok(if parts.len() == 1 { parts.pop().unwrap() } else { Expr::And(parts) })
+    }
+
+    fn unary(&mut self) -> Result<Expr, ParseError> {
+        if self.keyword("NOT") || self.punct("!") {
+            return Ok(Expr::Not(Box::new(self.unary()?)));
+        }
+        if self.punct("(") {
+            let inner = self.or()?;
+            self.expect(")")?;
+            return Ok(inner);
+        }
+        if self.keyword("TRUEPREDICATE") {
+            return Ok(Expr::Const(true));
+        }
+        if self.keyword("FALSEPREDICATE") {
+            return Ok(Expr::Const(false));
+        }
+        self.comparison()
+    }
+
+    fn comparison(&mut self) -> Result<Expr, ParseError> {
+        let quantifier = if self.keyword("ANY") || self.keyword("SOME") {
+            Quantifier::Any
+        } else if self.keyword("ALL") {
+            Quantifier::All
+        } else if self.keyword("NONE") {
+            Quantifier::None
+        } else {
+            Quantifier::Any
+        };
+        let lhs = self.operand()?;
+        let op_at = self.offset();
+        if self.keyword("IN") {
+            return self.in_list(quantifier, lhs);
+        }
+        if self.keyword("BETWEEN") {
+            self.expect("{")?;
+            let low = self.operand()?;
+            self.expect(",")?;
+            let high = self.operand()?;
+            self.expect("}")?;
+            let cmp = |op, rhs| Expr::Compare(Compare { quantifier, lhs: lhs.clone(), op, rhs, case_insensitive: false });
+            return Ok(Expr::And(vec![cmp(Op::Ge, low), cmp(Op::Le, high)]));
+        }
+        let op = match self.next() {
+            Some(Tok::Punct("==")) => Op::Eq,
+            Some(Tok::Punct("!=")) => Op::Ne,
+            Some(Tok::Punct("<")) => Op::Lt,
+            Some(Tok::Punct("<=")) => Op::Le,
+            Some(Tok::Punct(">")) => Op::Gt,
+            Some(Tok::Punct(">=")) => Op::Ge,
+            Some(Tok::Ident(i)) => match i.to_ascii_uppercase().as_str() {
+                "BEGINSWITH" => Op::BeginsWith,
+                "ENDSWITH" => Op::EndsWith,
+                "CONTAINS" => Op::Contains,
+                "LIKE" => Op::Like,
+                _ => return Err((format!("expected a comparison operator, found '{i}'"), op_at)),
+            },
+            _ => {
+                self.pos -= 1;
+                return Err((format!("expected a comparison operator (==, <, BEGINSWITH, IN, ...), found {}", self.found()), op_at));
+            }
+        };
+        let case_insensitive = self.case_flag()?;
+        let rhs = self.operand()?;
+        Ok(Expr::Compare(Compare { quantifier, lhs, op, rhs, case_insensitive }))
+    }
+
+    fn case_flag(&mut self) -> Result<bool, ParseError> {
+        if !self.punct("[") {
+            return Ok(false);
+        }
+        let at = self.offset();
+        match self.next() {
+            Some(Tok::Ident(f)) if f.eq_ignore_ascii_case("c") => {}
+            _ => return Err(("expected [c] (case-insensitive)".into(), at)),
+        }
+        self.expect("]")?;
+        Ok(true)
+    }
+
+    /// `x IN {a, b}` is `x == a OR x == b`; `x IN $0` keeps the argument
+    /// (a list) for the binder to expand.
+    fn in_list(&mut self, quantifier: Quantifier, lhs: Operand) -> Result<Expr, ParseError> {
+        let case_insensitive = self.case_flag()?;
+        let cmp = |rhs| Expr::Compare(Compare { quantifier, lhs: lhs.clone(), op: Op::Eq, rhs, case_insensitive });
+        if !self.punct("{") {
+            return Ok(cmp(self.operand()?));
+        }
+        let mut items = Vec::new();
+        if !self.punct("}") {
+            loop {
+                items.push(cmp(self.operand()?));
+                if !self.punct(",") {
+                    break;
+                }
+            }
+            self.expect("}")?;
+        }
+        Ok(Expr::Or(items))
+    }
+
+    fn operand(&mut self) -> Result<Operand, ParseError> {
+        let start = self.offset();
+        let found = self.found();
+        let lit = |l, p: &Parser| Ok(Operand::Literal(l, p.span_from(start)));
+        match self.next() {
+            Some(Tok::Int(i)) => lit(Literal::Int(i), self),
+            Some(Tok::Double(d)) => lit(Literal::Double(d), self),
+            Some(Tok::Str(s)) => lit(Literal::Str(s), self),
+            Some(Tok::Arg(n)) => Ok(Operand::Arg(n, self.span_from(start))),
+            Some(Tok::Ident(i)) => match i.to_ascii_lowercase().as_str() {
+                "nil" | "null" => lit(Literal::Null, self),
+                "true" => lit(Literal::Bool(true), self),
+                "false" => lit(Literal::Bool(false), self),
+                _ => {
+                    self.pos -= 1;
+                    Ok(Operand::Path(self.path()?))
+                }
+            },
+            _ => Err((format!("expected a property, a value or an argument ($0), found {found}"), start)),
+        }
+    }
+
+    fn path(&mut self) -> Result<Path, ParseError> {
+        let start = self.offset();
+        let mut segments = Vec::new();
+        let mut count = false;
+        loop {
+            let at = self.offset();
+            match self.next() {
+                Some(Tok::Ident(name)) => segments.push((name, self.span_from(at))),
+                Some(Tok::At(a)) if !segments.is_empty() && (a == "count" || a == "size") => {
+                    count = true;
+                    break;
+                }
+                _ => {
+                    self.pos -= 1;
+                    return Err((format!("expected a property name, found {}", self.found()), at));
+                }
+            }
+            if !self.punct(".") {
+                break;
+            }
+        }
+        Ok(Path { segments, count, span: self.span_from(start) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_and_suffixes() {
+        let q = parse("a == 1 OR b == 2 AND NOT c == 3 SORT(a DESC, b) LIMIT(5)").unwrap();
+        let Expr::Or(parts) = &q.predicate else { panic!("{q:?}") };
+        assert!(matches!(&parts[1], Expr::And(a) if matches!(a[1], Expr::Not(_))));
+        assert_eq!(q.sort.len(), 2);
+        assert!(!q.sort[0].1 && q.sort[1].1);
+        assert_eq!(q.limit, Some(5));
+    }
+
+    #[test]
+    fn in_and_between_desugar() {
+        let q = parse("age IN {1, 2, 3} AND age BETWEEN {1, 10}").unwrap();
+        let Expr::And(parts) = &q.predicate else { panic!() };
+        assert!(matches!(&parts[0], Expr::Or(v) if v.len() == 3));
+        assert!(matches!(&parts[1], Expr::And(v) if v.len() == 2));
+    }
+
+    #[test]
+    fn errors_point_at_the_token() {
+        assert_eq!(parse("age >").unwrap_err().1, 5);
+        assert_eq!(parse("age >> 3").unwrap_err().1, 5);
+        assert_eq!(parse("age == 3 name").unwrap_err().1, 9);
+        assert_eq!(parse("(age == 3").unwrap_err().1, 9);
+        assert!(parse("age == 3 LIMIT(x)").unwrap_err().0.contains("LIMIT"));
+    }
+
+    #[test]
+    fn paths_and_flags() {
+        let q = parse("ANY owner.tags.@count > 1 && name BEGINSWITH[c] 'r'").unwrap();
+        let Expr::And(parts) = &q.predicate else { panic!() };
+        let Expr::Compare(c) = &parts[0] else { panic!() };
+        let Operand::Path(p) = &c.lhs else { panic!() };
+        assert_eq!(p.segments.len(), 2);
+        assert!(p.count);
+        assert!(matches!(&parts[1], Expr::Compare(c) if c.case_insensitive && c.op == Op::BeginsWith));
+    }
+}

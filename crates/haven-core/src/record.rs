@@ -1,0 +1,274 @@
+//! The record encoding: how an object's values are stored.
+//!
+//! A record is a varint field count followed by the values in the type's
+//! storage order, each a tag byte and a payload. Readers can reach one field
+//! by skipping the ones before it without allocating, which is what makes
+//! unindexed scans cheap (`docs/storage.md`). A record shorter than the
+//! schema (written before a property was added) reads the missing fields as
+//! the property's default.
+
+use crate::value::{Value, ValueRef};
+
+const NULL: u8 = 0;
+const FALSE: u8 = 1;
+const TRUE: u8 = 2;
+const INT: u8 = 3;
+const DOUBLE: u8 = 4;
+const STRING: u8 = 5;
+const DATA: u8 = 6;
+const DATE: u8 = 7;
+const OBJECT_ID: u8 = 8;
+const UUID: u8 = 9;
+const LIST: u8 = 10;
+
+/// A record that cannot be decoded: the file is damaged or was not written
+/// by Haven.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("corrupt record: {0}")]
+pub struct CorruptRecord(&'static str);
+
+/// Encodes `values` as a record, appending to `out`.
+pub fn encode(values: &[Value], out: &mut Vec<u8>) {
+    put_varint(out, values.len() as u64);
+    for v in values {
+        encode_value(v, out);
+    }
+}
+
+fn encode_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Null => out.push(NULL),
+        Value::Bool(b) => out.push(if *b { TRUE } else { FALSE }),
+        Value::Int(i) => {
+            out.push(INT);
+            put_varint(out, zigzag(*i));
+        }
+        Value::Double(d) => {
+            out.push(DOUBLE);
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        Value::String(s) => put_bytes(out, STRING, s.as_bytes()),
+        Value::Data(d) => put_bytes(out, DATA, d),
+        Value::Date(i) => {
+            out.push(DATE);
+            put_varint(out, zigzag(*i));
+        }
+        Value::ObjectId(o) => {
+            out.push(OBJECT_ID);
+            out.extend_from_slice(o);
+        }
+        Value::Uuid(u) => {
+            out.push(UUID);
+            out.extend_from_slice(u);
+        }
+        Value::List(items) => {
+            out.push(LIST);
+            let mut body = Vec::new();
+            for item in items {
+                encode_value(item, &mut body);
+            }
+            put_varint(out, items.len() as u64);
+            put_varint(out, body.len() as u64);
+            out.extend_from_slice(&body);
+        }
+    }
+}
+
+/// Decodes every field of a record.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Value>, CorruptRecord> {
+    let mut r = Reader { bytes, pos: 0 };
+    let n = r.varint()? as usize;
+    let mut out = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        out.push(r.value()?.to_owned());
+    }
+    Ok(out)
+}
+
+/// Reads field `index` without decoding the others; `Ok(None)` when the
+/// record has fewer fields.
+pub fn field(bytes: &[u8], index: usize) -> Result<Option<ValueRef<'_>>, CorruptRecord> {
+    let mut r = Reader { bytes, pos: 0 };
+    let n = r.varint()? as usize;
+    if index >= n {
+        return Ok(None);
+    }
+    for _ in 0..index {
+        r.skip()?;
+    }
+    r.value().map(Some)
+}
+
+/// An encoded list inside a record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ListRef<'a> {
+    len: usize,
+    body: &'a [u8],
+}
+
+impl<'a> ListRef<'a> {
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` when the list has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The elements. A damaged element ends the iteration.
+    pub fn iter(&self) -> impl Iterator<Item = ValueRef<'a>> + 'a {
+        let mut r = Reader { bytes: self.body, pos: 0 };
+        (0..self.len).map_while(move |_| r.value().ok())
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, CorruptRecord> {
+        let b = *self.bytes.get(self.pos).ok_or(CorruptRecord("truncated"))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CorruptRecord> {
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.bytes.len()).ok_or(CorruptRecord("truncated"))?;
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn varint(&mut self) -> Result<u64, CorruptRecord> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(CorruptRecord("varint too long"))
+    }
+
+    fn len_prefixed(&mut self) -> Result<&'a [u8], CorruptRecord> {
+        let n = self.varint()? as usize;
+        self.take(n)
+    }
+
+    fn value(&mut self) -> Result<ValueRef<'a>, CorruptRecord> {
+        Ok(match self.byte()? {
+            NULL => ValueRef::Null,
+            FALSE => ValueRef::Bool(false),
+            TRUE => ValueRef::Bool(true),
+            INT => ValueRef::Int(unzigzag(self.varint()?)),
+            DOUBLE => ValueRef::Double(f64::from_le_bytes(self.take(8)?.try_into().unwrap())),
+            STRING => ValueRef::String(std::str::from_utf8(self.len_prefixed()?).map_err(|_| CorruptRecord("invalid UTF-8"))?),
+            DATA => ValueRef::Data(self.len_prefixed()?),
+            DATE => ValueRef::Date(unzigzag(self.varint()?)),
+            OBJECT_ID => ValueRef::ObjectId(self.take(12)?.try_into().unwrap()),
+            UUID => ValueRef::Uuid(self.take(16)?.try_into().unwrap()),
+            LIST => {
+                let len = self.varint()? as usize;
+                ValueRef::List(ListRef { len, body: self.len_prefixed()? })
+            }
+            _ => return Err(CorruptRecord("unknown value tag")),
+        })
+    }
+
+    fn skip(&mut self) -> Result<(), CorruptRecord> {
+        match self.byte()? {
+            NULL | FALSE | TRUE => {}
+            INT | DATE => {
+                self.varint()?;
+            }
+            DOUBLE => {
+                self.take(8)?;
+            }
+            STRING | DATA => {
+                self.len_prefixed()?;
+            }
+            OBJECT_ID => {
+                self.take(12)?;
+            }
+            UUID => {
+                self.take(16)?;
+            }
+            LIST => {
+                self.varint()?;
+                self.len_prefixed()?;
+            }
+            _ => return Err(CorruptRecord("unknown value tag")),
+        }
+        Ok(())
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    out.push(tag);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn zigzag(i: i64) -> u64 {
+    ((i << 1) ^ (i >> 63)) as u64
+}
+
+fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub fn any_scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>().prop_filter("NaN is not equal to itself", |d| !d.is_nan()).prop_map(Value::Double),
+            ".*".prop_map(Value::String),
+            proptest::collection::vec(any::<u8>(), 0..20).prop_map(Value::Data),
+            any::<i64>().prop_map(Value::Date),
+            any::<[u8; 12]>().prop_map(Value::ObjectId),
+            any::<[u8; 16]>().prop_map(Value::Uuid),
+        ]
+    }
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        prop_oneof![any_scalar(), proptest::collection::vec(any_scalar(), 0..5).prop_map(Value::List)]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(values in proptest::collection::vec(any_value(), 0..12)) {
+            let mut buf = Vec::new();
+            encode(&values, &mut buf);
+            prop_assert_eq!(decode(&buf).unwrap(), values.clone());
+            for (i, v) in values.iter().enumerate() {
+                prop_assert_eq!(field(&buf, i).unwrap().unwrap().to_owned(), v.clone());
+            }
+            prop_assert_eq!(field(&buf, values.len()).unwrap(), None);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode(&bytes);
+            let _ = field(&bytes, 3);
+        }
+    }
+}

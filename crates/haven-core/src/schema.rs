@@ -1,0 +1,613 @@
+//! Schemas: object types, their properties, the Realm-style JSON form and
+//! the rules for what a schema change may do to an existing file.
+
+use crate::error::{SchemaError, ValueError};
+use crate::value::{parse_hex, Value};
+use serde_json::{json, Map, Value as Json};
+use std::collections::HashMap;
+
+/// The type of a property's values (of its elements, for a list).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PropertyType {
+    /// `bool`
+    Bool,
+    /// `int`: i64
+    Int,
+    /// `double`: f64
+    Double,
+    /// `string`
+    String,
+    /// `data`: bytes
+    Data,
+    /// `date`: milliseconds since the Unix epoch
+    Date,
+    /// `objectId`: 12 bytes
+    ObjectId,
+    /// `uuid`: 16 bytes
+    Uuid,
+    /// A link to an object of the named type, stored as its primary key.
+    Link(String),
+}
+
+impl PropertyType {
+    fn parse(name: &str) -> PropertyType {
+        match name {
+            "bool" => PropertyType::Bool,
+            "int" => PropertyType::Int,
+            "double" => PropertyType::Double,
+            "string" => PropertyType::String,
+            "data" => PropertyType::Data,
+            "date" => PropertyType::Date,
+            "objectId" => PropertyType::ObjectId,
+            "uuid" => PropertyType::Uuid,
+            other => PropertyType::Link(other.to_owned()),
+        }
+    }
+
+    /// The name used in the JSON form (`"int"`, `"Dog"`, ...).
+    pub fn name(&self) -> &str {
+        match self {
+            PropertyType::Bool => "bool",
+            PropertyType::Int => "int",
+            PropertyType::Double => "double",
+            PropertyType::String => "string",
+            PropertyType::Data => "data",
+            PropertyType::Date => "date",
+            PropertyType::ObjectId => "objectId",
+            PropertyType::Uuid => "uuid",
+            PropertyType::Link(t) => t,
+        }
+    }
+
+    fn can_be_primary_key(&self) -> bool {
+        matches!(self, PropertyType::Int | PropertyType::String | PropertyType::ObjectId | PropertyType::Uuid)
+    }
+}
+
+/// One property of an object type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Property {
+    /// The property's name.
+    pub name: String,
+    /// The type of its values (elements, for a list).
+    pub ty: PropertyType,
+    /// Whether a value (list element, for a list) may be null.
+    pub optional: bool,
+    /// Whether this is a list.
+    pub list: bool,
+    /// Whether a secondary index speeds up equality and range queries on it.
+    pub indexed: bool,
+}
+
+impl Property {
+    /// A required, unindexed, single-valued property.
+    pub fn new(name: impl Into<String>, ty: PropertyType) -> Self {
+        let optional = matches!(ty, PropertyType::Link(_));
+        Property { name: name.into(), ty, optional, list: false, indexed: false }
+    }
+
+    /// Makes it optional (may hold null).
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// Makes it a list.
+    pub fn list(mut self) -> Self {
+        self.list = true;
+        self.optional = false;
+        self
+    }
+
+    /// Gives it a secondary index.
+    pub fn indexed(mut self) -> Self {
+        self.indexed = true;
+        self
+    }
+
+    /// The type as written in the JSON form: `int`, `int?`, `string[]`, `Dog`.
+    pub fn type_string(&self) -> String {
+        let link = matches!(self.ty, PropertyType::Link(_));
+        let q = if self.optional && !(link && !self.list) { "?" } else { "" };
+        let l = if self.list { "[]" } else { "" };
+        format!("{}{q}{l}", self.ty.name())
+    }
+
+    /// The value a new object gets when this property is not given, or
+    /// `None` when it is required.
+    pub fn default_value(&self) -> Option<Value> {
+        if self.list {
+            Some(Value::List(Vec::new()))
+        } else if self.optional {
+            Some(Value::Null)
+        } else {
+            None
+        }
+    }
+}
+
+/// An object type: a name, a primary key and properties.
+///
+/// ```
+/// use haven_core::{ObjectSchema, PropertyType};
+/// let dog = ObjectSchema::new("Dog")
+///     .primary_key("_id", PropertyType::Int)
+///     .property("name", PropertyType::String)
+///     .optional("age", PropertyType::Int)
+///     .indexed("lastUpdated", PropertyType::Int)
+///     .list("tags", PropertyType::String)
+///     .optional("owner", PropertyType::Link("Person".into()));
+/// assert_eq!(dog.properties().len(), 6);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSchema {
+    name: String,
+    primary_key: Option<String>,
+    properties: Vec<Property>,
+}
+
+impl ObjectSchema {
+    /// An object type with no properties yet.
+    pub fn new(name: impl Into<String>) -> Self {
+        ObjectSchema { name: name.into(), primary_key: None, properties: Vec::new() }
+    }
+
+    /// Adds the primary key property.
+    pub fn primary_key(mut self, name: &str, ty: PropertyType) -> Self {
+        self.primary_key = Some(name.to_owned());
+        self.add(Property::new(name, ty))
+    }
+
+    /// Adds a required property.
+    pub fn property(self, name: &str, ty: PropertyType) -> Self {
+        self.add(Property::new(name, ty))
+    }
+
+    /// Adds an optional property.
+    pub fn optional(self, name: &str, ty: PropertyType) -> Self {
+        self.add(Property::new(name, ty).optional())
+    }
+
+    /// Adds a required, indexed property.
+    pub fn indexed(self, name: &str, ty: PropertyType) -> Self {
+        self.add(Property::new(name, ty).indexed())
+    }
+
+    /// Adds a list property.
+    pub fn list(self, name: &str, ty: PropertyType) -> Self {
+        self.add(Property::new(name, ty).list())
+    }
+
+    /// Adds any property.
+    pub fn add(mut self, property: Property) -> Self {
+        self.properties.push(property);
+        self
+    }
+
+    /// The type's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The properties, in storage order.
+    pub fn properties(&self) -> &[Property] {
+        &self.properties
+    }
+
+    /// The position of a property in storage order.
+    pub fn property_index(&self, name: &str) -> Option<usize> {
+        self.properties.iter().position(|p| p.name == name)
+    }
+
+    /// A property by name.
+    pub fn property_named(&self, name: &str) -> Option<&Property> {
+        self.properties.iter().find(|p| p.name == name)
+    }
+
+    /// The primary key's name.
+    pub fn primary_key_name(&self) -> &str {
+        self.primary_key.as_deref().unwrap_or("")
+    }
+
+    /// The primary key's position (valid once the schema is validated).
+    pub fn primary_key_index(&self) -> usize {
+        self.property_index(self.primary_key_name()).unwrap_or(0)
+    }
+
+    /// The primary key property.
+    pub fn primary_key_property(&self) -> &Property {
+        &self.properties[self.primary_key_index()]
+    }
+
+    fn validate(&self, type_names: &HashMap<&str, usize>) -> Result<(), SchemaError> {
+        let t = Some(self.name.as_str());
+        let err = |p: Option<&str>, m: String| Err(SchemaError::new(t, p, m));
+        if !valid_name(&self.name) {
+            return err(None, "a type name must be non-empty and use only letters, digits and '_'".into());
+        }
+        let Some(pk) = &self.primary_key else {
+            return err(None, "no primary key: every Haven type needs one (add \"primaryKey\": \"_id\"); objects are identified by it locally and in sync".into());
+        };
+        let mut seen = HashMap::new();
+        for p in &self.properties {
+            let pn = Some(p.name.as_str());
+            if !valid_name(&p.name) {
+                return err(pn, "a property name must be non-empty and use only letters, digits and '_'".into());
+            }
+            if seen.insert(p.name.as_str(), ()).is_some() {
+                return err(pn, "the property is declared twice".into());
+            }
+            if let PropertyType::Link(target) = &p.ty {
+                if !type_names.contains_key(target.as_str()) {
+                    return err(pn, format!("unknown type '{target}' (not a property type, nor an object type of this schema)"));
+                }
+                if p.indexed {
+                    return err(pn, "links cannot be indexed".into());
+                }
+            }
+            if p.list && p.indexed {
+                return err(pn, "lists cannot be indexed".into());
+            }
+        }
+        let Some(pkp) = self.property_named(pk) else {
+            return err(Some(pk), "the primary key is not one of the type's properties".into());
+        };
+        if !pkp.ty.can_be_primary_key() || pkp.list || pkp.optional {
+            return err(Some(pk), format!("a primary key must be a required int, string, objectId or uuid, not '{}'", pkp.type_string()));
+        }
+        Ok(())
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// A validated list of object types.
+///
+/// ```
+/// use haven_core::Schema;
+/// let schema = Schema::from_json(r#"[
+///   {"name":"Dog","primaryKey":"_id",
+///    "properties":{"_id":"int","name":"string","age":"int?","tags":"string[]",
+///                  "owner":"Person","score":{"type":"double","optional":true,"indexed":true}}},
+///   {"name":"Person","primaryKey":"_id","properties":{"_id":"uuid","name":"string"}}
+/// ]"#).unwrap();
+/// assert_eq!(schema.object_type("Dog").unwrap().properties().len(), 6);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Schema {
+    types: Vec<ObjectSchema>,
+}
+
+impl Schema {
+    /// Validates and builds a schema.
+    pub fn new(types: Vec<ObjectSchema>) -> Result<Schema, SchemaError> {
+        let mut names = HashMap::new();
+        for (i, t) in types.iter().enumerate() {
+            if names.insert(t.name.as_str(), i).is_some() {
+                return Err(SchemaError::new(Some(&t.name), None, "the type is declared twice"));
+            }
+        }
+        for t in &types {
+            t.validate(&names)?;
+        }
+        Ok(Schema { types })
+    }
+
+    /// Parses the Realm-style JSON form: an array of
+    /// `{"name", "primaryKey", "properties": {name: type}}` where a type is a
+    /// string (`"int"`, `"int?"`, `"string[]"`, `"Dog"`, `"Dog[]"`) or an object
+    /// (`{"type": "int", "optional": true, "indexed": true}`,
+    /// `{"type": "list", "objectType": "string"}`).
+    pub fn from_json(text: &str) -> Result<Schema, SchemaError> {
+        let json: Json = serde_json::from_str(text)
+            .map_err(|e| SchemaError::new(None, None, format!("not valid JSON: {e}")))?;
+        let items = match json {
+            Json::Array(items) => items,
+            obj @ Json::Object(_) => vec![obj],
+            _ => return Err(SchemaError::new(None, None, "expected an array of object types")),
+        };
+        let types = items.iter().map(type_from_json).collect::<Result<Vec<_>, _>>()?;
+        Schema::new(types)
+    }
+
+    /// The JSON form, as accepted by [`Schema::from_json`].
+    pub fn to_json(&self) -> String {
+        let types: Vec<Json> = self
+            .types
+            .iter()
+            .map(|t| {
+                let mut props = Map::new();
+                for p in &t.properties {
+                    let ty = if p.indexed {
+                        json!({"type": p.type_string(), "indexed": true})
+                    } else {
+                        Json::String(p.type_string())
+                    };
+                    props.insert(p.name.clone(), ty);
+                }
+                json!({"name": t.name, "primaryKey": t.primary_key, "properties": props})
+            })
+            .collect();
+        Json::Array(types).to_string()
+    }
+
+    /// The object types.
+    pub fn types(&self) -> &[ObjectSchema] {
+        &self.types
+    }
+
+    /// An object type by name.
+    pub fn object_type(&self, name: &str) -> Option<&ObjectSchema> {
+        self.types.iter().find(|t| t.name == name)
+    }
+
+    /// Checks that `requested` can open a file whose schema is `self`, and
+    /// returns the schema to store: the existing types and properties in
+    /// their storage order, with what `requested` adds appended. Allowed:
+    /// new types, new optional or list properties, adding or removing an
+    /// index. A type the request omits is kept. Anything else is an error
+    /// that names the change.
+    pub fn evolve(&self, requested: &Schema) -> Result<Schema, SchemaError> {
+        let mut merged = self.types.clone();
+        for want in &requested.types {
+            let Some(have) = merged.iter_mut().find(|t| t.name == want.name) else {
+                merged.push(want.clone());
+                continue;
+            };
+            let t = Some(want.name.as_str());
+            if have.primary_key != want.primary_key {
+                return Err(SchemaError::new(t, None, format!(
+                    "the primary key changed from '{}' to '{}'; changing a primary key needs a new database",
+                    have.primary_key_name(), want.primary_key_name())));
+            }
+            for old in &have.properties {
+                if want.property_named(&old.name).is_none() {
+                    return Err(SchemaError::new(t, Some(&old.name),
+                        "the property is in the file but not in the schema; removing a property is a breaking change (keep it in the schema)"));
+                }
+            }
+            for p in &want.properties {
+                match have.properties.iter_mut().find(|o| o.name == p.name) {
+                    Some(old) if old.ty != p.ty || old.optional != p.optional || old.list != p.list => {
+                        return Err(SchemaError::new(t, Some(&p.name), format!(
+                            "the property changed from '{}' to '{}'; changing a property's type is a breaking change",
+                            old.type_string(), p.type_string())));
+                    }
+                    Some(old) => old.indexed = p.indexed,
+                    None if p.default_value().is_none() => {
+                        return Err(SchemaError::new(t, Some(&p.name),
+                            "a new required property cannot be added to a type that has objects; make it optional ('?') or a list"));
+                    }
+                    None => have.properties.push(p.clone()),
+                }
+            }
+        }
+        Schema::new(merged)
+    }
+
+    /// Converts a loosely typed value (from JSON or an argument) to what the
+    /// property stores, or says why it does not fit.
+    pub fn coerce(&self, ty: &ObjectSchema, prop: &Property, value: Value) -> Result<Value, ValueError> {
+        let fail = |message: String| ValueError {
+            object_type: ty.name.clone(),
+            property: prop.name.clone(),
+            message,
+        };
+        if prop.list {
+            return match value {
+                Value::List(items) => items
+                    .into_iter()
+                    .map(|v| self.coerce_element(prop, v).map_err(&fail))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Value::List),
+                other => Err(fail(format!("expected a list of {}, got {}", prop.ty.name(), other.kind()))),
+            };
+        }
+        self.coerce_element(prop, value).map_err(fail)
+    }
+
+    fn coerce_element(&self, prop: &Property, value: Value) -> Result<Value, String> {
+        if value.is_null() {
+            return if prop.optional && !(prop.list && matches!(prop.ty, PropertyType::Link(_))) {
+                Ok(Value::Null)
+            } else {
+                Err(format!("null is not allowed: the property is '{}' (not optional)", prop.type_string()))
+            };
+        }
+        let ty = match &prop.ty {
+            PropertyType::Link(target) => match self.object_type(target) {
+                Some(t) => &t.primary_key_property().ty,
+                None => return Err(format!("unknown link target type '{target}'")),
+            },
+            ty => ty,
+        };
+        coerce_scalar(ty, value)
+    }
+}
+
+fn coerce_scalar(ty: &PropertyType, value: Value) -> Result<Value, String> {
+    let kind = value.kind();
+    let converted = match (ty, value) {
+        (PropertyType::Bool, v @ Value::Bool(_)) => Some(v),
+        (PropertyType::Int, v @ Value::Int(_)) => Some(v),
+        (PropertyType::Int, Value::Double(d)) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(Value::Int(d as i64)),
+        (PropertyType::Double, v @ Value::Double(_)) => Some(v),
+        (PropertyType::Double, Value::Int(i)) => Some(Value::Double(i as f64)),
+        (PropertyType::String, v @ Value::String(_)) => Some(v),
+        (PropertyType::Data, v @ Value::Data(_)) => Some(v),
+        (PropertyType::Data, Value::List(items)) => items
+            .iter()
+            .map(|v| v.as_int().and_then(|i| u8::try_from(i).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .map(Value::Data),
+        (PropertyType::Date, v @ Value::Date(_)) => Some(v),
+        (PropertyType::Date, Value::Int(i)) => Some(Value::Date(i)),
+        (PropertyType::ObjectId, v @ Value::ObjectId(_)) => Some(v),
+        (PropertyType::ObjectId, Value::String(s)) => {
+            return parse_hex::<12>(&s).map(Value::ObjectId).ok_or(format!("'{s}' is not an objectId (24 hex digits)"))
+        }
+        (PropertyType::Uuid, v @ Value::Uuid(_)) => Some(v),
+        (PropertyType::Uuid, Value::String(s)) => {
+            return parse_hex::<16>(&s).map(Value::Uuid).ok_or(format!("'{s}' is not a UUID"))
+        }
+        _ => None,
+    };
+    converted.ok_or_else(|| format!("expected {}, got {kind}", ty.name()))
+}
+
+/// Converts JSON to a loosely typed [`Value`]: numbers become `Int` when
+/// integral, strings `String`, arrays `List`. Objects are not values (a
+/// nested object is a link written inline) and return `None`.
+pub fn value_from_json(json: &Json) -> Option<Value> {
+    Some(match json {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Double(n.as_f64()?),
+        },
+        Json::String(s) => Value::String(s.clone()),
+        Json::Array(items) => Value::List(items.iter().map(value_from_json).collect::<Option<_>>()?),
+        Json::Object(_) => return None,
+    })
+}
+
+fn type_from_json(json: &Json) -> Result<ObjectSchema, SchemaError> {
+    let obj = json.as_object().ok_or_else(|| SchemaError::new(None, None, "each object type must be a JSON object"))?;
+    let name = obj.get("name").and_then(Json::as_str)
+        .ok_or_else(|| SchemaError::new(None, None, "an object type has no \"name\""))?;
+    let t = Some(name);
+    let mut ty = ObjectSchema::new(name);
+    match obj.get("primaryKey") {
+        None | Some(Json::Null) => {}
+        Some(Json::String(pk)) => ty.primary_key = Some(pk.clone()),
+        Some(_) => return Err(SchemaError::new(t, None, "\"primaryKey\" must be a property name")),
+    }
+    let props = obj.get("properties").and_then(Json::as_object)
+        .ok_or_else(|| SchemaError::new(t, None, "\"properties\" must be an object of name: type"))?;
+    for (pname, spec) in props {
+        let prop = property_from_json(pname, spec).map_err(|m| SchemaError::new(t, Some(pname), m))?;
+        ty = ty.add(prop);
+    }
+    Ok(ty)
+}
+
+fn property_from_json(name: &str, spec: &Json) -> Result<Property, String> {
+    let (text, optional, indexed) = match spec {
+        Json::String(s) => (s.clone(), false, false),
+        Json::Object(o) => {
+            let ty = o.get("type").and_then(Json::as_str).ok_or("a property object needs a \"type\"")?;
+            let text = match (ty, o.get("objectType").and_then(Json::as_str)) {
+                ("list", Some(inner)) => format!("{inner}[]"),
+                ("object", Some(inner)) => inner.to_owned(),
+                ("list" | "object", None) => return Err(format!("type '{ty}' needs an \"objectType\"")),
+                (ty, _) => ty.to_owned(),
+            };
+            let flag = |k: &str| o.get(k).and_then(Json::as_bool).unwrap_or(false);
+            (text, flag("optional"), flag("indexed"))
+        }
+        _ => return Err("a property type must be a string like \"int?\" or an object".into()),
+    };
+    let (base, list) = match text.strip_suffix("[]") {
+        Some(b) => (b, true),
+        None => (text.as_str(), false),
+    };
+    let (base, q) = match base.strip_suffix('?') {
+        Some(b) => (b, true),
+        None => (base, false),
+    };
+    if base.is_empty() || matches!(base, "decimal128" | "mixed" | "float" | "set" | "dictionary" | "linkingObjects") {
+        return Err(format!("unsupported property type '{text}' (supported: bool, int, double, string, data, date, objectId, uuid, links, lists)"));
+    }
+    let mut p = Property::new(name, PropertyType::parse(base));
+    if list {
+        p = p.list();
+    }
+    p.optional |= q || optional;
+    p.indexed = indexed;
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOGS: &str = r#"[
+      {"name":"Dog","primaryKey":"_id",
+       "properties":{"_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true},
+                     "owner":"Person?","friends":"Dog[]","tags":"string[]",
+                     "score":{"type":"double","optional":true,"indexed":true}}},
+      {"name":"Person","primaryKey":"_id","properties":{"_id":"uuid","name":"string"}}
+    ]"#;
+
+    #[test]
+    fn parses_every_form() {
+        let s = Schema::from_json(DOGS).unwrap();
+        let dog = s.object_type("Dog").unwrap();
+        let p = |n| dog.property_named(n).unwrap();
+        assert!(p("age").optional && !p("age").list);
+        assert!(p("lastUpdated").indexed && !p("lastUpdated").optional);
+        assert_eq!(p("owner").ty, PropertyType::Link("Person".into()));
+        assert!(p("owner").optional);
+        assert!(p("friends").list && p("tags").list);
+        assert!(p("score").optional && p("score").indexed);
+        assert_eq!(dog.primary_key_index(), 0);
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let s = Schema::from_json(DOGS).unwrap();
+        assert_eq!(Schema::from_json(&s.to_json()).unwrap(), s);
+    }
+
+    #[test]
+    fn errors_name_type_and_property() {
+        let e = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","owner":"Cat"}}]"#).unwrap_err();
+        assert_eq!((e.object_type.as_deref(), e.property.as_deref()), (Some("Dog"), Some("owner")));
+        assert!(e.to_string().contains("Dog.owner") && e.to_string().contains("Cat"), "{e}");
+        let e = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"double"}}]"#).unwrap_err();
+        assert_eq!(e.property.as_deref(), Some("_id"));
+        let e = Schema::from_json(r#"[{"name":"Dog","properties":{"_id":"int"}}]"#).unwrap_err();
+        assert!(e.to_string().contains("primary key"), "{e}");
+        let e = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","x":"decimal128"}}]"#).unwrap_err();
+        assert_eq!(e.property.as_deref(), Some("x"));
+        assert!(Schema::from_json("{").unwrap_err().to_string().contains("JSON"));
+    }
+
+    #[test]
+    fn evolve_allows_additive_changes_only() {
+        let v1 = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string"}}]"#).unwrap();
+        let v2 = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"age":"int?","_id":"int","name":{"type":"string","indexed":true}}},
+                                     {"name":"Cat","primaryKey":"_id","properties":{"_id":"int"}}]"#).unwrap();
+        let merged = v1.evolve(&v2).unwrap();
+        let dog = merged.object_type("Dog").unwrap();
+        let names: Vec<_> = dog.properties().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["_id", "name", "age"], "storage order is kept, additions appended");
+        assert!(dog.property_named("name").unwrap().indexed);
+        assert!(merged.object_type("Cat").is_some());
+
+        let retyped = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"int"}}]"#).unwrap();
+        assert_eq!(v1.evolve(&retyped).unwrap_err().property.as_deref(), Some("name"));
+        let required = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int"}}]"#).unwrap();
+        assert_eq!(v1.evolve(&required).unwrap_err().property.as_deref(), Some("age"));
+        let removed = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int"}}]"#).unwrap();
+        assert_eq!(v1.evolve(&removed).unwrap_err().property.as_deref(), Some("name"));
+    }
+
+    #[test]
+    fn coerce_checks_types() {
+        let s = Schema::from_json(DOGS).unwrap();
+        let dog = s.object_type("Dog").unwrap();
+        let p = |n| dog.property_named(n).unwrap();
+        assert_eq!(s.coerce(dog, p("score"), Value::Int(2)).unwrap(), Value::Double(2.0));
+        assert!(s.coerce(dog, p("name"), Value::Null).unwrap_err().to_string().contains("Dog.name"));
+        assert!(s.coerce(dog, p("age"), "x".into()).is_err());
+        assert_eq!(s.coerce(dog, p("age"), Value::Null).unwrap(), Value::Null);
+        let owner = s.coerce(dog, p("owner"), "123e4567-e89b-12d3-a456-426614174000".into()).unwrap();
+        assert!(matches!(owner, Value::Uuid(_)));
+        assert!(s.coerce(dog, p("tags"), "x".into()).is_err());
+        assert!(s.coerce(dog, p("friends"), Value::List(vec![Value::Null])).is_err());
+    }
+}

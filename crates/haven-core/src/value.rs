@@ -1,0 +1,309 @@
+//! Values: what a property holds, owned ([`Value`]) or borrowed from an
+//! encoded record ([`ValueRef`]).
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// A property value.
+///
+/// A link holds the primary key of its target; a list holds its elements.
+/// `Date` is milliseconds since the Unix epoch.
+///
+/// ```
+/// use haven_core::Value;
+/// let v: Value = 3.into();
+/// assert_eq!(v, Value::Int(3));
+/// assert_eq!(Value::from("Rex").as_str(), Some("Rex"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// No value (an optional property that is not set, or a link whose target is gone).
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A 64-bit signed integer.
+    Int(i64),
+    /// A 64-bit float.
+    Double(f64),
+    /// A UTF-8 string.
+    String(String),
+    /// Raw bytes.
+    Data(Vec<u8>),
+    /// A timestamp in milliseconds since the Unix epoch.
+    Date(i64),
+    /// A 12-byte MongoDB-style object id.
+    ObjectId([u8; 12]),
+    /// A 16-byte UUID.
+    Uuid([u8; 16]),
+    /// The elements of a list property.
+    List(Vec<Value>),
+}
+
+/// A value borrowed from an encoded record; lists stay encoded until asked for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    /// See [`Value::Null`].
+    Null,
+    /// See [`Value::Bool`].
+    Bool(bool),
+    /// See [`Value::Int`].
+    Int(i64),
+    /// See [`Value::Double`].
+    Double(f64),
+    /// See [`Value::String`].
+    String(&'a str),
+    /// See [`Value::Data`].
+    Data(&'a [u8]),
+    /// See [`Value::Date`].
+    Date(i64),
+    /// See [`Value::ObjectId`].
+    ObjectId(&'a [u8; 12]),
+    /// See [`Value::Uuid`].
+    Uuid(&'a [u8; 16]),
+    /// An encoded list: its element count and encoded elements.
+    List(crate::record::ListRef<'a>),
+}
+
+impl Value {
+    /// Borrows this value as a [`ValueRef`] (lists are not borrowable: they
+    /// return `None`).
+    pub fn as_ref(&self) -> Option<ValueRef<'_>> {
+        Some(match self {
+            Value::Null => ValueRef::Null,
+            Value::Bool(b) => ValueRef::Bool(*b),
+            Value::Int(i) => ValueRef::Int(*i),
+            Value::Double(d) => ValueRef::Double(*d),
+            Value::String(s) => ValueRef::String(s),
+            Value::Data(d) => ValueRef::Data(d),
+            Value::Date(d) => ValueRef::Date(*d),
+            Value::ObjectId(o) => ValueRef::ObjectId(o),
+            Value::Uuid(u) => ValueRef::Uuid(u),
+            Value::List(_) => return None,
+        })
+    }
+
+    /// `true` for [`Value::Null`].
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The integer, if this is an `Int`.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The float, if this is a `Double`.
+    pub fn as_double(&self) -> Option<f64> {
+        match self {
+            Value::Double(d) => Some(*d),
+            _ => None,
+        }
+    }
+
+    /// The string, if this is a `String`.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is a `Bool`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The elements, if this is a `List`.
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// A short name of this value's kind, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Double(_) => "double",
+            Value::String(_) => "string",
+            Value::Data(_) => "data",
+            Value::Date(_) => "date",
+            Value::ObjectId(_) => "objectId",
+            Value::Uuid(_) => "uuid",
+            Value::List(_) => "list",
+        }
+    }
+
+    /// The value as JSON: dates as milliseconds, object ids as 24 hex digits,
+    /// UUIDs in their hyphenated form, data as an array of bytes.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) | Value::Date(i) => J::from(*i),
+            Value::Double(d) => J::from(*d),
+            Value::String(s) => J::String(s.clone()),
+            Value::Data(d) => J::Array(d.iter().map(|b| J::from(*b)).collect()),
+            Value::ObjectId(o) => J::String(hex(o)),
+            Value::Uuid(u) => J::String(uuid_string(u)),
+            Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
+        }
+    }
+}
+
+impl<'a> ValueRef<'a> {
+    /// Copies the value out of the record.
+    pub fn to_owned(&self) -> Value {
+        match *self {
+            ValueRef::Null => Value::Null,
+            ValueRef::Bool(b) => Value::Bool(b),
+            ValueRef::Int(i) => Value::Int(i),
+            ValueRef::Double(d) => Value::Double(d),
+            ValueRef::String(s) => Value::String(s.to_owned()),
+            ValueRef::Data(d) => Value::Data(d.to_vec()),
+            ValueRef::Date(d) => Value::Date(d),
+            ValueRef::ObjectId(o) => Value::ObjectId(*o),
+            ValueRef::Uuid(u) => Value::Uuid(*u),
+            ValueRef::List(l) => Value::List(l.iter().map(|v| v.to_owned()).collect()),
+        }
+    }
+
+    /// Compares two values of the same kind; `None` when they cannot be
+    /// ordered (different kinds, lists, NaN). `Null` sorts before everything.
+    /// Ints and doubles compare numerically.
+    pub fn compare(&self, other: &ValueRef<'_>) -> Option<Ordering> {
+        use ValueRef as V;
+        match (self, other) {
+            (V::Null, V::Null) => Some(Ordering::Equal),
+            (V::Null, _) => Some(Ordering::Less),
+            (_, V::Null) => Some(Ordering::Greater),
+            (V::Bool(a), V::Bool(b)) => Some(a.cmp(b)),
+            (V::Int(a), V::Int(b)) | (V::Date(a), V::Date(b)) => Some(a.cmp(b)),
+            (V::Double(a), V::Double(b)) => a.partial_cmp(b),
+            (V::Int(a), V::Double(b)) => (*a as f64).partial_cmp(b),
+            (V::Double(a), V::Int(b)) => a.partial_cmp(&(*b as f64)),
+            (V::String(a), V::String(b)) => Some(a.cmp(b)),
+            (V::Data(a), V::Data(b)) => Some(a.cmp(b)),
+            (V::ObjectId(a), V::ObjectId(b)) => Some(a.cmp(b)),
+            (V::Uuid(a), V::Uuid(b)) => Some(a.cmp(b)),
+            _ => None,
+        }
+    }
+}
+
+/// Orders values for sorting: like [`ValueRef::compare`], with values that
+/// cannot be ordered treated as equal so that sorting stays total.
+pub fn sort_order(a: &Value, b: &Value) -> Ordering {
+    match (a.as_ref(), b.as_ref()) {
+        (Some(a), Some(b)) => a.compare(&b).unwrap_or(Ordering::Equal),
+        _ => Ordering::Equal,
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::String(s) => write!(f, "{s:?}"),
+            other => write!(f, "{}", other.to_json()),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn uuid_string(u: &[u8; 16]) -> String {
+    let h = hex(u);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Parses hex digits (hyphens ignored) into exactly `N` bytes.
+pub(crate) fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let digits: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in digits.chunks(2).enumerate() {
+        let pair = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
+macro_rules! from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self { Value::Int(v as i64) }
+        }
+    )*};
+}
+from_int!(i8, i16, i32, i64, u8, u16, u32);
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Double(v)
+    }
+}
+impl From<f32> for Value {
+    fn from(v: f32) -> Self {
+        Value::Double(v as f64)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::String(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::String(v)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+impl<T: Into<Value>> From<Vec<T>> for Value {
+    fn from(v: Vec<T>) -> Self {
+        Value::List(v.into_iter().map(Into::into).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_forms() {
+        let oid = parse_hex::<12>("5f1b2c3d4e5f6a7b8c9d0e1f").unwrap();
+        assert_eq!(Value::ObjectId(oid).to_json(), "5f1b2c3d4e5f6a7b8c9d0e1f");
+        let u = parse_hex::<16>("123e4567-e89b-12d3-a456-426614174000").unwrap();
+        assert_eq!(Value::Uuid(u).to_json(), "123e4567-e89b-12d3-a456-426614174000");
+        assert_eq!(parse_hex::<12>("zz"), None);
+    }
+
+    #[test]
+    fn numeric_compare_across_int_and_double() {
+        assert_eq!(ValueRef::Int(2).compare(&ValueRef::Double(2.5)), Some(Ordering::Less));
+        assert_eq!(ValueRef::Null.compare(&ValueRef::Int(0)), Some(Ordering::Less));
+        assert_eq!(ValueRef::String("a").compare(&ValueRef::Int(0)), None);
+    }
+}
