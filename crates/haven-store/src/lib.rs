@@ -1,1 +1,24 @@
+//! Haven's local database: one redb file holding objects, secondary
+//! indexes and metadata; write transactions; queries; change listeners.
+//!
+//! Apps use it through the `haven` crate, which re-exports this API.
 
+mod changes;
+mod config;
+mod database;
+mod error;
+mod layout;
+mod notifier;
+mod object;
+mod results;
+mod snapshot;
+mod transaction;
+
+pub use config::{Config, UpdateMode};
+pub use database::Database;
+pub use error::{Error, Result};
+pub use haven_core::{ObjectSchema, Property, PropertyType, QueryError, Schema, SchemaError, Value, ValueError};
+pub use notifier::{CollectionChanges, NotificationToken, ObjectChange};
+pub use object::Object;
+pub use results::Results;
+pub use transaction::WriteTransaction;

@@ -1,0 +1,63 @@
+//! How to open a database.
+
+use haven_core::Schema;
+use std::path::{Path, PathBuf};
+
+/// Where a database lives and how to open it.
+///
+/// ```
+/// use haven_store::{Config, Schema};
+/// let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int"}}]"#).unwrap();
+/// let config = Config::new("data/app.haven").schema(schema);
+/// assert_eq!(config.path(), std::path::Path::new("data/app.haven"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) path: PathBuf,
+    pub(crate) schema: Option<Schema>,
+    pub(crate) read_only: bool,
+    pub(crate) cache_size: Option<usize>,
+}
+
+impl Config {
+    /// A database at `path`, created if missing.
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        Config { path: path.as_ref().to_path_buf(), schema: None, read_only: false, cache_size: None }
+    }
+
+    /// The schema the app uses. New types and new optional properties are
+    /// added to an existing file; other changes are refused with an error.
+    /// Without a schema, the file's own schema is used.
+    pub fn schema(mut self, schema: Schema) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Opens an existing file for reading only; it is never changed.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// The page cache size in bytes (default: the storage engine's).
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_size = Some(bytes);
+        self
+    }
+
+    /// The database file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What `create` does when an object with the same primary key exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMode {
+    /// Fail with [`Error::DuplicatePrimaryKey`](crate::Error::DuplicatePrimaryKey).
+    Never,
+    /// Write only the given properties whose value differs.
+    Modified,
+    /// Write every given property, even when unchanged (listeners see them as modified).
+    All,
+}

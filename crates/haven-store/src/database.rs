@@ -1,0 +1,447 @@
+//! `Database`: opening a file (once per process), reading, and the one
+//! commit path every write goes through.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::layout::{self, FORMAT_VERSION, META, META_FORMAT, META_SCHEMA};
+use crate::notifier::{Listener, NotificationToken, Notifier, ObjectChange, ObjectListener};
+use crate::object::Object;
+use crate::results::Results;
+use crate::snapshot::Snapshot;
+use crate::transaction::WriteTransaction;
+use haven_core::{key, query, Schema, Value};
+use redb::{ReadableDatabase, ReadableTable, TableError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+
+/// An open database. Cheap to clone (clones share one open file);
+/// `Send + Sync`. The file closes when the last clone is dropped.
+///
+/// ```
+/// use haven_store::{Config, Database, Schema, UpdateMode};
+/// use serde_json::json;
+/// # let dir = tempfile::tempdir().unwrap();
+/// let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id",
+///     "properties":{"_id":"int","name":"string","age":"int?"}}]"#)?;
+/// let db = Database::open(Config::new(dir.path().join("app.haven")).schema(schema))?;
+/// db.write(|tx| {
+///     tx.create("Dog", json!({"_id": 1, "name": "Rex", "age": 3}), UpdateMode::Never)?;
+///     tx.increment("Dog", 1, "age", 1)
+/// })?;
+/// let rex = db.object_for_primary_key("Dog", 1)?.unwrap();
+/// assert_eq!(rex.get("age"), Some(4.into()));
+/// # Ok::<(), haven_store::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Database {
+    pub(crate) inner: Arc<Inner>,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("path", &self.inner.path).field("read_only", &self.read_only).finish()
+    }
+}
+
+pub(crate) struct Inner {
+    path: PathBuf,
+    engine: Engine,
+    pub(crate) schema: Arc<Schema>,
+    /// Serialises commits with the listener thread's reads of "what has
+    /// been committed so far" (see notifier.rs).
+    write_lock: Mutex<()>,
+    /// How many commits this process made; the listener thread uses it to
+    /// tell which commits a new listener's first read already includes.
+    commit_seq: AtomicU64,
+    pub(crate) notifier: Notifier,
+}
+
+enum Engine {
+    Writable(redb::Database),
+    ReadOnly(redb::ReadOnlyDatabase),
+}
+
+/// Databases open in this process, by absolute path: redb allows one
+/// handle per file per process, and sharing one also shares listeners.
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Inner>>>> = LazyLock::new(Default::default);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic inside a write closure poisons nothing we rely on: the
+    // transaction it held was aborted.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Database {
+    /// Opens (creating it if needed, unless read-only) the database at
+    /// `config.path()`. Opening a path that is already open in this process
+    /// returns the same shared database.
+    pub fn open(config: Config) -> Result<Database> {
+        let path = absolute(&config.path)?;
+        let mut open = lock(&OPEN);
+        if let Some(inner) = open.get(&path).and_then(Weak::upgrade) {
+            if let Some(requested) = &config.schema {
+                if inner.schema.evolve(requested)? != *inner.schema {
+                    return Err(haven_core::SchemaError {
+                        object_type: None,
+                        property: None,
+                        message: format!("{} is already open in this process with a schema that lacks what this one adds; close every handle first", path.display()),
+                    }
+                    .into());
+                }
+            }
+            let read_only = config.read_only || matches!(inner.engine, Engine::ReadOnly(_));
+            return Ok(Database { inner, read_only });
+        }
+        let inner = Arc::new(Inner::open(path.clone(), &config)?);
+        open.retain(|_, w| w.strong_count() > 0);
+        open.insert(path, Arc::downgrade(&inner));
+        tracing::debug!(path = %inner.path.display(), read_only = config.read_only, "opened database");
+        Ok(Database { inner, read_only: config.read_only })
+    }
+
+    /// Whether the database at `path` is open in this process.
+    pub fn is_open(path: impl AsRef<Path>) -> bool {
+        absolute(path.as_ref()).is_ok_and(|p| lock(&OPEN).get(&p).is_some_and(|w| w.strong_count() > 0))
+    }
+
+    /// Drops this handle. The file closes when every clone (and every
+    /// `Results` and `Object` read from it) is gone.
+    pub fn close(self) {}
+
+    /// The file's path (absolute).
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The schema in effect: the file's, with what the app's schema added.
+    pub fn schema(&self) -> &Schema {
+        &self.inner.schema
+    }
+
+    /// Whether writes are refused.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Runs `f` in a write transaction and commits durably (one fsync) when
+    /// it returns `Ok`. An `Err` or a panic inside `f` rolls back: nothing
+    /// is written. Listeners are notified after the commit, on their own
+    /// thread.
+    pub fn write<R>(&self, f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<R>) -> Result<R> {
+        if self.read_only {
+            return Err(Error::ReadOnly(self.inner.path.clone()));
+        }
+        self.inner.commit(f)
+    }
+
+    /// The object of `object_type` with this primary key, if it exists.
+    pub fn object_for_primary_key(&self, object_type: &str, primary_key: impl Into<Value>) -> Result<Option<Object>> {
+        let snap = self.snapshot()?;
+        let (type_index, ty) = self.type_named(object_type)?;
+        let pk = crate::transaction::coerce_primary_key(&snap.schema, ty, primary_key.into())?;
+        match snap.get(object_type, &key::to_key(pk.as_ref().expect("a key is a scalar")))? {
+            Some(rec) => Object::from_record(self, &snap, type_index, &rec).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every object of a type, as a live collection that queries narrow.
+    pub fn objects(&self, object_type: &str) -> Result<Results> {
+        self.type_named(object_type)?;
+        Ok(Results::new(self.clone(), object_type))
+    }
+
+    /// Waits until every listener has been called for every commit made so
+    /// far. Useful in tests; apps rarely need it.
+    pub fn wait_for_listeners(&self) {
+        self.inner.notifier.flush();
+    }
+
+    pub(crate) fn type_named(&self, name: &str) -> Result<(usize, &haven_core::ObjectSchema)> {
+        self.inner
+            .schema
+            .types()
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.name() == name)
+            .ok_or_else(|| Error::UnknownType(name.to_owned()))
+    }
+
+    pub(crate) fn snapshot(&self) -> Result<Snapshot> {
+        self.inner.snapshot()
+    }
+
+    pub(crate) fn add_object_listener(&self, ty: &str, pk: Value, callback: Box<dyn Fn(&ObjectChange) + Send + Sync>) -> NotificationToken {
+        let key = key::to_key(pk.as_ref().expect("a primary key is a scalar"));
+        self.add_listener(Listener::Object(ObjectListener { ty: ty.to_owned(), key, callback }))
+    }
+
+    pub(crate) fn add_listener(&self, listener: Listener) -> NotificationToken {
+        self.inner.notifier.register(Arc::downgrade(&self.inner), listener)
+    }
+}
+
+impl Inner {
+    fn open(path: PathBuf, config: &Config) -> Result<Inner> {
+        let exists = std::fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false);
+        let (engine, schema) = if config.read_only {
+            if !exists {
+                return Err(not_a_database(&path, "the file does not exist or is empty"));
+            }
+            let db = redb::Builder::new().open_read_only(&path).map_err(|e| open_error(&path, e))?;
+            let stored = read_meta(&path, &db.begin_read()?)?
+                .ok_or_else(|| not_a_database(&path, "it has no Haven metadata"))?;
+            let schema = match &config.schema {
+                Some(requested) if stored.evolve(requested)? != stored => {
+                    return Err(haven_core::SchemaError {
+                        object_type: None,
+                        property: None,
+                        message: "the file lacks types or properties of the requested schema and cannot be changed: it is opened read-only".into(),
+                    }
+                    .into())
+                }
+                _ => stored,
+            };
+            (Engine::ReadOnly(db), schema)
+        } else {
+            if exists {
+                preflight(&path)?;
+            } else if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut builder = redb::Builder::new();
+            if let Some(bytes) = config.cache_size {
+                builder.set_cache_size(bytes);
+            }
+            let db = builder.create(&path).map_err(|e| open_error(&path, e))?;
+            let schema = initialize(&path, &db, config.schema.as_ref())?;
+            (Engine::Writable(db), schema)
+        };
+        Ok(Inner {
+            path,
+            engine,
+            schema: Arc::new(schema),
+            write_lock: Mutex::new(()),
+            commit_seq: AtomicU64::new(0),
+            notifier: Notifier::default(),
+        })
+    }
+
+    pub(crate) fn snapshot(&self) -> Result<Snapshot> {
+        let rtx = match &self.engine {
+            Engine::Writable(db) => db.begin_read()?,
+            Engine::ReadOnly(db) => db.begin_read()?,
+        };
+        Ok(Snapshot { rtx, schema: self.schema.clone() })
+    }
+
+    /// The commit path: every change to the database — app writes now, and
+    /// downloads applied by the sync client later — goes through here, so
+    /// listeners see them all.
+    pub(crate) fn commit<R>(&self, f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<R>) -> Result<R> {
+        let Engine::Writable(db) = &self.engine else {
+            return Err(Error::ReadOnly(self.path.clone()));
+        };
+        let _guard = lock(&self.write_lock);
+        let txn = db.begin_write()?;
+        let (result, changes) = {
+            let mut tx = WriteTransaction::new(&txn, &self.schema);
+            let result = f(&mut tx);
+            (result, tx.finish())
+        };
+        match result {
+            Ok(value) => {
+                let changes = changes?;
+                txn.commit()?;
+                let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
+                if !changes.is_empty() && self.notifier.has_listeners() {
+                    self.notifier.committed(seq, self.snapshot()?, changes);
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                txn.abort()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// A snapshot and the number of commits it includes, read together
+    /// (under the write lock, so no commit falls between them).
+    pub(crate) fn snapshot_with_seq(&self) -> Result<(u64, Snapshot)> {
+        let _guard = lock(&self.write_lock);
+        Ok((self.commit_seq.load(Ordering::SeqCst), self.snapshot()?))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.notifier.shut_down();
+        tracing::debug!(path = %self.path.display(), "closed database");
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(path)?;
+    // Resolve links in the directory so that two spellings of one file
+    // share one handle; the file itself may not exist yet.
+    match (abs.parent().and_then(|d| d.canonicalize().ok()), abs.file_name()) {
+        (Some(dir), Some(name)) => Ok(dir.join(name)),
+        _ => Ok(abs),
+    }
+}
+
+fn not_a_database(path: &Path, reason: impl Into<String>) -> Error {
+    Error::NotADatabase { path: path.to_path_buf(), reason: reason.into() }
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::OpenElsewhere(path.to_path_buf()),
+        redb::DatabaseError::RepairAborted => not_a_database(path, "it was not closed cleanly; open it once for writing to recover it"),
+        redb::DatabaseError::UpgradeRequired(v) => not_a_database(path, format!("it uses storage format {v}, which this Haven cannot read")),
+        other => not_a_database(path, format!("damaged or not a database file ({other})")),
+    }
+}
+
+/// Checks an existing file without changing it, before opening it for
+/// writing (which may repair it): a file that is not a Haven database, is
+/// truncated, or comes from a newer Haven is refused untouched.
+fn preflight(path: &Path) -> Result<()> {
+    match redb::Builder::new().open_read_only(path) {
+        Ok(db) => {
+            if read_meta(path, &db.begin_read()?)?.is_none() && has_tables(&db.begin_read()?)? {
+                return Err(not_a_database(path, "it is a redb file without Haven metadata"));
+            }
+            Ok(())
+        }
+        // Not closed cleanly (a crash): opening for writing recovers it.
+        Err(redb::DatabaseError::RepairAborted) => Ok(()),
+        Err(e) => Err(open_error(path, e)),
+    }
+}
+
+fn has_tables(rtx: &redb::ReadTransaction) -> Result<bool> {
+    Ok(rtx.list_tables()?.next().is_some())
+}
+
+/// Reads the format version and schema; `None` when the file has no Haven
+/// metadata.
+fn read_meta(path: &Path, rtx: &redb::ReadTransaction) -> Result<Option<Schema>> {
+    let meta = match rtx.open_table(META) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let format = meta
+        .get(META_FORMAT)?
+        .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| not_a_database(path, "its format version is missing"))?;
+    if format > FORMAT_VERSION {
+        return Err(Error::FormatTooNew { path: path.to_path_buf(), found: format, supported: FORMAT_VERSION });
+    }
+    let schema = meta.get(META_SCHEMA)?.ok_or_else(|| not_a_database(path, "its schema is missing"))?;
+    let text = std::str::from_utf8(schema.value()).map_err(|_| not_a_database(path, "its schema is not text"))?;
+    Ok(Some(Schema::from_json(text)?))
+}
+
+/// Writes the metadata of a new file, or applies an additive schema change
+/// to an existing one (new indexes are built in the same transaction).
+fn initialize(path: &Path, db: &redb::Database, requested: Option<&Schema>) -> Result<Schema> {
+    let stored = read_meta(path, &db.begin_read()?)?;
+    if stored.is_none() && has_tables(&db.begin_read()?)? {
+        return Err(not_a_database(path, "it is a redb file without Haven metadata"));
+    }
+    let base = stored.clone().unwrap_or_default();
+    let schema = match requested {
+        Some(r) => base.evolve(r)?,
+        None => base,
+    };
+    if stored.as_ref() == Some(&schema) {
+        return Ok(schema);
+    }
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())?;
+        meta.insert(META_SCHEMA, schema.to_json().as_bytes())?;
+    }
+    if let Some(old) = &stored {
+        rebuild_changed_indexes(&txn, old, &schema)?;
+    }
+    txn.commit()?;
+    tracing::info!(path = %path.display(), "schema written");
+    Ok(schema)
+}
+
+fn rebuild_changed_indexes(txn: &redb::WriteTransaction, old: &Schema, new: &Schema) -> Result<()> {
+    for ty in new.types() {
+        let Some(before) = old.object_type(ty.name()) else { continue };
+        for (i, p) in ty.properties().iter().enumerate() {
+            let was = before.property_named(&p.name).is_some_and(|q| q.indexed);
+            let name = layout::index_table(ty.name(), &p.name);
+            if was && !p.indexed {
+                txn.delete_table(layout::index_def(&name))?;
+            } else if p.indexed && !was {
+                let objects_name = layout::objects_table(ty.name());
+                let objects = match txn.open_table(layout::objects_def(&objects_name)) {
+                    Ok(t) => t,
+                    Err(e) => return Err(e.into()),
+                };
+                let mut index = txn.open_table(layout::index_def(&name))?;
+                for row in objects.iter()? {
+                    let (k, v) = row?;
+                    let value = haven_core::record::field(v.value(), i).ok().flatten().unwrap_or(haven_core::ValueRef::Null);
+                    let mut entry = key::to_key(value);
+                    entry.extend_from_slice(k.value());
+                    index.insert(entry.as_slice(), ())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Plans and runs a query on a snapshot: the rows that match, in key order.
+pub(crate) fn query_rows(snap: &Snapshot, ty: &str, q: &query::BoundQuery) -> Result<Vec<crate::snapshot::Row>> {
+    let object_type = snap.schema.object_type(ty).ok_or_else(|| Error::UnknownType(ty.to_owned()))?;
+    let plan = query::plan(object_type, q);
+    let mut rows = Vec::new();
+    let unsorted_limit = if q.sort.is_empty() { q.limit } else { None };
+    if unsorted_limit == Some(0) {
+        return Ok(rows);
+    }
+    snap.visit(ty, &plan.access, |k, rec| {
+        if plan.residual.as_ref().is_none_or(|f| f.matches(rec, snap)) {
+            rows.push((k.to_vec(), rec.to_vec()));
+        }
+        unsorted_limit.is_none_or(|n| rows.len() < n)
+    })?;
+    if !q.sort.is_empty() {
+        let mut keyed: Vec<(Vec<Value>, crate::snapshot::Row)> = rows
+            .into_iter()
+            .map(|row| {
+                let keys = q.sort.iter().map(|(p, _)| query::path_values(p, &row.1, snap).into_iter().next().unwrap_or(Value::Null)).collect();
+                (keys, row)
+            })
+            .collect();
+        keyed.sort_by(|a, b| {
+            for ((x, y), (_, asc)) in a.0.iter().zip(&b.0).zip(&q.sort) {
+                let o = haven_core::sort_order(x, y);
+                if o != std::cmp::Ordering::Equal {
+                    return if *asc { o } else { o.reverse() };
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+        rows = keyed.into_iter().map(|(_, r)| r).collect();
+        if let Some(n) = q.limit {
+            rows.truncate(n);
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,112 @@
+//! `haven::Error`: every error names the thing at fault and, where it can,
+//! says what to do next.
+
+use haven_core::{QueryError, SchemaError, ValueError};
+use std::path::PathBuf;
+
+/// `Result<T, haven::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The schema is invalid, or cannot open this file.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// A query that cannot be parsed or does not fit the schema.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// A value that does not fit its property.
+    #[error(transparent)]
+    InvalidValue(#[from] ValueError),
+    /// An object type the schema does not have.
+    #[error("unknown object type '{0}': it is not in the database's schema")]
+    UnknownType(String),
+    /// A property the type does not have.
+    #[error("{object_type} has no property '{property}'")]
+    UnknownProperty {
+        /// The object type.
+        object_type: String,
+        /// The property asked for.
+        property: String,
+    },
+    /// A required property missing from a new object.
+    #[error("{object_type}.{property} is required but was not given")]
+    MissingProperty {
+        /// The object type.
+        object_type: String,
+        /// The missing property.
+        property: String,
+    },
+    /// `UpdateMode::Never` and the primary key exists.
+    #[error("{object_type} with primary key {primary_key} already exists (use UpdateMode::Modified or UpdateMode::All to update it)")]
+    DuplicatePrimaryKey {
+        /// The object type.
+        object_type: String,
+        /// The primary key, as text.
+        primary_key: String,
+    },
+    /// No object with that primary key.
+    #[error("no {object_type} with primary key {primary_key}")]
+    ObjectNotFound {
+        /// The object type.
+        object_type: String,
+        /// The primary key, as text.
+        primary_key: String,
+    },
+    /// An operation the property does not support (`increment` on a string, say).
+    #[error("{object_type}.{property}: {message}")]
+    InvalidOperation {
+        /// The object type.
+        object_type: String,
+        /// The property.
+        property: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A write on a database opened read-only.
+    #[error("{0} is open read-only; open it without `.read_only()` to write")]
+    ReadOnly(PathBuf),
+    /// The file is not a Haven database, or is damaged. It was not changed.
+    #[error("{path} is not a Haven database: {reason}")]
+    NotADatabase {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The file was written by a newer Haven. It was not changed.
+    #[error("{path} has file format version {found}, but this version of Haven reads up to {supported}; upgrade Haven to open it")]
+    FormatTooNew {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// Another process has the file open.
+    #[error("{0} is open in another process; close it there first")]
+    OpenElsewhere(PathBuf),
+    /// An error of the storage engine or the file system.
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+macro_rules! storage_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self { Error::Storage(e.to_string()) }
+        }
+    )*};
+}
+storage_errors!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError,
+    std::io::Error
+);

@@ -1,0 +1,284 @@
+//! Change listeners, run on one listener thread per database.
+//!
+//! After each commit the writer hands the listener thread the commit's
+//! changes and a snapshot taken right after it (while still holding the
+//! write lock, so the snapshot is exactly that commit). The thread
+//! re-runs each affected collection's query on that snapshot and reports
+//! the difference from the previous run; object listeners look their
+//! object up in the changes. A new listener's first read happens on the
+//! listener thread under the write lock, together with the number of
+//! commits it includes, so no commit is reported twice or missed.
+
+use crate::changes::{Change, CommitChanges};
+use crate::database::{query_rows, Inner};
+use crate::snapshot::Snapshot;
+use haven_core::query::BoundQuery;
+use haven_core::{key, Schema, Value};
+use std::collections::{HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::{JoinHandle, ThreadId};
+
+/// What changed in a watched collection in one commit, by primary key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CollectionChanges {
+    /// Objects that entered the collection.
+    pub insertions: Vec<Value>,
+    /// Objects that left it (deleted, or no longer matching).
+    pub deletions: Vec<Value>,
+    /// Objects that stayed in it and were written.
+    pub modifications: Vec<Value>,
+    /// For each modification (same order), the properties written.
+    pub modified_properties: Vec<Vec<String>>,
+}
+
+impl CollectionChanges {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.insertions.is_empty() && self.deletions.is_empty() && self.modifications.is_empty()
+    }
+}
+
+/// What happened to a watched object in one commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObjectChange {
+    /// These properties were written.
+    Modified {
+        /// Their names.
+        properties: Vec<String>,
+    },
+    /// The object was deleted.
+    Deleted,
+}
+
+/// Keeps a listener subscribed; dropping it unsubscribes.
+#[must_use = "dropping the token unsubscribes the listener at once"]
+pub struct NotificationToken {
+    id: u64,
+    listeners: Weak<Mutex<HashMap<u64, Arc<Entry>>>>,
+}
+
+impl Drop for NotificationToken {
+    fn drop(&mut self) {
+        if let Some(l) = self.listeners.upgrade() {
+            l.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        }
+    }
+}
+
+pub(crate) enum Listener {
+    Collection(CollectionListener),
+    Object(ObjectListener),
+}
+
+pub(crate) struct CollectionListener {
+    pub ty: String,
+    pub query: BoundQuery,
+    pub callback: Box<dyn Fn(&CollectionChanges) + Send + Sync>,
+}
+
+pub(crate) struct ObjectListener {
+    pub ty: String,
+    pub key: Vec<u8>,
+    pub callback: Box<dyn Fn(&ObjectChange) + Send + Sync>,
+}
+
+struct Entry {
+    listener: Listener,
+    /// Commits up to this number are already reflected in `keys`; `None`
+    /// until the listener thread made the first read.
+    state: Mutex<Option<(u64, Vec<Vec<u8>>)>>,
+}
+
+enum Message {
+    Register(u64, Weak<Inner>),
+    Commit(u64, Snapshot, Arc<CommitChanges>),
+    Flush(Sender<()>),
+}
+
+#[derive(Default)]
+pub(crate) struct Notifier {
+    listeners: Arc<Mutex<HashMap<u64, Arc<Entry>>>>,
+    next_id: AtomicU64,
+    thread: Mutex<Option<(Sender<Message>, JoinHandle<()>, ThreadId)>>,
+}
+
+impl Notifier {
+    pub fn has_listeners(&self) -> bool {
+        !self.listeners.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    pub fn register(&self, inner: Weak<Inner>, listener: Listener) -> NotificationToken {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let entry = Arc::new(Entry { listener, state: Mutex::new(None) });
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(id, entry);
+        self.send(Message::Register(id, inner));
+        NotificationToken { id, listeners: Arc::downgrade(&self.listeners) }
+    }
+
+    pub fn committed(&self, seq: u64, snap: Snapshot, changes: CommitChanges) {
+        self.send(Message::Commit(seq, snap, Arc::new(changes)));
+    }
+
+    /// Waits until the listener thread has handled every message sent so far.
+    pub fn flush(&self) {
+        let (tx, rx) = channel();
+        if self.send_if_running(Message::Flush(tx)) {
+            let _ = rx.recv();
+        }
+    }
+
+    pub fn shut_down(&self) {
+        let Some((sender, handle, id)) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        drop(sender);
+        // The last handle may be dropped inside a listener: then the thread
+        // ends by itself once this callback returns.
+        if std::thread::current().id() != id {
+            let _ = handle.join();
+        }
+    }
+
+    fn send_if_running(&self, m: Message) -> bool {
+        let guard = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().is_some_and(|(tx, _, _)| tx.send(m).is_ok())
+    }
+
+    fn send(&self, m: Message) {
+        let mut guard = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        let (tx, _, _) = guard.get_or_insert_with(|| {
+            let (tx, rx) = channel();
+            let listeners = self.listeners.clone();
+            let handle = std::thread::Builder::new()
+                .name("haven-listeners".into())
+                .spawn(move || run(rx, listeners))
+                .expect("spawning the listener thread");
+            let id = handle.thread().id();
+            (tx, handle, id)
+        });
+        let _ = tx.send(m);
+    }
+}
+
+fn run(rx: Receiver<Message>, listeners: Arc<Mutex<HashMap<u64, Arc<Entry>>>>) {
+    let current = || listeners.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    while let Ok(message) = rx.recv() {
+        match message {
+            Message::Register(id, inner) => {
+                let (Some(entry), Some(inner)) = (current().get(&id).cloned(), inner.upgrade()) else { continue };
+                match inner.snapshot_with_seq().and_then(|(seq, snap)| Ok((seq, initial_keys(&entry.listener, &snap)?))) {
+                    Ok(state) => *entry.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(state),
+                    Err(e) => tracing::error!(error = %e, "a listener could not read its collection"),
+                }
+            }
+            Message::Commit(seq, snap, changes) => {
+                for entry in current().values() {
+                    if let Err(e) = deliver(entry, seq, &snap, &changes) {
+                        tracing::error!(error = %e, "a listener could not read the commit");
+                    }
+                }
+            }
+            Message::Flush(ack) => {
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
+fn initial_keys(listener: &Listener, snap: &Snapshot) -> crate::Result<Vec<Vec<u8>>> {
+    match listener {
+        Listener::Collection(c) => Ok(query_rows(snap, &c.ty, &c.query)?.into_iter().map(|r| r.0).collect()),
+        Listener::Object(_) => Ok(Vec::new()),
+    }
+}
+
+fn deliver(entry: &Entry, seq: u64, snap: &Snapshot, changes: &CommitChanges) -> crate::Result<()> {
+    let mut state = entry.state.lock().unwrap_or_else(|e| e.into_inner());
+    let Some((seen, keys)) = state.as_mut() else { return Ok(()) };
+    if *seen >= seq {
+        return Ok(());
+    }
+    *seen = seq;
+    match &entry.listener {
+        Listener::Object(o) => {
+            let Some((_, change)) = changes.types.get(&o.ty).and_then(|m| m.get(&o.key)) else { return Ok(()) };
+            let event = match change {
+                Change::Deleted => ObjectChange::Deleted,
+                other => ObjectChange::Modified { properties: property_names(&snap.schema, &o.ty, other) },
+            };
+            call(|| (o.callback)(&event));
+        }
+        Listener::Collection(c) => {
+            if !watched_types(c).iter().any(|t| changes.types.get(*t).is_some_and(|m| !m.is_empty())) {
+                return Ok(());
+            }
+            let new_keys: Vec<Vec<u8>> = query_rows(snap, &c.ty, &c.query)?.into_iter().map(|r| r.0).collect();
+            let event = diff(&snap.schema, &c.ty, keys, &new_keys, changes);
+            *keys = new_keys;
+            if !event.is_empty() {
+                call(|| (c.callback)(&event));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn call(f: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        tracing::error!("a listener panicked; it stays subscribed");
+    }
+}
+
+/// The types whose changes can change a collection: its own and those its
+/// query reaches through links.
+fn watched_types(c: &CollectionListener) -> Vec<&str> {
+    use haven_core::query::{BoundPath, Filter, Side};
+    fn hops<'a>(p: &'a BoundPath, out: &mut Vec<&'a str>) {
+        out.extend(p.hops.iter().map(|h| h.1.as_str()));
+    }
+    fn walk<'a>(f: &'a Filter, out: &mut Vec<&'a str>) {
+        match f {
+            Filter::And(v) | Filter::Or(v) => v.iter().for_each(|f| walk(f, out)),
+            Filter::Not(f) => walk(f, out),
+            Filter::Compare(c) => {
+                hops(&c.lhs, out);
+                if let Side::Path(p) = &c.rhs {
+                    hops(p, out);
+                }
+            }
+            Filter::Const(_) => {}
+        }
+    }
+    let mut types = vec![c.ty.as_str()];
+    walk(&c.query.filter, &mut types);
+    c.query.sort.iter().for_each(|(p, _)| hops(p, &mut types));
+    types
+}
+
+fn diff(schema: &Schema, ty: &str, old: &[Vec<u8>], new: &[Vec<u8>], changes: &CommitChanges) -> CollectionChanges {
+    let old_set: HashSet<&[u8]> = old.iter().map(Vec::as_slice).collect();
+    let new_set: HashSet<&[u8]> = new.iter().map(Vec::as_slice).collect();
+    let pk = |k: &[u8]| key::decode(k).unwrap_or(Value::Null);
+    let mut out = CollectionChanges {
+        insertions: new.iter().filter(|k| !old_set.contains(k.as_slice())).map(|k| pk(k)).collect(),
+        deletions: old.iter().filter(|k| !new_set.contains(k.as_slice())).map(|k| pk(k)).collect(),
+        ..Default::default()
+    };
+    let written = changes.types.get(ty);
+    for k in new.iter().filter(|k| old_set.contains(k.as_slice())) {
+        if let Some((_, change)) = written.and_then(|m| m.get(k)) {
+            out.modifications.push(pk(k));
+            out.modified_properties.push(property_names(schema, ty, change));
+        }
+    }
+    out
+}
+
+fn property_names(schema: &Schema, ty: &str, change: &Change) -> Vec<String> {
+    let props = schema.object_type(ty).map(|t| t.properties()).unwrap_or_default();
+    match change {
+        Change::Modified(set) => set.iter().filter_map(|i| props.get(*i)).map(|p| p.name.clone()).collect(),
+        _ => props.iter().map(|p| p.name.clone()).collect(),
+    }
+}

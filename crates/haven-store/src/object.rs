@@ -1,0 +1,157 @@
+//! `Object`: one object's values, read from a snapshot.
+
+use crate::database::Database;
+use crate::error::{Error, Result};
+use crate::notifier::{NotificationToken, ObjectChange};
+use crate::snapshot::Snapshot;
+use haven_core::{key, record, ObjectSchema, PropertyType, Schema, Value};
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::sync::Arc;
+
+/// An object as it was when read. Cheap to clone; `Send + Sync`.
+///
+/// An `Object` does not change when the database does: read it again with
+/// [`Database::object_for_primary_key`], or watch it with
+/// [`Object::add_listener`].
+#[derive(Clone)]
+pub struct Object {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    schema: Arc<Schema>,
+    type_index: usize,
+    values: Vec<Value>,
+}
+
+impl Object {
+    /// Decodes a record read from `snap`. Missing trailing fields (the
+    /// record predates a property) read as the property's default; links
+    /// whose target is gone read as null (and leave link lists).
+    pub(crate) fn from_record(db: &Database, snap: &Snapshot, type_index: usize, rec: &[u8]) -> Result<Object> {
+        let ty = &snap.schema.types()[type_index];
+        let mut values = record::decode(rec).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))?;
+        for (i, prop) in ty.properties().iter().enumerate() {
+            if i >= values.len() {
+                values.push(prop.default_value().unwrap_or(Value::Null));
+            }
+            if let PropertyType::Link(target) = &prop.ty {
+                let exists = |pk: &Value| pk.as_ref().is_some_and(|r| snap.get(target, &key::to_key(r)).ok().flatten().is_some());
+                match &mut values[i] {
+                    Value::List(items) => items.retain(exists),
+                    v if !v.is_null() && !exists(v) => *v = Value::Null,
+                    _ => {}
+                }
+            }
+        }
+        Ok(Object { inner: Arc::new(Inner { db: db.clone(), schema: snap.schema.clone(), type_index, values }) })
+    }
+
+    fn ty(&self) -> &ObjectSchema {
+        &self.inner.schema.types()[self.inner.type_index]
+    }
+
+    /// The object's type name.
+    pub fn object_type(&self) -> &str {
+        self.ty().name()
+    }
+
+    /// The primary key.
+    pub fn primary_key(&self) -> &Value {
+        &self.inner.values[self.ty().primary_key_index()]
+    }
+
+    /// A property's value (a link as its target's primary key); `None` if
+    /// the type has no such property.
+    pub fn get(&self, property: &str) -> Option<Value> {
+        self.ty().property_index(property).map(|i| self.inner.values[i].clone())
+    }
+
+    /// The values in the type's property order.
+    pub fn values(&self) -> &[Value] {
+        &self.inner.values
+    }
+
+    /// The object as a JSON object (see [`Value::to_json`] for the forms).
+    pub fn to_json(&self) -> serde_json::Value {
+        let map = self
+            .ty()
+            .properties()
+            .iter()
+            .zip(&self.inner.values)
+            .map(|(p, v)| (p.name.clone(), v.to_json()))
+            .collect();
+        serde_json::Value::Object(map)
+    }
+
+    /// The object as a `T` (through serde).
+    ///
+    /// ```
+    /// # use haven_store::{Config, Database, Schema, UpdateMode};
+    /// #[derive(serde::Deserialize)]
+    /// struct Dog { _id: i64, name: String }
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string"}}]"#).unwrap();
+    /// # let db = Database::open(Config::new(dir.path().join("a.haven")).schema(schema)).unwrap();
+    /// # db.write(|tx| tx.create("Dog", serde_json::json!({"_id": 1, "name": "Rex"}), UpdateMode::Never)).unwrap();
+    /// let dog: Dog = db.object_for_primary_key("Dog", 1)?.unwrap().to()?;
+    /// assert_eq!(dog.name, "Rex");
+    /// # Ok::<(), haven_store::Error>(())
+    /// ```
+    pub fn to<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(self.to_json()).map_err(|e| Error::InvalidOperation {
+            object_type: self.object_type().to_owned(),
+            property: String::new(),
+            message: format!("cannot convert to {}: {e}", std::any::type_name::<T>()),
+        })
+    }
+
+    /// The object a link property points at, read now; `None` when the link
+    /// is null or its target is gone.
+    pub fn linked(&self, property: &str) -> Result<Option<Object>> {
+        let target = self.link_target(property)?;
+        match self.get(property) {
+            Some(pk) if !pk.is_null() => self.inner.db.object_for_primary_key(&target, pk),
+            _ => Ok(None),
+        }
+    }
+
+    /// The objects a link list points at, read now.
+    pub fn linked_list(&self, property: &str) -> Result<Vec<Object>> {
+        let target = self.link_target(property)?;
+        let pks = self.get(property).and_then(|v| v.as_list().map(<[Value]>::to_vec)).unwrap_or_default();
+        let mut out = Vec::new();
+        for pk in pks {
+            out.extend(self.inner.db.object_for_primary_key(&target, pk)?);
+        }
+        Ok(out)
+    }
+
+    fn link_target(&self, property: &str) -> Result<String> {
+        match self.ty().property_named(property) {
+            Some(p) => match &p.ty {
+                PropertyType::Link(t) => Ok(t.clone()),
+                _ => Err(Error::InvalidOperation {
+                    object_type: self.object_type().to_owned(),
+                    property: property.to_owned(),
+                    message: "not a link".into(),
+                }),
+            },
+            None => Err(Error::UnknownProperty { object_type: self.object_type().to_owned(), property: property.to_owned() }),
+        }
+    }
+
+    /// Calls `callback` on the listener thread after each commit that
+    /// modifies or deletes this object. Dropping the token unsubscribes.
+    pub fn add_listener(&self, callback: impl Fn(&ObjectChange) + Send + Sync + 'static) -> NotificationToken {
+        self.inner.db.add_object_listener(self.object_type(), self.primary_key().clone(), Box::new(callback))
+    }
+}
+
+impl fmt::Debug for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.object_type(), self.to_json())
+    }
+}

@@ -1,0 +1,158 @@
+//! `Results`: a live, lazily evaluated collection of one type's objects.
+
+use crate::database::{query_rows, Database};
+use crate::error::Result;
+use crate::notifier::{CollectionChanges, CollectionListener, Listener, NotificationToken};
+use crate::object::Object;
+use crate::snapshot::{Row, Snapshot};
+use haven_core::query::{self, BoundQuery, Filter};
+use haven_core::Value;
+use std::sync::Arc;
+
+/// The objects of one type that match a query, sorted and limited as asked.
+///
+/// `Results` is live: each read runs against the latest commit. It is cheap
+/// to clone and `Send + Sync`.
+///
+/// ```
+/// # use haven_store::{Config, Database, Schema, UpdateMode};
+/// # use serde_json::json;
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","lastUpdated":{"type":"int","indexed":true}}}]"#).unwrap();
+/// # let db = Database::open(Config::new(dir.path().join("a.haven")).schema(schema)).unwrap();
+/// db.write(|tx| {
+///     for (id, name) in [(1, "Rex"), (2, "Ace"), (3, "Rover")] {
+///         tx.create("Dog", json!({"_id": id, "name": name, "lastUpdated": id * 10}), UpdateMode::Never)?;
+///     }
+///     Ok(())
+/// })?;
+/// let recent = db.objects("Dog")?
+///     .filtered("lastUpdated > $0 AND name BEGINSWITH[c] $1", &[5.into(), "r".into()])?
+///     .sorted("lastUpdated", false)?;
+/// assert_eq!(recent.len()?, 2);
+/// assert_eq!(recent.get(0)?.unwrap().get("name"), Some("Rover".into()));
+/// assert_eq!(recent.explain()?, "index Dog.lastUpdated (1 range), then filter on name");
+/// # Ok::<(), haven_store::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Results {
+    db: Database,
+    ty: String,
+    query: BoundQuery,
+}
+
+impl std::fmt::Debug for Results {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Results({}", self.ty)?;
+        match self.explain() {
+            Ok(plan) => write!(f, ": {plan})"),
+            Err(_) => write!(f, ")"),
+        }
+    }
+}
+
+impl Results {
+    pub(crate) fn new(db: Database, ty: &str) -> Results {
+        Results { db, ty: ty.to_owned(), query: BoundQuery { filter: Filter::Const(true), sort: Vec::new(), limit: None } }
+    }
+
+    /// Narrows the collection with a query (see the query language in the
+    /// crate docs); `$0`, `$1`, ... take `args`. A `SORT` in the query
+    /// replaces the current order; a `LIMIT` applies on top of any other.
+    pub fn filtered(&self, query_text: &str, args: &[Value]) -> Result<Results> {
+        let q = query::bind(self.db.schema(), &self.ty, query_text, args)?;
+        let filter = match (&self.query.filter, q.filter) {
+            (Filter::Const(true), f) => f,
+            (Filter::And(a), f) => Filter::And(a.iter().cloned().chain([f]).collect()),
+            (old, f) => Filter::And(vec![old.clone(), f]),
+        };
+        let sort = if q.sort.is_empty() { self.query.sort.clone() } else { q.sort };
+        let limit = match (self.query.limit, q.limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(Results { query: BoundQuery { filter, sort, limit }, ..self.clone() })
+    }
+
+    /// Sorts by one property (or link path), replacing any previous order.
+    pub fn sorted(&self, property: &str, ascending: bool) -> Result<Results> {
+        let (path, _) = query::sort_key(self.db.schema(), &self.ty, property)?;
+        let mut r = self.clone();
+        r.query.sort = vec![(path, ascending)];
+        Ok(r)
+    }
+
+    /// How the query runs: by primary key, through an index, or by scanning.
+    pub fn explain(&self) -> Result<String> {
+        let (_, ty) = self.db.type_named(&self.ty)?;
+        Ok(query::plan(ty, &self.query).description)
+    }
+
+    /// The number of objects.
+    pub fn len(&self) -> Result<usize> {
+        if self.query.filter == Filter::Const(true) && self.query.limit.is_none() {
+            return Ok(self.db.snapshot()?.count(&self.ty)? as usize);
+        }
+        Ok(self.rows()?.1.len())
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> Result<bool> {
+        let mut first = self.clone();
+        first.query.limit = Some(1);
+        first.query.sort.clear();
+        Ok(first.rows()?.1.is_empty())
+    }
+
+    /// The object at `index` in the collection's order.
+    pub fn get(&self, index: usize) -> Result<Option<Object>> {
+        let (snap, rows) = self.rows()?;
+        let (type_index, _) = self.db.type_named(&self.ty)?;
+        rows.get(index).map(|(_, rec)| Object::from_record(&self.db, &snap, type_index, rec)).transpose()
+    }
+
+    /// The objects, read from one snapshot.
+    pub fn iter(&self) -> Result<impl Iterator<Item = Object> + use<>> {
+        let (snap, rows) = self.rows()?;
+        let (type_index, _) = self.db.type_named(&self.ty)?;
+        let db = self.db.clone();
+        let mut i = 0;
+        Ok(std::iter::from_fn(move || {
+            let (_, rec) = rows.get(i)?;
+            i += 1;
+            // A record that fails to decode was damaged on disk; it is
+            // logged and skipped rather than ending the iteration.
+            Object::from_record(&db, &snap, type_index, rec)
+                .inspect_err(|e| tracing::error!(error = %e, "skipping an unreadable object"))
+                .ok()
+        }))
+    }
+
+    /// Every object, read from one snapshot, as a vector.
+    pub fn to_vec(&self) -> Result<Vec<Object>> {
+        Ok(self.iter()?.collect())
+    }
+
+    /// The objects as a JSON array.
+    pub fn to_json(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::Value::Array(self.iter()?.map(|o| o.to_json()).collect()))
+    }
+
+    /// Calls `callback` on the listener thread after each commit that
+    /// changes the collection: objects entering it (insertions), leaving it
+    /// (deletions), or written while in it (modifications). Commits from
+    /// any writer count. Dropping the token unsubscribes.
+    pub fn add_listener(&self, callback: impl Fn(&CollectionChanges) + Send + Sync + 'static) -> NotificationToken {
+        self.db.add_listener(Listener::Collection(CollectionListener {
+            ty: self.ty.clone(),
+            query: self.query.clone(),
+            callback: Box::new(callback),
+        }))
+    }
+
+    fn rows(&self) -> Result<(Snapshot, Arc<Vec<Row>>)> {
+        let snap = self.db.snapshot()?;
+        let rows = query_rows(&snap, &self.ty, &self.query)?;
+        Ok((snap, Arc::new(rows)))
+    }
+}

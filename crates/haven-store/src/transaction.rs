@@ -1,0 +1,328 @@
+//! `WriteTransaction`: the write operations. Each checks everything before
+//! it writes, so a failed operation leaves the transaction as it was.
+
+use crate::changes::{Change, CommitChanges};
+use crate::config::UpdateMode;
+use crate::error::{Error, Result};
+use crate::layout;
+use haven_core::{key, record, value_from_json, ObjectSchema, PropertyType, Schema, Value, ValueError};
+use redb::{ReadableTable, Table};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+
+type ObjectsTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+type IndexTable<'t> = Table<'t, &'static [u8], ()>;
+
+/// The handle passed to [`Database::write`](crate::Database::write).
+///
+/// ```
+/// # use haven_store::{Config, Database, Schema, UpdateMode};
+/// # use serde_json::json;
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#).unwrap();
+/// # let db = Database::open(Config::new(dir.path().join("a.haven")).schema(schema)).unwrap();
+/// db.write(|tx| {
+///     tx.create("Dog", json!({"_id": 1, "name": "Rex"}), UpdateMode::Never)?;
+///     tx.create("Dog", json!({"_id": 1, "age": 4}), UpdateMode::Modified)?; // upsert
+///     tx.set("Dog", 1, "name", "Rexy")?;
+///     tx.increment("Dog", 1, "age", 1)?;
+///     assert_eq!(tx.get("Dog", 1)?.unwrap()["age"], 5);
+///     assert!(tx.delete("Dog", 1)?);
+///     Ok(())
+/// })?;
+/// # Ok::<(), haven_store::Error>(())
+/// ```
+pub struct WriteTransaction<'t> {
+    txn: &'t redb::WriteTransaction,
+    schema: &'t Schema,
+    objects: HashMap<String, ObjectsTable<'t>>,
+    indexes: HashMap<String, IndexTable<'t>>,
+    changes: CommitChanges,
+    buf: Vec<u8>,
+}
+
+impl<'t> WriteTransaction<'t> {
+    pub(crate) fn new(txn: &'t redb::WriteTransaction, schema: &'t Schema) -> Self {
+        WriteTransaction { txn, schema, objects: HashMap::new(), indexes: HashMap::new(), changes: CommitChanges::default(), buf: Vec::new() }
+    }
+
+    /// Closes the tables and returns what the transaction changed.
+    pub(crate) fn finish(self) -> Result<CommitChanges> {
+        Ok(self.changes)
+    }
+
+    /// Creates an object from a JSON object, or updates it per `mode` when
+    /// its primary key exists. Properties not given keep their value (a new
+    /// object gets null for optional properties and `[]` for lists). A link
+    /// may be given as the target's primary key or as a nested object, which
+    /// is created or updated with the same mode.
+    pub fn create(&mut self, object_type: &str, values: serde_json::Value, mode: UpdateMode) -> Result<()> {
+        let ty = self.object_type(object_type)?;
+        let serde_json::Value::Object(map) = values else {
+            return Err(invalid(ty, ty.primary_key_name(), format!("expected a JSON object, got {values}")));
+        };
+        let mut fields = Vec::with_capacity(map.len());
+        let mut nested = Vec::new();
+        for (name, json) in map {
+            let idx = property_index(ty, &name)?;
+            let prop = &ty.properties()[idx];
+            match (&prop.ty, json) {
+                (PropertyType::Link(target), serde_json::Value::Object(obj)) if !prop.list => nested.push((idx, target.clone(), obj)),
+                (_, json) => {
+                    let value = value_from_json(&json)
+                        .ok_or_else(|| invalid(ty, &name, format!("expected {}, got a JSON object", prop.type_string())))?;
+                    fields.push((idx, self.schema.coerce(ty, prop, value)?));
+                }
+            }
+        }
+        for (idx, target, obj) in nested {
+            let target_ty = self.object_type(&target)?;
+            let pk_name = target_ty.primary_key_name().to_owned();
+            let pk = obj.get(&pk_name).cloned();
+            self.create(&target, serde_json::Value::Object(obj), mode)?;
+            let pk = value_from_json(&pk.unwrap_or_default()).unwrap_or(Value::Null);
+            fields.push((idx, coerce_primary_key(self.schema, target_ty, pk)?));
+        }
+        self.upsert(ty, fields, mode)
+    }
+
+    /// [`create`](Self::create) from any `Serialize` value (a struct whose
+    /// fields are the properties).
+    pub fn create_from<T: Serialize>(&mut self, object_type: &str, value: &T, mode: UpdateMode) -> Result<()> {
+        let json = serde_json::to_value(value).map_err(|e| Error::InvalidOperation {
+            object_type: object_type.to_owned(),
+            property: String::new(),
+            message: format!("cannot serialize the value: {e}"),
+        })?;
+        self.create(object_type, json, mode)
+    }
+
+    /// Creates or updates an object from property values (no JSON on the
+    /// way: the fastest way to write many objects).
+    pub fn create_values(&mut self, object_type: &str, values: &[(&str, Value)], mode: UpdateMode) -> Result<()> {
+        let ty = self.object_type(object_type)?;
+        let fields = values
+            .iter()
+            .map(|(name, v)| {
+                let idx = property_index(ty, name)?;
+                Ok((idx, self.schema.coerce(ty, &ty.properties()[idx], v.clone())?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.upsert(ty, fields, mode)
+    }
+
+    /// Sets one property of an existing object.
+    pub fn set(&mut self, object_type: &str, primary_key: impl Into<Value>, property: &str, value: impl Into<Value>) -> Result<()> {
+        let ty = self.object_type(object_type)?;
+        let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
+        let idx = property_index(ty, property)?;
+        if idx == ty.primary_key_index() {
+            return Err(Error::InvalidOperation {
+                object_type: ty.name().to_owned(),
+                property: property.to_owned(),
+                message: "a primary key cannot change; create a new object instead".into(),
+            });
+        }
+        let value = self.schema.coerce(ty, &ty.properties()[idx], value.into())?;
+        self.require(ty, &pk)?;
+        self.upsert(ty, vec![(ty.primary_key_index(), pk), (idx, value)], UpdateMode::All)
+    }
+
+    /// Adds `delta` to an int or double property of an existing object.
+    /// Concurrent increments from several devices add up once synced.
+    pub fn increment(&mut self, object_type: &str, primary_key: impl Into<Value>, property: &str, delta: impl Into<Value>) -> Result<()> {
+        let ty = self.object_type(object_type)?;
+        let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
+        let idx = property_index(ty, property)?;
+        let prop = &ty.properties()[idx];
+        let fail = |message: String| Error::InvalidOperation { object_type: ty.name().to_owned(), property: property.to_owned(), message };
+        let values = self.require(ty, &pk)?;
+        let sum = match (&prop.ty, prop.list, &values[idx], delta.into()) {
+            (PropertyType::Int, false, Value::Int(a), Value::Int(d)) => {
+                Value::Int(a.checked_add(d).ok_or_else(|| fail(format!("{a} + {d} overflows an int")))?)
+            }
+            (PropertyType::Double, false, Value::Double(a), Value::Int(d)) => Value::Double(a + d as f64),
+            (PropertyType::Double, false, Value::Double(a), Value::Double(d)) => Value::Double(a + d),
+            (_, _, Value::Null, _) => return Err(fail("the value is null; set it before incrementing".into())),
+            (PropertyType::Int | PropertyType::Double, false, _, d) => return Err(fail(format!("cannot add {} to {}", d.kind(), prop.type_string()))),
+            _ => return Err(fail(format!("only int and double properties can be incremented, not {}", prop.type_string()))),
+        };
+        self.upsert(ty, vec![(ty.primary_key_index(), pk), (idx, sum)], UpdateMode::All)
+    }
+
+    /// Deletes an object; `Ok(false)` if there was none.
+    pub fn delete(&mut self, object_type: &str, primary_key: impl Into<Value>) -> Result<bool> {
+        let ty = self.object_type(object_type)?;
+        let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
+        let key = key::to_key(pk.as_ref().expect("scalar"));
+        let Some(values) = self.load(ty, &key)? else { return Ok(false) };
+        self.remove(ty, &key, &pk, &values)?;
+        Ok(true)
+    }
+
+    /// Deletes every object of a type; returns how many there were.
+    pub fn delete_all(&mut self, object_type: &str) -> Result<usize> {
+        let ty = self.object_type(object_type)?;
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = {
+            let table = self.objects_table(ty.name())?;
+            table.iter()?.map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))).collect::<Result<_, _>>()?
+        };
+        for (key, rec) in &rows {
+            let values = decode(ty, rec)?;
+            let pk = values[ty.primary_key_index()].clone();
+            self.remove(ty, key, &pk, &values)?;
+        }
+        Ok(rows.len())
+    }
+
+    /// An object as JSON, as this transaction sees it (its own writes included).
+    pub fn get(&mut self, object_type: &str, primary_key: impl Into<Value>) -> Result<Option<serde_json::Value>> {
+        let ty = self.object_type(object_type)?;
+        let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
+        let Some(values) = self.load(ty, &key::to_key(pk.as_ref().expect("scalar")))? else { return Ok(None) };
+        Ok(Some(serde_json::Value::Object(
+            ty.properties().iter().zip(&values).map(|(p, v)| (p.name.clone(), v.to_json())).collect(),
+        )))
+    }
+
+    fn object_type(&self, name: &str) -> Result<&'t ObjectSchema> {
+        self.schema.object_type(name).ok_or_else(|| Error::UnknownType(name.to_owned()))
+    }
+
+    fn require(&mut self, ty: &ObjectSchema, pk: &Value) -> Result<Vec<Value>> {
+        self.load(ty, &key::to_key(pk.as_ref().expect("scalar")))?.ok_or_else(|| Error::ObjectNotFound {
+            object_type: ty.name().to_owned(),
+            primary_key: pk.to_string(),
+        })
+    }
+
+    /// Writes `fields` (already coerced) to the object whose primary key is
+    /// among them, creating it if missing.
+    fn upsert(&mut self, ty: &ObjectSchema, fields: Vec<(usize, Value)>, mode: UpdateMode) -> Result<()> {
+        let pk_idx = ty.primary_key_index();
+        let pk = fields
+            .iter()
+            .find(|(i, _)| *i == pk_idx)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| Error::MissingProperty { object_type: ty.name().to_owned(), property: ty.primary_key_name().to_owned() })?;
+        let key = key::to_key(pk.as_ref().expect("scalar"));
+        match self.load(ty, &key)? {
+            None => {
+                let mut values: Vec<Option<Value>> = ty.properties().iter().map(|p| p.default_value()).collect();
+                for (i, v) in fields {
+                    values[i] = Some(v);
+                }
+                let values = values
+                    .into_iter()
+                    .zip(ty.properties())
+                    .map(|(v, p)| v.ok_or_else(|| Error::MissingProperty { object_type: ty.name().to_owned(), property: p.name.clone() }))
+                    .collect::<Result<Vec<_>>>()?;
+                self.store(ty, &key, &values)?;
+                for (i, p) in ty.properties().iter().enumerate() {
+                    if p.indexed {
+                        self.index_entry(ty, i, &key, &values[i], true)?;
+                    }
+                }
+                self.changes.record(ty.name(), &key, &pk, Change::Inserted);
+            }
+            Some(_) if mode == UpdateMode::Never => {
+                return Err(Error::DuplicatePrimaryKey { object_type: ty.name().to_owned(), primary_key: pk.to_string() });
+            }
+            Some(mut values) => {
+                let mut changed = BTreeSet::new();
+                for (i, v) in fields {
+                    if i == pk_idx || (mode == UpdateMode::Modified && values[i] == v) {
+                        continue;
+                    }
+                    if ty.properties()[i].indexed && values[i] != v {
+                        self.index_entry(ty, i, &key, &values[i], false)?;
+                        self.index_entry(ty, i, &key, &v, true)?;
+                    }
+                    values[i] = v;
+                    changed.insert(i);
+                }
+                if !changed.is_empty() {
+                    self.store(ty, &key, &values)?;
+                    self.changes.record(ty.name(), &key, &pk, Change::Modified(changed));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, ty: &ObjectSchema, key: &[u8], pk: &Value, values: &[Value]) -> Result<()> {
+        self.objects_table(ty.name())?.remove(key)?;
+        for (i, p) in ty.properties().iter().enumerate() {
+            if p.indexed {
+                self.index_entry(ty, i, key, &values[i], false)?;
+            }
+        }
+        self.changes.record(ty.name(), key, pk, Change::Deleted);
+        Ok(())
+    }
+
+    fn load(&mut self, ty: &ObjectSchema, key: &[u8]) -> Result<Option<Vec<Value>>> {
+        let table = self.objects_table(ty.name())?;
+        let Some(rec) = table.get(key)? else { return Ok(None) };
+        decode(ty, rec.value()).map(Some)
+    }
+
+    fn store(&mut self, ty: &ObjectSchema, key: &[u8], values: &[Value]) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        record::encode(values, &mut buf);
+        let result = self.objects_table(ty.name())?.insert(key, buf.as_slice()).map(|_| ());
+        self.buf = buf;
+        Ok(result?)
+    }
+
+    fn index_entry(&mut self, ty: &ObjectSchema, prop: usize, key: &[u8], value: &Value, add: bool) -> Result<()> {
+        let mut entry = key::to_key(value.as_ref().expect("indexed properties are scalars"));
+        entry.extend_from_slice(key);
+        let name = layout::index_table(ty.name(), &ty.properties()[prop].name);
+        if !self.indexes.contains_key(&name) {
+            let table = self.txn.open_table(layout::index_def(&name))?;
+            self.indexes.insert(name.clone(), table);
+        }
+        let table = self.indexes.get_mut(&name).expect("just opened");
+        if add {
+            table.insert(entry.as_slice(), ())?;
+        } else {
+            table.remove(entry.as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn objects_table(&mut self, ty: &str) -> Result<&mut ObjectsTable<'t>> {
+        if !self.objects.contains_key(ty) {
+            let name = layout::objects_table(ty);
+            let table = self.txn.open_table(layout::objects_def(&name))?;
+            self.objects.insert(ty.to_owned(), table);
+        }
+        Ok(self.objects.get_mut(ty).expect("just opened"))
+    }
+}
+
+/// Decodes a record, filling properties added after it was written with
+/// their defaults.
+fn decode(ty: &ObjectSchema, rec: &[u8]) -> Result<Vec<Value>> {
+    let mut values = record::decode(rec).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))?;
+    for p in &ty.properties()[values.len().min(ty.properties().len())..] {
+        values.push(p.default_value().unwrap_or(Value::Null));
+    }
+    Ok(values)
+}
+
+fn property_index(ty: &ObjectSchema, name: &str) -> Result<usize> {
+    ty.property_index(name)
+        .ok_or_else(|| Error::UnknownProperty { object_type: ty.name().to_owned(), property: name.to_owned() })
+}
+
+fn invalid(ty: &ObjectSchema, property: &str, message: String) -> Error {
+    Error::InvalidValue(ValueError { object_type: ty.name().to_owned(), property: property.to_owned(), message })
+}
+
+/// Converts a primary key given by the app to the type's key type.
+pub(crate) fn coerce_primary_key(schema: &Schema, ty: &ObjectSchema, pk: Value) -> Result<Value> {
+    Ok(schema.coerce(ty, ty.primary_key_property(), pk)?)
+}
