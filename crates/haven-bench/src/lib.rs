@@ -1,1 +1,80 @@
+//! Side-by-side benchmarks: the same workload on Haven and on SQLite, one
+//! after the other in one process, repeated; medians and their ratio.
+//!
+//! SQLite runs as a careful app would use it: bundled SQLite, WAL,
+//! `synchronous=FULL`, prepared statements, an index on the same column
+//! Haven indexes. `docs/benchmarks.md` says what each workload measures.
 
+mod local;
+mod memory;
+
+pub use local::{run_local, LocalOptions};
+
+/// One workload's result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Measurement {
+    /// The workload's name.
+    pub workload: String,
+    /// Median Haven time, milliseconds.
+    pub haven_ms: f64,
+    /// Median SQLite time, milliseconds.
+    pub sqlite_ms: f64,
+    /// `haven_ms / sqlite_ms`: below 1 means Haven is faster.
+    pub ratio: f64,
+    /// Haven's peak resident memory during the workload, MiB (`None` where
+    /// the platform does not tell).
+    pub haven_peak_mib: Option<f64>,
+}
+
+/// Prints measurements as a table.
+pub fn format_table(rows: &[Measurement]) -> String {
+    let mut out = format!("{:<16} {:>12} {:>12} {:>14} {:>14}\n", "workload", "haven ms", "sqlite ms", "haven/sqlite", "haven peak MiB");
+    for m in rows {
+        let peak = m.haven_peak_mib.map_or("-".to_owned(), |p| format!("{p:.0}"));
+        out += &format!("{:<16} {:>12.1} {:>12.1} {:>14.2} {:>14}\n", m.workload, m.haven_ms, m.sqlite_ms, m.ratio, peak);
+    }
+    out
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// A small deterministic generator (splitmix64) so both engines get the
+/// same keys in the same order.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    }
+
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
