@@ -166,7 +166,7 @@ fn haven_insert(db: &Database, from: usize, to: usize) -> haven::Result<()> {
             let i = i as i64;
             tx.create_values(
                 "Dog",
-                &[("_id", Value::Int(i)), ("name", Value::String(format!("dog {i}"))), ("age", Value::Int(i % 20)), ("lastUpdated", Value::Int(i))],
+                [("_id", Value::Int(i)), ("name", Value::String(format!("dog {i}"))), ("age", Value::Int(i % 20)), ("lastUpdated", Value::Int(i))],
                 UpdateMode::Never,
             )?;
         }

@@ -56,6 +56,10 @@ pub(crate) struct Inner {
     /// How many commits this process made; the listener thread uses it to
     /// tell which commits a new listener's first read already includes.
     commit_seq: AtomicU64,
+    /// The snapshot of the latest commit, shared by reads until the next
+    /// commit: starting a read transaction per read would cost more than
+    /// the read.
+    latest: Mutex<Option<(u64, Arc<Snapshot>)>>,
     pub(crate) notifier: Notifier,
 }
 
@@ -170,7 +174,7 @@ impl Database {
             .ok_or_else(|| Error::UnknownType(name.to_owned()))
     }
 
-    pub(crate) fn snapshot(&self) -> Result<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Result<Arc<Snapshot>> {
         self.inner.snapshot()
     }
 
@@ -226,16 +230,33 @@ impl Inner {
             schema: Arc::new(schema),
             write_lock: Mutex::new(()),
             commit_seq: AtomicU64::new(0),
+            latest: Mutex::new(None),
             notifier: Notifier::default(),
         })
     }
 
-    pub(crate) fn snapshot(&self) -> Result<Snapshot> {
+    /// A snapshot at least as new as the last commit that returned.
+    pub(crate) fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        // Read the count before the snapshot: a snapshot is never labelled
+        // with a commit it does not include.
+        let seq = self.commit_seq.load(Ordering::SeqCst);
+        let mut latest = lock(&self.latest);
+        if let Some((s, snap)) = latest.as_ref() {
+            if *s == seq {
+                return Ok(snap.clone());
+            }
+        }
+        let snap = Arc::new(self.fresh_snapshot()?);
+        *latest = Some((seq, snap.clone()));
+        Ok(snap)
+    }
+
+    fn fresh_snapshot(&self) -> Result<Snapshot> {
         let rtx = match &self.engine {
             Engine::Writable(db) => db.begin_read()?,
             Engine::ReadOnly(db) => db.begin_read()?,
         };
-        Ok(Snapshot { rtx, schema: self.schema.clone() })
+        Ok(Snapshot::new(rtx, self.schema.clone()))
     }
 
     /// The commit path: every change to the database — app writes now, and
@@ -247,18 +268,20 @@ impl Inner {
         };
         let _guard = lock(&self.write_lock);
         let txn = db.begin_write()?;
+        // Without listeners there is nobody to tell: a listener registered
+        // now makes its first read after this commit (under the write lock).
+        let track = self.notifier.has_listeners();
         let (result, changes) = {
-            let mut tx = WriteTransaction::new(&txn, &self.schema);
+            let mut tx = WriteTransaction::new(&txn, &self.schema, track);
             let result = f(&mut tx);
             (result, tx.finish())
         };
         match result {
             Ok(value) => {
-                let changes = changes?;
                 txn.commit()?;
                 let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
-                if !changes.is_empty() && self.notifier.has_listeners() {
-                    self.notifier.committed(seq, self.snapshot()?, changes);
+                if !changes.is_empty() {
+                    self.notifier.committed(seq, Arc::new(self.fresh_snapshot()?), changes);
                 }
                 Ok(value)
             }
@@ -273,7 +296,7 @@ impl Inner {
     /// (under the write lock, so no commit falls between them).
     pub(crate) fn snapshot_with_seq(&self) -> Result<(u64, Snapshot)> {
         let _guard = lock(&self.write_lock);
-        Ok((self.commit_seq.load(Ordering::SeqCst), self.snapshot()?))
+        Ok((self.commit_seq.load(Ordering::SeqCst), self.fresh_snapshot()?))
     }
 }
 
@@ -406,31 +429,41 @@ fn rebuild_changed_indexes(txn: &redb::WriteTransaction, old: &Schema, new: &Sch
     Ok(())
 }
 
-/// Plans and runs a query on a snapshot: the rows that match, in key order.
-pub(crate) fn query_rows(snap: &Snapshot, ty: &str, q: &query::BoundQuery) -> Result<Vec<crate::snapshot::Row>> {
+/// Plans and runs a query on a snapshot, mapping each matching row
+/// (encoded primary key, record) with `map`, in the query's order.
+pub(crate) fn run_query<T>(snap: &Snapshot, ty: &str, q: &query::BoundQuery, mut map: impl FnMut(&[u8], &[u8]) -> Result<T>) -> Result<Vec<T>> {
     let object_type = snap.schema.object_type(ty).ok_or_else(|| Error::UnknownType(ty.to_owned()))?;
     let plan = query::plan(object_type, q);
-    let mut rows = Vec::new();
-    let unsorted_limit = if q.sort.is_empty() { q.limit } else { None };
-    if unsorted_limit == Some(0) {
-        return Ok(rows);
+    let sorted = !q.sort.is_empty();
+    let unsorted_limit = if sorted { None } else { q.limit };
+    let mut out = Vec::new();
+    let mut sort_keys: Vec<Vec<Value>> = Vec::new();
+    let mut failure = None;
+    if unsorted_limit != Some(0) {
+        snap.visit(ty, &plan.access, |k, rec| {
+            if plan.residual.as_ref().is_some_and(|f| !f.matches(rec, snap)) {
+                return true;
+            }
+            match map(k, rec) {
+                Ok(item) => out.push(item),
+                Err(e) => {
+                    failure = Some(e);
+                    return false;
+                }
+            }
+            if sorted {
+                sort_keys.push(q.sort.iter().map(|(p, _)| query::path_values(p, rec, snap).into_iter().next().unwrap_or(Value::Null)).collect());
+            }
+            unsorted_limit.is_none_or(|n| out.len() < n)
+        })?;
     }
-    snap.visit(ty, &plan.access, |k, rec| {
-        if plan.residual.as_ref().is_none_or(|f| f.matches(rec, snap)) {
-            rows.push((k.to_vec(), rec.to_vec()));
-        }
-        unsorted_limit.is_none_or(|n| rows.len() < n)
-    })?;
-    if !q.sort.is_empty() {
-        let mut keyed: Vec<(Vec<Value>, crate::snapshot::Row)> = rows
-            .into_iter()
-            .map(|row| {
-                let keys = q.sort.iter().map(|(p, _)| query::path_values(p, &row.1, snap).into_iter().next().unwrap_or(Value::Null)).collect();
-                (keys, row)
-            })
-            .collect();
-        keyed.sort_by(|a, b| {
-            for ((x, y), (_, asc)) in a.0.iter().zip(&b.0).zip(&q.sort) {
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if sorted {
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        order.sort_by(|&a, &b| {
+            for ((x, y), (_, asc)) in sort_keys[a].iter().zip(&sort_keys[b]).zip(&q.sort) {
                 let o = haven_core::sort_order(x, y);
                 if o != std::cmp::Ordering::Equal {
                     return if *asc { o } else { o.reverse() };
@@ -438,10 +471,11 @@ pub(crate) fn query_rows(snap: &Snapshot, ty: &str, q: &query::BoundQuery) -> Re
             }
             std::cmp::Ordering::Equal
         });
-        rows = keyed.into_iter().map(|(_, r)| r).collect();
+        let mut slots: Vec<Option<T>> = out.into_iter().map(Some).collect();
+        out = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
         if let Some(n) = q.limit {
-            rows.truncate(n);
+            out.truncate(n);
         }
     }
-    Ok(rows)
+    Ok(out)
 }

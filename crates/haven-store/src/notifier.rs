@@ -10,7 +10,7 @@
 //! commits it includes, so no commit is reported twice or missed.
 
 use crate::changes::{Change, CommitChanges};
-use crate::database::{query_rows, Inner};
+use crate::database::{run_query, Inner};
 use crate::snapshot::Snapshot;
 use haven_core::query::BoundQuery;
 use haven_core::{key, Schema, Value};
@@ -94,7 +94,7 @@ struct Entry {
 
 enum Message {
     Register(u64, Weak<Inner>),
-    Commit(u64, Snapshot, Arc<CommitChanges>),
+    Commit(u64, Arc<Snapshot>, Arc<CommitChanges>),
     Flush(Sender<()>),
 }
 
@@ -118,7 +118,7 @@ impl Notifier {
         NotificationToken { id, listeners: Arc::downgrade(&self.listeners) }
     }
 
-    pub fn committed(&self, seq: u64, snap: Snapshot, changes: CommitChanges) {
+    pub fn committed(&self, seq: u64, snap: Arc<Snapshot>, changes: CommitChanges) {
         self.send(Message::Commit(seq, snap, Arc::new(changes)));
     }
 
@@ -188,7 +188,7 @@ fn run(rx: Receiver<Message>, listeners: Arc<Mutex<HashMap<u64, Arc<Entry>>>>) {
 
 fn initial_keys(listener: &Listener, snap: &Snapshot) -> crate::Result<Vec<Vec<u8>>> {
     match listener {
-        Listener::Collection(c) => Ok(query_rows(snap, &c.ty, &c.query)?.into_iter().map(|r| r.0).collect()),
+        Listener::Collection(c) => run_query(snap, &c.ty, &c.query, |k, _| Ok(k.to_vec())),
         Listener::Object(_) => Ok(Vec::new()),
     }
 }
@@ -213,7 +213,7 @@ fn deliver(entry: &Entry, seq: u64, snap: &Snapshot, changes: &CommitChanges) ->
             if !watched_types(c).iter().any(|t| changes.types.get(*t).is_some_and(|m| !m.is_empty())) {
                 return Ok(());
             }
-            let new_keys: Vec<Vec<u8>> = query_rows(snap, &c.ty, &c.query)?.into_iter().map(|r| r.0).collect();
+            let new_keys = run_query(snap, &c.ty, &c.query, |k, _| Ok(k.to_vec()))?;
             let event = diff(&snap.schema, &c.ty, keys, &new_keys, changes);
             *keys = new_keys;
             if !event.is_empty() {

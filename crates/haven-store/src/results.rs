@@ -1,13 +1,11 @@
 //! `Results`: a live, lazily evaluated collection of one type's objects.
 
-use crate::database::{query_rows, Database};
+use crate::database::{run_query, Database};
 use crate::error::Result;
 use crate::notifier::{CollectionChanges, CollectionListener, Listener, NotificationToken};
 use crate::object::Object;
-use crate::snapshot::{Row, Snapshot};
 use haven_core::query::{self, BoundQuery, Filter};
 use haven_core::Value;
-use std::sync::Arc;
 
 /// The objects of one type that match a query, sorted and limited as asked.
 ///
@@ -90,47 +88,40 @@ impl Results {
 
     /// The number of objects.
     pub fn len(&self) -> Result<usize> {
-        if self.query.filter == Filter::Const(true) && self.query.limit.is_none() {
-            return Ok(self.db.snapshot()?.count(&self.ty)? as usize);
-        }
-        Ok(self.rows()?.1.len())
+        let snap = self.db.snapshot()?;
+        let all = if self.query.filter == Filter::Const(true) {
+            snap.count(&self.ty)? as usize
+        } else {
+            let unordered = BoundQuery { filter: self.query.filter.clone(), sort: Vec::new(), limit: None };
+            run_query(&snap, &self.ty, &unordered, |_, _| Ok(()))?.len()
+        };
+        Ok(self.query.limit.map_or(all, |n| all.min(n)))
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> Result<bool> {
-        let mut first = self.clone();
-        first.query.limit = Some(1);
-        first.query.sort.clear();
-        Ok(first.rows()?.1.is_empty())
+        let mut first = self.query.clone();
+        first.limit = Some(1);
+        first.sort.clear();
+        Ok(run_query(&*self.db.snapshot()?, &self.ty, &first, |_, _| Ok(()))?.is_empty())
     }
 
     /// The object at `index` in the collection's order.
     pub fn get(&self, index: usize) -> Result<Option<Object>> {
-        let (snap, rows) = self.rows()?;
-        let (type_index, _) = self.db.type_named(&self.ty)?;
-        rows.get(index).map(|(_, rec)| Object::from_record(&self.db, &snap, type_index, rec)).transpose()
+        let mut upto = self.query.clone();
+        upto.limit = Some(upto.limit.unwrap_or(usize::MAX).min(index.saturating_add(1)));
+        let mut objects = self.objects_for(&upto)?;
+        Ok((objects.len() > index).then(|| objects.swap_remove(index)))
     }
 
     /// The objects, read from one snapshot.
-    pub fn iter(&self) -> Result<impl Iterator<Item = Object> + use<>> {
-        let (snap, rows) = self.rows()?;
-        let (type_index, _) = self.db.type_named(&self.ty)?;
-        let db = self.db.clone();
-        let mut i = 0;
-        Ok(std::iter::from_fn(move || {
-            let (_, rec) = rows.get(i)?;
-            i += 1;
-            // A record that fails to decode was damaged on disk; it is
-            // logged and skipped rather than ending the iteration.
-            Object::from_record(&db, &snap, type_index, rec)
-                .inspect_err(|e| tracing::error!(error = %e, "skipping an unreadable object"))
-                .ok()
-        }))
+    pub fn iter(&self) -> Result<std::vec::IntoIter<Object>> {
+        Ok(self.to_vec()?.into_iter())
     }
 
     /// Every object, read from one snapshot, as a vector.
     pub fn to_vec(&self) -> Result<Vec<Object>> {
-        Ok(self.iter()?.collect())
+        self.objects_for(&self.query)
     }
 
     /// The objects as a JSON array.
@@ -150,9 +141,9 @@ impl Results {
         }))
     }
 
-    fn rows(&self) -> Result<(Snapshot, Arc<Vec<Row>>)> {
+    fn objects_for(&self, q: &BoundQuery) -> Result<Vec<Object>> {
         let snap = self.db.snapshot()?;
-        let rows = query_rows(&snap, &self.ty, &self.query)?;
-        Ok((snap, Arc::new(rows)))
+        let (type_index, _) = self.db.type_named(&self.ty)?;
+        run_query(&snap, &self.ty, q, |_, rec| Object::from_record(&self.db, &snap, type_index, rec))
     }
 }

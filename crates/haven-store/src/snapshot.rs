@@ -7,24 +7,37 @@ use haven_core::query::{Access, KeyRange, LinkResolver};
 use haven_core::{key, Schema, ValueRef};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, TableError};
 use std::ops::Bound;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 pub(crate) struct Snapshot {
-    pub rtx: ReadTransaction,
+    rtx: ReadTransaction,
     pub schema: Arc<Schema>,
+    /// Object tables opened so far, kept for the snapshot's life: opening
+    /// a table costs more than a lookup in it.
+    tables: Mutex<HashMap<String, Option<Arc<ObjectsTable>>>>,
 }
 
-/// An encoded primary key and the record it maps to.
-pub(crate) type Row = (Vec<u8>, Vec<u8>);
+type ObjectsTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
 impl Snapshot {
-    fn objects(&self, ty: &str) -> Result<Option<ReadOnlyTable<&'static [u8], &'static [u8]>>> {
-        let name = layout::objects_table(ty);
-        match self.rtx.open_table(layout::objects_def(&name)) {
-            Ok(t) => Ok(Some(t)),
-            Err(TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(e.into()),
+    pub fn new(rtx: ReadTransaction, schema: Arc<Schema>) -> Snapshot {
+        Snapshot { rtx, schema, tables: Mutex::default() }
+    }
+
+    fn objects(&self, ty: &str) -> Result<Option<Arc<ObjectsTable>>> {
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = tables.get(ty) {
+            return Ok(t.clone());
         }
+        let name = layout::objects_table(ty);
+        let table = match self.rtx.open_table(layout::objects_def(&name)) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        tables.insert(ty.to_owned(), table.clone());
+        Ok(table)
     }
 
     /// The record of one object.

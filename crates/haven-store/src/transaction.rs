@@ -35,20 +35,34 @@ type IndexTable<'t> = Table<'t, &'static [u8], ()>;
 pub struct WriteTransaction<'t> {
     txn: &'t redb::WriteTransaction,
     schema: &'t Schema,
-    objects: HashMap<String, ObjectsTable<'t>>,
-    indexes: HashMap<String, IndexTable<'t>>,
-    changes: CommitChanges,
+    /// The tables of each type written so far, opened once per transaction.
+    tables: HashMap<String, TypeTables<'t>>,
+    /// What changed, for listeners; `None` when nobody listens.
+    changes: Option<CommitChanges>,
     buf: Vec<u8>,
 }
 
+struct TypeTables<'t> {
+    objects: ObjectsTable<'t>,
+    /// By property position; `Some` for indexed properties.
+    indexes: Vec<Option<IndexTable<'t>>>,
+}
+
 impl<'t> WriteTransaction<'t> {
-    pub(crate) fn new(txn: &'t redb::WriteTransaction, schema: &'t Schema) -> Self {
-        WriteTransaction { txn, schema, objects: HashMap::new(), indexes: HashMap::new(), changes: CommitChanges::default(), buf: Vec::new() }
+    pub(crate) fn new(txn: &'t redb::WriteTransaction, schema: &'t Schema, track_changes: bool) -> Self {
+        WriteTransaction { txn, schema, tables: HashMap::new(), changes: track_changes.then(CommitChanges::default), buf: Vec::new() }
     }
 
-    /// Closes the tables and returns what the transaction changed.
-    pub(crate) fn finish(self) -> Result<CommitChanges> {
-        Ok(self.changes)
+    /// Closes the tables and returns what the transaction changed (empty
+    /// when changes were not tracked).
+    pub(crate) fn finish(self) -> CommitChanges {
+        self.changes.unwrap_or_default()
+    }
+
+    fn record_change(&mut self, ty: &ObjectSchema, key: &[u8], pk: &Value, change: Change) {
+        if let Some(c) = &mut self.changes {
+            c.record(ty.name(), key, pk, change);
+        }
     }
 
     /// Creates an object from a JSON object, or updates it per `mode` when
@@ -99,13 +113,13 @@ impl<'t> WriteTransaction<'t> {
 
     /// Creates or updates an object from property values (no JSON on the
     /// way: the fastest way to write many objects).
-    pub fn create_values(&mut self, object_type: &str, values: &[(&str, Value)], mode: UpdateMode) -> Result<()> {
+    pub fn create_values<'a>(&mut self, object_type: &str, values: impl IntoIterator<Item = (&'a str, Value)>, mode: UpdateMode) -> Result<()> {
         let ty = self.object_type(object_type)?;
         let fields = values
-            .iter()
+            .into_iter()
             .map(|(name, v)| {
                 let idx = property_index(ty, name)?;
-                Ok((idx, self.schema.coerce(ty, &ty.properties()[idx], v.clone())?))
+                Ok((idx, self.schema.coerce(ty, &ty.properties()[idx], v)?))
             })
             .collect::<Result<Vec<_>>>()?;
         self.upsert(ty, fields, mode)
@@ -164,7 +178,7 @@ impl<'t> WriteTransaction<'t> {
     pub fn delete_all(&mut self, object_type: &str) -> Result<usize> {
         let ty = self.object_type(object_type)?;
         let rows: Vec<(Vec<u8>, Vec<u8>)> = {
-            let table = self.objects_table(ty.name())?;
+            let table = &self.tables(ty)?.objects;
             table.iter()?.map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))).collect::<Result<_, _>>()?
         };
         for (key, rec) in &rows {
@@ -206,28 +220,13 @@ impl<'t> WriteTransaction<'t> {
             .map(|(_, v)| v.clone())
             .ok_or_else(|| Error::MissingProperty { object_type: ty.name().to_owned(), property: ty.primary_key_name().to_owned() })?;
         let key = key::to_key(pk.as_ref().expect("scalar"));
+        if mode == UpdateMode::Never {
+            // The common case of a new object: one tree operation, not a
+            // lookup and then an insert.
+            return self.insert_new(ty, &key, pk, fields);
+        }
         match self.load(ty, &key)? {
-            None => {
-                let mut values: Vec<Option<Value>> = ty.properties().iter().map(|p| p.default_value()).collect();
-                for (i, v) in fields {
-                    values[i] = Some(v);
-                }
-                let values = values
-                    .into_iter()
-                    .zip(ty.properties())
-                    .map(|(v, p)| v.ok_or_else(|| Error::MissingProperty { object_type: ty.name().to_owned(), property: p.name.clone() }))
-                    .collect::<Result<Vec<_>>>()?;
-                self.store(ty, &key, &values)?;
-                for (i, p) in ty.properties().iter().enumerate() {
-                    if p.indexed {
-                        self.index_entry(ty, i, &key, &values[i], true)?;
-                    }
-                }
-                self.changes.record(ty.name(), &key, &pk, Change::Inserted);
-            }
-            Some(_) if mode == UpdateMode::Never => {
-                return Err(Error::DuplicatePrimaryKey { object_type: ty.name().to_owned(), primary_key: pk.to_string() });
-            }
+            None => self.insert_new(ty, &key, pk, fields)?,
             Some(mut values) => {
                 let mut changed = BTreeSet::new();
                 for (i, v) in fields {
@@ -243,35 +242,61 @@ impl<'t> WriteTransaction<'t> {
                 }
                 if !changed.is_empty() {
                     self.store(ty, &key, &values)?;
-                    self.changes.record(ty.name(), &key, &pk, Change::Modified(changed));
+                    self.record_change(ty, &key, &pk, Change::Modified(changed));
                 }
             }
         }
         Ok(())
     }
 
+    /// Writes a new object; fails with `DuplicatePrimaryKey`, changing
+    /// nothing, if the key exists.
+    fn insert_new(&mut self, ty: &ObjectSchema, key: &[u8], pk: Value, fields: Vec<(usize, Value)>) -> Result<()> {
+        let mut values: Vec<Option<Value>> = ty.properties().iter().map(|p| p.default_value()).collect();
+        for (i, v) in fields {
+            values[i] = Some(v);
+        }
+        let values = values
+            .into_iter()
+            .zip(ty.properties())
+            .map(|(v, p)| v.ok_or_else(|| Error::MissingProperty { object_type: ty.name().to_owned(), property: p.name.clone() }))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(previous) = self.store(ty, key, &values)? {
+            self.tables(ty)?.objects.insert(key, previous.as_slice())?;
+            return Err(Error::DuplicatePrimaryKey { object_type: ty.name().to_owned(), primary_key: pk.to_string() });
+        }
+        for (i, p) in ty.properties().iter().enumerate() {
+            if p.indexed {
+                self.index_entry(ty, i, key, &values[i], true)?;
+            }
+        }
+        self.record_change(ty, key, &pk, Change::Inserted);
+        Ok(())
+    }
+
     fn remove(&mut self, ty: &ObjectSchema, key: &[u8], pk: &Value, values: &[Value]) -> Result<()> {
-        self.objects_table(ty.name())?.remove(key)?;
+        self.tables(ty)?.objects.remove(key)?;
         for (i, p) in ty.properties().iter().enumerate() {
             if p.indexed {
                 self.index_entry(ty, i, key, &values[i], false)?;
             }
         }
-        self.changes.record(ty.name(), key, pk, Change::Deleted);
+        self.record_change(ty, key, pk, Change::Deleted);
         Ok(())
     }
 
     fn load(&mut self, ty: &ObjectSchema, key: &[u8]) -> Result<Option<Vec<Value>>> {
-        let table = self.objects_table(ty.name())?;
+        let table = &self.tables(ty)?.objects;
         let Some(rec) = table.get(key)? else { return Ok(None) };
         decode(ty, rec.value()).map(Some)
     }
 
-    fn store(&mut self, ty: &ObjectSchema, key: &[u8], values: &[Value]) -> Result<()> {
+    /// Writes the record; returns the record it replaced, if any.
+    fn store(&mut self, ty: &ObjectSchema, key: &[u8], values: &[Value]) -> Result<Option<Vec<u8>>> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         record::encode(values, &mut buf);
-        let result = self.objects_table(ty.name())?.insert(key, buf.as_slice()).map(|_| ());
+        let result = self.tables(ty)?.objects.insert(key, buf.as_slice()).map(|old| old.map(|g| g.value().to_vec()));
         self.buf = buf;
         Ok(result?)
     }
@@ -279,12 +304,7 @@ impl<'t> WriteTransaction<'t> {
     fn index_entry(&mut self, ty: &ObjectSchema, prop: usize, key: &[u8], value: &Value, add: bool) -> Result<()> {
         let mut entry = key::to_key(value.as_ref().expect("indexed properties are scalars"));
         entry.extend_from_slice(key);
-        let name = layout::index_table(ty.name(), &ty.properties()[prop].name);
-        if !self.indexes.contains_key(&name) {
-            let table = self.txn.open_table(layout::index_def(&name))?;
-            self.indexes.insert(name.clone(), table);
-        }
-        let table = self.indexes.get_mut(&name).expect("just opened");
+        let table = self.tables(ty)?.indexes[prop].as_mut().expect("the property is indexed");
         if add {
             table.insert(entry.as_slice(), ())?;
         } else {
@@ -293,13 +313,22 @@ impl<'t> WriteTransaction<'t> {
         Ok(())
     }
 
-    fn objects_table(&mut self, ty: &str) -> Result<&mut ObjectsTable<'t>> {
-        if !self.objects.contains_key(ty) {
-            let name = layout::objects_table(ty);
-            let table = self.txn.open_table(layout::objects_def(&name))?;
-            self.objects.insert(ty.to_owned(), table);
+    fn tables(&mut self, ty: &ObjectSchema) -> Result<&mut TypeTables<'t>> {
+        if !self.tables.contains_key(ty.name()) {
+            let name = layout::objects_table(ty.name());
+            let objects = self.txn.open_table(layout::objects_def(&name))?;
+            let indexes = ty
+                .properties()
+                .iter()
+                .map(|p| {
+                    p.indexed
+                        .then(|| self.txn.open_table(layout::index_def(&layout::index_table(ty.name(), &p.name))))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.tables.insert(ty.name().to_owned(), TypeTables { objects, indexes });
         }
-        Ok(self.objects.get_mut(ty).expect("just opened"))
+        Ok(self.tables.get_mut(ty.name()).expect("just opened"))
     }
 }
 
