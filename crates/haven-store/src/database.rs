@@ -212,7 +212,7 @@ impl Inner {
             (Engine::ReadOnly(db), schema)
         } else {
             if exists {
-                preflight(&path)?;
+                preflight(&path, config.schema.as_ref())?;
             } else if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
@@ -331,16 +331,21 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
 }
 
 /// Checks an existing file without changing it, before opening it for
-/// writing (which may repair it): a file that is not a Haven database, is
-/// truncated, or comes from a newer Haven is refused untouched.
-fn preflight(path: &Path) -> Result<()> {
+/// writing (redb marks a file it opens for writing): a file that is not a
+/// Haven database, is truncated, comes from a newer Haven, or whose schema
+/// the requested one would break is refused untouched.
+fn preflight(path: &Path, requested: Option<&Schema>) -> Result<()> {
     match redb::Builder::new().open_read_only(path) {
-        Ok(db) => {
-            if read_meta(path, &db.begin_read()?)?.is_none() && has_tables(&db.begin_read()?)? {
-                return Err(not_a_database(path, "it is a redb file without Haven metadata"));
+        Ok(db) => match read_meta(path, &db.begin_read()?)? {
+            None if has_tables(&db.begin_read()?)? => Err(not_a_database(path, "it is a redb file without Haven metadata")),
+            Some(stored) => {
+                if let Some(requested) = requested {
+                    stored.evolve(requested)?;
+                }
+                Ok(())
             }
-            Ok(())
-        }
+            None => Ok(()),
+        },
         // Not closed cleanly (a crash): opening for writing recovers it.
         Err(redb::DatabaseError::RepairAborted) => Ok(()),
         Err(e) => Err(open_error(path, e)),

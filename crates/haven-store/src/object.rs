@@ -23,34 +23,48 @@ struct Inner {
     db: Database,
     schema: Arc<Schema>,
     type_index: usize,
-    values: Vec<Value>,
+    /// The encoded record; fields are decoded when asked for.
+    record: Vec<u8>,
+    /// Link properties whose target was gone when read: (position, value
+    /// as read, null or the list without the missing targets).
+    repaired_links: Vec<(usize, Value)>,
 }
 
 impl Object {
-    /// Decodes a record read from `snap`. Missing trailing fields (the
-    /// record predates a property) read as the property's default; links
-    /// whose target is gone read as null (and leave link lists).
+    /// Wraps a record read from `snap`. Links whose target is gone read as
+    /// null (and leave link lists); that is checked here, against the same
+    /// snapshot, so that the object does not keep the snapshot alive.
     pub(crate) fn from_record(db: &Database, snap: &Snapshot, type_index: usize, rec: &[u8]) -> Result<Object> {
         let ty = &snap.schema.types()[type_index];
-        let mut values = record::decode(rec).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))?;
+        let mut repaired_links = Vec::new();
         for (i, prop) in ty.properties().iter().enumerate() {
-            if i >= values.len() {
-                values.push(prop.default_value().unwrap_or(Value::Null));
-            }
-            if let PropertyType::Link(target) = &prop.ty {
-                let exists = |pk: &Value| pk.as_ref().is_some_and(|r| snap.get(target, &key::to_key(r)).ok().flatten().is_some());
-                match &mut values[i] {
-                    Value::List(items) => items.retain(exists),
-                    v if !v.is_null() && !exists(v) => *v = Value::Null,
-                    _ => {}
-                }
-            }
+            let PropertyType::Link(target) = &prop.ty else { continue };
+            let exists = |pk: &Value| pk.as_ref().is_some_and(|r| snap.get(target, &key::to_key(r)).ok().flatten().is_some());
+            let value = read_field(ty, rec, i)?;
+            let repaired = match &value {
+                Value::List(items) if !items.iter().all(exists) => Value::List(items.iter().filter(|pk| exists(pk)).cloned().collect()),
+                v if !v.is_null() && v.as_list().is_none() && !exists(v) => Value::Null,
+                _ => continue,
+            };
+            repaired_links.push((i, repaired));
         }
-        Ok(Object { inner: Arc::new(Inner { db: db.clone(), schema: snap.schema.clone(), type_index, values }) })
+        Ok(Object {
+            inner: Arc::new(Inner { db: db.clone(), schema: snap.schema.clone(), type_index, record: rec.to_vec(), repaired_links }),
+        })
     }
 
     fn ty(&self) -> &ObjectSchema {
         &self.inner.schema.types()[self.inner.type_index]
+    }
+
+    fn field(&self, i: usize) -> Value {
+        if let Some((_, v)) = self.inner.repaired_links.iter().find(|(j, _)| *j == i) {
+            return v.clone();
+        }
+        // A field that cannot be decoded is damage on disk: say so, read null.
+        read_field(self.ty(), &self.inner.record, i)
+            .inspect_err(|e| tracing::error!(error = %e, "unreadable field"))
+            .unwrap_or(Value::Null)
     }
 
     /// The object's type name.
@@ -59,19 +73,19 @@ impl Object {
     }
 
     /// The primary key.
-    pub fn primary_key(&self) -> &Value {
-        &self.inner.values[self.ty().primary_key_index()]
+    pub fn primary_key(&self) -> Value {
+        self.field(self.ty().primary_key_index())
     }
 
     /// A property's value (a link as its target's primary key); `None` if
     /// the type has no such property.
     pub fn get(&self, property: &str) -> Option<Value> {
-        self.ty().property_index(property).map(|i| self.inner.values[i].clone())
+        self.ty().property_index(property).map(|i| self.field(i))
     }
 
     /// The values in the type's property order.
-    pub fn values(&self) -> &[Value] {
-        &self.inner.values
+    pub fn values(&self) -> Vec<Value> {
+        (0..self.ty().properties().len()).map(|i| self.field(i)).collect()
     }
 
     /// The object as a JSON object (see [`Value::to_json`] for the forms).
@@ -80,8 +94,8 @@ impl Object {
             .ty()
             .properties()
             .iter()
-            .zip(&self.inner.values)
-            .map(|(p, v)| (p.name.clone(), v.to_json()))
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), self.field(i).to_json()))
             .collect();
         serde_json::Value::Object(map)
     }
@@ -146,12 +160,21 @@ impl Object {
     /// Calls `callback` on the listener thread after each commit that
     /// modifies or deletes this object. Dropping the token unsubscribes.
     pub fn add_listener(&self, callback: impl Fn(&ObjectChange) + Send + Sync + 'static) -> NotificationToken {
-        self.inner.db.add_object_listener(self.object_type(), self.primary_key().clone(), Box::new(callback))
+        self.inner.db.add_object_listener(self.object_type(), self.primary_key(), Box::new(callback))
     }
 }
 
 impl fmt::Debug for Object {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.object_type(), self.to_json())
+    }
+}
+
+/// Field `i` of a record, or the property's default when the record
+/// predates the property.
+fn read_field(ty: &ObjectSchema, rec: &[u8], i: usize) -> Result<Value> {
+    match record::field(rec, i).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))? {
+        Some(v) => Ok(v.to_owned()),
+        None => Ok(ty.properties()[i].default_value().unwrap_or(Value::Null)),
     }
 }

@@ -183,9 +183,12 @@ impl<'a> Binder<'a> {
         if lhs.path.count {
             return if v.as_int().is_some() { Ok(v) } else { Err(mismatch(&v)) };
         }
-        let numeric = matches!(lhs.prop.ty, PropertyType::Int | PropertyType::Double);
-        if numeric && matches!(v, Value::Int(_) | Value::Double(_)) {
-            return Ok(v);
+        // Numbers compare across int and double (`age > 2.5`); a double
+        // property takes an int constant as a double so its index applies.
+        match (&lhs.prop.ty, &v) {
+            (PropertyType::Double, Value::Int(i)) => return Ok(Value::Double(*i as f64)),
+            (PropertyType::Int, Value::Double(_)) => return Ok(v),
+            _ => {}
         }
         let element = Property { list: false, optional: true, ..lhs.prop.clone() };
         self.schema.coerce(lhs.owner, &element, v.clone()).map_err(|_| mismatch(&v))

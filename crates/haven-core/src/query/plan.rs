@@ -10,7 +10,7 @@
 use super::bind::{BoundQuery, Comparison, Filter, Side};
 use super::parser::{Op, Quantifier};
 use crate::key;
-use crate::schema::ObjectSchema;
+use crate::schema::{ObjectSchema, PropertyType};
 use crate::value::Value;
 use std::ops::Bound;
 
@@ -55,7 +55,7 @@ pub fn plan(ty: &ObjectSchema, query: &BoundQuery) -> Plan {
         let mut used = Vec::new();
         let mut rank = 0u8;
         for (i, c) in conjuncts.iter().enumerate() {
-            if let Some((r, exact_eq)) = key_ranges(c, prop_idx) {
+            if let Some((r, exact_eq)) = key_ranges(c, prop_idx, &prop.ty) {
                 ranges = Some(match ranges {
                     None => r,
                     Some(prev) => intersect(&prev, &r),
@@ -112,14 +112,14 @@ fn filtered_paths(f: &Filter) -> Vec<String> {
 
 /// The key ranges that express conjunct `f` exactly on property `prop`, and
 /// whether they are equalities.
-fn key_ranges(f: &Filter, prop: usize) -> Option<(Vec<KeyRange>, bool)> {
+fn key_ranges(f: &Filter, prop: usize, ty: &PropertyType) -> Option<(Vec<KeyRange>, bool)> {
     match f {
-        Filter::Compare(c) => comparison_range(c, prop).map(|(r, eq)| (vec![r], eq)),
+        Filter::Compare(c) => comparison_range(c, prop, ty).map(|(r, eq)| (vec![r], eq)),
         Filter::Or(parts) if !parts.is_empty() => {
             let ranges = parts
                 .iter()
                 .map(|p| match p {
-                    Filter::Compare(c) if c.op == Op::Eq => comparison_range(c, prop).map(|r| r.0),
+                    Filter::Compare(c) if c.op == Op::Eq => comparison_range(c, prop, ty).map(|r| r.0),
                     _ => None,
                 })
                 .collect::<Option<Vec<_>>>()?;
@@ -129,11 +129,15 @@ fn key_ranges(f: &Filter, prop: usize) -> Option<(Vec<KeyRange>, bool)> {
     }
 }
 
-fn comparison_range(c: &Comparison, prop: usize) -> Option<(KeyRange, bool)> {
+fn comparison_range(c: &Comparison, prop: usize, ty: &PropertyType) -> Option<(KeyRange, bool)> {
     if c.lhs.direct_property() != Some(prop) || c.case_insensitive || c.quantifier != Quantifier::Any {
         return None;
     }
     let Side::Value(v) = &c.rhs else { return None };
+    // Keys of ints and doubles differ: `int_property > 2.5` is left to the filter.
+    if matches!((ty, v), (PropertyType::Int, Value::Double(_))) {
+        return None;
+    }
     let v_ref = v.as_ref()?;
     let k = key::to_key(v_ref);
     // Keys of one kind share their first byte: bound ranges to that kind
