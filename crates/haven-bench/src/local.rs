@@ -26,75 +26,121 @@ const DOG: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
     "_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true}}}]"#;
 
 /// Runs every local workload; `progress` hears what is running.
-pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Measurement>, Box<dyn std::error::Error>> {
+pub fn run_local(
+    opts: &LocalOptions,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<Measurement>, Box<dyn std::error::Error>> {
     let s = if opts.quick {
-        Sizes { bulk: 20_000, commits: 200, lookups: 20_000, query_objects: 100_000 }
+        Sizes {
+            bulk: 20_000,
+            commits: 200,
+            lookups: 20_000,
+            query_objects: 100_000,
+        }
     } else {
-        Sizes { bulk: 100_000, commits: 1_000, lookups: 100_000, query_objects: 1_000_000 }
+        Sizes {
+            bulk: 100_000,
+            commits: 1_000,
+            lookups: 100_000,
+            query_objects: 1_000_000,
+        }
     };
     let dir = tempfile::tempdir()?;
     let reps = opts.repeats.max(1);
     let mut out = Vec::new();
 
-    progress(&format!("bulk_insert: {} objects in one transaction", s.bulk));
-    out.push(measure("bulk_insert", reps, |rep| {
-        let db = haven_db(&dir.path().join(format!("bulk-{rep}.haven")))?;
-        let t = Instant::now();
-        haven_insert(&db, 0, s.bulk)?;
-        Ok(t.elapsed().as_secs_f64())
-    }, |rep| {
-        let conn = sqlite_db(&dir.path().join(format!("bulk-{rep}.sqlite")))?;
-        let t = Instant::now();
-        sqlite_insert(&conn, 0, s.bulk)?;
-        Ok(t.elapsed().as_secs_f64())
-    })?);
+    progress(&format!(
+        "bulk_insert: {} objects in one transaction",
+        s.bulk
+    ));
+    out.push(measure(
+        "bulk_insert",
+        reps,
+        |rep| {
+            let db = haven_db(&dir.path().join(format!("bulk-{rep}.haven")))?;
+            let t = Instant::now();
+            haven_insert(&db, 0, s.bulk)?;
+            Ok(t.elapsed().as_secs_f64())
+        },
+        |rep| {
+            let conn = sqlite_db(&dir.path().join(format!("bulk-{rep}.sqlite")))?;
+            let t = Instant::now();
+            sqlite_insert(&conn, 0, s.bulk)?;
+            Ok(t.elapsed().as_secs_f64())
+        },
+    )?);
 
-    progress(&format!("single_commits: {} durable one-object transactions", s.commits));
-    out.push(measure("single_commits", reps, |rep| {
-        let db = haven_db(&dir.path().join(format!("commits-{rep}.haven")))?;
-        let t = Instant::now();
-        for i in 0..s.commits {
-            haven_insert(&db, i, i + 1)?;
-        }
-        Ok(t.elapsed().as_secs_f64())
-    }, |rep| {
-        let conn = sqlite_db(&dir.path().join(format!("commits-{rep}.sqlite")))?;
-        let t = Instant::now();
-        for i in 0..s.commits {
-            sqlite_insert(&conn, i, i + 1)?;
-        }
-        Ok(t.elapsed().as_secs_f64())
-    })?);
+    progress(&format!(
+        "single_commits: {} durable one-object transactions",
+        s.commits
+    ));
+    out.push(measure(
+        "single_commits",
+        reps,
+        |rep| {
+            let db = haven_db(&dir.path().join(format!("commits-{rep}.haven")))?;
+            let t = Instant::now();
+            for i in 0..s.commits {
+                haven_insert(&db, i, i + 1)?;
+            }
+            Ok(t.elapsed().as_secs_f64())
+        },
+        |rep| {
+            let conn = sqlite_db(&dir.path().join(format!("commits-{rep}.sqlite")))?;
+            let t = Instant::now();
+            for i in 0..s.commits {
+                sqlite_insert(&conn, i, i + 1)?;
+            }
+            Ok(t.elapsed().as_secs_f64())
+        },
+    )?);
 
-    progress(&format!("pk_lookup: {} random primary-key reads of {} objects", s.lookups, s.bulk));
+    progress(&format!(
+        "pk_lookup: {} random primary-key reads of {} objects",
+        s.lookups, s.bulk
+    ));
     let haven = haven_db(&dir.path().join("bulk-0.haven"))?;
     let sqlite = sqlite_db(&dir.path().join("bulk-0.sqlite"))?;
-    out.push(measure("pk_lookup", reps, |rep| {
-        let mut rng = Rng::new(rep as u64);
-        let t = Instant::now();
-        let mut found = 0usize;
-        for _ in 0..s.lookups {
-            let dog = haven.object_for_primary_key("Dog", rng.below(s.bulk as u64) as i64)?;
-            found += dog.and_then(|d| d.get("name")).is_some() as usize;
-        }
-        check(found == s.lookups, "haven pk_lookup missed objects")?;
-        Ok(t.elapsed().as_secs_f64())
-    }, |rep| {
-        let mut rng = Rng::new(rep as u64);
-        let mut stmt = sqlite.prepare_cached("SELECT _id, name, age, lastUpdated FROM dog WHERE _id = ?1")?;
-        let t = Instant::now();
-        let mut found = 0usize;
-        for _ in 0..s.lookups {
-            let name: Option<String> = stmt
-                .query_row([rng.below(s.bulk as u64) as i64], |r| { let _: i64 = r.get(0)?; let _: Option<i64> = r.get(2)?; let _: i64 = r.get(3)?; r.get(1) })
-                .ok();
-            found += name.is_some() as usize;
-        }
-        check(found == s.lookups, "sqlite pk_lookup missed objects")?;
-        Ok(t.elapsed().as_secs_f64())
-    })?);
+    out.push(measure(
+        "pk_lookup",
+        reps,
+        |rep| {
+            let mut rng = Rng::new(rep as u64);
+            let t = Instant::now();
+            let mut found = 0usize;
+            for _ in 0..s.lookups {
+                let dog = haven.object_for_primary_key("Dog", rng.below(s.bulk as u64) as i64)?;
+                found += dog.and_then(|d| d.get("name")).is_some() as usize;
+            }
+            check(found == s.lookups, "haven pk_lookup missed objects")?;
+            Ok(t.elapsed().as_secs_f64())
+        },
+        |rep| {
+            let mut rng = Rng::new(rep as u64);
+            let mut stmt = sqlite
+                .prepare_cached("SELECT _id, name, age, lastUpdated FROM dog WHERE _id = ?1")?;
+            let t = Instant::now();
+            let mut found = 0usize;
+            for _ in 0..s.lookups {
+                let name: Option<String> = stmt
+                    .query_row([rng.below(s.bulk as u64) as i64], |r| {
+                        let _: i64 = r.get(0)?;
+                        let _: Option<i64> = r.get(2)?;
+                        let _: i64 = r.get(3)?;
+                        r.get(1)
+                    })
+                    .ok();
+                found += name.is_some() as usize;
+            }
+            check(found == s.lookups, "sqlite pk_lookup missed objects")?;
+            Ok(t.elapsed().as_secs_f64())
+        },
+    )?);
 
-    progress(&format!("preparing {} objects for the query workloads", s.query_objects));
+    progress(&format!(
+        "preparing {} objects for the query workloads",
+        s.query_objects
+    ));
     let haven = haven_db(&dir.path().join("query.haven"))?;
     haven_insert(&haven, 0, s.query_objects)?;
     let sqlite = sqlite_db(&dir.path().join("query.sqlite"))?;
@@ -103,40 +149,69 @@ pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Mea
 
     progress("range_query: indexed lastUpdated > X (10%), iterated and counted");
     let expected = s.query_objects / 10 - 1;
-    out.push(measure("range_query", reps, |_| {
-        let t = Instant::now();
-        let results = haven.objects("Dog")?.filtered("lastUpdated > $0", &[Value::Int(threshold)])?;
-        let n = results.iter()?.filter(|d| d.get("name").is_some()).count();
-        check(n == expected, "haven range_query count")?;
-        Ok(t.elapsed().as_secs_f64())
-    }, |_| {
-        let t = Instant::now();
-        let n = sqlite_iterate(&sqlite, "SELECT _id, name, age, lastUpdated FROM dog WHERE lastUpdated > ?1", params![threshold])?;
-        check(n == expected, "sqlite range_query count")?;
-        Ok(t.elapsed().as_secs_f64())
-    })?);
+    out.push(measure(
+        "range_query",
+        reps,
+        |_| {
+            let t = Instant::now();
+            let results = haven
+                .objects("Dog")?
+                .filtered("lastUpdated > $0", &[Value::Int(threshold)])?;
+            let n = results.iter()?.filter(|d| d.get("name").is_some()).count();
+            check(n == expected, "haven range_query count")?;
+            Ok(t.elapsed().as_secs_f64())
+        },
+        |_| {
+            let t = Instant::now();
+            let n = sqlite_iterate(
+                &sqlite,
+                "SELECT _id, name, age, lastUpdated FROM dog WHERE lastUpdated > ?1",
+                params![threshold],
+            )?;
+            check(n == expected, "sqlite range_query count")?;
+            Ok(t.elapsed().as_secs_f64())
+        },
+    )?);
 
     progress("scan_query: unindexed name BEGINSWITH \"dog 9\", iterated and counted");
-    let expected = (0..s.query_objects).filter(|i| i.to_string().starts_with('9')).count();
-    out.push(measure("scan_query", reps, |_| {
-        let t = Instant::now();
-        let results = haven.objects("Dog")?.filtered("name BEGINSWITH $0", &["dog 9".into()])?;
-        let n = results.iter()?.filter(|d| d.get("name").is_some()).count();
-        check(n == expected, "haven scan_query count")?;
-        Ok(t.elapsed().as_secs_f64())
-    }, |_| {
-        let t = Instant::now();
-        let n = sqlite_iterate(&sqlite, "SELECT _id, name, age, lastUpdated FROM dog WHERE name GLOB 'dog 9*'", params![])?;
-        check(n == expected, "sqlite scan_query count")?;
-        Ok(t.elapsed().as_secs_f64())
-    })?);
+    let expected = (0..s.query_objects)
+        .filter(|i| i.to_string().starts_with('9'))
+        .count();
+    out.push(measure(
+        "scan_query",
+        reps,
+        |_| {
+            let t = Instant::now();
+            let results = haven
+                .objects("Dog")?
+                .filtered("name BEGINSWITH $0", &["dog 9".into()])?;
+            let n = results.iter()?.filter(|d| d.get("name").is_some()).count();
+            check(n == expected, "haven scan_query count")?;
+            Ok(t.elapsed().as_secs_f64())
+        },
+        |_| {
+            let t = Instant::now();
+            let n = sqlite_iterate(
+                &sqlite,
+                "SELECT _id, name, age, lastUpdated FROM dog WHERE name GLOB 'dog 9*'",
+                params![],
+            )?;
+            check(n == expected, "sqlite scan_query count")?;
+            Ok(t.elapsed().as_secs_f64())
+        },
+    )?);
     Ok(out)
 }
 
 type Timed = Result<f64, Box<dyn std::error::Error>>;
 
 /// Runs Haven then SQLite, `reps` times, and takes medians.
-fn measure(name: &str, reps: usize, mut haven: impl FnMut(usize) -> Timed, mut sqlite: impl FnMut(usize) -> Timed) -> Result<Measurement, Box<dyn std::error::Error>> {
+fn measure(
+    name: &str,
+    reps: usize,
+    mut haven: impl FnMut(usize) -> Timed,
+    mut sqlite: impl FnMut(usize) -> Timed,
+) -> Result<Measurement, Box<dyn std::error::Error>> {
     let (mut h, mut s, mut peak) = (Vec::new(), Vec::new(), None::<f64>);
     for rep in 0..reps {
         memory::reset_peak();
@@ -148,11 +223,21 @@ fn measure(name: &str, reps: usize, mut haven: impl FnMut(usize) -> Timed, mut s
         s.push(sqlite(rep)? * 1000.0);
     }
     let (haven_ms, sqlite_ms) = (median(h), median(s));
-    Ok(Measurement { workload: name.to_owned(), haven_ms, sqlite_ms, ratio: haven_ms / sqlite_ms, haven_peak_mib: peak })
+    Ok(Measurement {
+        workload: name.to_owned(),
+        haven_ms,
+        sqlite_ms,
+        ratio: haven_ms / sqlite_ms,
+        haven_peak_mib: peak,
+    })
 }
 
 fn check(ok: bool, what: &str) -> Result<(), Box<dyn std::error::Error>> {
-    if ok { Ok(()) } else { Err(format!("benchmark self-check failed: {what}").into()) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("benchmark self-check failed: {what}").into())
+    }
 }
 
 fn haven_db(path: &Path) -> haven::Result<Database> {
@@ -166,7 +251,12 @@ fn haven_insert(db: &Database, from: usize, to: usize) -> haven::Result<()> {
             let i = i as i64;
             tx.create_values(
                 "Dog",
-                [("_id", Value::Int(i)), ("name", Value::String(format!("dog {i}"))), ("age", Value::Int(i % 20)), ("lastUpdated", Value::Int(i))],
+                [
+                    ("_id", Value::Int(i)),
+                    ("name", Value::String(format!("dog {i}"))),
+                    ("age", Value::Int(i % 20)),
+                    ("lastUpdated", Value::Int(i)),
+                ],
                 UpdateMode::Never,
             )?;
         }
@@ -187,7 +277,9 @@ fn sqlite_db(path: &Path) -> rusqlite::Result<Connection> {
 fn sqlite_insert(conn: &Connection, from: usize, to: usize) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     {
-        let mut stmt = tx.prepare_cached("INSERT INTO dog (_id, name, age, lastUpdated) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO dog (_id, name, age, lastUpdated) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         for i in from..to {
             let i = i as i64;
             stmt.execute(params![i, format!("dog {i}"), i % 20, i])?;
@@ -196,7 +288,11 @@ fn sqlite_insert(conn: &Connection, from: usize, to: usize) -> rusqlite::Result<
     tx.commit()
 }
 
-fn sqlite_iterate(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<usize> {
+fn sqlite_iterate(
+    conn: &Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<usize> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(args)?;
     let mut n = 0;

@@ -23,17 +23,27 @@ pub enum Suite {
 }
 
 pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
-    let Suite::Local { quick, json, repeats } = suite;
-    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
+    let Suite::Local {
+        quick,
+        json,
+        repeats,
+    } = suite;
+    let bar = ProgressBar::new_spinner()
+        .with_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
     bar.enable_steady_tick(Duration::from_millis(120));
-    let rows = run_local(&LocalOptions { quick, repeats }, &|step| bar.set_message(step.to_owned()))?;
+    let rows = run_local(&LocalOptions { quick, repeats }, &|step| {
+        bar.set_message(step.to_owned())
+    })?;
     bar.finish_and_clear();
     if json {
         for row in &rows {
-            println!("{}", serde_json::json!({
-                "workload": row.workload, "haven_ms": row.haven_ms, "sqlite_ms": row.sqlite_ms,
-                "ratio": row.ratio, "haven_peak_mib": row.haven_peak_mib,
-            }));
+            println!(
+                "{}",
+                serde_json::json!({
+                    "workload": row.workload, "haven_ms": row.haven_ms, "sqlite_ms": row.sqlite_ms,
+                    "ratio": row.ratio, "haven_peak_mib": row.haven_peak_mib,
+                })
+            );
         }
     } else {
         print!("{}", format_table(&rows));

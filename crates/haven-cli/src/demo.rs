@@ -19,7 +19,9 @@ pub fn run(path: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     let db = Database::open(Config::new(&path).schema(Schema::from_json(SCHEMA)?))?;
     println!("opened {}", db.path().display());
 
-    let young = db.objects("Dog")?.filtered("age < $0 SORT(name ASC)", &[5.into()])?;
+    let young = db
+        .objects("Dog")?
+        .filtered("age < $0 SORT(name ASC)", &[5.into()])?;
     let (tx, rx) = mpsc::channel();
     let _token = young.add_listener(move |changes| {
         let list = |pks: &[haven::Value]| pks.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
@@ -53,9 +55,16 @@ pub fn run(path: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
 
     let failed = db.write(|tx| {
         tx.delete("Dog", 1)?;
-        tx.create("Dog", json!({"_id": 4, "name": "Max", "age": "old", "lastUpdated": 13}), UpdateMode::Never)
+        tx.create(
+            "Dog",
+            json!({"_id": 4, "name": "Max", "age": "old", "lastUpdated": 13}),
+            UpdateMode::Never,
+        )
     });
-    println!("a transaction that deletes dog 1 then writes a bad value fails and writes nothing:\n  {}", failed.unwrap_err());
+    println!(
+        "a transaction that deletes dog 1 then writes a bad value fails and writes nothing:\n  {}",
+        failed.unwrap_err()
+    );
 
     for (query, args) in [
         ("lastUpdated > $0", vec![10.into()]),
@@ -64,14 +73,29 @@ pub fn run(path: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
         ("_id == 3", vec![]),
     ] {
         let results = db.objects("Dog")?.filtered(query, &args)?;
-        println!("query {query:?} with {args:?}\n  plan: {}\n  result: {}", results.explain()?, results.to_json()?);
+        println!(
+            "query {query:?} with {args:?}\n  plan: {}\n  result: {}",
+            results.explain()?,
+            results.to_json()?
+        );
     }
     match db.objects("Dog")?.filtered("age > 'x'", &[]) {
-        Err(e) => println!("a query with a type mismatch is refused:\n  {}", e.to_string().replace('\n', "\n  ")),
+        Err(e) => println!(
+            "a query with a type mismatch is refused:\n  {}",
+            e.to_string().replace('\n', "\n  ")
+        ),
         Ok(_) => return Err("the mistyped query was accepted".into()),
     }
-    let rex = db.object_for_primary_key("Dog", 1)?.ok_or("dog 1 is missing")?;
-    println!("dog 1: {}\nits owner, through the link: {}", rex.to_json(), rex.linked("owner")?.map(|o| o.to_json().to_string()).unwrap_or_default());
+    let rex = db
+        .object_for_primary_key("Dog", 1)?
+        .ok_or("dog 1 is missing")?;
+    println!(
+        "dog 1: {}\nits owner, through the link: {}",
+        rex.to_json(),
+        rex.linked("owner")?
+            .map(|o| o.to_json().to_string())
+            .unwrap_or_default()
+    );
     Ok(())
 }
 

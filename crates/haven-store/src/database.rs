@@ -42,7 +42,10 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("path", &self.inner.path).field("read_only", &self.read_only).finish()
+        f.debug_struct("Database")
+            .field("path", &self.inner.path)
+            .field("read_only", &self.read_only)
+            .finish()
     }
 }
 
@@ -103,12 +106,16 @@ impl Database {
         open.retain(|_, w| w.strong_count() > 0);
         open.insert(path, Arc::downgrade(&inner));
         tracing::debug!(path = %inner.path.display(), read_only = config.read_only, "opened database");
-        Ok(Database { inner, read_only: config.read_only })
+        Ok(Database {
+            inner,
+            read_only: config.read_only,
+        })
     }
 
     /// Whether the database at `path` is open in this process.
     pub fn is_open(path: impl AsRef<Path>) -> bool {
-        absolute(path.as_ref()).is_ok_and(|p| lock(&OPEN).get(&p).is_some_and(|w| w.strong_count() > 0))
+        absolute(path.as_ref())
+            .is_ok_and(|p| lock(&OPEN).get(&p).is_some_and(|w| w.strong_count() > 0))
     }
 
     /// Drops this handle. The file closes when every clone (and every
@@ -142,11 +149,18 @@ impl Database {
     }
 
     /// The object of `object_type` with this primary key, if it exists.
-    pub fn object_for_primary_key(&self, object_type: &str, primary_key: impl Into<Value>) -> Result<Option<Object>> {
+    pub fn object_for_primary_key(
+        &self,
+        object_type: &str,
+        primary_key: impl Into<Value>,
+    ) -> Result<Option<Object>> {
         let snap = self.snapshot()?;
         let (type_index, ty) = self.type_named(object_type)?;
         let pk = crate::transaction::coerce_primary_key(&snap.schema, ty, primary_key.into())?;
-        match snap.get(object_type, &key::to_key(pk.as_ref().expect("a key is a scalar")))? {
+        match snap.get(
+            object_type,
+            &key::to_key(pk.as_ref().expect("a key is a scalar")),
+        )? {
             Some(rec) => Object::from_record(self, &snap, type_index, &rec).map(Some),
             None => Ok(None),
         }
@@ -178,24 +192,39 @@ impl Database {
         self.inner.snapshot()
     }
 
-    pub(crate) fn add_object_listener(&self, ty: &str, pk: Value, callback: Box<dyn Fn(&ObjectChange) + Send + Sync>) -> NotificationToken {
+    pub(crate) fn add_object_listener(
+        &self,
+        ty: &str,
+        pk: Value,
+        callback: Box<dyn Fn(&ObjectChange) + Send + Sync>,
+    ) -> NotificationToken {
         let key = key::to_key(pk.as_ref().expect("a primary key is a scalar"));
-        self.add_listener(Listener::Object(ObjectListener { ty: ty.to_owned(), key, callback }))
+        self.add_listener(Listener::Object(ObjectListener {
+            ty: ty.to_owned(),
+            key,
+            callback,
+        }))
     }
 
     pub(crate) fn add_listener(&self, listener: Listener) -> NotificationToken {
-        self.inner.notifier.register(Arc::downgrade(&self.inner), listener)
+        self.inner
+            .notifier
+            .register(Arc::downgrade(&self.inner), listener)
     }
 }
 
 impl Inner {
     fn open(path: PathBuf, config: &Config) -> Result<Inner> {
-        let exists = std::fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false);
+        let exists = std::fs::metadata(&path)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false);
         let (engine, schema) = if config.read_only {
             if !exists {
                 return Err(not_a_database(&path, "the file does not exist or is empty"));
             }
-            let db = redb::Builder::new().open_read_only(&path).map_err(|e| open_error(&path, e))?;
+            let db = redb::Builder::new()
+                .open_read_only(&path)
+                .map_err(|e| open_error(&path, e))?;
             let stored = read_meta(&path, &db.begin_read()?)?
                 .ok_or_else(|| not_a_database(&path, "it has no Haven metadata"))?;
             let schema = match &config.schema {
@@ -262,7 +291,10 @@ impl Inner {
     /// The commit path: every change to the database — app writes now, and
     /// downloads applied by the sync client later — goes through here, so
     /// listeners see them all.
-    pub(crate) fn commit<R>(&self, f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<R>) -> Result<R> {
+    pub(crate) fn commit<R>(
+        &self,
+        f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<R>,
+    ) -> Result<R> {
         let Engine::Writable(db) = &self.engine else {
             return Err(Error::ReadOnly(self.path.clone()));
         };
@@ -281,7 +313,8 @@ impl Inner {
                 txn.commit()?;
                 let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
                 if !changes.is_empty() {
-                    self.notifier.committed(seq, Arc::new(self.fresh_snapshot()?), changes);
+                    self.notifier
+                        .committed(seq, Arc::new(self.fresh_snapshot()?), changes);
                 }
                 Ok(value)
             }
@@ -296,7 +329,10 @@ impl Inner {
     /// (under the write lock, so no commit falls between them).
     pub(crate) fn snapshot_with_seq(&self) -> Result<(u64, Snapshot)> {
         let _guard = lock(&self.write_lock);
-        Ok((self.commit_seq.load(Ordering::SeqCst), self.fresh_snapshot()?))
+        Ok((
+            self.commit_seq.load(Ordering::SeqCst),
+            self.fresh_snapshot()?,
+        ))
     }
 }
 
@@ -311,21 +347,33 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     let abs = std::path::absolute(path)?;
     // Resolve links in the directory so that two spellings of one file
     // share one handle; the file itself may not exist yet.
-    match (abs.parent().and_then(|d| d.canonicalize().ok()), abs.file_name()) {
+    match (
+        abs.parent().and_then(|d| d.canonicalize().ok()),
+        abs.file_name(),
+    ) {
         (Some(dir), Some(name)) => Ok(dir.join(name)),
         _ => Ok(abs),
     }
 }
 
 fn not_a_database(path: &Path, reason: impl Into<String>) -> Error {
-    Error::NotADatabase { path: path.to_path_buf(), reason: reason.into() }
+    Error::NotADatabase {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::OpenElsewhere(path.to_path_buf()),
-        redb::DatabaseError::RepairAborted => not_a_database(path, "it was not closed cleanly; open it once for writing to recover it"),
-        redb::DatabaseError::UpgradeRequired(v) => not_a_database(path, format!("it uses storage format {v}, which this Haven cannot read")),
+        redb::DatabaseError::RepairAborted => not_a_database(
+            path,
+            "it was not closed cleanly; open it once for writing to recover it",
+        ),
+        redb::DatabaseError::UpgradeRequired(v) => not_a_database(
+            path,
+            format!("it uses storage format {v}, which this Haven cannot read"),
+        ),
         other => not_a_database(path, format!("damaged or not a database file ({other})")),
     }
 }
@@ -337,7 +385,10 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
 fn preflight(path: &Path, requested: Option<&Schema>) -> Result<()> {
     match redb::Builder::new().open_read_only(path) {
         Ok(db) => match read_meta(path, &db.begin_read()?)? {
-            None if has_tables(&db.begin_read()?)? => Err(not_a_database(path, "it is a redb file without Haven metadata")),
+            None if has_tables(&db.begin_read()?)? => Err(not_a_database(
+                path,
+                "it is a redb file without Haven metadata",
+            )),
             Some(stored) => {
                 if let Some(requested) = requested {
                     stored.evolve(requested)?;
@@ -370,10 +421,17 @@ fn read_meta(path: &Path, rtx: &redb::ReadTransaction) -> Result<Option<Schema>>
         .map(u32::from_le_bytes)
         .ok_or_else(|| not_a_database(path, "its format version is missing"))?;
     if format > FORMAT_VERSION {
-        return Err(Error::FormatTooNew { path: path.to_path_buf(), found: format, supported: FORMAT_VERSION });
+        return Err(Error::FormatTooNew {
+            path: path.to_path_buf(),
+            found: format,
+            supported: FORMAT_VERSION,
+        });
     }
-    let schema = meta.get(META_SCHEMA)?.ok_or_else(|| not_a_database(path, "its schema is missing"))?;
-    let text = std::str::from_utf8(schema.value()).map_err(|_| not_a_database(path, "its schema is not text"))?;
+    let schema = meta
+        .get(META_SCHEMA)?
+        .ok_or_else(|| not_a_database(path, "its schema is missing"))?;
+    let text = std::str::from_utf8(schema.value())
+        .map_err(|_| not_a_database(path, "its schema is not text"))?;
     Ok(Some(Schema::from_json(text)?))
 }
 
@@ -382,7 +440,10 @@ fn read_meta(path: &Path, rtx: &redb::ReadTransaction) -> Result<Option<Schema>>
 fn initialize(path: &Path, db: &redb::Database, requested: Option<&Schema>) -> Result<Schema> {
     let stored = read_meta(path, &db.begin_read()?)?;
     if stored.is_none() && has_tables(&db.begin_read()?)? {
-        return Err(not_a_database(path, "it is a redb file without Haven metadata"));
+        return Err(not_a_database(
+            path,
+            "it is a redb file without Haven metadata",
+        ));
     }
     let base = stored.clone().unwrap_or_default();
     let schema = match requested {
@@ -408,7 +469,9 @@ fn initialize(path: &Path, db: &redb::Database, requested: Option<&Schema>) -> R
 
 fn rebuild_changed_indexes(txn: &redb::WriteTransaction, old: &Schema, new: &Schema) -> Result<()> {
     for ty in new.types() {
-        let Some(before) = old.object_type(ty.name()) else { continue };
+        let Some(before) = old.object_type(ty.name()) else {
+            continue;
+        };
         for (i, p) in ty.properties().iter().enumerate() {
             let was = before.property_named(&p.name).is_some_and(|q| q.indexed);
             let name = layout::index_table(ty.name(), &p.name);
@@ -416,14 +479,14 @@ fn rebuild_changed_indexes(txn: &redb::WriteTransaction, old: &Schema, new: &Sch
                 txn.delete_table(layout::index_def(&name))?;
             } else if p.indexed && !was {
                 let objects_name = layout::objects_table(ty.name());
-                let objects = match txn.open_table(layout::objects_def(&objects_name)) {
-                    Ok(t) => t,
-                    Err(e) => return Err(e.into()),
-                };
+                let objects = txn.open_table(layout::objects_def(&objects_name))?;
                 let mut index = txn.open_table(layout::index_def(&name))?;
                 for row in objects.iter()? {
                     let (k, v) = row?;
-                    let value = haven_core::record::field(v.value(), i).ok().flatten().unwrap_or(haven_core::ValueRef::Null);
+                    let value = haven_core::record::field(v.value(), i)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(haven_core::ValueRef::Null);
                     let mut entry = key::to_key(value);
                     entry.extend_from_slice(k.value());
                     index.insert(entry.as_slice(), ())?;
@@ -436,8 +499,16 @@ fn rebuild_changed_indexes(txn: &redb::WriteTransaction, old: &Schema, new: &Sch
 
 /// Plans and runs a query on a snapshot, mapping each matching row
 /// (encoded primary key, record) with `map`, in the query's order.
-pub(crate) fn run_query<T>(snap: &Snapshot, ty: &str, q: &query::BoundQuery, mut map: impl FnMut(&[u8], &[u8]) -> Result<T>) -> Result<Vec<T>> {
-    let object_type = snap.schema.object_type(ty).ok_or_else(|| Error::UnknownType(ty.to_owned()))?;
+pub(crate) fn run_query<T>(
+    snap: &Snapshot,
+    ty: &str,
+    q: &query::BoundQuery,
+    mut map: impl FnMut(&[u8], &[u8]) -> Result<T>,
+) -> Result<Vec<T>> {
+    let object_type = snap
+        .schema
+        .object_type(ty)
+        .ok_or_else(|| Error::UnknownType(ty.to_owned()))?;
     let plan = query::plan(object_type, q);
     let sorted = !q.sort.is_empty();
     let unsorted_limit = if sorted { None } else { q.limit };
@@ -446,7 +517,11 @@ pub(crate) fn run_query<T>(snap: &Snapshot, ty: &str, q: &query::BoundQuery, mut
     let mut failure = None;
     if unsorted_limit != Some(0) {
         snap.visit(ty, &plan.access, |k, rec| {
-            if plan.residual.as_ref().is_some_and(|f| !f.matches(rec, snap)) {
+            if plan
+                .residual
+                .as_ref()
+                .is_some_and(|f| !f.matches(rec, snap))
+            {
                 return true;
             }
             match map(k, rec) {
@@ -457,7 +532,17 @@ pub(crate) fn run_query<T>(snap: &Snapshot, ty: &str, q: &query::BoundQuery, mut
                 }
             }
             if sorted {
-                sort_keys.push(q.sort.iter().map(|(p, _)| query::path_values(p, rec, snap).into_iter().next().unwrap_or(Value::Null)).collect());
+                sort_keys.push(
+                    q.sort
+                        .iter()
+                        .map(|(p, _)| {
+                            query::path_values(p, rec, snap)
+                                .into_iter()
+                                .next()
+                                .unwrap_or(Value::Null)
+                        })
+                        .collect(),
+                );
             }
             unsorted_limit.is_none_or(|n| out.len() < n)
         })?;
@@ -477,7 +562,10 @@ pub(crate) fn run_query<T>(snap: &Snapshot, ty: &str, q: &query::BoundQuery, mut
             std::cmp::Ordering::Equal
         });
         let mut slots: Vec<Option<T>> = out.into_iter().map(Some).collect();
-        out = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
+        out = order
+            .into_iter()
+            .map(|i| slots[i].take().expect("each index once"))
+            .collect();
         if let Some(n) = q.limit {
             out.truncate(n);
         }

@@ -102,20 +102,36 @@ enum Message {
 pub(crate) struct Notifier {
     listeners: Arc<Mutex<HashMap<u64, Arc<Entry>>>>,
     next_id: AtomicU64,
-    thread: Mutex<Option<(Sender<Message>, JoinHandle<()>, ThreadId)>>,
+    thread: Mutex<Option<ListenerThread>>,
 }
+
+/// The running listener thread: its inbox, handle and id.
+type ListenerThread = (Sender<Message>, JoinHandle<()>, ThreadId);
 
 impl Notifier {
     pub fn has_listeners(&self) -> bool {
-        !self.listeners.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        !self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 
     pub fn register(&self, inner: Weak<Inner>, listener: Listener) -> NotificationToken {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let entry = Arc::new(Entry { listener, state: Mutex::new(None) });
-        self.listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(id, entry);
+        let entry = Arc::new(Entry {
+            listener,
+            state: Mutex::new(None),
+        });
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, entry);
         self.send(Message::Register(id, inner));
-        NotificationToken { id, listeners: Arc::downgrade(&self.listeners) }
+        NotificationToken {
+            id,
+            listeners: Arc::downgrade(&self.listeners),
+        }
     }
 
     pub fn committed(&self, seq: u64, snap: Arc<Snapshot>, changes: CommitChanges) {
@@ -131,7 +147,11 @@ impl Notifier {
     }
 
     pub fn shut_down(&self) {
-        let Some((sender, handle, id)) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let Some((sender, handle, id)) =
+            self.thread.lock().unwrap_or_else(|e| e.into_inner()).take()
+        else {
+            return;
+        };
         drop(sender);
         // The last handle may be dropped inside a listener: then the thread
         // ends by itself once this callback returns.
@@ -166,10 +186,20 @@ fn run(rx: Receiver<Message>, listeners: Arc<Mutex<HashMap<u64, Arc<Entry>>>>) {
     while let Ok(message) = rx.recv() {
         match message {
             Message::Register(id, inner) => {
-                let (Some(entry), Some(inner)) = (current().get(&id).cloned(), inner.upgrade()) else { continue };
-                match inner.snapshot_with_seq().and_then(|(seq, snap)| Ok((seq, initial_keys(&entry.listener, &snap)?))) {
-                    Ok(state) => *entry.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(state),
-                    Err(e) => tracing::error!(error = %e, "a listener could not read its collection"),
+                let (Some(entry), Some(inner)) = (current().get(&id).cloned(), inner.upgrade())
+                else {
+                    continue;
+                };
+                match inner
+                    .snapshot_with_seq()
+                    .and_then(|(seq, snap)| Ok((seq, initial_keys(&entry.listener, &snap)?)))
+                {
+                    Ok(state) => {
+                        *entry.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(state)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "a listener could not read its collection")
+                    }
                 }
             }
             Message::Commit(seq, snap, changes) => {
@@ -195,22 +225,31 @@ fn initial_keys(listener: &Listener, snap: &Snapshot) -> crate::Result<Vec<Vec<u
 
 fn deliver(entry: &Entry, seq: u64, snap: &Snapshot, changes: &CommitChanges) -> crate::Result<()> {
     let mut state = entry.state.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((seen, keys)) = state.as_mut() else { return Ok(()) };
+    let Some((seen, keys)) = state.as_mut() else {
+        return Ok(());
+    };
     if *seen >= seq {
         return Ok(());
     }
     *seen = seq;
     match &entry.listener {
         Listener::Object(o) => {
-            let Some((_, change)) = changes.types.get(&o.ty).and_then(|m| m.get(&o.key)) else { return Ok(()) };
+            let Some((_, change)) = changes.types.get(&o.ty).and_then(|m| m.get(&o.key)) else {
+                return Ok(());
+            };
             let event = match change {
                 Change::Deleted => ObjectChange::Deleted,
-                other => ObjectChange::Modified { properties: property_names(&snap.schema, &o.ty, other) },
+                other => ObjectChange::Modified {
+                    properties: property_names(&snap.schema, &o.ty, other),
+                },
             };
             call(|| (o.callback)(&event));
         }
         Listener::Collection(c) => {
-            if !watched_types(c).iter().any(|t| changes.types.get(*t).is_some_and(|m| !m.is_empty())) {
+            if !watched_types(c)
+                .iter()
+                .any(|t| changes.types.get(*t).is_some_and(|m| !m.is_empty()))
+            {
                 return Ok(());
             }
             let new_keys = run_query(snap, &c.ty, &c.query, |k, _| Ok(k.to_vec()))?;
@@ -256,29 +295,51 @@ fn watched_types(c: &CollectionListener) -> Vec<&str> {
     types
 }
 
-fn diff(schema: &Schema, ty: &str, old: &[Vec<u8>], new: &[Vec<u8>], changes: &CommitChanges) -> CollectionChanges {
+fn diff(
+    schema: &Schema,
+    ty: &str,
+    old: &[Vec<u8>],
+    new: &[Vec<u8>],
+    changes: &CommitChanges,
+) -> CollectionChanges {
     let old_set: HashSet<&[u8]> = old.iter().map(Vec::as_slice).collect();
     let new_set: HashSet<&[u8]> = new.iter().map(Vec::as_slice).collect();
     let pk = |k: &[u8]| key::decode(k).unwrap_or(Value::Null);
     let mut out = CollectionChanges {
-        insertions: new.iter().filter(|k| !old_set.contains(k.as_slice())).map(|k| pk(k)).collect(),
-        deletions: old.iter().filter(|k| !new_set.contains(k.as_slice())).map(|k| pk(k)).collect(),
+        insertions: new
+            .iter()
+            .filter(|k| !old_set.contains(k.as_slice()))
+            .map(|k| pk(k))
+            .collect(),
+        deletions: old
+            .iter()
+            .filter(|k| !new_set.contains(k.as_slice()))
+            .map(|k| pk(k))
+            .collect(),
         ..Default::default()
     };
     let written = changes.types.get(ty);
     for k in new.iter().filter(|k| old_set.contains(k.as_slice())) {
         if let Some((_, change)) = written.and_then(|m| m.get(k)) {
             out.modifications.push(pk(k));
-            out.modified_properties.push(property_names(schema, ty, change));
+            out.modified_properties
+                .push(property_names(schema, ty, change));
         }
     }
     out
 }
 
 fn property_names(schema: &Schema, ty: &str, change: &Change) -> Vec<String> {
-    let props = schema.object_type(ty).map(|t| t.properties()).unwrap_or_default();
+    let props = schema
+        .object_type(ty)
+        .map(|t| t.properties())
+        .unwrap_or_default();
     match change {
-        Change::Modified(set) => set.iter().filter_map(|i| props.get(*i)).map(|p| p.name.clone()).collect(),
+        Change::Modified(set) => set
+            .iter()
+            .filter_map(|i| props.get(*i))
+            .map(|p| p.name.clone())
+            .collect(),
         _ => props.iter().map(|p| p.name.clone()).collect(),
     }
 }

@@ -34,22 +34,40 @@ impl Object {
     /// Wraps a record read from `snap`. Links whose target is gone read as
     /// null (and leave link lists); that is checked here, against the same
     /// snapshot, so that the object does not keep the snapshot alive.
-    pub(crate) fn from_record(db: &Database, snap: &Snapshot, type_index: usize, rec: &[u8]) -> Result<Object> {
+    pub(crate) fn from_record(
+        db: &Database,
+        snap: &Snapshot,
+        type_index: usize,
+        rec: &[u8],
+    ) -> Result<Object> {
         let ty = &snap.schema.types()[type_index];
         let mut repaired_links = Vec::new();
         for (i, prop) in ty.properties().iter().enumerate() {
-            let PropertyType::Link(target) = &prop.ty else { continue };
-            let exists = |pk: &Value| pk.as_ref().is_some_and(|r| snap.get(target, &key::to_key(r)).ok().flatten().is_some());
+            let PropertyType::Link(target) = &prop.ty else {
+                continue;
+            };
+            let exists = |pk: &Value| {
+                pk.as_ref()
+                    .is_some_and(|r| snap.get(target, &key::to_key(r)).ok().flatten().is_some())
+            };
             let value = read_field(ty, rec, i)?;
             let repaired = match &value {
-                Value::List(items) if !items.iter().all(exists) => Value::List(items.iter().filter(|pk| exists(pk)).cloned().collect()),
+                Value::List(items) if !items.iter().all(exists) => {
+                    Value::List(items.iter().filter(|pk| exists(pk)).cloned().collect())
+                }
                 v if !v.is_null() && v.as_list().is_none() && !exists(v) => Value::Null,
                 _ => continue,
             };
             repaired_links.push((i, repaired));
         }
         Ok(Object {
-            inner: Arc::new(Inner { db: db.clone(), schema: snap.schema.clone(), type_index, record: rec.to_vec(), repaired_links }),
+            inner: Arc::new(Inner {
+                db: db.clone(),
+                schema: snap.schema.clone(),
+                type_index,
+                record: rec.to_vec(),
+                repaired_links,
+            }),
         })
     }
 
@@ -85,7 +103,9 @@ impl Object {
 
     /// The values in the type's property order.
     pub fn values(&self) -> Vec<Value> {
-        (0..self.ty().properties().len()).map(|i| self.field(i)).collect()
+        (0..self.ty().properties().len())
+            .map(|i| self.field(i))
+            .collect()
     }
 
     /// The object as a JSON object (see [`Value::to_json`] for the forms).
@@ -135,7 +155,10 @@ impl Object {
     /// The objects a link list points at, read now.
     pub fn linked_list(&self, property: &str) -> Result<Vec<Object>> {
         let target = self.link_target(property)?;
-        let pks = self.get(property).and_then(|v| v.as_list().map(<[Value]>::to_vec)).unwrap_or_default();
+        let pks = self
+            .get(property)
+            .and_then(|v| v.as_list().map(<[Value]>::to_vec))
+            .unwrap_or_default();
         let mut out = Vec::new();
         for pk in pks {
             out.extend(self.inner.db.object_for_primary_key(&target, pk)?);
@@ -153,14 +176,24 @@ impl Object {
                     message: "not a link".into(),
                 }),
             },
-            None => Err(Error::UnknownProperty { object_type: self.object_type().to_owned(), property: property.to_owned() }),
+            None => Err(Error::UnknownProperty {
+                object_type: self.object_type().to_owned(),
+                property: property.to_owned(),
+            }),
         }
     }
 
     /// Calls `callback` on the listener thread after each commit that
     /// modifies or deletes this object. Dropping the token unsubscribes.
-    pub fn add_listener(&self, callback: impl Fn(&ObjectChange) + Send + Sync + 'static) -> NotificationToken {
-        self.inner.db.add_object_listener(self.object_type(), self.primary_key(), Box::new(callback))
+    pub fn add_listener(
+        &self,
+        callback: impl Fn(&ObjectChange) + Send + Sync + 'static,
+    ) -> NotificationToken {
+        self.inner.db.add_object_listener(
+            self.object_type(),
+            self.primary_key(),
+            Box::new(callback),
+        )
     }
 }
 

@@ -6,8 +6,8 @@ use crate::layout;
 use haven_core::query::{Access, KeyRange, LinkResolver};
 use haven_core::{key, Schema, ValueRef};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, TableError};
-use std::ops::Bound;
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 pub(crate) struct Snapshot {
@@ -22,7 +22,11 @@ type ObjectsTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
 impl Snapshot {
     pub fn new(rtx: ReadTransaction, schema: Arc<Schema>) -> Snapshot {
-        Snapshot { rtx, schema, tables: Mutex::default() }
+        Snapshot {
+            rtx,
+            schema,
+            tables: Mutex::default(),
+        }
     }
 
     fn objects(&self, ty: &str) -> Result<Option<Arc<ObjectsTable>>> {
@@ -42,7 +46,9 @@ impl Snapshot {
 
     /// The record of one object.
     pub fn get(&self, ty: &str, pk_key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let Some(t) = self.objects(ty)? else { return Ok(None) };
+        let Some(t) = self.objects(ty)? else {
+            return Ok(None);
+        };
         Ok(t.get(pk_key)?.map(|g| g.value().to_vec()))
     }
 
@@ -54,8 +60,15 @@ impl Snapshot {
 
     /// Calls `f` with every row that `access` selects, in key order, until
     /// it returns `false`.
-    pub fn visit(&self, ty: &str, access: &Access, mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
-        let Some(objects) = self.objects(ty)? else { return Ok(()) };
+    pub fn visit(
+        &self,
+        ty: &str,
+        access: &Access,
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let Some(objects) = self.objects(ty)? else {
+            return Ok(());
+        };
         match access {
             Access::Scan => {
                 for row in objects.iter()? {
@@ -76,7 +89,10 @@ impl Snapshot {
                 }
             }
             Access::Index(prop, ranges) => {
-                let object_type = self.schema.object_type(ty).expect("type checked by the caller");
+                let object_type = self
+                    .schema
+                    .object_type(ty)
+                    .expect("type checked by the caller");
                 let name = layout::index_table(ty, &object_type.properties()[*prop].name);
                 let index = match self.rtx.open_table(layout::index_def(&name)) {
                     Ok(t) => t,
@@ -102,7 +118,10 @@ impl Snapshot {
 }
 
 fn borrowed(r: &KeyRange) -> (Bound<&[u8]>, Bound<&[u8]>) {
-    (r.0.as_ref().map(Vec::as_slice), r.1.as_ref().map(Vec::as_slice))
+    (
+        r.0.as_ref().map(Vec::as_slice),
+        r.1.as_ref().map(Vec::as_slice),
+    )
 }
 
 impl LinkResolver for Snapshot {

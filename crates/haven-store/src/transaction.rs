@@ -5,7 +5,9 @@ use crate::changes::{Change, CommitChanges};
 use crate::config::UpdateMode;
 use crate::error::{Error, Result};
 use crate::layout;
-use haven_core::{key, record, value_from_json, ObjectSchema, PropertyType, Schema, Value, ValueError};
+use haven_core::{
+    key, record, value_from_json, ObjectSchema, PropertyType, Schema, Value, ValueError,
+};
 use redb::{ReadableTable, Table};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -49,8 +51,18 @@ struct TypeTables<'t> {
 }
 
 impl<'t> WriteTransaction<'t> {
-    pub(crate) fn new(txn: &'t redb::WriteTransaction, schema: &'t Schema, track_changes: bool) -> Self {
-        WriteTransaction { txn, schema, tables: HashMap::new(), changes: track_changes.then(CommitChanges::default), buf: Vec::new() }
+    pub(crate) fn new(
+        txn: &'t redb::WriteTransaction,
+        schema: &'t Schema,
+        track_changes: bool,
+    ) -> Self {
+        WriteTransaction {
+            txn,
+            schema,
+            tables: HashMap::new(),
+            changes: track_changes.then(CommitChanges::default),
+            buf: Vec::new(),
+        }
     }
 
     /// Closes the tables and returns what the transaction changed (empty
@@ -70,10 +82,19 @@ impl<'t> WriteTransaction<'t> {
     /// object gets null for optional properties and `[]` for lists). A link
     /// may be given as the target's primary key or as a nested object, which
     /// is created or updated with the same mode.
-    pub fn create(&mut self, object_type: &str, values: serde_json::Value, mode: UpdateMode) -> Result<()> {
+    pub fn create(
+        &mut self,
+        object_type: &str,
+        values: serde_json::Value,
+        mode: UpdateMode,
+    ) -> Result<()> {
         let ty = self.object_type(object_type)?;
         let serde_json::Value::Object(map) = values else {
-            return Err(invalid(ty, ty.primary_key_name(), format!("expected a JSON object, got {values}")));
+            return Err(invalid(
+                ty,
+                ty.primary_key_name(),
+                format!("expected a JSON object, got {values}"),
+            ));
         };
         let mut fields = Vec::with_capacity(map.len());
         let mut nested = Vec::new();
@@ -81,10 +102,17 @@ impl<'t> WriteTransaction<'t> {
             let idx = property_index(ty, &name)?;
             let prop = &ty.properties()[idx];
             match (&prop.ty, json) {
-                (PropertyType::Link(target), serde_json::Value::Object(obj)) if !prop.list => nested.push((idx, target.clone(), obj)),
+                (PropertyType::Link(target), serde_json::Value::Object(obj)) if !prop.list => {
+                    nested.push((idx, target.clone(), obj))
+                }
                 (_, json) => {
-                    let value = value_from_json(&json)
-                        .ok_or_else(|| invalid(ty, &name, format!("expected {}, got a JSON object", prop.type_string())))?;
+                    let value = value_from_json(&json).ok_or_else(|| {
+                        invalid(
+                            ty,
+                            &name,
+                            format!("expected {}, got a JSON object", prop.type_string()),
+                        )
+                    })?;
                     fields.push((idx, self.schema.coerce(ty, prop, value)?));
                 }
             }
@@ -102,7 +130,12 @@ impl<'t> WriteTransaction<'t> {
 
     /// [`create`](Self::create) from any `Serialize` value (a struct whose
     /// fields are the properties).
-    pub fn create_from<T: Serialize>(&mut self, object_type: &str, value: &T, mode: UpdateMode) -> Result<()> {
+    pub fn create_from<T: Serialize>(
+        &mut self,
+        object_type: &str,
+        value: &T,
+        mode: UpdateMode,
+    ) -> Result<()> {
         let json = serde_json::to_value(value).map_err(|e| Error::InvalidOperation {
             object_type: object_type.to_owned(),
             property: String::new(),
@@ -113,7 +146,12 @@ impl<'t> WriteTransaction<'t> {
 
     /// Creates or updates an object from property values (no JSON on the
     /// way: the fastest way to write many objects).
-    pub fn create_values<'a>(&mut self, object_type: &str, values: impl IntoIterator<Item = (&'a str, Value)>, mode: UpdateMode) -> Result<()> {
+    pub fn create_values<'a>(
+        &mut self,
+        object_type: &str,
+        values: impl IntoIterator<Item = (&'a str, Value)>,
+        mode: UpdateMode,
+    ) -> Result<()> {
         let ty = self.object_type(object_type)?;
         let fields = values
             .into_iter()
@@ -126,7 +164,13 @@ impl<'t> WriteTransaction<'t> {
     }
 
     /// Sets one property of an existing object.
-    pub fn set(&mut self, object_type: &str, primary_key: impl Into<Value>, property: &str, value: impl Into<Value>) -> Result<()> {
+    pub fn set(
+        &mut self,
+        object_type: &str,
+        primary_key: impl Into<Value>,
+        property: &str,
+        value: impl Into<Value>,
+    ) -> Result<()> {
         let ty = self.object_type(object_type)?;
         let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
         let idx = property_index(ty, property)?;
@@ -137,31 +181,69 @@ impl<'t> WriteTransaction<'t> {
                 message: "a primary key cannot change; create a new object instead".into(),
             });
         }
-        let value = self.schema.coerce(ty, &ty.properties()[idx], value.into())?;
+        let value = self
+            .schema
+            .coerce(ty, &ty.properties()[idx], value.into())?;
         self.require(ty, &pk)?;
-        self.upsert(ty, vec![(ty.primary_key_index(), pk), (idx, value)], UpdateMode::All)
+        self.upsert(
+            ty,
+            vec![(ty.primary_key_index(), pk), (idx, value)],
+            UpdateMode::All,
+        )
     }
 
     /// Adds `delta` to an int or double property of an existing object.
     /// Concurrent increments from several devices add up once synced.
-    pub fn increment(&mut self, object_type: &str, primary_key: impl Into<Value>, property: &str, delta: impl Into<Value>) -> Result<()> {
+    pub fn increment(
+        &mut self,
+        object_type: &str,
+        primary_key: impl Into<Value>,
+        property: &str,
+        delta: impl Into<Value>,
+    ) -> Result<()> {
         let ty = self.object_type(object_type)?;
         let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
         let idx = property_index(ty, property)?;
         let prop = &ty.properties()[idx];
-        let fail = |message: String| Error::InvalidOperation { object_type: ty.name().to_owned(), property: property.to_owned(), message };
+        let fail = |message: String| Error::InvalidOperation {
+            object_type: ty.name().to_owned(),
+            property: property.to_owned(),
+            message,
+        };
         let values = self.require(ty, &pk)?;
         let sum = match (&prop.ty, prop.list, &values[idx], delta.into()) {
-            (PropertyType::Int, false, Value::Int(a), Value::Int(d)) => {
-                Value::Int(a.checked_add(d).ok_or_else(|| fail(format!("{a} + {d} overflows an int")))?)
+            (PropertyType::Int, false, Value::Int(a), Value::Int(d)) => Value::Int(
+                a.checked_add(d)
+                    .ok_or_else(|| fail(format!("{a} + {d} overflows an int")))?,
+            ),
+            (PropertyType::Double, false, Value::Double(a), Value::Int(d)) => {
+                Value::Double(a + d as f64)
             }
-            (PropertyType::Double, false, Value::Double(a), Value::Int(d)) => Value::Double(a + d as f64),
-            (PropertyType::Double, false, Value::Double(a), Value::Double(d)) => Value::Double(a + d),
-            (_, _, Value::Null, _) => return Err(fail("the value is null; set it before incrementing".into())),
-            (PropertyType::Int | PropertyType::Double, false, _, d) => return Err(fail(format!("cannot add {} to {}", d.kind(), prop.type_string()))),
-            _ => return Err(fail(format!("only int and double properties can be incremented, not {}", prop.type_string()))),
+            (PropertyType::Double, false, Value::Double(a), Value::Double(d)) => {
+                Value::Double(a + d)
+            }
+            (_, _, Value::Null, _) => {
+                return Err(fail("the value is null; set it before incrementing".into()))
+            }
+            (PropertyType::Int | PropertyType::Double, false, _, d) => {
+                return Err(fail(format!(
+                    "cannot add {} to {}",
+                    d.kind(),
+                    prop.type_string()
+                )))
+            }
+            _ => {
+                return Err(fail(format!(
+                    "only int and double properties can be incremented, not {}",
+                    prop.type_string()
+                )))
+            }
         };
-        self.upsert(ty, vec![(ty.primary_key_index(), pk), (idx, sum)], UpdateMode::All)
+        self.upsert(
+            ty,
+            vec![(ty.primary_key_index(), pk), (idx, sum)],
+            UpdateMode::All,
+        )
     }
 
     /// Deletes an object; `Ok(false)` if there was none.
@@ -169,7 +251,9 @@ impl<'t> WriteTransaction<'t> {
         let ty = self.object_type(object_type)?;
         let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
         let key = key::to_key(pk.as_ref().expect("scalar"));
-        let Some(values) = self.load(ty, &key)? else { return Ok(false) };
+        let Some(values) = self.load(ty, &key)? else {
+            return Ok(false);
+        };
         self.remove(ty, &key, &pk, &values)?;
         Ok(true)
     }
@@ -179,7 +263,10 @@ impl<'t> WriteTransaction<'t> {
         let ty = self.object_type(object_type)?;
         let rows: Vec<(Vec<u8>, Vec<u8>)> = {
             let table = &self.tables(ty)?.objects;
-            table.iter()?.map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))).collect::<Result<_, _>>()?
+            table
+                .iter()?
+                .map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+                .collect::<Result<_, _>>()?
         };
         for (key, rec) in &rows {
             let values = decode(ty, rec)?;
@@ -190,35 +277,56 @@ impl<'t> WriteTransaction<'t> {
     }
 
     /// An object as JSON, as this transaction sees it (its own writes included).
-    pub fn get(&mut self, object_type: &str, primary_key: impl Into<Value>) -> Result<Option<serde_json::Value>> {
+    pub fn get(
+        &mut self,
+        object_type: &str,
+        primary_key: impl Into<Value>,
+    ) -> Result<Option<serde_json::Value>> {
         let ty = self.object_type(object_type)?;
         let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
-        let Some(values) = self.load(ty, &key::to_key(pk.as_ref().expect("scalar")))? else { return Ok(None) };
+        let Some(values) = self.load(ty, &key::to_key(pk.as_ref().expect("scalar")))? else {
+            return Ok(None);
+        };
         Ok(Some(serde_json::Value::Object(
-            ty.properties().iter().zip(&values).map(|(p, v)| (p.name.clone(), v.to_json())).collect(),
+            ty.properties()
+                .iter()
+                .zip(&values)
+                .map(|(p, v)| (p.name.clone(), v.to_json()))
+                .collect(),
         )))
     }
 
     fn object_type(&self, name: &str) -> Result<&'t ObjectSchema> {
-        self.schema.object_type(name).ok_or_else(|| Error::UnknownType(name.to_owned()))
+        self.schema
+            .object_type(name)
+            .ok_or_else(|| Error::UnknownType(name.to_owned()))
     }
 
     fn require(&mut self, ty: &ObjectSchema, pk: &Value) -> Result<Vec<Value>> {
-        self.load(ty, &key::to_key(pk.as_ref().expect("scalar")))?.ok_or_else(|| Error::ObjectNotFound {
-            object_type: ty.name().to_owned(),
-            primary_key: pk.to_string(),
-        })
+        self.load(ty, &key::to_key(pk.as_ref().expect("scalar")))?
+            .ok_or_else(|| Error::ObjectNotFound {
+                object_type: ty.name().to_owned(),
+                primary_key: pk.to_string(),
+            })
     }
 
     /// Writes `fields` (already coerced) to the object whose primary key is
     /// among them, creating it if missing.
-    fn upsert(&mut self, ty: &ObjectSchema, fields: Vec<(usize, Value)>, mode: UpdateMode) -> Result<()> {
+    fn upsert(
+        &mut self,
+        ty: &ObjectSchema,
+        fields: Vec<(usize, Value)>,
+        mode: UpdateMode,
+    ) -> Result<()> {
         let pk_idx = ty.primary_key_index();
         let pk = fields
             .iter()
             .find(|(i, _)| *i == pk_idx)
             .map(|(_, v)| v.clone())
-            .ok_or_else(|| Error::MissingProperty { object_type: ty.name().to_owned(), property: ty.primary_key_name().to_owned() })?;
+            .ok_or_else(|| Error::MissingProperty {
+                object_type: ty.name().to_owned(),
+                property: ty.primary_key_name().to_owned(),
+            })?;
         let key = key::to_key(pk.as_ref().expect("scalar"));
         if mode == UpdateMode::Never {
             // The common case of a new object: one tree operation, not a
@@ -251,19 +359,34 @@ impl<'t> WriteTransaction<'t> {
 
     /// Writes a new object; fails with `DuplicatePrimaryKey`, changing
     /// nothing, if the key exists.
-    fn insert_new(&mut self, ty: &ObjectSchema, key: &[u8], pk: Value, fields: Vec<(usize, Value)>) -> Result<()> {
-        let mut values: Vec<Option<Value>> = ty.properties().iter().map(|p| p.default_value()).collect();
+    fn insert_new(
+        &mut self,
+        ty: &ObjectSchema,
+        key: &[u8],
+        pk: Value,
+        fields: Vec<(usize, Value)>,
+    ) -> Result<()> {
+        let mut values: Vec<Option<Value>> =
+            ty.properties().iter().map(|p| p.default_value()).collect();
         for (i, v) in fields {
             values[i] = Some(v);
         }
         let values = values
             .into_iter()
             .zip(ty.properties())
-            .map(|(v, p)| v.ok_or_else(|| Error::MissingProperty { object_type: ty.name().to_owned(), property: p.name.clone() }))
+            .map(|(v, p)| {
+                v.ok_or_else(|| Error::MissingProperty {
+                    object_type: ty.name().to_owned(),
+                    property: p.name.clone(),
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         if let Some(previous) = self.store(ty, key, &values)? {
             self.tables(ty)?.objects.insert(key, previous.as_slice())?;
-            return Err(Error::DuplicatePrimaryKey { object_type: ty.name().to_owned(), primary_key: pk.to_string() });
+            return Err(Error::DuplicatePrimaryKey {
+                object_type: ty.name().to_owned(),
+                primary_key: pk.to_string(),
+            });
         }
         for (i, p) in ty.properties().iter().enumerate() {
             if p.indexed {
@@ -274,7 +397,13 @@ impl<'t> WriteTransaction<'t> {
         Ok(())
     }
 
-    fn remove(&mut self, ty: &ObjectSchema, key: &[u8], pk: &Value, values: &[Value]) -> Result<()> {
+    fn remove(
+        &mut self,
+        ty: &ObjectSchema,
+        key: &[u8],
+        pk: &Value,
+        values: &[Value],
+    ) -> Result<()> {
         self.tables(ty)?.objects.remove(key)?;
         for (i, p) in ty.properties().iter().enumerate() {
             if p.indexed {
@@ -287,24 +416,44 @@ impl<'t> WriteTransaction<'t> {
 
     fn load(&mut self, ty: &ObjectSchema, key: &[u8]) -> Result<Option<Vec<Value>>> {
         let table = &self.tables(ty)?.objects;
-        let Some(rec) = table.get(key)? else { return Ok(None) };
+        let Some(rec) = table.get(key)? else {
+            return Ok(None);
+        };
         decode(ty, rec.value()).map(Some)
     }
 
     /// Writes the record; returns the record it replaced, if any.
-    fn store(&mut self, ty: &ObjectSchema, key: &[u8], values: &[Value]) -> Result<Option<Vec<u8>>> {
+    fn store(
+        &mut self,
+        ty: &ObjectSchema,
+        key: &[u8],
+        values: &[Value],
+    ) -> Result<Option<Vec<u8>>> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         record::encode(values, &mut buf);
-        let result = self.tables(ty)?.objects.insert(key, buf.as_slice()).map(|old| old.map(|g| g.value().to_vec()));
+        let result = self
+            .tables(ty)?
+            .objects
+            .insert(key, buf.as_slice())
+            .map(|old| old.map(|g| g.value().to_vec()));
         self.buf = buf;
         Ok(result?)
     }
 
-    fn index_entry(&mut self, ty: &ObjectSchema, prop: usize, key: &[u8], value: &Value, add: bool) -> Result<()> {
+    fn index_entry(
+        &mut self,
+        ty: &ObjectSchema,
+        prop: usize,
+        key: &[u8],
+        value: &Value,
+        add: bool,
+    ) -> Result<()> {
         let mut entry = key::to_key(value.as_ref().expect("indexed properties are scalars"));
         entry.extend_from_slice(key);
-        let table = self.tables(ty)?.indexes[prop].as_mut().expect("the property is indexed");
+        let table = self.tables(ty)?.indexes[prop]
+            .as_mut()
+            .expect("the property is indexed");
         if add {
             table.insert(entry.as_slice(), ())?;
         } else {
@@ -322,11 +471,17 @@ impl<'t> WriteTransaction<'t> {
                 .iter()
                 .map(|p| {
                     p.indexed
-                        .then(|| self.txn.open_table(layout::index_def(&layout::index_table(ty.name(), &p.name))))
+                        .then(|| {
+                            self.txn.open_table(layout::index_def(&layout::index_table(
+                                ty.name(),
+                                &p.name,
+                            )))
+                        })
                         .transpose()
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            self.tables.insert(ty.name().to_owned(), TypeTables { objects, indexes });
+            self.tables
+                .insert(ty.name().to_owned(), TypeTables { objects, indexes });
         }
         Ok(self.tables.get_mut(ty.name()).expect("just opened"))
     }
@@ -335,7 +490,8 @@ impl<'t> WriteTransaction<'t> {
 /// Decodes a record, filling properties added after it was written with
 /// their defaults.
 fn decode(ty: &ObjectSchema, rec: &[u8]) -> Result<Vec<Value>> {
-    let mut values = record::decode(rec).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))?;
+    let mut values =
+        record::decode(rec).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))?;
     for p in &ty.properties()[values.len().min(ty.properties().len())..] {
         values.push(p.default_value().unwrap_or(Value::Null));
     }
@@ -344,11 +500,18 @@ fn decode(ty: &ObjectSchema, rec: &[u8]) -> Result<Vec<Value>> {
 
 fn property_index(ty: &ObjectSchema, name: &str) -> Result<usize> {
     ty.property_index(name)
-        .ok_or_else(|| Error::UnknownProperty { object_type: ty.name().to_owned(), property: name.to_owned() })
+        .ok_or_else(|| Error::UnknownProperty {
+            object_type: ty.name().to_owned(),
+            property: name.to_owned(),
+        })
 }
 
 fn invalid(ty: &ObjectSchema, property: &str, message: String) -> Error {
-    Error::InvalidValue(ValueError { object_type: ty.name().to_owned(), property: property.to_owned(), message })
+    Error::InvalidValue(ValueError {
+        object_type: ty.name().to_owned(),
+        property: property.to_owned(),
+        message,
+    })
 }
 
 /// Converts a primary key given by the app to the type's key type.

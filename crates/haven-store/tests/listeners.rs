@@ -18,9 +18,17 @@ fn heard<T>(db: &Database, rx: &Receiver<T>) -> Vec<T> {
     rx.try_iter().collect()
 }
 
-fn collection_listener(db: &Database, query: &str) -> (haven_store::NotificationToken, Receiver<CollectionChanges>) {
+fn collection_listener(
+    db: &Database,
+    query: &str,
+) -> (haven_store::NotificationToken, Receiver<CollectionChanges>) {
     let (tx, rx) = channel();
-    let token = db.objects("Dog").unwrap().filtered(query, &[]).unwrap().add_listener(move |c| tx.send(c.clone()).unwrap());
+    let token = db
+        .objects("Dog")
+        .unwrap()
+        .filtered(query, &[])
+        .unwrap()
+        .add_listener(move |c| tx.send(c.clone()).unwrap());
     db.wait_for_listeners();
     (token, rx)
 }
@@ -29,7 +37,8 @@ fn collection_listener(db: &Database, query: &str) -> (haven_store::Notification
 fn insertions_deletions_and_modifications_with_properties() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
-    db.write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Never)).unwrap();
+    db.write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Never))
+        .unwrap();
     let (_token, rx) = collection_listener(&db, "age < 5");
     assert!(heard(&db, &rx).is_empty(), "no call before any commit");
 
@@ -40,7 +49,11 @@ fn insertions_deletions_and_modifications_with_properties() {
     .unwrap();
     let events = heard(&db, &rx);
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0].insertions, vec![Value::Int(2)], "dog 3 is not young: not in the collection");
+    assert_eq!(
+        events[0].insertions,
+        vec![Value::Int(2)],
+        "dog 3 is not young: not in the collection"
+    );
     assert!(events[0].deletions.is_empty() && events[0].modifications.is_empty());
 
     db.write(|tx| {
@@ -51,8 +64,15 @@ fn insertions_deletions_and_modifications_with_properties() {
     let events = heard(&db, &rx);
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].modifications, vec![Value::Int(1)]);
-    assert_eq!(events[0].modified_properties, vec![vec!["name".to_string()]]);
-    assert_eq!(events[0].deletions, vec![Value::Int(2)], "dog 2 grew out of the collection");
+    assert_eq!(
+        events[0].modified_properties,
+        vec![vec!["name".to_string()]]
+    );
+    assert_eq!(
+        events[0].deletions,
+        vec![Value::Int(2)],
+        "dog 2 grew out of the collection"
+    );
 
     db.write(|tx| tx.delete("Dog", 1)).unwrap();
     assert_eq!(heard(&db, &rx)[0].deletions, vec![Value::Int(1)]);
@@ -63,26 +83,41 @@ fn no_call_for_commits_that_do_not_touch_the_collection() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     let (_token, rx) = collection_listener(&db, "age < 5");
-    db.write(|tx| tx.create("Dog", dog(3, 9), UpdateMode::Never)).unwrap();
-    db.write(|tx| tx.create("Person", json!({"_id": "ann", "name": "Ann"}), UpdateMode::Never)).unwrap();
-    db.write(|tx| tx.create("Dog", dog(3, 9), UpdateMode::Modified)).unwrap(); // writes nothing new
+    db.write(|tx| tx.create("Dog", dog(3, 9), UpdateMode::Never))
+        .unwrap();
+    db.write(|tx| {
+        tx.create(
+            "Person",
+            json!({"_id": "ann", "name": "Ann"}),
+            UpdateMode::Never,
+        )
+    })
+    .unwrap();
+    db.write(|tx| tx.create("Dog", dog(3, 9), UpdateMode::Modified))
+        .unwrap(); // writes nothing new
     db.write(|_| Ok(())).unwrap();
     let _ = db.write(|tx| {
         tx.create("Dog", dog(4, 1), UpdateMode::Never)?;
         Err::<(), _>(haven_store::Error::Storage("rolled back".into()))
     });
-    assert!(heard(&db, &rx).is_empty(), "rolled-back or irrelevant commits must not call the listener");
+    assert!(
+        heard(&db, &rx).is_empty(),
+        "rolled-back or irrelevant commits must not call the listener"
+    );
 }
 
 #[test]
 fn update_mode_all_reports_unchanged_values_as_modified() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
-    db.write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Never)).unwrap();
+    db.write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Never))
+        .unwrap();
     let (_token, rx) = collection_listener(&db, "TRUEPREDICATE");
-    db.write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Modified)).unwrap();
+    db.write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Modified))
+        .unwrap();
     assert!(heard(&db, &rx).is_empty());
-    db.write(|tx| tx.create("Dog", json!({"_id": 1, "age": 1}), UpdateMode::All)).unwrap();
+    db.write(|tx| tx.create("Dog", json!({"_id": 1, "age": 1}), UpdateMode::All))
+        .unwrap();
     let events = heard(&db, &rx);
     assert_eq!(events[0].modified_properties, vec![vec!["age".to_string()]]);
 }
@@ -93,7 +128,8 @@ fn dropping_the_token_unsubscribes() {
     let db = open(dir.path());
     let (token, rx) = collection_listener(&db, "TRUEPREDICATE");
     drop(token);
-    db.write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Never)).unwrap();
+    db.write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Never))
+        .unwrap();
     assert!(heard(&db, &rx).is_empty());
 }
 
@@ -107,7 +143,11 @@ fn object_listener() {
     })
     .unwrap();
     let (tx, rx) = channel();
-    let _token = db.object_for_primary_key("Dog", 1).unwrap().unwrap().add_listener(move |c| tx.send(c.clone()).unwrap());
+    let _token = db
+        .object_for_primary_key("Dog", 1)
+        .unwrap()
+        .unwrap()
+        .add_listener(move |c| tx.send(c.clone()).unwrap());
     db.wait_for_listeners();
     db.write(|tx| tx.set("Dog", 2, "age", 5)).unwrap();
     db.write(|tx| {
@@ -119,7 +159,12 @@ fn object_listener() {
     let events = heard(&db, &rx);
     assert_eq!(
         events,
-        vec![ObjectChange::Modified { properties: vec!["age".into(), "tags".into()] }, ObjectChange::Deleted]
+        vec![
+            ObjectChange::Modified {
+                properties: vec!["age".into(), "tags".into()]
+            },
+            ObjectChange::Deleted
+        ]
     );
 }
 
@@ -132,13 +177,26 @@ fn commits_from_any_handle_reach_every_listener() {
     let writer = open(dir.path());
     let reader = Database::open(Config::new(dir.path().join("test.haven")).read_only()).unwrap();
     let (tx, rx) = channel();
-    let _token = reader.objects("Dog").unwrap().add_listener(move |c| tx.send(c.clone()).unwrap());
+    let _token = reader
+        .objects("Dog")
+        .unwrap()
+        .add_listener(move |c| tx.send(c.clone()).unwrap());
     reader.wait_for_listeners();
     let other_writer = Database::open(Config::new(dir.path().join("test.haven"))).unwrap();
-    other_writer.write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Never)).unwrap();
-    writer.write(|tx| tx.create("Dog", dog(2, 1), UpdateMode::Never)).unwrap();
+    other_writer
+        .write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Never))
+        .unwrap();
+    writer
+        .write(|tx| tx.create("Dog", dog(2, 1), UpdateMode::Never))
+        .unwrap();
     let events = heard(&reader, &rx);
-    assert_eq!(events.iter().map(|e| e.insertions.clone()).collect::<Vec<_>>(), vec![vec![Value::Int(1)], vec![Value::Int(2)]]);
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.insertions.clone())
+            .collect::<Vec<_>>(),
+        vec![vec![Value::Int(1)], vec![Value::Int(2)]]
+    );
 }
 
 /// Listeners run on their own thread, after the commit: a listener that
@@ -152,7 +210,12 @@ fn listeners_run_off_the_writer_thread_and_see_committed_data() {
     let writer_thread = std::thread::current().id();
     let _token = db.objects("Dog").unwrap().add_listener(move |c| {
         let count = reader.objects("Dog").unwrap().len().unwrap();
-        tx.send((std::thread::current().id() != writer_thread, c.insertions.len(), count)).unwrap();
+        tx.send((
+            std::thread::current().id() != writer_thread,
+            c.insertions.len(),
+            count,
+        ))
+        .unwrap();
     });
     db.wait_for_listeners();
     db.write(|tx| {
@@ -171,10 +234,15 @@ fn listeners_run_off_the_writer_thread_and_see_committed_data() {
 fn a_panicking_listener_does_not_stop_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
-    let _bad = db.objects("Dog").unwrap().add_listener(|_| panic!("listener bug"));
+    let _bad = db
+        .objects("Dog")
+        .unwrap()
+        .add_listener(|_| panic!("listener bug"));
     let (_token, rx) = collection_listener(&db, "TRUEPREDICATE");
-    db.write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Never)).unwrap();
-    db.write(|tx| tx.create("Dog", dog(2, 1), UpdateMode::Never)).unwrap();
+    db.write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Never))
+        .unwrap();
+    db.write(|tx| tx.create("Dog", dog(2, 1), UpdateMode::Never))
+        .unwrap();
     assert_eq!(heard(&db, &rx).len(), 2);
 }
 
@@ -183,11 +251,20 @@ fn link_queries_hear_changes_of_linked_objects() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     db.write(|tx| {
-        tx.create("Person", json!({"_id": "ann", "name": "Ann"}), UpdateMode::Never)?;
-        tx.create("Dog", json!({"_id": 1, "name": "Rex", "lastUpdated": 1, "owner": "ann"}), UpdateMode::Never)
+        tx.create(
+            "Person",
+            json!({"_id": "ann", "name": "Ann"}),
+            UpdateMode::Never,
+        )?;
+        tx.create(
+            "Dog",
+            json!({"_id": 1, "name": "Rex", "lastUpdated": 1, "owner": "ann"}),
+            UpdateMode::Never,
+        )
     })
     .unwrap();
     let (_token, rx) = collection_listener(&db, "owner.name == 'Ann'");
-    db.write(|tx| tx.set("Person", "ann", "name", "Anna")).unwrap();
+    db.write(|tx| tx.set("Person", "ann", "name", "Anna"))
+        .unwrap();
     assert_eq!(heard(&db, &rx)[0].deletions, vec![Value::Int(1)]);
 }

@@ -102,12 +102,19 @@ impl<'a> Binder<'a> {
             .map(|(p, asc)| {
                 let r = self.path(p)?;
                 if r.path.list && !r.path.count || r.path.hops.iter().any(|h| h.2) {
-                    return Err((format!("cannot sort by '{}': it has many values", r.path.text), p.span.clone()));
+                    return Err((
+                        format!("cannot sort by '{}': it has many values", r.path.text),
+                        p.span.clone(),
+                    ));
                 }
                 Ok((r.path, *asc))
             })
             .collect::<Result<_, _>>()?;
-        Ok(BoundQuery { filter, sort, limit: parsed.limit })
+        Ok(BoundQuery {
+            filter,
+            sort,
+            limit: parsed.limit,
+        })
     }
 
     fn expr(&self, e: &Expr) -> Result<Filter, BindError> {
@@ -124,22 +131,43 @@ impl<'a> Binder<'a> {
         let (path_side, other, op) = match (&c.lhs, &c.rhs) {
             (Operand::Path(_), _) => (&c.lhs, &c.rhs, c.op),
             (_, Operand::Path(_)) if !c.op.is_string_op() => (&c.rhs, &c.lhs, c.op.flipped()),
-            _ => return Err((format!("the left side of {} must be a property", c.op.symbol()), c.lhs.span())),
+            _ => {
+                return Err((
+                    format!("the left side of {} must be a property", c.op.symbol()),
+                    c.lhs.span(),
+                ))
+            }
         };
-        let Operand::Path(p) = path_side else { unreachable!() };
+        let Operand::Path(p) = path_side else {
+            unreachable!()
+        };
         let lhs = self.path(p)?;
         let rhs = match other {
             Operand::Path(q) => {
                 let r = self.path(q)?;
                 if !comparable(&lhs, &r) {
-                    return Err((format!("cannot compare '{}' with '{}': their types differ", lhs.path.text, r.path.text), q.span.clone()));
+                    return Err((
+                        format!(
+                            "cannot compare '{}' with '{}': their types differ",
+                            lhs.path.text, r.path.text
+                        ),
+                        q.span.clone(),
+                    ));
                 }
                 Side::Path(r.path)
             }
-            Operand::Literal(l, span) => Side::Value(self.constant(&lhs, op, literal_value(l), span)?),
+            Operand::Literal(l, span) => {
+                Side::Value(self.constant(&lhs, op, literal_value(l), span)?)
+            }
             Operand::Arg(n, span) => {
                 let v = self.args.get(*n).cloned().ok_or_else(|| {
-                    (format!("the query uses ${n} but {} argument(s) were given", self.args.len()), span.clone())
+                    (
+                        format!(
+                            "the query uses ${n} but {} argument(s) were given",
+                            self.args.len()
+                        ),
+                        span.clone(),
+                    )
                 })?;
                 if let (Value::List(items), Op::Eq) = (&v, op) {
                     // `x IN $0` with a list argument: one equality per element.
@@ -161,17 +189,47 @@ impl<'a> Binder<'a> {
                 Side::Value(self.constant(&lhs, op, v, span)?)
             }
         };
-        Ok(Filter::Compare(Comparison { quantifier: c.quantifier, lhs: lhs.path, op, rhs, case_insensitive: c.case_insensitive }))
+        Ok(Filter::Compare(Comparison {
+            quantifier: c.quantifier,
+            lhs: lhs.path,
+            op,
+            rhs,
+            case_insensitive: c.case_insensitive,
+        }))
     }
 
     /// Converts a constant to the type of the path it is compared with.
-    fn constant(&self, lhs: &Resolved<'_>, op: Op, v: Value, span: &Range<usize>) -> Result<Value, BindError> {
+    fn constant(
+        &self,
+        lhs: &Resolved<'_>,
+        op: Op,
+        v: Value,
+        span: &Range<usize>,
+    ) -> Result<Value, BindError> {
         let mismatch = |v: &Value| {
-            let expected = if lhs.path.count { "int (a count)".to_owned() } else { lhs.prop.type_string() };
-            (format!("type mismatch: '{}' is {expected}, compared with {} {v}", lhs.path.text, v.kind()), span.clone())
+            let expected = if lhs.path.count {
+                "int (a count)".to_owned()
+            } else {
+                lhs.prop.type_string()
+            };
+            (
+                format!(
+                    "type mismatch: '{}' is {expected}, compared with {} {v}",
+                    lhs.path.text,
+                    v.kind()
+                ),
+                span.clone(),
+            )
         };
         if v.is_null() {
-            return if matches!(op, Op::Eq | Op::Ne) { Ok(v) } else { Err((format!("{} cannot compare with nil", op.symbol()), span.clone())) };
+            return if matches!(op, Op::Eq | Op::Ne) {
+                Ok(v)
+            } else {
+                Err((
+                    format!("{} cannot compare with nil", op.symbol()),
+                    span.clone(),
+                ))
+            };
         }
         if op.is_string_op() {
             return match (&lhs.prop.ty, &v, lhs.path.count) {
@@ -181,7 +239,11 @@ impl<'a> Binder<'a> {
             };
         }
         if lhs.path.count {
-            return if v.as_int().is_some() { Ok(v) } else { Err(mismatch(&v)) };
+            return if v.as_int().is_some() {
+                Ok(v)
+            } else {
+                Err(mismatch(&v))
+            };
         }
         // Numbers compare across int and double (`age > 2.5`); a double
         // property takes an int constant as a double so its index applies.
@@ -190,8 +252,14 @@ impl<'a> Binder<'a> {
             (PropertyType::Int, Value::Double(_)) => return Ok(v),
             _ => {}
         }
-        let element = Property { list: false, optional: true, ..lhs.prop.clone() };
-        self.schema.coerce(lhs.owner, &element, v.clone()).map_err(|_| mismatch(&v))
+        let element = Property {
+            list: false,
+            optional: true,
+            ..lhs.prop.clone()
+        };
+        self.schema
+            .coerce(lhs.owner, &element, v.clone())
+            .map_err(|_| mismatch(&v))
     }
 
     fn path(&self, p: &Path) -> Result<Resolved<'a>, BindError> {
@@ -200,19 +268,53 @@ impl<'a> Binder<'a> {
         let last = p.segments.len() - 1;
         for (i, (name, span)) in p.segments.iter().enumerate() {
             let Some(idx) = ty.property_index(name) else {
-                return Err((format!("'{}' has no property '{name}'", ty.name()), span.clone()));
+                return Err((
+                    format!("'{}' has no property '{name}'", ty.name()),
+                    span.clone(),
+                ));
             };
             let prop = &ty.properties()[idx];
-            let text = p.segments.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(".");
+            let text = p
+                .segments
+                .iter()
+                .map(|s| s.0.as_str())
+                .collect::<Vec<_>>()
+                .join(".");
             if i == last {
                 if p.count && !prop.list {
-                    return Err((format!("@count needs a list, but '{name}' is {}", prop.type_string()), span.clone()));
+                    return Err((
+                        format!(
+                            "@count needs a list, but '{name}' is {}",
+                            prop.type_string()
+                        ),
+                        span.clone(),
+                    ));
                 }
-                let text = if p.count { format!("{text}.@count") } else { text };
-                return Ok(Resolved { path: BoundPath { hops, property: idx, list: prop.list, count: p.count, text }, prop, owner: ty });
+                let text = if p.count {
+                    format!("{text}.@count")
+                } else {
+                    text
+                };
+                return Ok(Resolved {
+                    path: BoundPath {
+                        hops,
+                        property: idx,
+                        list: prop.list,
+                        count: p.count,
+                        text,
+                    },
+                    prop,
+                    owner: ty,
+                });
             }
             let PropertyType::Link(target) = &prop.ty else {
-                return Err((format!("'{name}' is {}, not a link: it has no properties", prop.type_string()), span.clone()));
+                return Err((
+                    format!(
+                        "'{name}' is {}, not a link: it has no properties",
+                        prop.type_string()
+                    ),
+                    span.clone(),
+                ));
             };
             hops.push((idx, target.clone(), prop.list));
             ty = self.schema.object_type(target).expect("validated schema");
@@ -222,7 +324,9 @@ impl<'a> Binder<'a> {
 }
 
 fn comparable(a: &Resolved<'_>, b: &Resolved<'_>) -> bool {
-    let numeric = |r: &Resolved<'_>| r.path.count || matches!(r.prop.ty, PropertyType::Int | PropertyType::Double);
+    let numeric = |r: &Resolved<'_>| {
+        r.path.count || matches!(r.prop.ty, PropertyType::Int | PropertyType::Double)
+    };
     (numeric(a) && numeric(b)) || (!a.path.count && !b.path.count && a.prop.ty == b.prop.ty)
 }
 

@@ -31,7 +31,10 @@ impl Comparison {
         if let (Some(idx), Side::Value(v)) = (self.lhs.direct_property(), &self.rhs) {
             // The common case: one field of this record against a constant,
             // with no allocation.
-            let field = record::field(rec, idx).ok().flatten().unwrap_or(ValueRef::Null);
+            let field = record::field(rec, idx)
+                .ok()
+                .flatten()
+                .unwrap_or(ValueRef::Null);
             return match v.as_ref() {
                 Some(v) => test(field, self.op, v, self.case_insensitive),
                 None => false,
@@ -66,7 +69,9 @@ pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Ve
         let mut next = Vec::new();
         for r in &records {
             match record::field(r, *idx).ok().flatten() {
-                Some(ValueRef::List(items)) => next.extend(items.iter().filter_map(|pk| links.resolve(target, pk))),
+                Some(ValueRef::List(items)) => {
+                    next.extend(items.iter().filter_map(|pk| links.resolve(target, pk)))
+                }
                 Some(pk) if pk != ValueRef::Null => next.extend(links.resolve(target, pk)),
                 _ => {}
             }
@@ -74,7 +79,11 @@ pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Ve
         many |= *list;
         if next.is_empty() && !many {
             // A null to-one link: the path reads as null.
-            return if path.count { vec![] } else { vec![Value::Null] };
+            return if path.count {
+                vec![]
+            } else {
+                vec![Value::Null]
+            };
         }
         records = next;
     }
@@ -182,6 +191,11 @@ mod tests {
         assert!(!test(ValueRef::Null, Op::Lt, ValueRef::Int(3), false));
         assert!(test(ValueRef::Null, Op::Eq, ValueRef::Null, false));
         assert!(test(ValueRef::Int(2), Op::Ne, ValueRef::Null, false));
-        assert!(test(ValueRef::String("Rex"), Op::Eq, ValueRef::String("rEX"), true));
+        assert!(test(
+            ValueRef::String("Rex"),
+            Op::Eq,
+            ValueRef::String("rEX"),
+            true
+        ));
     }
 }

@@ -71,7 +71,10 @@ pub enum Op {
 
 impl Op {
     pub(crate) fn is_string_op(self) -> bool {
-        matches!(self, Op::BeginsWith | Op::EndsWith | Op::Contains | Op::Like)
+        matches!(
+            self,
+            Op::BeginsWith | Op::EndsWith | Op::Contains | Op::Like
+        )
     }
 
     /// The operator with its sides swapped (`a < b` is `b > a`).
@@ -140,7 +143,11 @@ pub(crate) type ParseError = (String, usize);
 /// Parses a whole query.
 pub(crate) fn parse(query: &str) -> Result<Parsed, ParseError> {
     let tokens = tokenize(query)?;
-    let mut p = Parser { tokens, pos: 0, end: query.len() };
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        end: query.len(),
+    };
     let predicate = p.or()?;
     let mut sort = Vec::new();
     let mut limit = None;
@@ -149,11 +156,10 @@ pub(crate) fn parse(query: &str) -> Result<Parsed, ParseError> {
             p.expect("(")?;
             loop {
                 let path = p.path()?;
-                let ascending = if p.keyword("DESC") || p.keyword("DESCENDING") {
-                    false
-                } else {
-                    p.keyword("ASC") || p.keyword("ASCENDING") || true
-                };
+                let ascending = !(p.keyword("DESC") || p.keyword("DESCENDING"));
+                if ascending && !p.keyword("ASC") {
+                    p.keyword("ASCENDING");
+                }
                 sort.push((path, ascending));
                 if !p.punct(",") {
                     break;
@@ -169,10 +175,20 @@ pub(crate) fn parse(query: &str) -> Result<Parsed, ParseError> {
             }
             p.expect(")")?;
         } else {
-            return Err((format!("expected AND, OR, SORT(...) or LIMIT(...), found {}", p.found()), p.offset()));
+            return Err((
+                format!(
+                    "expected AND, OR, SORT(...) or LIMIT(...), found {}",
+                    p.found()
+                ),
+                p.offset(),
+            ));
         }
     }
-    Ok(Parsed { predicate, sort, limit })
+    Ok(Parsed {
+        predicate,
+        sort,
+        limit,
+    })
 }
 
 struct Parser {
@@ -195,7 +211,10 @@ impl Parser {
     }
 
     fn span_from(&self, start: usize) -> Range<usize> {
-        let end = self.tokens.get(self.pos.wrapping_sub(1)).map_or(start, |t| t.1.end);
+        let end = self
+            .tokens
+            .get(self.pos.wrapping_sub(1))
+            .map_or(start, |t| t.1.end);
         start..end.max(start)
     }
 
@@ -238,7 +257,10 @@ impl Parser {
         if self.punct(p) {
             Ok(())
         } else {
-            Err((format!("expected '{p}', found {}", self.found()), self.offset()))
+            Err((
+                format!("expected '{p}', found {}", self.found()),
+                self.offset(),
+            ))
         }
     }
 
@@ -247,7 +269,11 @@ impl Parser {
         while self.keyword("OR") || self.punct("||") {
             parts.push(self.and()?);
         }
-        Ok(if parts.len() == 1 { parts.pop().unwrap() } else { Expr::Or(parts) })
+        Ok(if parts.len() == 1 {
+            parts.pop().unwrap()
+        } else {
+            Expr::Or(parts)
+        })
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
@@ -255,7 +281,11 @@ impl Parser {
         while self.keyword("AND") || self.punct("&&") {
             parts.push(self.unary()?);
         }
-        Ok(if parts.len() == 1 { parts.pop().unwrap() } else { Expr::And(parts) })
+        Ok(if parts.len() == 1 {
+            parts.pop().unwrap()
+        } else {
+            Expr::And(parts)
+        })
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
@@ -297,7 +327,15 @@ impl Parser {
             self.expect(",")?;
             let high = self.operand()?;
             self.expect("}")?;
-            let cmp = |op, rhs| Expr::Compare(Compare { quantifier, lhs: lhs.clone(), op, rhs, case_insensitive: false });
+            let cmp = |op, rhs| {
+                Expr::Compare(Compare {
+                    quantifier,
+                    lhs: lhs.clone(),
+                    op,
+                    rhs,
+                    case_insensitive: false,
+                })
+            };
             return Ok(Expr::And(vec![cmp(Op::Ge, low), cmp(Op::Le, high)]));
         }
         let op = match self.next() {
@@ -312,16 +350,33 @@ impl Parser {
                 "ENDSWITH" => Op::EndsWith,
                 "CONTAINS" => Op::Contains,
                 "LIKE" => Op::Like,
-                _ => return Err((format!("expected a comparison operator, found '{i}'"), op_at)),
+                _ => {
+                    return Err((
+                        format!("expected a comparison operator, found '{i}'"),
+                        op_at,
+                    ))
+                }
             },
             _ => {
                 self.pos -= 1;
-                return Err((format!("expected a comparison operator (==, <, BEGINSWITH, IN, ...), found {}", self.found()), op_at));
+                return Err((
+                    format!(
+                        "expected a comparison operator (==, <, BEGINSWITH, IN, ...), found {}",
+                        self.found()
+                    ),
+                    op_at,
+                ));
             }
         };
         let case_insensitive = self.case_flag()?;
         let rhs = self.operand()?;
-        Ok(Expr::Compare(Compare { quantifier, lhs, op, rhs, case_insensitive }))
+        Ok(Expr::Compare(Compare {
+            quantifier,
+            lhs,
+            op,
+            rhs,
+            case_insensitive,
+        }))
     }
 
     fn case_flag(&mut self) -> Result<bool, ParseError> {
@@ -341,7 +396,15 @@ impl Parser {
     /// (a list) for the binder to expand.
     fn in_list(&mut self, quantifier: Quantifier, lhs: Operand) -> Result<Expr, ParseError> {
         let case_insensitive = self.case_flag()?;
-        let cmp = |rhs| Expr::Compare(Compare { quantifier, lhs: lhs.clone(), op: Op::Eq, rhs, case_insensitive });
+        let cmp = |rhs| {
+            Expr::Compare(Compare {
+                quantifier,
+                lhs: lhs.clone(),
+                op: Op::Eq,
+                rhs,
+                case_insensitive,
+            })
+        };
         if !self.punct("{") {
             return Ok(cmp(self.operand()?));
         }
@@ -376,7 +439,10 @@ impl Parser {
                     Ok(Operand::Path(self.path()?))
                 }
             },
-            _ => Err((format!("expected a property, a value or an argument ($0), found {found}"), start)),
+            _ => Err((
+                format!("expected a property, a value or an argument ($0), found {found}"),
+                start,
+            )),
         }
     }
 
@@ -394,14 +460,21 @@ impl Parser {
                 }
                 _ => {
                     self.pos -= 1;
-                    return Err((format!("expected a property name, found {}", self.found()), at));
+                    return Err((
+                        format!("expected a property name, found {}", self.found()),
+                        at,
+                    ));
                 }
             }
             if !self.punct(".") {
                 break;
             }
         }
-        Ok(Path { segments, count, span: self.span_from(start) })
+        Ok(Path {
+            segments,
+            count,
+            span: self.span_from(start),
+        })
     }
 }
 
@@ -412,7 +485,9 @@ mod tests {
     #[test]
     fn precedence_and_suffixes() {
         let q = parse("a == 1 OR b == 2 AND NOT c == 3 SORT(a DESC, b) LIMIT(5)").unwrap();
-        let Expr::Or(parts) = &q.predicate else { panic!("{q:?}") };
+        let Expr::Or(parts) = &q.predicate else {
+            panic!("{q:?}")
+        };
         assert!(matches!(&parts[1], Expr::And(a) if matches!(a[1], Expr::Not(_))));
         assert_eq!(q.sort.len(), 2);
         assert!(!q.sort[0].1 && q.sort[1].1);
@@ -422,7 +497,9 @@ mod tests {
     #[test]
     fn in_and_between_desugar() {
         let q = parse("age IN {1, 2, 3} AND age BETWEEN {1, 10}").unwrap();
-        let Expr::And(parts) = &q.predicate else { panic!() };
+        let Expr::And(parts) = &q.predicate else {
+            panic!()
+        };
         assert!(matches!(&parts[0], Expr::Or(v) if v.len() == 3));
         assert!(matches!(&parts[1], Expr::And(v) if v.len() == 2));
     }
@@ -439,11 +516,17 @@ mod tests {
     #[test]
     fn paths_and_flags() {
         let q = parse("ANY owner.tags.@count > 1 && name BEGINSWITH[c] 'r'").unwrap();
-        let Expr::And(parts) = &q.predicate else { panic!() };
-        let Expr::Compare(c) = &parts[0] else { panic!() };
+        let Expr::And(parts) = &q.predicate else {
+            panic!()
+        };
+        let Expr::Compare(c) = &parts[0] else {
+            panic!()
+        };
         let Operand::Path(p) = &c.lhs else { panic!() };
         assert_eq!(p.segments.len(), 2);
         assert!(p.count);
-        assert!(matches!(&parts[1], Expr::Compare(c) if c.case_insensitive && c.op == Op::BeginsWith));
+        assert!(
+            matches!(&parts[1], Expr::Compare(c) if c.case_insensitive && c.op == Op::BeginsWith)
+        );
     }
 }

@@ -73,9 +73,18 @@ pub fn plan(ty: &ObjectSchema, query: &BoundQuery) -> Plan {
     let Some((prop_idx, ranges, used, _)) = best else {
         let residual = (query.filter != Filter::Const(true)).then(|| query.filter.clone());
         let description = format!("scan {}{}", ty.name(), describe_residual(&residual));
-        return Plan { access: Access::Scan, residual, description };
+        return Plan {
+            access: Access::Scan,
+            residual,
+            description,
+        };
     };
-    let rest: Vec<Filter> = conjuncts.iter().enumerate().filter(|(i, _)| !used.contains(i)).map(|(_, f)| (*f).clone()).collect();
+    let rest: Vec<Filter> = conjuncts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !used.contains(i))
+        .map(|(_, f)| (*f).clone())
+        .collect();
     let residual = match rest.len() {
         0 => None,
         1 => rest.into_iter().next(),
@@ -87,9 +96,18 @@ pub fn plan(ty: &ObjectSchema, query: &BoundQuery) -> Plan {
     } else {
         ("index", Access::Index(prop_idx, ranges.clone()))
     };
-    let description = format!("{kind} {}.{name} ({} range{}){}", ty.name(), ranges.len(),
-        if ranges.len() == 1 { "" } else { "s" }, describe_residual(&residual));
-    Plan { access, residual, description }
+    let description = format!(
+        "{kind} {}.{name} ({} range{}){}",
+        ty.name(),
+        ranges.len(),
+        if ranges.len() == 1 { "" } else { "s" },
+        describe_residual(&residual)
+    );
+    Plan {
+        access,
+        residual,
+        description,
+    }
 }
 
 fn describe_residual(residual: &Option<Filter>) -> String {
@@ -119,7 +137,9 @@ fn key_ranges(f: &Filter, prop: usize, ty: &PropertyType) -> Option<(Vec<KeyRang
             let ranges = parts
                 .iter()
                 .map(|p| match p {
-                    Filter::Compare(c) if c.op == Op::Eq => comparison_range(c, prop, ty).map(|r| r.0),
+                    Filter::Compare(c) if c.op == Op::Eq => {
+                        comparison_range(c, prop, ty).map(|r| r.0)
+                    }
                     _ => None,
                 })
                 .collect::<Option<Vec<_>>>()?;
@@ -130,7 +150,10 @@ fn key_ranges(f: &Filter, prop: usize, ty: &PropertyType) -> Option<(Vec<KeyRang
 }
 
 fn comparison_range(c: &Comparison, prop: usize, ty: &PropertyType) -> Option<(KeyRange, bool)> {
-    if c.lhs.direct_property() != Some(prop) || c.case_insensitive || c.quantifier != Quantifier::Any {
+    if c.lhs.direct_property() != Some(prop)
+        || c.case_insensitive
+        || c.quantifier != Quantifier::Any
+    {
         return None;
     }
     let Side::Value(v) = &c.rhs else { return None };
@@ -179,7 +202,11 @@ fn max_lower(a: &Bound<Vec<u8>>, b: &Bound<Vec<u8>>) -> Bound<Vec<u8>> {
     match (a, b) {
         (Bound::Unbounded, x) | (x, Bound::Unbounded) => x.clone(),
         (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
-            if x > y || (x == y && matches!(a, Bound::Excluded(_))) { a.clone() } else { b.clone() }
+            if x > y || (x == y && matches!(a, Bound::Excluded(_))) {
+                a.clone()
+            } else {
+                b.clone()
+            }
         }
     }
 }
@@ -188,7 +215,11 @@ fn min_upper(a: &Bound<Vec<u8>>, b: &Bound<Vec<u8>>) -> Bound<Vec<u8>> {
     match (a, b) {
         (Bound::Unbounded, x) | (x, Bound::Unbounded) => x.clone(),
         (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
-            if x < y || (x == y && matches!(a, Bound::Excluded(_))) { a.clone() } else { b.clone() }
+            if x < y || (x == y && matches!(a, Bound::Excluded(_))) {
+                a.clone()
+            } else {
+                b.clone()
+            }
         }
     }
 }
@@ -196,7 +227,8 @@ fn min_upper(a: &Bound<Vec<u8>>, b: &Bound<Vec<u8>>) -> Bound<Vec<u8>> {
 fn empty(lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
     match (lo, hi) {
         (Bound::Included(l), Bound::Included(h)) => l > h,
-        (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h)) | (Bound::Excluded(l), Bound::Included(h)) => l >= h,
+        (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h))
+        | (Bound::Excluded(l), Bound::Included(h)) => l >= h,
         _ => false,
     }
 }
