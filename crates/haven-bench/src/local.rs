@@ -13,6 +13,8 @@ pub struct LocalOptions {
     pub quick: bool,
     /// Runs per workload and engine; the median is reported.
     pub repeats: usize,
+    /// Run only these workloads (all when empty).
+    pub only: Vec<String>,
 }
 
 struct Sizes {
@@ -21,6 +23,15 @@ struct Sizes {
     lookups: usize,
     query_objects: usize,
 }
+
+/// The workloads, in the order they run.
+pub const WORKLOADS: [&str; 5] = [
+    "bulk_insert",
+    "single_commits",
+    "pk_lookup",
+    "range_query",
+    "scan_query",
+];
 
 const DOG: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
     "_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true}}}]"#;
@@ -45,6 +56,13 @@ pub fn run_local(
             query_objects: 1_000_000,
         }
     };
+    if let Some(unknown) = opts.only.iter().find(|o| !WORKLOADS.contains(&o.as_str())) {
+        return Err(format!(
+            "unknown workload '{unknown}'; the workloads are {}",
+            WORKLOADS.join(", ")
+        )
+        .into());
+    }
     let dir = tempfile::tempdir()?;
     let reps = opts.repeats.max(1);
     let mut out = Vec::new();
@@ -53,7 +71,8 @@ pub fn run_local(
         "bulk_insert: {} objects in one transaction",
         s.bulk
     ));
-    out.push(measure(
+    out.extend(measure(
+        &opts.only,
         "bulk_insert",
         reps,
         |rep| {
@@ -74,7 +93,8 @@ pub fn run_local(
         "single_commits: {} durable one-object transactions",
         s.commits
     ));
-    out.push(measure(
+    out.extend(measure(
+        &opts.only,
         "single_commits",
         reps,
         |rep| {
@@ -101,7 +121,12 @@ pub fn run_local(
     ));
     let haven = haven_db(&dir.path().join("bulk-0.haven"))?;
     let sqlite = sqlite_db(&dir.path().join("bulk-0.sqlite"))?;
-    out.push(measure(
+    if haven.objects("Dog")?.is_empty()? {
+        haven_insert(&haven, 0, s.bulk)?;
+        sqlite_insert(&sqlite, 0, s.bulk)?;
+    }
+    out.extend(measure(
+        &opts.only,
         "pk_lookup",
         reps,
         |rep| {
@@ -142,14 +167,18 @@ pub fn run_local(
         s.query_objects
     ));
     let haven = haven_db(&dir.path().join("query.haven"))?;
-    haven_insert(&haven, 0, s.query_objects)?;
     let sqlite = sqlite_db(&dir.path().join("query.sqlite"))?;
-    sqlite_insert(&sqlite, 0, s.query_objects)?;
+    let queries = ["range_query", "scan_query"];
+    if opts.only.is_empty() || opts.only.iter().any(|o| queries.contains(&o.as_str())) {
+        haven_insert(&haven, 0, s.query_objects)?;
+        sqlite_insert(&sqlite, 0, s.query_objects)?;
+    }
     let threshold = (s.query_objects - s.query_objects / 10) as i64;
 
     progress("range_query: indexed lastUpdated > X (10%), iterated and counted");
     let expected = s.query_objects / 10 - 1;
-    out.push(measure(
+    out.extend(measure(
+        &opts.only,
         "range_query",
         reps,
         |_| {
@@ -177,7 +206,8 @@ pub fn run_local(
     let expected = (0..s.query_objects)
         .filter(|i| i.to_string().starts_with('9'))
         .count();
-    out.push(measure(
+    out.extend(measure(
+        &opts.only,
         "scan_query",
         reps,
         |_| {
@@ -205,13 +235,18 @@ pub fn run_local(
 
 type Timed = Result<f64, Box<dyn std::error::Error>>;
 
-/// Runs Haven then SQLite, `reps` times, and takes medians.
+/// Runs Haven then SQLite, `reps` times, and takes medians; `None` when
+/// `only` leaves the workload out.
 fn measure(
+    only: &[String],
     name: &str,
     reps: usize,
     mut haven: impl FnMut(usize) -> Timed,
     mut sqlite: impl FnMut(usize) -> Timed,
-) -> Result<Measurement, Box<dyn std::error::Error>> {
+) -> Result<Option<Measurement>, Box<dyn std::error::Error>> {
+    if !only.is_empty() && !only.iter().any(|o| o == name) {
+        return Ok(None);
+    }
     let (mut h, mut s, mut peak) = (Vec::new(), Vec::new(), None::<f64>);
     for rep in 0..reps {
         memory::reset_peak();
@@ -223,13 +258,13 @@ fn measure(
         s.push(sqlite(rep)? * 1000.0);
     }
     let (haven_ms, sqlite_ms) = (median(h), median(s));
-    Ok(Measurement {
+    Ok(Some(Measurement {
         workload: name.to_owned(),
         haven_ms,
         sqlite_ms,
         ratio: haven_ms / sqlite_ms,
         haven_peak_mib: peak,
-    })
+    }))
 }
 
 fn check(ok: bool, what: &str) -> Result<(), Box<dyn std::error::Error>> {

@@ -19,6 +19,9 @@ pub enum Suite {
         /// Runs per workload and engine (the median is reported).
         #[arg(long, default_value_t = 5)]
         repeats: usize,
+        /// Run only this workload (repeatable).
+        #[arg(long, value_name = "WORKLOAD")]
+        only: Vec<String>,
     },
 }
 
@@ -27,13 +30,19 @@ pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
         quick,
         json,
         repeats,
+        only,
     } = suite;
     let bar = ProgressBar::new_spinner()
         .with_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
     bar.enable_steady_tick(Duration::from_millis(120));
-    let rows = run_local(&LocalOptions { quick, repeats }, &|step| {
-        bar.set_message(step.to_owned())
-    })?;
+    let rows = run_local(
+        &LocalOptions {
+            quick,
+            repeats,
+            only,
+        },
+        &|step| bar.set_message(step.to_owned()),
+    )?;
     bar.finish_and_clear();
     if json {
         for row in &rows {

@@ -99,21 +99,93 @@ impl Snapshot {
                     Err(TableError::TableDoesNotExist(_)) => return Ok(()),
                     Err(e) => return Err(e.into()),
                 };
+                let mut pks = KeyList::default();
                 for r in ranges {
                     for entry in index.range::<&[u8]>(borrowed(r))? {
-                        let (k, ()) = (entry?.0, ());
+                        let k = entry?.0;
                         let k = k.value();
-                        let pk = &k[key::first_len(k)..];
-                        if let Some(rec) = objects.get(pk)? {
-                            if !f(pk, rec.value()) {
-                                return Ok(());
-                            }
-                        }
+                        pks.push(&k[key::first_len(k)..]);
                     }
                 }
+                visit_keys(&objects, &pks.sorted(), f)?;
             }
         }
         Ok(())
+    }
+}
+
+/// Reads the objects with these primary keys (sorted), in key order.
+///
+/// Rows whose keys are close together are reached by stepping a cursor
+/// rather than by one lookup each: an index on a property that grows with
+/// the key (timestamps, counters) then reads the objects table almost
+/// sequentially, like a bitmap heap scan. A gap of more than a few rows
+/// starts a new cursor at the next key, which costs what a lookup costs.
+fn visit_keys(
+    objects: &ObjectsTable,
+    pks: &[&[u8]],
+    mut f: impl FnMut(&[u8], &[u8]) -> bool,
+) -> Result<()> {
+    const MAX_STEPS: usize = 8;
+    let mut i = 0;
+    while i < pks.len() {
+        let mut rows = objects.range::<&[u8]>(pks[i]..)?;
+        let mut steps = 0;
+        while i < pks.len() && steps <= MAX_STEPS {
+            let Some(row) = rows.next() else {
+                return Ok(());
+            };
+            let (k, v) = row?;
+            match k.value().cmp(pks[i]) {
+                std::cmp::Ordering::Less => steps += 1,
+                std::cmp::Ordering::Equal => {
+                    if !f(k.value(), v.value()) {
+                        return Ok(());
+                    }
+                    i += 1;
+                    steps = 0;
+                }
+                // No object for this index entry: skip it.
+                std::cmp::Ordering::Greater => {
+                    i += 1;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Encoded keys in one buffer (one allocation, not one per key).
+#[derive(Default)]
+struct KeyList {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl KeyList {
+    fn push(&mut self, key: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn sorted(&self) -> Vec<&[u8]> {
+        let mut keys: Vec<&[u8]> = self
+            .ends
+            .iter()
+            .scan(0, |start, &end| {
+                let k = &self.bytes[*start..end];
+                *start = end;
+                Some(k)
+            })
+            .collect();
+        // Index order often is key order already (a timestamp that grows
+        // with the key): then there is nothing to sort.
+        if !keys.is_sorted() {
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        keys
     }
 }
 
