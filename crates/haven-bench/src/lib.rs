@@ -5,6 +5,8 @@
 //! `synchronous=FULL`, prepared statements, an index on the same column
 //! Haven indexes. `docs/benchmarks.md` says what each workload measures.
 
+#![warn(missing_docs)]
+
 mod local;
 mod memory;
 

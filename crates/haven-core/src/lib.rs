@@ -2,6 +2,8 @@
 //! query language. Nothing here does I/O, so the local database, the sync
 //! client and the server share one implementation of each rule.
 
+#![warn(missing_docs)]
+
 mod error;
 pub mod key;
 pub mod query;

@@ -3,6 +3,8 @@
 //!
 //! Apps use it through the `haven` crate, which re-exports this API.
 
+#![warn(missing_docs)]
+
 mod changes;
 mod config;
 mod database;

@@ -42,6 +42,8 @@
 //! # Ok::<(), haven::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub use haven_store::{
     CollectionChanges, Config, Database, Error, NotificationToken, Object, ObjectChange,
     ObjectSchema, Property, PropertyType, QueryError, Result, Results, Schema, SchemaError,
