@@ -161,7 +161,7 @@ impl Database {
             object_type,
             &key::to_key(pk.as_ref().expect("a key is a scalar")),
         )? {
-            Some(rec) => Object::from_record(self, &snap, type_index, &rec).map(Some),
+            Some(rec) => Object::from_record(self, &snap, type_index, rec).map(Some),
             None => Ok(None),
         }
     }

@@ -38,8 +38,10 @@ impl Object {
         db: &Database,
         snap: &Snapshot,
         type_index: usize,
-        rec: &[u8],
+        rec: impl Into<Vec<u8>>,
     ) -> Result<Object> {
+        let record = rec.into();
+        let rec = record.as_slice();
         let ty = &snap.schema.types()[type_index];
         let mut repaired_links = Vec::new();
         for (i, prop) in ty.properties().iter().enumerate() {
@@ -48,7 +50,7 @@ impl Object {
             };
             let exists = |pk: &Value| {
                 pk.as_ref()
-                    .is_some_and(|r| snap.get(target, &key::to_key(r)).ok().flatten().is_some())
+                    .is_some_and(|r| snap.contains(target, &key::to_key(r)).unwrap_or(false))
             };
             let value = read_field(ty, rec, i)?;
             let repaired = match &value {
@@ -65,7 +67,7 @@ impl Object {
                 db: db.clone(),
                 schema: snap.schema.clone(),
                 type_index,
-                record: rec.to_vec(),
+                record,
                 repaired_links,
             }),
         })

@@ -6,42 +6,45 @@ use crate::layout;
 use haven_core::query::{Access, KeyRange, LinkResolver};
 use haven_core::{key, Schema, ValueRef};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, TableError};
-use std::collections::HashMap;
 use std::ops::Bound;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 pub(crate) struct Snapshot {
     rtx: ReadTransaction,
     pub schema: Arc<Schema>,
-    /// Object tables opened so far, kept for the snapshot's life: opening
-    /// a table costs more than a lookup in it.
-    tables: Mutex<HashMap<String, Option<Arc<ObjectsTable>>>>,
+    /// Each type's object table (by type position), opened on first use
+    /// and kept for the snapshot's life: opening a table costs more than a
+    /// lookup in it. `None` inside: the type has no objects yet.
+    tables: Vec<OnceLock<Option<ObjectsTable>>>,
 }
 
 type ObjectsTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
 impl Snapshot {
     pub fn new(rtx: ReadTransaction, schema: Arc<Schema>) -> Snapshot {
+        let tables = schema.types().iter().map(|_| OnceLock::new()).collect();
         Snapshot {
             rtx,
             schema,
-            tables: Mutex::default(),
+            tables,
         }
     }
 
-    fn objects(&self, ty: &str) -> Result<Option<Arc<ObjectsTable>>> {
-        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = tables.get(ty) {
-            return Ok(t.clone());
+    fn objects(&self, ty: &str) -> Result<Option<&ObjectsTable>> {
+        let Some(at) = self.schema.types().iter().position(|t| t.name() == ty) else {
+            return Ok(None);
+        };
+        if let Some(table) = self.tables[at].get() {
+            return Ok(table.as_ref());
         }
         let name = layout::objects_table(ty);
         let table = match self.rtx.open_table(layout::objects_def(&name)) {
-            Ok(t) => Some(Arc::new(t)),
+            Ok(t) => Some(t),
             Err(TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        tables.insert(ty.to_owned(), table.clone());
-        Ok(table)
+        // Two readers may race to open it; either table is the same view.
+        Ok(self.tables[at].get_or_init(|| table).as_ref())
     }
 
     /// The record of one object.
@@ -50,6 +53,14 @@ impl Snapshot {
             return Ok(None);
         };
         Ok(t.get(pk_key)?.map(|g| g.value().to_vec()))
+    }
+
+    /// Whether an object exists.
+    pub fn contains(&self, ty: &str, pk_key: &[u8]) -> Result<bool> {
+        let Some(t) = self.objects(ty)? else {
+            return Ok(false);
+        };
+        Ok(t.get(pk_key)?.is_some())
     }
 
     /// Number of objects of a type.
@@ -107,7 +118,7 @@ impl Snapshot {
                         pks.push(&k[key::first_len(k)..]);
                     }
                 }
-                visit_keys(&objects, &pks.sorted(), f)?;
+                visit_keys(objects, &pks.sorted(), f)?;
             }
         }
         Ok(())

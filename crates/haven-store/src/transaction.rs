@@ -10,7 +10,7 @@ use haven_core::{
 };
 use redb::{ReadableTable, Table};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 type ObjectsTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
 type IndexTable<'t> = Table<'t, &'static [u8], ()>;
@@ -37,11 +37,14 @@ type IndexTable<'t> = Table<'t, &'static [u8], ()>;
 pub struct WriteTransaction<'t> {
     txn: &'t redb::WriteTransaction,
     schema: &'t Schema,
-    /// The tables of each type written so far, opened once per transaction.
-    tables: HashMap<String, TypeTables<'t>>,
+    /// The tables of each type written so far, opened once per transaction
+    /// (a list: apps have few types, and a lookup by name is on every write).
+    tables: Vec<(&'t str, TypeTables<'t>)>,
     /// What changed, for listeners; `None` when nobody listens.
     changes: Option<CommitChanges>,
+    /// Reused buffers for the record and index entry being written.
     buf: Vec<u8>,
+    entry: Vec<u8>,
 }
 
 struct TypeTables<'t> {
@@ -59,9 +62,10 @@ impl<'t> WriteTransaction<'t> {
         WriteTransaction {
             txn,
             schema,
-            tables: HashMap::new(),
+            tables: Vec::new(),
             changes: track_changes.then(CommitChanges::default),
             buf: Vec::new(),
+            entry: Vec::new(),
         }
     }
 
@@ -71,7 +75,7 @@ impl<'t> WriteTransaction<'t> {
         self.changes.unwrap_or_default()
     }
 
-    fn record_change(&mut self, ty: &ObjectSchema, key: &[u8], pk: &Value, change: Change) {
+    fn record_change(&mut self, ty: &'t ObjectSchema, key: &[u8], pk: &Value, change: Change) {
         if let Some(c) = &mut self.changes {
             c.record(ty.name(), key, pk, change);
         }
@@ -302,7 +306,7 @@ impl<'t> WriteTransaction<'t> {
             .ok_or_else(|| Error::UnknownType(name.to_owned()))
     }
 
-    fn require(&mut self, ty: &ObjectSchema, pk: &Value) -> Result<Vec<Value>> {
+    fn require(&mut self, ty: &'t ObjectSchema, pk: &Value) -> Result<Vec<Value>> {
         self.load(ty, &key::to_key(pk.as_ref().expect("scalar")))?
             .ok_or_else(|| Error::ObjectNotFound {
                 object_type: ty.name().to_owned(),
@@ -314,7 +318,7 @@ impl<'t> WriteTransaction<'t> {
     /// among them, creating it if missing.
     fn upsert(
         &mut self,
-        ty: &ObjectSchema,
+        ty: &'t ObjectSchema,
         fields: Vec<(usize, Value)>,
         mode: UpdateMode,
     ) -> Result<()> {
@@ -361,7 +365,7 @@ impl<'t> WriteTransaction<'t> {
     /// nothing, if the key exists.
     fn insert_new(
         &mut self,
-        ty: &ObjectSchema,
+        ty: &'t ObjectSchema,
         key: &[u8],
         pk: Value,
         fields: Vec<(usize, Value)>,
@@ -399,7 +403,7 @@ impl<'t> WriteTransaction<'t> {
 
     fn remove(
         &mut self,
-        ty: &ObjectSchema,
+        ty: &'t ObjectSchema,
         key: &[u8],
         pk: &Value,
         values: &[Value],
@@ -414,7 +418,7 @@ impl<'t> WriteTransaction<'t> {
         Ok(())
     }
 
-    fn load(&mut self, ty: &ObjectSchema, key: &[u8]) -> Result<Option<Vec<Value>>> {
+    fn load(&mut self, ty: &'t ObjectSchema, key: &[u8]) -> Result<Option<Vec<Value>>> {
         let table = &self.tables(ty)?.objects;
         let Some(rec) = table.get(key)? else {
             return Ok(None);
@@ -425,7 +429,7 @@ impl<'t> WriteTransaction<'t> {
     /// Writes the record; returns the record it replaced, if any.
     fn store(
         &mut self,
-        ty: &ObjectSchema,
+        ty: &'t ObjectSchema,
         key: &[u8],
         values: &[Value],
     ) -> Result<Option<Vec<u8>>> {
@@ -443,47 +447,59 @@ impl<'t> WriteTransaction<'t> {
 
     fn index_entry(
         &mut self,
-        ty: &ObjectSchema,
+        ty: &'t ObjectSchema,
         prop: usize,
         key: &[u8],
         value: &Value,
         add: bool,
     ) -> Result<()> {
-        let mut entry = key::to_key(value.as_ref().expect("indexed properties are scalars"));
+        let mut entry = std::mem::take(&mut self.entry);
+        entry.clear();
+        key::encode(
+            value.as_ref().expect("indexed properties are scalars"),
+            &mut entry,
+        );
         entry.extend_from_slice(key);
         let table = self.tables(ty)?.indexes[prop]
             .as_mut()
             .expect("the property is indexed");
-        if add {
-            table.insert(entry.as_slice(), ())?;
+        let result = if add {
+            table.insert(entry.as_slice(), ()).map(|_| ())
         } else {
-            table.remove(entry.as_slice())?;
-        }
-        Ok(())
+            table.remove(entry.as_slice()).map(|_| ())
+        };
+        self.entry = entry;
+        Ok(result?)
     }
 
-    fn tables(&mut self, ty: &ObjectSchema) -> Result<&mut TypeTables<'t>> {
-        if !self.tables.contains_key(ty.name()) {
-            let name = layout::objects_table(ty.name());
-            let objects = self.txn.open_table(layout::objects_def(&name))?;
-            let indexes = ty
-                .properties()
-                .iter()
-                .map(|p| {
-                    p.indexed
-                        .then(|| {
-                            self.txn.open_table(layout::index_def(&layout::index_table(
-                                ty.name(),
-                                &p.name,
-                            )))
-                        })
-                        .transpose()
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            self.tables
-                .insert(ty.name().to_owned(), TypeTables { objects, indexes });
+    fn tables(&mut self, ty: &'t ObjectSchema) -> Result<&mut TypeTables<'t>> {
+        let at = match self.tables.iter().position(|(name, _)| *name == ty.name()) {
+            Some(at) => at,
+            None => {
+                let tables = self.open_tables(ty)?;
+                self.tables.push((ty.name(), tables));
+                self.tables.len() - 1
+            }
+        };
+        Ok(&mut self.tables[at].1)
+    }
+
+    fn open_tables(&self, ty: &ObjectSchema) -> Result<TypeTables<'t>> {
+        let objects = self
+            .txn
+            .open_table(layout::objects_def(&layout::objects_table(ty.name())))?;
+        let mut indexes = Vec::with_capacity(ty.properties().len());
+        for p in ty.properties() {
+            let index = match p.indexed {
+                true => Some(
+                    self.txn
+                        .open_table(layout::index_def(&layout::index_table(ty.name(), &p.name)))?,
+                ),
+                false => None,
+            };
+            indexes.push(index);
         }
-        Ok(self.tables.get_mut(ty.name()).expect("just opened"))
+        Ok(TypeTables { objects, indexes })
     }
 }
 
