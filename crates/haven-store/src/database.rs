@@ -56,6 +56,8 @@ pub(crate) struct Inner {
     /// Serialises commits with the listener thread's reads of "what has
     /// been committed so far" (see notifier.rs).
     write_lock: Mutex<()>,
+    /// The thread running a write transaction, if any.
+    writer: Mutex<Option<std::thread::ThreadId>>,
     /// How many commits this process made; the listener thread uses it to
     /// tell which commits a new listener's first read already includes.
     commit_seq: AtomicU64,
@@ -173,9 +175,13 @@ impl Database {
     }
 
     /// Waits until every listener has been called for every commit made so
-    /// far. Useful in tests; apps rarely need it.
+    /// far. Useful in tests; apps rarely need it. Inside a write transaction
+    /// or a listener it returns at once (waiting there would wait for
+    /// itself).
     pub fn wait_for_listeners(&self) {
-        self.inner.notifier.flush();
+        if !self.inner.writing_on_this_thread() {
+            self.inner.notifier.flush();
+        }
     }
 
     pub(crate) fn type_named(&self, name: &str) -> Result<(usize, &haven_core::ObjectSchema)> {
@@ -258,6 +264,7 @@ impl Inner {
             engine,
             schema: Arc::new(schema),
             write_lock: Mutex::new(()),
+            writer: Mutex::new(None),
             commit_seq: AtomicU64::new(0),
             latest: Mutex::new(None),
             notifier: Notifier::default(),
@@ -298,7 +305,11 @@ impl Inner {
         let Engine::Writable(db) = &self.engine else {
             return Err(Error::ReadOnly(self.path.clone()));
         };
+        if self.writing_on_this_thread() {
+            return Err(Error::NestedWrite(self.path.clone()));
+        }
         let _guard = lock(&self.write_lock);
+        let _writer = WriterMark::set(&self.writer);
         let txn = db.begin_write()?;
         // Without listeners there is nobody to tell: a listener registered
         // now makes its first read after this commit (under the write lock).
@@ -325,6 +336,12 @@ impl Inner {
         }
     }
 
+    /// Whether this thread is inside a `write` of this database (a second
+    /// one would wait for itself forever).
+    pub(crate) fn writing_on_this_thread(&self) -> bool {
+        *lock(&self.writer) == Some(std::thread::current().id())
+    }
+
     /// A snapshot and the number of commits it includes, read together
     /// (under the write lock, so no commit falls between them).
     pub(crate) fn snapshot_with_seq(&self) -> Result<(u64, Snapshot)> {
@@ -336,9 +353,27 @@ impl Inner {
     }
 }
 
+/// Marks the current thread as the writer until dropped (also on panic).
+struct WriterMark<'a>(&'a Mutex<Option<std::thread::ThreadId>>);
+
+impl<'a> WriterMark<'a> {
+    fn set(slot: &'a Mutex<Option<std::thread::ThreadId>>) -> Self {
+        *lock(slot) = Some(std::thread::current().id());
+        WriterMark(slot)
+    }
+}
+
+impl Drop for WriterMark<'_> {
+    fn drop(&mut self) {
+        *lock(self.0) = None;
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         self.notifier.shut_down();
+        // Release the shared read snapshot before the file closes.
+        *lock(&self.latest) = None;
         tracing::debug!(path = %self.path.display(), "closed database");
     }
 }

@@ -68,6 +68,9 @@ pub enum Error {
     /// A write on a database opened read-only.
     #[error("{0} is open read-only; open it without `.read_only()` to write")]
     ReadOnly(PathBuf),
+    /// `write` called inside a write transaction of the same database.
+    #[error("{0}: write called inside a write transaction of the same database; do the work in the outer transaction")]
+    NestedWrite(PathBuf),
     /// The file is not a Haven database, or is damaged. It was not changed.
     #[error("{path} is not a Haven database: {reason}")]
     NotADatabase {

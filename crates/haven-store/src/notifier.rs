@@ -140,6 +140,15 @@ impl Notifier {
 
     /// Waits until the listener thread has handled every message sent so far.
     pub fn flush(&self) {
+        let on_listener_thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|t| t.2 == std::thread::current().id());
+        if on_listener_thread {
+            return;
+        }
         let (tx, rx) = channel();
         if self.send_if_running(Message::Flush(tx)) {
             let _ = rx.recv();

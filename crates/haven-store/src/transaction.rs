@@ -197,7 +197,6 @@ impl<'t> WriteTransaction<'t> {
     }
 
     /// Adds `delta` to an int or double property of an existing object.
-    /// Concurrent increments from several devices add up once synced.
     pub fn increment(
         &mut self,
         object_type: &str,

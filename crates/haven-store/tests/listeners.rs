@@ -268,3 +268,31 @@ fn link_queries_hear_changes_of_linked_objects() {
         .unwrap();
     assert_eq!(heard(&db, &rx)[0].deletions, vec![Value::Int(1)]);
 }
+
+#[test]
+fn a_listener_may_write_and_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let inner = db.clone();
+    let _token = db.objects("Person").unwrap().add_listener(move |c| {
+        inner.wait_for_listeners(); // returns at once on the listener thread
+        for pk in &c.insertions {
+            let id = pk.as_str().unwrap().len() as i64;
+            inner
+                .write(|tx| tx.create("Dog", dog(id, 1), UpdateMode::Modified))
+                .unwrap();
+        }
+    });
+    db.wait_for_listeners();
+    db.write(|tx| {
+        tx.create(
+            "Person",
+            json!({"_id": "ann", "name": "Ann"}),
+            UpdateMode::Never,
+        )
+    })
+    .unwrap();
+    db.wait_for_listeners();
+    db.wait_for_listeners();
+    assert!(db.object_for_primary_key("Dog", 3).unwrap().is_some());
+}

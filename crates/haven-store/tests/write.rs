@@ -329,3 +329,21 @@ fn rollback_on_error_and_on_panic() {
         .unwrap();
     assert!(db.object_for_primary_key("Dog", 1).unwrap().is_some());
 }
+
+#[test]
+fn a_write_inside_a_write_is_an_error_not_a_deadlock() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let inner = db.clone();
+    let err = db
+        .write(|tx| {
+            tx.create("Dog", rex(), UpdateMode::Never)?;
+            inner.wait_for_listeners(); // returns at once here
+            inner.write(|tx| tx.delete("Dog", 1))
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::NestedWrite(_)), "{err}");
+    assert!(db.object_for_primary_key("Dog", 1).unwrap().is_none());
+    db.write(|tx| tx.create("Dog", rex(), UpdateMode::Never))
+        .unwrap();
+}
