@@ -369,21 +369,7 @@ impl<'t> WriteTransaction<'t> {
         pk: Value,
         fields: Vec<(usize, Value)>,
     ) -> Result<()> {
-        let mut values: Vec<Option<Value>> =
-            ty.properties().iter().map(|p| p.default_value()).collect();
-        for (i, v) in fields {
-            values[i] = Some(v);
-        }
-        let values = values
-            .into_iter()
-            .zip(ty.properties())
-            .map(|(v, p)| {
-                v.ok_or_else(|| Error::MissingProperty {
-                    object_type: ty.name().to_owned(),
-                    property: p.name.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let values = complete(ty, fields)?;
         if let Some(previous) = self.store(ty, key, &values)? {
             self.tables(ty)?.objects.insert(key, previous.as_slice())?;
             return Err(Error::DuplicatePrimaryKey {
@@ -500,6 +486,32 @@ impl<'t> WriteTransaction<'t> {
         }
         Ok(TypeTables { objects, indexes })
     }
+}
+
+/// The values of a new object: the given fields, and defaults for the
+/// others; a required property not given is an error.
+fn complete(ty: &ObjectSchema, mut fields: Vec<(usize, Value)>) -> Result<Vec<Value>> {
+    // Fields usually come in schema order already; then this is one pass.
+    if !fields.is_sorted_by_key(|(i, _)| *i) {
+        fields.sort_by_key(|(i, _)| *i);
+    }
+    let mut given = fields.into_iter().peekable();
+    let mut values = Vec::with_capacity(ty.properties().len());
+    for (i, p) in ty.properties().iter().enumerate() {
+        // A property given twice (JSON cannot, a value list can): the last wins.
+        let mut value = None;
+        while let Some((_, v)) = given.next_if(|(j, _)| *j == i) {
+            value = Some(v);
+        }
+        let value = value
+            .or_else(|| p.default_value())
+            .ok_or_else(|| Error::MissingProperty {
+                object_type: ty.name().to_owned(),
+                property: p.name.clone(),
+            })?;
+        values.push(value);
+    }
+    Ok(values)
 }
 
 /// Decodes a record, filling properties added after it was written with
