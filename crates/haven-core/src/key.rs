@@ -57,6 +57,16 @@ pub fn to_key(v: ValueRef<'_>) -> Vec<u8> {
     out
 }
 
+/// The first byte of the smallest key of `first`'s kind, and the first
+/// byte past that kind: every key of one kind lies in `[start, end)`.
+/// (The two booleans are one kind with two first bytes.)
+pub fn kind_range(first: u8) -> (u8, u8) {
+    match first {
+        FALSE | TRUE => (FALSE, TRUE + 1),
+        b => (b, b + 1),
+    }
+}
+
 /// The encoded string prefix: every string starting with `prefix` has a
 /// key starting with these bytes.
 pub fn string_prefix(prefix: &str) -> Vec<u8> {

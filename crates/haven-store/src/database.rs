@@ -51,7 +51,9 @@ impl std::fmt::Debug for Database {
 
 pub(crate) struct Inner {
     path: PathBuf,
-    engine: Engine,
+    /// `None` only while dropping: the file closes before the registry
+    /// entry goes.
+    engine: Option<Engine>,
     pub(crate) schema: Arc<Schema>,
     /// Serialises commits with the listener thread's reads of "what has
     /// been committed so far" (see notifier.rs).
@@ -75,6 +77,9 @@ enum Engine {
 
 /// Databases open in this process, by absolute path: redb allows one
 /// handle per file per process, and sharing one also shares listeners.
+/// How long `open` waits for another thread to finish closing the file.
+const CLOSE_WAIT_MS: u32 = 10_000;
+
 static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Inner>>>> = LazyLock::new(Default::default);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,29 +94,52 @@ impl Database {
     /// returns the same shared database.
     pub fn open(config: Config) -> Result<Database> {
         let path = absolute(&config.path)?;
-        let mut open = lock(&OPEN);
-        if let Some(inner) = open.get(&path).and_then(Weak::upgrade) {
-            if let Some(requested) = &config.schema {
-                if inner.schema.evolve(requested)? != *inner.schema {
-                    return Err(haven_core::SchemaError {
-                        object_type: None,
-                        property: None,
-                        message: format!("{} is already open in this process with a schema that lacks what this one adds; close every handle first", path.display()),
+        // A dead entry means the last handle is still closing the file:
+        // wait for it rather than fail on redb's lock.
+        for _ in 0..CLOSE_WAIT_MS {
+            let entry = lock(&OPEN).get(&path).cloned();
+            match entry.map(|w| w.upgrade()) {
+                Some(Some(inner)) => return Database::share(inner, &config),
+                Some(None) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                None => {
+                    let mut open = lock(&OPEN);
+                    if open.contains_key(&path) {
+                        continue;
                     }
-                    .into());
+                    let inner = Arc::new(Inner::open(path.clone(), &config)?);
+                    open.insert(path, Arc::downgrade(&inner));
+                    tracing::debug!(path = %inner.path.display(), read_only = config.read_only, "opened database");
+                    return Ok(Database {
+                        inner,
+                        read_only: config.read_only,
+                    });
                 }
             }
-            let read_only = config.read_only || matches!(inner.engine, Engine::ReadOnly(_));
-            return Ok(Database { inner, read_only });
         }
-        let inner = Arc::new(Inner::open(path.clone(), &config)?);
-        open.retain(|_, w| w.strong_count() > 0);
-        open.insert(path, Arc::downgrade(&inner));
-        tracing::debug!(path = %inner.path.display(), read_only = config.read_only, "opened database");
-        Ok(Database {
-            inner,
-            read_only: config.read_only,
-        })
+        Err(Error::Storage(format!(
+            "{} is still closing after {CLOSE_WAIT_MS} ms; try again",
+            path.display()
+        )))
+    }
+
+    /// Another handle of a file already open in this process.
+    fn share(inner: Arc<Inner>, config: &Config) -> Result<Database> {
+        if let Some(requested) = &config.schema {
+            if inner.schema.evolve(requested)? != *inner.schema {
+                let message = format!(
+                    "{} is already open in this process with another schema; close every handle, then open it with the new one",
+                    inner.path.display()
+                );
+                return Err(haven_core::SchemaError {
+                    object_type: None,
+                    property: None,
+                    message,
+                }
+                .into());
+            }
+        }
+        let read_only = config.read_only || matches!(inner.engine(), Engine::ReadOnly(_));
+        Ok(Database { inner, read_only })
     }
 
     /// Whether the database at `path` is open in this process.
@@ -261,7 +289,7 @@ impl Inner {
         };
         Ok(Inner {
             path,
-            engine,
+            engine: Some(engine),
             schema: Arc::new(schema),
             write_lock: Mutex::new(()),
             writer: Mutex::new(None),
@@ -269,6 +297,12 @@ impl Inner {
             latest: Mutex::new(None),
             notifier: Notifier::default(),
         })
+    }
+
+    fn engine(&self) -> &Engine {
+        self.engine
+            .as_ref()
+            .expect("the engine closes only when dropped")
     }
 
     /// A snapshot at least as new as the last commit that returned.
@@ -288,7 +322,7 @@ impl Inner {
     }
 
     fn fresh_snapshot(&self) -> Result<Snapshot> {
-        let rtx = match &self.engine {
+        let rtx = match self.engine() {
             Engine::Writable(db) => db.begin_read()?,
             Engine::ReadOnly(db) => db.begin_read()?,
         };
@@ -302,7 +336,7 @@ impl Inner {
         &self,
         f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<R>,
     ) -> Result<R> {
-        let Engine::Writable(db) = &self.engine else {
+        let Engine::Writable(db) = self.engine() else {
             return Err(Error::ReadOnly(self.path.clone()));
         };
         if self.writing_on_this_thread() {
@@ -324,8 +358,13 @@ impl Inner {
                 txn.commit()?;
                 let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
                 if !changes.is_empty() {
-                    self.notifier
-                        .committed(seq, Arc::new(self.fresh_snapshot()?), changes);
+                    // The commit stands whatever happens here: report it as done.
+                    match self.fresh_snapshot() {
+                        Ok(snap) => self.notifier.committed(seq, Arc::new(snap), changes),
+                        Err(e) => {
+                            tracing::error!(error = %e, "committed, but listeners cannot read this commit; they will see its insertions and deletions with the next one")
+                        }
+                    }
                 }
                 Ok(value)
             }
@@ -372,8 +411,14 @@ impl Drop for WriterMark<'_> {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.notifier.shut_down();
-        // Release the shared read snapshot before the file closes.
+        // Release the shared read snapshot, close the file, and only then
+        // let an `open` waiting for this path go ahead.
         *lock(&self.latest) = None;
+        drop(self.engine.take());
+        let mut open = lock(&OPEN);
+        if open.get(&self.path).is_some_and(|w| w.strong_count() == 0) {
+            open.remove(&self.path);
+        }
         tracing::debug!(path = %self.path.display(), "closed database");
     }
 }

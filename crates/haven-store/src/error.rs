@@ -66,8 +66,16 @@ pub enum Error {
         message: String,
     },
     /// A write on a database opened read-only.
-    #[error("{0} is open read-only; open it without `.read_only()` to write")]
+    #[error("{0} is open read-only in this process; to write, open it without `.read_only()` (after closing read-only handles opened first)")]
     ReadOnly(PathBuf),
+    /// A value that cannot be converted to or from the app's type (serde).
+    #[error("{object_type}: {message}")]
+    Conversion {
+        /// The object type.
+        object_type: String,
+        /// What did not fit.
+        message: String,
+    },
     /// `write` called inside a write transaction of the same database.
     #[error("{0}: write called inside a write transaction of the same database; do the work in the outer transaction")]
     NestedWrite(PathBuf),

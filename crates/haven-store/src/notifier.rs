@@ -54,9 +54,13 @@ pub enum ObjectChange {
 }
 
 /// Keeps a listener subscribed; dropping it unsubscribes.
+///
+/// Once `drop` returns, the callback is not running and will not run
+/// again. (Dropped inside the callback itself, it will not run again.)
 #[must_use = "dropping the token unsubscribes the listener at once"]
 pub struct NotificationToken {
     id: u64,
+    entry: Arc<Entry>,
     listeners: Weak<Mutex<HashMap<u64, Arc<Entry>>>>,
 }
 
@@ -65,7 +69,16 @@ impl Drop for NotificationToken {
         if let Some(l) = self.listeners.upgrade() {
             l.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
         }
+        self.entry.active.store(false, Ordering::SeqCst);
+        if !ON_LISTENER_THREAD.get() {
+            // A call in progress holds the state lock: wait for it to end.
+            drop(self.entry.state.lock());
+        }
     }
+}
+
+thread_local! {
+    static ON_LISTENER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 pub(crate) enum Listener {
@@ -87,6 +100,9 @@ pub(crate) struct ObjectListener {
 
 struct Entry {
     listener: Listener,
+    /// Cleared when the token is dropped; checked under `state`'s lock
+    /// right before each call.
+    active: std::sync::atomic::AtomicBool,
     /// Commits up to this number are already reflected in `keys`; `None`
     /// until the listener thread made the first read.
     state: Mutex<Option<(u64, Vec<Vec<u8>>)>>,
@@ -121,15 +137,17 @@ impl Notifier {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(Entry {
             listener,
+            active: std::sync::atomic::AtomicBool::new(true),
             state: Mutex::new(None),
         });
         self.listeners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, entry);
+            .insert(id, entry.clone());
         self.send(Message::Register(id, inner));
         NotificationToken {
             id,
+            entry,
             listeners: Arc::downgrade(&self.listeners),
         }
     }
@@ -191,6 +209,7 @@ impl Notifier {
 }
 
 fn run(rx: Receiver<Message>, listeners: Arc<Mutex<HashMap<u64, Arc<Entry>>>>) {
+    ON_LISTENER_THREAD.set(true);
     let current = || listeners.lock().unwrap_or_else(|e| e.into_inner()).clone();
     while let Ok(message) = rx.recv() {
         match message {
@@ -252,7 +271,7 @@ fn deliver(entry: &Entry, seq: u64, snap: &Snapshot, changes: &CommitChanges) ->
                     properties: property_names(&snap.schema, &o.ty, other),
                 },
             };
-            call(|| (o.callback)(&event));
+            call(entry, || (o.callback)(&event));
         }
         Listener::Collection(c) => {
             if !watched_types(c)
@@ -265,14 +284,17 @@ fn deliver(entry: &Entry, seq: u64, snap: &Snapshot, changes: &CommitChanges) ->
             let event = diff(&snap.schema, &c.ty, keys, &new_keys, changes);
             *keys = new_keys;
             if !event.is_empty() {
-                call(|| (c.callback)(&event));
+                call(entry, || (c.callback)(&event));
             }
         }
     }
     Ok(())
 }
 
-fn call(f: impl FnOnce()) {
+fn call(entry: &Entry, f: impl FnOnce()) {
+    if !entry.active.load(Ordering::SeqCst) {
+        return;
+    }
     if catch_unwind(AssertUnwindSafe(f)).is_err() {
         tracing::error!("a listener panicked; it stays subscribed");
     }

@@ -137,9 +137,8 @@ impl Object {
     /// # Ok::<(), haven_store::Error>(())
     /// ```
     pub fn to<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_value(self.to_json()).map_err(|e| Error::InvalidOperation {
+        serde_json::from_value(self.to_json()).map_err(|e| Error::Conversion {
             object_type: self.object_type().to_owned(),
-            property: String::new(),
             message: format!("cannot convert to {}: {e}", std::any::type_name::<T>()),
         })
     }

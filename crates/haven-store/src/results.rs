@@ -67,11 +67,7 @@ impl Results {
     /// replaces the current order; a `LIMIT` applies on top of any other.
     pub fn filtered(&self, query_text: &str, args: &[Value]) -> Result<Results> {
         let q = query::bind(self.db.schema(), &self.ty, query_text, args)?;
-        let filter = match (&self.query.filter, q.filter) {
-            (Filter::Const(true), f) => f,
-            (Filter::And(a), f) => Filter::And(a.iter().cloned().chain([f]).collect()),
-            (old, f) => Filter::And(vec![old.clone(), f]),
-        };
+        let filter = self.query.filter.clone().and(q.filter);
         let sort = if q.sort.is_empty() {
             self.query.sort.clone()
         } else {

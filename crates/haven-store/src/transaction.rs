@@ -15,6 +15,28 @@ use std::collections::BTreeSet;
 type ObjectsTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
 type IndexTable<'t> = Table<'t, &'static [u8], ()>;
 
+/// An object ready to write: checked values by property position, and the
+/// linked objects given inline.
+struct Prepared<'t> {
+    ty: &'t ObjectSchema,
+    fields: Vec<(usize, Value)>,
+    inline: Vec<Prepared<'t>>,
+}
+
+impl Prepared<'_> {
+    fn primary_key(&self) -> Result<Value> {
+        let pk = self.ty.primary_key_index();
+        self.fields
+            .iter()
+            .find(|(i, _)| *i == pk)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| Error::MissingProperty {
+                object_type: self.ty.name().to_owned(),
+                property: self.ty.primary_key_name().to_owned(),
+            })
+    }
+}
+
 /// The handle passed to [`Database::write`](crate::Database::write).
 ///
 /// ```
@@ -93,6 +115,19 @@ impl<'t> WriteTransaction<'t> {
         mode: UpdateMode,
     ) -> Result<()> {
         let ty = self.object_type(object_type)?;
+        let object = self.prepare(ty, values)?;
+        if !object.inline.is_empty() {
+            // Linked objects written inline are written first: check the
+            // whole tree before anything is written, so that a failure
+            // leaves the transaction as it was.
+            self.check(&object, mode)?;
+        }
+        self.apply(object, mode)
+    }
+
+    /// Converts a JSON object (and the linked objects written inline in
+    /// it) to checked values, writing nothing.
+    fn prepare(&mut self, ty: &'t ObjectSchema, values: serde_json::Value) -> Result<Prepared<'t>> {
         let serde_json::Value::Object(map) = values else {
             return Err(invalid(
                 ty,
@@ -101,13 +136,16 @@ impl<'t> WriteTransaction<'t> {
             ));
         };
         let mut fields = Vec::with_capacity(map.len());
-        let mut nested = Vec::new();
+        let mut inline = Vec::new();
         for (name, json) in map {
             let idx = property_index(ty, &name)?;
             let prop = &ty.properties()[idx];
             match (&prop.ty, json) {
                 (PropertyType::Link(target), serde_json::Value::Object(obj)) if !prop.list => {
-                    nested.push((idx, target.clone(), obj))
+                    let target = self.object_type(target)?;
+                    let linked = self.prepare(target, serde_json::Value::Object(obj))?;
+                    fields.push((idx, linked.primary_key()?));
+                    inline.push(linked);
                 }
                 (_, json) => {
                     let value = value_from_json(&json).ok_or_else(|| {
@@ -121,15 +159,34 @@ impl<'t> WriteTransaction<'t> {
                 }
             }
         }
-        for (idx, target, obj) in nested {
-            let target_ty = self.object_type(&target)?;
-            let pk_name = target_ty.primary_key_name().to_owned();
-            let pk = obj.get(&pk_name).cloned();
-            self.create(&target, serde_json::Value::Object(obj), mode)?;
-            let pk = value_from_json(&pk.unwrap_or_default()).unwrap_or(Value::Null);
-            fields.push((idx, coerce_primary_key(self.schema, target_ty, pk)?));
+        Ok(Prepared { ty, fields, inline })
+    }
+
+    /// Checks that writing `object` (and its inline links) with `mode`
+    /// cannot fail for a reason of the data.
+    fn check(&mut self, object: &Prepared<'t>, mode: UpdateMode) -> Result<()> {
+        for linked in &object.inline {
+            self.check(linked, mode)?;
         }
-        self.upsert(ty, fields, mode)
+        let pk = object.primary_key()?;
+        let key = key::to_key(pk.as_ref().expect("scalar"));
+        let exists = self
+            .tables(object.ty)?
+            .objects
+            .get(key.as_slice())?
+            .is_some();
+        match (exists, mode) {
+            (true, UpdateMode::Never) => Err(duplicate(object.ty, &pk)),
+            (true, _) => Ok(()),
+            (false, _) => missing_required(object.ty, &object.fields),
+        }
+    }
+
+    fn apply(&mut self, object: Prepared<'t>, mode: UpdateMode) -> Result<()> {
+        for linked in object.inline {
+            self.apply(linked, mode)?;
+        }
+        self.upsert(object.ty, object.fields, mode)
     }
 
     /// [`create`](Self::create) from any `Serialize` value (a struct whose
@@ -140,9 +197,8 @@ impl<'t> WriteTransaction<'t> {
         value: &T,
         mode: UpdateMode,
     ) -> Result<()> {
-        let json = serde_json::to_value(value).map_err(|e| Error::InvalidOperation {
+        let json = serde_json::to_value(value).map_err(|e| Error::Conversion {
             object_type: object_type.to_owned(),
-            property: String::new(),
             message: format!("cannot serialize the value: {e}"),
         })?;
         self.create(object_type, json, mode)
@@ -157,13 +213,14 @@ impl<'t> WriteTransaction<'t> {
         mode: UpdateMode,
     ) -> Result<()> {
         let ty = self.object_type(object_type)?;
-        let fields = values
-            .into_iter()
-            .map(|(name, v)| {
-                let idx = property_index(ty, name)?;
-                Ok((idx, self.schema.coerce(ty, &ty.properties()[idx], v)?))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut fields: Vec<(usize, Value)> = Vec::with_capacity(ty.properties().len());
+        for (name, v) in values {
+            let idx = property_index(ty, name)?;
+            if fields.iter().any(|(i, _)| *i == idx) {
+                return Err(invalid(ty, name, "the property is given twice".into()));
+            }
+            fields.push((idx, self.schema.coerce(ty, &ty.properties()[idx], v)?));
+        }
         self.upsert(ty, fields, mode)
     }
 
@@ -177,14 +234,7 @@ impl<'t> WriteTransaction<'t> {
     ) -> Result<()> {
         let ty = self.object_type(object_type)?;
         let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
-        let idx = property_index(ty, property)?;
-        if idx == ty.primary_key_index() {
-            return Err(Error::InvalidOperation {
-                object_type: ty.name().to_owned(),
-                property: property.to_owned(),
-                message: "a primary key cannot change; create a new object instead".into(),
-            });
-        }
+        let idx = changeable_property(ty, property)?;
         let value = self
             .schema
             .coerce(ty, &ty.properties()[idx], value.into())?;
@@ -206,7 +256,7 @@ impl<'t> WriteTransaction<'t> {
     ) -> Result<()> {
         let ty = self.object_type(object_type)?;
         let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
-        let idx = property_index(ty, property)?;
+        let idx = changeable_property(ty, property)?;
         let prop = &ty.properties()[idx];
         let fail = |message: String| Error::InvalidOperation {
             object_type: ty.name().to_owned(),
@@ -372,10 +422,7 @@ impl<'t> WriteTransaction<'t> {
         let values = complete(ty, fields)?;
         if let Some(previous) = self.store(ty, key, &values)? {
             self.tables(ty)?.objects.insert(key, previous.as_slice())?;
-            return Err(Error::DuplicatePrimaryKey {
-                object_type: ty.name().to_owned(),
-                primary_key: pk.to_string(),
-            });
+            return Err(duplicate(ty, &pk));
         }
         for (i, p) in ty.properties().iter().enumerate() {
             if p.indexed {
@@ -498,20 +545,42 @@ fn complete(ty: &ObjectSchema, mut fields: Vec<(usize, Value)>) -> Result<Vec<Va
     let mut given = fields.into_iter().peekable();
     let mut values = Vec::with_capacity(ty.properties().len());
     for (i, p) in ty.properties().iter().enumerate() {
-        // A property given twice (JSON cannot, a value list can): the last wins.
-        let mut value = None;
-        while let Some((_, v)) = given.next_if(|(j, _)| *j == i) {
-            value = Some(v);
-        }
-        let value = value
-            .or_else(|| p.default_value())
-            .ok_or_else(|| Error::MissingProperty {
-                object_type: ty.name().to_owned(),
-                property: p.name.clone(),
-            })?;
-        values.push(value);
+        let value = given.next_if(|(j, _)| *j == i).map(|(_, v)| v);
+        values.push(
+            value
+                .or_else(|| p.default_value())
+                .ok_or_else(|| missing(ty, p))?,
+        );
     }
     Ok(values)
+}
+
+/// Fails, naming the property, when a new object would lack a required one.
+fn missing_required(ty: &ObjectSchema, fields: &[(usize, Value)]) -> Result<()> {
+    let given = |i: usize| fields.iter().any(|(j, _)| *j == i);
+    match ty
+        .properties()
+        .iter()
+        .enumerate()
+        .find(|(i, p)| p.default_value().is_none() && !given(*i))
+    {
+        Some((_, p)) => Err(missing(ty, p)),
+        None => Ok(()),
+    }
+}
+
+fn missing(ty: &ObjectSchema, p: &haven_core::Property) -> Error {
+    Error::MissingProperty {
+        object_type: ty.name().to_owned(),
+        property: p.name.clone(),
+    }
+}
+
+fn duplicate(ty: &ObjectSchema, pk: &Value) -> Error {
+    Error::DuplicatePrimaryKey {
+        object_type: ty.name().to_owned(),
+        primary_key: pk.to_string(),
+    }
 }
 
 /// Decodes a record, filling properties added after it was written with
@@ -531,6 +600,20 @@ fn property_index(ty: &ObjectSchema, name: &str) -> Result<usize> {
             object_type: ty.name().to_owned(),
             property: name.to_owned(),
         })
+}
+
+/// The position of a property that `set` and `increment` may change:
+/// any but the primary key.
+fn changeable_property(ty: &ObjectSchema, name: &str) -> Result<usize> {
+    let idx = property_index(ty, name)?;
+    if idx == ty.primary_key_index() {
+        return Err(Error::InvalidOperation {
+            object_type: ty.name().to_owned(),
+            property: name.to_owned(),
+            message: "a primary key cannot change; create a new object instead".into(),
+        });
+    }
+    Ok(idx)
 }
 
 fn invalid(ty: &ObjectSchema, property: &str, message: String) -> Error {

@@ -8,7 +8,7 @@ pub const DOGS: &str = r#"[
   {"name":"Dog","primaryKey":"_id",
    "properties":{"_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true},
                  "score":{"type":"double","optional":true,"indexed":true},
-                 "owner":"Person?","friends":"Dog[]","tags":"string[]","nick":{"type":"string","optional":true,"indexed":true}}},
+                 "owner":"Person?","friends":"Dog[]","tags":"string[]","ranks":"int[]","nick":{"type":"string","optional":true,"indexed":true}}},
   {"name":"Person","primaryKey":"_id","properties":{"_id":"string","name":"string","born":"date?"}}
 ]"#;
 

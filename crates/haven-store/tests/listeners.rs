@@ -296,3 +296,33 @@ fn a_listener_may_write_and_wait() {
     db.wait_for_listeners();
     assert!(db.object_for_primary_key("Dog", 3).unwrap().is_some());
 }
+
+#[test]
+fn dropping_the_token_waits_for_a_running_callback() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (started_tx, started) = channel();
+    let done = finished.clone();
+    let token = db.objects("Dog").unwrap().add_listener(move |_| {
+        started_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    db.wait_for_listeners();
+    db.write(|tx| tx.create("Dog", dog(1, 1), UpdateMode::Never))
+        .unwrap();
+    started.recv_timeout(Duration::from_secs(10)).unwrap();
+    drop(token);
+    assert!(
+        finished.load(std::sync::atomic::Ordering::SeqCst),
+        "drop returned while the callback was still running"
+    );
+    db.write(|tx| tx.create("Dog", dog(2, 1), UpdateMode::Never))
+        .unwrap();
+    db.wait_for_listeners();
+    assert!(
+        started.try_recv().is_err(),
+        "called after its token was dropped"
+    );
+}

@@ -245,3 +245,23 @@ fn a_newer_format_version_is_refused_untouched() {
     let err = Database::open(Config::new(&path).read_only()).unwrap_err();
     assert!(matches!(err, Error::FormatTooNew { .. }), "{err}");
 }
+
+/// Closing the last handle on one thread while another opens the file
+/// must never fail with "open elsewhere": the opener waits for the close.
+#[test]
+fn reopening_while_another_thread_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..40 {
+        let db = open(dir.path());
+        add_listener_thread(&db);
+        let closer = std::thread::spawn(move || drop(db));
+        let again = Database::open(Config::new(dir.path().join("test.haven"))).unwrap();
+        closer.join().unwrap();
+        drop(again);
+    }
+}
+
+fn add_listener_thread(db: &Database) {
+    // A listener thread makes closing slower: it is joined on close.
+    std::mem::forget(db.objects("Dog").unwrap().add_listener(|_| {}));
+}

@@ -12,8 +12,8 @@ fn fixture(db: &Database) {
         tx.create("Person", json!({"_id": "ann", "name": "Ann"}), UpdateMode::Never)?;
         tx.create("Person", json!({"_id": "bob", "name": "Bob"}), UpdateMode::Never)?;
         let dogs = [
-            json!({"_id": 1, "name": "Rex", "age": 3, "lastUpdated": 10, "score": 1.5, "owner": "ann", "tags": ["good", "big"], "friends": [2, 3]}),
-            json!({"_id": 2, "name": "Ace", "age": 7, "lastUpdated": 20, "score": 9.0, "owner": "bob", "tags": ["good"], "nick": "A"}),
+            json!({"_id": 1, "name": "Rex", "age": 3, "lastUpdated": 10, "score": 1.5, "owner": "ann", "tags": ["good", "big"], "friends": [2, 3], "ranks": [0, 20]}),
+            json!({"_id": 2, "name": "Ace", "age": 7, "lastUpdated": 20, "score": 9.0, "owner": "bob", "tags": ["good"], "nick": "A", "ranks": [5]}),
             json!({"_id": 3, "name": "rover", "lastUpdated": 30, "tags": []}),
             json!({"_id": 4, "name": "Bo\u{e9}", "age": 1, "lastUpdated": 40, "owner": "ann", "friends": [1]}),
         ];
@@ -85,6 +85,15 @@ fn the_language() {
         ("3 < age", &[2]),
         ("nick == 'A'", &[2]),
         ("_id IN {2, 4, 9}", &[2, 4]),
+        ("_id IN {4, 2, 2}", &[2, 4]),
+        ("ALL tags IN {'good', 'big'}", &[1, 2, 3, 4]),
+        ("ANY tags IN {'big'}", &[1]),
+        ("NONE tags IN {'big', 'x'}", &[2, 3, 4]),
+        ("ANY ranks BETWEEN {1, 10}", &[2]),
+        ("ranks BETWEEN {0, 0}", &[1]),
+        ("ALL ranks BETWEEN {0, 30}", &[1, 2, 3, 4]),
+        ("name IN[c] {'REX', 'ace'}", &[1, 2]),
+        ("age IN {}", &[]),
     ];
     for (query, expected) in cases {
         assert_eq!(sorted(ids(&db, query, &[])), expected.to_vec(), "{query}");
@@ -211,6 +220,11 @@ fn errors_say_what_and_where() {
         ("age == 'three' SORT(name)", 8, "type mismatch"),
         ("age == 1 LIMIT(-1)", 16, "LIMIT"),
         ("name == \"open", 9, "unterminated string"),
+        ("NONE age == 3", 6, "ALL and NONE need a list"),
+        ("age IN name", 8, "IN takes a list"),
+        ("age == {1, 2}", 8, "only after IN or BETWEEN"),
+        ("age IN {1, name}", 12, "holds values"),
+        ("age BETWEEN {1}", 13, "two bounds"),
     ];
     for (query, column, fragment) in cases {
         let err = db
@@ -228,6 +242,15 @@ fn errors_say_what_and_where() {
             "the message quotes the query: {err}"
         );
     }
+    let err = db
+        .objects("Dog")
+        .unwrap()
+        .filtered("age == $0", &[Value::List(vec![1.into()])])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("compare with a list using IN"),
+        "{err}"
+    );
     let err = db.objects("Dog").unwrap().sorted("nope", true).unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
     assert!(matches!(
@@ -243,11 +266,11 @@ fn indexed_and_unindexed_plans_agree() {
     let dir = tempfile::tempdir().unwrap();
     let indexed = Database::open(Config::new(dir.path().join("i.haven")).schema(
         Schema::from_json(r#"[{"name":"T","primaryKey":"_id","properties":{"_id":"int",
-            "n":{"type":"int","optional":true,"indexed":true},"s":{"type":"string","indexed":true},"d":{"type":"double","indexed":true}}}]"#).unwrap(),
+            "n":{"type":"int","optional":true,"indexed":true},"s":{"type":"string","indexed":true},"d":{"type":"double","indexed":true},"b":{"type":"bool","indexed":true}}}]"#).unwrap(),
     ))
     .unwrap();
     let plain = Database::open(Config::new(dir.path().join("p.haven")).schema(
-        Schema::from_json(r#"[{"name":"T","primaryKey":"_id","properties":{"_id":"int","n":"int?","s":"string","d":"double"}}]"#).unwrap(),
+        Schema::from_json(r#"[{"name":"T","primaryKey":"_id","properties":{"_id":"int","n":"int?","s":"string","d":"double","b":"bool"}}]"#).unwrap(),
     ))
     .unwrap();
     let mut seed = 7u64;
@@ -260,7 +283,7 @@ fn indexed_and_unindexed_plans_agree() {
     let rows: Vec<serde_json::Value> = (0..600)
         .map(|i| {
             let n = if next() % 7 == 0 { serde_json::Value::Null } else { json!(next() % 50 - 25) };
-            json!({"_id": i, "n": n, "s": format!("k{}", next() % 40), "d": (next() % 100) as f64 / 4.0 - 10.0})
+            json!({"_id": i, "n": n, "s": format!("k{}", next() % 40), "d": (next() % 100) as f64 / 4.0 - 10.0, "b": next() % 3 == 0})
         })
         .collect();
     for db in [&indexed, &plain] {
@@ -304,6 +327,13 @@ fn indexed_and_unindexed_plans_agree() {
         "_id < 0",
         "n > 2.5",
         "n == 3 SORT(s DESC) LIMIT(5)",
+        "b == true",
+        "b > false",
+        "b < true",
+        "b >= false",
+        "b <= true",
+        "n IN {3, 1, 3}",
+        "n BETWEEN {5, 2}",
     ];
     let mut used_index = 0;
     for q in queries {

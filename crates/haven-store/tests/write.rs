@@ -347,3 +347,91 @@ fn a_write_inside_a_write_is_an_error_not_a_deadlock() {
     db.write(|tx| tx.create("Dog", rex(), UpdateMode::Never))
         .unwrap();
 }
+
+#[test]
+fn a_failed_create_writes_none_of_its_inline_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.write(|tx| tx.create("Dog", rex(), UpdateMode::Never))
+        .unwrap();
+    db.write(|tx| {
+        // The parent is a duplicate: the owner given inline must not be written either.
+        let dup = json!({"_id": 1, "name": "Rex", "lastUpdated": 1, "owner": {"_id": "zed", "name": "Zed"}});
+        assert!(matches!(tx.create("Dog", dup, UpdateMode::Never), Err(Error::DuplicatePrimaryKey { .. })));
+        // The parent lacks a required property.
+        let incomplete = json!({"_id": 2, "lastUpdated": 1, "owner": {"_id": "amy", "name": "Amy"}});
+        assert!(matches!(tx.create("Dog", incomplete, UpdateMode::Never), Err(Error::MissingProperty { .. })));
+        // The inline object itself is incomplete.
+        let bad_owner = json!({"_id": 3, "name": "Ace", "lastUpdated": 1, "owner": {"_id": "kim"}});
+        assert!(matches!(tx.create("Dog", bad_owner, UpdateMode::Never), Err(Error::MissingProperty { .. })));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(db.objects("Person").unwrap().len().unwrap(), 0);
+    assert_eq!(db.objects("Dog").unwrap().len().unwrap(), 1);
+}
+
+#[test]
+fn create_values_refuses_a_property_given_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let err = db
+        .write(|tx| {
+            tx.create_values(
+                "Dog",
+                [
+                    ("_id", 1.into()),
+                    ("name", "Rex".into()),
+                    ("lastUpdated", 1.into()),
+                    ("_id", 2.into()),
+                ],
+                UpdateMode::Never,
+            )
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("Dog._id") && err.to_string().contains("twice"),
+        "{err}"
+    );
+    db.write(|tx| {
+        tx.create_values(
+            "Dog",
+            [
+                ("_id", 1.into()),
+                ("name", "Rex".into()),
+                ("lastUpdated", 1.into()),
+            ],
+            UpdateMode::Never,
+        )
+    })
+    .unwrap();
+    let err = db.write(|tx| tx.increment("Dog", 1, "_id", 1)).unwrap_err();
+    assert!(
+        err.to_string().contains("primary key cannot change"),
+        "{err}"
+    );
+}
+
+#[test]
+fn nan_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let err = db
+        .write(|tx| {
+            tx.create_values(
+                "Dog",
+                [
+                    ("_id", 1.into()),
+                    ("name", "Rex".into()),
+                    ("lastUpdated", 1.into()),
+                    ("score", Value::Double(f64::NAN)),
+                ],
+                UpdateMode::Never,
+            )
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("Dog.score") && err.to_string().contains("NaN"),
+        "{err}"
+    );
+}

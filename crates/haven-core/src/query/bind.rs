@@ -44,6 +44,8 @@ pub enum Side {
     Path(BoundPath),
     /// A constant, already converted to the left side's type.
     Value(Value),
+    /// The values of `IN` (any of them) or the bounds of `BETWEEN` (low, high).
+    Set(Vec<Value>),
 }
 
 /// A property path with every step resolved to a storage position.
@@ -61,7 +63,33 @@ pub struct BoundPath {
     pub text: String,
 }
 
+impl Filter {
+    /// `self AND other`, keeping `AND`s flat so that the planner sees every
+    /// conjunct.
+    pub fn and(self, other: Filter) -> Filter {
+        let mut parts = Vec::new();
+        for f in [self, other] {
+            match f {
+                Filter::Const(true) => {}
+                Filter::And(v) => parts.extend(v),
+                f => parts.push(f),
+            }
+        }
+        match parts.len() {
+            0 => Filter::Const(true),
+            1 => parts.pop().expect("one part"),
+            _ => Filter::And(parts),
+        }
+    }
+}
+
 impl BoundPath {
+    /// Whether the path can yield several values (it ends in a list or
+    /// goes through a link list).
+    pub fn many(&self) -> bool {
+        (self.list && !self.count) || self.hops.iter().any(|h| h.2)
+    }
+
     /// A path that reads one property of the object itself (no links, no list).
     pub fn direct_property(&self) -> Option<usize> {
         (self.hops.is_empty() && !self.list && !self.count).then_some(self.property)
@@ -120,7 +148,13 @@ impl<'a> Binder<'a> {
     fn expr(&self, e: &Expr) -> Result<Filter, BindError> {
         Ok(match e {
             Expr::Const(b) => Filter::Const(*b),
-            Expr::And(v) => Filter::And(v.iter().map(|e| self.expr(e)).collect::<Result<_, _>>()?),
+            Expr::And(v) => {
+                let mut all = Filter::Const(true);
+                for e in v {
+                    all = all.and(self.expr(e)?);
+                }
+                all
+            }
             Expr::Or(v) => Filter::Or(v.iter().map(|e| self.expr(e)).collect::<Result<_, _>>()?),
             Expr::Not(e) => Filter::Not(Box::new(self.expr(e)?)),
             Expr::Compare(c) => self.compare(c)?,
@@ -128,9 +162,12 @@ impl<'a> Binder<'a> {
     }
 
     fn compare(&self, c: &Compare) -> Result<Filter, BindError> {
+        let takes_list = matches!(c.op, Op::In | Op::Between);
         let (path_side, other, op) = match (&c.lhs, &c.rhs) {
             (Operand::Path(_), _) => (&c.lhs, &c.rhs, c.op),
-            (_, Operand::Path(_)) if !c.op.is_string_op() => (&c.rhs, &c.lhs, c.op.flipped()),
+            (_, Operand::Path(_)) if !c.op.is_string_op() && !takes_list => {
+                (&c.rhs, &c.lhs, c.op.flipped())
+            }
             _ => {
                 return Err((
                     format!("the left side of {} must be a property", c.op.symbol()),
@@ -139,54 +176,71 @@ impl<'a> Binder<'a> {
             }
         };
         let Operand::Path(p) = path_side else {
-            unreachable!()
+            unreachable!("matched above")
         };
         let lhs = self.path(p)?;
-        let rhs = match other {
-            Operand::Path(q) => {
+        if c.quantifier != Quantifier::Any && !lhs.path.many() {
+            return Err((
+                format!(
+                    "ALL and NONE need a list, but '{}' has one value",
+                    lhs.path.text
+                ),
+                p.span.clone(),
+            ));
+        }
+        let rhs = match (other, takes_list) {
+            (Operand::Path(q), false) => {
                 let r = self.path(q)?;
                 if !comparable(&lhs, &r) {
-                    return Err((
-                        format!(
-                            "cannot compare '{}' with '{}': their types differ",
-                            lhs.path.text, r.path.text
-                        ),
-                        q.span.clone(),
-                    ));
+                    let message = format!(
+                        "cannot compare '{}' with '{}': their types differ",
+                        lhs.path.text, r.path.text
+                    );
+                    return Err((message, q.span.clone()));
                 }
                 Side::Path(r.path)
             }
-            Operand::Literal(l, span) => {
+            (Operand::List(items, _), true) => Side::Set(
+                items
+                    .iter()
+                    .map(|item| self.list_item(&lhs, op, item))
+                    .collect::<Result<_, _>>()?,
+            ),
+            (Operand::Arg(n, span), true) => match self.arg(*n, span)? {
+                Value::List(items) => Side::Set(
+                    items
+                        .into_iter()
+                        .map(|v| self.constant(&lhs, element_op(op), v, span))
+                        .collect::<Result<_, _>>()?,
+                ),
+                v => Side::Set(vec![self.constant(&lhs, element_op(op), v, span)?]),
+            },
+            (Operand::Literal(l, span), false) => {
                 Side::Value(self.constant(&lhs, op, literal_value(l), span)?)
             }
-            Operand::Arg(n, span) => {
-                let v = self.args.get(*n).cloned().ok_or_else(|| {
-                    (
-                        format!(
-                            "the query uses ${n} but {} argument(s) were given",
-                            self.args.len()
-                        ),
+            (Operand::Arg(n, span), false) => match self.arg(*n, span)? {
+                Value::List(_) => {
+                    return Err((
+                        format!("${n} is a list: compare with a list using IN"),
                         span.clone(),
-                    )
-                })?;
-                if let (Value::List(items), Op::Eq) = (&v, op) {
-                    // `x IN $0` with a list argument: one equality per element.
-                    let parts = items
-                        .iter()
-                        .map(|item| {
-                            let v = self.constant(&lhs, op, item.clone(), span)?;
-                            Ok(Filter::Compare(Comparison {
-                                quantifier: c.quantifier,
-                                lhs: lhs.path.clone(),
-                                op,
-                                rhs: Side::Value(v),
-                                case_insensitive: c.case_insensitive,
-                            }))
-                        })
-                        .collect::<Result<_, BindError>>()?;
-                    return Ok(Filter::Or(parts));
+                    ))
                 }
-                Side::Value(self.constant(&lhs, op, v, span)?)
+                v => Side::Value(self.constant(&lhs, op, v, span)?),
+            },
+            (other, true) => {
+                return Err((
+                    format!(
+                        "{} takes a list such as {{1, 2}} or an argument",
+                        op.symbol()
+                    ),
+                    other.span(),
+                ))
+            }
+            (other, false) => {
+                return Err((
+                    "a list {...} goes only after IN or BETWEEN".into(),
+                    other.span(),
+                ))
             }
         };
         Ok(Filter::Compare(Comparison {
@@ -196,6 +250,33 @@ impl<'a> Binder<'a> {
             rhs,
             case_insensitive: c.case_insensitive,
         }))
+    }
+
+    /// One value of an `IN` or `BETWEEN` list.
+    fn list_item(&self, lhs: &Resolved<'_>, op: Op, item: &Operand) -> Result<Value, BindError> {
+        match item {
+            Operand::Literal(l, span) => self.constant(lhs, element_op(op), literal_value(l), span),
+            Operand::Arg(n, span) => self.constant(lhs, element_op(op), self.arg(*n, span)?, span),
+            other => Err((
+                format!(
+                    "a list after {} holds values, not properties or lists",
+                    op.symbol()
+                ),
+                other.span(),
+            )),
+        }
+    }
+
+    fn arg(&self, n: usize, span: &Range<usize>) -> Result<Value, BindError> {
+        self.args.get(n).cloned().ok_or_else(|| {
+            (
+                format!(
+                    "the query uses ${n} but {} argument(s) were given",
+                    self.args.len()
+                ),
+                span.clone(),
+            )
+        })
     }
 
     /// Converts a constant to the type of the path it is compared with.
@@ -320,6 +401,16 @@ impl<'a> Binder<'a> {
             ty = self.schema.object_type(target).expect("validated schema");
         }
         unreachable!("a path has at least one segment")
+    }
+}
+
+/// How each element of an `IN` or `BETWEEN` list is checked: as an
+/// equality, or as an ordered bound.
+fn element_op(op: Op) -> Op {
+    match op {
+        Op::Between => Op::Ge,
+        Op::In => Op::Eq,
+        other => other,
     }
 }
 

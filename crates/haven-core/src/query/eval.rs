@@ -28,33 +28,42 @@ impl Filter {
 
 impl Comparison {
     fn matches(&self, rec: &[u8], links: &dyn LinkResolver) -> bool {
-        if let (Some(idx), Side::Value(v)) = (self.lhs.direct_property(), &self.rhs) {
-            // The common case: one field of this record against a constant,
-            // with no allocation.
-            let field = record::field(rec, idx)
-                .ok()
-                .flatten()
-                .unwrap_or(ValueRef::Null);
-            return match v.as_ref() {
-                Some(v) => test(field, self.op, v, self.case_insensitive),
-                None => false,
+        if let (Some(idx), false) = (
+            self.lhs.direct_property(),
+            matches!(self.rhs, Side::Path(_)),
+        ) {
+            // The common case: one field of this record against constants,
+            // with no allocation. A damaged record matches nothing.
+            return match record::field(rec, idx) {
+                Ok(field) => self.holds(field.unwrap_or(ValueRef::Null), &[]),
+                Err(_) => false,
             };
         }
         let left = path_values(&self.lhs, rec, links);
         let right = match &self.rhs {
-            Side::Value(v) => vec![v.clone()],
             Side::Path(p) => path_values(p, rec, links),
+            Side::Value(_) | Side::Set(_) => Vec::new(),
         };
-        let holds = |l: &Value| {
-            right.iter().any(|r| match (l.as_ref(), r.as_ref()) {
-                (Some(l), Some(r)) => test(l, self.op, r, self.case_insensitive),
-                _ => false,
-            })
-        };
+        let holds = |l: &Value| l.as_ref().is_some_and(|l| self.holds(l, &right));
         match self.quantifier {
             Quantifier::Any => left.iter().any(holds),
             Quantifier::All => left.iter().all(holds),
             Quantifier::None => !left.iter().any(holds),
+        }
+    }
+
+    /// Whether one value of the left side satisfies the comparison;
+    /// `path_right` holds the right side's values when it is a path.
+    fn holds(&self, l: ValueRef<'_>, path_right: &[Value]) -> bool {
+        let ci = self.case_insensitive;
+        let against = |r: &Value, op| r.as_ref().is_some_and(|r| test(l, op, r, ci));
+        match (&self.rhs, self.op) {
+            (Side::Value(r), op) => against(r, op),
+            (Side::Set(set), Op::Between) => {
+                set.len() == 2 && against(&set[0], Op::Ge) && against(&set[1], Op::Le)
+            }
+            (Side::Set(set), _) => set.iter().any(|r| against(r, Op::Eq)),
+            (Side::Path(_), op) => path_right.iter().any(|r| against(r, op)),
         }
     }
 }
@@ -141,6 +150,8 @@ fn string_test(a: &str, op: Op, b: &str, ci: bool) -> bool {
         Op::EndsWith => a.ends_with(b),
         Op::Contains => a.contains(b),
         Op::Like => like(a.as_bytes(), b.as_bytes()),
+        // Lists are tested element by element, with `Eq`, `Ge` and `Le`.
+        Op::In | Op::Between => false,
     }
 }
 

@@ -1,8 +1,8 @@
 //! The parser: tokens to a syntax tree, by recursive descent.
 //!
-//! Precedence, loosest first: `OR`, `AND`, `NOT`, comparisons. `BETWEEN`
-//! and `IN` are rewritten into comparisons here, so later stages know only
-//! comparisons and boolean connectives.
+//! Precedence, loosest first: `OR`, `AND`, `NOT`, comparisons. `IN` and
+//! `BETWEEN` are comparisons whose right side is a list (`{a, b}`) or an
+//! argument; they stay whole so that `ALL`/`NONE` apply to them as a unit.
 
 use super::lexer::{tokenize, Spanned, Tok};
 use std::ops::Range;
@@ -67,6 +67,10 @@ pub enum Op {
     Contains,
     /// `LIKE` (`*` any run, `?` one character)
     Like,
+    /// `IN {a, b}`: equal to one of them
+    In,
+    /// `BETWEEN {low, high}`: within both bounds
+    Between,
 }
 
 impl Op {
@@ -100,6 +104,8 @@ impl Op {
             Op::EndsWith => "ENDSWITH",
             Op::Contains => "CONTAINS",
             Op::Like => "LIKE",
+            Op::In => "IN",
+            Op::Between => "BETWEEN",
         }
     }
 }
@@ -109,13 +115,15 @@ pub(crate) enum Operand {
     Path(Path),
     Literal(Literal, Range<usize>),
     Arg(usize, Range<usize>),
+    /// `{a, b, ...}` after `IN` or `BETWEEN`.
+    List(Vec<Operand>, Range<usize>),
 }
 
 impl Operand {
     pub(crate) fn span(&self) -> Range<usize> {
         match self {
             Operand::Path(p) => p.span.clone(),
-            Operand::Literal(_, s) | Operand::Arg(_, s) => s.clone(),
+            Operand::Literal(_, s) | Operand::Arg(_, s) | Operand::List(_, s) => s.clone(),
         }
     }
 }
@@ -322,21 +330,23 @@ impl Parser {
             return self.in_list(quantifier, lhs);
         }
         if self.keyword("BETWEEN") {
-            self.expect("{")?;
-            let low = self.operand()?;
-            self.expect(",")?;
-            let high = self.operand()?;
-            self.expect("}")?;
-            let cmp = |op, rhs| {
-                Expr::Compare(Compare {
-                    quantifier,
-                    lhs: lhs.clone(),
-                    op,
-                    rhs,
-                    case_insensitive: false,
-                })
-            };
-            return Ok(Expr::And(vec![cmp(Op::Ge, low), cmp(Op::Le, high)]));
+            let at = self.offset();
+            let bounds = self.list()?;
+            if let Operand::List(items, span) = &bounds {
+                if items.len() != 2 {
+                    return Err(("BETWEEN takes two bounds: {low, high}".into(), span.start));
+                }
+            } else {
+                return Err(("BETWEEN takes two bounds: {low, high}".into(), at));
+            }
+            let rhs = bounds;
+            return Ok(Expr::Compare(Compare {
+                quantifier,
+                lhs,
+                op: Op::Between,
+                rhs,
+                case_insensitive: false,
+            }));
         }
         let op = match self.next() {
             Some(Tok::Punct("==")) => Op::Eq,
@@ -392,33 +402,38 @@ impl Parser {
         Ok(true)
     }
 
-    /// `x IN {a, b}` is `x == a OR x == b`; `x IN $0` keeps the argument
-    /// (a list) for the binder to expand.
+    /// `x IN {a, b}` or `x IN $0` (a list argument).
     fn in_list(&mut self, quantifier: Quantifier, lhs: Operand) -> Result<Expr, ParseError> {
         let case_insensitive = self.case_flag()?;
-        let cmp = |rhs| {
-            Expr::Compare(Compare {
-                quantifier,
-                lhs: lhs.clone(),
-                op: Op::Eq,
-                rhs,
-                case_insensitive,
-            })
+        let rhs = if matches!(self.peek(), Some(Tok::Punct("{"))) {
+            self.list()?
+        } else {
+            self.operand()?
         };
-        if !self.punct("{") {
-            return Ok(cmp(self.operand()?));
-        }
+        Ok(Expr::Compare(Compare {
+            quantifier,
+            lhs,
+            op: Op::In,
+            rhs,
+            case_insensitive,
+        }))
+    }
+
+    /// `{a, b, ...}`, possibly empty.
+    fn list(&mut self) -> Result<Operand, ParseError> {
+        let start = self.offset();
+        self.expect("{")?;
         let mut items = Vec::new();
         if !self.punct("}") {
             loop {
-                items.push(cmp(self.operand()?));
+                items.push(self.operand()?);
                 if !self.punct(",") {
                     break;
                 }
             }
             self.expect("}")?;
         }
-        Ok(Expr::Or(items))
+        Ok(Operand::List(items, self.span_from(start)))
     }
 
     fn operand(&mut self) -> Result<Operand, ParseError> {
@@ -430,6 +445,7 @@ impl Parser {
             Some(Tok::Double(d)) => lit(Literal::Double(d), self),
             Some(Tok::Str(s)) => lit(Literal::Str(s), self),
             Some(Tok::Arg(n)) => Ok(Operand::Arg(n, self.span_from(start))),
+            Some(Tok::Punct("{")) => Err(("a list {...} goes only after IN or BETWEEN".into(), start)),
             Some(Tok::Ident(i)) => match i.to_ascii_lowercase().as_str() {
                 "nil" | "null" => lit(Literal::Null, self),
                 "true" => lit(Literal::Bool(true), self),
@@ -495,13 +511,19 @@ mod tests {
     }
 
     #[test]
-    fn in_and_between_desugar() {
+    fn in_and_between_keep_their_lists() {
         let q = parse("age IN {1, 2, 3} AND age BETWEEN {1, 10}").unwrap();
         let Expr::And(parts) = &q.predicate else {
             panic!()
         };
-        assert!(matches!(&parts[0], Expr::Or(v) if v.len() == 3));
-        assert!(matches!(&parts[1], Expr::And(v) if v.len() == 2));
+        assert!(
+            matches!(&parts[0], Expr::Compare(c) if c.op == Op::In && matches!(&c.rhs, Operand::List(v, _) if v.len() == 3))
+        );
+        assert!(matches!(&parts[1], Expr::Compare(c) if c.op == Op::Between));
+        assert!(parse("age BETWEEN {1}")
+            .unwrap_err()
+            .0
+            .contains("two bounds"));
     }
 
     #[test]

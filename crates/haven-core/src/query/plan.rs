@@ -58,7 +58,11 @@ pub fn plan(ty: &ObjectSchema, query: &BoundQuery) -> Plan {
             if let Some((r, exact_eq)) = key_ranges(c, prop_idx, &prop.ty) {
                 ranges = Some(match ranges {
                     None => r,
-                    Some(prev) => intersect(&prev, &r),
+                    Some(prev) => {
+                        let mut both = intersect(&prev, &r);
+                        sort_ranges(&mut both);
+                        both
+                    }
                 });
                 used.push(i);
                 rank = rank.max(if exact_eq { 2 } else { 1 });
@@ -128,48 +132,86 @@ fn filtered_paths(f: &Filter) -> Vec<String> {
     out
 }
 
-/// The key ranges that express conjunct `f` exactly on property `prop`, and
-/// whether they are equalities.
+/// The key ranges that express conjunct `f` exactly on property `prop`
+/// (sorted, without duplicates), and whether they are equalities.
 fn key_ranges(f: &Filter, prop: usize, ty: &PropertyType) -> Option<(Vec<KeyRange>, bool)> {
-    match f {
-        Filter::Compare(c) => comparison_range(c, prop, ty).map(|(r, eq)| (vec![r], eq)),
+    let (mut ranges, eq) = match f {
+        Filter::Compare(c) => comparison_ranges(c, prop, ty)?,
+        // `a == 1 OR a == 2`: a union of equalities (disjoint or identical).
         Filter::Or(parts) if !parts.is_empty() => {
-            let ranges = parts
-                .iter()
-                .map(|p| match p {
-                    Filter::Compare(c) if c.op == Op::Eq => {
-                        comparison_range(c, prop, ty).map(|r| r.0)
-                    }
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>()?;
-            Some((ranges, true))
+            let mut all = Vec::new();
+            for part in parts {
+                let Filter::Compare(c) = part else {
+                    return None;
+                };
+                match comparison_ranges(c, prop, ty)? {
+                    (r, true) => all.extend(r),
+                    (_, false) => return None,
+                }
+            }
+            (all, true)
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    sort_ranges(&mut ranges);
+    Some((ranges, eq))
 }
 
-fn comparison_range(c: &Comparison, prop: usize, ty: &PropertyType) -> Option<(KeyRange, bool)> {
+/// Orders ranges by their start and drops repeats, so that `IN {2, 1, 1}`
+/// reads each key once, in key order.
+fn sort_ranges(ranges: &mut Vec<KeyRange>) {
+    let start = |r: &KeyRange| match &r.0 {
+        Bound::Unbounded => None,
+        Bound::Included(k) | Bound::Excluded(k) => Some(k.clone()),
+    };
+    ranges.sort_by_key(start);
+    ranges.dedup();
+}
+
+fn comparison_ranges(
+    c: &Comparison,
+    prop: usize,
+    ty: &PropertyType,
+) -> Option<(Vec<KeyRange>, bool)> {
     if c.lhs.direct_property() != Some(prop)
         || c.case_insensitive
         || c.quantifier != Quantifier::Any
     {
         return None;
     }
-    let Side::Value(v) = &c.rhs else { return None };
+    match (&c.rhs, c.op) {
+        (Side::Value(v), op) => value_range(v, op, ty).map(|(r, eq)| (vec![r], eq)),
+        (Side::Set(set), Op::In) => {
+            let ranges = set
+                .iter()
+                .map(|v| value_range(v, Op::Eq, ty).map(|r| r.0))
+                .collect::<Option<_>>()?;
+            Some((ranges, true))
+        }
+        (Side::Set(set), Op::Between) if set.len() == 2 => {
+            let low = value_range(&set[0], Op::Ge, ty)?.0;
+            let high = value_range(&set[1], Op::Le, ty)?.0;
+            Some((intersect(&[low], &[high]), false))
+        }
+        _ => None,
+    }
+}
+
+/// The key range of `property op v`, and whether it is an equality.
+fn value_range(v: &Value, op: Op, ty: &PropertyType) -> Option<(KeyRange, bool)> {
     // Keys of ints and doubles differ: `int_property > 2.5` is left to the filter.
     if matches!((ty, v), (PropertyType::Int, Value::Double(_))) {
         return None;
     }
-    let v_ref = v.as_ref()?;
-    let k = key::to_key(v_ref);
-    // Keys of one kind share their first byte: bound ranges to that kind
-    // so that `< x` does not reach nulls and `> x` not other kinds.
-    let kind_start = Bound::Included(vec![k[0]]);
-    let kind_end = Bound::Excluded(vec![k[0] + 1]);
+    let k = key::to_key(v.as_ref()?);
+    // Bound ranges to the value's kind so that `< x` does not reach nulls
+    // and `> x` not other kinds.
+    let (first, end) = key::kind_range(k[0]);
+    let kind_start = Bound::Included(vec![first]);
+    let kind_end = Bound::Excluded(vec![end]);
     let after = |k: &[u8]| key::successor(k).map_or(Bound::Unbounded, Bound::Excluded);
     let at_or_after = |k: &[u8]| key::successor(k).map_or(Bound::Unbounded, Bound::Included);
-    Some(match (c.op, v) {
+    Some(match (op, v) {
         (Op::Eq, _) => ((Bound::Included(k.clone()), after(&k)), true),
         (_, Value::Null) => return None,
         (Op::Lt, _) => ((kind_start, Bound::Excluded(k)), false),
