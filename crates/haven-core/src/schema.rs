@@ -494,6 +494,10 @@ fn coerce_scalar(ty: &PropertyType, value: Value) -> Result<Value, String> {
         (PropertyType::Int, Value::Double(d)) if d.fract() == 0.0 && d.abs() < 9.0e15 => {
             Some(Value::Int(d as i64))
         }
+        // NaN equals nothing, not even itself: it could be neither found nor sorted.
+        (PropertyType::Double, Value::Double(d)) if d.is_nan() => {
+            return Err("NaN is not a storable double".into())
+        }
         // -0.0 == 0.0, so both must have one key in an index.
         (PropertyType::Double, Value::Double(d)) => {
             Some(Value::Double(if d == 0.0 { 0.0 } else { d }))

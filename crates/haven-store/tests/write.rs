@@ -21,7 +21,7 @@ fn create_fills_defaults_and_reads_back() {
     assert_eq!(
         dog.to_json(),
         json!({"_id": 1, "name": "Rex", "age": 3, "lastUpdated": 10, "score": null,
-        "owner": null, "friends": [], "tags": [], "nick": null})
+        "owner": null, "friends": [], "tags": [], "ranks": [], "nick": null})
     );
     assert_eq!(dog.primary_key(), Value::Int(1));
     assert_eq!(dog.get("nope"), None);

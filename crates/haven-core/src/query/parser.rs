@@ -445,7 +445,9 @@ impl Parser {
             Some(Tok::Double(d)) => lit(Literal::Double(d), self),
             Some(Tok::Str(s)) => lit(Literal::Str(s), self),
             Some(Tok::Arg(n)) => Ok(Operand::Arg(n, self.span_from(start))),
-            Some(Tok::Punct("{")) => Err(("a list {...} goes only after IN or BETWEEN".into(), start)),
+            Some(Tok::Punct("{")) => {
+                Err(("a list {...} goes only after IN or BETWEEN".into(), start))
+            }
             Some(Tok::Ident(i)) => match i.to_ascii_lowercase().as_str() {
                 "nil" | "null" => lit(Literal::Null, self),
                 "true" => lit(Literal::Bool(true), self),
