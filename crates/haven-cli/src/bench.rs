@@ -32,6 +32,9 @@ pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
         repeats,
         only,
     } = suite;
+    if repeats == 0 {
+        return Err("--repeats must be at least 1".into());
+    }
     let bar = ProgressBar::new_spinner()
         .with_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
     bar.enable_steady_tick(Duration::from_millis(120));

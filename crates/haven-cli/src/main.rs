@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 /// Haven: an offline-first object database with a sync server.
 #[derive(Parser)]
-#[command(name = "haven", version, about)]
+#[command(name = "haven", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

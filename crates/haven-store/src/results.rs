@@ -158,6 +158,22 @@ impl Results {
     /// changes the collection: objects entering it (insertions), leaving it
     /// (deletions), or written while in it (modifications). Commits from
     /// any writer count. Dropping the token unsubscribes.
+    ///
+    /// ```
+    /// # use haven_store::{Config, Database, Schema, UpdateMode, Value};
+    /// # use serde_json::json;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","age":"int"}}]"#).unwrap();
+    /// # let db = Database::open(Config::new(dir.path().join("a.haven")).schema(schema)).unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let puppies = db.objects("Dog")?.filtered("age < 1", &[])?;
+    /// let token = puppies.add_listener(move |changes| tx.send(changes.clone()).unwrap());
+    /// db.write(|tx| tx.create("Dog", json!({"_id": 7, "age": 0}), UpdateMode::Never))?;
+    /// let changes = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    /// assert_eq!(changes.insertions, vec![Value::Int(7)]);
+    /// drop(token);
+    /// # Ok::<(), haven_store::Error>(())
+    /// ```
     pub fn add_listener(
         &self,
         callback: impl Fn(&CollectionChanges) + Send + Sync + 'static,

@@ -18,9 +18,9 @@
 //! | comparisons | `age >= 3`, `name != "Rex"`, `owner == nil` |
 //! | connectives | `AND`, `OR`, `NOT` (or `&&`, `\|\|`, `!`), parentheses |
 //! | strings | `name BEGINSWITH "R"`, `ENDSWITH`, `CONTAINS`, `LIKE "R?x*"`, `[c]` for case-insensitive |
-//! | sets and ranges | `age IN {1, 2}`, `age BETWEEN {1, 10}` |
+//! | sets and ranges | `age IN {1, 2}`, `age IN $0` (a list), `age BETWEEN {1, 10}` |
 //! | links | `owner.name == "Ann"` |
-//! | lists | `tags.@count > 1`, `ANY tags == "x"`, `ALL`, `NONE` |
+//! | lists | `tags.@count > 1`, `ANY tags == "x"` (also just `tags == "x"`), `ALL tags IN {"a", "b"}`, `NONE` |
 //! | arguments | `age > $0` |
 //! | suffixes | `SORT(age DESC, name ASC)`, `LIMIT(10)` |
 //! | constants | `TRUEPREDICATE`, `FALSEPREDICATE` |
