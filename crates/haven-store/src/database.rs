@@ -4,7 +4,9 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::layout::{self, FORMAT_VERSION, META, META_FORMAT, META_SCHEMA};
-use crate::notifier::{Listener, NotificationToken, Notifier, ObjectChange, ObjectListener};
+use crate::notifier::{
+    initial_keys, Listener, NotificationToken, Notifier, ObjectChange, ObjectListener,
+};
 use crate::object::Object;
 use crate::results::Results;
 use crate::snapshot::Snapshot;
@@ -240,10 +242,19 @@ impl Database {
         }))
     }
 
+    /// Registers a listener. It hears of every commit after this call
+    /// returns; added inside a write transaction, of every commit after
+    /// that transaction.
     pub(crate) fn add_listener(&self, listener: Listener) -> NotificationToken {
-        self.inner
-            .notifier
-            .register(Arc::downgrade(&self.inner), listener)
+        let start = if self.inner.writing_on_this_thread() {
+            None // settled when this thread's transaction ends
+        } else {
+            self.inner
+                .baseline(&listener)
+                .inspect_err(|e| tracing::error!(error = %e, "a listener could not read its collection; it starts at the next commit"))
+                .ok()
+        };
+        self.inner.notifier.register(listener, start)
     }
 }
 
@@ -346,14 +357,16 @@ impl Inner {
         let _writer = WriterMark::set(&self.writer);
         let txn = db.begin_write()?;
         // Without listeners there is nobody to tell: a listener registered
-        // now makes its first read after this commit (under the write lock).
+        // meanwhile on another thread makes its first read after this
+        // commit (under the write lock); one registered inside this
+        // transaction starts from its outcome.
         let track = self.notifier.has_listeners();
         let (result, changes) = {
             let mut tx = WriteTransaction::new(&txn, &self.schema, track);
             let result = f(&mut tx);
             (result, tx.finish())
         };
-        match result {
+        let outcome = match result {
             Ok(value) => {
                 txn.commit()?;
                 let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
@@ -372,7 +385,14 @@ impl Inner {
                 txn.abort()?;
                 Err(e)
             }
-        }
+        };
+        self.notifier.settle_pending(|| {
+            Ok((
+                self.commit_seq.load(Ordering::SeqCst),
+                self.fresh_snapshot()?,
+            ))
+        });
+        outcome
     }
 
     /// Whether this thread is inside a `write` of this database (a second
@@ -381,14 +401,13 @@ impl Inner {
         *lock(&self.writer) == Some(std::thread::current().id())
     }
 
-    /// A snapshot and the number of commits it includes, read together
-    /// (under the write lock, so no commit falls between them).
-    pub(crate) fn snapshot_with_seq(&self) -> Result<(u64, Snapshot)> {
+    /// A new listener's starting point: the number of commits so far and
+    /// what it watches after them, read under the write lock so that no
+    /// commit falls between the two.
+    pub(crate) fn baseline(&self, listener: &Listener) -> Result<(u64, Vec<Vec<u8>>)> {
         let _guard = lock(&self.write_lock);
-        Ok((
-            self.commit_seq.load(Ordering::SeqCst),
-            self.fresh_snapshot()?,
-        ))
+        let seq = self.commit_seq.load(Ordering::SeqCst);
+        Ok((seq, initial_keys(listener, &self.fresh_snapshot()?)?))
     }
 }
 

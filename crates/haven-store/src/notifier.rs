@@ -1,22 +1,23 @@
 //! Change listeners, run on one listener thread per database.
 //!
-//! After each commit the writer hands the listener thread the commit's
-//! changes and a snapshot taken right after it (while still holding the
-//! write lock, so the snapshot is exactly that commit). The thread
-//! re-runs each affected collection's query on that snapshot and reports
-//! the difference from the previous run; object listeners look their
-//! object up in the changes. A new listener's first read happens on the
-//! listener thread under the write lock, together with the number of
-//! commits it includes, so no commit is reported twice or missed.
+//! A new listener makes its first read when it is added, under the write
+//! lock, together with the number of commits it includes: so it hears of
+//! exactly the commits after `add_listener` returned. (Added inside a write
+//! transaction, it reads when that transaction ends.) After each commit the
+//! writer hands the listener thread the commit's changes and a snapshot
+//! taken right after it, still under the write lock, so the snapshot is
+//! exactly that commit. The thread re-runs each affected collection's
+//! query on that snapshot and reports the difference from the previous
+//! run; object listeners look their object up in the changes.
 
 use crate::changes::{Change, CommitChanges};
-use crate::database::{run_query, Inner};
+use crate::database::run_query;
 use crate::snapshot::Snapshot;
 use haven_core::query::BoundQuery;
 use haven_core::{key, Schema, Value};
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::{JoinHandle, ThreadId};
@@ -102,14 +103,17 @@ struct Entry {
     listener: Listener,
     /// Cleared when the token is dropped; checked under `state`'s lock
     /// right before each call.
-    active: std::sync::atomic::AtomicBool,
+    active: AtomicBool,
+    /// Set while `state` awaits its first read. Read without `state`'s
+    /// lock, which a running callback holds: the writer must never wait
+    /// for a callback (the callback may be waiting to write).
+    pending: AtomicBool,
     /// Commits up to this number are already reflected in `keys`; `None`
     /// until the listener thread made the first read.
     state: Mutex<Option<(u64, Vec<Vec<u8>>)>>,
 }
 
 enum Message {
-    Register(u64, Weak<Inner>),
     Commit(u64, Arc<Snapshot>, Arc<CommitChanges>),
     Flush(Sender<()>),
 }
@@ -133,22 +137,56 @@ impl Notifier {
             .is_empty()
     }
 
-    pub fn register(&self, inner: Weak<Inner>, listener: Listener) -> NotificationToken {
+    /// Adds a listener whose first read is `start` (commits included, and
+    /// what it watches); `None`: settled by [`Notifier::settle_pending`].
+    pub fn register(
+        &self,
+        listener: Listener,
+        start: Option<(u64, Vec<Vec<u8>>)>,
+    ) -> NotificationToken {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(Entry {
             listener,
-            active: std::sync::atomic::AtomicBool::new(true),
-            state: Mutex::new(None),
+            active: AtomicBool::new(true),
+            pending: AtomicBool::new(start.is_none()),
+            state: Mutex::new(start),
         });
         self.listeners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, entry.clone());
-        self.send(Message::Register(id, inner));
+        self.ensure_thread();
         NotificationToken {
             id,
             entry,
             listeners: Arc::downgrade(&self.listeners),
+        }
+    }
+
+    /// Gives listeners that are still without a first read one, from
+    /// `read` (called once, and only if there are such listeners).
+    pub fn settle_pending(&self, read: impl FnOnce() -> crate::Result<(u64, Snapshot)>) {
+        let pending: Vec<Arc<Entry>> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|e| e.pending.load(Ordering::SeqCst))
+            .cloned()
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let result = read().and_then(|(seq, snap)| {
+            for entry in &pending {
+                let keys = initial_keys(&entry.listener, &snap)?;
+                *entry.state.lock().unwrap_or_else(|e| e.into_inner()) = Some((seq, keys));
+                entry.pending.store(false, Ordering::SeqCst);
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, "new listeners could not read their collection; they start at the next commit");
         }
     }
 
@@ -193,8 +231,13 @@ impl Notifier {
     }
 
     fn send(&self, m: Message) {
+        self.ensure_thread();
+        self.send_if_running(m);
+    }
+
+    fn ensure_thread(&self) {
         let mut guard = self.thread.lock().unwrap_or_else(|e| e.into_inner());
-        let (tx, _, _) = guard.get_or_insert_with(|| {
+        guard.get_or_insert_with(|| {
             let (tx, rx) = channel();
             let listeners = self.listeners.clone();
             let handle = std::thread::Builder::new()
@@ -204,7 +247,6 @@ impl Notifier {
             let id = handle.thread().id();
             (tx, handle, id)
         });
-        let _ = tx.send(m);
     }
 }
 
@@ -213,23 +255,6 @@ fn run(rx: Receiver<Message>, listeners: Arc<Mutex<HashMap<u64, Arc<Entry>>>>) {
     let current = || listeners.lock().unwrap_or_else(|e| e.into_inner()).clone();
     while let Ok(message) = rx.recv() {
         match message {
-            Message::Register(id, inner) => {
-                let (Some(entry), Some(inner)) = (current().get(&id).cloned(), inner.upgrade())
-                else {
-                    continue;
-                };
-                match inner
-                    .snapshot_with_seq()
-                    .and_then(|(seq, snap)| Ok((seq, initial_keys(&entry.listener, &snap)?)))
-                {
-                    Ok(state) => {
-                        *entry.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(state)
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "a listener could not read its collection")
-                    }
-                }
-            }
             Message::Commit(seq, snap, changes) => {
                 for entry in current().values() {
                     if let Err(e) = deliver(entry, seq, &snap, &changes) {
@@ -244,7 +269,8 @@ fn run(rx: Receiver<Message>, listeners: Arc<Mutex<HashMap<u64, Arc<Entry>>>>) {
     }
 }
 
-fn initial_keys(listener: &Listener, snap: &Snapshot) -> crate::Result<Vec<Vec<u8>>> {
+/// What a listener watches, as of `snap`: a collection's primary keys.
+pub(crate) fn initial_keys(listener: &Listener, snap: &Snapshot) -> crate::Result<Vec<Vec<u8>>> {
     match listener {
         Listener::Collection(c) => run_query(snap, &c.ty, &c.query, |k, _| Ok(k.to_vec())),
         Listener::Object(_) => Ok(Vec::new()),

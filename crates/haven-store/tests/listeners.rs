@@ -326,3 +326,41 @@ fn dropping_the_token_waits_for_a_running_callback() {
         "called after its token was dropped"
     );
 }
+
+#[test]
+fn a_commit_right_after_add_listener_is_heard() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    for i in 0..20 {
+        let (tx, rx) = channel();
+        let token = db
+            .objects("Dog")
+            .unwrap()
+            .add_listener(move |c| tx.send(c.insertions.clone()).unwrap());
+        db.write(|tx| tx.create("Dog", dog(i, 1), UpdateMode::Never))
+            .unwrap();
+        assert_eq!(heard(&db, &rx), vec![vec![Value::Int(i)]], "round {i}");
+        drop(token);
+    }
+}
+
+#[test]
+fn a_listener_added_inside_a_write_hears_the_commits_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (tx, rx) = channel();
+    let token = db
+        .write(|t| {
+            t.create("Dog", dog(1, 1), UpdateMode::Never)?;
+            let token = db
+                .objects("Dog")
+                .unwrap()
+                .add_listener(move |c| tx.send(c.insertions.clone()).unwrap());
+            Ok(token)
+        })
+        .unwrap();
+    db.write(|t| t.create("Dog", dog(2, 1), UpdateMode::Never))
+        .unwrap();
+    assert_eq!(heard(&db, &rx), vec![vec![Value::Int(2)]]);
+    drop(token);
+}
