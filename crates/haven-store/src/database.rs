@@ -61,7 +61,7 @@ pub(crate) struct Inner {
     /// been committed so far" (see notifier.rs).
     write_lock: Mutex<()>,
     /// The thread running a write transaction, if any.
-    writer: Mutex<Option<std::thread::ThreadId>>,
+    writer: WriterSlot,
     /// How many commits this process made; the listener thread uses it to
     /// tell which commits a new listener's first read already includes.
     commit_seq: AtomicU64,
@@ -254,7 +254,9 @@ impl Database {
                 .inspect_err(|e| tracing::error!(error = %e, "a listener could not read its collection; it starts at the next commit"))
                 .ok()
         };
-        self.inner.notifier.register(listener, start)
+        self.inner
+            .notifier
+            .register(listener, start, self.inner.writer.clone())
     }
 }
 
@@ -303,7 +305,7 @@ impl Inner {
             engine: Some(engine),
             schema: Arc::new(schema),
             write_lock: Mutex::new(()),
-            writer: Mutex::new(None),
+            writer: WriterSlot::default(),
             commit_seq: AtomicU64::new(0),
             latest: Mutex::new(None),
             notifier: Notifier::default(),
@@ -354,7 +356,7 @@ impl Inner {
             return Err(Error::NestedWrite(self.path.clone()));
         }
         let _guard = lock(&self.write_lock);
-        let _writer = WriterMark::set(&self.writer);
+        let _writer = self.writer.mark();
         let txn = db.begin_write()?;
         // Without listeners there is nobody to tell: a listener registered
         // meanwhile on another thread makes its first read after this
@@ -398,7 +400,7 @@ impl Inner {
     /// Whether this thread is inside a `write` of this database (a second
     /// one would wait for itself forever).
     pub(crate) fn writing_on_this_thread(&self) -> bool {
-        *lock(&self.writer) == Some(std::thread::current().id())
+        self.writer.is_current()
     }
 
     /// A new listener's starting point: the number of commits so far and
@@ -411,19 +413,29 @@ impl Inner {
     }
 }
 
-/// Marks the current thread as the writer until dropped (also on panic).
-struct WriterMark<'a>(&'a Mutex<Option<std::thread::ThreadId>>);
+/// Which thread runs the current write transaction, if any. Shared with
+/// notification tokens, which must not wait for a callback when dropped
+/// inside a write (the callback may be waiting to write).
+#[derive(Default, Clone)]
+pub(crate) struct WriterSlot(Arc<Mutex<Option<std::thread::ThreadId>>>);
 
-impl<'a> WriterMark<'a> {
-    fn set(slot: &'a Mutex<Option<std::thread::ThreadId>>) -> Self {
-        *lock(slot) = Some(std::thread::current().id());
-        WriterMark(slot)
+impl WriterSlot {
+    pub(crate) fn is_current(&self) -> bool {
+        *lock(&self.0) == Some(std::thread::current().id())
+    }
+
+    /// Marks this thread as the writer until the mark is dropped (also on panic).
+    fn mark(&self) -> WriterMark<'_> {
+        *lock(&self.0) = Some(std::thread::current().id());
+        WriterMark(self)
     }
 }
 
+struct WriterMark<'a>(&'a WriterSlot);
+
 impl Drop for WriterMark<'_> {
     fn drop(&mut self) {
-        *lock(self.0) = None;
+        *lock(&self.0 .0) = None;
     }
 }
 

@@ -11,7 +11,7 @@
 //! run; object listeners look their object up in the changes.
 
 use crate::changes::{Change, CommitChanges};
-use crate::database::run_query;
+use crate::database::{run_query, WriterSlot};
 use crate::snapshot::Snapshot;
 use haven_core::query::BoundQuery;
 use haven_core::{key, Schema, Value};
@@ -57,11 +57,13 @@ pub enum ObjectChange {
 /// Keeps a listener subscribed; dropping it unsubscribes.
 ///
 /// Once `drop` returns, the callback is not running and will not run
-/// again. (Dropped inside the callback itself, it will not run again.)
+/// again. (Dropped inside a callback or a write transaction, where waiting
+/// could wait for itself, it will not run again but may still be running.)
 #[must_use = "dropping the token unsubscribes the listener at once"]
 pub struct NotificationToken {
     id: u64,
     entry: Arc<Entry>,
+    writer: WriterSlot,
     listeners: Weak<Mutex<HashMap<u64, Arc<Entry>>>>,
 }
 
@@ -71,8 +73,9 @@ impl Drop for NotificationToken {
             l.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
         }
         self.entry.active.store(false, Ordering::SeqCst);
-        if !ON_LISTENER_THREAD.get() {
+        if !ON_LISTENER_THREAD.get() && !self.writer.is_current() {
             // A call in progress holds the state lock: wait for it to end.
+            // (Not inside a write: the callback may be waiting to write.)
             drop(self.entry.state.lock());
         }
     }
@@ -143,6 +146,7 @@ impl Notifier {
         &self,
         listener: Listener,
         start: Option<(u64, Vec<Vec<u8>>)>,
+        writer: WriterSlot,
     ) -> NotificationToken {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(Entry {
@@ -159,6 +163,7 @@ impl Notifier {
         NotificationToken {
             id,
             entry,
+            writer,
             listeners: Arc::downgrade(&self.listeners),
         }
     }

@@ -364,3 +364,36 @@ fn a_listener_added_inside_a_write_hears_the_commits_after_it() {
     assert_eq!(heard(&db, &rx), vec![vec![Value::Int(2)]]);
     drop(token);
 }
+
+/// A token dropped inside a write transaction while its callback waits to
+/// write: neither waits for the other.
+#[test]
+fn dropping_a_token_inside_a_write_does_not_deadlock_with_its_callback() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (started_tx, started) = channel();
+    let writer = db.clone();
+    let token = db.objects("Person").unwrap().add_listener(move |_| {
+        started_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        writer
+            .write(|tx| tx.create("Dog", dog(9, 1), UpdateMode::Modified))
+            .unwrap();
+    });
+    db.write(|tx| {
+        tx.create(
+            "Person",
+            json!({"_id": "ann", "name": "Ann"}),
+            UpdateMode::Never,
+        )
+    })
+    .unwrap();
+    started.recv_timeout(Duration::from_secs(10)).unwrap();
+    db.write(|_| {
+        drop(token);
+        Ok(())
+    })
+    .unwrap();
+    db.wait_for_listeners();
+    assert!(db.object_for_primary_key("Dog", 9).unwrap().is_some());
+}
