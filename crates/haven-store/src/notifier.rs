@@ -111,8 +111,9 @@ struct Entry {
     /// lock, which a running callback holds: the writer must never wait
     /// for a callback (the callback may be waiting to write).
     pending: AtomicBool,
-    /// Commits up to this number are already reflected in `keys`; `None`
-    /// until the listener thread made the first read.
+    /// Commits up to this number are already reflected in the keys (a
+    /// collection's primary keys as of that commit); `None` until the
+    /// first read (see `pending`).
     state: Mutex<Option<(u64, Vec<Vec<u8>>)>>,
 }
 
@@ -196,19 +197,14 @@ impl Notifier {
     }
 
     pub fn committed(&self, seq: u64, snap: Arc<Snapshot>, changes: CommitChanges) {
-        self.send(Message::Commit(seq, snap, Arc::new(changes)));
+        self.ensure_thread();
+        self.send_if_running(Message::Commit(seq, snap, Arc::new(changes)));
     }
 
     /// Waits until the listener thread has handled every message sent so far.
     pub fn flush(&self) {
-        let on_listener_thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|t| t.2 == std::thread::current().id());
-        if on_listener_thread {
-            return;
+        if ON_LISTENER_THREAD.get() {
+            return; // waiting here would wait for itself
         }
         let (tx, rx) = channel();
         if self.send_if_running(Message::Flush(tx)) {
@@ -233,11 +229,6 @@ impl Notifier {
     fn send_if_running(&self, m: Message) -> bool {
         let guard = self.thread.lock().unwrap_or_else(|e| e.into_inner());
         guard.as_ref().is_some_and(|(tx, _, _)| tx.send(m).is_ok())
-    }
-
-    fn send(&self, m: Message) {
-        self.ensure_thread();
-        self.send_if_running(m);
     }
 
     fn ensure_thread(&self) {
