@@ -6,6 +6,7 @@
 
 mod error;
 pub mod key;
+pub mod merge;
 pub mod query;
 pub mod record;
 mod schema;

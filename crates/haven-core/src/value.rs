@@ -15,7 +15,7 @@ use std::fmt;
 /// assert_eq!(v, Value::Int(3));
 /// assert_eq!(Value::from("Rex").as_str(), Some("Rex"));
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     /// No value (an optional property that is not set, or a link whose target is gone).
     Null,

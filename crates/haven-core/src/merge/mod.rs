@@ -1,0 +1,12 @@
+//! The merge rule shared by the sync client and server (DESIGN §4):
+//! server-ordered, client-rebased; delete wins; same primary key, same
+//! object; fields merge one by one, causality first and then the hybrid
+//! logical clock; increments add up. Pure: no I/O.
+
+mod changeset;
+mod hlc;
+mod rule;
+
+pub use changeset::{Changeset, Instruction};
+pub use hlc::{Hlc, HlcClock};
+pub use rule::{apply, Applied, DropReason, Dropped, Field, ObjectState, Stamp, Writer};
