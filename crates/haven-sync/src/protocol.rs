@@ -1,0 +1,399 @@
+//! The sync protocol's messages and frames. One definition for client and
+//! server: a change here changes both, and `PROTOCOL_VERSION` says so.
+//!
+//! A frame is the bytes `HV`, the protocol version (u16, little-endian)
+//! and one message encoded with postcard. Frames travel as binary
+//! WebSocket messages and are at most [`MAX_FRAME_BYTES`].
+
+use haven_core::merge::{Changeset, ObjectState};
+use haven_core::Value;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::time::Duration;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The largest frame either side sends or accepts.
+pub const MAX_FRAME_BYTES: usize = 16 << 20;
+
+const MAGIC: [u8; 2] = *b"HV";
+
+/// A client's identity on the server: issued at its first bind, kept in
+/// its database file. The salt tells a restored server's ident apart from
+/// one it issued before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileIdent {
+    /// The ident.
+    pub ident: u64,
+    /// Random, chosen by the server with the ident.
+    pub salt: u64,
+}
+
+/// Client to server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// Opens the session on one partition.
+    Bind {
+        /// A JWT (or, against a `--dev` server, any string).
+        token: String,
+        /// The partition to sync.
+        partition: String,
+        /// `None` on the first bind of a new file.
+        file_ident: Option<FileIdent>,
+        /// The last server version the client integrated (0: none).
+        last_server_version: u64,
+        /// The version of the schema the client writes with.
+        schema_version: u64,
+    },
+    /// Local changesets, in `client_version` order. Idempotent: the server
+    /// skips those it has integrated already.
+    Upload {
+        /// The changesets.
+        changesets: Vec<Changeset>,
+    },
+    /// Asks for a `Mark` back once the server has sent everything up to now.
+    Mark {
+        /// Echoed back.
+        request: u64,
+    },
+    /// Keep-alive.
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+}
+
+/// One object of the state snapshot a new client starts from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotObject {
+    /// Its type.
+    pub object_type: String,
+    /// Its primary key.
+    pub pk: Value,
+    /// Its state, with the stamps the merge rule needs.
+    pub state: ObjectState,
+}
+
+/// A changeset as the server integrated it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerChangeset {
+    /// The version the server gave it.
+    pub server_version: u64,
+    /// The changeset.
+    pub changeset: Changeset,
+}
+
+/// Server to client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The bind succeeded.
+    Bound {
+        /// The client's ident (new on a first bind).
+        file_ident: FileIdent,
+        /// The partition's latest version.
+        server_version: u64,
+    },
+    /// A batch of the state snapshot, for a client that starts from
+    /// nothing (streamed, so that memory stays bounded on both sides).
+    Bootstrap {
+        /// The objects of this batch.
+        objects: Vec<SnapshotObject>,
+        /// Whether this is the last batch.
+        last: bool,
+        /// The version the snapshot is of.
+        server_version: u64,
+    },
+    /// Changesets in server order, and the upload acknowledgement.
+    Download {
+        /// The changesets.
+        changesets: Vec<ServerChangeset>,
+        /// The client's changesets up to this `client_version` are
+        /// integrated (the upload acknowledgement).
+        uploaded_through: u64,
+        /// The partition's latest version.
+        server_version: u64,
+    },
+    /// Everything up to the client's `Mark` request has been sent.
+    Mark {
+        /// The request.
+        request: u64,
+        /// The partition's version at that moment.
+        server_version: u64,
+    },
+    /// Something went wrong; `action` says what the client must do.
+    Error {
+        /// What kind of error.
+        code: ErrorCode,
+        /// For people: what happened and what to do.
+        message: String,
+        /// For the client.
+        action: Action,
+    },
+    /// Answers a `Ping`.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+}
+
+/// What kind of error the server reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// A frame that could not be decoded.
+    BadFrame,
+    /// A protocol version the server does not speak.
+    WrongProtocolVersion,
+    /// A frame over [`MAX_FRAME_BYTES`].
+    FrameTooLarge,
+    /// A missing, expired or forged token.
+    BadToken,
+    /// The token may not use the partition.
+    PartitionDenied,
+    /// An upload that does not fit the schema.
+    BadUpload,
+    /// A message out of place (an upload before the bind, say).
+    UnexpectedMessage,
+    /// The server cannot continue the client's history.
+    ClientReset,
+    /// The server is shutting down or its storage is unavailable.
+    Unavailable,
+}
+
+/// What the client must do after an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// Nothing: the session continues.
+    None,
+    /// Reconnect after this many milliseconds (or its own backoff, if later).
+    Reconnect {
+        /// The delay.
+        after_ms: u64,
+    },
+    /// Start again from the server's state, recovering local changes.
+    ClientReset {
+        /// Why.
+        reason: ResetReason,
+    },
+    /// Start again from the server's state; recovery is forbidden.
+    ClientResetNoRecovery {
+        /// Why.
+        reason: ResetReason,
+    },
+    /// Stop syncing: retrying cannot help (a forged token, say).
+    Fatal,
+}
+
+/// Why the server cannot continue a client's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResetReason {
+    /// History the client needs was compacted away.
+    HistoryTrimmed,
+    /// The server is behind the client (restored from a backup).
+    ServerRestored,
+    /// The server does not know the client's ident.
+    UnknownClient,
+    /// Sync was terminated for the partition.
+    Terminated,
+    /// An operator reset this client.
+    OperatorReset,
+    /// The schema changed in a breaking way.
+    SchemaBreaking,
+}
+
+/// A frame that cannot be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FrameError {
+    /// Over the size limit.
+    #[error("frame of {size} bytes is over the {max}-byte limit")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not a Haven frame.
+    #[error("not a Haven sync frame (bad header)")]
+    NotAFrame,
+    /// Another protocol version.
+    #[error("protocol version {found} is not supported (this build speaks {supported}); upgrade the older side")]
+    WrongVersion {
+        /// The frame's version.
+        found: u16,
+        /// Ours.
+        supported: u16,
+    },
+    /// The message inside could not be decoded (unknown message type,
+    /// truncated, trailing bytes).
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+impl FrameError {
+    /// The error code the server answers this with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+            FrameError::WrongVersion { .. } => ErrorCode::WrongProtocolVersion,
+            FrameError::NotAFrame | FrameError::Malformed(_) => ErrorCode::BadFrame,
+        }
+    }
+}
+
+/// Encodes a message as a frame.
+pub fn encode<M: Serialize>(message: &M) -> Result<Vec<u8>, FrameError> {
+    let mut frame = Vec::with_capacity(64);
+    frame.extend_from_slice(&MAGIC);
+    frame.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    let frame =
+        postcard::to_extend(message, frame).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if frame.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            size: frame.len(),
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    Ok(frame)
+}
+
+/// Decodes a frame; the whole frame must be one message.
+pub fn decode<M: DeserializeOwned>(frame: &[u8]) -> Result<M, FrameError> {
+    if frame.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            size: frame.len(),
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    let (header, body) = frame.split_at_checked(4).ok_or(FrameError::NotAFrame)?;
+    if header[..2] != MAGIC {
+        return Err(FrameError::NotAFrame);
+    }
+    let found = u16::from_le_bytes([header[2], header[3]]);
+    if found != PROTOCOL_VERSION {
+        return Err(FrameError::WrongVersion {
+            found,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    match postcard::take_from_bytes(body) {
+        Ok((message, [])) => Ok(message),
+        Ok((_, rest)) => Err(FrameError::Malformed(format!(
+            "{} bytes after the message",
+            rest.len()
+        ))),
+        Err(e) => Err(FrameError::Malformed(e.to_string())),
+    }
+}
+
+/// How long a client waits before reconnect attempt `attempt` (0-based):
+/// 1 s doubling up to 5 min, scaled by `jitter` in `[0, 1)` to between half
+/// and all of that, so that clients cut off together do not return together.
+pub fn reconnect_delay(attempt: u32, jitter: f64) -> Duration {
+    let full = Duration::from_secs(1u64 << attempt.min(9)).min(Duration::from_secs(300));
+    full.mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use haven_core::merge::{Hlc, Instruction};
+    use proptest::prelude::*;
+
+    fn upload() -> ClientMessage {
+        ClientMessage::Upload {
+            changesets: vec![Changeset {
+                replica: 7,
+                client_version: 3,
+                base_version: 2,
+                hlc: Hlc {
+                    millis: 1_700_000_000_000,
+                    counter: 1,
+                },
+                instructions: vec![Instruction::Set {
+                    object_type: "Dog".into(),
+                    pk: 1.into(),
+                    field: "age".into(),
+                    value: 4.into(),
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = upload();
+        assert_eq!(decode::<ClientMessage>(&encode(&m).unwrap()).unwrap(), m);
+        let e = ServerMessage::Error {
+            code: ErrorCode::ClientReset,
+            message: "history trimmed".into(),
+            action: Action::ClientReset {
+                reason: ResetReason::HistoryTrimmed,
+            },
+        };
+        assert_eq!(decode::<ServerMessage>(&encode(&e).unwrap()).unwrap(), e);
+    }
+
+    #[test]
+    fn bad_frames_are_named() {
+        let mut frame = encode(&upload()).unwrap();
+        assert_eq!(
+            decode::<ClientMessage>(&frame[..3]).unwrap_err(),
+            FrameError::NotAFrame
+        );
+        assert_eq!(
+            decode::<ClientMessage>(b"XX\x01\x00\x00").unwrap_err(),
+            FrameError::NotAFrame
+        );
+        frame[2] = 9;
+        assert_eq!(
+            decode::<ClientMessage>(&frame).unwrap_err(),
+            FrameError::WrongVersion {
+                found: 9,
+                supported: 1
+            }
+        );
+        let unknown = [b'H', b'V', 1, 0, 99];
+        let err = decode::<ClientMessage>(&unknown).unwrap_err();
+        assert!(
+            matches!(err, FrameError::Malformed(_)) && err.code() == ErrorCode::BadFrame,
+            "{err}"
+        );
+        let mut trailing = encode(&upload()).unwrap();
+        trailing.push(0);
+        assert!(decode::<ClientMessage>(&trailing)
+            .unwrap_err()
+            .to_string()
+            .contains("after the message"));
+        let huge = vec![0u8; MAX_FRAME_BYTES + 1];
+        assert_eq!(
+            decode::<ClientMessage>(&huge).unwrap_err().code(),
+            ErrorCode::FrameTooLarge
+        );
+        let big = ClientMessage::Bind {
+            token: "x".repeat(MAX_FRAME_BYTES),
+            partition: "p".into(),
+            file_ident: None,
+            last_server_version: 0,
+            schema_version: 1,
+        };
+        assert!(matches!(encode(&big), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn backoff_doubles_to_five_minutes_with_jitter() {
+        assert_eq!(reconnect_delay(0, 0.999_999).as_millis(), 999);
+        assert_eq!(reconnect_delay(0, 0.0), Duration::from_millis(500));
+        assert_eq!(reconnect_delay(3, 0.0), Duration::from_secs(4));
+        assert_eq!(reconnect_delay(20, 0.0), Duration::from_secs(150));
+        assert!(reconnect_delay(20, 1.0) <= Duration::from_secs(300));
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_is_an_error_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut frame = b"HV\x01\x00".to_vec();
+            frame.extend(bytes);
+            let _ = decode::<ClientMessage>(&frame);
+            let _ = decode::<ServerMessage>(&frame);
+        }
+    }
+}
