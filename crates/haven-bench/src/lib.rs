@@ -35,13 +35,9 @@ pub fn format_table(rows: &[Measurement]) -> String {
         "workload", "haven ms", "sqlite ms", "haven/sqlite", "haven peak MiB"
     );
     for m in rows {
-        let peak = m
-            .haven_peak_mib
-            .map_or("-".to_owned(), |p| format!("{p:.0}"));
-        out += &format!(
-            "{:<16} {:>12.1} {:>12.1} {:>14.2} {:>14}\n",
-            m.workload, m.haven_ms, m.sqlite_ms, m.ratio, peak
-        );
+        let peak = m.haven_peak_mib.map_or("-".to_owned(), |p| format!("{p:.0}"));
+        out +=
+            &format!("{:<16} {:>12.1} {:>12.1} {:>14.2} {:>14}\n", m.workload, m.haven_ms, m.sqlite_ms, m.ratio, peak);
     }
     out
 }

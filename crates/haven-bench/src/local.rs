@@ -25,52 +25,26 @@ struct Sizes {
 }
 
 /// The workloads, in the order they run.
-pub const WORKLOADS: [&str; 5] = [
-    "bulk_insert",
-    "single_commits",
-    "pk_lookup",
-    "range_query",
-    "scan_query",
-];
+pub const WORKLOADS: [&str; 5] = ["bulk_insert", "single_commits", "pk_lookup", "range_query", "scan_query"];
 
 const DOG: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
     "_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true}}}]"#;
 
 /// Runs every local workload; `progress` hears what is running.
-pub fn run_local(
-    opts: &LocalOptions,
-    progress: &dyn Fn(&str),
-) -> Result<Vec<Measurement>, Box<dyn std::error::Error>> {
+pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Measurement>, Box<dyn std::error::Error>> {
     let s = if opts.quick {
-        Sizes {
-            bulk: 20_000,
-            commits: 200,
-            lookups: 20_000,
-            query_objects: 100_000,
-        }
+        Sizes { bulk: 20_000, commits: 200, lookups: 20_000, query_objects: 100_000 }
     } else {
-        Sizes {
-            bulk: 100_000,
-            commits: 1_000,
-            lookups: 100_000,
-            query_objects: 1_000_000,
-        }
+        Sizes { bulk: 100_000, commits: 1_000, lookups: 100_000, query_objects: 1_000_000 }
     };
     if let Some(unknown) = opts.only.iter().find(|o| !WORKLOADS.contains(&o.as_str())) {
-        return Err(format!(
-            "unknown workload '{unknown}'; the workloads are {}",
-            WORKLOADS.join(", ")
-        )
-        .into());
+        return Err(format!("unknown workload '{unknown}'; the workloads are {}", WORKLOADS.join(", ")).into());
     }
     let dir = tempfile::tempdir()?;
     let reps = opts.repeats.max(1);
     let mut out = Vec::new();
 
-    progress(&format!(
-        "bulk_insert: {} objects in one transaction",
-        s.bulk
-    ));
+    progress(&format!("bulk_insert: {} objects in one transaction", s.bulk));
     out.extend(measure(
         &opts.only,
         "bulk_insert",
@@ -89,10 +63,7 @@ pub fn run_local(
         },
     )?);
 
-    progress(&format!(
-        "single_commits: {} durable one-object transactions",
-        s.commits
-    ));
+    progress(&format!("single_commits: {} durable one-object transactions", s.commits));
     out.extend(measure(
         &opts.only,
         "single_commits",
@@ -115,10 +86,7 @@ pub fn run_local(
         },
     )?);
 
-    progress(&format!(
-        "pk_lookup: {} random primary-key reads of {} objects",
-        s.lookups, s.bulk
-    ));
+    progress(&format!("pk_lookup: {} random primary-key reads of {} objects", s.lookups, s.bulk));
     let haven = haven_db(&dir.path().join("bulk-0.haven"))?;
     let sqlite = sqlite_db(&dir.path().join("bulk-0.sqlite"))?;
     if haven.objects("Dog")?.is_empty()? {
@@ -142,8 +110,7 @@ pub fn run_local(
         },
         |rep| {
             let mut rng = Rng::new(rep as u64);
-            let mut stmt = sqlite
-                .prepare_cached("SELECT _id, name, age, lastUpdated FROM dog WHERE _id = ?1")?;
+            let mut stmt = sqlite.prepare_cached("SELECT _id, name, age, lastUpdated FROM dog WHERE _id = ?1")?;
             let t = Instant::now();
             let mut found = 0usize;
             for _ in 0..s.lookups {
@@ -162,10 +129,7 @@ pub fn run_local(
         },
     )?);
 
-    progress(&format!(
-        "preparing {} objects for the query workloads",
-        s.query_objects
-    ));
+    progress(&format!("preparing {} objects for the query workloads", s.query_objects));
     let haven = haven_db(&dir.path().join("query.haven"))?;
     let sqlite = sqlite_db(&dir.path().join("query.sqlite"))?;
     let queries = ["range_query", "scan_query"];
@@ -183,9 +147,7 @@ pub fn run_local(
         reps,
         |_| {
             let t = Instant::now();
-            let results = haven
-                .objects("Dog")?
-                .filtered("lastUpdated > $0", &[Value::Int(threshold)])?;
+            let results = haven.objects("Dog")?.filtered("lastUpdated > $0", &[Value::Int(threshold)])?;
             let n = results.iter()?.filter(|d| d.get("name").is_some()).count();
             check(n == expected, "haven range_query count")?;
             Ok(t.elapsed().as_secs_f64())
@@ -203,18 +165,14 @@ pub fn run_local(
     )?);
 
     progress("scan_query: unindexed name BEGINSWITH \"dog 9\", iterated and counted");
-    let expected = (0..s.query_objects)
-        .filter(|i| i.to_string().starts_with('9'))
-        .count();
+    let expected = (0..s.query_objects).filter(|i| i.to_string().starts_with('9')).count();
     out.extend(measure(
         &opts.only,
         "scan_query",
         reps,
         |_| {
             let t = Instant::now();
-            let results = haven
-                .objects("Dog")?
-                .filtered("name BEGINSWITH $0", &["dog 9".into()])?;
+            let results = haven.objects("Dog")?.filtered("name BEGINSWITH $0", &["dog 9".into()])?;
             let n = results.iter()?.filter(|d| d.get("name").is_some()).count();
             check(n == expected, "haven scan_query count")?;
             Ok(t.elapsed().as_secs_f64())
@@ -312,9 +270,7 @@ fn sqlite_db(path: &Path) -> rusqlite::Result<Connection> {
 fn sqlite_insert(conn: &Connection, from: usize, to: usize) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO dog (_id, name, age, lastUpdated) VALUES (?1, ?2, ?3, ?4)",
-        )?;
+        let mut stmt = tx.prepare_cached("INSERT INTO dog (_id, name, age, lastUpdated) VALUES (?1, ?2, ?3, ?4)")?;
         for i in from..to {
             let i = i as i64;
             stmt.execute(params![i, format!("dog {i}"), i % 20, i])?;
@@ -323,11 +279,7 @@ fn sqlite_insert(conn: &Connection, from: usize, to: usize) -> rusqlite::Result<
     tx.commit()
 }
 
-fn sqlite_iterate(
-    conn: &Connection,
-    sql: &str,
-    args: &[&dyn rusqlite::ToSql],
-) -> rusqlite::Result<usize> {
+fn sqlite_iterate(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<usize> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(args)?;
     let mut n = 0;

@@ -26,26 +26,13 @@ pub enum Suite {
 }
 
 pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
-    let Suite::Local {
-        quick,
-        json,
-        repeats,
-        only,
-    } = suite;
+    let Suite::Local { quick, json, repeats, only } = suite;
     if repeats == 0 {
         return Err("--repeats must be at least 1".into());
     }
-    let bar = ProgressBar::new_spinner()
-        .with_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
+    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
     bar.enable_steady_tick(Duration::from_millis(120));
-    let rows = run_local(
-        &LocalOptions {
-            quick,
-            repeats,
-            only,
-        },
-        &|step| bar.set_message(step.to_owned()),
-    )?;
+    let rows = run_local(&LocalOptions { quick, repeats, only }, &|step| bar.set_message(step.to_owned()))?;
     bar.finish_and_clear();
     if json {
         for row in &rows {

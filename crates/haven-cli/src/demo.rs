@@ -19,9 +19,7 @@ pub fn run(path: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     let db = Database::open(Config::new(&path).schema(Schema::from_json(SCHEMA)?))?;
     println!("opened {}", db.path().display());
 
-    let young = db
-        .objects("Dog")?
-        .filtered("age < $0 SORT(name ASC)", &[5.into()])?;
+    let young = db.objects("Dog")?.filtered("age < $0 SORT(name ASC)", &[5.into()])?;
     let (tx, rx) = mpsc::channel();
     let _token = young.add_listener(move |changes| {
         let list = |pks: &[haven::Value]| pks.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
@@ -37,9 +35,17 @@ pub fn run(path: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
 
     db.write(|tx| {
         tx.create("Person", json!({"_id": "ann", "name": "Ann"}), UpdateMode::Never)?;
-        tx.create("Dog", json!({"_id": 1, "name": "Rex", "age": 3, "lastUpdated": 10, "owner": "ann", "tags": ["good"]}), UpdateMode::Never)?;
+        tx.create(
+            "Dog",
+            json!({"_id": 1, "name": "Rex", "age": 3, "lastUpdated": 10, "owner": "ann", "tags": ["good"]}),
+            UpdateMode::Never,
+        )?;
         tx.create("Dog", json!({"_id": 2, "name": "Ace", "age": 7, "lastUpdated": 11}), UpdateMode::Never)?;
-        tx.create("Dog", json!({"_id": 3, "name": "Bo", "age": 1, "lastUpdated": 12, "owner": {"_id": "bob", "name": "Bob"}}), UpdateMode::Never)?;
+        tx.create(
+            "Dog",
+            json!({"_id": 3, "name": "Bo", "age": 1, "lastUpdated": 12, "owner": {"_id": "bob", "name": "Bob"}}),
+            UpdateMode::Never,
+        )?;
         Ok(())
     })?;
     println!("wrote 3 dogs and 2 people in one transaction");
@@ -55,11 +61,7 @@ pub fn run(path: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
 
     let failed = db.write(|tx| {
         tx.delete("Dog", 1)?;
-        tx.create(
-            "Dog",
-            json!({"_id": 4, "name": "Max", "age": "old", "lastUpdated": 13}),
-            UpdateMode::Never,
-        )
+        tx.create("Dog", json!({"_id": 4, "name": "Max", "age": "old", "lastUpdated": 13}), UpdateMode::Never)
     });
     println!(
         "a transaction that deletes dog 1 then writes a bad value fails and writes nothing:\n  {}",
@@ -73,28 +75,17 @@ pub fn run(path: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
         ("_id == 3", vec![]),
     ] {
         let results = db.objects("Dog")?.filtered(query, &args)?;
-        println!(
-            "query {query:?} with {args:?}\n  plan: {}\n  result: {}",
-            results.explain()?,
-            results.to_json()?
-        );
+        println!("query {query:?} with {args:?}\n  plan: {}\n  result: {}", results.explain()?, results.to_json()?);
     }
     match db.objects("Dog")?.filtered("age > 'x'", &[]) {
-        Err(e) => println!(
-            "a query with a type mismatch is refused:\n  {}",
-            e.to_string().replace('\n', "\n  ")
-        ),
+        Err(e) => println!("a query with a type mismatch is refused:\n  {}", e.to_string().replace('\n', "\n  ")),
         Ok(_) => return Err("the mistyped query was accepted".into()),
     }
-    let rex = db
-        .object_for_primary_key("Dog", 1)?
-        .ok_or("dog 1 is missing")?;
+    let rex = db.object_for_primary_key("Dog", 1)?.ok_or("dog 1 is missing")?;
     println!(
         "dog 1: {}\nits owner, through the link: {}",
         rex.to_json(),
-        rex.linked("owner")?
-            .map(|o| o.to_json().to_string())
-            .unwrap_or_default()
+        rex.linked("owner")?.map(|o| o.to_json().to_string()).unwrap_or_default()
     );
     Ok(())
 }

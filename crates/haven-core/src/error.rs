@@ -14,11 +14,7 @@ pub struct SchemaError {
 
 impl SchemaError {
     pub(crate) fn new(ty: Option<&str>, prop: Option<&str>, message: impl Into<String>) -> Self {
-        SchemaError {
-            object_type: ty.map(str::to_owned),
-            property: prop.map(str::to_owned),
-            message: message.into(),
-        }
+        SchemaError { object_type: ty.map(str::to_owned), property: prop.map(str::to_owned), message: message.into() }
     }
 }
 

@@ -29,11 +29,7 @@ pub fn encode(v: ValueRef<'_>, out: &mut Vec<u8>) {
         ValueRef::Double(d) => {
             out.push(DOUBLE);
             let bits = d.to_bits();
-            let ordered = if bits >> 63 == 1 {
-                !bits
-            } else {
-                bits ^ (1 << 63)
-            };
+            let ordered = if bits >> 63 == 1 { !bits } else { bits ^ (1 << 63) };
             out.extend_from_slice(&ordered.to_be_bytes());
         }
         ValueRef::String(s) => escaped(out, STRING, s.as_bytes()),
@@ -121,16 +117,10 @@ pub fn decode(key: &[u8]) -> Option<crate::Value> {
         NULL => Value::Null,
         FALSE => Value::Bool(false),
         TRUE => Value::Bool(true),
-        NUMBER => {
-            Value::Int((u64::from_be_bytes(body.get(..8)?.try_into().ok()?) ^ (1 << 63)) as i64)
-        }
+        NUMBER => Value::Int((u64::from_be_bytes(body.get(..8)?.try_into().ok()?) ^ (1 << 63)) as i64),
         DOUBLE => {
             let o = u64::from_be_bytes(body.get(..8)?.try_into().ok()?);
-            Value::Double(f64::from_bits(if o >> 63 == 1 {
-                o ^ (1 << 63)
-            } else {
-                !o
-            }))
+            Value::Double(f64::from_bits(if o >> 63 == 1 { o ^ (1 << 63) } else { !o }))
         }
         STRING => Value::String(String::from_utf8(unescape(body)).ok()?),
         DATA => Value::Data(unescape(body)),
@@ -185,16 +175,12 @@ mod tests {
         prop_oneof![
             (any::<i64>(), any::<i64>()).prop_map(|(a, b)| (Value::Int(a), Value::Int(b))),
             (any::<f64>(), any::<f64>())
-                .prop_filter(
-                    "ordered (zeros are normalised before encoding)",
-                    |(a, b)| !(a.is_nan() || b.is_nan() || *a == 0.0 && *b == 0.0)
-                )
+                .prop_filter("ordered (zeros are normalised before encoding)", |(a, b)| !(a.is_nan()
+                    || b.is_nan()
+                    || *a == 0.0 && *b == 0.0))
                 .prop_map(|(a, b)| (Value::Double(a), Value::Double(b))),
             ("\\PC*", "\\PC*").prop_map(|(a, b)| (Value::String(a), Value::String(b))),
-            (
-                proptest::collection::vec(0u8..3, 0..6),
-                proptest::collection::vec(0u8..3, 0..6)
-            )
+            (proptest::collection::vec(0u8..3, 0..6), proptest::collection::vec(0u8..3, 0..6))
                 .prop_map(|(a, b)| (Value::Data(a), Value::Data(b))),
         ]
     }

@@ -119,10 +119,7 @@ impl<'a> ListRef<'a> {
 
     /// The elements. A damaged element ends the iteration.
     pub fn iter(&self) -> impl Iterator<Item = ValueRef<'a>> + 'a {
-        let mut r = Reader {
-            bytes: self.body,
-            pos: 0,
-        };
+        let mut r = Reader { bytes: self.body, pos: 0 };
         (0..self.len).map_while(move |_| r.value().ok())
     }
 }
@@ -140,11 +137,7 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], CorruptRecord> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|e| *e <= self.bytes.len())
-            .ok_or(CorruptRecord("truncated"))?;
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.bytes.len()).ok_or(CorruptRecord("truncated"))?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -174,20 +167,16 @@ impl<'a> Reader<'a> {
             TRUE => ValueRef::Bool(true),
             INT => ValueRef::Int(unzigzag(self.varint()?)),
             DOUBLE => ValueRef::Double(f64::from_le_bytes(self.take(8)?.try_into().unwrap())),
-            STRING => ValueRef::String(
-                std::str::from_utf8(self.len_prefixed()?)
-                    .map_err(|_| CorruptRecord("invalid UTF-8"))?,
-            ),
+            STRING => {
+                ValueRef::String(std::str::from_utf8(self.len_prefixed()?).map_err(|_| CorruptRecord("invalid UTF-8"))?)
+            }
             DATA => ValueRef::Data(self.len_prefixed()?),
             DATE => ValueRef::Date(unzigzag(self.varint()?)),
             OBJECT_ID => ValueRef::ObjectId(self.take(12)?.try_into().unwrap()),
             UUID => ValueRef::Uuid(self.take(16)?.try_into().unwrap()),
             LIST => {
                 let len = self.varint()? as usize;
-                ValueRef::List(ListRef {
-                    len,
-                    body: self.len_prefixed()?,
-                })
+                ValueRef::List(ListRef { len, body: self.len_prefixed()? })
             }
             _ => return Err(CorruptRecord("unknown value tag")),
         })
@@ -253,9 +242,7 @@ pub(crate) mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::Int),
-            any::<f64>()
-                .prop_filter("NaN is not equal to itself", |d| !d.is_nan())
-                .prop_map(Value::Double),
+            any::<f64>().prop_filter("NaN is not equal to itself", |d| !d.is_nan()).prop_map(Value::Double),
             ".*".prop_map(Value::String),
             proptest::collection::vec(any::<u8>(), 0..20).prop_map(Value::Data),
             any::<i64>().prop_map(Value::Date),
@@ -265,10 +252,7 @@ pub(crate) mod tests {
     }
 
     fn any_value() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            any_scalar(),
-            proptest::collection::vec(any_scalar(), 0..5).prop_map(Value::List)
-        ]
+        prop_oneof![any_scalar(), proptest::collection::vec(any_scalar(), 0..5).prop_map(Value::List)]
     }
 
     proptest! {

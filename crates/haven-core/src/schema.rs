@@ -60,10 +60,7 @@ impl PropertyType {
     }
 
     fn can_be_primary_key(&self) -> bool {
-        matches!(
-            self,
-            PropertyType::Int | PropertyType::String | PropertyType::ObjectId | PropertyType::Uuid
-        )
+        matches!(self, PropertyType::Int | PropertyType::String | PropertyType::ObjectId | PropertyType::Uuid)
     }
 }
 
@@ -86,13 +83,7 @@ impl Property {
     /// A required, unindexed, single-valued property.
     pub fn new(name: impl Into<String>, ty: PropertyType) -> Self {
         let optional = matches!(ty, PropertyType::Link(_));
-        Property {
-            name: name.into(),
-            ty,
-            optional,
-            list: false,
-            indexed: false,
-        }
+        Property { name: name.into(), ty, optional, list: false, indexed: false }
     }
 
     /// Makes it optional (may hold null).
@@ -117,11 +108,7 @@ impl Property {
     /// The type as written in the JSON form: `int`, `int?`, `string[]`, `Dog`.
     pub fn type_string(&self) -> String {
         let link = matches!(self.ty, PropertyType::Link(_));
-        let q = if self.optional && (self.list || !link) {
-            "?"
-        } else {
-            ""
-        };
+        let q = if self.optional && (self.list || !link) { "?" } else { "" };
         let l = if self.list { "[]" } else { "" };
         format!("{}{q}{l}", self.ty.name())
     }
@@ -162,11 +149,7 @@ pub struct ObjectSchema {
 impl ObjectSchema {
     /// An object type with no properties yet.
     pub fn new(name: impl Into<String>) -> Self {
-        ObjectSchema {
-            name: name.into(),
-            primary_key: None,
-            properties: Vec::new(),
-        }
+        ObjectSchema { name: name.into(), primary_key: None, properties: Vec::new() }
     }
 
     /// Adds the primary key property.
@@ -240,10 +223,7 @@ impl ObjectSchema {
         let t = Some(self.name.as_str());
         let err = |p: Option<&str>, m: String| Err(SchemaError::new(t, p, m));
         if !valid_name(&self.name) {
-            return err(
-                None,
-                "a type name must be non-empty and use only letters, digits and '_'".into(),
-            );
+            return err(None, "a type name must be non-empty and use only letters, digits and '_'".into());
         }
         let Some(pk) = &self.primary_key else {
             return err(None, "no primary key: every Haven type needs one (add \"primaryKey\": \"_id\"); objects are identified by it locally and in sync".into());
@@ -252,17 +232,17 @@ impl ObjectSchema {
         for p in &self.properties {
             let pn = Some(p.name.as_str());
             if !valid_name(&p.name) {
-                return err(
-                    pn,
-                    "a property name must be non-empty and use only letters, digits and '_'".into(),
-                );
+                return err(pn, "a property name must be non-empty and use only letters, digits and '_'".into());
             }
             if seen.insert(p.name.as_str(), ()).is_some() {
                 return err(pn, "the property is declared twice".into());
             }
             if let PropertyType::Link(target) = &p.ty {
                 if !type_names.contains_key(target.as_str()) {
-                    return err(pn, format!("unknown type '{target}' (not a property type, nor an object type of this schema)"));
+                    return err(
+                        pn,
+                        format!("unknown type '{target}' (not a property type, nor an object type of this schema)"),
+                    );
                 }
                 if p.indexed {
                     return err(pn, "links cannot be indexed".into());
@@ -273,18 +253,12 @@ impl ObjectSchema {
             }
         }
         let Some(pkp) = self.property_named(pk) else {
-            return err(
-                Some(pk),
-                "the primary key is not one of the type's properties".into(),
-            );
+            return err(Some(pk), "the primary key is not one of the type's properties".into());
         };
         if !pkp.ty.can_be_primary_key() || pkp.list || pkp.optional {
             return err(
                 Some(pk),
-                format!(
-                    "a primary key must be a required int, string, objectId or uuid, not '{}'",
-                    pkp.type_string()
-                ),
+                format!("a primary key must be a required int, string, objectId or uuid, not '{}'", pkp.type_string()),
             );
         }
         Ok(())
@@ -318,11 +292,7 @@ impl Schema {
         let mut names = HashMap::new();
         for (i, t) in types.iter().enumerate() {
             if names.insert(t.name.as_str(), i).is_some() {
-                return Err(SchemaError::new(
-                    Some(&t.name),
-                    None,
-                    "the type is declared twice",
-                ));
+                return Err(SchemaError::new(Some(&t.name), None, "the type is declared twice"));
             }
         }
         for t in &types {
@@ -337,23 +307,14 @@ impl Schema {
     /// (`{"type": "int", "optional": true, "indexed": true}`,
     /// `{"type": "list", "objectType": "string"}`).
     pub fn from_json(text: &str) -> Result<Schema, SchemaError> {
-        let json: Json = serde_json::from_str(text)
-            .map_err(|e| SchemaError::new(None, None, format!("not valid JSON: {e}")))?;
+        let json: Json =
+            serde_json::from_str(text).map_err(|e| SchemaError::new(None, None, format!("not valid JSON: {e}")))?;
         let items = match json {
             Json::Array(items) => items,
             obj @ Json::Object(_) => vec![obj],
-            _ => {
-                return Err(SchemaError::new(
-                    None,
-                    None,
-                    "expected an array of object types",
-                ))
-            }
+            _ => return Err(SchemaError::new(None, None, "expected an array of object types")),
         };
-        let types = items
-            .iter()
-            .map(type_from_json)
-            .collect::<Result<Vec<_>, _>>()?;
+        let types = items.iter().map(type_from_json).collect::<Result<Vec<_>, _>>()?;
         Schema::new(types)
     }
 
@@ -403,9 +364,15 @@ impl Schema {
             };
             let t = Some(want.name.as_str());
             if have.primary_key != want.primary_key {
-                return Err(SchemaError::new(t, None, format!(
-                    "the primary key changed from '{}' to '{}'; changing a primary key needs a new database",
-                    have.primary_key_name(), want.primary_key_name())));
+                return Err(SchemaError::new(
+                    t,
+                    None,
+                    format!(
+                        "the primary key changed from '{}' to '{}'; changing a primary key needs a new database",
+                        have.primary_key_name(),
+                        want.primary_key_name()
+                    ),
+                ));
             }
             for old in &have.properties {
                 if want.property_named(&old.name).is_none() {
@@ -415,12 +382,14 @@ impl Schema {
             }
             for p in &want.properties {
                 match have.properties.iter_mut().find(|o| o.name == p.name) {
-                    Some(old)
-                        if old.ty != p.ty || old.optional != p.optional || old.list != p.list =>
-                    {
-                        return Err(SchemaError::new(t, Some(&p.name), format!(
+                    Some(old) if old.ty != p.ty || old.optional != p.optional || old.list != p.list => {
+                        return Err(SchemaError::new(
+                            t,
+                            Some(&p.name),
+                            format!(
                             "the property changed from '{}' to '{}'; changing a property's type is a breaking change",
-                            old.type_string(), p.type_string())));
+                            old.type_string(), p.type_string()),
+                        ));
                     }
                     Some(old) => old.indexed = p.indexed,
                     None if p.default_value().is_none() => {
@@ -436,17 +405,8 @@ impl Schema {
 
     /// Converts a loosely typed value (from JSON or an argument) to what the
     /// property stores, or says why it does not fit.
-    pub fn coerce(
-        &self,
-        ty: &ObjectSchema,
-        prop: &Property,
-        value: Value,
-    ) -> Result<Value, ValueError> {
-        let fail = |message: String| ValueError {
-            object_type: ty.name.clone(),
-            property: prop.name.clone(),
-            message,
-        };
+    pub fn coerce(&self, ty: &ObjectSchema, prop: &Property, value: Value) -> Result<Value, ValueError> {
+        let fail = |message: String| ValueError { object_type: ty.name.clone(), property: prop.name.clone(), message };
         if prop.list {
             return match value {
                 Value::List(items) => items
@@ -454,11 +414,7 @@ impl Schema {
                     .map(|v| self.coerce_element(prop, v).map_err(&fail))
                     .collect::<Result<Vec<_>, _>>()
                     .map(Value::List),
-                other => Err(fail(format!(
-                    "expected a list of {}, got {}",
-                    prop.ty.name(),
-                    other.kind()
-                ))),
+                other => Err(fail(format!("expected a list of {}, got {}", prop.ty.name(), other.kind()))),
             };
         }
         self.coerce_element(prop, value).map_err(fail)
@@ -469,10 +425,7 @@ impl Schema {
             return if prop.optional && !(prop.list && matches!(prop.ty, PropertyType::Link(_))) {
                 Ok(Value::Null)
             } else {
-                Err(format!(
-                    "null is not allowed: the property is '{}' (not optional)",
-                    prop.type_string()
-                ))
+                Err(format!("null is not allowed: the property is '{}' (not optional)", prop.type_string()))
             };
         }
         let ty = match &prop.ty {
@@ -491,17 +444,11 @@ fn coerce_scalar(ty: &PropertyType, value: Value) -> Result<Value, String> {
     let converted = match (ty, value) {
         (PropertyType::Bool, v @ Value::Bool(_)) => Some(v),
         (PropertyType::Int, v @ Value::Int(_)) => Some(v),
-        (PropertyType::Int, Value::Double(d)) if d.fract() == 0.0 && d.abs() < 9.0e15 => {
-            Some(Value::Int(d as i64))
-        }
+        (PropertyType::Int, Value::Double(d)) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(Value::Int(d as i64)),
         // NaN equals nothing, not even itself: it could be neither found nor sorted.
-        (PropertyType::Double, Value::Double(d)) if d.is_nan() => {
-            return Err("NaN is not a storable double".into())
-        }
+        (PropertyType::Double, Value::Double(d)) if d.is_nan() => return Err("NaN is not a storable double".into()),
         // -0.0 == 0.0, so both must have one key in an index.
-        (PropertyType::Double, Value::Double(d)) => {
-            Some(Value::Double(if d == 0.0 { 0.0 } else { d }))
-        }
+        (PropertyType::Double, Value::Double(d)) => Some(Value::Double(if d == 0.0 { 0.0 } else { d })),
         (PropertyType::Double, Value::Int(i)) => Some(Value::Double(i as f64)),
         (PropertyType::String, v @ Value::String(_)) => Some(v),
         (PropertyType::Data, v @ Value::Data(_)) => Some(v),
@@ -514,15 +461,11 @@ fn coerce_scalar(ty: &PropertyType, value: Value) -> Result<Value, String> {
         (PropertyType::Date, Value::Int(i)) => Some(Value::Date(i)),
         (PropertyType::ObjectId, v @ Value::ObjectId(_)) => Some(v),
         (PropertyType::ObjectId, Value::String(s)) => {
-            return parse_hex::<12>(&s)
-                .map(Value::ObjectId)
-                .ok_or(format!("'{s}' is not an objectId (24 hex digits)"))
+            return parse_hex::<12>(&s).map(Value::ObjectId).ok_or(format!("'{s}' is not an objectId (24 hex digits)"))
         }
         (PropertyType::Uuid, v @ Value::Uuid(_)) => Some(v),
         (PropertyType::Uuid, Value::String(s)) => {
-            return parse_hex::<16>(&s)
-                .map(Value::Uuid)
-                .ok_or(format!("'{s}' is not a UUID"))
+            return parse_hex::<16>(&s).map(Value::Uuid).ok_or(format!("'{s}' is not a UUID"))
         }
         _ => None,
     };
@@ -541,17 +484,13 @@ pub fn value_from_json(json: &Json) -> Option<Value> {
             None => Value::Double(n.as_f64()?),
         },
         Json::String(s) => Value::String(s.clone()),
-        Json::Array(items) => {
-            Value::List(items.iter().map(value_from_json).collect::<Option<_>>()?)
-        }
+        Json::Array(items) => Value::List(items.iter().map(value_from_json).collect::<Option<_>>()?),
         Json::Object(_) => return None,
     })
 }
 
 fn type_from_json(json: &Json) -> Result<ObjectSchema, SchemaError> {
-    let obj = json
-        .as_object()
-        .ok_or_else(|| SchemaError::new(None, None, "each object type must be a JSON object"))?;
+    let obj = json.as_object().ok_or_else(|| SchemaError::new(None, None, "each object type must be a JSON object"))?;
     let name = obj
         .get("name")
         .and_then(Json::as_str)
@@ -561,23 +500,14 @@ fn type_from_json(json: &Json) -> Result<ObjectSchema, SchemaError> {
     match obj.get("primaryKey") {
         None | Some(Json::Null) => {}
         Some(Json::String(pk)) => ty.primary_key = Some(pk.clone()),
-        Some(_) => {
-            return Err(SchemaError::new(
-                t,
-                None,
-                "\"primaryKey\" must be a property name",
-            ))
-        }
+        Some(_) => return Err(SchemaError::new(t, None, "\"primaryKey\" must be a property name")),
     }
     let props = obj
         .get("properties")
         .and_then(Json::as_object)
-        .ok_or_else(|| {
-            SchemaError::new(t, None, "\"properties\" must be an object of name: type")
-        })?;
+        .ok_or_else(|| SchemaError::new(t, None, "\"properties\" must be an object of name: type"))?;
     for (pname, spec) in props {
-        let prop =
-            property_from_json(pname, spec).map_err(|m| SchemaError::new(t, Some(pname), m))?;
+        let prop = property_from_json(pname, spec).map_err(|m| SchemaError::new(t, Some(pname), m))?;
         ty = ty.with_property(prop);
     }
     Ok(ty)
@@ -587,16 +517,11 @@ fn property_from_json(name: &str, spec: &Json) -> Result<Property, String> {
     let (text, optional, indexed) = match spec {
         Json::String(s) => (s.clone(), false, false),
         Json::Object(o) => {
-            let ty = o
-                .get("type")
-                .and_then(Json::as_str)
-                .ok_or("a property object needs a \"type\"")?;
+            let ty = o.get("type").and_then(Json::as_str).ok_or("a property object needs a \"type\"")?;
             let text = match (ty, o.get("objectType").and_then(Json::as_str)) {
                 ("list", Some(inner)) => format!("{inner}[]"),
                 ("object", Some(inner)) => inner.to_owned(),
-                ("list" | "object", None) => {
-                    return Err(format!("type '{ty}' needs an \"objectType\""))
-                }
+                ("list" | "object", None) => return Err(format!("type '{ty}' needs an \"objectType\"")),
                 (ty, _) => ty.to_owned(),
             };
             let flag = |k: &str| o.get(k).and_then(Json::as_bool).unwrap_or(false);
@@ -612,12 +537,7 @@ fn property_from_json(name: &str, spec: &Json) -> Result<Property, String> {
         Some(b) => (b, true),
         None => (base, false),
     };
-    if base.is_empty()
-        || matches!(
-            base,
-            "decimal128" | "mixed" | "float" | "set" | "dictionary" | "linkingObjects"
-        )
-    {
+    if base.is_empty() || matches!(base, "decimal128" | "mixed" | "float" | "set" | "dictionary" | "linkingObjects") {
         return Err(format!("unsupported property type '{text}' (supported: bool, int, double, string, data, date, objectId, uuid, links, lists)"));
     }
     let mut p = Property::new(name, PropertyType::parse(base));
@@ -663,75 +583,44 @@ mod tests {
 
     #[test]
     fn errors_name_type_and_property() {
-        let e = Schema::from_json(
-            r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","owner":"Cat"}}]"#,
-        )
-        .unwrap_err();
-        assert_eq!(
-            (e.object_type.as_deref(), e.property.as_deref()),
-            (Some("Dog"), Some("owner"))
-        );
-        assert!(
-            e.to_string().contains("Dog.owner") && e.to_string().contains("Cat"),
-            "{e}"
-        );
-        let e = Schema::from_json(
-            r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"double"}}]"#,
-        )
-        .unwrap_err();
+        let e = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","owner":"Cat"}}]"#)
+            .unwrap_err();
+        assert_eq!((e.object_type.as_deref(), e.property.as_deref()), (Some("Dog"), Some("owner")));
+        assert!(e.to_string().contains("Dog.owner") && e.to_string().contains("Cat"), "{e}");
+        let e = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"double"}}]"#).unwrap_err();
         assert_eq!(e.property.as_deref(), Some("_id"));
         let e = Schema::from_json(r#"[{"name":"Dog","properties":{"_id":"int"}}]"#).unwrap_err();
         assert!(e.to_string().contains("primary key"), "{e}");
-        let e = Schema::from_json(
-            r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","x":"decimal128"}}]"#,
-        )
-        .unwrap_err();
+        let e = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","x":"decimal128"}}]"#)
+            .unwrap_err();
         assert_eq!(e.property.as_deref(), Some("x"));
-        assert!(Schema::from_json("{")
-            .unwrap_err()
-            .to_string()
-            .contains("JSON"));
+        assert!(Schema::from_json("{").unwrap_err().to_string().contains("JSON"));
     }
 
     #[test]
     fn evolve_allows_additive_changes_only() {
-        let v1 = Schema::from_json(
-            r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string"}}]"#,
-        )
-        .unwrap();
+        let v1 = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string"}}]"#)
+            .unwrap();
         let v2 = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"age":"int?","_id":"int","name":{"type":"string","indexed":true}}},
                                      {"name":"Cat","primaryKey":"_id","properties":{"_id":"int"}}]"#).unwrap();
         let merged = v1.evolve(&v2).unwrap();
         let dog = merged.object_type("Dog").unwrap();
         let names: Vec<_> = dog.properties().iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["_id", "name", "age"],
-            "storage order is kept, additions appended"
-        );
+        assert_eq!(names, ["_id", "name", "age"], "storage order is kept, additions appended");
         assert!(dog.property_named("name").unwrap().indexed);
         assert!(merged.object_type("Cat").is_some());
 
-        let retyped = Schema::from_json(
-            r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"int"}}]"#,
+        let retyped =
+            Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"int"}}]"#)
+                .unwrap();
+        assert_eq!(v1.evolve(&retyped).unwrap_err().property.as_deref(), Some("name"));
+        let required = Schema::from_json(
+            r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int"}}]"#,
         )
         .unwrap();
-        assert_eq!(
-            v1.evolve(&retyped).unwrap_err().property.as_deref(),
-            Some("name")
-        );
-        let required = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int"}}]"#).unwrap();
-        assert_eq!(
-            v1.evolve(&required).unwrap_err().property.as_deref(),
-            Some("age")
-        );
-        let removed =
-            Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int"}}]"#)
-                .unwrap();
-        assert_eq!(
-            v1.evolve(&removed).unwrap_err().property.as_deref(),
-            Some("name")
-        );
+        assert_eq!(v1.evolve(&required).unwrap_err().property.as_deref(), Some("age"));
+        let removed = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int"}}]"#).unwrap();
+        assert_eq!(v1.evolve(&removed).unwrap_err().property.as_deref(), Some("name"));
     }
 
     #[test]
@@ -739,28 +628,13 @@ mod tests {
         let s = Schema::from_json(DOGS).unwrap();
         let dog = s.object_type("Dog").unwrap();
         let p = |n| dog.property_named(n).unwrap();
-        assert_eq!(
-            s.coerce(dog, p("score"), Value::Int(2)).unwrap(),
-            Value::Double(2.0)
-        );
-        assert!(s
-            .coerce(dog, p("name"), Value::Null)
-            .unwrap_err()
-            .to_string()
-            .contains("Dog.name"));
+        assert_eq!(s.coerce(dog, p("score"), Value::Int(2)).unwrap(), Value::Double(2.0));
+        assert!(s.coerce(dog, p("name"), Value::Null).unwrap_err().to_string().contains("Dog.name"));
         assert!(s.coerce(dog, p("age"), "x".into()).is_err());
         assert_eq!(s.coerce(dog, p("age"), Value::Null).unwrap(), Value::Null);
-        let owner = s
-            .coerce(
-                dog,
-                p("owner"),
-                "123e4567-e89b-12d3-a456-426614174000".into(),
-            )
-            .unwrap();
+        let owner = s.coerce(dog, p("owner"), "123e4567-e89b-12d3-a456-426614174000".into()).unwrap();
         assert!(matches!(owner, Value::Uuid(_)));
         assert!(s.coerce(dog, p("tags"), "x".into()).is_err());
-        assert!(s
-            .coerce(dog, p("friends"), Value::List(vec![Value::Null]))
-            .is_err());
+        assert!(s.coerce(dog, p("friends"), Value::List(vec![Value::Null])).is_err());
     }
 }

@@ -225,14 +225,7 @@ fn hex(bytes: &[u8]) -> String {
 
 fn uuid_string(u: &[u8; 16]) -> String {
     let h = hex(u);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// Parses hex digits (hyphens ignored) into exactly `N` bytes.
@@ -303,23 +296,14 @@ mod tests {
         let oid = parse_hex::<12>("5f1b2c3d4e5f6a7b8c9d0e1f").unwrap();
         assert_eq!(Value::ObjectId(oid).to_json(), "5f1b2c3d4e5f6a7b8c9d0e1f");
         let u = parse_hex::<16>("123e4567-e89b-12d3-a456-426614174000").unwrap();
-        assert_eq!(
-            Value::Uuid(u).to_json(),
-            "123e4567-e89b-12d3-a456-426614174000"
-        );
+        assert_eq!(Value::Uuid(u).to_json(), "123e4567-e89b-12d3-a456-426614174000");
         assert_eq!(parse_hex::<12>("zz"), None);
     }
 
     #[test]
     fn numeric_compare_across_int_and_double() {
-        assert_eq!(
-            ValueRef::Int(2).compare(&ValueRef::Double(2.5)),
-            Some(Ordering::Less)
-        );
-        assert_eq!(
-            ValueRef::Null.compare(&ValueRef::Int(0)),
-            Some(Ordering::Less)
-        );
+        assert_eq!(ValueRef::Int(2).compare(&ValueRef::Double(2.5)), Some(Ordering::Less));
+        assert_eq!(ValueRef::Null.compare(&ValueRef::Int(0)), Some(Ordering::Less));
         assert_eq!(ValueRef::String("a").compare(&ValueRef::Int(0)), None);
     }
 }

@@ -22,12 +22,7 @@ pub struct Config {
 impl Config {
     /// A database at `path`, created if missing.
     pub fn new(path: impl AsRef<Path>) -> Self {
-        Config {
-            path: path.as_ref().to_path_buf(),
-            schema: None,
-            read_only: false,
-            cache_size: None,
-        }
+        Config { path: path.as_ref().to_path_buf(), schema: None, read_only: false, cache_size: None }
     }
 
     /// The schema the app uses. New types and new optional properties are

@@ -4,9 +4,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::layout::{self, FORMAT_VERSION, META, META_FORMAT, META_SCHEMA};
-use crate::notifier::{
-    initial_keys, Listener, NotificationToken, Notifier, ObjectChange, ObjectListener,
-};
+use crate::notifier::{initial_keys, Listener, NotificationToken, Notifier, ObjectChange, ObjectListener};
 use crate::object::Object;
 use crate::results::Results;
 use crate::snapshot::Snapshot;
@@ -44,10 +42,7 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database")
-            .field("path", &self.inner.path)
-            .field("read_only", &self.read_only)
-            .finish()
+        f.debug_struct("Database").field("path", &self.inner.path).field("read_only", &self.read_only).finish()
     }
 }
 
@@ -111,17 +106,11 @@ impl Database {
                     let inner = Arc::new(Inner::open(path.clone(), &config)?);
                     open.insert(path, Arc::downgrade(&inner));
                     tracing::debug!(path = %inner.path.display(), read_only = config.read_only, "opened database");
-                    return Ok(Database {
-                        inner,
-                        read_only: config.read_only,
-                    });
+                    return Ok(Database { inner, read_only: config.read_only });
                 }
             }
         }
-        Err(Error::Storage(format!(
-            "{} is still closing after {CLOSE_WAIT_MS} ms; try again",
-            path.display()
-        )))
+        Err(Error::Storage(format!("{} is still closing after {CLOSE_WAIT_MS} ms; try again", path.display())))
     }
 
     /// Another handle of a file already open in this process.
@@ -132,12 +121,7 @@ impl Database {
                     "{} is already open in this process with another schema; close every handle, then open it with the new one",
                     inner.path.display()
                 );
-                return Err(haven_core::SchemaError {
-                    object_type: None,
-                    property: None,
-                    message,
-                }
-                .into());
+                return Err(haven_core::SchemaError { object_type: None, property: None, message }.into());
             }
         }
         let read_only = config.read_only || matches!(inner.engine(), Engine::ReadOnly(_));
@@ -146,8 +130,7 @@ impl Database {
 
     /// Whether the database at `path` is open in this process.
     pub fn is_open(path: impl AsRef<Path>) -> bool {
-        absolute(path.as_ref())
-            .is_ok_and(|p| lock(&OPEN).get(&p).is_some_and(|w| w.strong_count() > 0))
+        absolute(path.as_ref()).is_ok_and(|p| lock(&OPEN).get(&p).is_some_and(|w| w.strong_count() > 0))
     }
 
     /// Drops this handle. The file closes when every clone (and every
@@ -181,18 +164,11 @@ impl Database {
     }
 
     /// The object of `object_type` with this primary key, if it exists.
-    pub fn object_for_primary_key(
-        &self,
-        object_type: &str,
-        primary_key: impl Into<Value>,
-    ) -> Result<Option<Object>> {
+    pub fn object_for_primary_key(&self, object_type: &str, primary_key: impl Into<Value>) -> Result<Option<Object>> {
         let snap = self.snapshot()?;
         let (type_index, ty) = self.type_named(object_type)?;
         let pk = crate::transaction::coerce_primary_key(&snap.schema, ty, primary_key.into())?;
-        match snap.get(
-            object_type,
-            &key::to_key(pk.as_ref().expect("a key is a scalar")),
-        )? {
+        match snap.get(object_type, &key::to_key(pk.as_ref().expect("a key is a scalar")))? {
             Some(rec) => Object::from_record(self, &snap, type_index, rec).map(Some),
             None => Ok(None),
         }
@@ -235,11 +211,7 @@ impl Database {
         callback: Box<dyn Fn(&ObjectChange) + Send + Sync>,
     ) -> NotificationToken {
         let key = key::to_key(pk.as_ref().expect("a primary key is a scalar"));
-        self.add_listener(Listener::Object(ObjectListener {
-            ty: ty.to_owned(),
-            key,
-            callback,
-        }))
+        self.add_listener(Listener::Object(ObjectListener { ty: ty.to_owned(), key, callback }))
     }
 
     /// Registers a listener. It hears of every commit after this call
@@ -254,24 +226,18 @@ impl Database {
                 .inspect_err(|e| tracing::error!(error = %e, "a listener could not read its collection; it starts at the next commit"))
                 .ok()
         };
-        self.inner
-            .notifier
-            .register(listener, start, self.inner.writer.clone())
+        self.inner.notifier.register(listener, start, self.inner.writer.clone())
     }
 }
 
 impl Inner {
     fn open(path: PathBuf, config: &Config) -> Result<Inner> {
-        let exists = std::fs::metadata(&path)
-            .map(|m| m.len() > 0)
-            .unwrap_or(false);
+        let exists = std::fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false);
         let (engine, schema) = if config.read_only {
             if !exists {
                 return Err(not_a_database(&path, "the file does not exist or is empty"));
             }
-            let db = redb::Builder::new()
-                .open_read_only(&path)
-                .map_err(|e| open_error(&path, e))?;
+            let db = redb::Builder::new().open_read_only(&path).map_err(|e| open_error(&path, e))?;
             let stored = read_meta(&path, &db.begin_read()?)?
                 .ok_or_else(|| not_a_database(&path, "it has no Haven metadata"))?;
             let schema = match &config.schema {
@@ -313,9 +279,7 @@ impl Inner {
     }
 
     fn engine(&self) -> &Engine {
-        self.engine
-            .as_ref()
-            .expect("the engine closes only when dropped")
+        self.engine.as_ref().expect("the engine closes only when dropped")
     }
 
     /// A snapshot at least as new as the last commit that returned.
@@ -345,10 +309,7 @@ impl Inner {
     /// The commit path: every change to the database — app writes now, and
     /// downloads applied by the sync client later — goes through here, so
     /// listeners see them all.
-    pub(crate) fn commit<R>(
-        &self,
-        f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<R>,
-    ) -> Result<R> {
+    pub(crate) fn commit<R>(&self, f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<R>) -> Result<R> {
         let Engine::Writable(db) = self.engine() else {
             return Err(Error::ReadOnly(self.path.clone()));
         };
@@ -388,12 +349,7 @@ impl Inner {
                 Err(e)
             }
         };
-        self.notifier.settle_pending(|| {
-            Ok((
-                self.commit_seq.load(Ordering::SeqCst),
-                self.fresh_snapshot()?,
-            ))
-        });
+        self.notifier.settle_pending(|| Ok((self.commit_seq.load(Ordering::SeqCst), self.fresh_snapshot()?)));
         outcome
     }
 
@@ -458,33 +414,25 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     let abs = std::path::absolute(path)?;
     // Resolve links in the directory so that two spellings of one file
     // share one handle; the file itself may not exist yet.
-    match (
-        abs.parent().and_then(|d| d.canonicalize().ok()),
-        abs.file_name(),
-    ) {
+    match (abs.parent().and_then(|d| d.canonicalize().ok()), abs.file_name()) {
         (Some(dir), Some(name)) => Ok(dir.join(name)),
         _ => Ok(abs),
     }
 }
 
 fn not_a_database(path: &Path, reason: impl Into<String>) -> Error {
-    Error::NotADatabase {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    Error::NotADatabase { path: path.to_path_buf(), reason: reason.into() }
 }
 
 fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::OpenElsewhere(path.to_path_buf()),
-        redb::DatabaseError::RepairAborted => not_a_database(
-            path,
-            "it was not closed cleanly; open it once for writing to recover it",
-        ),
-        redb::DatabaseError::UpgradeRequired(v) => not_a_database(
-            path,
-            format!("it uses storage format {v}, which this Haven cannot read"),
-        ),
+        redb::DatabaseError::RepairAborted => {
+            not_a_database(path, "it was not closed cleanly; open it once for writing to recover it")
+        }
+        redb::DatabaseError::UpgradeRequired(v) => {
+            not_a_database(path, format!("it uses storage format {v}, which this Haven cannot read"))
+        }
         other => not_a_database(path, format!("damaged or not a database file ({other})")),
     }
 }
@@ -496,10 +444,9 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
 fn preflight(path: &Path, requested: Option<&Schema>) -> Result<()> {
     match redb::Builder::new().open_read_only(path) {
         Ok(db) => match read_meta(path, &db.begin_read()?)? {
-            None if has_tables(&db.begin_read()?)? => Err(not_a_database(
-                path,
-                "it is a redb file without Haven metadata",
-            )),
+            None if has_tables(&db.begin_read()?)? => {
+                Err(not_a_database(path, "it is a redb file without Haven metadata"))
+            }
             Some(stored) => {
                 if let Some(requested) = requested {
                     stored.evolve(requested)?;
@@ -532,17 +479,10 @@ fn read_meta(path: &Path, rtx: &redb::ReadTransaction) -> Result<Option<Schema>>
         .map(u32::from_le_bytes)
         .ok_or_else(|| not_a_database(path, "its format version is missing"))?;
     if format > FORMAT_VERSION {
-        return Err(Error::FormatTooNew {
-            path: path.to_path_buf(),
-            found: format,
-            supported: FORMAT_VERSION,
-        });
+        return Err(Error::FormatTooNew { path: path.to_path_buf(), found: format, supported: FORMAT_VERSION });
     }
-    let schema = meta
-        .get(META_SCHEMA)?
-        .ok_or_else(|| not_a_database(path, "its schema is missing"))?;
-    let text = std::str::from_utf8(schema.value())
-        .map_err(|_| not_a_database(path, "its schema is not text"))?;
+    let schema = meta.get(META_SCHEMA)?.ok_or_else(|| not_a_database(path, "its schema is missing"))?;
+    let text = std::str::from_utf8(schema.value()).map_err(|_| not_a_database(path, "its schema is not text"))?;
     Ok(Some(Schema::from_json(text)?))
 }
 
@@ -551,10 +491,7 @@ fn read_meta(path: &Path, rtx: &redb::ReadTransaction) -> Result<Option<Schema>>
 fn initialize(path: &Path, db: &redb::Database, requested: Option<&Schema>) -> Result<Schema> {
     let stored = read_meta(path, &db.begin_read()?)?;
     if stored.is_none() && has_tables(&db.begin_read()?)? {
-        return Err(not_a_database(
-            path,
-            "it is a redb file without Haven metadata",
-        ));
+        return Err(not_a_database(path, "it is a redb file without Haven metadata"));
     }
     let base = stored.clone().unwrap_or_default();
     let schema = match requested {
@@ -594,10 +531,8 @@ fn rebuild_changed_indexes(txn: &redb::WriteTransaction, old: &Schema, new: &Sch
                 let mut index = txn.open_table(layout::index_def(&name))?;
                 for row in objects.iter()? {
                     let (k, v) = row?;
-                    let value = haven_core::record::field(v.value(), i)
-                        .ok()
-                        .flatten()
-                        .unwrap_or(haven_core::ValueRef::Null);
+                    let value =
+                        haven_core::record::field(v.value(), i).ok().flatten().unwrap_or(haven_core::ValueRef::Null);
                     let mut entry = key::to_key(value);
                     entry.extend_from_slice(k.value());
                     index.insert(entry.as_slice(), ())?;
@@ -616,10 +551,7 @@ pub(crate) fn run_query<T>(
     q: &query::BoundQuery,
     mut map: impl FnMut(&[u8], &[u8]) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let object_type = snap
-        .schema
-        .object_type(ty)
-        .ok_or_else(|| Error::UnknownType(ty.to_owned()))?;
+    let object_type = snap.schema.object_type(ty).ok_or_else(|| Error::UnknownType(ty.to_owned()))?;
     let plan = query::plan(object_type, q);
     let sorted = !q.sort.is_empty();
     let unsorted_limit = if sorted { None } else { q.limit };
@@ -628,11 +560,7 @@ pub(crate) fn run_query<T>(
     let mut failure = None;
     if unsorted_limit != Some(0) {
         snap.visit(ty, &plan.access, |k, rec| {
-            if plan
-                .residual
-                .as_ref()
-                .is_some_and(|f| !f.matches(rec, snap))
-            {
+            if plan.residual.as_ref().is_some_and(|f| !f.matches(rec, snap)) {
                 return true;
             }
             match map(k, rec) {
@@ -646,12 +574,7 @@ pub(crate) fn run_query<T>(
                 sort_keys.push(
                     q.sort
                         .iter()
-                        .map(|(p, _)| {
-                            query::path_values(p, rec, snap)
-                                .into_iter()
-                                .next()
-                                .unwrap_or(Value::Null)
-                        })
+                        .map(|(p, _)| query::path_values(p, rec, snap).into_iter().next().unwrap_or(Value::Null))
                         .collect(),
                 );
             }
@@ -673,10 +596,7 @@ pub(crate) fn run_query<T>(
             std::cmp::Ordering::Equal
         });
         let mut slots: Vec<Option<T>> = out.into_iter().map(Some).collect();
-        out = order
-            .into_iter()
-            .map(|i| slots[i].take().expect("each index once"))
-            .collect();
+        out = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
         if let Some(n) = q.limit {
             out.truncate(n);
         }

@@ -134,11 +134,7 @@ type ListenerThread = (Sender<Message>, JoinHandle<()>, ThreadId);
 
 impl Notifier {
     pub fn has_listeners(&self) -> bool {
-        !self
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        !self.listeners.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
     /// Adds a listener whose first read is `start` (commits included, and
@@ -156,17 +152,9 @@ impl Notifier {
             pending: AtomicBool::new(start.is_none()),
             state: Mutex::new(start),
         });
-        self.listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, entry.clone());
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(id, entry.clone());
         self.ensure_thread();
-        NotificationToken {
-            id,
-            entry,
-            writer,
-            listeners: Arc::downgrade(&self.listeners),
-        }
+        NotificationToken { id, entry, writer, listeners: Arc::downgrade(&self.listeners) }
     }
 
     /// Gives listeners that are still without a first read one, from
@@ -213,9 +201,7 @@ impl Notifier {
     }
 
     pub fn shut_down(&self) {
-        let Some((sender, handle, id)) =
-            self.thread.lock().unwrap_or_else(|e| e.into_inner()).take()
-        else {
+        let Some((sender, handle, id)) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
         drop(sender);
@@ -289,17 +275,12 @@ fn deliver(entry: &Entry, seq: u64, snap: &Snapshot, changes: &CommitChanges) ->
             };
             let event = match change {
                 Change::Deleted => ObjectChange::Deleted,
-                other => ObjectChange::Modified {
-                    properties: property_names(&snap.schema, &o.ty, other),
-                },
+                other => ObjectChange::Modified { properties: property_names(&snap.schema, &o.ty, other) },
             };
             call(entry, || (o.callback)(&event));
         }
         Listener::Collection(c) => {
-            if !watched_types(c)
-                .iter()
-                .any(|t| changes.types.get(*t).is_some_and(|m| !m.is_empty()))
-            {
+            if !watched_types(c).iter().any(|t| changes.types.get(*t).is_some_and(|m| !m.is_empty())) {
                 return Ok(());
             }
             let new_keys = run_query(snap, &c.ty, &c.query, |k, _| Ok(k.to_vec()))?;
@@ -348,51 +329,29 @@ fn watched_types(c: &CollectionListener) -> Vec<&str> {
     types
 }
 
-fn diff(
-    schema: &Schema,
-    ty: &str,
-    old: &[Vec<u8>],
-    new: &[Vec<u8>],
-    changes: &CommitChanges,
-) -> CollectionChanges {
+fn diff(schema: &Schema, ty: &str, old: &[Vec<u8>], new: &[Vec<u8>], changes: &CommitChanges) -> CollectionChanges {
     let old_set: HashSet<&[u8]> = old.iter().map(Vec::as_slice).collect();
     let new_set: HashSet<&[u8]> = new.iter().map(Vec::as_slice).collect();
     let pk = |k: &[u8]| key::decode(k).unwrap_or(Value::Null);
     let mut out = CollectionChanges {
-        insertions: new
-            .iter()
-            .filter(|k| !old_set.contains(k.as_slice()))
-            .map(|k| pk(k))
-            .collect(),
-        deletions: old
-            .iter()
-            .filter(|k| !new_set.contains(k.as_slice()))
-            .map(|k| pk(k))
-            .collect(),
+        insertions: new.iter().filter(|k| !old_set.contains(k.as_slice())).map(|k| pk(k)).collect(),
+        deletions: old.iter().filter(|k| !new_set.contains(k.as_slice())).map(|k| pk(k)).collect(),
         ..Default::default()
     };
     let written = changes.types.get(ty);
     for k in new.iter().filter(|k| old_set.contains(k.as_slice())) {
         if let Some((_, change)) = written.and_then(|m| m.get(k)) {
             out.modifications.push(pk(k));
-            out.modified_properties
-                .push(property_names(schema, ty, change));
+            out.modified_properties.push(property_names(schema, ty, change));
         }
     }
     out
 }
 
 fn property_names(schema: &Schema, ty: &str, change: &Change) -> Vec<String> {
-    let props = schema
-        .object_type(ty)
-        .map(|t| t.properties())
-        .unwrap_or_default();
+    let props = schema.object_type(ty).map(|t| t.properties()).unwrap_or_default();
     match change {
-        Change::Modified(set) => set
-            .iter()
-            .filter_map(|i| props.get(*i))
-            .map(|p| p.name.clone())
-            .collect(),
+        Change::Modified(set) => set.iter().filter_map(|i| props.get(*i)).map(|p| p.name.clone()).collect(),
         _ => props.iter().map(|p| p.name.clone()).collect(),
     }
 }

@@ -48,10 +48,8 @@ impl Object {
             let PropertyType::Link(target) = &prop.ty else {
                 continue;
             };
-            let exists = |pk: &Value| {
-                pk.as_ref()
-                    .is_some_and(|r| snap.contains(target, &key::to_key(r)).unwrap_or(false))
-            };
+            let exists =
+                |pk: &Value| pk.as_ref().is_some_and(|r| snap.contains(target, &key::to_key(r)).unwrap_or(false));
             let value = read_field(ty, rec, i)?;
             let repaired = match &value {
                 Value::List(items) if !items.iter().all(exists) => {
@@ -63,13 +61,7 @@ impl Object {
             repaired_links.push((i, repaired));
         }
         Ok(Object {
-            inner: Arc::new(Inner {
-                db: db.clone(),
-                schema: snap.schema.clone(),
-                type_index,
-                record,
-                repaired_links,
-            }),
+            inner: Arc::new(Inner { db: db.clone(), schema: snap.schema.clone(), type_index, record, repaired_links }),
         })
     }
 
@@ -105,20 +97,13 @@ impl Object {
 
     /// The values in the type's property order.
     pub fn values(&self) -> Vec<Value> {
-        (0..self.ty().properties().len())
-            .map(|i| self.field(i))
-            .collect()
+        (0..self.ty().properties().len()).map(|i| self.field(i)).collect()
     }
 
     /// The object as a JSON object (see [`Value::to_json`] for the forms).
     pub fn to_json(&self) -> serde_json::Value {
-        let map = self
-            .ty()
-            .properties()
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.clone(), self.field(i).to_json()))
-            .collect();
+        let map =
+            self.ty().properties().iter().enumerate().map(|(i, p)| (p.name.clone(), self.field(i).to_json())).collect();
         serde_json::Value::Object(map)
     }
 
@@ -156,10 +141,7 @@ impl Object {
     /// The objects a link list points at, read now.
     pub fn linked_list(&self, property: &str) -> Result<Vec<Object>> {
         let target = self.link_target(property)?;
-        let pks = self
-            .get(property)
-            .and_then(|v| v.as_list().map(<[Value]>::to_vec))
-            .unwrap_or_default();
+        let pks = self.get(property).and_then(|v| v.as_list().map(<[Value]>::to_vec)).unwrap_or_default();
         let mut out = Vec::new();
         for pk in pks {
             out.extend(self.inner.db.object_for_primary_key(&target, pk)?);
@@ -186,15 +168,8 @@ impl Object {
 
     /// Calls `callback` on the listener thread after each commit that
     /// modifies or deletes this object. Dropping the token unsubscribes.
-    pub fn add_listener(
-        &self,
-        callback: impl Fn(&ObjectChange) + Send + Sync + 'static,
-    ) -> NotificationToken {
-        self.inner.db.add_object_listener(
-            self.object_type(),
-            self.primary_key(),
-            Box::new(callback),
-        )
+    pub fn add_listener(&self, callback: impl Fn(&ObjectChange) + Send + Sync + 'static) -> NotificationToken {
+        self.inner.db.add_object_listener(self.object_type(), self.primary_key(), Box::new(callback))
     }
 }
 

@@ -54,11 +54,7 @@ impl Results {
         Results {
             db,
             ty: ty.to_owned(),
-            query: BoundQuery {
-                filter: Filter::Const(true),
-                sort: Vec::new(),
-                limit: None,
-            },
+            query: BoundQuery { filter: Filter::Const(true), sort: Vec::new(), limit: None },
         }
     }
 
@@ -68,23 +64,12 @@ impl Results {
     pub fn filtered(&self, query_text: &str, args: &[Value]) -> Result<Results> {
         let q = query::bind(self.db.schema(), &self.ty, query_text, args)?;
         let filter = self.query.filter.clone().and(q.filter);
-        let sort = if q.sort.is_empty() {
-            self.query.sort.clone()
-        } else {
-            q.sort
-        };
+        let sort = if q.sort.is_empty() { self.query.sort.clone() } else { q.sort };
         let limit = match (self.query.limit, q.limit) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        Ok(Results {
-            query: BoundQuery {
-                filter,
-                sort,
-                limit,
-            },
-            ..self.clone()
-        })
+        Ok(Results { query: BoundQuery { filter, sort, limit }, ..self.clone() })
     }
 
     /// Sorts by one property (or link path), replacing any previous order.
@@ -107,11 +92,7 @@ impl Results {
         let all = if self.query.filter == Filter::Const(true) {
             snap.count(&self.ty)? as usize
         } else {
-            let unordered = BoundQuery {
-                filter: self.query.filter.clone(),
-                sort: Vec::new(),
-                limit: None,
-            };
+            let unordered = BoundQuery { filter: self.query.filter.clone(), sort: Vec::new(), limit: None };
             run_query(&snap, &self.ty, &unordered, |_, _| Ok(()))?.len()
         };
         Ok(self.query.limit.map_or(all, |n| all.min(n)))
@@ -128,11 +109,7 @@ impl Results {
     /// The object at `index` in the collection's order.
     pub fn get(&self, index: usize) -> Result<Option<Object>> {
         let mut upto = self.query.clone();
-        upto.limit = Some(
-            upto.limit
-                .unwrap_or(usize::MAX)
-                .min(index.saturating_add(1)),
-        );
+        upto.limit = Some(upto.limit.unwrap_or(usize::MAX).min(index.saturating_add(1)));
         let mut objects = self.objects_for(&upto)?;
         Ok((objects.len() > index).then(|| objects.swap_remove(index)))
     }
@@ -149,9 +126,7 @@ impl Results {
 
     /// The objects as a JSON array.
     pub fn to_json(&self) -> Result<serde_json::Value> {
-        Ok(serde_json::Value::Array(
-            self.iter()?.map(|o| o.to_json()).collect(),
-        ))
+        Ok(serde_json::Value::Array(self.iter()?.map(|o| o.to_json()).collect()))
     }
 
     /// Calls `callback` on the listener thread after each commit that
@@ -174,23 +149,17 @@ impl Results {
     /// drop(token);
     /// # Ok::<(), haven_store::Error>(())
     /// ```
-    pub fn add_listener(
-        &self,
-        callback: impl Fn(&CollectionChanges) + Send + Sync + 'static,
-    ) -> NotificationToken {
-        self.db
-            .add_listener(Listener::Collection(CollectionListener {
-                ty: self.ty.clone(),
-                query: self.query.clone(),
-                callback: Box::new(callback),
-            }))
+    pub fn add_listener(&self, callback: impl Fn(&CollectionChanges) + Send + Sync + 'static) -> NotificationToken {
+        self.db.add_listener(Listener::Collection(CollectionListener {
+            ty: self.ty.clone(),
+            query: self.query.clone(),
+            callback: Box::new(callback),
+        }))
     }
 
     fn objects_for(&self, q: &BoundQuery) -> Result<Vec<Object>> {
         let snap = self.db.snapshot()?;
         let (type_index, _) = self.db.type_named(&self.ty)?;
-        run_query(&snap, &self.ty, q, |_, rec| {
-            Object::from_record(&self.db, &snap, type_index, rec)
-        })
+        run_query(&snap, &self.ty, q, |_, rec| Object::from_record(&self.db, &snap, type_index, rec))
     }
 }

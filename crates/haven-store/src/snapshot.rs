@@ -23,11 +23,7 @@ type ObjectsTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 impl Snapshot {
     pub fn new(rtx: ReadTransaction, schema: Arc<Schema>) -> Snapshot {
         let tables = schema.types().iter().map(|_| OnceLock::new()).collect();
-        Snapshot {
-            rtx,
-            schema,
-            tables,
-        }
+        Snapshot { rtx, schema, tables }
     }
 
     fn objects(&self, ty: &str) -> Result<Option<&ObjectsTable>> {
@@ -71,12 +67,7 @@ impl Snapshot {
 
     /// Calls `f` with every row that `access` selects, in key order, until
     /// it returns `false`.
-    pub fn visit(
-        &self,
-        ty: &str,
-        access: &Access,
-        mut f: impl FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<()> {
+    pub fn visit(&self, ty: &str, access: &Access, mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
         let Some(objects) = self.objects(ty)? else {
             return Ok(());
         };
@@ -100,10 +91,7 @@ impl Snapshot {
                 }
             }
             Access::Index(prop, ranges) => {
-                let object_type = self
-                    .schema
-                    .object_type(ty)
-                    .expect("type checked by the caller");
+                let object_type = self.schema.object_type(ty).expect("type checked by the caller");
                 let name = layout::index_table(ty, &object_type.properties()[*prop].name);
                 let index = match self.rtx.open_table(layout::index_def(&name)) {
                     Ok(t) => t,
@@ -132,11 +120,7 @@ impl Snapshot {
 /// the key (timestamps, counters) then reads the objects table almost
 /// sequentially, like a bitmap heap scan. A gap of more than a few rows
 /// starts a new cursor at the next key, which costs what a lookup costs.
-fn visit_keys(
-    objects: &ObjectsTable,
-    pks: &[&[u8]],
-    mut f: impl FnMut(&[u8], &[u8]) -> bool,
-) -> Result<()> {
+fn visit_keys(objects: &ObjectsTable, pks: &[&[u8]], mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
     const MAX_STEPS: usize = 8;
     let mut i = 0;
     while i < pks.len() {
@@ -201,10 +185,7 @@ impl KeyList {
 }
 
 fn borrowed(r: &KeyRange) -> (Bound<&[u8]>, Bound<&[u8]>) {
-    (
-        r.0.as_ref().map(Vec::as_slice),
-        r.1.as_ref().map(Vec::as_slice),
-    )
+    (r.0.as_ref().map(Vec::as_slice), r.1.as_ref().map(Vec::as_slice))
 }
 
 impl LinkResolver for Snapshot {

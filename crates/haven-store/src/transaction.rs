@@ -5,9 +5,7 @@ use crate::changes::{Change, CommitChanges};
 use crate::config::UpdateMode;
 use crate::error::{Error, Result};
 use crate::layout;
-use haven_core::{
-    key, record, value_from_json, ObjectSchema, PropertyType, Schema, Value, ValueError,
-};
+use haven_core::{key, record, value_from_json, ObjectSchema, PropertyType, Schema, Value, ValueError};
 use redb::{ReadableTable, Table};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -26,14 +24,10 @@ struct Prepared<'t> {
 impl Prepared<'_> {
     fn primary_key(&self) -> Result<Value> {
         let pk = self.ty.primary_key_index();
-        self.fields
-            .iter()
-            .find(|(i, _)| *i == pk)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| Error::MissingProperty {
-                object_type: self.ty.name().to_owned(),
-                property: self.ty.primary_key_name().to_owned(),
-            })
+        self.fields.iter().find(|(i, _)| *i == pk).map(|(_, v)| v.clone()).ok_or_else(|| Error::MissingProperty {
+            object_type: self.ty.name().to_owned(),
+            property: self.ty.primary_key_name().to_owned(),
+        })
     }
 }
 
@@ -76,11 +70,7 @@ struct TypeTables<'t> {
 }
 
 impl<'t> WriteTransaction<'t> {
-    pub(crate) fn new(
-        txn: &'t redb::WriteTransaction,
-        schema: &'t Schema,
-        track_changes: bool,
-    ) -> Self {
+    pub(crate) fn new(txn: &'t redb::WriteTransaction, schema: &'t Schema, track_changes: bool) -> Self {
         WriteTransaction {
             txn,
             schema,
@@ -108,12 +98,7 @@ impl<'t> WriteTransaction<'t> {
     /// object gets null for optional properties and `[]` for lists). A link
     /// may be given as the target's primary key or as a nested object, which
     /// is created or updated with the same mode.
-    pub fn create(
-        &mut self,
-        object_type: &str,
-        values: serde_json::Value,
-        mode: UpdateMode,
-    ) -> Result<()> {
+    pub fn create(&mut self, object_type: &str, values: serde_json::Value, mode: UpdateMode) -> Result<()> {
         let ty = self.object_type(object_type)?;
         let object = self.prepare(ty, values)?;
         if !object.inline.is_empty() {
@@ -129,11 +114,7 @@ impl<'t> WriteTransaction<'t> {
     /// it) to checked values, writing nothing.
     fn prepare(&mut self, ty: &'t ObjectSchema, values: serde_json::Value) -> Result<Prepared<'t>> {
         let serde_json::Value::Object(map) = values else {
-            return Err(invalid(
-                ty,
-                ty.primary_key_name(),
-                format!("expected a JSON object, got {values}"),
-            ));
+            return Err(invalid(ty, ty.primary_key_name(), format!("expected a JSON object, got {values}")));
         };
         let mut fields = Vec::with_capacity(map.len());
         let mut inline = Vec::new();
@@ -149,11 +130,7 @@ impl<'t> WriteTransaction<'t> {
                 }
                 (_, json) => {
                     let value = value_from_json(&json).ok_or_else(|| {
-                        invalid(
-                            ty,
-                            &name,
-                            format!("expected {}, got a JSON object", prop.type_string()),
-                        )
+                        invalid(ty, &name, format!("expected {}, got a JSON object", prop.type_string()))
                     })?;
                     fields.push((idx, self.schema.coerce(ty, prop, value)?));
                 }
@@ -170,11 +147,7 @@ impl<'t> WriteTransaction<'t> {
         }
         let pk = object.primary_key()?;
         let key = key::to_key(pk.as_ref().expect("scalar"));
-        let exists = self
-            .tables(object.ty)?
-            .objects
-            .get(key.as_slice())?
-            .is_some();
+        let exists = self.tables(object.ty)?.objects.get(key.as_slice())?.is_some();
         match (exists, mode) {
             (true, UpdateMode::Never) => Err(duplicate(object.ty, &pk)),
             (true, _) => Ok(()),
@@ -191,12 +164,7 @@ impl<'t> WriteTransaction<'t> {
 
     /// [`create`](Self::create) from any `Serialize` value (a struct whose
     /// fields are the properties).
-    pub fn create_from<T: Serialize>(
-        &mut self,
-        object_type: &str,
-        value: &T,
-        mode: UpdateMode,
-    ) -> Result<()> {
+    pub fn create_from<T: Serialize>(&mut self, object_type: &str, value: &T, mode: UpdateMode) -> Result<()> {
         let json = serde_json::to_value(value).map_err(|e| Error::Conversion {
             object_type: object_type.to_owned(),
             message: format!("cannot serialize the value: {e}"),
@@ -235,15 +203,9 @@ impl<'t> WriteTransaction<'t> {
         let ty = self.object_type(object_type)?;
         let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
         let idx = changeable_property(ty, property)?;
-        let value = self
-            .schema
-            .coerce(ty, &ty.properties()[idx], value.into())?;
+        let value = self.schema.coerce(ty, &ty.properties()[idx], value.into())?;
         self.require(ty, &pk)?;
-        self.upsert(
-            ty,
-            vec![(ty.primary_key_index(), pk), (idx, value)],
-            UpdateMode::All,
-        )
+        self.upsert(ty, vec![(ty.primary_key_index(), pk), (idx, value)], UpdateMode::All)
     }
 
     /// Adds `delta` to an int or double property of an existing object.
@@ -265,25 +227,14 @@ impl<'t> WriteTransaction<'t> {
         };
         let values = self.require(ty, &pk)?;
         let sum = match (&prop.ty, prop.list, &values[idx], delta.into()) {
-            (PropertyType::Int, false, Value::Int(a), Value::Int(d)) => Value::Int(
-                a.checked_add(d)
-                    .ok_or_else(|| fail(format!("{a} + {d} overflows an int")))?,
-            ),
-            (PropertyType::Double, false, Value::Double(a), Value::Int(d)) => {
-                Value::Double(a + d as f64)
+            (PropertyType::Int, false, Value::Int(a), Value::Int(d)) => {
+                Value::Int(a.checked_add(d).ok_or_else(|| fail(format!("{a} + {d} overflows an int")))?)
             }
-            (PropertyType::Double, false, Value::Double(a), Value::Double(d)) => {
-                Value::Double(a + d)
-            }
-            (_, _, Value::Null, _) => {
-                return Err(fail("the value is null; set it before incrementing".into()))
-            }
+            (PropertyType::Double, false, Value::Double(a), Value::Int(d)) => Value::Double(a + d as f64),
+            (PropertyType::Double, false, Value::Double(a), Value::Double(d)) => Value::Double(a + d),
+            (_, _, Value::Null, _) => return Err(fail("the value is null; set it before incrementing".into())),
             (PropertyType::Int | PropertyType::Double, false, _, d) => {
-                return Err(fail(format!(
-                    "cannot add {} to {}",
-                    d.kind(),
-                    prop.type_string()
-                )))
+                return Err(fail(format!("cannot add {} to {}", d.kind(), prop.type_string())))
             }
             _ => {
                 return Err(fail(format!(
@@ -292,11 +243,7 @@ impl<'t> WriteTransaction<'t> {
                 )))
             }
         };
-        self.upsert(
-            ty,
-            vec![(ty.primary_key_index(), pk), (idx, sum)],
-            UpdateMode::All,
-        )
+        self.upsert(ty, vec![(ty.primary_key_index(), pk), (idx, sum)], UpdateMode::All)
     }
 
     /// Deletes an object; `Ok(false)` if there was none.
@@ -316,10 +263,7 @@ impl<'t> WriteTransaction<'t> {
         let ty = self.object_type(object_type)?;
         let rows: Vec<(Vec<u8>, Vec<u8>)> = {
             let table = &self.tables(ty)?.objects;
-            table
-                .iter()?
-                .map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
-                .collect::<Result<_, _>>()?
+            table.iter()?.map(|r| r.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))).collect::<Result<_, _>>()?
         };
         for (key, rec) in &rows {
             let values = decode(ty, rec)?;
@@ -330,56 +274,33 @@ impl<'t> WriteTransaction<'t> {
     }
 
     /// An object as JSON, as this transaction sees it (its own writes included).
-    pub fn get(
-        &mut self,
-        object_type: &str,
-        primary_key: impl Into<Value>,
-    ) -> Result<Option<serde_json::Value>> {
+    pub fn get(&mut self, object_type: &str, primary_key: impl Into<Value>) -> Result<Option<serde_json::Value>> {
         let ty = self.object_type(object_type)?;
         let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
         let Some(values) = self.load(ty, &key::to_key(pk.as_ref().expect("scalar")))? else {
             return Ok(None);
         };
         Ok(Some(serde_json::Value::Object(
-            ty.properties()
-                .iter()
-                .zip(&values)
-                .map(|(p, v)| (p.name.clone(), v.to_json()))
-                .collect(),
+            ty.properties().iter().zip(&values).map(|(p, v)| (p.name.clone(), v.to_json())).collect(),
         )))
     }
 
     fn object_type(&self, name: &str) -> Result<&'t ObjectSchema> {
-        self.schema
-            .object_type(name)
-            .ok_or_else(|| Error::UnknownType(name.to_owned()))
+        self.schema.object_type(name).ok_or_else(|| Error::UnknownType(name.to_owned()))
     }
 
     fn require(&mut self, ty: &'t ObjectSchema, pk: &Value) -> Result<Vec<Value>> {
         self.load(ty, &key::to_key(pk.as_ref().expect("scalar")))?
-            .ok_or_else(|| Error::ObjectNotFound {
-                object_type: ty.name().to_owned(),
-                primary_key: pk.to_string(),
-            })
+            .ok_or_else(|| Error::ObjectNotFound { object_type: ty.name().to_owned(), primary_key: pk.to_string() })
     }
 
     /// Writes `fields` (already coerced) to the object whose primary key is
     /// among them, creating it if missing.
-    fn upsert(
-        &mut self,
-        ty: &'t ObjectSchema,
-        fields: Vec<(usize, Value)>,
-        mode: UpdateMode,
-    ) -> Result<()> {
+    fn upsert(&mut self, ty: &'t ObjectSchema, fields: Vec<(usize, Value)>, mode: UpdateMode) -> Result<()> {
         let pk_idx = ty.primary_key_index();
-        let pk = fields
-            .iter()
-            .find(|(i, _)| *i == pk_idx)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| Error::MissingProperty {
-                object_type: ty.name().to_owned(),
-                property: ty.primary_key_name().to_owned(),
-            })?;
+        let pk = fields.iter().find(|(i, _)| *i == pk_idx).map(|(_, v)| v.clone()).ok_or_else(|| {
+            Error::MissingProperty { object_type: ty.name().to_owned(), property: ty.primary_key_name().to_owned() }
+        })?;
         let key = key::to_key(pk.as_ref().expect("scalar"));
         if mode == UpdateMode::Never {
             // The common case of a new object: one tree operation, not a
@@ -412,13 +333,7 @@ impl<'t> WriteTransaction<'t> {
 
     /// Writes a new object; fails with `DuplicatePrimaryKey`, changing
     /// nothing, if the key exists.
-    fn insert_new(
-        &mut self,
-        ty: &'t ObjectSchema,
-        key: &[u8],
-        pk: Value,
-        fields: Vec<(usize, Value)>,
-    ) -> Result<()> {
+    fn insert_new(&mut self, ty: &'t ObjectSchema, key: &[u8], pk: Value, fields: Vec<(usize, Value)>) -> Result<()> {
         let values = complete(ty, fields)?;
         if let Some(previous) = self.store(ty, key, &values)? {
             self.tables(ty)?.objects.insert(key, previous.as_slice())?;
@@ -433,13 +348,7 @@ impl<'t> WriteTransaction<'t> {
         Ok(())
     }
 
-    fn remove(
-        &mut self,
-        ty: &'t ObjectSchema,
-        key: &[u8],
-        pk: &Value,
-        values: &[Value],
-    ) -> Result<()> {
+    fn remove(&mut self, ty: &'t ObjectSchema, key: &[u8], pk: &Value, values: &[Value]) -> Result<()> {
         self.tables(ty)?.objects.remove(key)?;
         for (i, p) in ty.properties().iter().enumerate() {
             if p.indexed {
@@ -459,42 +368,21 @@ impl<'t> WriteTransaction<'t> {
     }
 
     /// Writes the record; returns the record it replaced, if any.
-    fn store(
-        &mut self,
-        ty: &'t ObjectSchema,
-        key: &[u8],
-        values: &[Value],
-    ) -> Result<Option<Vec<u8>>> {
+    fn store(&mut self, ty: &'t ObjectSchema, key: &[u8], values: &[Value]) -> Result<Option<Vec<u8>>> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         record::encode(values, &mut buf);
-        let result = self
-            .tables(ty)?
-            .objects
-            .insert(key, buf.as_slice())
-            .map(|old| old.map(|g| g.value().to_vec()));
+        let result = self.tables(ty)?.objects.insert(key, buf.as_slice()).map(|old| old.map(|g| g.value().to_vec()));
         self.buf = buf;
         Ok(result?)
     }
 
-    fn index_entry(
-        &mut self,
-        ty: &'t ObjectSchema,
-        prop: usize,
-        key: &[u8],
-        value: &Value,
-        add: bool,
-    ) -> Result<()> {
+    fn index_entry(&mut self, ty: &'t ObjectSchema, prop: usize, key: &[u8], value: &Value, add: bool) -> Result<()> {
         let mut entry = std::mem::take(&mut self.entry);
         entry.clear();
-        key::encode(
-            value.as_ref().expect("indexed properties are scalars"),
-            &mut entry,
-        );
+        key::encode(value.as_ref().expect("indexed properties are scalars"), &mut entry);
         entry.extend_from_slice(key);
-        let table = self.tables(ty)?.indexes[prop]
-            .as_mut()
-            .expect("the property is indexed");
+        let table = self.tables(ty)?.indexes[prop].as_mut().expect("the property is indexed");
         let result = if add {
             table.insert(entry.as_slice(), ()).map(|_| ())
         } else {
@@ -517,16 +405,11 @@ impl<'t> WriteTransaction<'t> {
     }
 
     fn open_tables(&self, ty: &ObjectSchema) -> Result<TypeTables<'t>> {
-        let objects = self
-            .txn
-            .open_table(layout::objects_def(&layout::objects_table(ty.name())))?;
+        let objects = self.txn.open_table(layout::objects_def(&layout::objects_table(ty.name())))?;
         let mut indexes = Vec::with_capacity(ty.properties().len());
         for p in ty.properties() {
             let index = match p.indexed {
-                true => Some(
-                    self.txn
-                        .open_table(layout::index_def(&layout::index_table(ty.name(), &p.name)))?,
-                ),
+                true => Some(self.txn.open_table(layout::index_def(&layout::index_table(ty.name(), &p.name)))?),
                 false => None,
             };
             indexes.push(index);
@@ -546,11 +429,7 @@ fn complete(ty: &ObjectSchema, mut fields: Vec<(usize, Value)>) -> Result<Vec<Va
     let mut values = Vec::with_capacity(ty.properties().len());
     for (i, p) in ty.properties().iter().enumerate() {
         let value = given.next_if(|(j, _)| *j == i).map(|(_, v)| v);
-        values.push(
-            value
-                .or_else(|| p.default_value())
-                .ok_or_else(|| missing(ty, p))?,
-        );
+        values.push(value.or_else(|| p.default_value()).ok_or_else(|| missing(ty, p))?);
     }
     Ok(values)
 }
@@ -558,36 +437,24 @@ fn complete(ty: &ObjectSchema, mut fields: Vec<(usize, Value)>) -> Result<Vec<Va
 /// Fails, naming the property, when a new object would lack a required one.
 fn missing_required(ty: &ObjectSchema, fields: &[(usize, Value)]) -> Result<()> {
     let given = |i: usize| fields.iter().any(|(j, _)| *j == i);
-    match ty
-        .properties()
-        .iter()
-        .enumerate()
-        .find(|(i, p)| p.default_value().is_none() && !given(*i))
-    {
+    match ty.properties().iter().enumerate().find(|(i, p)| p.default_value().is_none() && !given(*i)) {
         Some((_, p)) => Err(missing(ty, p)),
         None => Ok(()),
     }
 }
 
 fn missing(ty: &ObjectSchema, p: &haven_core::Property) -> Error {
-    Error::MissingProperty {
-        object_type: ty.name().to_owned(),
-        property: p.name.clone(),
-    }
+    Error::MissingProperty { object_type: ty.name().to_owned(), property: p.name.clone() }
 }
 
 fn duplicate(ty: &ObjectSchema, pk: &Value) -> Error {
-    Error::DuplicatePrimaryKey {
-        object_type: ty.name().to_owned(),
-        primary_key: pk.to_string(),
-    }
+    Error::DuplicatePrimaryKey { object_type: ty.name().to_owned(), primary_key: pk.to_string() }
 }
 
 /// Decodes a record, filling properties added after it was written with
 /// their defaults.
 fn decode(ty: &ObjectSchema, rec: &[u8]) -> Result<Vec<Value>> {
-    let mut values =
-        record::decode(rec).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))?;
+    let mut values = record::decode(rec).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))?;
     for p in &ty.properties()[values.len().min(ty.properties().len())..] {
         values.push(p.default_value().unwrap_or(Value::Null));
     }
@@ -596,10 +463,7 @@ fn decode(ty: &ObjectSchema, rec: &[u8]) -> Result<Vec<Value>> {
 
 fn property_index(ty: &ObjectSchema, name: &str) -> Result<usize> {
     ty.property_index(name)
-        .ok_or_else(|| Error::UnknownProperty {
-            object_type: ty.name().to_owned(),
-            property: name.to_owned(),
-        })
+        .ok_or_else(|| Error::UnknownProperty { object_type: ty.name().to_owned(), property: name.to_owned() })
 }
 
 /// The position of a property that `set` and `increment` may change:
@@ -617,11 +481,7 @@ fn changeable_property(ty: &ObjectSchema, name: &str) -> Result<usize> {
 }
 
 fn invalid(ty: &ObjectSchema, property: &str, message: String) -> Error {
-    Error::InvalidValue(ValueError {
-        object_type: ty.name().to_owned(),
-        property: property.to_owned(),
-        message,
-    })
+    Error::InvalidValue(ValueError { object_type: ty.name().to_owned(), property: property.to_owned(), message })
 }
 
 /// Converts a primary key given by the app to the type's key type.

@@ -11,24 +11,10 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create {
-        id: i64,
-        name: String,
-        age: Option<i64>,
-        last: i64,
-        mode: UpdateMode,
-    },
-    SetLast {
-        id: i64,
-        last: i64,
-    },
-    IncrementAge {
-        id: i64,
-        by: i64,
-    },
-    Delete {
-        id: i64,
-    },
+    Create { id: i64, name: String, age: Option<i64>, last: i64, mode: UpdateMode },
+    SetLast { id: i64, last: i64 },
+    IncrementAge { id: i64, by: i64 },
+    Delete { id: i64 },
     DeleteAll,
 }
 
@@ -69,13 +55,7 @@ fn step() -> impl Strategy<Value = Step> {
 /// operation changes nothing.
 fn apply_model(m: &mut BTreeMap<i64, Dog>, op: &Op) -> bool {
     match op {
-        Op::Create {
-            id,
-            name,
-            age,
-            last,
-            mode,
-        } => match (m.get_mut(id), mode) {
+        Op::Create { id, name, age, last, mode } => match (m.get_mut(id), mode) {
             (Some(_), UpdateMode::Never) => return false,
             (Some(d), _) => {
                 d.name = name.clone();
@@ -85,14 +65,7 @@ fn apply_model(m: &mut BTreeMap<i64, Dog>, op: &Op) -> bool {
                 d.last = *last;
             }
             (None, _) => {
-                m.insert(
-                    *id,
-                    Dog {
-                        name: name.clone(),
-                        age: *age,
-                        last: *last,
-                    },
-                );
+                m.insert(*id, Dog { name: name.clone(), age: *age, last: *last });
             }
         },
         Op::SetLast { id, last } => match m.get_mut(id) {
@@ -111,13 +84,7 @@ fn apply_model(m: &mut BTreeMap<i64, Dog>, op: &Op) -> bool {
 
 fn apply_db(tx: &mut haven_store::WriteTransaction<'_>, op: &Op) -> Result<bool, Error> {
     match op {
-        Op::Create {
-            id,
-            name,
-            age,
-            last,
-            mode,
-        } => {
+        Op::Create { id, name, age, last, mode } => {
             let mut v = json!({"_id": id, "name": name, "lastUpdated": last});
             if let Some(a) = age {
                 v["age"] = json!(a);
@@ -149,21 +116,9 @@ fn check(db: &Database, model: &BTreeMap<i64, Dog>) {
         .collect();
     assert_eq!(&actual, model);
     for last in 0..5 {
-        let by_index = db
-            .objects("Dog")
-            .unwrap()
-            .filtered("lastUpdated == $0", &[Value::Int(last)])
-            .unwrap();
-        let ids: Vec<i64> = by_index
-            .iter()
-            .unwrap()
-            .map(|o| o.primary_key().as_int().unwrap())
-            .collect();
-        let expected: Vec<i64> = model
-            .iter()
-            .filter(|(_, d)| d.last == last)
-            .map(|(id, _)| *id)
-            .collect();
+        let by_index = db.objects("Dog").unwrap().filtered("lastUpdated == $0", &[Value::Int(last)]).unwrap();
+        let ids: Vec<i64> = by_index.iter().unwrap().map(|o| o.primary_key().as_int().unwrap()).collect();
+        let expected: Vec<i64> = model.iter().filter(|(_, d)| d.last == last).map(|(id, _)| *id).collect();
         assert_eq!(ids, expected, "index on lastUpdated for {last}");
     }
 }

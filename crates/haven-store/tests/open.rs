@@ -9,14 +9,7 @@ use serde_json::json;
 use std::path::Path;
 
 fn add_rex(db: &Database) {
-    db.write(|tx| {
-        tx.create(
-            "Dog",
-            json!({"_id": 1, "name": "Rex", "lastUpdated": 1}),
-            UpdateMode::Never,
-        )
-    })
-    .unwrap();
+    db.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex", "lastUpdated": 1}), UpdateMode::Never)).unwrap();
 }
 
 #[test]
@@ -25,11 +18,7 @@ fn data_survives_reopen() {
     add_rex(&open(dir.path()));
     assert!(!Database::is_open(dir.path().join("test.haven")));
     let db = Database::open(Config::new(dir.path().join("test.haven"))).unwrap();
-    assert_eq!(
-        db.schema(),
-        &schema(),
-        "without a schema, the file's own is used"
-    );
+    assert_eq!(db.schema(), &schema(), "without a schema, the file's own is used");
     assert!(db.object_for_primary_key("Dog", 1).unwrap().is_some());
 }
 
@@ -59,13 +48,9 @@ fn read_only_never_writes() {
     assert!(matches!(err, Error::ReadOnly(_)), "{err}");
     assert!(err.to_string().contains("read-only"));
     drop(ro);
-    assert!(
-        std::fs::read(&path).unwrap() == before,
-        "the file was changed"
-    );
+    assert!(std::fs::read(&path).unwrap() == before, "the file was changed");
 
-    let err =
-        Database::open(Config::new(dir.path().join("missing.haven")).read_only()).unwrap_err();
+    let err = Database::open(Config::new(dir.path().join("missing.haven")).read_only()).unwrap_err();
     assert!(matches!(err, Error::NotADatabase { .. }), "{err}");
     assert!(!dir.path().join("missing.haven").exists());
 }
@@ -83,14 +68,11 @@ fn read_only_handle_of_an_open_database_shares_it_but_cannot_write() {
 #[test]
 fn additive_schema_changes_just_work() {
     let dir = tempfile::tempdir().unwrap();
-    let v1 = Schema::from_json(
-        r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string"}}]"#,
-    )
-    .unwrap();
+    let v1 =
+        Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string"}}]"#).unwrap();
     let path = dir.path().join("evolve.haven");
     let db = Database::open(Config::new(&path).schema(v1)).unwrap();
-    db.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex"}), UpdateMode::Never))
-        .unwrap();
+    db.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex"}), UpdateMode::Never)).unwrap();
     drop(db);
 
     let v2 = Schema::from_json(
@@ -100,26 +82,11 @@ fn additive_schema_changes_just_work() {
     .unwrap();
     let db = Database::open(Config::new(&path).schema(v2)).unwrap();
     let rex = db.object_for_primary_key("Dog", 1).unwrap().unwrap();
-    assert_eq!(
-        rex.to_json(),
-        json!({"_id": 1, "name": "Rex", "age": null, "tags": []})
-    );
-    let by_name = db
-        .objects("Dog")
-        .unwrap()
-        .filtered("name == 'Rex'", &[])
-        .unwrap();
-    assert!(
-        by_name.explain().unwrap().starts_with("index Dog.name"),
-        "the new index is used"
-    );
-    assert_eq!(
-        by_name.len().unwrap(),
-        1,
-        "the new index was built from the existing objects"
-    );
-    db.write(|tx| tx.create("Cat", json!({"_id": 1}), UpdateMode::Never))
-        .unwrap();
+    assert_eq!(rex.to_json(), json!({"_id": 1, "name": "Rex", "age": null, "tags": []}));
+    let by_name = db.objects("Dog").unwrap().filtered("name == 'Rex'", &[]).unwrap();
+    assert!(by_name.explain().unwrap().starts_with("index Dog.name"), "the new index is used");
+    assert_eq!(by_name.len().unwrap(), 1, "the new index was built from the existing objects");
+    db.write(|tx| tx.create("Cat", json!({"_id": 1}), UpdateMode::Never)).unwrap();
 }
 
 #[test]
@@ -131,25 +98,12 @@ fn breaking_schema_changes_are_refused_and_change_nothing() {
     for (changed, prop) in [
         (DOGS.replace(r#""age":"int?""#, r#""age":"string?""#), "age"),
         (DOGS.replace(r#""age":"int?","#, ""), "age"),
-        (
-            DOGS.replace(
-                r#""name":"string","#,
-                r#""name":"string","color":"string","#,
-            ),
-            "color",
-        ),
+        (DOGS.replace(r#""name":"string","#, r#""name":"string","color":"string","#), "color"),
     ] {
-        let err = Database::open(Config::new(&path).schema(Schema::from_json(&changed).unwrap()))
-            .unwrap_err();
+        let err = Database::open(Config::new(&path).schema(Schema::from_json(&changed).unwrap())).unwrap_err();
         let text = err.to_string();
-        assert!(
-            matches!(err, Error::Schema(_)) && text.contains(&format!("Dog.{prop}")),
-            "{text}"
-        );
-        assert!(
-            std::fs::read(&path).unwrap() == before,
-            "the file was changed"
-        );
+        assert!(matches!(err, Error::Schema(_)) && text.contains(&format!("Dog.{prop}")), "{text}");
+        assert!(std::fs::read(&path).unwrap() == before, "the file was changed");
     }
 }
 
@@ -157,14 +111,8 @@ fn assert_refused_untouched(path: &Path, expect: impl Fn(&Error) -> bool) {
     let before = std::fs::read(path).unwrap();
     let err = Database::open(Config::new(path).schema(schema())).unwrap_err();
     assert!(expect(&err), "unexpected error: {err}");
-    assert!(
-        err.to_string().contains(&path.display().to_string()),
-        "the error names the file: {err}"
-    );
-    assert!(
-        std::fs::read(path).unwrap() == before,
-        "the file was changed"
-    );
+    assert!(err.to_string().contains(&path.display().to_string()), "the error names the file: {err}");
+    assert!(std::fs::read(path).unwrap() == before, "the file was changed");
 }
 
 #[test]
@@ -181,16 +129,10 @@ fn a_redb_file_of_another_app_is_refused_untouched() {
     let path = dir.path().join("other.redb");
     let other = redb::Database::create(&path).unwrap();
     let txn = other.begin_write().unwrap();
-    txn.open_table(redb::TableDefinition::<u64, u64>::new("theirs"))
-        .unwrap()
-        .insert(1, 2)
-        .unwrap();
+    txn.open_table(redb::TableDefinition::<u64, u64>::new("theirs")).unwrap().insert(1, 2).unwrap();
     txn.commit().unwrap();
     drop(other);
-    assert_refused_untouched(
-        &path,
-        |e| matches!(e, Error::NotADatabase { reason, .. } if reason.contains("Haven")),
-    );
+    assert_refused_untouched(&path, |e| matches!(e, Error::NotADatabase { reason, .. } if reason.contains("Haven")));
 }
 
 #[test]
@@ -199,11 +141,7 @@ fn a_truncated_file_is_refused_untouched() {
     let db = open(dir.path());
     db.write(|tx| {
         for i in 0..2000 {
-            tx.create(
-                "Dog",
-                json!({"_id": i, "name": format!("dog {i}"), "lastUpdated": i}),
-                UpdateMode::Never,
-            )?;
+            tx.create("Dog", json!({"_id": i, "name": format!("dog {i}"), "lastUpdated": i}), UpdateMode::Never)?;
         }
         Ok(())
     })
@@ -232,16 +170,7 @@ fn a_newer_format_version_is_refused_untouched() {
             .unwrap();
         txn.commit().unwrap();
     }
-    assert_refused_untouched(&path, |e| {
-        matches!(
-            e,
-            Error::FormatTooNew {
-                found: 2,
-                supported: 1,
-                ..
-            }
-        )
-    });
+    assert_refused_untouched(&path, |e| matches!(e, Error::FormatTooNew { found: 2, supported: 1, .. }));
     let err = Database::open(Config::new(&path).read_only()).unwrap_err();
     assert!(matches!(err, Error::FormatTooNew { .. }), "{err}");
 }

@@ -26,16 +26,8 @@ fn fixture(db: &Database) {
 }
 
 fn ids(db: &Database, query: &str, args: &[Value]) -> Vec<i64> {
-    let results = db
-        .objects("Dog")
-        .unwrap()
-        .filtered(query, args)
-        .unwrap_or_else(|e| panic!("{query}: {e}"));
-    results
-        .iter()
-        .unwrap()
-        .map(|d| d.primary_key().as_int().unwrap())
-        .collect()
+    let results = db.objects("Dog").unwrap().filtered(query, args).unwrap_or_else(|e| panic!("{query}: {e}"));
+    results.iter().unwrap().map(|d| d.primary_key().as_int().unwrap()).collect()
 }
 
 fn sorted(mut v: Vec<i64>) -> Vec<i64> {
@@ -105,45 +97,16 @@ fn arguments_sort_and_limit() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     fixture(&db);
-    assert_eq!(
-        ids(
-            &db,
-            "lastUpdated > $0 AND name BEGINSWITH[c] $1",
-            &[15.into(), "r".into()]
-        ),
-        vec![3]
-    );
-    assert_eq!(
-        ids(&db, "age IN $0", &[Value::List(vec![3.into(), 7.into()])]),
-        vec![1, 2]
-    );
+    assert_eq!(ids(&db, "lastUpdated > $0 AND name BEGINSWITH[c] $1", &[15.into(), "r".into()]), vec![3]);
+    assert_eq!(ids(&db, "age IN $0", &[Value::List(vec![3.into(), 7.into()])]), vec![1, 2]);
     assert_eq!(
         ids(&db, "TRUEPREDICATE SORT(age DESC)", &[]),
         vec![2, 1, 4, 3],
         "null sorts first ascending, last descending"
     );
-    assert_eq!(
-        ids(
-            &db,
-            "TRUEPREDICATE SORT(owner.name ASC, age DESC) LIMIT(3)",
-            &[]
-        ),
-        vec![3, 1, 4]
-    );
-    let r = db
-        .objects("Dog")
-        .unwrap()
-        .filtered("age > 0", &[])
-        .unwrap()
-        .sorted("lastUpdated", false)
-        .unwrap();
-    assert_eq!(
-        r.iter()
-            .unwrap()
-            .map(|d| d.primary_key().as_int().unwrap())
-            .collect::<Vec<_>>(),
-        vec![4, 2, 1]
-    );
+    assert_eq!(ids(&db, "TRUEPREDICATE SORT(owner.name ASC, age DESC) LIMIT(3)", &[]), vec![3, 1, 4]);
+    let r = db.objects("Dog").unwrap().filtered("age > 0", &[]).unwrap().sorted("lastUpdated", false).unwrap();
+    assert_eq!(r.iter().unwrap().map(|d| d.primary_key().as_int().unwrap()).collect::<Vec<_>>(), vec![4, 2, 1]);
     assert_eq!(r.len().unwrap(), 3);
     assert_eq!(r.get(1).unwrap().unwrap().primary_key(), Value::Int(2));
     assert!(r.get(3).unwrap().is_none());
@@ -152,13 +115,7 @@ fn arguments_sort_and_limit() {
     assert_eq!(limited.to_json().unwrap().as_array().unwrap().len(), 2);
     // Refining narrows: both filters apply.
     assert_eq!(r.filtered("age < 5", &[]).unwrap().len().unwrap(), 2);
-    assert!(db
-        .objects("Dog")
-        .unwrap()
-        .filtered("age > 100", &[])
-        .unwrap()
-        .is_empty()
-        .unwrap());
+    assert!(db.objects("Dog").unwrap().filtered("age > 100", &[]).unwrap().is_empty().unwrap());
 }
 
 #[test]
@@ -166,39 +123,17 @@ fn plans_use_keys_and_indexes() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     fixture(&db);
-    let plan = |q: &str| {
-        db.objects("Dog")
-            .unwrap()
-            .filtered(q, &[])
-            .unwrap()
-            .explain()
-            .unwrap()
-    };
+    let plan = |q: &str| db.objects("Dog").unwrap().filtered(q, &[]).unwrap().explain().unwrap();
     assert_eq!(plan("_id == 2"), "primary key Dog._id (1 range)");
     assert_eq!(plan("_id IN {1, 2}"), "primary key Dog._id (2 ranges)");
-    assert_eq!(
-        plan("lastUpdated > 15 AND lastUpdated < 35"),
-        "index Dog.lastUpdated (1 range)"
-    );
-    assert_eq!(
-        plan("lastUpdated > 15 AND name == 'Ace'"),
-        "index Dog.lastUpdated (1 range), then filter on name"
-    );
+    assert_eq!(plan("lastUpdated > 15 AND lastUpdated < 35"), "index Dog.lastUpdated (1 range)");
+    assert_eq!(plan("lastUpdated > 15 AND name == 'Ace'"), "index Dog.lastUpdated (1 range), then filter on name");
     assert_eq!(plan("nick BEGINSWITH 'A'"), "index Dog.nick (1 range)");
-    assert_eq!(
-        plan("nick BEGINSWITH[c] 'a'"),
-        "scan Dog, then filter on nick"
-    );
+    assert_eq!(plan("nick BEGINSWITH[c] 'a'"), "scan Dog, then filter on nick");
     assert_eq!(plan("age == 3"), "scan Dog, then filter on age");
-    assert_eq!(
-        plan("lastUpdated > 1 OR age == 3"),
-        "scan Dog, then filter on lastUpdated, age"
-    );
+    assert_eq!(plan("lastUpdated > 1 OR age == 3"), "scan Dog, then filter on lastUpdated, age");
     assert_eq!(plan("TRUEPREDICATE"), "scan Dog");
-    assert_eq!(
-        plan("_id == 1 AND lastUpdated == 10"),
-        "primary key Dog._id (1 range), then filter on lastUpdated"
-    );
+    assert_eq!(plan("_id == 1 AND lastUpdated == 10"), "primary key Dog._id (1 range), then filter on lastUpdated");
 }
 
 #[test]
@@ -227,36 +162,17 @@ fn errors_say_what_and_where() {
         ("age BETWEEN {1}", 13, "two bounds"),
     ];
     for (query, column, fragment) in cases {
-        let err = db
-            .objects("Dog")
-            .unwrap()
-            .filtered(query, &[3.into()])
-            .unwrap_err();
-        let Error::Query(q) = &err else {
-            panic!("{query}: not a query error: {err}")
-        };
+        let err = db.objects("Dog").unwrap().filtered(query, &[3.into()]).unwrap_err();
+        let Error::Query(q) = &err else { panic!("{query}: not a query error: {err}") };
         assert_eq!(q.column, *column, "{query}: {err}");
         assert!(q.message.contains(fragment), "{query}: {err}");
-        assert!(
-            err.to_string().contains(query),
-            "the message quotes the query: {err}"
-        );
+        assert!(err.to_string().contains(query), "the message quotes the query: {err}");
     }
-    let err = db
-        .objects("Dog")
-        .unwrap()
-        .filtered("age == $0", &[Value::List(vec![1.into()])])
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("compare with a list using IN"),
-        "{err}"
-    );
+    let err = db.objects("Dog").unwrap().filtered("age == $0", &[Value::List(vec![1.into()])]).unwrap_err();
+    assert!(err.to_string().contains("compare with a list using IN"), "{err}");
     let err = db.objects("Dog").unwrap().sorted("nope", true).unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
-    assert!(matches!(
-        db.objects("Cat").unwrap_err(),
-        Error::UnknownType(_)
-    ));
+    assert!(matches!(db.objects("Cat").unwrap_err(), Error::UnknownType(_)));
 }
 
 /// The same random data in two files, one with indexes and one without:
@@ -275,9 +191,7 @@ fn indexed_and_unindexed_plans_agree() {
     .unwrap();
     let mut seed = 7u64;
     let mut next = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (seed >> 33) as i64
     };
     let rows: Vec<serde_json::Value> = (0..600)
@@ -287,11 +201,7 @@ fn indexed_and_unindexed_plans_agree() {
         })
         .collect();
     for db in [&indexed, &plain] {
-        db.write(|tx| {
-            rows.iter()
-                .try_for_each(|r| tx.create("T", r.clone(), UpdateMode::Never))
-        })
-        .unwrap();
+        db.write(|tx| rows.iter().try_for_each(|r| tx.create("T", r.clone(), UpdateMode::Never))).unwrap();
         // Updates and deletes must keep the indexes right too.
         db.write(|tx| {
             for i in (0..600).step_by(5) {

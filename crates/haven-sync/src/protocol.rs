@@ -244,13 +244,9 @@ pub fn encode<M: Serialize>(message: &M) -> Result<Vec<u8>, FrameError> {
     let mut frame = Vec::with_capacity(64);
     frame.extend_from_slice(&MAGIC);
     frame.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
-    let frame =
-        postcard::to_extend(message, frame).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let frame = postcard::to_extend(message, frame).map_err(|e| FrameError::Malformed(e.to_string()))?;
     if frame.len() > MAX_FRAME_BYTES {
-        return Err(FrameError::TooLarge {
-            size: frame.len(),
-            max: MAX_FRAME_BYTES,
-        });
+        return Err(FrameError::TooLarge { size: frame.len(), max: MAX_FRAME_BYTES });
     }
     Ok(frame)
 }
@@ -258,10 +254,7 @@ pub fn encode<M: Serialize>(message: &M) -> Result<Vec<u8>, FrameError> {
 /// Decodes a frame; the whole frame must be one message.
 pub fn decode<M: DeserializeOwned>(frame: &[u8]) -> Result<M, FrameError> {
     if frame.len() > MAX_FRAME_BYTES {
-        return Err(FrameError::TooLarge {
-            size: frame.len(),
-            max: MAX_FRAME_BYTES,
-        });
+        return Err(FrameError::TooLarge { size: frame.len(), max: MAX_FRAME_BYTES });
     }
     let (header, body) = frame.split_at_checked(4).ok_or(FrameError::NotAFrame)?;
     if header[..2] != MAGIC {
@@ -269,17 +262,11 @@ pub fn decode<M: DeserializeOwned>(frame: &[u8]) -> Result<M, FrameError> {
     }
     let found = u16::from_le_bytes([header[2], header[3]]);
     if found != PROTOCOL_VERSION {
-        return Err(FrameError::WrongVersion {
-            found,
-            supported: PROTOCOL_VERSION,
-        });
+        return Err(FrameError::WrongVersion { found, supported: PROTOCOL_VERSION });
     }
     match postcard::take_from_bytes(body) {
         Ok((message, [])) => Ok(message),
-        Ok((_, rest)) => Err(FrameError::Malformed(format!(
-            "{} bytes after the message",
-            rest.len()
-        ))),
+        Ok((_, rest)) => Err(FrameError::Malformed(format!("{} bytes after the message", rest.len()))),
         Err(e) => Err(FrameError::Malformed(e.to_string())),
     }
 }
@@ -304,10 +291,7 @@ mod tests {
                 replica: 7,
                 client_version: 3,
                 base_version: 2,
-                hlc: Hlc {
-                    millis: 1_700_000_000_000,
-                    counter: 1,
-                },
+                hlc: Hlc { millis: 1_700_000_000_000, counter: 1 },
                 instructions: vec![Instruction::Set {
                     object_type: "Dog".into(),
                     pk: 1.into(),
@@ -325,9 +309,7 @@ mod tests {
         let e = ServerMessage::Error {
             code: ErrorCode::ClientReset,
             message: "history trimmed".into(),
-            action: Action::ClientReset {
-                reason: ResetReason::HistoryTrimmed,
-            },
+            action: Action::ClientReset { reason: ResetReason::HistoryTrimmed },
         };
         assert_eq!(decode::<ServerMessage>(&encode(&e).unwrap()).unwrap(), e);
     }
@@ -335,39 +317,18 @@ mod tests {
     #[test]
     fn bad_frames_are_named() {
         let mut frame = encode(&upload()).unwrap();
-        assert_eq!(
-            decode::<ClientMessage>(&frame[..3]).unwrap_err(),
-            FrameError::NotAFrame
-        );
-        assert_eq!(
-            decode::<ClientMessage>(b"XX\x01\x00\x00").unwrap_err(),
-            FrameError::NotAFrame
-        );
+        assert_eq!(decode::<ClientMessage>(&frame[..3]).unwrap_err(), FrameError::NotAFrame);
+        assert_eq!(decode::<ClientMessage>(b"XX\x01\x00\x00").unwrap_err(), FrameError::NotAFrame);
         frame[2] = 9;
-        assert_eq!(
-            decode::<ClientMessage>(&frame).unwrap_err(),
-            FrameError::WrongVersion {
-                found: 9,
-                supported: 1
-            }
-        );
+        assert_eq!(decode::<ClientMessage>(&frame).unwrap_err(), FrameError::WrongVersion { found: 9, supported: 1 });
         let unknown = [b'H', b'V', 1, 0, 99];
         let err = decode::<ClientMessage>(&unknown).unwrap_err();
-        assert!(
-            matches!(err, FrameError::Malformed(_)) && err.code() == ErrorCode::BadFrame,
-            "{err}"
-        );
+        assert!(matches!(err, FrameError::Malformed(_)) && err.code() == ErrorCode::BadFrame, "{err}");
         let mut trailing = encode(&upload()).unwrap();
         trailing.push(0);
-        assert!(decode::<ClientMessage>(&trailing)
-            .unwrap_err()
-            .to_string()
-            .contains("after the message"));
+        assert!(decode::<ClientMessage>(&trailing).unwrap_err().to_string().contains("after the message"));
         let huge = vec![0u8; MAX_FRAME_BYTES + 1];
-        assert_eq!(
-            decode::<ClientMessage>(&huge).unwrap_err().code(),
-            ErrorCode::FrameTooLarge
-        );
+        assert_eq!(decode::<ClientMessage>(&huge).unwrap_err().code(), ErrorCode::FrameTooLarge);
         let big = ClientMessage::Bind {
             token: "x".repeat(MAX_FRAME_BYTES),
             partition: "p".into(),

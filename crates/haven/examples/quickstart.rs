@@ -19,37 +19,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let young = db.objects("Dog")?.filtered("age < $0", &[5.into()])?;
     let _token = young.add_listener(|changes| {
-        println!(
-            "young dogs: +{:?} -{:?} ~{:?}",
-            changes.insertions, changes.deletions, changes.modifications
-        )
+        println!("young dogs: +{:?} -{:?} ~{:?}", changes.insertions, changes.deletions, changes.modifications)
     });
 
     db.write(|tx| {
-        tx.create("Dog", json!({"_id": 1, "name": "Rex", "age": 3, "lastUpdated": 10, "owner": {"_id": "ann", "name": "Ann"}}), UpdateMode::Never)?;
+        tx.create(
+            "Dog",
+            json!({"_id": 1, "name": "Rex", "age": 3, "lastUpdated": 10, "owner": {"_id": "ann", "name": "Ann"}}),
+            UpdateMode::Never,
+        )?;
         tx.create("Dog", json!({"_id": 2, "name": "Ace", "age": 7, "lastUpdated": 11}), UpdateMode::Never)?;
         tx.increment("Dog", 1, "age", 1)
     })?;
     db.wait_for_listeners();
 
-    let rex = db
-        .object_for_primary_key("Dog", 1)?
-        .ok_or("Rex is missing")?;
+    let rex = db.object_for_primary_key("Dog", 1)?.ok_or("Rex is missing")?;
     assert_eq!(rex.get("age"), Some(Value::Int(4)));
-    println!(
-        "Rex: {} (owner {})",
-        rex.to_json(),
-        rex.linked("owner")?.ok_or("no owner")?.to_json()
-    );
+    println!("Rex: {} (owner {})", rex.to_json(), rex.linked("owner")?.ok_or("no owner")?.to_json());
 
-    let recent = db
-        .objects("Dog")?
-        .filtered("lastUpdated > $0 SORT(lastUpdated DESC)", &[5.into()])?;
-    println!(
-        "{} dogs updated after 5, via {}",
-        recent.len()?,
-        recent.explain()?
-    );
+    let recent = db.objects("Dog")?.filtered("lastUpdated > $0 SORT(lastUpdated DESC)", &[5.into()])?;
+    println!("{} dogs updated after 5, via {}", recent.len()?, recent.explain()?);
     for dog in recent.iter()? {
         println!("  {}", dog.to_json());
     }

@@ -21,18 +21,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .property("title", PropertyType::String)
         .property("done", PropertyType::Bool)
         .indexed("priority", PropertyType::Int);
-    let db = Database::open(
-        Config::new(dir.path().join("tasks.haven")).schema(Schema::new(vec![task])?),
-    )?;
+    let db = Database::open(Config::new(dir.path().join("tasks.haven")).schema(Schema::new(vec![task])?))?;
 
     db.write(|tx| {
         for (i, title) in ["write docs", "fix bug", "ship"].iter().enumerate() {
-            let t = Task {
-                _id: format!("t{i}"),
-                title: title.to_string(),
-                done: i == 0,
-                priority: i as i64,
-            };
+            let t = Task { _id: format!("t{i}"), title: title.to_string(), done: i == 0, priority: i as i64 };
             tx.create_from("Task", &t, UpdateMode::Modified)?;
         }
         Ok(())

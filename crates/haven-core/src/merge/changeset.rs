@@ -53,15 +53,9 @@ impl Instruction {
     /// The object the instruction is about: type and primary key.
     pub fn object(&self) -> (&str, &Value) {
         match self {
-            Instruction::Create {
-                object_type, pk, ..
-            }
-            | Instruction::Set {
-                object_type, pk, ..
-            }
-            | Instruction::Increment {
-                object_type, pk, ..
-            }
+            Instruction::Create { object_type, pk, .. }
+            | Instruction::Set { object_type, pk, .. }
+            | Instruction::Increment { object_type, pk, .. }
             | Instruction::Delete { object_type, pk } => (object_type, pk),
         }
     }

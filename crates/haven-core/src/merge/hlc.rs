@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A hybrid logical clock stamp: milliseconds since the Unix epoch and a
 /// counter for events within one millisecond. Ordered by both.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Hlc {
     /// Wall-clock milliseconds (never less than any stamp seen before).
     pub millis: u64,
@@ -17,16 +15,13 @@ pub struct Hlc {
 }
 
 impl Hlc {
-    /// This stamp, or `now + max_skew` if it lies further in the future:
+    /// This stamp, or `now + max_skew` (same counter) if it lies further in the future:
     /// the server bounds stamps so that a device with a clock set ahead
     /// cannot win every conflict for ever.
     pub fn bounded(self, now_millis: u64, max_skew_millis: u64) -> Hlc {
         let limit = now_millis.saturating_add(max_skew_millis);
         if self.millis > limit {
-            Hlc {
-                millis: limit,
-                counter: 0,
-            }
+            Hlc { millis: limit, counter: self.counter }
         } else {
             self
         }
@@ -58,15 +53,9 @@ impl HlcClock {
     /// A new stamp, later than every stamp this clock made or observed.
     pub fn now(&mut self, wall_millis: u64) -> Hlc {
         self.last = if wall_millis > self.last.millis {
-            Hlc {
-                millis: wall_millis,
-                counter: 0,
-            }
+            Hlc { millis: wall_millis, counter: 0 }
         } else {
-            Hlc {
-                millis: self.last.millis,
-                counter: self.last.counter.saturating_add(1),
-            }
+            Hlc { millis: self.last.millis, counter: self.last.counter.saturating_add(1) }
         };
         self.last
     }
@@ -92,17 +81,8 @@ mod tests {
         let mut c = HlcClock::default();
         let stamps: Vec<Hlc> = [5, 5, 4, 6, 6].iter().map(|w| c.now(*w)).collect();
         assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
-        let future = Hlc {
-            millis: 10_000,
-            counter: 9,
-        };
-        assert_eq!(
-            future.bounded(1_000, 500),
-            Hlc {
-                millis: 1_500,
-                counter: 0
-            }
-        );
+        let future = Hlc { millis: 10_000, counter: 9 };
+        assert_eq!(future.bounded(1_000, 500), Hlc { millis: 1_500, counter: 9 });
         assert_eq!(future.bounded(10_000, 0), future);
     }
 }

@@ -36,16 +36,18 @@ pub enum ObjectState {
     Live {
         /// Its fields.
         fields: BTreeMap<String, Field>,
-        /// The server version of the delete this object was created again
-        /// after, if any: writes from writers who had not seen that delete
-        /// belong to the deleted object and are dropped.
-        deleted_at: Option<u64>,
+        /// The delete this object was created again after, if any (server
+        /// version, replica): writes from writers who had not seen that
+        /// delete belong to the deleted object and are dropped.
+        deleted_at: Option<(u64, u64)>,
     },
-    /// The object was deleted at this server version (a tombstone: later
-    /// writes from writers who had not seen the delete are dropped).
+    /// The object was deleted (a tombstone: later writes from writers who
+    /// had not seen the delete are dropped).
     Deleted {
         /// The server version of the delete.
         version: u64,
+        /// The replica that deleted it.
+        replica: u64,
     },
 }
 
@@ -64,11 +66,7 @@ pub struct Writer {
 
 impl Writer {
     fn stamp(&self) -> Stamp {
-        Stamp {
-            version: self.version,
-            hlc: self.hlc,
-            replica: self.replica,
-        }
+        Stamp { version: self.version, hlc: self.hlc, replica: self.replica }
     }
 
     /// Whether this write beats the field's last write: a writer that had
@@ -76,7 +74,14 @@ impl Writer {
     /// concurrent and the later clock wins, ties going to the higher
     /// replica id.
     fn beats(&self, last: &Stamp) -> bool {
-        self.base_version >= last.version || (self.hlc, self.replica) > (last.hlc, last.replica)
+        self.has_seen(last.version, last.replica) || (self.hlc, self.replica) > (last.hlc, last.replica)
+    }
+
+    /// Whether the writer knew of a write made at `version` by `replica`:
+    /// it had integrated that version, or the write was its own (an
+    /// earlier changeset of the same replica, or this very changeset).
+    fn has_seen(&self, version: u64, replica: u64) -> bool {
+        self.base_version >= version || replica == self.replica
     }
 }
 
@@ -128,132 +133,80 @@ pub struct Applied {
 /// assert_eq!(after_l.dropped.len(), 1); // L's older write: OlderThanServer
 /// ```
 pub fn apply(current: Option<&ObjectState>, instruction: &Instruction, writer: &Writer) -> Applied {
-    let unchanged = |dropped: Vec<Dropped>| Applied {
-        state: current.cloned(),
-        dropped,
-    };
-    let drop_whole = |reason| {
-        unchanged(vec![Dropped {
-            field: None,
-            reason,
-        }])
-    };
+    let unchanged = |dropped: Vec<Dropped>| Applied { state: current.cloned(), dropped };
+    let drop_whole = |reason| unchanged(vec![Dropped { field: None, reason }]);
     let (fields, deleted_at) = match current {
         None => {
             return match instruction {
-                Instruction::Create { fields, .. } => Applied {
-                    state: Some(fresh(fields, writer, None)),
-                    dropped: vec![],
-                },
+                Instruction::Create { fields, .. } => {
+                    Applied { state: Some(fresh(fields, writer, None)), dropped: vec![] }
+                }
                 Instruction::Delete { .. } => unchanged(vec![]),
                 _ => drop_whole(DropReason::NotFound),
             }
         }
-        Some(ObjectState::Deleted { version }) => {
+        Some(ObjectState::Deleted { version, replica }) => {
             return match instruction {
                 // Created again by a writer who had seen the delete: it comes back.
-                Instruction::Create { fields, .. } if writer.base_version >= *version => Applied {
-                    state: Some(fresh(fields, writer, Some(*version))),
-                    dropped: vec![],
-                },
+                Instruction::Create { fields, .. } if writer.has_seen(*version, *replica) => {
+                    Applied { state: Some(fresh(fields, writer, Some((*version, *replica)))), dropped: vec![] }
+                }
                 Instruction::Delete { .. } => unchanged(vec![]),
                 _ => drop_whole(DropReason::DeletedOnServer),
             };
         }
         Some(ObjectState::Live { fields, deleted_at }) => (fields, *deleted_at),
     };
-    if deleted_at.is_some_and(|d| writer.base_version < d) {
+    if deleted_at.is_some_and(|(version, replica)| !writer.has_seen(version, replica)) {
         // About the incarnation that was deleted: delete wins.
         return drop_whole(DropReason::DeletedOnServer);
     }
     let mut fields = fields.clone();
     let dropped = match instruction {
         Instruction::Delete { .. } => {
-            return Applied {
-                state: Some(ObjectState::Deleted {
-                    version: writer.version,
-                }),
-                dropped: vec![],
+            let state = ObjectState::Deleted { version: writer.version, replica: writer.replica };
+            return Applied { state: Some(state), dropped: vec![] };
+        }
+        Instruction::Create { fields: given, .. } => {
+            given.iter().filter_map(|(name, value)| set_field(&mut fields, name, value, writer)).collect()
+        }
+        Instruction::Set { field, value, .. } => set_field(&mut fields, field, value, writer).into_iter().collect(),
+        Instruction::Increment { field, delta, .. } => {
+            match fields.get_mut(field).and_then(|f| add(&f.value, delta).map(|sum| (f, sum))) {
+                Some((f, sum)) => {
+                    // Increments always count, concurrent or not. The field
+                    // keeps the later clock of the two: adding to a value must
+                    // not make it easier for an older concurrent set to win.
+                    let (hlc, replica) = (f.stamp.hlc, f.stamp.replica).max((writer.hlc, writer.replica));
+                    *f = Field { value: sum, stamp: Stamp { version: writer.version, hlc, replica } };
+                    vec![]
+                }
+                None => return unchanged(vec![Dropped { field: Some(field.clone()), reason: DropReason::NotANumber }]),
             }
         }
-        Instruction::Create { fields: given, .. } => given
-            .iter()
-            .filter_map(|(name, value)| set_field(&mut fields, name, value, writer))
-            .collect(),
-        Instruction::Set { field, value, .. } => set_field(&mut fields, field, value, writer)
-            .into_iter()
-            .collect(),
-        Instruction::Increment { field, delta, .. } => match fields
-            .get_mut(field)
-            .and_then(|f| add(&f.value, delta).map(|sum| (f, sum)))
-        {
-            Some((f, sum)) => {
-                // Increments always count, concurrent or not.
-                *f = Field {
-                    value: sum,
-                    stamp: writer.stamp(),
-                };
-                vec![]
-            }
-            None => {
-                return unchanged(vec![Dropped {
-                    field: Some(field.clone()),
-                    reason: DropReason::NotANumber,
-                }])
-            }
-        },
     };
-    Applied {
-        state: Some(ObjectState::Live { fields, deleted_at }),
-        dropped,
-    }
+    Applied { state: Some(ObjectState::Live { fields, deleted_at }), dropped }
 }
 
-fn fresh(given: &[(String, Value)], writer: &Writer, deleted_at: Option<u64>) -> ObjectState {
+fn fresh(given: &[(String, Value)], writer: &Writer, deleted_at: Option<(u64, u64)>) -> ObjectState {
     let stamp = writer.stamp();
-    let fields = given
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.clone(),
-                Field {
-                    value: v.clone(),
-                    stamp,
-                },
-            )
-        })
-        .collect();
+    let fields = given.iter().map(|(n, v)| (n.clone(), Field { value: v.clone(), stamp })).collect();
     ObjectState::Live { fields, deleted_at }
 }
 
 /// Writes one field if the writer beats its last write; otherwise says
 /// why not.
-fn set_field(
-    live: &mut BTreeMap<String, Field>,
-    name: &str,
-    value: &Value,
-    writer: &Writer,
-) -> Option<Dropped> {
+fn set_field(live: &mut BTreeMap<String, Field>, name: &str, value: &Value, writer: &Writer) -> Option<Dropped> {
     match live.get_mut(name) {
-        Some(f) if !writer.beats(&f.stamp) => Some(Dropped {
-            field: Some(name.to_owned()),
-            reason: DropReason::OlderThanServer,
-        }),
+        Some(f) if !writer.beats(&f.stamp) => {
+            Some(Dropped { field: Some(name.to_owned()), reason: DropReason::OlderThanServer })
+        }
         Some(f) => {
-            *f = Field {
-                value: value.clone(),
-                stamp: writer.stamp(),
-            };
+            *f = Field { value: value.clone(), stamp: writer.stamp() };
             None
         }
         None => {
-            live.insert(
-                name.to_owned(),
-                Field {
-                    value: value.clone(),
-                    stamp: writer.stamp(),
-                },
-            );
+            live.insert(name.to_owned(), Field { value: value.clone(), stamp: writer.stamp() });
             None
         }
     }

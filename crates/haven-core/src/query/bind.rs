@@ -130,19 +130,12 @@ impl<'a> Binder<'a> {
             .map(|(p, asc)| {
                 let r = self.path(p)?;
                 if r.path.list && !r.path.count || r.path.hops.iter().any(|h| h.2) {
-                    return Err((
-                        format!("cannot sort by '{}': it has many values", r.path.text),
-                        p.span.clone(),
-                    ));
+                    return Err((format!("cannot sort by '{}': it has many values", r.path.text), p.span.clone()));
                 }
                 Ok((r.path, *asc))
             })
             .collect::<Result<_, _>>()?;
-        Ok(BoundQuery {
-            filter,
-            sort,
-            limit: parsed.limit,
-        })
+        Ok(BoundQuery { filter, sort, limit: parsed.limit })
     }
 
     fn expr(&self, e: &Expr) -> Result<Filter, BindError> {
@@ -165,47 +158,27 @@ impl<'a> Binder<'a> {
         let takes_list = matches!(c.op, Op::In | Op::Between);
         let (path_side, other, op) = match (&c.lhs, &c.rhs) {
             (Operand::Path(_), _) => (&c.lhs, &c.rhs, c.op),
-            (_, Operand::Path(_)) if !c.op.is_string_op() && !takes_list => {
-                (&c.rhs, &c.lhs, c.op.flipped())
-            }
-            _ => {
-                return Err((
-                    format!("the left side of {} must be a property", c.op.symbol()),
-                    c.lhs.span(),
-                ))
-            }
+            (_, Operand::Path(_)) if !c.op.is_string_op() && !takes_list => (&c.rhs, &c.lhs, c.op.flipped()),
+            _ => return Err((format!("the left side of {} must be a property", c.op.symbol()), c.lhs.span())),
         };
-        let Operand::Path(p) = path_side else {
-            unreachable!("matched above")
-        };
+        let Operand::Path(p) = path_side else { unreachable!("matched above") };
         let lhs = self.path(p)?;
         if c.quantifier != Quantifier::Any && !lhs.path.many() {
-            return Err((
-                format!(
-                    "ALL and NONE need a list, but '{}' has one value",
-                    lhs.path.text
-                ),
-                p.span.clone(),
-            ));
+            return Err((format!("ALL and NONE need a list, but '{}' has one value", lhs.path.text), p.span.clone()));
         }
         let rhs = match (other, takes_list) {
             (Operand::Path(q), false) => {
                 let r = self.path(q)?;
                 if !comparable(&lhs, &r) {
-                    let message = format!(
-                        "cannot compare '{}' with '{}': their types differ",
-                        lhs.path.text, r.path.text
-                    );
+                    let message =
+                        format!("cannot compare '{}' with '{}': their types differ", lhs.path.text, r.path.text);
                     return Err((message, q.span.clone()));
                 }
                 Side::Path(r.path)
             }
-            (Operand::List(items, _), true) => Side::Set(
-                items
-                    .iter()
-                    .map(|item| self.list_item(&lhs, op, item))
-                    .collect::<Result<_, _>>()?,
-            ),
+            (Operand::List(items, _), true) => {
+                Side::Set(items.iter().map(|item| self.list_item(&lhs, op, item)).collect::<Result<_, _>>()?)
+            }
             (Operand::Arg(n, span), true) => match self.arg(*n, span)? {
                 Value::List(items) => Side::Set(
                     items
@@ -215,33 +188,15 @@ impl<'a> Binder<'a> {
                 ),
                 v => Side::Set(vec![self.constant(&lhs, element_op(op), v, span)?]),
             },
-            (Operand::Literal(l, span), false) => {
-                Side::Value(self.constant(&lhs, op, literal_value(l), span)?)
-            }
+            (Operand::Literal(l, span), false) => Side::Value(self.constant(&lhs, op, literal_value(l), span)?),
             (Operand::Arg(n, span), false) => match self.arg(*n, span)? {
-                Value::List(_) => {
-                    return Err((
-                        format!("${n} is a list: compare with a list using IN"),
-                        span.clone(),
-                    ))
-                }
+                Value::List(_) => return Err((format!("${n} is a list: compare with a list using IN"), span.clone())),
                 v => Side::Value(self.constant(&lhs, op, v, span)?),
             },
             (other, true) => {
-                return Err((
-                    format!(
-                        "{} takes a list such as {{1, 2}} or an argument",
-                        op.symbol()
-                    ),
-                    other.span(),
-                ))
+                return Err((format!("{} takes a list such as {{1, 2}} or an argument", op.symbol()), other.span()))
             }
-            (other, false) => {
-                return Err((
-                    "a list {...} goes only after IN or BETWEEN".into(),
-                    other.span(),
-                ))
-            }
+            (other, false) => return Err(("a list {...} goes only after IN or BETWEEN".into(), other.span())),
         };
         Ok(Filter::Compare(Comparison {
             quantifier: c.quantifier,
@@ -257,74 +212,46 @@ impl<'a> Binder<'a> {
         match item {
             Operand::Literal(l, span) => self.constant(lhs, element_op(op), literal_value(l), span),
             Operand::Arg(n, span) => self.constant(lhs, element_op(op), self.arg(*n, span)?, span),
-            other => Err((
-                format!(
-                    "a list after {} holds values, not properties or lists",
-                    op.symbol()
-                ),
-                other.span(),
-            )),
+            other => Err((format!("a list after {} holds values, not properties or lists", op.symbol()), other.span())),
         }
     }
 
     fn arg(&self, n: usize, span: &Range<usize>) -> Result<Value, BindError> {
         self.args.get(n).cloned().ok_or_else(|| {
-            (
-                format!(
-                    "the query uses ${n} but {} argument(s) were given",
-                    self.args.len()
-                ),
-                span.clone(),
-            )
+            (format!("the query uses ${n} but {} argument(s) were given", self.args.len()), span.clone())
         })
     }
 
     /// Converts a constant to the type of the path it is compared with.
-    fn constant(
-        &self,
-        lhs: &Resolved<'_>,
-        op: Op,
-        v: Value,
-        span: &Range<usize>,
-    ) -> Result<Value, BindError> {
+    fn constant(&self, lhs: &Resolved<'_>, op: Op, v: Value, span: &Range<usize>) -> Result<Value, BindError> {
         let mismatch = |v: &Value| {
-            let expected = if lhs.path.count {
-                "int (a count)".to_owned()
-            } else {
-                lhs.prop.type_string()
-            };
-            (
-                format!(
-                    "type mismatch: '{}' is {expected}, compared with {} {v}",
-                    lhs.path.text,
-                    v.kind()
-                ),
-                span.clone(),
-            )
+            let expected = if lhs.path.count { "int (a count)".to_owned() } else { lhs.prop.type_string() };
+            (format!("type mismatch: '{}' is {expected}, compared with {} {v}", lhs.path.text, v.kind()), span.clone())
         };
         if v.is_null() {
             return if matches!(op, Op::Eq | Op::Ne) {
                 Ok(v)
             } else {
-                Err((
-                    format!("{} cannot compare with nil", op.symbol()),
-                    span.clone(),
-                ))
+                Err((format!("{} cannot compare with nil", op.symbol()), span.clone()))
             };
         }
         if op.is_string_op() {
             return match (&lhs.prop.ty, &v, lhs.path.count) {
                 (PropertyType::String, Value::String(_), false) => Ok(v),
-                _ => Err((format!("{} needs a string property and a string, but '{}' is {} and the value is {}",
-                    op.symbol(), lhs.path.text, lhs.prop.type_string(), v.kind()), span.clone())),
+                _ => Err((
+                    format!(
+                        "{} needs a string property and a string, but '{}' is {} and the value is {}",
+                        op.symbol(),
+                        lhs.path.text,
+                        lhs.prop.type_string(),
+                        v.kind()
+                    ),
+                    span.clone(),
+                )),
             };
         }
         if lhs.path.count {
-            return if v.as_int().is_some() {
-                Ok(v)
-            } else {
-                Err(mismatch(&v))
-            };
+            return if v.as_int().is_some() { Ok(v) } else { Err(mismatch(&v)) };
         }
         // Numbers compare across int and double (`age > 2.5`); a double
         // property takes an int constant as a double so its index applies.
@@ -333,14 +260,8 @@ impl<'a> Binder<'a> {
             (PropertyType::Int, Value::Double(_)) => return Ok(v),
             _ => {}
         }
-        let element = Property {
-            list: false,
-            optional: true,
-            ..lhs.prop.clone()
-        };
-        self.schema
-            .coerce(lhs.owner, &element, v.clone())
-            .map_err(|_| mismatch(&v))
+        let element = Property { list: false, optional: true, ..lhs.prop.clone() };
+        self.schema.coerce(lhs.owner, &element, v.clone()).map_err(|_| mismatch(&v))
     }
 
     fn path(&self, p: &Path) -> Result<Resolved<'a>, BindError> {
@@ -349,51 +270,24 @@ impl<'a> Binder<'a> {
         let last = p.segments.len() - 1;
         for (i, (name, span)) in p.segments.iter().enumerate() {
             let Some(idx) = ty.property_index(name) else {
-                return Err((
-                    format!("'{}' has no property '{name}'", ty.name()),
-                    span.clone(),
-                ));
+                return Err((format!("'{}' has no property '{name}'", ty.name()), span.clone()));
             };
             let prop = &ty.properties()[idx];
-            let text = p
-                .segments
-                .iter()
-                .map(|s| s.0.as_str())
-                .collect::<Vec<_>>()
-                .join(".");
+            let text = p.segments.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(".");
             if i == last {
                 if p.count && !prop.list {
-                    return Err((
-                        format!(
-                            "@count needs a list, but '{name}' is {}",
-                            prop.type_string()
-                        ),
-                        span.clone(),
-                    ));
+                    return Err((format!("@count needs a list, but '{name}' is {}", prop.type_string()), span.clone()));
                 }
-                let text = if p.count {
-                    format!("{text}.@count")
-                } else {
-                    text
-                };
+                let text = if p.count { format!("{text}.@count") } else { text };
                 return Ok(Resolved {
-                    path: BoundPath {
-                        hops,
-                        property: idx,
-                        list: prop.list,
-                        count: p.count,
-                        text,
-                    },
+                    path: BoundPath { hops, property: idx, list: prop.list, count: p.count, text },
                     prop,
                     owner: ty,
                 });
             }
             let PropertyType::Link(target) = &prop.ty else {
                 return Err((
-                    format!(
-                        "'{name}' is {}, not a link: it has no properties",
-                        prop.type_string()
-                    ),
+                    format!("'{name}' is {}, not a link: it has no properties", prop.type_string()),
                     span.clone(),
                 ));
             };
@@ -415,9 +309,7 @@ fn element_op(op: Op) -> Op {
 }
 
 fn comparable(a: &Resolved<'_>, b: &Resolved<'_>) -> bool {
-    let numeric = |r: &Resolved<'_>| {
-        r.path.count || matches!(r.prop.ty, PropertyType::Int | PropertyType::Double)
-    };
+    let numeric = |r: &Resolved<'_>| r.path.count || matches!(r.prop.ty, PropertyType::Int | PropertyType::Double);
     (numeric(a) && numeric(b)) || (!a.path.count && !b.path.count && a.prop.ty == b.prop.ty)
 }
 

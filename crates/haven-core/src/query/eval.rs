@@ -28,10 +28,7 @@ impl Filter {
 
 impl Comparison {
     fn matches(&self, rec: &[u8], links: &dyn LinkResolver) -> bool {
-        if let (Some(idx), false) = (
-            self.lhs.direct_property(),
-            matches!(self.rhs, Side::Path(_)),
-        ) {
+        if let (Some(idx), false) = (self.lhs.direct_property(), matches!(self.rhs, Side::Path(_))) {
             // The common case: one field of this record against constants,
             // with no allocation. A damaged record matches nothing.
             return match record::field(rec, idx) {
@@ -59,9 +56,7 @@ impl Comparison {
         let against = |r: &Value, op| r.as_ref().is_some_and(|r| test(l, op, r, ci));
         match (&self.rhs, self.op) {
             (Side::Value(r), op) => against(r, op),
-            (Side::Set(set), Op::Between) => {
-                set.len() == 2 && against(&set[0], Op::Ge) && against(&set[1], Op::Le)
-            }
+            (Side::Set(set), Op::Between) => set.len() == 2 && against(&set[0], Op::Ge) && against(&set[1], Op::Le),
             (Side::Set(set), _) => set.iter().any(|r| against(r, Op::Eq)),
             (Side::Path(_), op) => path_right.iter().any(|r| against(r, op)),
         }
@@ -78,9 +73,7 @@ pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Ve
         let mut next = Vec::new();
         for r in &records {
             match record::field(r, *idx).ok().flatten() {
-                Some(ValueRef::List(items)) => {
-                    next.extend(items.iter().filter_map(|pk| links.resolve(target, pk)))
-                }
+                Some(ValueRef::List(items)) => next.extend(items.iter().filter_map(|pk| links.resolve(target, pk))),
                 Some(pk) if pk != ValueRef::Null => next.extend(links.resolve(target, pk)),
                 _ => {}
             }
@@ -88,11 +81,7 @@ pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Ve
         many |= *list;
         if next.is_empty() && !many {
             // A null to-one link: the path reads as null.
-            return if path.count {
-                vec![]
-            } else {
-                vec![Value::Null]
-            };
+            return if path.count { vec![] } else { vec![Value::Null] };
         }
         records = next;
     }
@@ -202,11 +191,6 @@ mod tests {
         assert!(!test(ValueRef::Null, Op::Lt, ValueRef::Int(3), false));
         assert!(test(ValueRef::Null, Op::Eq, ValueRef::Null, false));
         assert!(test(ValueRef::Int(2), Op::Ne, ValueRef::Null, false));
-        assert!(test(
-            ValueRef::String("Rex"),
-            Op::Eq,
-            ValueRef::String("rEX"),
-            true
-        ));
+        assert!(test(ValueRef::String("Rex"), Op::Eq, ValueRef::String("rEX"), true));
     }
 }

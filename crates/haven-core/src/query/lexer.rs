@@ -38,9 +38,7 @@ pub(crate) fn tokenize(query: &str) -> Result<Vec<Spanned>, LexError> {
             return Ok(out);
         }
         let start = query.len() - rest.len();
-        let tok = token(&mut rest)
-            .map_err(|_| (describe(rest), start))?
-            .map_err(|(m, _)| (m, start))?;
+        let tok = token(&mut rest).map_err(|_| (describe(rest), start))?.map_err(|(m, _)| (m, start))?;
         out.push((tok, start..query.len() - rest.len()));
     }
 }
@@ -59,12 +57,9 @@ fn token(input: &mut &str) -> winnow::Result<Lexed> {
     alt((
         number,
         string.map(|s| Ok(Tok::Str(s))),
-        ('$', digit1).take().map(|t: &str| {
-            t[1..]
-                .parse()
-                .map(Tok::Arg)
-                .map_err(|_| ("argument number too large".into(), 0))
-        }),
+        ('$', digit1)
+            .take()
+            .map(|t: &str| t[1..].parse().map(Tok::Arg).map_err(|_| ("argument number too large".into(), 0))),
         ('@', ident).map(|(_, i)| Ok(Tok::At(i.to_owned()))),
         ident.map(|i| Ok(Tok::Ident(i.to_owned()))),
         punct.map(|p| Ok(Tok::Punct(p))),
@@ -73,32 +68,20 @@ fn token(input: &mut &str) -> winnow::Result<Lexed> {
 }
 
 fn ident<'i>(input: &mut &'i str) -> winnow::Result<&'i str> {
-    (
-        one_of(|c: char| c.is_alphabetic() || c == '_'),
-        take_while(0.., |c: char| c.is_alphanumeric() || c == '_'),
-    )
+    (one_of(|c: char| c.is_alphabetic() || c == '_'), take_while(0.., |c: char| c.is_alphanumeric() || c == '_'))
         .take()
         .parse_next(input)
 }
 
 fn number(input: &mut &str) -> winnow::Result<Lexed> {
-    let text = (
-        opt('-'),
-        digit1,
-        opt(('.', digit1)),
-        opt((one_of(['e', 'E']), opt(one_of(['+', '-'])), digit1)),
-    )
+    let text = (opt('-'), digit1, opt(('.', digit1)), opt((one_of(['e', 'E']), opt(one_of(['+', '-'])), digit1)))
         .take()
         .parse_next(input)?;
     let is_int = !text.contains(['.', 'e', 'E']);
     Ok(if is_int {
-        text.parse()
-            .map(Tok::Int)
-            .map_err(|_| (format!("integer {text} does not fit in 64 bits"), 0))
+        text.parse().map(Tok::Int).map_err(|_| (format!("integer {text} does not fit in 64 bits"), 0))
     } else {
-        text.parse()
-            .map(Tok::Double)
-            .map_err(|_| (format!("invalid number {text}"), 0))
+        text.parse().map(Tok::Double).map_err(|_| (format!("invalid number {text}"), 0))
     })
 }
 
@@ -125,10 +108,8 @@ fn string(input: &mut &str) -> winnow::Result<String> {
 }
 
 fn punct(input: &mut &str) -> winnow::Result<&'static str> {
-    const PUNCT: [&str; 20] = [
-        "==", "!=", "<>", "<=", ">=", "&&", "||", "=", "<", ">", "!", "(", ")", "{", "}", ",", ".",
-        "[", "]", "*",
-    ];
+    const PUNCT: [&str; 20] =
+        ["==", "!=", "<>", "<=", ">=", "&&", "||", "=", "<", ">", "!", "(", ")", "{", "}", ",", ".", "[", "]", "*"];
     for p in PUNCT {
         if let Some(rest) = input.strip_prefix(p) {
             *input = rest;
@@ -172,10 +153,7 @@ mod tests {
 
     #[test]
     fn errors_have_offsets() {
-        assert_eq!(
-            tokenize("a == 'open").unwrap_err(),
-            ("unterminated string".to_string(), 5)
-        );
+        assert_eq!(tokenize("a == 'open").unwrap_err(), ("unterminated string".to_string(), 5));
         assert_eq!(tokenize("a # b").unwrap_err().1, 2);
     }
 }

@@ -30,39 +30,21 @@ use crate::value::Value;
 
 /// Parses `text` and checks it against type `object_type` of `schema`,
 /// with `args` for `$0`, `$1`, ...
-pub fn bind(
-    schema: &Schema,
-    object_type: &str,
-    text: &str,
-    args: &[Value],
-) -> Result<BoundQuery, QueryError> {
+pub fn bind(schema: &Schema, object_type: &str, text: &str, args: &[Value]) -> Result<BoundQuery, QueryError> {
     let error = |message: String, offset: usize| QueryError {
         column: text[..offset.min(text.len())].chars().count() + 1,
         message,
         query: text.to_owned(),
     };
-    let root = schema
-        .object_type(object_type)
-        .ok_or_else(|| error(format!("unknown object type '{object_type}'"), 0))?;
+    let root =
+        schema.object_type(object_type).ok_or_else(|| error(format!("unknown object type '{object_type}'"), 0))?;
     let parsed = parser::parse(text).map_err(|(m, at)| error(m, at))?;
-    bind::Binder { schema, root, args }
-        .bind(&parsed)
-        .map_err(|(m, span)| error(m, span.start))
+    bind::Binder { schema, root, args }.bind(&parsed).map_err(|(m, span)| error(m, span.start))
 }
 
 /// A sort key on a single property, as `Results::sorted` makes.
-pub fn sort_key(
-    schema: &Schema,
-    object_type: &str,
-    path: &str,
-) -> Result<(BoundPath, bool), QueryError> {
-    let q = bind(
-        schema,
-        object_type,
-        &format!("TRUEPREDICATE SORT({path})"),
-        &[],
-    )
-    .map_err(|mut e| {
+pub fn sort_key(schema: &Schema, object_type: &str, path: &str) -> Result<(BoundPath, bool), QueryError> {
+    let q = bind(schema, object_type, &format!("TRUEPREDICATE SORT({path})"), &[]).map_err(|mut e| {
         e.column = e.column.saturating_sub("TRUEPREDICATE SORT(".len()).max(1);
         e.query = path.to_owned();
         e

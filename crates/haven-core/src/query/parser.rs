@@ -75,10 +75,7 @@ pub enum Op {
 
 impl Op {
     pub(crate) fn is_string_op(self) -> bool {
-        matches!(
-            self,
-            Op::BeginsWith | Op::EndsWith | Op::Contains | Op::Like
-        )
+        matches!(self, Op::BeginsWith | Op::EndsWith | Op::Contains | Op::Like)
     }
 
     /// The operator with its sides swapped (`a < b` is `b > a`).
@@ -151,11 +148,7 @@ pub(crate) type ParseError = (String, usize);
 /// Parses a whole query.
 pub(crate) fn parse(query: &str) -> Result<Parsed, ParseError> {
     let tokens = tokenize(query)?;
-    let mut p = Parser {
-        tokens,
-        pos: 0,
-        end: query.len(),
-    };
+    let mut p = Parser { tokens, pos: 0, end: query.len() };
     let predicate = p.or()?;
     let mut sort = Vec::new();
     let mut limit = None;
@@ -183,20 +176,10 @@ pub(crate) fn parse(query: &str) -> Result<Parsed, ParseError> {
             }
             p.expect(")")?;
         } else {
-            return Err((
-                format!(
-                    "expected AND, OR, SORT(...) or LIMIT(...), found {}",
-                    p.found()
-                ),
-                p.offset(),
-            ));
+            return Err((format!("expected AND, OR, SORT(...) or LIMIT(...), found {}", p.found()), p.offset()));
         }
     }
-    Ok(Parsed {
-        predicate,
-        sort,
-        limit,
-    })
+    Ok(Parsed { predicate, sort, limit })
 }
 
 struct Parser {
@@ -219,10 +202,7 @@ impl Parser {
     }
 
     fn span_from(&self, start: usize) -> Range<usize> {
-        let end = self
-            .tokens
-            .get(self.pos.wrapping_sub(1))
-            .map_or(start, |t| t.1.end);
+        let end = self.tokens.get(self.pos.wrapping_sub(1)).map_or(start, |t| t.1.end);
         start..end.max(start)
     }
 
@@ -265,10 +245,7 @@ impl Parser {
         if self.punct(p) {
             Ok(())
         } else {
-            Err((
-                format!("expected '{p}', found {}", self.found()),
-                self.offset(),
-            ))
+            Err((format!("expected '{p}', found {}", self.found()), self.offset()))
         }
     }
 
@@ -277,11 +254,7 @@ impl Parser {
         while self.keyword("OR") || self.punct("||") {
             parts.push(self.and()?);
         }
-        Ok(if parts.len() == 1 {
-            parts.pop().unwrap()
-        } else {
-            Expr::Or(parts)
-        })
+        Ok(if parts.len() == 1 { parts.pop().unwrap() } else { Expr::Or(parts) })
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
@@ -289,11 +262,7 @@ impl Parser {
         while self.keyword("AND") || self.punct("&&") {
             parts.push(self.unary()?);
         }
-        Ok(if parts.len() == 1 {
-            parts.pop().unwrap()
-        } else {
-            Expr::And(parts)
-        })
+        Ok(if parts.len() == 1 { parts.pop().unwrap() } else { Expr::And(parts) })
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
@@ -340,13 +309,7 @@ impl Parser {
                 return Err(("BETWEEN takes two bounds: {low, high}".into(), at));
             }
             let rhs = bounds;
-            return Ok(Expr::Compare(Compare {
-                quantifier,
-                lhs,
-                op: Op::Between,
-                rhs,
-                case_insensitive: false,
-            }));
+            return Ok(Expr::Compare(Compare { quantifier, lhs, op: Op::Between, rhs, case_insensitive: false }));
         }
         let op = match self.next() {
             Some(Tok::Punct("==")) => Op::Eq,
@@ -360,33 +323,19 @@ impl Parser {
                 "ENDSWITH" => Op::EndsWith,
                 "CONTAINS" => Op::Contains,
                 "LIKE" => Op::Like,
-                _ => {
-                    return Err((
-                        format!("expected a comparison operator, found '{i}'"),
-                        op_at,
-                    ))
-                }
+                _ => return Err((format!("expected a comparison operator, found '{i}'"), op_at)),
             },
             _ => {
                 self.pos -= 1;
                 return Err((
-                    format!(
-                        "expected a comparison operator (==, <, BEGINSWITH, IN, ...), found {}",
-                        self.found()
-                    ),
+                    format!("expected a comparison operator (==, <, BEGINSWITH, IN, ...), found {}", self.found()),
                     op_at,
                 ));
             }
         };
         let case_insensitive = self.case_flag()?;
         let rhs = self.operand()?;
-        Ok(Expr::Compare(Compare {
-            quantifier,
-            lhs,
-            op,
-            rhs,
-            case_insensitive,
-        }))
+        Ok(Expr::Compare(Compare { quantifier, lhs, op, rhs, case_insensitive }))
     }
 
     fn case_flag(&mut self) -> Result<bool, ParseError> {
@@ -405,18 +354,8 @@ impl Parser {
     /// `x IN {a, b}` or `x IN $0` (a list argument).
     fn in_list(&mut self, quantifier: Quantifier, lhs: Operand) -> Result<Expr, ParseError> {
         let case_insensitive = self.case_flag()?;
-        let rhs = if matches!(self.peek(), Some(Tok::Punct("{"))) {
-            self.list()?
-        } else {
-            self.operand()?
-        };
-        Ok(Expr::Compare(Compare {
-            quantifier,
-            lhs,
-            op: Op::In,
-            rhs,
-            case_insensitive,
-        }))
+        let rhs = if matches!(self.peek(), Some(Tok::Punct("{"))) { self.list()? } else { self.operand()? };
+        Ok(Expr::Compare(Compare { quantifier, lhs, op: Op::In, rhs, case_insensitive }))
     }
 
     /// `{a, b, ...}`, possibly empty.
@@ -445,9 +384,7 @@ impl Parser {
             Some(Tok::Double(d)) => lit(Literal::Double(d), self),
             Some(Tok::Str(s)) => lit(Literal::Str(s), self),
             Some(Tok::Arg(n)) => Ok(Operand::Arg(n, self.span_from(start))),
-            Some(Tok::Punct("{")) => {
-                Err(("a list {...} goes only after IN or BETWEEN".into(), start))
-            }
+            Some(Tok::Punct("{")) => Err(("a list {...} goes only after IN or BETWEEN".into(), start)),
             Some(Tok::Ident(i)) => match i.to_ascii_lowercase().as_str() {
                 "nil" | "null" => lit(Literal::Null, self),
                 "true" => lit(Literal::Bool(true), self),
@@ -457,10 +394,7 @@ impl Parser {
                     Ok(Operand::Path(self.path()?))
                 }
             },
-            _ => Err((
-                format!("expected a property, a value or an argument ($0), found {found}"),
-                start,
-            )),
+            _ => Err((format!("expected a property, a value or an argument ($0), found {found}"), start)),
         }
     }
 
@@ -478,21 +412,14 @@ impl Parser {
                 }
                 _ => {
                     self.pos -= 1;
-                    return Err((
-                        format!("expected a property name, found {}", self.found()),
-                        at,
-                    ));
+                    return Err((format!("expected a property name, found {}", self.found()), at));
                 }
             }
             if !self.punct(".") {
                 break;
             }
         }
-        Ok(Path {
-            segments,
-            count,
-            span: self.span_from(start),
-        })
+        Ok(Path { segments, count, span: self.span_from(start) })
     }
 }
 
@@ -503,9 +430,7 @@ mod tests {
     #[test]
     fn precedence_and_suffixes() {
         let q = parse("a == 1 OR b == 2 AND NOT c == 3 SORT(a DESC, b) LIMIT(5)").unwrap();
-        let Expr::Or(parts) = &q.predicate else {
-            panic!("{q:?}")
-        };
+        let Expr::Or(parts) = &q.predicate else { panic!("{q:?}") };
         assert!(matches!(&parts[1], Expr::And(a) if matches!(a[1], Expr::Not(_))));
         assert_eq!(q.sort.len(), 2);
         assert!(!q.sort[0].1 && q.sort[1].1);
@@ -515,17 +440,12 @@ mod tests {
     #[test]
     fn in_and_between_keep_their_lists() {
         let q = parse("age IN {1, 2, 3} AND age BETWEEN {1, 10}").unwrap();
-        let Expr::And(parts) = &q.predicate else {
-            panic!()
-        };
+        let Expr::And(parts) = &q.predicate else { panic!() };
         assert!(
             matches!(&parts[0], Expr::Compare(c) if c.op == Op::In && matches!(&c.rhs, Operand::List(v, _) if v.len() == 3))
         );
         assert!(matches!(&parts[1], Expr::Compare(c) if c.op == Op::Between));
-        assert!(parse("age BETWEEN {1}")
-            .unwrap_err()
-            .0
-            .contains("two bounds"));
+        assert!(parse("age BETWEEN {1}").unwrap_err().0.contains("two bounds"));
     }
 
     #[test]
@@ -540,17 +460,11 @@ mod tests {
     #[test]
     fn paths_and_flags() {
         let q = parse("ANY owner.tags.@count > 1 && name BEGINSWITH[c] 'r'").unwrap();
-        let Expr::And(parts) = &q.predicate else {
-            panic!()
-        };
-        let Expr::Compare(c) = &parts[0] else {
-            panic!()
-        };
+        let Expr::And(parts) = &q.predicate else { panic!() };
+        let Expr::Compare(c) = &parts[0] else { panic!() };
         let Operand::Path(p) = &c.lhs else { panic!() };
         assert_eq!(p.segments.len(), 2);
         assert!(p.count);
-        assert!(
-            matches!(&parts[1], Expr::Compare(c) if c.case_insensitive && c.op == Op::BeginsWith)
-        );
+        assert!(matches!(&parts[1], Expr::Compare(c) if c.case_insensitive && c.op == Op::BeginsWith));
     }
 }

@@ -77,18 +77,10 @@ pub fn plan(ty: &ObjectSchema, query: &BoundQuery) -> Plan {
     let Some((prop_idx, ranges, used, _)) = best else {
         let residual = (query.filter != Filter::Const(true)).then(|| query.filter.clone());
         let description = format!("scan {}{}", ty.name(), describe_residual(&residual));
-        return Plan {
-            access: Access::Scan,
-            residual,
-            description,
-        };
+        return Plan { access: Access::Scan, residual, description };
     };
-    let rest: Vec<Filter> = conjuncts
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !used.contains(i))
-        .map(|(_, f)| (*f).clone())
-        .collect();
+    let rest: Vec<Filter> =
+        conjuncts.iter().enumerate().filter(|(i, _)| !used.contains(i)).map(|(_, f)| (*f).clone()).collect();
     let residual = match rest.len() {
         0 => None,
         1 => rest.into_iter().next(),
@@ -107,11 +99,7 @@ pub fn plan(ty: &ObjectSchema, query: &BoundQuery) -> Plan {
         if ranges.len() == 1 { "" } else { "s" },
         describe_residual(&residual)
     );
-    Plan {
-        access,
-        residual,
-        description,
-    }
+    Plan { access, residual, description }
 }
 
 fn describe_residual(residual: &Option<Filter>) -> String {
@@ -168,24 +156,14 @@ fn sort_ranges(ranges: &mut Vec<KeyRange>) {
     ranges.dedup();
 }
 
-fn comparison_ranges(
-    c: &Comparison,
-    prop: usize,
-    ty: &PropertyType,
-) -> Option<(Vec<KeyRange>, bool)> {
-    if c.lhs.direct_property() != Some(prop)
-        || c.case_insensitive
-        || c.quantifier != Quantifier::Any
-    {
+fn comparison_ranges(c: &Comparison, prop: usize, ty: &PropertyType) -> Option<(Vec<KeyRange>, bool)> {
+    if c.lhs.direct_property() != Some(prop) || c.case_insensitive || c.quantifier != Quantifier::Any {
         return None;
     }
     match (&c.rhs, c.op) {
         (Side::Value(v), op) => value_range(v, op, ty).map(|(r, eq)| (vec![r], eq)),
         (Side::Set(set), Op::In) => {
-            let ranges = set
-                .iter()
-                .map(|v| value_range(v, Op::Eq, ty).map(|r| r.0))
-                .collect::<Option<_>>()?;
+            let ranges = set.iter().map(|v| value_range(v, Op::Eq, ty).map(|r| r.0)).collect::<Option<_>>()?;
             Some((ranges, true))
         }
         (Side::Set(set), Op::Between) if set.len() == 2 => {
@@ -269,8 +247,9 @@ fn min_upper(a: &Bound<Vec<u8>>, b: &Bound<Vec<u8>>) -> Bound<Vec<u8>> {
 fn empty(lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
     match (lo, hi) {
         (Bound::Included(l), Bound::Included(h)) => l > h,
-        (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h))
-        | (Bound::Excluded(l), Bound::Included(h)) => l >= h,
+        (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h)) | (Bound::Excluded(l), Bound::Included(h)) => {
+            l >= h
+        }
         _ => false,
     }
 }
