@@ -185,9 +185,7 @@ impl Database {
     /// or a listener it returns at once (waiting there would wait for
     /// itself).
     pub fn wait_for_listeners(&self) {
-        if !self.inner.writing_on_this_thread() {
-            self.inner.notifier.flush();
-        }
+        self.inner.notifier.flush();
     }
 
     pub(crate) fn type_named(&self, name: &str) -> Result<(usize, &haven_core::ObjectSchema)> {
@@ -218,15 +216,21 @@ impl Database {
     /// returns; added inside a write transaction, of every commit after
     /// that transaction.
     pub(crate) fn add_listener(&self, listener: Listener) -> NotificationToken {
-        let start = if self.inner.writing_on_this_thread() {
-            None // settled when this thread's transaction ends
-        } else {
-            self.inner
-                .baseline(&listener)
-                .inspect_err(|e| tracing::error!(error = %e, "a listener could not read its collection; it starts at the next commit"))
-                .ok()
-        };
-        self.inner.notifier.register(listener, start, self.inner.writer.clone())
+        let inner = &self.inner;
+        if inner.writing_on_this_thread() {
+            return inner.notifier.register(listener, None); // settled when this transaction ends
+        }
+        // Under the write lock, no commit falls between the first read and
+        // the registration.
+        let _guard = lock(&inner.write_lock);
+        let seq = inner.commit_seq.load(Ordering::SeqCst);
+        let start = inner
+            .fresh_snapshot()
+            .and_then(|snap| initial_keys(&listener, &snap))
+            .inspect_err(|e| tracing::error!(error = %e, "a listener could not read its collection; it starts at the next commit"))
+            .ok()
+            .map(|keys| (seq, keys));
+        inner.notifier.register(listener, start)
     }
 }
 
@@ -318,6 +322,8 @@ impl Inner {
         }
         let _guard = lock(&self.write_lock);
         let _writer = self.writer.mark();
+        // Dropped first, still under the lock, however this ends (error or panic included).
+        let _settle = SettlePending(self);
         let txn = db.begin_write()?;
         // Without listeners there is nobody to tell: a listener registered
         // meanwhile on another thread makes its first read after this
@@ -349,7 +355,6 @@ impl Inner {
                 Err(e)
             }
         };
-        self.notifier.settle_pending(|| Ok((self.commit_seq.load(Ordering::SeqCst), self.fresh_snapshot()?)));
         outcome
     }
 
@@ -358,31 +363,43 @@ impl Inner {
     pub(crate) fn writing_on_this_thread(&self) -> bool {
         self.writer.is_current()
     }
+}
 
-    /// A new listener's starting point: the number of commits so far and
-    /// what it watches after them, read under the write lock so that no
-    /// commit falls between the two.
-    pub(crate) fn baseline(&self, listener: &Listener) -> Result<(u64, Vec<Vec<u8>>)> {
-        let _guard = lock(&self.write_lock);
-        let seq = self.commit_seq.load(Ordering::SeqCst);
-        Ok((seq, initial_keys(listener, &self.fresh_snapshot()?)?))
+/// Gives listeners added inside a write transaction their first read
+/// when the transaction ends, whichever way it ends.
+struct SettlePending<'a>(&'a Inner);
+
+impl Drop for SettlePending<'_> {
+    fn drop(&mut self) {
+        let inner = self.0;
+        inner.notifier.settle_pending(|| Ok((inner.commit_seq.load(Ordering::SeqCst), inner.fresh_snapshot()?)));
     }
 }
 
-/// Which thread runs the current write transaction, if any. Shared with
-/// notification tokens, which must not wait for a callback when dropped
-/// inside a write (the callback may be waiting to write).
-#[derive(Default, Clone)]
-pub(crate) struct WriterSlot(Arc<Mutex<Option<std::thread::ThreadId>>>);
+thread_local! {
+    /// Write transactions open on this thread, on any database.
+    static WRITES_OPEN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread is inside a write transaction of any database: it
+/// must not wait for a listener, which may be waiting to write.
+pub(crate) fn in_any_write() -> bool {
+    WRITES_OPEN.get() > 0
+}
+
+/// Which thread runs the current write transaction, if any.
+#[derive(Default)]
+struct WriterSlot(Mutex<Option<std::thread::ThreadId>>);
 
 impl WriterSlot {
-    pub(crate) fn is_current(&self) -> bool {
+    fn is_current(&self) -> bool {
         *lock(&self.0) == Some(std::thread::current().id())
     }
 
     /// Marks this thread as the writer until the mark is dropped (also on panic).
     fn mark(&self) -> WriterMark<'_> {
         *lock(&self.0) = Some(std::thread::current().id());
+        WRITES_OPEN.set(WRITES_OPEN.get() + 1);
         WriterMark(self)
     }
 }
@@ -391,6 +408,7 @@ struct WriterMark<'a>(&'a WriterSlot);
 
 impl Drop for WriterMark<'_> {
     fn drop(&mut self) {
+        WRITES_OPEN.set(WRITES_OPEN.get() - 1);
         *lock(&self.0 .0) = None;
     }
 }

@@ -11,7 +11,7 @@
 //! run; object listeners look their object up in the changes.
 
 use crate::changes::{Change, CommitChanges};
-use crate::database::{run_query, WriterSlot};
+use crate::database::{in_any_write, run_query};
 use crate::snapshot::Snapshot;
 use haven_core::query::BoundQuery;
 use haven_core::{key, Schema, Value};
@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::{JoinHandle, ThreadId};
 
 /// What changed in a watched collection in one commit, by primary key.
@@ -63,26 +63,41 @@ pub enum ObjectChange {
 pub struct NotificationToken {
     id: u64,
     entry: Arc<Entry>,
-    writer: WriterSlot,
-    listeners: Weak<Mutex<HashMap<u64, Arc<Entry>>>>,
+    shared: Weak<Shared>,
 }
 
 impl Drop for NotificationToken {
     fn drop(&mut self) {
-        if let Some(l) = self.listeners.upgrade() {
-            l.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
-        }
         self.entry.active.store(false, Ordering::SeqCst);
-        if !ON_LISTENER_THREAD.get() && !self.writer.is_current() {
+        let Some(shared) = self.shared.upgrade() else {
+            return; // the database closed: its listener thread has ended
+        };
+        shared.lock_map().remove(&self.id);
+        if !shared.on_listener_thread() && !in_any_write() {
             // A call in progress holds the state lock: wait for it to end.
-            // (Not inside a write: the callback may be waiting to write.)
             drop(self.entry.state.lock());
         }
     }
 }
 
-thread_local! {
-    static ON_LISTENER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// What the notifier shares with its tokens and its thread.
+#[derive(Default)]
+struct Shared {
+    /// The listeners, by id.
+    map: Mutex<HashMap<u64, Arc<Entry>>>,
+    /// The listener thread, once started.
+    thread: OnceLock<ThreadId>,
+}
+
+impl Shared {
+    fn lock_map(&self) -> MutexGuard<'_, HashMap<u64, Arc<Entry>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waiting for a callback here would wait for itself.
+    fn on_listener_thread(&self) -> bool {
+        self.thread.get() == Some(&std::thread::current().id())
+    }
 }
 
 pub(crate) enum Listener {
@@ -124,7 +139,7 @@ enum Message {
 
 #[derive(Default)]
 pub(crate) struct Notifier {
-    listeners: Arc<Mutex<HashMap<u64, Arc<Entry>>>>,
+    shared: Arc<Shared>,
     next_id: AtomicU64,
     thread: Mutex<Option<ListenerThread>>,
 }
@@ -134,17 +149,12 @@ type ListenerThread = (Sender<Message>, JoinHandle<()>, ThreadId);
 
 impl Notifier {
     pub fn has_listeners(&self) -> bool {
-        !self.listeners.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        !self.shared.lock_map().is_empty()
     }
 
     /// Adds a listener whose first read is `start` (commits included, and
     /// what it watches); `None`: settled by [`Notifier::settle_pending`].
-    pub fn register(
-        &self,
-        listener: Listener,
-        start: Option<(u64, Vec<Vec<u8>>)>,
-        writer: WriterSlot,
-    ) -> NotificationToken {
+    pub fn register(&self, listener: Listener, start: Option<(u64, Vec<Vec<u8>>)>) -> NotificationToken {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(Entry {
             listener,
@@ -152,22 +162,16 @@ impl Notifier {
             pending: AtomicBool::new(start.is_none()),
             state: Mutex::new(start),
         });
-        self.listeners.lock().unwrap_or_else(|e| e.into_inner()).insert(id, entry.clone());
+        self.shared.lock_map().insert(id, entry.clone());
         self.ensure_thread();
-        NotificationToken { id, entry, writer, listeners: Arc::downgrade(&self.listeners) }
+        NotificationToken { id, entry, shared: Arc::downgrade(&self.shared) }
     }
 
     /// Gives listeners that are still without a first read one, from
     /// `read` (called once, and only if there are such listeners).
     pub fn settle_pending(&self, read: impl FnOnce() -> crate::Result<(u64, Snapshot)>) {
-        let pending: Vec<Arc<Entry>> = self
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .filter(|e| e.pending.load(Ordering::SeqCst))
-            .cloned()
-            .collect();
+        let pending: Vec<Arc<Entry>> =
+            self.shared.lock_map().values().filter(|e| e.pending.load(Ordering::SeqCst)).cloned().collect();
         if pending.is_empty() {
             return;
         }
@@ -191,8 +195,8 @@ impl Notifier {
 
     /// Waits until the listener thread has handled every message sent so far.
     pub fn flush(&self) {
-        if ON_LISTENER_THREAD.get() {
-            return; // waiting here would wait for itself
+        if self.shared.on_listener_thread() || in_any_write() {
+            return; // waiting here could wait for itself
         }
         let (tx, rx) = channel();
         if self.send_if_running(Message::Flush(tx)) {
@@ -221,26 +225,29 @@ impl Notifier {
         let mut guard = self.thread.lock().unwrap_or_else(|e| e.into_inner());
         guard.get_or_insert_with(|| {
             let (tx, rx) = channel();
-            let listeners = self.listeners.clone();
+            let shared = self.shared.clone();
             let handle = std::thread::Builder::new()
                 .name("haven-listeners".into())
-                .spawn(move || run(rx, listeners))
+                .spawn(move || run(rx, &shared))
                 .expect("spawning the listener thread");
             let id = handle.thread().id();
+            let _ = self.shared.thread.set(id);
             (tx, handle, id)
         });
     }
 }
 
-fn run(rx: Receiver<Message>, listeners: Arc<Mutex<HashMap<u64, Arc<Entry>>>>) {
-    ON_LISTENER_THREAD.set(true);
-    let current = || listeners.lock().unwrap_or_else(|e| e.into_inner()).clone();
+fn run(rx: Receiver<Message>, shared: &Shared) {
     while let Ok(message) = rx.recv() {
         match message {
             Message::Commit(seq, snap, changes) => {
-                for entry in current().values() {
-                    if let Err(e) = deliver(entry, seq, &snap, &changes) {
-                        tracing::error!(error = %e, "a listener could not read the commit");
+                let entries: Vec<Arc<Entry>> = shared.lock_map().values().cloned().collect();
+                for entry in entries {
+                    // A bug in one listener's query must not silence the others.
+                    match catch_unwind(AssertUnwindSafe(|| deliver(&entry, seq, &snap, &changes))) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "a listener could not read the commit"),
+                        Err(_) => tracing::error!("a listener failed on a commit; it stays subscribed"),
                     }
                 }
             }

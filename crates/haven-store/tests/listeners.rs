@@ -291,3 +291,47 @@ fn dropping_a_token_inside_a_write_does_not_deadlock_with_its_callback() {
     db.wait_for_listeners();
     assert!(db.object_for_primary_key("Dog", 9).unwrap().is_some());
 }
+
+/// Commits racing with `add_listener` on another thread: every commit
+/// after `add_listener` returned is heard, none before it was read.
+#[test]
+fn add_listener_racing_with_commits_misses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    db.write(|tx| tx.create("Dog", dog(1, 0), UpdateMode::Never)).unwrap();
+    let age =
+        |db: &Database| db.object_for_primary_key("Dog", 1).unwrap().unwrap().get("age").unwrap().as_int().unwrap();
+    for _ in 0..10 {
+        let writer = db.clone();
+        let commits = std::thread::spawn(move || {
+            for _ in 0..30 {
+                writer.write(|tx| tx.increment("Dog", 1, "age", 1)).unwrap();
+            }
+        });
+        let before = age(&db);
+        let (tx, rx) = channel();
+        let token =
+            db.object_for_primary_key("Dog", 1).unwrap().unwrap().add_listener(move |c| tx.send(c.clone()).unwrap());
+        let after = age(&db);
+        commits.join().unwrap();
+        let heard = heard(&db, &rx).len() as i64;
+        let last = age(&db);
+        assert!(heard >= last - after && heard <= last - before, "heard {heard}, ages {before}/{after}/{last}");
+        drop(token);
+    }
+}
+
+#[test]
+fn a_listener_added_in_a_failed_write_hears_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (tx, rx) = channel();
+    let mut kept = None;
+    let _ = db.write(|_| {
+        kept = Some(db.objects("Dog").unwrap().add_listener(move |c| tx.send(c.insertions.clone()).unwrap()));
+        Err::<(), _>(haven_store::Error::Storage("rolled back".into()))
+    });
+    db.write(|t| t.create("Dog", dog(1, 1), UpdateMode::Never)).unwrap();
+    assert_eq!(heard(&db, &rx), vec![vec![Value::Int(1)]]);
+    drop(kept);
+}
