@@ -17,12 +17,19 @@ pub struct Config {
     pub(crate) schema: Option<Schema>,
     pub(crate) read_only: bool,
     pub(crate) cache_size: Option<usize>,
+    pub(crate) record_changes: bool,
 }
 
 impl Config {
     /// A database at `path`, created if missing.
     pub fn new(path: impl AsRef<Path>) -> Self {
-        Config { path: path.as_ref().to_path_buf(), schema: None, read_only: false, cache_size: None }
+        Config {
+            path: path.as_ref().to_path_buf(),
+            schema: None,
+            read_only: false,
+            cache_size: None,
+            record_changes: false,
+        }
     }
 
     /// The schema the app uses. New types and new optional properties are
@@ -42,6 +49,16 @@ impl Config {
     /// The page cache size in bytes (default: the storage engine's).
     pub fn cache_size(mut self, bytes: usize) -> Self {
         self.cache_size = Some(bytes);
+        self
+    }
+
+    /// Keeps a change log: every committed write transaction is also
+    /// recorded as a changeset until the server acknowledges it
+    /// ([`Database::pending_changes`](crate::Database::pending_changes)).
+    /// The sync client turns this on; once on, a file always keeps its log,
+    /// so that no write made while it is opened some other way escapes sync.
+    pub fn record_changes(mut self) -> Self {
+        self.record_changes = true;
         self
     }
 

@@ -1,6 +1,7 @@
 //! `Database`: opening a file (once per process), reading, and the one
 //! commit path every write goes through.
 
+use crate::change_log;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::layout::{self, FORMAT_VERSION, META, META_FORMAT, META_SCHEMA};
@@ -65,6 +66,8 @@ pub(crate) struct Inner {
     /// the read.
     latest: Mutex<Option<(u64, Arc<Snapshot>)>>,
     pub(crate) notifier: Notifier,
+    /// Whether commits also go to the change log.
+    change_log: bool,
 }
 
 enum Engine {
@@ -180,6 +183,13 @@ impl Database {
         Ok(Results::new(self.clone(), object_type))
     }
 
+    /// The changesets this file's change log holds (see
+    /// [`Config::record_changes`]), oldest first; empty for a file that
+    /// keeps none.
+    pub fn pending_changes(&self) -> Result<Vec<haven_core::merge::Changeset>> {
+        self.snapshot()?.pending_changes()
+    }
+
     /// Waits until every listener has been called for every commit made so
     /// far. Useful in tests; apps rarely need it. Inside a write transaction
     /// or a listener it returns at once (waiting there would wait for
@@ -237,6 +247,7 @@ impl Database {
 impl Inner {
     fn open(path: PathBuf, config: &Config) -> Result<Inner> {
         let exists = std::fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false);
+        let mut change_log = false;
         let (engine, schema) = if config.read_only {
             if !exists {
                 return Err(not_a_database(&path, "the file does not exist or is empty"));
@@ -268,9 +279,15 @@ impl Inner {
             }
             let db = builder.create(&path).map_err(|e| open_error(&path, e))?;
             let schema = initialize(&path, &db, config.schema.as_ref())?;
+            change_log = change_log::is_kept(&db.begin_read()?)?;
+            if config.record_changes && !change_log {
+                change_log::keep(&db)?;
+                change_log = true;
+            }
             (Engine::Writable(db), schema)
         };
         Ok(Inner {
+            change_log,
             path,
             engine: Some(engine),
             schema: Arc::new(schema),
@@ -331,12 +348,16 @@ impl Inner {
         // transaction starts from its outcome.
         let track = self.notifier.has_listeners();
         let (result, changes) = {
-            let mut tx = WriteTransaction::new(&txn, &self.schema, track);
+            let mut tx = WriteTransaction::new(&txn, &self.schema, track, self.change_log);
             let result = f(&mut tx);
             (result, tx.finish())
         };
+        let (changes, log) = changes;
         let outcome = match result {
             Ok(value) => {
+                if !log.is_empty() {
+                    change_log::append(&txn, log)?;
+                }
                 txn.commit()?;
                 let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
                 if !changes.is_empty() {

@@ -10,6 +10,9 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("have
 pub(crate) const META_FORMAT: &str = "format";
 pub(crate) const META_SCHEMA: &str = "schema";
 
+/// The change log: client version → changeset (postcard), for files that sync.
+pub(crate) const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("sync/pending");
+
 /// The table of objects of one type: encoded primary key → record.
 pub(crate) fn objects_table(object_type: &str) -> String {
     format!("objects/{object_type}")

@@ -51,6 +51,11 @@ impl Snapshot {
         Ok(t.get(pk_key)?.map(|g| g.value().to_vec()))
     }
 
+    /// The change log's changesets, oldest first.
+    pub fn pending_changes(&self) -> Result<Vec<haven_core::merge::Changeset>> {
+        crate::change_log::pending(&self.rtx)
+    }
+
     /// Whether an object exists.
     pub fn contains(&self, ty: &str, pk_key: &[u8]) -> Result<bool> {
         let Some(t) = self.objects(ty)? else {

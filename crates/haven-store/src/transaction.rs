@@ -5,6 +5,7 @@ use crate::changes::{Change, CommitChanges};
 use crate::config::UpdateMode;
 use crate::error::{Error, Result};
 use crate::layout;
+use haven_core::merge::Instruction;
 use haven_core::{key, record, value_from_json, ObjectSchema, PropertyType, Schema, Value, ValueError};
 use redb::{ReadableTable, Table};
 use serde::Serialize;
@@ -58,6 +59,8 @@ pub struct WriteTransaction<'t> {
     tables: Vec<(&'t str, TypeTables<'t>)>,
     /// What changed, for listeners; `None` when nobody listens.
     changes: Option<CommitChanges>,
+    /// The instructions for the change log; `None` when the file keeps none.
+    log: Option<Vec<Instruction>>,
     /// Reused buffers for the record and index entry being written.
     buf: Vec<u8>,
     entry: Vec<u8>,
@@ -70,26 +73,35 @@ struct TypeTables<'t> {
 }
 
 impl<'t> WriteTransaction<'t> {
-    pub(crate) fn new(txn: &'t redb::WriteTransaction, schema: &'t Schema, track_changes: bool) -> Self {
+    pub(crate) fn new(txn: &'t redb::WriteTransaction, schema: &'t Schema, track_changes: bool, log: bool) -> Self {
         WriteTransaction {
             txn,
             schema,
             tables: Vec::new(),
             changes: track_changes.then(CommitChanges::default),
+            log: log.then(Vec::new),
             buf: Vec::new(),
             entry: Vec::new(),
         }
     }
 
     /// Closes the tables and returns what the transaction changed (empty
-    /// when changes were not tracked).
-    pub(crate) fn finish(self) -> CommitChanges {
-        self.changes.unwrap_or_default()
+    /// when changes were not tracked) and its instructions for the change
+    /// log (empty when the file keeps none).
+    pub(crate) fn finish(self) -> (CommitChanges, Vec<Instruction>) {
+        (self.changes.unwrap_or_default(), self.log.unwrap_or_default())
     }
 
     fn record_change(&mut self, ty: &'t ObjectSchema, key: &[u8], pk: &Value, change: Change) {
         if let Some(c) = &mut self.changes {
             c.record(ty.name(), key, pk, change);
+        }
+    }
+
+    /// Adds an instruction to the change log, if the file keeps one.
+    fn log(&mut self, instruction: impl FnOnce() -> Instruction) {
+        if let Some(log) = &mut self.log {
+            log.push(instruction());
         }
     }
 
@@ -226,7 +238,8 @@ impl<'t> WriteTransaction<'t> {
             message,
         };
         let values = self.require(ty, &pk)?;
-        let sum = match (&prop.ty, prop.list, &values[idx], delta.into()) {
+        let delta = delta.into();
+        let sum = match (&prop.ty, prop.list, &values[idx], delta.clone()) {
             (PropertyType::Int, false, Value::Int(a), Value::Int(d)) => {
                 Value::Int(a.checked_add(d).ok_or_else(|| fail(format!("{a} + {d} overflows an int")))?)
             }
@@ -243,7 +256,14 @@ impl<'t> WriteTransaction<'t> {
                 )))
             }
         };
-        self.upsert(ty, vec![(ty.primary_key_index(), pk), (idx, sum)], UpdateMode::All)
+        // The log records the increment itself, not the sum it wrote:
+        // concurrent increments from several devices must all count.
+        let log = self.log.take();
+        let written = self.upsert(ty, vec![(ty.primary_key_index(), pk.clone()), (idx, sum)], UpdateMode::All);
+        self.log = log;
+        written?;
+        self.log(|| Instruction::Increment { object_type: ty.name().to_owned(), pk, field: prop.name.clone(), delta });
+        Ok(())
     }
 
     /// Deletes an object; `Ok(false)` if there was none.
@@ -324,6 +344,13 @@ impl<'t> WriteTransaction<'t> {
                 }
                 if !changed.is_empty() {
                     self.store(ty, &key, &values)?;
+                    for &i in &changed {
+                        let field = ty.properties()[i].name.clone();
+                        let value = values[i].clone();
+                        let object_type = ty.name().to_owned();
+                        let pk = pk.clone();
+                        self.log(|| Instruction::Set { object_type, pk, field, value });
+                    }
                     self.record_change(ty, &key, &pk, Change::Modified(changed));
                 }
             }
@@ -344,6 +371,11 @@ impl<'t> WriteTransaction<'t> {
                 self.index_entry(ty, i, key, &values[i], true)?;
             }
         }
+        self.log(|| Instruction::Create {
+            object_type: ty.name().to_owned(),
+            pk: pk.clone(),
+            fields: ty.properties().iter().map(|p| p.name.clone()).zip(values).collect(),
+        });
         self.record_change(ty, key, &pk, Change::Inserted);
         Ok(())
     }
@@ -355,6 +387,7 @@ impl<'t> WriteTransaction<'t> {
                 self.index_entry(ty, i, key, &values[i], false)?;
             }
         }
+        self.log(|| Instruction::Delete { object_type: ty.name().to_owned(), pk: pk.clone() });
         self.record_change(ty, key, pk, Change::Deleted);
         Ok(())
     }

@@ -45,8 +45,9 @@
 #![warn(missing_docs)]
 
 pub use haven_store::{
-    CollectionChanges, Config, Database, Error, NotificationToken, Object, ObjectChange, ObjectSchema, Property,
-    PropertyType, QueryError, Result, Results, Schema, SchemaError, UpdateMode, Value, ValueError, WriteTransaction,
+    Changeset, CollectionChanges, Config, Database, Error, Hlc, Instruction, NotificationToken, Object, ObjectChange,
+    ObjectSchema, Property, PropertyType, QueryError, Result, Results, Schema, SchemaError, UpdateMode, Value,
+    ValueError, WriteTransaction,
 };
 
 #[doc = include_str!("../../../README.md")]

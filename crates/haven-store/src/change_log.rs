@@ -1,0 +1,79 @@
+//! The change log: each committed write transaction of a file that syncs,
+//! as a changeset, kept until the server acknowledges it (the pending log
+//! of DESIGN §3). The sync client uploads it; a client reset replays it.
+
+use crate::error::{Error, Result};
+use crate::layout::{META, PENDING};
+use haven_core::merge::{Changeset, Hlc, HlcClock, Instruction};
+use redb::{ReadableTable, ReadableTableMetadata};
+
+const CLOCK: &str = "sync/clock";
+const NEXT_VERSION: &str = "sync/next_client_version";
+const BASE_VERSION: &str = "sync/base_version";
+/// Present once a file keeps a change log; from then on it always does.
+const ENABLED: &str = "sync/change_log";
+
+/// Appends one changeset (the next client version, stamped now) inside
+/// the transaction that made it.
+pub(crate) fn append(txn: &redb::WriteTransaction, instructions: Vec<Instruction>) -> Result<()> {
+    let mut meta = txn.open_table(META)?;
+    let read_u64 = |v: Option<redb::AccessGuard<'_, &[u8]>>| {
+        v.and_then(|g| <[u8; 8]>::try_from(g.value()).ok()).map(u64::from_le_bytes)
+    };
+    let client_version = read_u64(meta.get(NEXT_VERSION)?).unwrap_or(1);
+    let base_version = read_u64(meta.get(BASE_VERSION)?).unwrap_or(0);
+    let last: Hlc = match meta.get(CLOCK)? {
+        Some(g) => {
+            postcard::from_bytes(g.value()).map_err(|e| Error::Storage(format!("the sync clock is damaged: {e}")))?
+        }
+        None => Hlc::default(),
+    };
+    let hlc = HlcClock::starting_after(last).now(wall_millis());
+    let changeset = Changeset { replica: 0, client_version, base_version, hlc, instructions };
+    let bytes =
+        postcard::to_allocvec(&changeset).map_err(|e| Error::Storage(format!("cannot encode a changeset: {e}")))?;
+    txn.open_table(PENDING)?.insert(client_version, bytes.as_slice())?;
+    meta.insert(NEXT_VERSION, (client_version + 1).to_le_bytes().as_slice())?;
+    let clock = postcard::to_allocvec(&hlc).map_err(|e| Error::Storage(e.to_string()))?;
+    meta.insert(CLOCK, clock.as_slice())?;
+    Ok(())
+}
+
+/// Whether the file keeps a change log.
+pub(crate) fn is_kept(rtx: &redb::ReadTransaction) -> Result<bool> {
+    match rtx.open_table(META) {
+        Ok(meta) => Ok(meta.get(ENABLED)?.is_some()),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes the file keep a change log from now on.
+pub(crate) fn keep(db: &redb::Database) -> Result<()> {
+    let txn = db.begin_write()?;
+    txn.open_table(META)?.insert(ENABLED, [1u8].as_slice())?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// The changesets not yet acknowledged, oldest first.
+pub(crate) fn pending(rtx: &redb::ReadTransaction) -> Result<Vec<Changeset>> {
+    let table = match rtx.open_table(PENDING) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::with_capacity(table.len()? as usize);
+    for row in table.iter()? {
+        let (_, v) = row?;
+        out.push(
+            postcard::from_bytes(v.value())
+                .map_err(|e| Error::Storage(format!("a pending changeset is damaged: {e}")))?,
+        );
+    }
+    Ok(out)
+}
+
+fn wall_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
