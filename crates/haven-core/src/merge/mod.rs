@@ -6,7 +6,9 @@
 mod changeset;
 mod hlc;
 mod rule;
+mod validate;
 
 pub use changeset::{Changeset, Instruction};
 pub use hlc::{Hlc, HlcClock};
 pub use rule::{apply, Applied, DropReason, Dropped, Field, ObjectState, Stamp, Writer};
+pub use validate::{validate, InvalidChangeset};

@@ -1,0 +1,176 @@
+//! Checking an uploaded changeset against the schema before anything of
+//! it is integrated: the server refuses the whole upload if one
+//! instruction does not fit, and names it.
+
+use super::changeset::{Changeset, Instruction};
+use crate::schema::{ObjectSchema, Schema};
+use crate::value::Value;
+
+/// An instruction that does not fit the schema.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("changeset {client_version}, instruction {index}: {message}")]
+pub struct InvalidChangeset {
+    /// The changeset's client version.
+    pub client_version: u64,
+    /// The instruction's position in it.
+    pub index: usize,
+    /// What is wrong, naming the type and property.
+    pub message: String,
+}
+
+/// Checks every instruction: known type and properties, values of the
+/// property's type, primary keys of the key's type, numeric increments,
+/// creates that give every required property and do not change the key.
+pub fn validate(schema: &Schema, changeset: &Changeset) -> Result<(), InvalidChangeset> {
+    for (index, instruction) in changeset.instructions.iter().enumerate() {
+        check(schema, instruction).map_err(|message| InvalidChangeset {
+            client_version: changeset.client_version,
+            index,
+            message,
+        })?;
+    }
+    Ok(())
+}
+
+fn check(schema: &Schema, instruction: &Instruction) -> Result<(), String> {
+    let (type_name, pk) = instruction.object();
+    let ty = schema.object_type(type_name).ok_or_else(|| format!("unknown object type '{type_name}'"))?;
+    value_fits(schema, ty, ty.primary_key_name(), pk)?;
+    match instruction {
+        Instruction::Create { fields, .. } => {
+            for (name, value) in fields {
+                value_fits(schema, ty, name, value)?;
+                if name == ty.primary_key_name() && value != pk {
+                    return Err(format!(
+                        "{}.{name}: the primary key in the fields differs from the object's",
+                        ty.name()
+                    ));
+                }
+            }
+            match ty
+                .properties()
+                .iter()
+                .find(|p| p.default_value().is_none() && !fields.iter().any(|(n, _)| *n == p.name))
+            {
+                Some(p) => Err(format!("{}.{} is required but was not given", ty.name(), p.name)),
+                None => Ok(()),
+            }
+        }
+        Instruction::Set { field, value, .. } => {
+            if field == ty.primary_key_name() {
+                return Err(format!("{}.{field}: a primary key cannot change", ty.name()));
+            }
+            value_fits(schema, ty, field, value)
+        }
+        Instruction::Increment { field, delta, .. } => {
+            let prop = ty.property_named(field).ok_or_else(|| format!("{} has no property '{field}'", ty.name()))?;
+            let numeric = matches!(
+                (&prop.ty, prop.list, delta),
+                (crate::PropertyType::Int, false, Value::Int(_))
+                    | (crate::PropertyType::Double, false, Value::Int(_) | Value::Double(_))
+            );
+            if numeric && field != ty.primary_key_name() {
+                Ok(())
+            } else {
+                Err(format!("{}.{field}: cannot add {} to {}", ty.name(), delta.kind(), prop.type_string()))
+            }
+        }
+        Instruction::Delete { .. } => Ok(()),
+    }
+}
+
+/// Whether `value` is exactly what property `name` stores (no conversion:
+/// a client sends values already converted).
+fn value_fits(schema: &Schema, ty: &ObjectSchema, name: &str, value: &Value) -> Result<(), String> {
+    let prop = ty.property_named(name).ok_or_else(|| format!("{} has no property '{name}'", ty.name()))?;
+    match schema.coerce(ty, prop, value.clone()) {
+        Ok(converted) if converted == *value => Ok(()),
+        Ok(converted) => Err(format!(
+            "{}.{name}: expected {}, got {} ({converted} after conversion)",
+            ty.name(),
+            prop.type_string(),
+            value.kind()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merge::Hlc;
+
+    fn schema() -> Schema {
+        Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","score":"double?","tags":"string[]"}}]"#).unwrap()
+    }
+
+    fn changeset(instructions: Vec<Instruction>) -> Changeset {
+        Changeset { replica: 1, client_version: 7, base_version: 0, hlc: Hlc::default(), instructions }
+    }
+
+    fn create(fields: Vec<(&str, Value)>) -> Instruction {
+        Instruction::Create {
+            object_type: "Dog".into(),
+            pk: 1.into(),
+            fields: fields.into_iter().map(|(n, v)| (n.into(), v)).collect(),
+        }
+    }
+
+    fn set(field: &str, value: Value) -> Instruction {
+        Instruction::Set { object_type: "Dog".into(), pk: 1.into(), field: field.into(), value }
+    }
+
+    #[test]
+    fn fitting_changesets_pass() {
+        let ok = changeset(vec![
+            create(vec![
+                ("_id", 1.into()),
+                ("name", "Rex".into()),
+                ("age", Value::Null),
+                ("tags", Value::List(vec!["a".into()])),
+            ]),
+            set("score", Value::Double(1.5)),
+            Instruction::Increment { object_type: "Dog".into(), pk: 1.into(), field: "score".into(), delta: 1.into() },
+            Instruction::Delete { object_type: "Dog".into(), pk: 1.into() },
+        ]);
+        assert_eq!(validate(&schema(), &ok), Ok(()));
+    }
+
+    #[test]
+    fn each_misfit_is_named() {
+        let cases = [
+            (set("name", 5.into()), "Dog.name"),
+            (set("color", "red".into()), "no property 'color'"),
+            (set("score", 1.into()), "Dog.score"),
+            (set("_id", 2.into()), "primary key cannot change"),
+            (set("name", Value::Null), "Dog.name"),
+            (create(vec![("_id", 1.into())]), "Dog.name is required"),
+            (create(vec![("_id", 2.into()), ("name", "x".into())]), "primary key in the fields differs"),
+            (Instruction::Delete { object_type: "Cat".into(), pk: 1.into() }, "unknown object type 'Cat'"),
+            (Instruction::Delete { object_type: "Dog".into(), pk: "one".into() }, "Dog._id"),
+            (
+                Instruction::Increment {
+                    object_type: "Dog".into(),
+                    pk: 1.into(),
+                    field: "name".into(),
+                    delta: 1.into(),
+                },
+                "cannot add int to string",
+            ),
+            (
+                Instruction::Increment {
+                    object_type: "Dog".into(),
+                    pk: 1.into(),
+                    field: "age".into(),
+                    delta: Value::Double(0.5),
+                },
+                "cannot add double to int?",
+            ),
+        ];
+        for (instruction, fragment) in cases {
+            let err = validate(&schema(), &changeset(vec![set("name", "ok".into()), instruction.clone()])).unwrap_err();
+            assert_eq!((err.client_version, err.index), (7, 1));
+            assert!(err.to_string().contains(fragment), "{instruction:?}: {err}");
+        }
+    }
+}
