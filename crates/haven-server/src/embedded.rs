@@ -1,0 +1,212 @@
+//! The embedded storage: one redb file in the server's data directory.
+
+use crate::storage::{ClientRecord, Integration, Storage, StorageError};
+use haven_core::merge::{apply, Changeset, ObjectState, Writer};
+use haven_core::{key, Value};
+use haven_sync::protocol::{FileIdent, ServerChangeset, SnapshotObject};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use serde::{de::DeserializeOwned, Serialize};
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+
+/// `next_ident` → u64.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// partition → latest version.
+const PARTITIONS: TableDefinition<&str, u64> = TableDefinition::new("partitions");
+/// (partition, version) → changeset (postcard; `replica` is the client's ident).
+const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
+/// (partition, type, encoded pk) → (pk, state) (postcard).
+const OBJECTS: TableDefinition<(&str, &str, &[u8]), &[u8]> = TableDefinition::new("objects");
+/// ident → client record (postcard).
+const CLIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("clients");
+
+/// How far in the future a client's clock may be before the server
+/// bounds its stamps.
+const MAX_CLOCK_SKEW_MILLIS: u64 = 60_000;
+
+/// Partitions in one redb file (`<data dir>/haven-server.redb`).
+pub struct EmbeddedStorage {
+    db: redb::Database,
+}
+
+impl EmbeddedStorage {
+    /// Opens (creating if needed) the storage in `dir`.
+    pub fn open(dir: &Path) -> Result<EmbeddedStorage, StorageError> {
+        std::fs::create_dir_all(dir).map_err(backend)?;
+        let db = redb::Database::create(dir.join("haven-server.redb")).map_err(backend)?;
+        Ok(EmbeddedStorage { db })
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
+    postcard::to_allocvec(value).map_err(backend)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
+    postcard::from_bytes(bytes).map_err(|e| StorageError::Backend(format!("damaged record: {e}")))
+}
+
+fn pk_key(pk: &Value) -> Result<Vec<u8>, StorageError> {
+    pk.as_ref().map(key::to_key).ok_or_else(|| StorageError::Backend("a primary key cannot be a list".into()))
+}
+
+impl Storage for EmbeddedStorage {
+    fn register_client(&self, partition: &str) -> Result<FileIdent, StorageError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let ident = {
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let ident = meta.get("next_ident").map_err(backend)?.map_or(1, |g| g.value());
+            meta.insert("next_ident", ident + 1).map_err(backend)?;
+            let salt = std::collections::hash_map::RandomState::new().build_hasher().finish();
+            let ident = FileIdent { ident, salt };
+            let record = ClientRecord { ident, partition: partition.to_owned(), uploaded_through: 0 };
+            txn.open_table(CLIENTS)
+                .map_err(backend)?
+                .insert(ident.ident, encode(&record)?.as_slice())
+                .map_err(backend)?;
+            ident
+        };
+        txn.commit().map_err(backend)?;
+        Ok(ident)
+    }
+
+    fn client(&self, ident: FileIdent) -> Result<ClientRecord, StorageError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let record: ClientRecord = match txn.open_table(CLIENTS) {
+            Ok(t) => match t.get(ident.ident).map_err(backend)? {
+                Some(g) => decode(g.value())?,
+                None => return Err(StorageError::UnknownClient(ident.ident)),
+            },
+            Err(TableError::TableDoesNotExist(_)) => return Err(StorageError::UnknownClient(ident.ident)),
+            Err(e) => return Err(backend(e)),
+        };
+        if record.ident.salt != ident.salt {
+            return Err(StorageError::SaltMismatch(ident.ident));
+        }
+        Ok(record)
+    }
+
+    fn integrate(
+        &self,
+        client: FileIdent,
+        changesets: &[Changeset],
+        now_millis: u64,
+    ) -> Result<Integration, StorageError> {
+        let mut record = self.client(client)?;
+        let txn = self.db.begin_write().map_err(backend)?;
+        let mut result = Integration { versions: vec![], uploaded_through: record.uploaded_through, dropped: vec![] };
+        {
+            let partition = record.partition.as_str();
+            let mut partitions = txn.open_table(PARTITIONS).map_err(backend)?;
+            let mut history = txn.open_table(HISTORY).map_err(backend)?;
+            let mut objects = txn.open_table(OBJECTS).map_err(backend)?;
+            let mut version = partitions.get(partition).map_err(backend)?.map_or(0, |g| g.value());
+            for cs in changesets {
+                if cs.client_version <= result.uploaded_through {
+                    continue; // integrated before: uploads are idempotent
+                }
+                version += 1;
+                let writer = Writer {
+                    version,
+                    base_version: cs.base_version,
+                    hlc: cs.hlc.bounded(now_millis, MAX_CLOCK_SKEW_MILLIS),
+                    replica: client.ident,
+                };
+                let mut dropped = vec![];
+                for instruction in &cs.instructions {
+                    let (ty, pk) = instruction.object();
+                    let pk_bytes = pk_key(pk)?;
+                    let object_key = (partition, ty, pk_bytes.as_slice());
+                    let current: Option<ObjectState> = match objects.get(object_key).map_err(backend)? {
+                        Some(g) => Some(decode::<(Value, ObjectState)>(g.value())?.1),
+                        None => None,
+                    };
+                    let applied = apply(current.as_ref(), instruction, &writer);
+                    dropped.extend(applied.dropped.iter().map(|d| d.reason));
+                    match applied.state {
+                        Some(state) => {
+                            objects.insert(object_key, encode(&(pk, &state))?.as_slice()).map_err(backend)?
+                        }
+                        None => objects.remove(object_key).map_err(backend)?,
+                    };
+                }
+                let stored = Changeset { replica: client.ident, hlc: writer.hlc, ..cs.clone() };
+                history.insert((partition, version), encode(&stored)?.as_slice()).map_err(backend)?;
+                result.versions.push(version);
+                result.dropped.push(dropped);
+                result.uploaded_through = cs.client_version;
+            }
+            partitions.insert(partition, version).map_err(backend)?;
+            record.uploaded_through = result.uploaded_through;
+            txn.open_table(CLIENTS)
+                .map_err(backend)?
+                .insert(client.ident, encode(&record)?.as_slice())
+                .map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        Ok(result)
+    }
+
+    fn version(&self, partition: &str) -> Result<u64, StorageError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        match txn.open_table(PARTITIONS) {
+            Ok(t) => Ok(t.get(partition).map_err(backend)?.map_or(0, |g| g.value())),
+            Err(TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn history(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<ServerChangeset>, StorageError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = match txn.open_table(HISTORY) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(vec![]),
+            Err(e) => return Err(backend(e)),
+        };
+        let mut out = vec![];
+        for row in
+            table.range((partition, after.saturating_add(1))..=(partition, u64::MAX)).map_err(backend)?.take(limit)
+        {
+            let (k, v) = row.map_err(backend)?;
+            out.push(ServerChangeset { server_version: k.value().1, changeset: decode(v.value())? });
+        }
+        Ok(out)
+    }
+
+    fn snapshot(
+        &self,
+        partition: &str,
+        batch: usize,
+        visit: &mut dyn FnMut(Vec<SnapshotObject>) -> Result<(), StorageError>,
+    ) -> Result<u64, StorageError> {
+        // One read transaction: the version and the objects agree.
+        let txn = self.db.begin_read().map_err(backend)?;
+        let version = match txn.open_table(PARTITIONS) {
+            Ok(t) => t.get(partition).map_err(backend)?.map_or(0, |g| g.value()),
+            Err(TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(backend(e)),
+        };
+        let table = txn.open_table(OBJECTS).map_err(backend)?;
+        let mut pending = Vec::with_capacity(batch.min(4096));
+        for row in table.range((partition, "", &[][..])..).map_err(backend)? {
+            let (k, v) = row.map_err(backend)?;
+            let (part, ty, _) = k.value();
+            if part != partition {
+                break;
+            }
+            let (pk, state): (Value, ObjectState) = decode(v.value())?;
+            pending.push(SnapshotObject { object_type: ty.to_owned(), pk, state });
+            if pending.len() >= batch.max(1) {
+                visit(std::mem::take(&mut pending))?;
+            }
+        }
+        if !pending.is_empty() {
+            visit(pending)?;
+        }
+        Ok(version)
+    }
+}

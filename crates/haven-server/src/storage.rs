@@ -1,0 +1,89 @@
+//! What the server needs from its storage, whatever the backend (embedded
+//! redb, PostgreSQL): per-partition history in one order, the current
+//! state of every object, and the registry of clients.
+
+use haven_core::merge::{Changeset, DropReason};
+use haven_sync::protocol::{FileIdent, ServerChangeset, SnapshotObject};
+
+/// A storage failure, or a request the stored data refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The client's ident is not in the registry (the server may have
+    /// been restored from an older backup).
+    #[error("unknown client {0}")]
+    UnknownClient(u64),
+    /// The ident exists but its salt differs (a restored server issued it again).
+    #[error("client {0} does not match the server's record (salt differs)")]
+    SaltMismatch(u64),
+    /// The client is registered on another partition.
+    #[error("client {ident} belongs to partition '{partition}'")]
+    OtherPartition {
+        /// The client.
+        ident: u64,
+        /// Its partition.
+        partition: String,
+    },
+    /// The backend failed.
+    #[error("storage: {0}")]
+    Backend(String),
+}
+
+/// A registered client.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClientRecord {
+    /// Its ident and salt.
+    pub ident: FileIdent,
+    /// Its partition.
+    pub partition: String,
+    /// Its changesets up to this client version are integrated.
+    pub uploaded_through: u64,
+}
+
+/// The result of integrating an upload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Integration {
+    /// The server versions given to the changesets that were new.
+    pub versions: Vec<u64>,
+    /// The client's changesets up to this version are integrated (the
+    /// acknowledgement to send back).
+    pub uploaded_through: u64,
+    /// Per new changeset, what the merge rule dropped (for logs and metrics).
+    pub dropped: Vec<Vec<DropReason>>,
+}
+
+/// The server's storage. Every method is atomic; `integrate` is also
+/// ordered: one partition's changesets get consecutive versions, and a
+/// reader never sees a version before the ones below it.
+pub trait Storage: Send + Sync {
+    /// Registers a new client of `partition` and returns its ident.
+    fn register_client(&self, partition: &str) -> Result<FileIdent, StorageError>;
+
+    /// The client's record, checking ident and salt.
+    fn client(&self, ident: FileIdent) -> Result<ClientRecord, StorageError>;
+
+    /// Integrates `changesets` (in `client_version` order) from `client`:
+    /// those already integrated are skipped (uploads are idempotent); each
+    /// new one is applied to the current state with the merge rule and
+    /// appended to the history as the partition's next version.
+    fn integrate(
+        &self,
+        client: FileIdent,
+        changesets: &[Changeset],
+        now_millis: u64,
+    ) -> Result<Integration, StorageError>;
+
+    /// The partition's latest version (0: empty).
+    fn version(&self, partition: &str) -> Result<u64, StorageError>;
+
+    /// Up to `limit` changesets of the partition's history after version `after`.
+    fn history(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<ServerChangeset>, StorageError>;
+
+    /// The partition's current objects in batches of at most `batch`,
+    /// all from one consistent version, which is returned.
+    fn snapshot(
+        &self,
+        partition: &str,
+        batch: usize,
+        visit: &mut dyn FnMut(Vec<SnapshotObject>) -> Result<(), StorageError>,
+    ) -> Result<u64, StorageError>;
+}
