@@ -212,9 +212,7 @@ impl<'t> WriteTransaction<'t> {
         property: &str,
         value: impl Into<Value>,
     ) -> Result<()> {
-        let ty = self.object_type(object_type)?;
-        let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
-        let idx = changeable_property(ty, property)?;
+        let (ty, pk, idx) = self.field_of(object_type, primary_key.into(), property)?;
         let value = self.schema.coerce(ty, &ty.properties()[idx], value.into())?;
         self.require(ty, &pk)?;
         self.upsert(ty, vec![(ty.primary_key_index(), pk), (idx, value)], UpdateMode::All)
@@ -228,9 +226,7 @@ impl<'t> WriteTransaction<'t> {
         property: &str,
         delta: impl Into<Value>,
     ) -> Result<()> {
-        let ty = self.object_type(object_type)?;
-        let pk = coerce_primary_key(self.schema, ty, primary_key.into())?;
-        let idx = changeable_property(ty, property)?;
+        let (ty, pk, idx) = self.field_of(object_type, primary_key.into(), property)?;
         let prop = &ty.properties()[idx];
         let fail = |message: String| Error::InvalidOperation {
             object_type: ty.name().to_owned(),
@@ -303,6 +299,19 @@ impl<'t> WriteTransaction<'t> {
         Ok(Some(serde_json::Value::Object(
             ty.properties().iter().zip(&values).map(|(p, v)| (p.name.clone(), v.to_json())).collect(),
         )))
+    }
+
+    /// The type, converted primary key and property position that `set`
+    /// and `increment` address (any property but the primary key).
+    fn field_of(
+        &self,
+        object_type: &str,
+        primary_key: Value,
+        property: &str,
+    ) -> Result<(&'t ObjectSchema, Value, usize)> {
+        let ty = self.object_type(object_type)?;
+        let pk = coerce_primary_key(self.schema, ty, primary_key)?;
+        Ok((ty, pk, changeable_property(ty, property)?))
     }
 
     fn object_type(&self, name: &str) -> Result<&'t ObjectSchema> {
