@@ -9,7 +9,7 @@ use redb::{ReadableTable, ReadableTableMetadata};
 
 const CLOCK: &str = "sync/clock";
 const NEXT_VERSION: &str = "sync/next_client_version";
-const BASE_VERSION: &str = "sync/base_version";
+pub(crate) const BASE_VERSION: &str = "sync/base_version";
 /// Present once a file keeps a change log; from then on it always does.
 const ENABLED: &str = "sync/change_log";
 

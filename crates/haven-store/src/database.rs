@@ -163,7 +163,26 @@ impl Database {
         if self.read_only {
             return Err(Error::ReadOnly(self.inner.path.clone()));
         }
-        self.inner.commit(f)
+        self.inner.commit(Origin::Local, f)
+    }
+
+    /// Applies changesets the server sent, in server order, in one commit
+    /// (listeners hear of it like of any other): `changesets` are
+    /// `(server version, changeset)`, `uploaded_through` acknowledges this
+    /// file's changesets up to that client version, and `ident` is this
+    /// file's ident on the server. The server-confirmed state is updated
+    /// with the merge rule and the pending changes are replayed on top of
+    /// it (`docs/sync.md`). Used by the sync client.
+    pub fn integrate_download(
+        &self,
+        changesets: &[(u64, haven_core::merge::Changeset)],
+        uploaded_through: u64,
+        ident: u64,
+    ) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly(self.inner.path.clone()));
+        }
+        self.inner.commit(Origin::Server, |tx| crate::download::integrate(tx, changesets, uploaded_through, ident))
     }
 
     /// The object of `object_type` with this primary key, if it exists.
@@ -330,7 +349,11 @@ impl Inner {
     /// The commit path: every change to the database — app writes now, and
     /// downloads applied by the sync client later — goes through here, so
     /// listeners see them all.
-    pub(crate) fn commit<R>(&self, f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<R>) -> Result<R> {
+    pub(crate) fn commit<R>(
+        &self,
+        origin: Origin,
+        f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<R>,
+    ) -> Result<R> {
         let Engine::Writable(db) = self.engine() else {
             return Err(Error::ReadOnly(self.path.clone()));
         };
@@ -348,7 +371,8 @@ impl Inner {
         // transaction starts from its outcome.
         let track = self.notifier.has_listeners();
         let (result, changes) = {
-            let mut tx = WriteTransaction::new(&txn, &self.schema, track, self.change_log);
+            let log = self.change_log && origin == Origin::Local;
+            let mut tx = WriteTransaction::new(&txn, &self.schema, track, log);
             let result = f(&mut tx);
             (result, tx.finish())
         };
@@ -384,6 +408,14 @@ impl Inner {
     pub(crate) fn writing_on_this_thread(&self) -> bool {
         self.writer.is_current()
     }
+}
+
+/// Where a commit's changes come from: the app (recorded in the change
+/// log of a file that keeps one) or the server (never recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Local,
+    Server,
 }
 
 /// Gives listeners added inside a write transaction their first read

@@ -13,6 +13,10 @@ pub(crate) const META_SCHEMA: &str = "schema";
 /// The change log: client version → changeset (postcard), for files that sync.
 pub(crate) const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("sync/pending");
 
+/// The server-confirmed state of synced objects: (type, encoded pk) →
+/// (pk, state with field stamps), postcard.
+pub(crate) const CONFIRMED: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("sync/confirmed");
+
 /// The table of objects of one type: encoded primary key → record.
 pub(crate) fn objects_table(object_type: &str) -> String {
     format!("objects/{object_type}")

@@ -9,6 +9,7 @@ mod change_log;
 mod changes;
 mod config;
 mod database;
+mod download;
 mod error;
 mod layout;
 mod notifier;

@@ -98,6 +98,16 @@ impl<'t> WriteTransaction<'t> {
         }
     }
 
+    /// The underlying redb transaction, for tables outside the object model.
+    pub(crate) fn raw(&self) -> &'t redb::WriteTransaction {
+        self.txn
+    }
+
+    /// The schema the transaction writes with.
+    pub(crate) fn schema(&self) -> &'t Schema {
+        self.schema
+    }
+
     /// Adds an instruction to the change log, if the file keeps one.
     fn log(&mut self, instruction: impl FnOnce() -> Instruction) {
         if let Some(log) = &mut self.log {

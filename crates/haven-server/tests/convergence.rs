@@ -1,0 +1,202 @@
+//! Clients and server in one process, without a network: local writes
+//! recorded in each client's change log, uploads integrated by the
+//! server's storage, downloads applied by the clients. Every replica must
+//! converge to the same data.
+
+use haven_server::{EmbeddedStorage, Storage};
+use haven_store::{Config, Database, Schema, UpdateMode, Value};
+use haven_sync::protocol::FileIdent;
+use proptest::prelude::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","lastUpdated":"int"}}]"#;
+
+struct Client {
+    db: Database,
+    ident: FileIdent,
+    seen: u64,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn client(dir: &std::path::Path, name: &str, storage: &EmbeddedStorage) -> Client {
+    let config =
+        Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).record_changes();
+    Client { db: Database::open(config).unwrap(), ident: storage.register_client("p").unwrap(), seen: 0 }
+}
+
+fn upload(storage: &EmbeddedStorage, c: &Client) {
+    storage.integrate(c.ident, &c.db.pending_changes().unwrap(), now()).unwrap();
+}
+
+fn download(storage: &EmbeddedStorage, c: &mut Client) {
+    let history = storage.history("p", c.seen, usize::MAX).unwrap();
+    let through = storage.client(c.ident).unwrap().uploaded_through;
+    let changesets: Vec<_> = history.into_iter().map(|h| (h.server_version, h.changeset)).collect();
+    c.db.integrate_download(&changesets, through, c.ident.ident).unwrap();
+    c.seen = changesets.last().map_or(c.seen, |(v, _)| *v);
+}
+
+fn sync(storage: &EmbeddedStorage, c: &mut Client) {
+    upload(storage, c);
+    download(storage, c);
+}
+
+fn dogs(db: &Database) -> BTreeMap<i64, serde_json::Value> {
+    db.objects("Dog").unwrap().iter().unwrap().map(|o| (o.primary_key().as_int().unwrap(), o.to_json())).collect()
+}
+
+fn age(db: &Database, id: i64) -> Option<Value> {
+    db.object_for_primary_key("Dog", id).unwrap().and_then(|o| o.get("age"))
+}
+
+#[test]
+fn two_devices_converge_later_write_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = EmbeddedStorage::open(&dir.path().join("server")).unwrap();
+    let (mut l, mut r) = (client(dir.path(), "l", &storage), client(dir.path(), "r", &storage));
+    l.db.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex", "age": 1, "lastUpdated": 0}), UpdateMode::Never))
+        .unwrap();
+    sync(&storage, &mut l);
+    download(&storage, &mut r);
+    assert_eq!(age(&r.db, 1), Some(1.into()));
+    assert!(l.db.pending_changes().unwrap().is_empty(), "acknowledged changes leave the log");
+
+    // L offline sets age 4; later R sets 6 and syncs; L comes back.
+    l.db.write(|tx| tx.set("Dog", 1, "age", 4)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    r.db.write(|tx| tx.set("Dog", 1, "age", 6)).unwrap();
+    r.db.write(|tx| tx.set("Dog", 1, "name", "Max")).unwrap();
+    sync(&storage, &mut r);
+    download(&storage, &mut l);
+    // L's pending write is replayed on the new server state with the same
+    // rule the server will use: R's later write wins already on L.
+    assert_eq!(age(&l.db, 1), Some(6.into()));
+    assert_eq!(l.db.pending_changes().unwrap().len(), 1, "still to upload");
+    assert_eq!(l.db.object_for_primary_key("Dog", 1).unwrap().unwrap().get("name"), Some("Max".into()));
+    sync(&storage, &mut l);
+    download(&storage, &mut r);
+    assert_eq!((age(&l.db, 1), age(&r.db, 1)), (Some(6.into()), Some(6.into())), "the later write wins everywhere");
+    assert_eq!(dogs(&l.db), dogs(&r.db));
+}
+
+#[test]
+fn increments_and_deletes_converge() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = EmbeddedStorage::open(&dir.path().join("server")).unwrap();
+    let (mut l, mut r) = (client(dir.path(), "l", &storage), client(dir.path(), "r", &storage));
+    l.db.write(|tx| {
+        tx.create("Dog", json!({"_id": 1, "name": "Rex", "age": 1, "lastUpdated": 0}), UpdateMode::Never)?;
+        tx.create("Dog", json!({"_id": 2, "name": "Ace", "age": 1, "lastUpdated": 0}), UpdateMode::Never)
+    })
+    .unwrap();
+    sync(&storage, &mut l);
+    download(&storage, &mut r);
+    l.db.write(|tx| tx.increment("Dog", 1, "age", 10)).unwrap();
+    r.db.write(|tx| tx.increment("Dog", 1, "age", 5)).unwrap();
+    r.db.write(|tx| tx.delete("Dog", 2)).unwrap();
+    l.db.write(|tx| tx.set("Dog", 2, "age", 9)).unwrap();
+    for _ in 0..2 {
+        sync(&storage, &mut r);
+        sync(&storage, &mut l);
+    }
+    assert_eq!(age(&l.db, 1), Some(16.into()), "both increments count");
+    assert!(l.db.object_for_primary_key("Dog", 2).unwrap().is_none(), "delete wins");
+    assert_eq!(dogs(&l.db), dogs(&r.db));
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Write(usize, Vec<(u8, i64, i64)>),
+    Upload(usize),
+    Download(usize),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let op = (0u8..4, 0i64..4, -3i64..4);
+    prop_oneof![
+        3 => (0usize..3, proptest::collection::vec(op, 1..4)).prop_map(|(c, ops)| Step::Write(c, ops)),
+        1 => (0usize..3).prop_map(Step::Upload),
+        1 => (0usize..3).prop_map(Step::Download),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Three devices write at random to overlapping objects, upload and
+    /// download at random; after everyone syncs, every device and the
+    /// server hold the same data.
+    #[test]
+    fn random_edits_converge(steps in proptest::collection::vec(step(), 1..30)) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = EmbeddedStorage::open(&dir.path().join("server")).unwrap();
+        let mut clients: Vec<Client> = (0..3).map(|i| client(dir.path(), &format!("c{i}"), &storage)).collect();
+        for step in &steps {
+            match step {
+                Step::Write(c, ops) => {
+                    let _ = clients[*c].db.write(|tx| {
+                        for &(kind, id, v) in ops {
+                            // Operations that fail (no such object, say) change nothing.
+                            let _ = match kind {
+                                0 => tx.create("Dog", json!({"_id": id, "name": format!("n{v}"), "age": v, "lastUpdated": v}), UpdateMode::Modified),
+                                1 => tx.set("Dog", id, "age", v),
+                                2 => tx.increment("Dog", id, "age", v),
+                                _ => tx.delete("Dog", id).map(|_| ()),
+                            };
+                        }
+                        Ok(())
+                    });
+                }
+                Step::Upload(c) => upload(&storage, &clients[*c]),
+                Step::Download(c) => download(&storage, &mut clients[*c]),
+            }
+        }
+        for c in clients.iter() {
+            upload(&storage, c);
+        }
+        for c in clients.iter_mut() {
+            download(&storage, c);
+            prop_assert!(c.db.pending_changes().unwrap().is_empty());
+        }
+        let first = dogs(&clients[0].db);
+        for c in &clients[1..] {
+            prop_assert_eq!(&dogs(&c.db), &first);
+        }
+        let mut server = BTreeMap::new();
+        storage.snapshot("p", 100, &mut |batch| {
+            for o in batch {
+                if let haven_core::merge::ObjectState::Live { fields, .. } = o.state {
+                    let json = serde_json::Value::Object(fields.into_iter().map(|(k, f)| (k, f.value.to_json())).collect());
+                    server.insert(o.pk.as_int().unwrap(), json);
+                }
+            }
+            Ok(())
+        }).unwrap();
+        prop_assert_eq!(server, first);
+    }
+}
+
+#[test]
+fn a_pending_write_that_will_win_stays_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = EmbeddedStorage::open(&dir.path().join("server")).unwrap();
+    let (mut l, mut r) = (client(dir.path(), "l", &storage), client(dir.path(), "r", &storage));
+    l.db.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex", "age": 1, "lastUpdated": 0}), UpdateMode::Never))
+        .unwrap();
+    sync(&storage, &mut l);
+    download(&storage, &mut r);
+    // R writes first; L's offline write is later: it must stay on L and win everywhere.
+    r.db.write(|tx| tx.set("Dog", 1, "age", 6)).unwrap();
+    sync(&storage, &mut r);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    l.db.write(|tx| tx.set("Dog", 1, "age", 4)).unwrap();
+    download(&storage, &mut l);
+    assert_eq!(age(&l.db, 1), Some(4.into()));
+    sync(&storage, &mut l);
+    download(&storage, &mut r);
+    assert_eq!((age(&l.db, 1), age(&r.db, 1)), (Some(4.into()), Some(4.into())));
+}
