@@ -169,7 +169,8 @@ impl Database {
     /// Applies changesets the server sent, in server order, in one commit
     /// (listeners hear of it like of any other): `changesets` are
     /// `(server version, changeset)`, `uploaded_through` acknowledges this
-    /// file's changesets up to that client version, and `ident` is this
+    /// file's changesets up to that client version (all of them must be in
+    /// `changesets` or in earlier downloads), and `ident` is this
     /// file's ident on the server. The server-confirmed state is updated
     /// with the merge rule and the pending changes are replayed on top of
     /// it (`docs/sync.md`). Used by the sync client.
