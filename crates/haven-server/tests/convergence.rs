@@ -200,3 +200,53 @@ fn a_pending_write_that_will_win_stays_visible() {
     download(&storage, &mut r);
     assert_eq!((age(&l.db, 1), age(&r.db, 1)), (Some(4.into()), Some(4.into())));
 }
+
+/// A new client starts from the server's state snapshot (in batches)
+/// instead of replaying the history, keeping the write it made offline
+/// before its first sync.
+#[test]
+fn a_new_client_bootstraps_from_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = EmbeddedStorage::open(&dir.path().join("server")).unwrap();
+    let mut old = client(dir.path(), "old", &storage);
+    old.db
+        .write(|tx| {
+            for i in 0..25 {
+                tx.create(
+                    "Dog",
+                    json!({"_id": i, "name": format!("dog {i}"), "age": i, "lastUpdated": 0}),
+                    UpdateMode::Never,
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    sync(&storage, &mut old);
+    old.db.write(|tx| tx.delete("Dog", 3)).unwrap();
+    sync(&storage, &mut old);
+
+    let mut new = client(dir.path(), "new", &storage);
+    new.db
+        .write(|tx| tx.create("Dog", json!({"_id": 100, "name": "mine", "lastUpdated": 1}), UpdateMode::Never))
+        .unwrap();
+    new.db.write(|tx| tx.set("Dog", 100, "age", 7)).unwrap();
+    new.db.start_bootstrap().unwrap();
+    let mut batches = 0;
+    let version = storage
+        .snapshot("p", 10, &mut |batch| {
+            batches += 1;
+            let objects: Vec<_> = batch.into_iter().map(|o| (o.object_type, o.pk, o.state)).collect();
+            new.db.bootstrap_batch(&objects).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(batches, 3);
+    assert_eq!(dogs(&new.db).len(), 1, "nothing visible changes before the finish");
+    new.db.finish_bootstrap(version, new.ident.ident).unwrap();
+    new.seen = version;
+    assert_eq!(dogs(&new.db).len(), 25, "24 from the server (one was deleted) and its own");
+    assert_eq!(age(&new.db, 100), Some(7.into()));
+    sync(&storage, &mut new);
+    download(&storage, &mut old);
+    assert_eq!(dogs(&old.db), dogs(&new.db));
+}

@@ -180,10 +180,36 @@ impl Database {
         uploaded_through: u64,
         ident: u64,
     ) -> Result<()> {
+        self.write_as_server(|tx| crate::download::integrate(tx, changesets, uploaded_through, ident))
+    }
+
+    /// Starts taking in the server's state snapshot (a client's first sync,
+    /// or a client reset): the confirmed state is forgotten. Then
+    /// [`Database::bootstrap_batch`] for each batch, then
+    /// [`Database::finish_bootstrap`]. A bootstrap interrupted by a crash
+    /// starts again here; the app sees nothing change until the finish.
+    pub fn start_bootstrap(&self) -> Result<()> {
+        self.write_as_server(crate::download::begin_bootstrap)
+    }
+
+    /// Takes in one batch of the snapshot: `(type, primary key, state)`.
+    pub fn bootstrap_batch(&self, objects: &[(String, Value, haven_core::merge::ObjectState)]) -> Result<()> {
+        self.write_as_server(|tx| crate::download::bootstrap_batch(tx, objects))
+    }
+
+    /// Ends a bootstrap of the snapshot at server `version`, in one commit:
+    /// every object becomes the server's state with this file's pending
+    /// changes replayed on top (objects the server lacks and no pending
+    /// change creates are deleted).
+    pub fn finish_bootstrap(&self, version: u64, ident: u64) -> Result<()> {
+        self.write_as_server(|tx| crate::download::finish_bootstrap(tx, version, ident))
+    }
+
+    fn write_as_server(&self, f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<()>) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly(self.inner.path.clone()));
         }
-        self.inner.commit(Origin::Server, |tx| crate::download::integrate(tx, changesets, uploaded_through, ident))
+        self.inner.commit(Origin::Server, f)
     }
 
     /// The object of `object_type` with this primary key, if it exists.

@@ -22,7 +22,7 @@ pub(crate) fn integrate(
     let raw = tx.raw();
     let mut touched: BTreeMap<(String, Vec<u8>), Value> = BTreeMap::new();
     let mut last_version = 0;
-    let mut rebuilt = Vec::new();
+    let rebuilt;
     {
         let mut confirmed = raw.open_table(CONFIRMED)?;
         for (version, cs) in changesets {
@@ -47,28 +47,9 @@ pub(crate) fn integrate(
         for v in acknowledged {
             pending.remove(v)?;
         }
-        let remaining: Vec<Changeset> = pending
-            .iter()?
-            .map(|r| r.map_err(Error::from).and_then(|(_, v)| decode(v.value())))
-            .collect::<Result<_>>()?;
+        let remaining = pending_changesets(&pending)?;
 
-        // The optimistic state of each touched object: confirmed, then the
-        // pending changes replayed (as later than anything the server has).
-        for ((ty, pk_key), pk) in &touched {
-            let mut state = read_state(&confirmed, ty, pk_key)?;
-            for (n, cs) in remaining.iter().enumerate() {
-                let writer = Writer {
-                    version: last_version + 1 + n as u64,
-                    base_version: cs.base_version,
-                    hlc: cs.hlc,
-                    replica: ident,
-                };
-                for instruction in cs.instructions.iter().filter(|i| i.object() == (ty.as_str(), pk)) {
-                    state = apply(state.as_ref(), instruction, &writer).state;
-                }
-            }
-            rebuilt.push((ty.clone(), pk.clone(), state));
-        }
+        rebuilt = replay(&confirmed, &remaining, &touched, last_version, ident)?;
         if last_version > 0 {
             raw.open_table(META)?.insert(BASE_VERSION, last_version.to_le_bytes().as_slice())?;
         }
@@ -77,6 +58,83 @@ pub(crate) fn integrate(
         write_object(tx, &ty, pk, state)?;
     }
     Ok(())
+}
+
+/// Starts a bootstrap: forgets the confirmed state (a bootstrap that a
+/// crash interrupted starts again from nothing).
+pub(crate) fn begin_bootstrap(tx: &mut WriteTransaction<'_>) -> Result<()> {
+    tx.raw().delete_table(CONFIRMED)?;
+    Ok(())
+}
+
+/// Stores one batch of the server's state snapshot as confirmed state.
+/// Nothing the app reads changes until [`finish_bootstrap`].
+pub(crate) fn bootstrap_batch(tx: &mut WriteTransaction<'_>, objects: &[(String, Value, ObjectState)]) -> Result<()> {
+    let mut confirmed = tx.raw().open_table(CONFIRMED)?;
+    for (ty, pk, state) in objects {
+        confirmed.insert((ty.as_str(), key_of(pk)?.as_slice()), encode(&(pk, state))?.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Ends a bootstrap: every object, on the server or only here, becomes
+/// its confirmed state with the pending changes replayed on top.
+pub(crate) fn finish_bootstrap(tx: &mut WriteTransaction<'_>, version: u64, ident: u64) -> Result<()> {
+    let raw = tx.raw();
+    let mut everything: BTreeMap<(String, Vec<u8>), Value> = BTreeMap::new();
+    let rebuilt = {
+        let confirmed = raw.open_table(CONFIRMED)?;
+        for row in confirmed.iter()? {
+            let (k, v) = row?;
+            let (ty, pk_key) = k.value();
+            everything.insert((ty.to_owned(), pk_key.to_vec()), decode::<(Value, ObjectState)>(v.value())?.0);
+        }
+        for ty in tx.schema().types() {
+            let name = crate::layout::objects_table(ty.name());
+            let table = raw.open_table(crate::layout::objects_def(&name))?;
+            for row in table.iter()? {
+                let pk_key = row?.0.value().to_vec();
+                let pk = key::decode(&pk_key).ok_or_else(|| Error::Storage(format!("{}: a damaged key", ty.name())))?;
+                everything.entry((ty.name().to_owned(), pk_key)).or_insert(pk);
+            }
+        }
+        let remaining = pending_changesets(&raw.open_table(PENDING)?)?;
+        let rebuilt = replay(&confirmed, &remaining, &everything, version, ident)?;
+        raw.open_table(META)?.insert(BASE_VERSION, version.to_le_bytes().as_slice())?;
+        rebuilt
+    };
+    for (ty, pk, state) in rebuilt {
+        write_object(tx, &ty, pk, state)?;
+    }
+    Ok(())
+}
+
+/// The optimistic state of each object: confirmed, then the pending
+/// changes replayed (as later than anything the server has, `after`).
+fn replay(
+    confirmed: &impl ReadableTable<(&'static str, &'static [u8]), &'static [u8]>,
+    pending: &[Changeset],
+    objects: &BTreeMap<(String, Vec<u8>), Value>,
+    after: u64,
+    ident: u64,
+) -> Result<Vec<(String, Value, Option<ObjectState>)>> {
+    let mut out = Vec::with_capacity(objects.len());
+    for ((ty, pk_key), pk) in objects {
+        let mut state = read_state(confirmed, ty, pk_key)?;
+        for (n, cs) in pending.iter().enumerate() {
+            let writer =
+                Writer { version: after + 1 + n as u64, base_version: cs.base_version, hlc: cs.hlc, replica: ident };
+            for instruction in cs.instructions.iter().filter(|i| i.object() == (ty.as_str(), pk)) {
+                state = apply(state.as_ref(), instruction, &writer).state;
+            }
+        }
+        out.push((ty.clone(), pk.clone(), state));
+    }
+    Ok(out)
+}
+
+fn pending_changesets(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<Vec<Changeset>> {
+    table.iter()?.map(|r| r.map_err(Error::from).and_then(|(_, v)| decode(v.value()))).collect()
 }
 
 /// Makes the object's record say what `state` says.
@@ -97,7 +155,11 @@ fn write_object(tx: &mut WriteTransaction<'_>, ty: &str, pk: Value, state: Optio
     }
 }
 
-fn read_state(table: &redb::Table<'_, (&str, &[u8]), &[u8]>, ty: &str, pk_key: &[u8]) -> Result<Option<ObjectState>> {
+fn read_state(
+    table: &impl ReadableTable<(&'static str, &'static [u8]), &'static [u8]>,
+    ty: &str,
+    pk_key: &[u8],
+) -> Result<Option<ObjectState>> {
     match table.get((ty, pk_key))? {
         Some(g) => Ok(Some(decode::<(Value, ObjectState)>(g.value())?.1)),
         None => Ok(None),

@@ -21,7 +21,7 @@ mod transaction;
 pub use config::{Config, UpdateMode};
 pub use database::Database;
 pub use error::{Error, Result};
-pub use haven_core::merge::{Changeset, Hlc, Instruction};
+pub use haven_core::merge::{Changeset, Hlc, Instruction, ObjectState};
 pub use haven_core::{ObjectSchema, Property, PropertyType, QueryError, Schema, SchemaError, Value, ValueError};
 pub use notifier::{CollectionChanges, NotificationToken, ObjectChange};
 pub use object::Object;
