@@ -53,8 +53,8 @@ fn age(db: &Database, id: i64) -> Option<Value> {
     db.object_for_primary_key("Dog", id).unwrap().and_then(|o| o.get("age"))
 }
 
-#[test]
-fn two_devices_converge_later_write_wins() {
+/// SCENARIOS' baseline: L created Rex (age 1), and both devices have it.
+fn baseline() -> (tempfile::TempDir, EmbeddedStorage, Client, Client) {
     let dir = tempfile::tempdir().unwrap();
     let storage = EmbeddedStorage::open(&dir.path().join("server")).unwrap();
     let (mut l, mut r) = (client(dir.path(), "l", &storage), client(dir.path(), "r", &storage));
@@ -62,6 +62,12 @@ fn two_devices_converge_later_write_wins() {
         .unwrap();
     sync(&storage, &mut l);
     download(&storage, &mut r);
+    (dir, storage, l, r)
+}
+
+#[test]
+fn two_devices_converge_later_write_wins() {
+    let (_dir, storage, mut l, mut r) = baseline();
     assert_eq!(age(&r.db, 1), Some(1.into()));
     assert!(l.db.pending_changes().unwrap().is_empty(), "acknowledged changes leave the log");
 
@@ -182,13 +188,7 @@ proptest! {
 
 #[test]
 fn a_pending_write_that_will_win_stays_visible() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = EmbeddedStorage::open(&dir.path().join("server")).unwrap();
-    let (mut l, mut r) = (client(dir.path(), "l", &storage), client(dir.path(), "r", &storage));
-    l.db.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex", "age": 1, "lastUpdated": 0}), UpdateMode::Never))
-        .unwrap();
-    sync(&storage, &mut l);
-    download(&storage, &mut r);
+    let (_dir, storage, mut l, mut r) = baseline();
     // R writes first; L's offline write is later: it must stay on L and win everywhere.
     r.db.write(|tx| tx.set("Dog", 1, "age", 6)).unwrap();
     sync(&storage, &mut r);
