@@ -58,8 +58,9 @@ pub(crate) struct Inner {
     write_lock: Mutex<()>,
     /// The thread running a write transaction, if any.
     writer: WriterSlot,
-    /// How many commits this process made; the listener thread uses it to
-    /// tell which commits a new listener's first read already includes.
+    /// How many commits this process made: the listener thread uses it to
+    /// tell which commits a new listener's first read already includes, and
+    /// reads use it to know when the shared snapshot is stale.
     commit_seq: AtomicU64,
     /// The snapshot of the latest commit, shared by reads until the next
     /// commit: starting a read transaction per read would cost more than
