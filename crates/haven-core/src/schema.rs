@@ -356,6 +356,26 @@ impl Schema {
     /// index. A type the request omits is kept. Anything else is an error
     /// that names the change.
     pub fn evolve(&self, requested: &Schema) -> Result<Schema, SchemaError> {
+        self.merged(requested, false)
+    }
+
+    /// The union of two schemas that agree where they overlap: what the
+    /// sync server keeps as clients with older and newer schemas bind. A
+    /// property one side lacks is kept; the rules for additions are
+    /// [`Schema::evolve`]'s.
+    ///
+    /// ```
+    /// use haven_core::Schema;
+    /// let old = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string"}}]"#).unwrap();
+    /// let new = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","age":"int?"}}]"#).unwrap();
+    /// let both = old.union(&new).unwrap();
+    /// assert_eq!(both.object_type("Dog").unwrap().properties().len(), 3);
+    /// ```
+    pub fn union(&self, other: &Schema) -> Result<Schema, SchemaError> {
+        self.merged(other, true)
+    }
+
+    fn merged(&self, requested: &Schema, keep_missing: bool) -> Result<Schema, SchemaError> {
         let mut merged = self.types.clone();
         for want in &requested.types {
             let Some(have) = merged.iter_mut().find(|t| t.name == want.name) else {
@@ -375,7 +395,7 @@ impl Schema {
                 ));
             }
             for old in &have.properties {
-                if want.property_named(&old.name).is_none() {
+                if !keep_missing && want.property_named(&old.name).is_none() {
                     return Err(SchemaError::new(t, Some(&old.name),
                         "the property is in the file but not in the schema; removing a property is a breaking change (keep it in the schema)"));
                 }

@@ -19,6 +19,8 @@ const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("histo
 const OBJECTS: TableDefinition<(&str, &str, &[u8]), &[u8]> = TableDefinition::new("objects");
 /// ident → client record (postcard).
 const CLIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("clients");
+/// "schema" → the server's schema (JSON).
+const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
 /// How far in the future a client's clock may be before the server
 /// bounds its stamps.
@@ -96,8 +98,17 @@ impl Storage for EmbeddedStorage {
         changesets: &[Changeset],
         now_millis: u64,
     ) -> Result<Integration, StorageError> {
-        let mut record = self.client(client)?;
         let txn = self.db.begin_write().map_err(backend)?;
+        // Read inside the write transaction: two connections of one client
+        // cannot both integrate the same changeset.
+        let mut record: ClientRecord =
+            match txn.open_table(CLIENTS).map_err(backend)?.get(client.ident).map_err(backend)? {
+                Some(g) => decode(g.value())?,
+                None => return Err(StorageError::UnknownClient(client.ident)),
+            };
+        if record.ident.salt != client.salt {
+            return Err(StorageError::SaltMismatch(client.ident));
+        }
         let mut result = Integration { versions: vec![], uploaded_through: record.uploaded_through, dropped: vec![] };
         {
             let partition = record.partition.as_str();
@@ -149,6 +160,21 @@ impl Storage for EmbeddedStorage {
         }
         txn.commit().map_err(backend)?;
         Ok(result)
+    }
+
+    fn schema(&self) -> Result<Option<String>, StorageError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        match txn.open_table(SETTINGS) {
+            Ok(t) => Ok(t.get("schema").map_err(backend)?.map(|g| g.value().to_owned())),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn set_schema(&self, json: &str) -> Result<(), StorageError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        txn.open_table(SETTINGS).map_err(backend)?.insert("schema", json).map_err(backend)?;
+        txn.commit().map_err(backend)
     }
 
     fn version(&self, partition: &str) -> Result<u64, StorageError> {

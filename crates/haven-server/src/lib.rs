@@ -1,14 +1,18 @@
-//! Haven's sync server. Today: the storage of partitions (history,
-//! current state, client registry) behind the [`Storage`] trait, with an
-//! embedded redb implementation, and token checks ([`Authenticator`]).
-//! Next (issue 3): `haven serve` on axum.
+//! Haven's sync server (`haven serve`): WebSocket sessions ([`Server`])
+//! over the storage of partitions (history, current state, client
+//! registry) behind the [`Storage`] trait, with an embedded redb
+//! implementation, and token checks ([`Authenticator`]).
 
 #![warn(missing_docs)]
 
 mod auth;
 mod embedded;
+mod metrics;
+mod serve;
+mod session;
 mod storage;
 
 pub use auth::{AuthError, Authenticator};
 pub use embedded::EmbeddedStorage;
+pub use serve::{ServeError, Server};
 pub use storage::{ClientRecord, Integration, Storage, StorageError};

@@ -72,6 +72,13 @@ pub trait Storage: Send + Sync {
         now_millis: u64,
     ) -> Result<Integration, StorageError>;
 
+    /// The server's schema (the JSON of `Schema::to_json`), if it has one.
+    fn schema(&self) -> Result<Option<String>, StorageError>;
+
+    /// Replaces the server's schema. The caller checks that the change is
+    /// additive.
+    fn set_schema(&self, json: &str) -> Result<(), StorageError>;
+
     /// The partition's latest version (0: empty).
     fn version(&self, partition: &str) -> Result<u64, StorageError>;
 

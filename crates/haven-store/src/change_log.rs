@@ -12,6 +12,7 @@ const NEXT_VERSION: &str = "sync/next_client_version";
 pub(crate) const BASE_VERSION: &str = "sync/base_version";
 /// Present once a file keeps a change log; from then on it always does.
 const ENABLED: &str = "sync/change_log";
+const FILE_IDENT: &str = "sync/file_ident";
 
 /// Appends one changeset (the next client version, stamped now) inside
 /// the transaction that made it.
@@ -56,15 +57,16 @@ pub(crate) fn keep(db: &redb::Database) -> Result<()> {
     Ok(())
 }
 
-/// The changesets not yet acknowledged, oldest first.
-pub(crate) fn pending(rtx: &redb::ReadTransaction) -> Result<Vec<Changeset>> {
+/// The changesets not yet acknowledged with a client version above
+/// `after`, oldest first.
+pub(crate) fn pending(rtx: &redb::ReadTransaction, after: u64) -> Result<Vec<Changeset>> {
     let table = match rtx.open_table(PENDING) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
     let mut out = Vec::with_capacity(table.len()? as usize);
-    for row in table.iter()? {
+    for row in table.range(after.saturating_add(1)..)? {
         let (_, v) = row?;
         out.push(
             postcard::from_bytes(v.value())
@@ -72,6 +74,44 @@ pub(crate) fn pending(rtx: &redb::ReadTransaction) -> Result<Vec<Changeset>> {
         );
     }
     Ok(out)
+}
+
+/// Where this file stands with its server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SyncPosition {
+    /// `(ident, salt)` the server gave this file, once bound.
+    pub file_ident: Option<(u64, u64)>,
+    /// The last server version integrated.
+    pub base_version: u64,
+    /// The last client version written to the log (0: none).
+    pub last_client_version: u64,
+}
+
+pub(crate) fn position(rtx: &redb::ReadTransaction) -> Result<SyncPosition> {
+    let meta = match rtx.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(SyncPosition::default()),
+        Err(e) => return Err(e.into()),
+    };
+    let bytes = |key: &str| -> Result<Option<Vec<u8>>> { Ok(meta.get(key)?.map(|g| g.value().to_vec())) };
+    let u64_at = |b: &[u8], at: usize| b.get(at..at + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
+    let file_ident = bytes(FILE_IDENT)?.map(|b| match (u64_at(&b, 0), u64_at(&b, 8)) {
+        (Some(ident), Some(salt)) => Ok((ident, salt)),
+        _ => Err(Error::Storage("the file's sync ident is damaged".into())),
+    });
+    Ok(SyncPosition {
+        file_ident: file_ident.transpose()?,
+        base_version: bytes(BASE_VERSION)?.and_then(|b| u64_at(&b, 0)).unwrap_or(0),
+        last_client_version: bytes(NEXT_VERSION)?.and_then(|b| u64_at(&b, 0)).map_or(0, |next| next - 1),
+    })
+}
+
+/// Records the ident the server gave this file.
+pub(crate) fn set_file_ident(txn: &redb::WriteTransaction, ident: u64, salt: u64) -> Result<()> {
+    let mut bytes = ident.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&salt.to_le_bytes());
+    txn.open_table(META)?.insert(FILE_IDENT, bytes.as_slice())?;
+    Ok(())
 }
 
 fn wall_millis() -> u64 {

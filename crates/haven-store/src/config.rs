@@ -18,6 +18,7 @@ pub struct Config {
     pub(crate) read_only: bool,
     pub(crate) cache_size: Option<usize>,
     pub(crate) record_changes: bool,
+    pub(crate) sync: Option<crate::SyncConfig>,
 }
 
 impl Config {
@@ -29,6 +30,7 @@ impl Config {
             read_only: false,
             cache_size: None,
             record_changes: false,
+            sync: None,
         }
     }
 
@@ -59,6 +61,13 @@ impl Config {
     /// so that no write made while it is opened some other way escapes sync.
     pub fn record_changes(mut self) -> Self {
         self.record_changes = true;
+        self
+    }
+
+    /// Syncs the database with a server; open it with
+    /// [`Database::open_synced`](crate::Database::open_synced).
+    pub fn sync(mut self, sync: crate::SyncConfig) -> Self {
+        self.sync = Some(sync);
         self
     }
 

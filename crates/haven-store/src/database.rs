@@ -9,6 +9,7 @@ use crate::notifier::{initial_keys, Listener, NotificationToken, Notifier, Objec
 use crate::object::Object;
 use crate::results::Results;
 use crate::snapshot::Snapshot;
+use crate::sync::{SyncError, SyncSession};
 use crate::transaction::WriteTransaction;
 use haven_core::{key, query, Schema, Value};
 use redb::{ReadableDatabase, ReadableTable, TableError};
@@ -69,6 +70,11 @@ pub(crate) struct Inner {
     pub(crate) notifier: Notifier,
     /// Whether commits also go to the change log.
     change_log: bool,
+    /// Woken by each commit that adds to the change log: the sync
+    /// session uploads it.
+    pub(crate) local_commits: Arc<tokio::sync::Notify>,
+    /// The sync session, for a database opened with `open_synced`.
+    session: std::sync::OnceLock<SyncSession>,
 }
 
 enum Engine {
@@ -130,6 +136,58 @@ impl Database {
         }
         let read_only = config.read_only || matches!(inner.engine(), Engine::ReadOnly(_));
         Ok(Database { inner, read_only })
+    }
+
+    /// Opens the database and starts syncing it as `config`'s
+    /// [`SyncConfig`](crate::SyncConfig) says; needs a tokio runtime. By default it waits until
+    /// everything the server has is here (a new file starts from the
+    /// server's snapshot); with [`SyncConfig::wait_for_download`](crate::SyncConfig::wait_for_download)`(false)`
+    /// it returns at once. Opening a path that is already syncing in this
+    /// process returns the same database and session.
+    ///
+    /// ```no_run
+    /// # async fn run(schema: haven_store::Schema) -> haven_store::Result<()> {
+    /// use haven_store::{Config, Database, SyncConfig};
+    /// let sync = SyncConfig::new("ws://127.0.0.1:7878", "dev-token", "my-partition");
+    /// let db = Database::open_synced(Config::new("app.haven").schema(schema).sync(sync)).await?;
+    /// db.sync_session().unwrap().upload_all_local_changes().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_synced(config: Config) -> Result<Database> {
+        let Some(sync) = config.sync.clone() else {
+            return Err(SyncError::Config("the Config has no SyncConfig: add .sync(SyncConfig::new(…))".into()).into());
+        };
+        if !sync.url.starts_with("ws://") {
+            let message = format!("the server URL must start with ws:// (got '{}')", sync.url);
+            return Err(SyncError::Config(message).into());
+        }
+        if config.read_only {
+            return Err(SyncError::Config("a synced database cannot be opened read-only".into()).into());
+        }
+        let wait = sync.wait_for_download;
+        let db = tokio::task::spawn_blocking(move || Database::open(config.record_changes()))
+            .await
+            .map_err(|e| Error::Storage(format!("opening failed: {e}")))??;
+        let session = db.inner.session.get_or_init(|| SyncSession::start(&db, sync)).clone();
+        if wait {
+            session.download_all_server_changes().await?;
+        }
+        Ok(db)
+    }
+
+    /// The sync session of a database opened with
+    /// [`Database::open_synced`]; `None` for a local-only database.
+    pub fn sync_session(&self) -> Option<SyncSession> {
+        self.inner.session.get().cloned()
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Database {
+        Database { inner, read_only: false }
+    }
+
+    /// Records the ident the server gave this file.
+    pub(crate) fn set_file_ident(&self, ident: u64, salt: u64) -> Result<()> {
+        self.write_as_server(|tx| change_log::set_file_ident(tx.raw(), ident, salt))
     }
 
     /// Whether the database at `path` is open in this process.
@@ -234,7 +292,7 @@ impl Database {
     /// [`Config::record_changes`]), oldest first; empty for a file that
     /// keeps none.
     pub fn pending_changes(&self) -> Result<Vec<haven_core::merge::Changeset>> {
-        self.snapshot()?.pending_changes()
+        self.snapshot()?.pending_changes(0)
     }
 
     /// Waits until every listener has been called for every commit made so
@@ -343,6 +401,8 @@ impl Inner {
             commit_seq: AtomicU64::new(0),
             latest: Mutex::new(None),
             notifier: Notifier::default(),
+            local_commits: Arc::default(),
+            session: std::sync::OnceLock::new(),
         })
     }
 
@@ -407,10 +467,14 @@ impl Inner {
         let (changes, log) = changes;
         let outcome = match result {
             Ok(value) => {
-                if !log.is_empty() {
+                let logged = !log.is_empty();
+                if logged {
                     change_log::append(&txn, log)?;
                 }
                 txn.commit()?;
+                if logged {
+                    self.local_commits.notify_one();
+                }
                 let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
                 if !changes.is_empty() {
                     // The commit stands whatever happens here: report it as done.
@@ -496,6 +560,9 @@ impl Drop for WriterMark<'_> {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(session) = self.session.get() {
+            session.close();
+        }
         self.notifier.shut_down();
         // Release the shared read snapshot, close the file, and only then
         // let an `open` waiting for this path go ahead.

@@ -20,6 +20,9 @@ pub enum Error {
     /// A value that does not fit its property.
     #[error(transparent)]
     InvalidValue(#[from] ValueError),
+    /// Sync failed or cannot start.
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
     /// An object type the schema does not have.
     #[error("unknown object type '{0}': it is not in the database's schema")]
     UnknownType(String),

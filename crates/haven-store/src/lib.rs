@@ -16,6 +16,7 @@ mod notifier;
 mod object;
 mod results;
 mod snapshot;
+mod sync;
 mod transaction;
 
 pub use config::{Config, UpdateMode};
@@ -26,4 +27,7 @@ pub use haven_core::{ObjectSchema, Property, PropertyType, QueryError, Schema, S
 pub use notifier::{CollectionChanges, NotificationToken, ObjectChange};
 pub use object::Object;
 pub use results::Results;
+pub use sync::{
+    Action, ConnectionState, ErrorCode, ResetReason, SyncConfig, SyncError, SyncProgress, SyncSession, SyncStatus,
+};
 pub use transaction::WriteTransaction;

@@ -51,9 +51,14 @@ impl Snapshot {
         Ok(t.get(pk_key)?.map(|g| g.value().to_vec()))
     }
 
-    /// The change log's changesets, oldest first.
-    pub fn pending_changes(&self) -> Result<Vec<haven_core::merge::Changeset>> {
-        crate::change_log::pending(&self.rtx)
+    /// The change log's changesets after client version `after`, oldest first.
+    pub fn pending_changes(&self, after: u64) -> Result<Vec<haven_core::merge::Changeset>> {
+        crate::change_log::pending(&self.rtx, after)
+    }
+
+    /// Where the file stands with its server.
+    pub fn sync_position(&self) -> Result<crate::change_log::SyncPosition> {
+        crate::change_log::position(&self.rtx)
     }
 
     /// Whether an object exists.

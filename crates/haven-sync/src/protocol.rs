@@ -42,8 +42,10 @@ pub enum ClientMessage {
         file_ident: Option<FileIdent>,
         /// The last server version the client integrated (0: none).
         last_server_version: u64,
-        /// The version of the schema the client writes with.
-        schema_version: u64,
+        /// The schema the client writes with (the JSON of
+        /// `Schema::to_json`). The server adopts additive changes and
+        /// refuses breaking ones.
+        schema: String,
     },
     /// Local changesets, in `client_version` order. Idempotent: the server
     /// skips those it has integrated already.
@@ -151,6 +153,9 @@ pub enum ErrorCode {
     PartitionDenied,
     /// An upload that does not fit the schema.
     BadUpload,
+    /// The client's schema conflicts with the server's (a property of
+    /// another type, say).
+    BadSchema,
     /// A message out of place (an upload before the bind, say).
     UnexpectedMessage,
     /// The server cannot continue the client's history.
@@ -334,7 +339,7 @@ mod tests {
             partition: "p".into(),
             file_ident: None,
             last_server_version: 0,
-            schema_version: 1,
+            schema: String::new(),
         };
         assert!(matches!(encode(&big), Err(FrameError::TooLarge { .. })));
     }

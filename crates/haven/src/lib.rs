@@ -45,6 +45,9 @@
 #![warn(missing_docs)]
 
 pub use haven_store::{
+    Action, ConnectionState, ErrorCode, ResetReason, SyncConfig, SyncError, SyncProgress, SyncSession, SyncStatus,
+};
+pub use haven_store::{
     Changeset, CollectionChanges, Config, Database, Error, Hlc, Instruction, NotificationToken, Object, ObjectChange,
     ObjectSchema, Property, PropertyType, QueryError, Result, Results, Schema, SchemaError, UpdateMode, Value,
     ValueError, WriteTransaction,

@@ -1,0 +1,180 @@
+//! `haven serve`: the HTTP server (axum) that upgrades `/sync` to a
+//! WebSocket session per client, and serves `/health` and `/metrics`.
+
+use crate::auth::Authenticator;
+use crate::metrics::Metrics;
+use crate::session;
+use crate::storage::{Storage, StorageError};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use haven_core::Schema;
+use haven_sync::protocol::MAX_FRAME_BYTES;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a shutdown waits for sessions to say goodbye.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The WebSocket buffers of one connection. Small, so that idle
+/// connections stay cheap; they grow for large frames.
+const SOCKET_BUFFER_BYTES: usize = 4 << 10;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Development mode (any token accepted) was asked for on an address
+    /// other machines can reach.
+    #[error("dev mode accepts any token, so it listens on loopback only; give --jwt-secret to listen on {0}")]
+    DevModeNotLoopback(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The stored schema cannot be read.
+    #[error("the server's stored schema is damaged: {0}")]
+    Schema(String),
+}
+
+/// What every session shares.
+pub(crate) struct Shared {
+    pub storage: Arc<dyn Storage>,
+    pub auth: Authenticator,
+    /// The server's schema: the union of what clients bound with.
+    pub schema: Mutex<Option<Arc<Schema>>>,
+    /// Per partition with a connected client: its latest version.
+    pub partitions: Mutex<HashMap<String, watch::Sender<u64>>>,
+    pub metrics: Metrics,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// The latest-version channel of a partition, made on first use.
+    pub fn partition(&self, name: &str, version: u64) -> watch::Sender<u64> {
+        let mut partitions = self.partitions.lock().expect("partition map");
+        partitions.entry(name.to_owned()).or_insert_with(|| watch::Sender::new(version)).clone()
+    }
+
+    /// Forgets a partition once no session watches it.
+    pub fn release_partition(&self, name: &str) {
+        let mut partitions = self.partitions.lock().expect("partition map");
+        if partitions.get(name).is_some_and(|tx| tx.receiver_count() == 0) {
+            partitions.remove(name);
+        }
+    }
+}
+
+/// A running sync server.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use haven_server::{Authenticator, EmbeddedStorage, Server};
+/// use std::sync::Arc;
+/// let storage = Arc::new(EmbeddedStorage::open("haven-data".as_ref())?);
+/// let server = Server::start(storage, Authenticator::Dev, "127.0.0.1:0".parse()?).await?;
+/// println!("haven listening on {}", server.url());
+/// server.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Server {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `listen` and starts serving on the current tokio runtime.
+    /// [`Authenticator::Dev`] is refused unless `listen` is a loopback
+    /// address.
+    pub async fn start(
+        storage: Arc<dyn Storage>,
+        auth: Authenticator,
+        listen: SocketAddr,
+    ) -> Result<Server, ServeError> {
+        if matches!(auth, Authenticator::Dev) && !listen.ip().is_loopback() {
+            return Err(ServeError::DevModeNotLoopback(listen));
+        }
+        let schema = match storage.schema()? {
+            Some(json) => Some(Arc::new(Schema::from_json(&json).map_err(|e| ServeError::Schema(e.to_string()))?)),
+            None => None,
+        };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServeError::Listen { addr: listen, source })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: listen, source })?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            storage,
+            auth,
+            schema: Mutex::new(schema),
+            partitions: Mutex::default(),
+            metrics: Metrics::default(),
+            shutdown: shutdown_rx.clone(),
+        });
+        let app = Router::new()
+            .route("/sync", get(upgrade))
+            .route("/health", get(|| async { "ok\n" }))
+            .route("/metrics", get(metrics))
+            .with_state(shared.clone());
+        let mut stop = shutdown_rx;
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "the server stopped");
+            }
+        });
+        tracing::info!(%addr, "haven listening");
+        Ok(Server { addr, shutdown, shared, task })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL clients sync with: `ws://ADDR`.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Stops accepting, tells every session to reconnect later and waits
+    /// (a few seconds at most) for them to close. Everything the server
+    /// acknowledged is already durable in its storage.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while self.shared.metrics.connections.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::info!("haven stopped");
+    }
+}
+
+async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> impl IntoResponse {
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| session::run(socket, shared))
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let partitions = shared.partitions.lock().expect("partition map").len();
+    ([("content-type", "text/plain; version=0.0.4")], shared.metrics.render(partitions))
+}

@@ -1,0 +1,338 @@
+//! One client's WebSocket session: bind, bootstrap, then uploads in and
+//! history out until the connection ends. Any error is answered with an
+//! `Error` message and closes this connection only.
+
+use crate::serve::Shared;
+use crate::storage::StorageError;
+use axum::extract::ws::{Message, WebSocket};
+use haven_core::merge::{validate, Changeset};
+use haven_core::Schema;
+use haven_sync::protocol::{
+    self, Action, ClientMessage, ErrorCode, FileIdent, FrameError, ResetReason, ServerMessage, SnapshotObject,
+};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// A client must bind within this time of connecting.
+const BIND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Objects per `Bootstrap` message.
+const BOOTSTRAP_BATCH: usize = 2_000;
+/// Changesets per `Download` message (fewer if the frame would be too large).
+const DOWNLOAD_BATCH: usize = 256;
+
+/// Why a session ends early: what the client is told.
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+    action: Action,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>, action: Action) -> Refusal {
+        Refusal { code, message: message.into(), action }
+    }
+
+    fn storage(e: StorageError) -> Refusal {
+        tracing::error!(error = %e, "storage failed");
+        Refusal::new(ErrorCode::Unavailable, "the server's storage failed; try again later", retry())
+    }
+
+    fn frame(e: FrameError) -> Refusal {
+        let action = if e.code() == ErrorCode::WrongProtocolVersion { Action::Fatal } else { retry() };
+        Refusal::new(e.code(), e.to_string(), action)
+    }
+}
+
+fn retry() -> Action {
+    Action::Reconnect { after_ms: 1_000 }
+}
+
+/// Runs a session to its end.
+pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
+    shared.metrics.connections.fetch_add(1, Relaxed);
+    let mut session = Session { socket, shared: shared.clone(), partition: None };
+    if let Err(refusal) = session.serve().await {
+        shared.metrics.refused.fetch_add(1, Relaxed);
+        tracing::warn!(code = ?refusal.code, message = %refusal.message, "session refused");
+        let Refusal { code, message, action } = refusal;
+        let _ = session.send(&ServerMessage::Error { code, message, action }).await;
+    }
+    let _ = session.socket.send(Message::Close(None)).await;
+    if let Some(partition) = session.partition.take() {
+        shared.release_partition(&partition);
+    }
+    shared.metrics.connections.fetch_sub(1, Relaxed);
+}
+
+struct Session {
+    socket: WebSocket,
+    shared: Arc<Shared>,
+    partition: Option<String>,
+}
+
+/// A bound client.
+struct Bound {
+    ident: FileIdent,
+    partition: String,
+    schema: Arc<Schema>,
+    /// The last server version sent to the client.
+    sent: u64,
+    /// The last `uploaded_through` sent to the client.
+    acknowledged: u64,
+}
+
+impl Session {
+    async fn serve(&mut self) -> Result<(), Refusal> {
+        let first = match tokio::time::timeout(BIND_TIMEOUT, self.receive()).await {
+            Ok(message) => message?,
+            Err(_) => return Err(Refusal::new(ErrorCode::UnexpectedMessage, "no Bind within 30 s", retry())),
+        };
+        let Some(ClientMessage::Bind { token, partition, file_ident, last_server_version, schema }) = first else {
+            return Err(Refusal::new(ErrorCode::UnexpectedMessage, "the first message must be Bind", retry()));
+        };
+        let user = self.shared.auth.authorize(&token, &partition).map_err(|e| {
+            let code = match e {
+                crate::AuthError::PartitionDenied { .. } => ErrorCode::PartitionDenied,
+                _ => ErrorCode::BadToken,
+            };
+            Refusal::new(code, e.to_string(), Action::Fatal)
+        })?;
+        let schema = self.adopt_schema(&schema)?;
+        let mut bound = self.bind(&partition, file_ident, last_server_version, schema).await?;
+        tracing::info!(%user, %partition, ident = bound.ident.ident, "client bound");
+        let versions = self.shared.partition(&partition, bound.sent);
+        self.partition = Some(partition);
+        self.exchange(&mut bound, versions).await
+    }
+
+    /// The server's schema after this client's additions; a conflicting
+    /// schema is refused.
+    fn adopt_schema(&self, client_json: &str) -> Result<Arc<Schema>, Refusal> {
+        let bad = |e: haven_core::SchemaError| Refusal::new(ErrorCode::BadSchema, e.to_string(), Action::Fatal);
+        let client = Schema::from_json(client_json).map_err(bad)?;
+        let mut current = self.shared.schema.lock().expect("schema");
+        let merged = match current.as_deref() {
+            Some(server) => server.union(&client).map_err(bad)?,
+            None => client,
+        };
+        if current.as_deref() != Some(&merged) {
+            self.shared.storage.set_schema(&merged.to_json()).map_err(Refusal::storage)?;
+            *current = Some(Arc::new(merged));
+        }
+        Ok(current.clone().expect("just set"))
+    }
+
+    /// Registers or recognises the client, answers `Bound`, and sends the
+    /// snapshot to a client that starts from nothing.
+    async fn bind(
+        &mut self,
+        partition: &str,
+        file_ident: Option<FileIdent>,
+        last_server_version: u64,
+        schema: Arc<Schema>,
+    ) -> Result<Bound, Refusal> {
+        let storage = &self.shared.storage;
+        let reset =
+            |reason, message: String| Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason });
+        let (ident, acknowledged) = match file_ident {
+            None => (storage.register_client(partition).map_err(Refusal::storage)?, 0),
+            Some(ident) => match storage.client(ident) {
+                Ok(record) if record.partition != partition => {
+                    return Err(Refusal::new(
+                        ErrorCode::UnexpectedMessage,
+                        format!("this file syncs partition '{}', not '{partition}'", record.partition),
+                        Action::Fatal,
+                    ))
+                }
+                Ok(record) => (ident, record.uploaded_through),
+                Err(StorageError::UnknownClient(_) | StorageError::SaltMismatch(_)) => {
+                    return Err(reset(ResetReason::UnknownClient, "the server does not know this file".into()))
+                }
+                Err(e) => return Err(Refusal::storage(e)),
+            },
+        };
+        let version = storage.version(partition).map_err(Refusal::storage)?;
+        if last_server_version > version {
+            return Err(reset(
+                ResetReason::ServerRestored,
+                format!("the client has version {last_server_version} but the server only {version}"),
+            ));
+        }
+        self.send(&ServerMessage::Bound { file_ident: ident, server_version: version }).await?;
+        let mut bound =
+            Bound { ident, partition: partition.to_owned(), schema, sent: last_server_version, acknowledged };
+        if last_server_version == 0 && version > 0 {
+            bound.sent = self.bootstrap(partition).await?;
+        }
+        Ok(bound)
+    }
+
+    /// Streams the partition's current state; returns its version.
+    async fn bootstrap(&mut self, partition: &str) -> Result<u64, Refusal> {
+        let (tx, mut rx) = mpsc::channel::<Vec<SnapshotObject>>(2);
+        let storage = self.shared.storage.clone();
+        let name = partition.to_owned();
+        let reader = tokio::task::spawn_blocking(move || {
+            storage.snapshot(&name, BOOTSTRAP_BATCH, &mut |objects| {
+                tx.blocking_send(objects).map_err(|_| StorageError::Backend("the client went away".into()))
+            })
+        });
+        while let Some(objects) = rx.recv().await {
+            self.send(&ServerMessage::Bootstrap { objects, last: false, server_version: 0 }).await?;
+        }
+        let version = reader.await.map_err(|e| Refusal::storage(StorageError::Backend(e.to_string())))?;
+        let version = version.map_err(Refusal::storage)?;
+        self.send(&ServerMessage::Bootstrap { objects: vec![], last: true, server_version: version }).await?;
+        Ok(version)
+    }
+
+    /// The bound session: frames in, history out.
+    async fn exchange(&mut self, bound: &mut Bound, versions: watch::Sender<u64>) -> Result<(), Refusal> {
+        let mut latest = versions.subscribe();
+        let mut shutdown = self.shared.shutdown.clone();
+        // The first Download also repeats the acknowledgement, which a cut
+        // connection may have lost.
+        self.catch_up(bound, true).await?;
+        loop {
+            tokio::select! {
+                message = self.receive() => match message? {
+                    None => return Ok(()),
+                    Some(ClientMessage::Upload { changesets }) => {
+                        self.upload(bound, &changesets, &versions).await?;
+                        self.catch_up(bound, false).await?;
+                    }
+                    Some(ClientMessage::Mark { request }) => {
+                        self.catch_up(bound, false).await?;
+                        self.send(&ServerMessage::Mark { request, server_version: bound.sent }).await?;
+                    }
+                    Some(ClientMessage::Ping { nonce }) => self.send(&ServerMessage::Pong { nonce }).await?,
+                    Some(ClientMessage::Bind { .. }) => {
+                        return Err(Refusal::new(ErrorCode::UnexpectedMessage, "Bind sent twice", retry()))
+                    }
+                },
+                changed = latest.changed() => {
+                    changed.expect("the session holds the sender");
+                    self.catch_up(bound, false).await?;
+                }
+                () = stopping(&mut shutdown) => {
+                    return Err(Refusal::new(ErrorCode::Unavailable, "the server is shutting down", retry()));
+                }
+            }
+        }
+    }
+
+    /// Validates the whole upload, then integrates it in one storage
+    /// transaction and tells the partition's other sessions.
+    async fn upload(
+        &mut self,
+        bound: &Bound,
+        changesets: &[Changeset],
+        versions: &watch::Sender<u64>,
+    ) -> Result<(), Refusal> {
+        for cs in changesets {
+            validate(&bound.schema, cs)
+                .map_err(|e| Refusal::new(ErrorCode::BadUpload, e.to_string(), Action::Fatal))?;
+        }
+        let storage = self.shared.storage.clone();
+        let (ident, changesets) = (bound.ident, changesets.to_vec());
+        let started = Instant::now();
+        let integration = tokio::task::spawn_blocking(move || storage.integrate(ident, &changesets, now_millis()))
+            .await
+            .map_err(|e| Refusal::storage(StorageError::Backend(e.to_string())))?
+            .map_err(Refusal::storage)?;
+        self.shared.metrics.observe_integration(started.elapsed());
+        if let Some(&version) = integration.versions.last() {
+            self.shared.metrics.changesets_integrated.fetch_add(integration.versions.len() as u64, Relaxed);
+            versions.send_if_modified(|latest| {
+                let newer = version > *latest;
+                *latest = (*latest).max(version);
+                newer
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends the history the client lacks. The acknowledgement is read
+    /// before the history, so every changeset it covers is in what is sent.
+    async fn catch_up(&mut self, bound: &mut Bound, always: bool) -> Result<(), Refusal> {
+        let storage = self.shared.storage.clone();
+        let through = storage.client(bound.ident).map_err(Refusal::storage)?.uploaded_through;
+        let mut batch = DOWNLOAD_BATCH;
+        loop {
+            let history = storage.history(&bound.partition, bound.sent, batch).map_err(Refusal::storage)?;
+            let last = history.len() < batch;
+            if history.is_empty() && through == bound.acknowledged && !always {
+                return Ok(());
+            }
+            let sent = history.last().map_or(bound.sent, |h| h.server_version);
+            let acknowledged = if last { through } else { bound.acknowledged };
+            let message =
+                ServerMessage::Download { changesets: history, uploaded_through: acknowledged, server_version: sent };
+            match protocol::encode(&message) {
+                Ok(frame) => self.send_frame(frame).await?,
+                Err(FrameError::TooLarge { .. }) if batch > 1 => {
+                    batch /= 2;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Refusal::new(ErrorCode::Unavailable, format!("cannot send history: {e}"), retry()))
+                }
+            }
+            bound.sent = sent;
+            bound.acknowledged = acknowledged;
+            if last {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The next message; `None` once the client closed.
+    async fn receive(&mut self) -> Result<Option<ClientMessage>, Refusal> {
+        loop {
+            let frame = match self.socket.recv().await {
+                None | Some(Ok(Message::Close(_))) => return Ok(None),
+                Some(Ok(Message::Binary(bytes))) => bytes,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Text(_))) => {
+                    return Err(Refusal::new(ErrorCode::BadFrame, "text frames are not part of the protocol", retry()))
+                }
+                Some(Err(e)) => return Err(receive_error(e)),
+            };
+            self.shared.metrics.bytes_in.fetch_add(frame.len() as u64, Relaxed);
+            return protocol::decode(&frame).map(Some).map_err(Refusal::frame);
+        }
+    }
+
+    async fn send(&mut self, message: &ServerMessage) -> Result<(), Refusal> {
+        let frame = protocol::encode(message).map_err(Refusal::frame)?;
+        self.send_frame(frame).await
+    }
+
+    async fn send_frame(&mut self, frame: Vec<u8>) -> Result<(), Refusal> {
+        self.shared.metrics.bytes_out.fetch_add(frame.len() as u64, Relaxed);
+        self.socket
+            .send(Message::Binary(frame.into()))
+            .await
+            .map_err(|e| Refusal::new(ErrorCode::Unavailable, format!("connection lost: {e}"), retry()))
+    }
+}
+
+fn receive_error(e: axum::Error) -> Refusal {
+    let text = e.to_string();
+    if text.contains("too long") || text.contains("Space limit") || text.contains("capacity") {
+        let message = format!("{text}; frames are at most {} bytes", protocol::MAX_FRAME_BYTES);
+        return Refusal::new(ErrorCode::FrameTooLarge, message, retry());
+    }
+    Refusal::new(ErrorCode::BadFrame, format!("cannot read the frame: {text}"), retry())
+}
+
+/// Returns once the server is shutting down.
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

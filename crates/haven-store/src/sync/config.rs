@@ -1,0 +1,89 @@
+//! How a database syncs: [`SyncConfig`].
+
+use super::SyncError;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A callback for sync errors.
+pub(crate) type ErrorHandler = Arc<dyn Fn(&SyncError) + Send + Sync>;
+
+/// Where and how a database syncs; give it to
+/// [`Config::sync`](crate::Config::sync) and open with
+/// [`Database::open_synced`](crate::Database::open_synced).
+///
+/// ```
+/// use haven_store::SyncConfig;
+/// let sync = SyncConfig::new("ws://127.0.0.1:7878", "dev-token", "my-partition")
+///     .on_error(|err| eprintln!("sync: {err}"));
+/// assert_eq!(sync.partition(), "my-partition");
+/// ```
+#[derive(Clone)]
+pub struct SyncConfig {
+    pub(crate) url: String,
+    pub(crate) token: String,
+    pub(crate) partition: String,
+    pub(crate) wait_for_download: bool,
+    pub(crate) on_error: Option<ErrorHandler>,
+    pub(crate) first_retry: Duration,
+    pub(crate) max_retry: Duration,
+}
+
+impl std::fmt::Debug for SyncConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never print it.
+        f.debug_struct("SyncConfig")
+            .field("url", &self.url)
+            .field("partition", &self.partition)
+            .field("wait_for_download", &self.wait_for_download)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncConfig {
+    /// Syncs `partition` with the server at `url` (`ws://HOST:PORT`, as
+    /// `haven serve` prints it), authenticated by `token`: an HS256 JWT, or
+    /// any string for a server in dev mode.
+    pub fn new(url: impl Into<String>, token: impl Into<String>, partition: impl Into<String>) -> SyncConfig {
+        SyncConfig {
+            url: url.into(),
+            token: token.into(),
+            partition: partition.into(),
+            wait_for_download: true,
+            on_error: None,
+            first_retry: Duration::from_secs(1),
+            max_retry: Duration::from_secs(300),
+        }
+    }
+
+    /// The partition synced.
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+
+    /// Whether [`Database::open_synced`](crate::Database::open_synced)
+    /// waits for everything the server has (the default) or returns at
+    /// once with what the file holds, syncing in the background. An app
+    /// that must start offline opens at once.
+    pub fn wait_for_download(mut self, wait: bool) -> SyncConfig {
+        self.wait_for_download = wait;
+        self
+    }
+
+    /// Called (on a sync thread) for each error the session reports:
+    /// errors sent by the server and local failures. Lost connections are
+    /// not errors: the session reconnects (see
+    /// [`SyncSession::connection_state`](crate::SyncSession::connection_state)).
+    pub fn on_error(mut self, handler: impl Fn(&SyncError) + Send + Sync + 'static) -> SyncConfig {
+        self.on_error = Some(Arc::new(handler));
+        self
+    }
+
+    /// The reconnect backoff: the first wait after a lost connection and
+    /// the longest (default 1 s and 5 min). Each wait doubles the last,
+    /// times a random factor between ½ and 1.
+    pub fn reconnect_delays(mut self, first: Duration, max: Duration) -> SyncConfig {
+        self.first_retry = first;
+        self.max_retry = max.max(first);
+        self
+    }
+}

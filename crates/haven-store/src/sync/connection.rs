@@ -1,0 +1,287 @@
+//! One connection to the server: bind, then upload the change log and
+//! apply downloads until the connection ends. Every database call runs
+//! on tokio's blocking pool: a durable commit must not stall the runtime.
+
+use super::session::{ConnectionState, Shared};
+use super::SyncError;
+use crate::database::Database;
+use futures_util::{SinkExt, StreamExt};
+use haven_core::merge::{Changeset, ObjectState};
+use haven_core::Value;
+use haven_sync::protocol::{self, Action, ClientMessage, FileIdent, FrameError, ServerMessage, MAX_FRAME_BYTES};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long connecting and binding may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the client pings; two intervals without a word from the
+/// server count as a lost connection.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Changesets per `Upload` (fewer if the frame would be too large).
+const UPLOAD_BATCH: usize = 256;
+
+/// How a connection ended.
+pub(crate) enum Ended {
+    /// Cut, refused or timed out: reconnect with backoff.
+    Lost(String),
+    /// The server asked to come back later.
+    RetryAfter(Duration),
+    /// Retrying cannot help.
+    Fatal(SyncError),
+    /// The app paused the session.
+    Paused,
+    /// The database closed.
+    Closed,
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub(crate) struct Connection<'a> {
+    shared: &'a Shared,
+    socket: Socket,
+    ident: FileIdent,
+    /// The last client version uploaded on this connection.
+    uploaded_through: u64,
+    /// Whether a bootstrap is being received.
+    bootstrapping: bool,
+    /// The last `Mark` request sent.
+    mark_sent: u64,
+    last_heard: Instant,
+}
+
+impl<'a> Connection<'a> {
+    /// Connects, binds and exchanges until the connection ends.
+    pub async fn run(shared: &'a Shared, attempt: &mut u32) -> Ended {
+        shared.set_connection(ConnectionState::Connecting);
+        let mut connection = match tokio::time::timeout(CONNECT_TIMEOUT, Connection::bind(shared)).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(ended)) => return ended,
+            Err(_) => return Ended::Lost("no answer from the server within 30 s".into()),
+        };
+        *attempt = 0;
+        shared.set_connection(ConnectionState::Connected);
+        tracing::info!(partition = %shared.config.partition, ident = connection.ident.ident, "sync connected");
+        match connection.exchange().await {
+            Ok(never) => match never {},
+            Err(ended) => {
+                let _ = connection.socket.close(None).await;
+                ended
+            }
+        }
+    }
+
+    async fn bind(shared: &'a Shared) -> Result<Connection<'a>, Ended> {
+        let url = format!("{}/sync", shared.config.url.trim_end_matches('/'));
+        let config =
+            WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
+            .await
+            .map_err(|e| Ended::Lost(format!("cannot connect to {url}: {e}")))?;
+        let db = shared.db().ok_or(Ended::Closed)?;
+        let (position, schema) =
+            blocking(db, |db| Ok((db.snapshot()?.sync_position()?, db.schema().to_json()))).await?;
+        let mut connection = Connection {
+            shared,
+            socket,
+            ident: FileIdent { ident: 0, salt: 0 },
+            uploaded_through: 0,
+            bootstrapping: false,
+            mark_sent: 0,
+            last_heard: Instant::now(),
+        };
+        connection
+            .send(ClientMessage::Bind {
+                token: shared.config.token.clone(),
+                partition: shared.config.partition.clone(),
+                file_ident: position.file_ident.map(|(ident, salt)| FileIdent { ident, salt }),
+                last_server_version: position.base_version,
+                schema,
+            })
+            .await?;
+        match connection.receive().await? {
+            ServerMessage::Bound { file_ident, server_version } => {
+                if position.file_ident != Some((file_ident.ident, file_ident.salt)) {
+                    let db = shared.db().ok_or(Ended::Closed)?;
+                    blocking(db, move |db| db.set_file_ident(file_ident.ident, file_ident.salt)).await?;
+                }
+                connection.ident = file_ident;
+                shared.update_progress(|p| p.downloadable = p.downloadable.max(server_version));
+                Ok(connection)
+            }
+            ServerMessage::Error { code, message, action } => Err(server_error(code, message, action)),
+            other => Err(Ended::Lost(format!("expected Bound, got {other:?}"))),
+        }
+    }
+
+    /// Uploads and downloads until something ends the connection.
+    async fn exchange(&mut self) -> Result<std::convert::Infallible, Ended> {
+        let shared = self.shared;
+        let mut control = shared.control.subscribe();
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.tick().await;
+        self.upload().await?;
+        loop {
+            let wanted = *control.borrow_and_update();
+            if wanted.closed {
+                return Err(Ended::Closed);
+            }
+            if wanted.paused {
+                return Err(Ended::Paused);
+            }
+            if wanted.marks_requested > self.mark_sent {
+                self.mark_sent = wanted.marks_requested;
+                self.send(ClientMessage::Mark { request: self.mark_sent }).await?;
+            }
+            tokio::select! {
+                message = self.receive() => self.handle(message?).await?,
+                () = shared.local_commits.notified() => self.upload().await?,
+                _ = control.changed() => {}
+                _ = ping.tick() => {
+                    if self.last_heard.elapsed() > 2 * PING_INTERVAL {
+                        return Err(Ended::Lost("the server stopped answering".into()));
+                    }
+                    self.send(ClientMessage::Ping { nonce: 0 }).await?;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, message: ServerMessage) -> Result<(), Ended> {
+        match message {
+            ServerMessage::Download { changesets, uploaded_through, server_version } => {
+                let acknowledged = self.shared.status.borrow().progress.uploaded;
+                if !changesets.is_empty() || uploaded_through > acknowledged {
+                    let changesets: Vec<(u64, Changeset)> =
+                        changesets.into_iter().map(|c| (c.server_version, c.changeset)).collect();
+                    let ident = self.ident.ident;
+                    blocking(self.db()?, move |db| db.integrate_download(&changesets, uploaded_through, ident)).await?;
+                }
+                self.shared.update_progress(|p| {
+                    p.uploaded = p.uploaded.max(uploaded_through);
+                    p.downloaded = p.downloaded.max(server_version);
+                    p.downloadable = p.downloadable.max(server_version);
+                });
+            }
+            ServerMessage::Bootstrap { objects, last, server_version } => {
+                let first = !std::mem::replace(&mut self.bootstrapping, !last);
+                let objects: Vec<(String, Value, ObjectState)> =
+                    objects.into_iter().map(|o| (o.object_type, o.pk, o.state)).collect();
+                let ident = self.ident.ident;
+                blocking(self.db()?, move |db| {
+                    if first {
+                        db.start_bootstrap()?;
+                    }
+                    db.bootstrap_batch(&objects)?;
+                    if last {
+                        db.finish_bootstrap(server_version, ident)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+                if last {
+                    self.shared.update_progress(|p| {
+                        p.downloaded = p.downloaded.max(server_version);
+                        p.downloadable = p.downloadable.max(server_version);
+                    });
+                }
+            }
+            ServerMessage::Mark { request, .. } => {
+                self.shared.status.send_if_modified(|s| {
+                    let newer = request > s.marks_answered;
+                    s.marks_answered = s.marks_answered.max(request);
+                    newer
+                });
+            }
+            ServerMessage::Error { code, message, action: Action::None } => {
+                self.shared.report(&SyncError::Server { code, message, action: Action::None });
+            }
+            ServerMessage::Error { code, message, action } => return Err(server_error(code, message, action)),
+            ServerMessage::Pong { .. } => {}
+            ServerMessage::Bound { .. } => return Err(Ended::Lost("the server sent Bound twice".into())),
+        }
+        Ok(())
+    }
+
+    /// Sends the local changesets not yet sent on this connection (the
+    /// server skips any it already has).
+    async fn upload(&mut self) -> Result<(), Ended> {
+        let after = self.uploaded_through;
+        let pending = blocking(self.db()?, move |db| db.snapshot()?.pending_changes(after)).await?;
+        let Some(last) = pending.last() else { return Ok(()) };
+        let last = last.client_version;
+        self.shared.update_progress(|p| p.uploadable = p.uploadable.max(last));
+        let (mut start, mut batch) = (0, UPLOAD_BATCH);
+        while start < pending.len() {
+            let end = (start + batch).min(pending.len());
+            let message = ClientMessage::Upload { changesets: pending[start..end].to_vec() };
+            match protocol::encode(&message) {
+                Ok(frame) => self.send_frame(frame).await?,
+                Err(FrameError::TooLarge { .. }) if end - start > 1 => {
+                    batch = (end - start) / 2;
+                    continue;
+                }
+                Err(e) => {
+                    let version = pending[start].client_version;
+                    return Err(Ended::Fatal(SyncError::Local(format!(
+                        "local write {version} cannot be uploaded ({e}); split large write transactions"
+                    ))));
+                }
+            }
+            start = end;
+            self.uploaded_through = pending[end - 1].client_version;
+        }
+        Ok(())
+    }
+
+    async fn receive(&mut self) -> Result<ServerMessage, Ended> {
+        loop {
+            let frame = match self.socket.next().await {
+                None | Some(Ok(Message::Close(_))) => {
+                    return Err(Ended::Lost("the server closed the connection".into()))
+                }
+                Some(Ok(Message::Binary(bytes))) => bytes,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(Ended::Lost(format!("connection lost: {e}"))),
+            };
+            self.last_heard = Instant::now();
+            return protocol::decode(&frame).map_err(|e| Ended::Lost(format!("bad frame from the server: {e}")));
+        }
+    }
+
+    async fn send(&mut self, message: ClientMessage) -> Result<(), Ended> {
+        let frame = protocol::encode(&message).map_err(|e| Ended::Fatal(SyncError::Local(e.to_string())))?;
+        self.send_frame(frame).await
+    }
+
+    async fn send_frame(&mut self, frame: Vec<u8>) -> Result<(), Ended> {
+        self.socket.send(Message::Binary(frame.into())).await.map_err(|e| Ended::Lost(format!("connection lost: {e}")))
+    }
+
+    fn db(&self) -> Result<Database, Ended> {
+        self.shared.db().ok_or(Ended::Closed)
+    }
+}
+
+fn server_error(code: protocol::ErrorCode, message: String, action: Action) -> Ended {
+    match action {
+        Action::Reconnect { after_ms } => {
+            tracing::info!(?code, %message, "the server asked to reconnect later");
+            Ended::RetryAfter(Duration::from_millis(after_ms))
+        }
+        _ => Ended::Fatal(SyncError::Server { code, message, action }),
+    }
+}
+
+/// Runs a database call on the blocking pool; a failure stops the session.
+async fn blocking<T: Send + 'static>(
+    db: Database,
+    f: impl FnOnce(&Database) -> crate::Result<T> + Send + 'static,
+) -> Result<T, Ended> {
+    match tokio::task::spawn_blocking(move || f(&db)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Ended::Fatal(SyncError::Local(e.to_string()))),
+        Err(e) => Err(Ended::Fatal(SyncError::Local(format!("a sync task failed: {e}")))),
+    }
+}

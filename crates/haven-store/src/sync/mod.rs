@@ -1,0 +1,40 @@
+//! The sync client: a background session per synced database that
+//! uploads the change log and applies what the server sends through the
+//! same commit path as local writes (so listeners hear of it). The
+//! protocol is `haven_sync::protocol`; the design is `docs/sync.md`.
+
+mod config;
+mod connection;
+mod session;
+
+pub use config::SyncConfig;
+pub use haven_sync::protocol::{Action, ErrorCode, ResetReason};
+pub use session::{ConnectionState, SyncProgress, SyncSession, SyncStatus};
+
+/// What went wrong with sync. Reported to
+/// [`SyncConfig::on_error`] and returned by the session's waits.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The server refused the session or an upload; `action` is what it
+    /// asked of the client (`Fatal`: the session stopped).
+    #[error("the server refused ({code:?}): {message}")]
+    Server {
+        /// The kind of error.
+        code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+        /// What the server asked the client to do.
+        action: Action,
+    },
+    /// This side failed to store what the server sent, or to read its log;
+    /// the session stopped.
+    #[error("sync stopped: the local database failed: {0}")]
+    Local(String),
+    /// A configuration that cannot work.
+    #[error("bad sync configuration: {0}")]
+    Config(String),
+    /// The database was closed.
+    #[error("the sync session ended because the database was closed")]
+    Closed,
+}

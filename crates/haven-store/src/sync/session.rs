@@ -1,0 +1,253 @@
+//! The session handle apps hold ([`SyncSession`]) and the background task
+//! that connects, and reconnects with backoff, until the database closes.
+
+use super::config::SyncConfig;
+use super::connection::{Connection, Ended};
+use super::SyncError;
+use crate::database::{Database, Inner};
+use haven_sync::protocol::reconnect_delay;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// Whether the session is connected to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Offline: waiting to reconnect, paused, or stopped.
+    Disconnected,
+    /// Connecting and binding.
+    Connecting,
+    /// Bound: changes flow both ways.
+    Connected,
+}
+
+/// How far uploads and downloads have come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    /// The last local changeset (client version) the server acknowledged.
+    pub uploaded: u64,
+    /// The last local changeset written (uploads are done when `uploaded`
+    /// reaches it).
+    pub uploadable: u64,
+    /// The last server version integrated here.
+    pub downloaded: u64,
+    /// The latest server version the server has announced.
+    pub downloadable: u64,
+}
+
+/// The session's state, as [`SyncSession::watch`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncStatus {
+    /// Connected or not.
+    pub connection: ConnectionState,
+    /// Upload and download progress.
+    pub progress: SyncProgress,
+    /// Set once the session has stopped for good (a fatal error from the
+    /// server, a local failure, or the database closed).
+    pub stopped: Option<SyncError>,
+    /// The last `Mark` request the server has answered.
+    pub(crate) marks_answered: u64,
+}
+
+/// What the app asks of the background task.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Control {
+    pub paused: bool,
+    pub closed: bool,
+    /// The last `Mark` request made (download waits).
+    pub marks_requested: u64,
+}
+
+pub(crate) struct Shared {
+    pub config: SyncConfig,
+    pub status: watch::Sender<SyncStatus>,
+    pub control: watch::Sender<Control>,
+    pub local_commits: Arc<Notify>,
+    db: Weak<Inner>,
+}
+
+impl Shared {
+    /// The database, unless it has been closed.
+    pub fn db(&self) -> Option<Database> {
+        self.db.upgrade().map(Database::from_inner)
+    }
+
+    pub fn set_connection(&self, state: ConnectionState) {
+        self.status.send_if_modified(|s| std::mem::replace(&mut s.connection, state) != state);
+    }
+
+    pub fn update_progress(&self, f: impl FnOnce(&mut SyncProgress)) {
+        self.status.send_if_modified(|s| {
+            let before = s.progress;
+            f(&mut s.progress);
+            before != s.progress
+        });
+    }
+
+    pub fn report(&self, error: &SyncError) {
+        tracing::warn!(partition = %self.config.partition, %error, "sync error");
+        if let Some(handler) = &self.config.on_error {
+            handler(error);
+        }
+    }
+}
+
+/// The sync session of a database opened with
+/// [`Database::open_synced`]. Cheap to clone; `Send + Sync`.
+///
+/// ```no_run
+/// # async fn run(db: haven_store::Database) -> haven_store::Result<()> {
+/// let session = db.sync_session().expect("opened with open_synced");
+/// session.upload_all_local_changes().await?;
+/// session.download_all_server_changes().await?;
+/// println!("connected: {}", session.is_connected());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SyncSession {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SyncSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncSession").field("config", &self.shared.config).finish_non_exhaustive()
+    }
+}
+
+impl SyncSession {
+    /// Starts the background task (on the current tokio runtime).
+    pub(crate) fn start(db: &Database, config: SyncConfig) -> SyncSession {
+        let position = db.snapshot().and_then(|s| s.sync_position()).unwrap_or_default();
+        let status = SyncStatus {
+            connection: ConnectionState::Disconnected,
+            progress: SyncProgress {
+                uploaded: 0,
+                uploadable: position.last_client_version,
+                downloaded: position.base_version,
+                downloadable: position.base_version,
+            },
+            stopped: None,
+            marks_answered: 0,
+        };
+        let shared = Arc::new(Shared {
+            config,
+            status: watch::Sender::new(status),
+            control: watch::Sender::new(Control::default()),
+            local_commits: db.inner.local_commits.clone(),
+            db: Arc::downgrade(&db.inner),
+        });
+        tokio::spawn(run(shared.clone()));
+        SyncSession { shared }
+    }
+
+    /// Whether the session is bound to the server now.
+    pub fn is_connected(&self) -> bool {
+        self.connection_state() == ConnectionState::Connected
+    }
+
+    /// Connected, connecting or disconnected.
+    pub fn connection_state(&self) -> ConnectionState {
+        self.shared.status.borrow().connection
+    }
+
+    /// Upload and download progress.
+    pub fn progress(&self) -> SyncProgress {
+        self.shared.status.borrow().progress
+    }
+
+    /// A receiver that sees every change of connection state and progress:
+    /// `rx.changed().await`, then `rx.borrow()`.
+    pub fn watch(&self) -> watch::Receiver<SyncStatus> {
+        self.shared.status.subscribe()
+    }
+
+    /// Disconnects and stays offline until [`SyncSession::resume`]. Local
+    /// writes go on; they upload after the resume.
+    pub fn pause(&self) {
+        self.shared.control.send_modify(|c| c.paused = true);
+    }
+
+    /// Reconnects at once after a [`SyncSession::pause`] (or during a
+    /// backoff wait).
+    pub fn resume(&self) {
+        self.shared.control.send_modify(|c| c.paused = false);
+    }
+
+    /// Waits until the server has acknowledged every local write committed
+    /// before the call. While offline it keeps waiting; wrap it in
+    /// `tokio::time::timeout` to bound that. Fails if the session stops.
+    pub async fn upload_all_local_changes(&self) -> crate::Result<()> {
+        let db = self.shared.db().ok_or(SyncError::Closed)?;
+        let target = db.snapshot()?.sync_position()?.last_client_version;
+        self.shared.local_commits.notify_one();
+        self.wait(|s| s.progress.uploaded >= target).await
+    }
+
+    /// Waits until everything the server had when the call was made has
+    /// been integrated here. Fails if the session stops.
+    pub async fn download_all_server_changes(&self) -> crate::Result<()> {
+        let mut request = 0;
+        self.shared.control.send_modify(|c| {
+            c.marks_requested += 1;
+            request = c.marks_requested;
+        });
+        self.wait(|s| s.marks_answered >= request).await
+    }
+
+    async fn wait(&self, done: impl Fn(&SyncStatus) -> bool) -> crate::Result<()> {
+        let mut rx = self.shared.status.subscribe();
+        let status = rx.wait_for(|s| done(s) || s.stopped.is_some()).await.map_err(|_| SyncError::Closed)?;
+        match &status.stopped {
+            Some(error) if !done(&status) => Err(error.clone().into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends the session (the database is closing).
+    pub(crate) fn close(&self) {
+        self.shared.control.send_modify(|c| c.closed = true);
+    }
+}
+
+/// The background task: connect, exchange until the connection ends,
+/// wait, again.
+async fn run(shared: Arc<Shared>) {
+    let mut control = shared.control.subscribe();
+    let mut attempt = 0u32;
+    loop {
+        if control.wait_for(|c| !c.paused || c.closed).await.map_or(true, |c| c.closed) {
+            break;
+        }
+        let ended = Connection::run(&shared, &mut attempt).await;
+        shared.set_connection(ConnectionState::Disconnected);
+        let wait = match ended {
+            Ended::Closed => break,
+            Ended::Fatal(error) => {
+                shared.report(&error);
+                shared.status.send_modify(|s| s.stopped = Some(error));
+                return;
+            }
+            Ended::Paused => continue,
+            Ended::Lost(why) => {
+                tracing::info!(partition = %shared.config.partition, %why, "sync connection lost; reconnecting");
+                backoff(&shared.config, attempt)
+            }
+            Ended::RetryAfter(after) => after.max(backoff(&shared.config, attempt)),
+        };
+        attempt = attempt.saturating_add(1);
+        // A pause, a resume or a close cuts the wait short.
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = control.changed() => {}
+        }
+    }
+    shared.status.send_modify(|s| s.stopped = Some(SyncError::Closed));
+}
+
+/// The wait before reconnect `attempt`: the protocol's schedule (1 s
+/// doubling to 5 min, with jitter), scaled to the configured first delay.
+fn backoff(config: &SyncConfig, attempt: u32) -> Duration {
+    let jitter = std::collections::hash_map::RandomState::new().build_hasher().finish() as f64 / u64::MAX as f64;
+    reconnect_delay(attempt, jitter).mul_f64(config.first_retry.as_secs_f64()).min(config.max_retry)
+}

@@ -1,0 +1,128 @@
+//! Devices syncing through a real server over loopback WebSocket.
+
+use haven::{Config, ConnectionState, Database, Schema, SyncConfig, UpdateMode, Value};
+use haven_server::{Authenticator, EmbeddedStorage, Server};
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
+
+async fn server(dir: &Path) -> Server {
+    let storage = Arc::new(EmbeddedStorage::open(&dir.join("server")).unwrap());
+    Server::start(storage, Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+fn config(dir: &Path, name: &str, url: &str) -> Config {
+    let sync = SyncConfig::new(url, "dev", "p").reconnect_delays(Duration::from_millis(20), Duration::from_millis(200));
+    Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
+}
+
+async fn synced(db: &Database) {
+    let session = db.sync_session().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        session.upload_all_local_changes().await.unwrap();
+        session.download_all_server_changes().await.unwrap();
+    })
+    .await
+    .expect("synced within 30 s");
+}
+
+fn age(db: &Database, id: i64) -> Option<Value> {
+    db.object_for_primary_key("Dog", id).unwrap().and_then(|o| o.get("age"))
+}
+
+fn dogs(db: &Database) -> Vec<serde_json::Value> {
+    db.objects("Dog").unwrap().iter().unwrap().map(|o| o.to_json()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_converge_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let a = Database::open_synced(config(dir.path(), "a", &server.url())).await.unwrap();
+    let b = Database::open_synced(config(dir.path(), "b", &server.url())).await.unwrap();
+    assert!(a.sync_session().unwrap().is_connected());
+
+    a.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex", "age": 1}), UpdateMode::Never)).unwrap();
+    synced(&a).await;
+    synced(&b).await;
+    assert_eq!(age(&b, 1), Some(1.into()));
+
+    // Both offline: A sets the age, B later sets it too and renames.
+    a.sync_session().unwrap().pause();
+    b.sync_session().unwrap().pause();
+    a.write(|tx| tx.set("Dog", 1, "age", 4)).unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    b.write(|tx| tx.set("Dog", 1, "age", 6)).unwrap();
+    b.write(|tx| tx.set("Dog", 1, "name", "Max")).unwrap();
+    a.write(|tx| tx.increment("Dog", 1, "age", 0)).unwrap();
+    a.sync_session().unwrap().resume();
+    b.sync_session().unwrap().resume();
+    for db in [&a, &b, &a] {
+        synced(db).await;
+    }
+    assert_eq!(age(&a, 1), Some(6.into()), "the later write wins");
+    assert_eq!(dogs(&a), dogs(&b));
+    assert_eq!(dogs(&a)[0]["name"], "Max");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_hear_downloads_and_a_new_device_bootstraps() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let a = Database::open_synced(config(dir.path(), "a", &server.url())).await.unwrap();
+    a.write(|tx| {
+        for id in 0..500 {
+            tx.create("Dog", json!({"_id": id, "name": format!("dog {id}")}), UpdateMode::Never)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    synced(&a).await;
+
+    // A new device starts from the server's snapshot.
+    let b = Database::open_synced(config(dir.path(), "b", &server.url())).await.unwrap();
+    assert_eq!(b.objects("Dog").unwrap().len().unwrap(), 500);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _token = b.objects("Dog").unwrap().add_listener(move |changes| {
+        let _ = tx.send(changes.modifications.clone());
+    });
+    a.write(|tx| tx.set("Dog", 7, "age", 3)).unwrap();
+    synced(&a).await;
+    let modified = rx.recv_timeout(Duration::from_secs(30)).expect("B's listener heard A's write");
+    assert_eq!(modified, vec![Value::from(7)]);
+    assert_eq!(age(&b, 7), Some(3.into()));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_keeps_everything_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = server(dir.path()).await;
+    let addr = first.local_addr();
+    let a = Database::open_synced(config(dir.path(), "a", &first.url())).await.unwrap();
+    a.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex"}), UpdateMode::Never)).unwrap();
+    synced(&a).await;
+    first.shutdown().await;
+
+    // Offline while the server is down: the session keeps trying.
+    let session = a.sync_session().unwrap();
+    let mut status = session.watch();
+    tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.connection != ConnectionState::Connected))
+        .await
+        .unwrap()
+        .unwrap();
+    a.write(|tx| tx.create("Dog", json!({"_id": 2, "name": "Ace"}), UpdateMode::Never)).unwrap();
+
+    let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap());
+    let second = Server::start(storage, Authenticator::Dev, addr).await.unwrap();
+    synced(&a).await;
+    let b = Database::open_synced(config(dir.path(), "b", &second.url())).await.unwrap();
+    assert_eq!(dogs(&b), dogs(&a));
+    assert_eq!(b.objects("Dog").unwrap().len().unwrap(), 2);
+    second.shutdown().await;
+}
