@@ -1,0 +1,339 @@
+//! `haven serve` over a real WebSocket, spoken to frame by frame: every
+//! bad input is answered with an error and closes that connection only,
+//! stores nothing, and never leaks another partition's data.
+
+use futures_util::{SinkExt, StreamExt};
+use haven_core::merge::{Changeset, Hlc, Instruction};
+use haven_server::{Authenticator, EmbeddedStorage, ServeError, Server};
+use haven_sync::protocol::{self, ClientMessage, ErrorCode, FileIdent, ServerMessage, MAX_FRAME_BYTES};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
+const SECRET: &[u8] = b"test secret";
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Client {
+    ws: Socket,
+}
+
+impl Client {
+    async fn connect(server: &Server) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("{}/sync", server.url())).await.unwrap();
+        Client { ws }
+    }
+
+    async fn send(&mut self, message: &ClientMessage) {
+        self.send_bytes(protocol::encode(message).unwrap()).await;
+    }
+
+    async fn send_bytes(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::Binary(bytes.into())).await.unwrap();
+    }
+
+    /// The next message, `None` once the server closed.
+    async fn receive(&mut self) -> Option<ServerMessage> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), self.ws.next()).await.expect("an answer") {
+                Some(Ok(Message::Binary(bytes))) => return Some(protocol::decode(&bytes).unwrap()),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Expects an error with `code`, then the connection closing.
+    async fn refused(&mut self, code: ErrorCode) -> String {
+        let message = loop {
+            match self.receive().await {
+                Some(ServerMessage::Error { code: got, message, .. }) => {
+                    assert_eq!(got, code, "{message}");
+                    break message;
+                }
+                Some(ServerMessage::Download { changesets, .. }) => assert!(changesets.is_empty()),
+                other => panic!("expected {code:?}, got {other:?}"),
+            }
+        };
+        assert_eq!(self.receive().await, None, "the connection closes after an error");
+        message
+    }
+
+    async fn bind(server: &Server, token: &str, partition: &str) -> (Client, FileIdent, u64) {
+        let mut client = Client::connect(server).await;
+        client.send(&bind(token, partition)).await;
+        match client.receive().await {
+            Some(ServerMessage::Bound { file_ident, server_version }) => (client, file_ident, server_version),
+            other => panic!("expected Bound, got {other:?}"),
+        }
+    }
+
+    /// Waits for the acknowledgement of `client_version`.
+    async fn acknowledged(&mut self, client_version: u64) {
+        loop {
+            match self.receive().await {
+                Some(ServerMessage::Download { uploaded_through, .. }) if uploaded_through >= client_version => return,
+                Some(ServerMessage::Download { .. }) => continue,
+                other => panic!("expected an acknowledgement, got {other:?}"),
+            }
+        }
+    }
+}
+
+fn bind(token: &str, partition: &str) -> ClientMessage {
+    ClientMessage::Bind {
+        token: token.into(),
+        partition: partition.into(),
+        file_ident: None,
+        last_server_version: 0,
+        schema: SCHEMA.into(),
+    }
+}
+
+fn upload(client_version: u64, instruction: Instruction) -> ClientMessage {
+    let hlc = Hlc { millis: 1, counter: 0 };
+    ClientMessage::Upload {
+        changesets: vec![Changeset {
+            replica: 0,
+            client_version,
+            base_version: 0,
+            hlc,
+            instructions: vec![instruction],
+        }],
+    }
+}
+
+fn create(id: i64) -> Instruction {
+    Instruction::Create {
+        object_type: "Dog".into(),
+        pk: id.into(),
+        fields: vec![("_id".into(), id.into()), ("name".into(), "Rex".into())],
+    }
+}
+
+async fn start(dir: &std::path::Path, auth: Authenticator) -> Server {
+    let storage = Arc::new(EmbeddedStorage::open(&dir.join("server")).unwrap());
+    Server::start(storage, auth, "127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+fn token(sub: &str, partitions: &[&str], exp_from_now: i64, secret: &[u8]) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = serde_json::json!({"sub": sub, "partitions": partitions, "exp": now + exp_from_now});
+    let key = jsonwebtoken::EncodingKey::from_secret(secret);
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
+}
+
+/// The partition's version, as a new client's bind reports it.
+async fn version(server: &Server, token: &str, partition: &str) -> u64 {
+    Client::bind(server, token, partition).await.2
+}
+
+#[tokio::test]
+async fn bad_frames_close_only_their_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let (mut bystander, _, _) = Client::bind(&server, "", "p").await;
+
+    let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
+        (b"not a haven frame".to_vec(), ErrorCode::BadFrame),
+        (vec![b'H', b'V', 1, 0, 99], ErrorCode::BadFrame), // unknown message type
+        (
+            [b"HV\x09\x00".as_slice(), &protocol::encode(&bind("", "p")).unwrap()[4..]].concat(),
+            ErrorCode::WrongProtocolVersion,
+        ),
+    ];
+    for (frame, code) in cases {
+        let mut bad = Client::connect(&server).await;
+        bad.send_bytes(frame).await;
+        let message = bad.refused(code).await;
+        assert!(!message.is_empty());
+    }
+    // An oversized frame: the server stops reading at its header, answers
+    // and closes. The client may still be writing the rest, so the
+    // kernel can reset the connection before the answer is read.
+    let mut huge = Client::connect(&server).await;
+    let mut frame = protocol::encode(&ClientMessage::Ping { nonce: 1 }).unwrap();
+    frame.resize(MAX_FRAME_BYTES + 1, 0);
+    if huge.ws.send(Message::Binary(frame.into())).await.is_ok() {
+        match huge.receive().await {
+            Some(ServerMessage::Error { code, .. }) => assert_eq!(code, ErrorCode::FrameTooLarge),
+            None => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // Bad frames after a bind, too.
+    let (mut bound, _, _) = Client::bind(&server, "", "p").await;
+    bound.send_bytes(vec![b'H', b'V', 1, 0, 200, 1, 2]).await;
+    bound.refused(ErrorCode::BadFrame).await;
+    // Text frames and out-of-order messages.
+    let mut text = Client::connect(&server).await;
+    text.ws.send(Message::Text("hello".into())).await.unwrap();
+    text.refused(ErrorCode::BadFrame).await;
+    let mut early = Client::connect(&server).await;
+    early.send(&upload(1, create(1))).await;
+    early.refused(ErrorCode::UnexpectedMessage).await;
+
+    // The bystander was never disturbed.
+    bystander.send(&upload(1, create(1))).await;
+    bystander.acknowledged(1).await;
+    assert_eq!(version(&server, "", "p").await, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn uploads_that_do_not_fit_the_schema_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let set = |field: &str, value: haven_core::Value| Instruction::Set {
+        object_type: "Dog".into(),
+        pk: 1.into(),
+        field: field.into(),
+        value,
+    };
+    let cases = [
+        (Instruction::Create { object_type: "Cat".into(), pk: 1.into(), fields: vec![] }, "unknown object type 'Cat'"),
+        (set("colour", "brown".into()), "colour"),
+        (set("age", "old".into()), "age"),
+        (Instruction::Create { object_type: "Dog".into(), pk: "one".into(), fields: vec![] }, "_id"),
+    ];
+    for (instruction, named) in cases {
+        let (mut client, _, _) = Client::bind(&server, "", "p").await;
+        // A good changeset first: the whole upload is refused, not a prefix.
+        let good = Changeset {
+            replica: 0,
+            client_version: 1,
+            base_version: 0,
+            hlc: Hlc { millis: 1, counter: 0 },
+            instructions: vec![create(1)],
+        };
+        let bad = Changeset { client_version: 2, instructions: vec![instruction], ..good.clone() };
+        client.send(&ClientMessage::Upload { changesets: vec![good, bad] }).await;
+        let message = client.refused(ErrorCode::BadUpload).await;
+        assert!(message.contains(named), "{message} names {named}");
+    }
+    assert_eq!(version(&server, "", "p").await, 0, "nothing of a refused upload is stored");
+
+    // A schema that conflicts with the server's is refused at bind.
+    let mut client = Client::connect(&server).await;
+    let conflicting = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","age":"string"}}]"#;
+    let ClientMessage::Bind { token, partition, file_ident, last_server_version, .. } = bind("", "p") else {
+        unreachable!()
+    };
+    client
+        .send(&ClientMessage::Bind { token, partition, file_ident, last_server_version, schema: conflicting.into() })
+        .await;
+    assert!(client.refused(ErrorCode::BadSchema).await.contains("age"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn uploads_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let (mut client, ident, _) = Client::bind(&server, "", "p").await;
+    client.send(&upload(1, create(1))).await;
+    client.acknowledged(1).await;
+    drop(client);
+    // The same file reconnects and uploads the same changeset again (its
+    // acknowledgement was lost, say): it is not integrated twice.
+    let mut again = Client::connect(&server).await;
+    let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
+    again
+        .send(&ClientMessage::Bind { token, partition, file_ident: Some(ident), last_server_version: 1, schema })
+        .await;
+    assert!(matches!(again.receive().await, Some(ServerMessage::Bound { server_version: 1, .. })));
+    again.send(&upload(1, create(1))).await;
+    again.acknowledged(1).await;
+    assert_eq!(version(&server, "", "p").await, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tokens_are_checked_and_partitions_kept_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::jwt(SECRET)).await;
+    let ann = token("ann", &["a"], 3600, SECRET);
+    let (mut writer, _, _) = Client::bind(&server, &ann, "a").await;
+    writer.send(&upload(1, create(1))).await;
+    writer.acknowledged(1).await;
+
+    let cases = [
+        (String::new(), "a", ErrorCode::BadToken, "no token"),
+        ("not.a.jwt".to_owned(), "a", ErrorCode::BadToken, "not valid"),
+        (token("ann", &["a"], -3600, SECRET), "a", ErrorCode::BadToken, "expired"),
+        (token("ann", &["a"], 3600, b"another secret"), "a", ErrorCode::BadToken, "not valid"),
+        (token("bob", &["b"], 3600, SECRET), "a", ErrorCode::PartitionDenied, "may not sync partition 'a'"),
+    ];
+    for (token, partition, code, says) in cases {
+        let mut client = Client::connect(&server).await;
+        client.send(&bind(&token, partition)).await;
+        // `refused` fails on anything but the error: no Bound, no data.
+        let message = client.refused(code).await;
+        assert!(message.contains(says), "{message}");
+        assert!(!message.contains(&token) || token.is_empty(), "the token is never echoed");
+    }
+    // Bob's partition holds nothing of Ann's.
+    let (mut bob, _, version) = Client::bind(&server, &token("bob", &["b"], 3600, SECRET), "b").await;
+    assert_eq!(version, 0);
+    match bob.receive().await {
+        Some(ServerMessage::Download { changesets, .. }) => assert!(changesets.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    server.shutdown().await;
+}
+
+async fn http_get(server: &Server, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    assert!(http_get(&server, "/health").await.ends_with("ok\n"));
+    let (mut client, _, _) = Client::bind(&server, "", "p").await;
+    client.send(&upload(1, create(1))).await;
+    client.acknowledged(1).await;
+    let metrics = http_get(&server, "/metrics").await;
+    for line in [
+        "haven_connections 1",
+        "haven_partitions 1",
+        "haven_changesets_integrated_total 1",
+        "haven_integration_seconds_count 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    assert!(metrics.contains("haven_bytes_in_total"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn dev_mode_listens_on_loopback_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(EmbeddedStorage::open(dir.path()).unwrap());
+    let refused = Server::start(storage, Authenticator::Dev, "0.0.0.0:0".parse().unwrap()).await;
+    assert!(matches!(refused, Err(ServeError::DevModeNotLoopback(_))));
+}
+
+#[tokio::test]
+async fn shutdown_tells_clients_to_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let (mut client, _, _) = Client::bind(&server, "", "p").await;
+    assert!(matches!(client.receive().await, Some(ServerMessage::Download { .. })));
+    let stopping = tokio::spawn(server.shutdown());
+    match client.receive().await {
+        Some(ServerMessage::Error {
+            code: ErrorCode::Unavailable, action: protocol::Action::Reconnect { .. }, ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    stopping.await.unwrap();
+}
