@@ -1,96 +1,125 @@
-//! `haven demo`: the local database, step by step.
+//! `haven demo`: a server and two devices in one process. Both edit the
+//! same dogs offline, reconnect, and converge by the merge rule.
 
-use haven::{Config, Database, Schema, UpdateMode};
+use haven::{Config, Database, Schema, SyncConfig, UpdateMode};
+use haven_server::{Authenticator, EmbeddedStorage, Server};
 use serde_json::json;
-use std::path::PathBuf;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-const SCHEMA: &str = r#"[
-  {"name":"Dog","primaryKey":"_id",
-   "properties":{"_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true},
-                 "owner":"Person?","tags":"string[]"}},
-  {"name":"Person","primaryKey":"_id","properties":{"_id":"string","name":"string"}}
-]"#;
+const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int"}}]"#;
 
-pub fn run(path: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+type DemoResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+pub fn run(path: Option<PathBuf>) -> DemoResult {
     let tmp = tempfile::tempdir()?;
-    let path = path.unwrap_or_else(|| tmp.path().join("demo.haven"));
-    let db = Database::open(Config::new(&path).schema(Schema::from_json(SCHEMA)?))?;
-    println!("opened {}", db.path().display());
+    let dir = path.unwrap_or_else(|| tmp.path().to_path_buf());
+    tokio::runtime::Runtime::new()?.block_on(demo(&dir))
+}
 
-    let young = db.objects("Dog")?.filtered("age < $0 SORT(name ASC)", &[5.into()])?;
-    let (tx, rx) = mpsc::channel();
-    let _token = young.add_listener(move |changes| {
-        let list = |pks: &[haven::Value]| pks.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+async fn demo(dir: &Path) -> DemoResult {
+    let storage = Arc::new(EmbeddedStorage::open(&dir.join("server"))?);
+    let server = Server::start(storage, Authenticator::Dev, "127.0.0.1:0".parse()?).await?;
+    println!("server: haven listening on {} (dev mode)", server.url());
+    let phone = open(dir, "phone", &server.url()).await?;
+    let laptop = open(dir, "laptop", &server.url()).await?;
+    println!("phone and laptop opened, both syncing partition \"demo\"");
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _token = laptop.objects("Dog")?.add_listener(move |changes| {
         let _ = tx.send(format!(
-            "listener: young dogs changed: inserted [{}], deleted [{}], modified [{}] (properties {:?})",
-            list(&changes.insertions),
-            list(&changes.deletions),
-            list(&changes.modifications),
-            changes.modified_properties,
+            "laptop listener: {} inserted, {} modified, {} deleted",
+            changes.insertions.len(),
+            changes.modifications.len(),
+            changes.deletions.len()
         ));
     });
-    db.wait_for_listeners();
-
-    db.write(|tx| {
-        tx.create("Person", json!({"_id": "ann", "name": "Ann"}), UpdateMode::Never)?;
-        tx.create(
-            "Dog",
-            json!({"_id": 1, "name": "Rex", "age": 3, "lastUpdated": 10, "owner": "ann", "tags": ["good"]}),
-            UpdateMode::Never,
-        )?;
-        tx.create("Dog", json!({"_id": 2, "name": "Ace", "age": 7, "lastUpdated": 11}), UpdateMode::Never)?;
-        tx.create(
-            "Dog",
-            json!({"_id": 3, "name": "Bo", "age": 1, "lastUpdated": 12, "owner": {"_id": "bob", "name": "Bob"}}),
-            UpdateMode::Never,
-        )?;
-        Ok(())
+    phone.write(|tx| {
+        tx.create("Dog", json!({"_id": 1, "name": "Rex", "age": 3}), UpdateMode::Never)?;
+        tx.create("Dog", json!({"_id": 2, "name": "Ace", "age": 5}), UpdateMode::Never)?;
+        tx.create("Dog", json!({"_id": 3, "name": "Bo", "age": 1}), UpdateMode::Never)
     })?;
-    println!("wrote 3 dogs and 2 people in one transaction");
-    print_events(&db, &rx);
+    println!("phone created Rex (3), Ace (5) and Bo (1)");
+    sync(&[&phone, &laptop]).await?;
+    print_events(&laptop, &rx);
+    show("laptop", &laptop)?;
 
-    db.write(|tx| {
+    for db in [&phone, &laptop] {
+        db.sync_session().ok_or("not synced")?.pause();
+    }
+    println!("\nboth go offline and edit the same dogs:");
+    phone.write(|tx| {
         tx.set("Dog", 1, "name", "Rexy")?;
-        tx.increment("Dog", 3, "age", 5)?;
-        tx.create("Dog", json!({"_id": 2, "age": 2}), UpdateMode::Modified)
+        tx.increment("Dog", 1, "age", 1)?;
+        tx.set("Dog", 2, "age", 6)?;
+        tx.set("Dog", 3, "age", 2)
     })?;
-    println!("renamed dog 1, made dog 3 five years older, upserted dog 2 with age 2");
-    print_events(&db, &rx);
+    println!("  phone:  renames Rex to Rexy, Rex's age +1, Ace's age = 6, Bo's age = 2");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    laptop.write(|tx| {
+        tx.increment("Dog", 1, "age", 2)?;
+        tx.set("Dog", 2, "age", 7)?;
+        tx.delete("Dog", 3).map(drop)
+    })?;
+    println!("  laptop: Rex's age +2, Ace's age = 7 (a moment later), deletes Bo");
+    print_events(&laptop, &rx);
+    show("phone (offline)", &phone)?;
+    show("laptop (offline)", &laptop)?;
 
-    let failed = db.write(|tx| {
-        tx.delete("Dog", 1)?;
-        tx.create("Dog", json!({"_id": 4, "name": "Max", "age": "old", "lastUpdated": 13}), UpdateMode::Never)
-    });
-    println!(
-        "a transaction that deletes dog 1 then writes a bad value fails and writes nothing:\n  {}",
-        failed.unwrap_err()
-    );
+    println!("\nboth reconnect");
+    for db in [&phone, &laptop] {
+        db.sync_session().ok_or("not synced")?.resume();
+    }
+    sync(&[&phone, &laptop, &phone]).await?;
+    print_events(&laptop, &rx);
+    show("phone", &phone)?;
+    show("laptop", &laptop)?;
+    println!("  Rex: the phone's name and both increments (3 + 1 + 2 = 6): fields merge one by one, increments add up");
+    println!("  Ace: 7, the later of two concurrent writes");
+    println!("  Bo:  gone, a delete wins over a concurrent edit");
+    let converged = dogs(&phone)? == dogs(&laptop)?;
+    println!("converged: {}", if converged { "yes, both hold the same data" } else { "NO" });
+    server.shutdown().await;
+    if converged {
+        Ok(())
+    } else {
+        Err("the devices did not converge".into())
+    }
+}
 
-    for (query, args) in [
-        ("lastUpdated > $0", vec![10.into()]),
-        ("owner.name == $0", vec!["Ann".into()]),
-        ("name BEGINSWITH[c] $0 OR age IN {2, 6}", vec!["r".into()]),
-        ("_id == 3", vec![]),
-    ] {
-        let results = db.objects("Dog")?.filtered(query, &args)?;
-        println!("query {query:?} with {args:?}\n  plan: {}\n  result: {}", results.explain()?, results.to_json()?);
+async fn open(dir: &Path, name: &str, url: &str) -> DemoResult<Database> {
+    let sync = SyncConfig::new(url, "any token in dev mode", "demo")
+        .reconnect_delays(Duration::from_millis(50), Duration::from_secs(1));
+    let config = Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA)?).sync(sync);
+    Ok(Database::open_synced(config).await?)
+}
+
+/// Uploads, then downloads, on each device in turn.
+async fn sync(devices: &[&Database]) -> DemoResult {
+    for db in devices {
+        let session = db.sync_session().ok_or("not synced")?;
+        let done = async {
+            session.upload_all_local_changes().await?;
+            session.download_all_server_changes().await
+        };
+        tokio::time::timeout(Duration::from_secs(30), done).await.map_err(|_| "sync took over 30 s")??;
     }
-    match db.objects("Dog")?.filtered("age > 'x'", &[]) {
-        Err(e) => println!("a query with a type mismatch is refused:\n  {}", e.to_string().replace('\n', "\n  ")),
-        Ok(_) => return Err("the mistyped query was accepted".into()),
-    }
-    let rex = db.object_for_primary_key("Dog", 1)?.ok_or("dog 1 is missing")?;
-    println!(
-        "dog 1: {}\nits owner, through the link: {}",
-        rex.to_json(),
-        rex.linked("owner")?.map(|o| o.to_json().to_string()).unwrap_or_default()
-    );
     Ok(())
 }
 
-fn print_events(db: &Database, rx: &mpsc::Receiver<String>) {
+fn dogs(db: &Database) -> DemoResult<Vec<serde_json::Value>> {
+    Ok(db.objects("Dog")?.sorted("_id", true)?.iter()?.map(|o| o.to_json()).collect())
+}
+
+fn show(device: &str, db: &Database) -> DemoResult {
+    let list: Vec<String> =
+        dogs(db)?.iter().map(|d| format!("{} ({})", d["name"].as_str().unwrap_or("?"), d["age"])).collect();
+    println!("  {device:<16} sees: {}", list.join(", "));
+    Ok(())
+}
+
+fn print_events(db: &Database, rx: &std::sync::mpsc::Receiver<String>) {
     db.wait_for_listeners();
     while let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
         println!("  {line}");

@@ -2,6 +2,8 @@
 
 mod bench;
 mod demo;
+mod demo_local;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -15,9 +17,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Opens a database, writes, queries and listens, printing each step.
+    /// Runs the sync server.
+    Serve(serve::ServeArgs),
+    /// Starts a server and two devices in this process, edits offline on
+    /// both, reconnects and shows how they converged.
     Demo {
-        /// Where to put the database (default: a temporary directory).
+        /// Instead: open a local database, write, query and listen,
+        /// printing each step.
+        #[arg(long)]
+        local: bool,
+        /// Where to put the databases (default: a temporary directory).
         #[arg(long)]
         path: Option<std::path::PathBuf>,
     },
@@ -34,7 +43,9 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
-        Command::Demo { path } => demo::run(path),
+        Command::Serve(args) => serve::run(args),
+        Command::Demo { local: true, path } => demo_local::run(path),
+        Command::Demo { local: false, path } => demo::run(path),
         Command::Bench { suite } => bench::run(suite),
     };
     match result {

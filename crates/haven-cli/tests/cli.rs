@@ -7,8 +7,60 @@ fn haven(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn demo_writes_queries_and_listens() {
+fn demo_converges_two_devices_through_a_server() {
     let out = haven(&["demo"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for expected in [
+        "server: haven listening on ws://127.0.0.1:",
+        "phone (offline)  sees: Rexy (4), Ace (6), Bo (2)",
+        "laptop (offline) sees: Rex (5), Ace (7)",
+        "phone            sees: Rexy (6), Ace (7)",
+        "laptop           sees: Rexy (6), Ace (7)",
+        "converged: yes",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn serve_prints_its_address_and_serves_health() {
+    use std::io::{BufRead, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("haven listening on ws://").unwrap_or_else(|| panic!("{line}")).to_owned();
+    let mut http = std::net::TcpStream::connect(&addr).unwrap();
+    http.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    http.read_to_string(&mut response).unwrap();
+    assert!(response.ends_with("ok\n"), "{response}");
+    // SIGTERM: a graceful stop.
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("dev mode"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_dev_mode_off_loopback() {
+    let out = haven(&["serve", "--listen", "0.0.0.0:0", "--data-dir", "/nonexistent-haven-test"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --jwt-secret"));
+    assert!(!std::path::Path::new("/nonexistent-haven-test").exists(), "nothing was created");
+}
+
+#[test]
+fn demo_local_writes_queries_and_listens() {
+    let out = haven(&["demo", "--local"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     for expected in [

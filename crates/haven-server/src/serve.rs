@@ -104,9 +104,7 @@ impl Server {
         auth: Authenticator,
         listen: SocketAddr,
     ) -> Result<Server, ServeError> {
-        if matches!(auth, Authenticator::Dev) && !listen.ip().is_loopback() {
-            return Err(ServeError::DevModeNotLoopback(listen));
-        }
+        Server::check_listen(&auth, listen)?;
         let schema = match storage.schema()? {
             Some(json) => Some(Arc::new(Schema::from_json(&json).map_err(|e| ServeError::Schema(e.to_string()))?)),
             None => None,
@@ -140,6 +138,16 @@ impl Server {
         });
         tracing::info!(%addr, "haven listening");
         Ok(Server { addr, shutdown, shared, task })
+    }
+
+    /// Whether [`Server::start`] would accept `auth` on `listen`: dev mode
+    /// (any token) is for loopback addresses only. Lets a caller check
+    /// before it creates any storage.
+    pub fn check_listen(auth: &Authenticator, listen: SocketAddr) -> Result<(), ServeError> {
+        if matches!(auth, Authenticator::Dev) && !listen.ip().is_loopback() {
+            return Err(ServeError::DevModeNotLoopback(listen));
+        }
+        Ok(())
     }
 
     /// The address it listens on.

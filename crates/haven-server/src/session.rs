@@ -55,7 +55,11 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
     let mut session = Session { socket, shared: shared.clone(), partition: None };
     if let Err(refusal) = session.serve().await {
         shared.metrics.refused.fetch_add(1, Relaxed);
-        tracing::warn!(code = ?refusal.code, message = %refusal.message, "session refused");
+        if refusal.code == ErrorCode::Unavailable {
+            tracing::info!(message = %refusal.message, "session ended");
+        } else {
+            tracing::warn!(code = ?refusal.code, message = %refusal.message, "session refused");
+        }
         let Refusal { code, message, action } = refusal;
         let _ = session.send(&ServerMessage::Error { code, message, action }).await;
     }
