@@ -110,3 +110,64 @@ fn bench_refuses_an_unknown_workload() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown workload 'nope'"));
 }
+
+/// Starts `haven serve` on `listen`; returns the child and its address.
+fn serve(listen: &str, data_dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("haven listening on ws://").unwrap_or_else(|| panic!("{line}")).to_owned();
+    (child, addr)
+}
+
+#[test]
+fn a_server_killed_with_sigkill_keeps_what_it_acknowledged() {
+    use haven::{Config, Database, Schema, SyncConfig, UpdateMode};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int"}}]"#).unwrap();
+    let config = |name: &str, addr: &str| {
+        let sync = SyncConfig::new(format!("ws://{addr}"), "dev", "p")
+            .reconnect_delays(Duration::from_millis(10), Duration::from_millis(100));
+        Config::new(dir.path().join(name)).schema(schema.clone()).sync(sync)
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (mut server, addr) = serve("127.0.0.1:0", &dir.path().join("data"));
+        let writer = Database::open_synced(config("writer.haven", &addr)).await.unwrap();
+        // One changeset per dog, written while the server is killed.
+        for id in 0..200 {
+            writer.write(|tx| tx.create("Dog", serde_json::json!({"_id": id}), UpdateMode::Never)).unwrap();
+            if id == 120 {
+                server.kill().unwrap(); // SIGKILL
+                server.wait().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let session = writer.sync_session().unwrap();
+        session.pause();
+        let acknowledged = session.progress().uploaded;
+        assert!(acknowledged > 0, "some writes were acknowledged before the kill");
+
+        let (mut server, _) = serve(&addr, &dir.path().join("data"));
+        let reader = Database::open_synced(config("reader.haven", &addr)).await.unwrap();
+        for id in 0..acknowledged as i64 {
+            assert!(reader.object_for_primary_key("Dog", id).unwrap().is_some(), "acknowledged dog {id} survived");
+        }
+        // The writer uploads the rest once it reconnects.
+        session.resume();
+        tokio::time::timeout(Duration::from_secs(60), session.upload_all_local_changes()).await.unwrap().unwrap();
+        let reader_session = reader.sync_session().unwrap();
+        reader_session.download_all_server_changes().await.unwrap();
+        assert_eq!(reader.objects("Dog").unwrap().len().unwrap(), 200);
+        server.kill().unwrap();
+        server.wait().unwrap();
+    });
+}

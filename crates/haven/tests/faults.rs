@@ -1,0 +1,359 @@
+//! Sync through a fault-injecting TCP proxy: connections cut at random
+//! byte counts (mid-upload, mid-download, mid-bootstrap), delayed, or
+//! refused. Nothing is lost or applied twice, and every device ends with
+//! what the merge rule makes of the server's history.
+
+use haven::{Config, Database, Schema, SyncConfig, UpdateMode, Value};
+use haven_core::merge::{apply, ObjectState, Writer};
+use haven_server::{Authenticator, EmbeddedStorage, Server, Storage};
+use proptest::prelude::*;
+use serde_json::json;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
+
+/// A TCP proxy between clients and the server that cuts, delays and
+/// refuses connections on command.
+struct Proxy {
+    addr: SocketAddr,
+    faults: Arc<Mutex<Faults>>,
+}
+
+#[derive(Default)]
+struct Faults {
+    /// Bytes each new connection may carry before it is cut, in turn.
+    cut_schedule: VecDeque<i64>,
+    /// For connections beyond the schedule (`None`: never cut).
+    cut_after: Option<i64>,
+    /// Added before forwarding each chunk.
+    delay: Duration,
+    /// New connections are dropped at once (the network is down).
+    refuse: bool,
+    /// Connections accepted so far.
+    accepted: usize,
+    live: Vec<tokio::task::AbortHandle>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let shared = faults.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let mut f = shared.lock().unwrap();
+                f.accepted += 1;
+                if f.refuse {
+                    continue;
+                }
+                let budget = f.cut_schedule.pop_front().or(f.cut_after).unwrap_or(i64::MAX);
+                let delay = f.delay;
+                let task = tokio::spawn(async move {
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(target).await {
+                        forward(inbound, outbound, budget, delay).await;
+                    }
+                });
+                f.live.push(task.abort_handle());
+            }
+        });
+        Proxy { addr, faults }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    fn cut_all(&self) {
+        for task in self.faults.lock().unwrap().live.drain(..) {
+            task.abort();
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut self.faults.lock().unwrap());
+    }
+
+    fn accepted(&self) -> usize {
+        self.faults.lock().unwrap().accepted
+    }
+}
+
+/// Copies both ways until either side closes or `budget` bytes have passed.
+async fn forward(a: tokio::net::TcpStream, b: tokio::net::TcpStream, budget: i64, delay: Duration) {
+    let budget = AtomicI64::new(budget);
+    let (ar, aw) = a.into_split();
+    let (br, bw) = b.into_split();
+    tokio::select! {
+        () = pump(ar, bw, &budget, delay) => {}
+        () = pump(br, aw, &budget, delay) => {}
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    budget: &AtomicI64,
+    delay: Duration,
+) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        // Forward what the budget allows; past it, the connection is cut.
+        let left = budget.fetch_sub(n as i64, Ordering::SeqCst);
+        let allowed = n.min(left.max(0) as usize);
+        if allowed == 0 || to.write_all(&buf[..allowed]).await.is_err() || allowed < n {
+            return;
+        }
+    }
+}
+
+fn config(dir: &Path, name: &str, url: &str, wait: bool) -> Config {
+    let sync = SyncConfig::new(url, "dev", "p")
+        .reconnect_delays(Duration::from_millis(5), Duration::from_millis(50))
+        .wait_for_download(wait);
+    Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
+}
+
+async fn synced(db: &Database) {
+    let session = db.sync_session().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        session.upload_all_local_changes().await.unwrap();
+        session.download_all_server_changes().await.unwrap();
+    })
+    .await
+    .expect("synced within 60 s");
+}
+
+type Objects = BTreeMap<i64, BTreeMap<String, Value>>;
+
+fn objects(db: &Database) -> Objects {
+    let schema = db.schema().object_type("Dog").unwrap().clone();
+    db.objects("Dog")
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|o| {
+            let fields = schema
+                .properties()
+                .iter()
+                .filter_map(|p| o.get(&p.name).filter(|v| *v != Value::Null).map(|v| (p.name.clone(), v)))
+                .collect();
+            (o.primary_key().as_int().unwrap(), fields)
+        })
+        .collect()
+}
+
+/// What the merge rule makes of the server's whole history, from nothing.
+fn expected(storage: &EmbeddedStorage) -> Objects {
+    let mut states: BTreeMap<i64, ObjectState> = BTreeMap::new();
+    for h in storage.history("p", 0, usize::MAX).unwrap() {
+        let cs = &h.changeset;
+        let writer =
+            Writer { version: h.server_version, base_version: cs.base_version, hlc: cs.hlc, replica: cs.replica };
+        for instruction in &cs.instructions {
+            let pk = instruction.object().1.as_int().unwrap();
+            match apply(states.get(&pk), instruction, &writer).state {
+                Some(state) => states.insert(pk, state),
+                None => states.remove(&pk),
+            };
+        }
+    }
+    states
+        .into_iter()
+        .filter_map(|(pk, state)| match state {
+            ObjectState::Live { fields, .. } => Some((
+                pk,
+                fields.into_iter().filter(|(_, f)| f.value != Value::Null).map(|(k, f)| (k, f.value)).collect(),
+            )),
+            ObjectState::Deleted { .. } => None,
+        })
+        .collect()
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    storage: Arc<EmbeddedStorage>,
+    server: Server,
+    proxy: Proxy,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap());
+    let server = Server::start(storage.clone(), Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let proxy = Proxy::start(server.local_addr()).await;
+    World { _dir: dir, storage, server, proxy }
+}
+
+fn create_dogs(db: &Database, ids: std::ops::Range<i64>) {
+    db.write(|tx| {
+        for id in ids {
+            tx.create("Dog", json!({"_id": id, "name": format!("dog {id}"), "age": id}), UpdateMode::Never)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_cut_midway_resume_without_loss_or_duplicates() {
+    let w = world().await;
+    let a = Database::open_synced(config(w._dir.path(), "a", &w.proxy.url(), true)).await.unwrap();
+    a.sync_session().unwrap().pause();
+    for i in 0..300 {
+        create_dogs(&a, i * 5..i * 5 + 5); // 300 changesets
+    }
+    // Each connection carries a little more before it is cut.
+    w.proxy.set(|f| f.cut_schedule = (1..40).map(|i| i * 1_500).collect());
+    a.sync_session().unwrap().resume();
+    synced(&a).await;
+    assert!(a.pending_changes().unwrap().is_empty());
+    let history = w.storage.history("p", 0, usize::MAX).unwrap();
+    assert!(w.proxy.accepted() >= 4, "the upload was cut {} times", w.proxy.accepted() - 1);
+    assert_eq!(history.len(), 300, "every changeset integrated exactly once");
+    assert_eq!(objects(&a), expected(&w.storage));
+    assert_eq!(objects(&a).len(), 1_500);
+    w.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_cut_midway_starts_again_and_keeps_offline_writes() {
+    let w = world().await;
+    let a = Database::open_synced(config(w._dir.path(), "a", &w.server.url(), true)).await.unwrap();
+    create_dogs(&a, 0..6_000);
+    synced(&a).await;
+
+    // B wrote offline before it ever synced; its bootstrap is cut several times.
+    let b_config = config(w._dir.path(), "b", &w.proxy.url(), true);
+    Database::open(b_config.clone().record_changes())
+        .and_then(|b| b.write(|tx| tx.create("Dog", json!({"_id": 1_000_000, "name": "mine"}), UpdateMode::Never)))
+        .unwrap();
+    w.proxy.set(|f| {
+        f.cut_schedule = [2_000, 50_000, 120_000, 200_000].into();
+        f.delay = Duration::from_micros(50);
+    });
+    let b = tokio::time::timeout(Duration::from_secs(60), Database::open_synced(b_config)).await.unwrap().unwrap();
+    synced(&b).await;
+    synced(&a).await;
+    assert!(w.proxy.faults.lock().unwrap().cut_schedule.is_empty(), "every planned cut happened");
+    assert_eq!(objects(&b).len(), 6_001);
+    assert_eq!(objects(&a), objects(&b));
+    assert_eq!(objects(&a), expected(&w.storage));
+    w.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_network_only_delays_sync() {
+    let w = world().await;
+    let a = Database::open_synced(config(w._dir.path(), "a", &w.proxy.url(), true)).await.unwrap();
+    w.proxy.set(|f| f.refuse = true);
+    w.proxy.cut_all();
+    create_dogs(&a, 0..3);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!a.sync_session().unwrap().is_connected());
+    assert_eq!(w.storage.history("p", 0, usize::MAX).unwrap().len(), 0);
+    w.proxy.set(|f| f.refuse = false);
+    synced(&a).await;
+    assert_eq!(objects(&a), expected(&w.storage));
+    w.server.shutdown().await;
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Write(usize, Vec<(u8, i64, i64)>),
+    CutAll,
+    CutAfter(i64),
+    Heal,
+    Pause(usize),
+    Resume(usize),
+    Wait(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let op = (0u8..4, 0i64..5, -3i64..4);
+    prop_oneof![
+        6 => (0usize..3, proptest::collection::vec(op, 1..4)).prop_map(|(c, ops)| Step::Write(c, ops)),
+        1 => Just(Step::CutAll),
+        1 => (200i64..6_000).prop_map(Step::CutAfter),
+        1 => Just(Step::Heal),
+        1 => (0usize..3).prop_map(Step::Pause),
+        2 => (0usize..3).prop_map(Step::Resume),
+        2 => (0u64..30).prop_map(Step::Wait),
+    ]
+}
+
+fn write(db: &Database, ops: &[(u8, i64, i64)]) {
+    let _ = db.write(|tx| {
+        for &(kind, id, v) in ops {
+            // Operations that fail (no such object, say) change nothing.
+            let _ = match kind {
+                0 => tx.create("Dog", json!({"_id": id, "name": format!("n{v}"), "age": v}), UpdateMode::Modified),
+                1 => tx.set("Dog", id, "age", v),
+                2 => tx.increment("Dog", id, "age", v),
+                _ => tx.delete("Dog", id).map(|_| ()),
+            };
+        }
+        Ok(())
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Three devices edit overlapping objects while the network cuts,
+    /// delays and comes back, and devices pause and resume at random.
+    /// Afterwards every device and the server hold the same data: the
+    /// merge rule applied to the server's history.
+    #[test]
+    fn devices_converge_through_a_faulty_network(steps in proptest::collection::vec(step(), 1..30)) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(async {
+            let w = world().await;
+            let mut devices = vec![];
+            for i in 0..3 {
+                let config = config(w._dir.path(), &format!("d{i}"), &w.proxy.url(), true);
+                devices.push(Database::open_synced(config).await.unwrap());
+            }
+            for step in &steps {
+                match step {
+                    Step::Write(d, ops) => write(&devices[*d], ops),
+                    Step::CutAll => w.proxy.cut_all(),
+                    Step::CutAfter(bytes) => w.proxy.set(|f| f.cut_after = Some(*bytes)),
+                    Step::Heal => w.proxy.set(|f| f.cut_after = None),
+                    Step::Pause(d) => devices[*d].sync_session().unwrap().pause(),
+                    Step::Resume(d) => devices[*d].sync_session().unwrap().resume(),
+                    Step::Wait(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+                }
+            }
+            w.proxy.set(|f| f.cut_after = None);
+            for d in &devices {
+                d.sync_session().unwrap().resume();
+            }
+            for d in &devices {
+                synced(d).await;
+            }
+            for d in &devices {
+                synced(d).await;
+                assert!(d.pending_changes().unwrap().is_empty());
+            }
+            let want = expected(&w.storage);
+            for d in &devices {
+                assert_eq!(objects(d), want);
+            }
+            w.server.shutdown().await;
+        });
+    }
+}
