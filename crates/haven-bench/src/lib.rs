@@ -9,11 +9,13 @@
 
 mod local;
 mod memory;
+mod sync;
 
 pub use local::{run_local, LocalOptions};
+pub use sync::{run_sync, SyncOptions, SYNC_WORKLOADS};
 
 /// One workload's result.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Measurement {
     /// The workload's name.
     pub workload: String,
@@ -26,6 +28,21 @@ pub struct Measurement {
     /// Haven's peak resident memory during the workload, MiB (`None` where
     /// the platform does not tell).
     pub haven_peak_mib: Option<f64>,
+    /// Objects moved per second (sync workloads that move objects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects_per_s: Option<f64>,
+    /// Median latency, milliseconds (`fan_out`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    /// 99th-percentile latency, milliseconds (`fan_out`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    /// Memory per connection, KiB (`idle_connections`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kib_per_connection: Option<f64>,
+    /// What else to know about the row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Prints measurements as a table.
@@ -36,8 +53,19 @@ pub fn format_table(rows: &[Measurement]) -> String {
     );
     for m in rows {
         let peak = m.haven_peak_mib.map_or("-".to_owned(), |p| format!("{p:.0}"));
-        out +=
-            &format!("{:<16} {:>12.1} {:>12.1} {:>14.2} {:>14}\n", m.workload, m.haven_ms, m.sqlite_ms, m.ratio, peak);
+        out += &format!("{:<16} {:>12.1} {:>12.1} {:>14.2} {:>14}", m.workload, m.haven_ms, m.sqlite_ms, m.ratio, peak);
+        let extras = [
+            m.objects_per_s.map(|v| format!("{v:.0} objects/s")),
+            m.p50_ms.map(|v| format!("p50 {v:.1} ms")),
+            m.p99_ms.map(|v| format!("p99 {v:.1} ms")),
+            m.kib_per_connection.map(|v| format!("{v:.1} KiB/connection")),
+            m.note.clone(),
+        ];
+        let extras: Vec<String> = extras.into_iter().flatten().collect();
+        if !extras.is_empty() {
+            out += &format!("  {}", extras.join(", "));
+        }
+        out += "\n";
     }
     out
 }

@@ -222,10 +222,11 @@ fn measure(
         sqlite_ms,
         ratio: haven_ms / sqlite_ms,
         haven_peak_mib: peak,
+        ..Measurement::default()
     }))
 }
 
-fn check(ok: bool, what: &str) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn check(ok: bool, what: &str) -> Result<(), Box<dyn std::error::Error>> {
     if ok {
         Ok(())
     } else {
@@ -257,7 +258,7 @@ fn haven_insert(db: &Database, from: usize, to: usize) -> haven::Result<()> {
     })
 }
 
-fn sqlite_db(path: &Path) -> rusqlite::Result<Connection> {
+pub(crate) fn sqlite_db(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
@@ -267,7 +268,7 @@ fn sqlite_db(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn sqlite_insert(conn: &Connection, from: usize, to: usize) -> rusqlite::Result<()> {
+pub(crate) fn sqlite_insert(conn: &Connection, from: usize, to: usize) -> rusqlite::Result<()> {
     let tx = conn.unchecked_transaction()?;
     {
         let mut stmt = tx.prepare_cached("INSERT INTO dog (_id, name, age, lastUpdated) VALUES (?1, ?2, ?3, ?4)")?;

@@ -1,7 +1,7 @@
 //! `haven bench`.
 
 use clap::Subcommand;
-use haven_bench::{format_table, run_local, LocalOptions};
+use haven_bench::{format_table, run_local, run_sync, LocalOptions, SyncOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 
@@ -9,40 +9,50 @@ use std::time::Duration;
 pub enum Suite {
     /// The local database against SQLite: bulk_insert, single_commits,
     /// pk_lookup, range_query, scan_query.
-    Local {
-        /// Smaller sizes: a quick look, or CI.
-        #[arg(long)]
-        quick: bool,
-        /// One JSON object per workload instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Runs per workload and engine (the median is reported).
-        #[arg(long, default_value_t = 5)]
-        repeats: usize,
-        /// Run only this workload (repeatable).
-        #[arg(long, value_name = "WORKLOAD")]
-        only: Vec<String>,
-    },
+    Local(Options),
+    /// Sync over loopback WebSocket (server and clients in this process):
+    /// initial_download, upload, fan_out, idle_connections; each against a
+    /// SQLite bulk insert of the same objects.
+    Sync(Options),
+}
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Smaller sizes: a quick look, or CI.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per workload instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Runs per workload and engine (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Run only this workload (repeatable).
+    #[arg(long, value_name = "WORKLOAD")]
+    only: Vec<String>,
 }
 
 pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
-    let Suite::Local { quick, json, repeats, only } = suite;
+    let (Suite::Local(opts) | Suite::Sync(opts)) = &suite;
+    let Options { quick, json, repeats, ref only } = *opts;
     if repeats == 0 {
         return Err("--repeats must be at least 1".into());
     }
     let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
     bar.enable_steady_tick(Duration::from_millis(120));
-    let rows = run_local(&LocalOptions { quick, repeats, only }, &|step| bar.set_message(step.to_owned()))?;
+    let progress = |step: &str| bar.set_message(step.to_owned());
+    let only = only.clone();
+    let rows = match suite {
+        Suite::Local(_) => run_local(&LocalOptions { quick, repeats, only }, &progress)?,
+        Suite::Sync(_) => {
+            let haven_exe = std::env::current_exe().ok();
+            run_sync(&SyncOptions { quick, repeats, only, haven_exe }, &progress)?
+        }
+    };
     bar.finish_and_clear();
     if json {
         for row in &rows {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "workload": row.workload, "haven_ms": row.haven_ms, "sqlite_ms": row.sqlite_ms,
-                    "ratio": row.ratio, "haven_peak_mib": row.haven_peak_mib,
-                })
-            );
+            println!("{}", serde_json::to_string(row)?);
         }
     } else {
         print!("{}", format_table(&rows));

@@ -8,6 +8,7 @@ use crate::storage::{Storage, StorageError};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use haven_core::Schema;
 use haven_sync::protocol::MAX_FRAME_BYTES;
@@ -129,6 +130,12 @@ impl Server {
             .with_state(shared.clone());
         let mut stop = shutdown_rx;
         let task = tokio::spawn(async move {
+            // Small frames (a one-field change) must leave at once, not wait for Nagle.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;
             });

@@ -302,7 +302,7 @@ impl Session {
                 Some(Ok(Message::Text(_))) => {
                     return Err(Refusal::new(ErrorCode::BadFrame, "text frames are not part of the protocol", retry()))
                 }
-                Some(Err(e)) => return Err(receive_error(e)),
+                Some(Err(e)) => return receive_error(e),
             };
             self.shared.metrics.bytes_in.fetch_add(frame.len() as u64, Relaxed);
             return protocol::decode(&frame).map(Some).map_err(Refusal::frame);
@@ -323,13 +323,27 @@ impl Session {
     }
 }
 
-fn receive_error(e: axum::Error) -> Refusal {
-    let text = e.to_string();
-    if text.contains("too long") || text.contains("Space limit") || text.contains("capacity") {
-        let message = format!("{text}; frames are at most {} bytes", protocol::MAX_FRAME_BYTES);
-        return Refusal::new(ErrorCode::FrameTooLarge, message, retry());
+/// A read error: the client went away (`Ok(None)`), or sent a frame that
+/// cannot be read.
+fn receive_error(e: axum::Error) -> Result<Option<ClientMessage>, Refusal> {
+    use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+    let e = match e.into_inner().downcast::<WsError>() {
+        Ok(e) => *e,
+        Err(other) => {
+            return Err(Refusal::new(ErrorCode::BadFrame, format!("cannot read the frame: {other}"), retry()))
+        }
+    };
+    match e {
+        WsError::ConnectionClosed
+        | WsError::AlreadyClosed
+        | WsError::Io(_)
+        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ok(None),
+        WsError::Capacity(e) => {
+            let message = format!("{e}; frames are at most {} bytes", protocol::MAX_FRAME_BYTES);
+            Err(Refusal::new(ErrorCode::FrameTooLarge, message, retry()))
+        }
+        e => Err(Refusal::new(ErrorCode::BadFrame, format!("cannot read the frame: {e}"), retry())),
     }
-    Refusal::new(ErrorCode::BadFrame, format!("cannot read the frame: {text}"), retry())
 }
 
 /// Returns once the server is shutting down.

@@ -1,0 +1,360 @@
+//! `haven bench sync`: a server (embedded storage) and clients in this
+//! process over loopback WebSocket, every commit durable. Each workload
+//! also times, in the same run, a SQLite bulk insert of the same objects
+//! (the `bench local` setup): `ratio` = Haven / that baseline.
+
+use crate::local::{check, sqlite_db, sqlite_insert};
+use crate::{median, memory, Measurement};
+use futures_util::{SinkExt, StreamExt};
+use haven::{Config, Database, Schema, SyncConfig, UpdateMode, Value};
+use haven_server::{Authenticator, EmbeddedStorage, Server};
+use haven_sync::protocol::{self, ClientMessage, ServerMessage};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Smaller sizes (for a quick look or CI).
+    pub quick: bool,
+    /// Runs per workload; the median is reported.
+    pub repeats: usize,
+    /// Run only these workloads (all when empty).
+    pub only: Vec<String>,
+    /// The `haven` binary: `idle_connections` runs `haven serve` as a child
+    /// process to measure the server's memory alone. Without it, that
+    /// workload measures server and clients together, in this process.
+    pub haven_exe: Option<std::path::PathBuf>,
+}
+
+/// The sync workloads, in the order they run.
+pub const SYNC_WORKLOADS: [&str; 4] = ["initial_download", "upload", "fan_out", "idle_connections"];
+
+const DOG: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
+    "_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true}}}]"#;
+
+/// Objects per write transaction when a client creates many.
+const OBJECTS_PER_TRANSACTION: usize = 1_000;
+
+struct Sizes {
+    objects: usize,
+    receivers: usize,
+    rounds: usize,
+    idle: usize,
+}
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Runs the sync workloads; `progress` hears what is running.
+pub fn run_sync(opts: &SyncOptions, progress: &dyn Fn(&str)) -> BenchResult<Vec<Measurement>> {
+    if let Some(unknown) = opts.only.iter().find(|o| !SYNC_WORKLOADS.contains(&o.as_str())) {
+        return Err(format!("unknown workload '{unknown}'; the workloads are {}", SYNC_WORKLOADS.join(", ")).into());
+    }
+    let sizes = if opts.quick {
+        Sizes { objects: 20_000, receivers: 20, rounds: 50, idle: 200 }
+    } else {
+        Sizes { objects: 100_000, receivers: 100, rounds: 100, idle: 1_000 }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let dir = tempfile::tempdir()?;
+        let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server"))?);
+        let server = Server::start(storage, Authenticator::Dev, "127.0.0.1:0".parse()?).await?;
+        let bench = Bench { opts, sizes, url: server.url(), dir, progress };
+        let rows = bench.run().await;
+        server.shutdown().await;
+        rows
+    })
+}
+
+struct Bench<'a> {
+    opts: &'a SyncOptions,
+    sizes: Sizes,
+    url: String,
+    dir: tempfile::TempDir,
+    progress: &'a dyn Fn(&str),
+}
+
+impl Bench<'_> {
+    async fn run(&self) -> BenchResult<Vec<Measurement>> {
+        let mut out = vec![];
+        let wanted = |name: &str| self.opts.only.is_empty() || self.opts.only.iter().any(|o| o == name);
+        if wanted("initial_download") {
+            out.push(self.initial_download().await?);
+        }
+        if wanted("upload") {
+            out.push(self.upload().await?);
+        }
+        if wanted("fan_out") {
+            out.push(self.fan_out().await?);
+        }
+        if wanted("idle_connections") {
+            out.push(self.idle_connections().await?);
+        }
+        Ok(out)
+    }
+
+    fn reps(&self) -> usize {
+        self.opts.repeats.max(1)
+    }
+
+    /// The baseline: a SQLite bulk insert of the workload's objects.
+    fn sqlite_bulk_ms(&self, name: &str) -> BenchResult<f64> {
+        let conn = sqlite_db(&self.dir.path().join(format!("{name}.sqlite")))?;
+        let t = Instant::now();
+        sqlite_insert(&conn, 0, self.sizes.objects)?;
+        Ok(t.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    async fn open(&self, name: &str, partition: &str, wait: bool) -> BenchResult<Database> {
+        let sync = SyncConfig::new(&self.url, "bench", partition).wait_for_download(wait);
+        let config = Config::new(self.dir.path().join(format!("{name}.haven"))).schema(Schema::from_json(DOG)?);
+        Ok(Database::open_synced(config.sync(sync)).await?)
+    }
+
+    /// A fresh client opens a partition holding `objects` Dogs.
+    async fn initial_download(&self) -> BenchResult<Measurement> {
+        let n = self.sizes.objects;
+        (self.progress)(&format!("initial_download: seeding a partition with {n} objects"));
+        let seed = self.open("download-seed", "download", true).await?;
+        create_dogs(&seed, n)?;
+        seed.sync_session().ok_or("not synced")?.upload_all_local_changes().await?;
+        drop(seed);
+        let (mut haven, mut sqlite, mut peak, mut ratio_to_file) = (vec![], vec![], 0f64, 0f64);
+        for rep in 0..self.reps() {
+            (self.progress)(&format!("initial_download: a fresh client downloads {n} objects (run {})", rep + 1));
+            let before = memory::current_mib().unwrap_or(0.0);
+            memory::reset_peak();
+            let t = Instant::now();
+            let db = self.open(&format!("download-{rep}"), "download", true).await?;
+            haven.push(t.elapsed().as_secs_f64() * 1000.0);
+            let grew = memory::peak_mib().unwrap_or(0.0) - before;
+            check(db.objects("Dog")?.len()? == n, "initial_download: the client has every object")?;
+            let file_mib = std::fs::metadata(db.path())?.len() as f64 / (1 << 20) as f64;
+            peak = peak.max(grew);
+            ratio_to_file = ratio_to_file.max(grew / file_mib);
+            drop(db);
+            sqlite.push(self.sqlite_bulk_ms(&format!("download-{rep}"))?);
+        }
+        let mut m = measurement("initial_download", haven, sqlite);
+        m.objects_per_s = Some(n as f64 / (m.haven_ms / 1000.0));
+        m.haven_peak_mib = Some(peak);
+        m.note = Some(format!("memory growth / client file size: {ratio_to_file:.2}"));
+        Ok(m)
+    }
+
+    /// A client uploads `objects` Dogs created offline, until acknowledged.
+    async fn upload(&self) -> BenchResult<Measurement> {
+        let n = self.sizes.objects;
+        let (mut haven, mut sqlite, mut peak) = (vec![], vec![], 0f64);
+        for rep in 0..self.reps() {
+            (self.progress)(&format!("upload: {n} offline-created objects until acknowledged (run {})", rep + 1));
+            let db = self.open(&format!("upload-{rep}"), &format!("upload-{rep}"), true).await?;
+            let session = db.sync_session().ok_or("not synced")?;
+            session.pause();
+            create_dogs(&db, n)?;
+            memory::reset_peak();
+            let t = Instant::now();
+            session.resume();
+            session.upload_all_local_changes().await?;
+            haven.push(t.elapsed().as_secs_f64() * 1000.0);
+            peak = peak.max(memory::peak_mib().unwrap_or(0.0));
+            check(db.pending_changes()?.is_empty(), "upload: every change acknowledged")?;
+            drop(db);
+            sqlite.push(self.sqlite_bulk_ms(&format!("upload-{rep}"))?);
+        }
+        let mut m = measurement("upload", haven, sqlite);
+        m.objects_per_s = Some(n as f64 / (m.haven_ms / 1000.0));
+        m.haven_peak_mib = Some(peak);
+        Ok(m)
+    }
+
+    /// One writer commits a change; how long until every connected
+    /// receiver has committed it locally.
+    async fn fan_out(&self) -> BenchResult<Measurement> {
+        let (k, rounds) = (self.sizes.receivers, self.sizes.rounds);
+        (self.progress)(&format!("fan_out: connecting {k} receivers"));
+        let writer = self.open("fan-writer", "fan", true).await?;
+        writer.write(|tx| {
+            tx.create("Dog", serde_json::json!({"_id": 0, "name": "Rex", "lastUpdated": 0}), UpdateMode::Never)
+        })?;
+        writer.sync_session().ok_or("not synced")?.upload_all_local_changes().await?;
+        let mut receivers = vec![];
+        for i in 0..k {
+            receivers.push(self.open(&format!("fan-{i}"), "fan", true).await?);
+        }
+        let mut latencies = vec![];
+        for round in 1..=rounds {
+            if round % 10 == 1 {
+                (self.progress)(&format!("fan_out: {k} receivers, round {round} of {rounds}"));
+            }
+            let waits: Vec<_> = receivers
+                .iter()
+                .map(|r| {
+                    let mut status = r.sync_session().expect("synced").watch();
+                    let target = status.borrow().progress.downloaded + 1;
+                    tokio::spawn(async move { status.wait_for(|s| s.progress.downloaded >= target).await.is_ok() })
+                })
+                .collect();
+            let t = Instant::now();
+            writer.write(|tx| tx.set("Dog", 0, "age", round as i64))?;
+            for wait in waits {
+                check(tokio::time::timeout(Duration::from_secs(30), wait).await??, "fan_out: a receiver stopped")?;
+            }
+            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        for r in &receivers {
+            let age = r.object_for_primary_key("Dog", 0)?.and_then(|o| o.get("age"));
+            check(age == Some(Value::Int(rounds as i64)), "fan_out: every receiver has the last change")?;
+        }
+        let sqlite =
+            (0..self.reps()).map(|rep| self.sqlite_bulk_ms(&format!("fan-{rep}"))).collect::<BenchResult<_>>()?;
+        let (p50, p99) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99));
+        let mut m = measurement("fan_out", vec![p50], sqlite);
+        m.p50_ms = Some(p50);
+        m.p99_ms = Some(p99);
+        m.note = Some(format!("{k} receivers, {rounds} changes"));
+        Ok(m)
+    }
+
+    /// Idle connected clients (bound, then silent): memory per connection.
+    async fn idle_connections(&self) -> BenchResult<Measurement> {
+        let count = self.sizes.idle;
+        let child = match &self.opts.haven_exe {
+            Some(exe) => Some(ChildServer::start(exe, &self.dir.path().join("idle-server"))?),
+            None => None,
+        };
+        let (url, rss): (String, Box<dyn Fn() -> Option<f64>>) = match &child {
+            Some(c) => (c.url.clone(), Box::new(|| memory::process_mib(c.pid()))),
+            None => (self.url.clone(), Box::new(memory::current_mib)),
+        };
+        (self.progress)(&format!("idle_connections: binding {count} idle clients"));
+        let schema = Schema::from_json(DOG)?.to_json();
+        // One client first: the server's one-time allocations are not per connection.
+        let first = idle_client(&url, &schema).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = rss().ok_or("idle_connections needs /proc/<pid>/status")?;
+        let t = Instant::now();
+        let mut sockets = Vec::with_capacity(count);
+        for _ in 0..count {
+            sockets.push(idle_client(&url, &schema).await?);
+        }
+        let haven_ms = t.elapsed().as_secs_f64() * 1000.0;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = rss().ok_or("idle_connections needs /proc/<pid>/status")?;
+        drop((first, sockets));
+        let sqlite =
+            (0..self.reps()).map(|rep| self.sqlite_bulk_ms(&format!("idle-{rep}"))).collect::<BenchResult<_>>()?;
+        let mut m = measurement("idle_connections", vec![haven_ms], sqlite);
+        m.kib_per_connection = Some((after - before) * 1024.0 / count as f64);
+        m.note = Some(match child {
+            Some(_) => format!("{count} connections; memory of the server process (haven serve) alone"),
+            None => format!("{count} connections; server and clients together, in this process"),
+        });
+        Ok(m)
+    }
+}
+
+/// `haven serve` in a child process, killed when dropped.
+struct ChildServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ChildServer {
+    fn start(exe: &std::path::Path, data_dir: &std::path::Path) -> BenchResult<ChildServer> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+        let url =
+            line.trim().strip_prefix("haven listening on ").ok_or_else(|| format!("haven serve said {line:?}"))?;
+        Ok(ChildServer { url: url.to_owned(), child })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates Dogs `0..n` in transactions of [`OBJECTS_PER_TRANSACTION`].
+fn create_dogs(db: &Database, n: usize) -> haven::Result<()> {
+    for start in (0..n).step_by(OBJECTS_PER_TRANSACTION) {
+        db.write(|tx| {
+            for i in start..(start + OBJECTS_PER_TRANSACTION).min(n) {
+                let i = i as i64;
+                tx.create_values(
+                    "Dog",
+                    [
+                        ("_id", Value::Int(i)),
+                        ("name", Value::String(format!("dog {i}"))),
+                        ("age", Value::Int(i % 20)),
+                        ("lastUpdated", Value::Int(i)),
+                    ],
+                    UpdateMode::Never,
+                )?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A client that binds, reads its first download, and stays silent.
+async fn idle_client(url: &str, schema: &str) -> BenchResult<Socket> {
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(format!("{url}/sync"), Some(config), true).await?;
+    let bind = ClientMessage::Bind {
+        token: "bench".into(),
+        partition: "idle".into(),
+        file_ident: None,
+        last_server_version: 0,
+        schema: schema.to_owned(),
+    };
+    ws.send(Message::Binary(protocol::encode(&bind)?.into())).await?;
+    for _ in 0..2 {
+        match ws.next().await {
+            Some(Ok(Message::Binary(frame))) => match protocol::decode::<ServerMessage>(&frame)? {
+                ServerMessage::Bound { .. } | ServerMessage::Download { .. } => {}
+                other => return Err(format!("idle client: unexpected {other:?}").into()),
+            },
+            other => return Err(format!("idle client: unexpected {other:?}").into()),
+        }
+    }
+    Ok(ws)
+}
+
+fn measurement(workload: &str, haven: Vec<f64>, sqlite: Vec<f64>) -> Measurement {
+    let (haven_ms, sqlite_ms) = (median(haven), median(sqlite));
+    Measurement {
+        workload: workload.to_owned(),
+        haven_ms,
+        sqlite_ms,
+        ratio: haven_ms / sqlite_ms,
+        ..Measurement::default()
+    }
+}
+
+/// The `q` quantile (nearest rank).
+fn percentile(xs: &[f64], q: f64) -> f64 {
+    let mut sorted = xs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
