@@ -52,6 +52,10 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
     postcard::from_bytes(bytes).map_err(|e| StorageError::Backend(format!("damaged record: {e}")))
 }
 
+fn encode_state(pk: &Value, state: &ObjectState) -> Result<Vec<u8>, StorageError> {
+    SnapshotObject::encode_state(pk, state).map_err(backend)
+}
+
 fn pk_key(pk: &Value) -> Result<Vec<u8>, StorageError> {
     pk.as_ref().map(key::to_key).ok_or_else(|| StorageError::Backend("a primary key cannot be a list".into()))
 }
@@ -133,14 +137,14 @@ impl Storage for EmbeddedStorage {
                     let pk_bytes = pk_key(pk)?;
                     let object_key = (partition, ty, pk_bytes.as_slice());
                     let current: Option<ObjectState> = match objects.get(object_key).map_err(backend)? {
-                        Some(g) => Some(decode::<(Value, ObjectState)>(g.value())?.1),
+                        Some(g) => Some(SnapshotObject::decode_state(g.value()).map_err(backend)?.1),
                         None => None,
                     };
                     let applied = apply(current.as_ref(), instruction, &writer);
                     dropped.extend(applied.dropped.iter().map(|d| d.reason));
                     match applied.state {
                         Some(state) => {
-                            objects.insert(object_key, encode(&(pk, &state))?.as_slice()).map_err(backend)?
+                            objects.insert(object_key, encode_state(pk, &state)?.as_slice()).map_err(backend)?
                         }
                         None => objects.remove(object_key).map_err(backend)?,
                     };
@@ -220,12 +224,16 @@ impl Storage for EmbeddedStorage {
         let mut pending = Vec::with_capacity(batch.min(4096));
         for row in table.range((partition, "", &[][..])..).map_err(backend)? {
             let (k, v) = row.map_err(backend)?;
-            let (part, ty, _) = k.value();
+            let (part, ty, pk_key) = k.value();
             if part != partition {
                 break;
             }
-            let (pk, state): (Value, ObjectState) = decode(v.value())?;
-            pending.push(SnapshotObject { object_type: ty.to_owned(), pk, state });
+            // Stored in the snapshot's encoding: sent as is.
+            pending.push(SnapshotObject {
+                object_type: ty.to_owned(),
+                key: pk_key.to_vec(),
+                state: v.value().to_vec(),
+            });
             if pending.len() >= batch.max(1) {
                 visit(std::mem::take(&mut pending))?;
             }

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 /// A client must bind within this time of connecting.
 const BIND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Objects per `Bootstrap` message.
-const BOOTSTRAP_BATCH: usize = 2_000;
+const BOOTSTRAP_BATCH: usize = 10_000;
 /// Changesets per `Download` message (fewer if the frame would be too large).
 const DOWNLOAD_BATCH: usize = 256;
 

@@ -175,9 +175,10 @@ proptest! {
         let mut server = BTreeMap::new();
         storage.snapshot("p", 100, &mut |batch| {
             for o in batch {
-                if let haven_core::merge::ObjectState::Live { fields, .. } = o.state {
+                let (pk, state) = o.decode().unwrap();
+                if let haven_core::merge::ObjectState::Live { fields, .. } = state {
                     let json = serde_json::Value::Object(fields.into_iter().map(|(k, f)| (k, f.value.to_json())).collect());
-                    server.insert(o.pk.as_int().unwrap(), json);
+                    server.insert(pk.as_int().unwrap(), json);
                 }
             }
             Ok(())
@@ -235,8 +236,7 @@ fn a_new_client_bootstraps_from_the_snapshot() {
     let version = storage
         .snapshot("p", 10, &mut |batch| {
             batches += 1;
-            let objects: Vec<_> = batch.into_iter().map(|o| (o.object_type, o.pk, o.state)).collect();
-            new.db.bootstrap_batch(&objects).unwrap();
+            new.db.bootstrap_batch(&batch).unwrap();
             Ok(())
         })
         .unwrap();

@@ -27,7 +27,8 @@ fn age(storage: &EmbeddedStorage, partition: &str, id: i64) -> Option<Value> {
     storage
         .snapshot(partition, 10, &mut |batch| {
             for o in batch {
-                if let (true, ObjectState::Live { fields, .. }) = (o.pk == Value::Int(id), &o.state) {
+                let (pk, state) = o.decode().unwrap();
+                if let (true, ObjectState::Live { fields, .. }) = (pk == Value::Int(id), &state) {
                     found = fields.get("age").map(|f| f.value.clone());
                 }
             }
@@ -119,7 +120,8 @@ fn snapshots_come_in_batches_from_one_version_and_survive_reopen() {
         .unwrap();
     assert_eq!(version, 2);
     assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
-    let deleted = batches.iter().flatten().filter(|o| matches!(o.state, ObjectState::Deleted { .. })).count();
+    let deleted =
+        batches.iter().flatten().filter(|o| matches!(o.decode().unwrap().1, ObjectState::Deleted { .. })).count();
     assert_eq!(deleted, 1, "tombstones are part of the state: delete wins needs them");
     assert_eq!(storage.snapshot("none", 10, &mut |_| panic!("no batch for an empty partition")).unwrap(), 0);
 }

@@ -251,8 +251,8 @@ impl Database {
         self.write_as_server(crate::download::begin_bootstrap)
     }
 
-    /// Takes in one batch of the snapshot: `(type, primary key, state)`.
-    pub fn bootstrap_batch(&self, objects: &[(String, Value, haven_core::merge::ObjectState)]) -> Result<()> {
+    /// Takes in one batch of the snapshot, as the server sent it.
+    pub fn bootstrap_batch(&self, objects: &[haven_sync::protocol::SnapshotObject]) -> Result<()> {
         self.write_as_server(|tx| crate::download::bootstrap_batch(tx, objects))
     }
 

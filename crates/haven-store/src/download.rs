@@ -8,10 +8,11 @@ use crate::error::{Error, Result};
 use crate::layout::{CONFIRMED, META, PENDING};
 use crate::transaction::WriteTransaction;
 use crate::UpdateMode;
-use haven_core::merge::{apply, Changeset, ObjectState, Writer};
+use haven_core::merge::{apply, Changeset, Instruction, ObjectState, Writer};
 use haven_core::{key, Value};
+use haven_sync::protocol::SnapshotObject;
 use redb::ReadableTable;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub(crate) fn integrate(
     tx: &mut WriteTransaction<'_>,
@@ -32,7 +33,7 @@ pub(crate) fn integrate(
                 let pk_key = key_of(pk)?;
                 let current = read_state(&confirmed, ty, &pk_key)?;
                 match apply(current.as_ref(), instruction, &writer).state {
-                    Some(state) => confirmed.insert((ty, pk_key.as_slice()), encode(&(pk, &state))?.as_slice())?,
+                    Some(state) => confirmed.insert((ty, pk_key.as_slice()), encode_state(pk, &state)?.as_slice())?,
                     None => confirmed.remove((ty, pk_key.as_slice()))?,
                 };
                 touched.insert((ty.to_owned(), pk_key), pk.clone());
@@ -48,8 +49,14 @@ pub(crate) fn integrate(
             pending.remove(v)?;
         }
         let remaining = pending_changesets(&pending)?;
-
-        rebuilt = replay(&confirmed, &remaining, &touched, last_version, ident)?;
+        let replay = Replay::new(&remaining, last_version, ident)?;
+        rebuilt = touched
+            .into_iter()
+            .map(|((ty, pk_key), pk)| {
+                let state = replay.onto(&ty, &pk_key, read_state(&confirmed, &ty, &pk_key)?);
+                Ok((ty, pk, state))
+            })
+            .collect::<Result<Vec<_>>>()?;
         if last_version > 0 {
             raw.open_table(META)?.insert(BASE_VERSION, last_version.to_le_bytes().as_slice())?;
         }
@@ -67,70 +74,97 @@ pub(crate) fn begin_bootstrap(tx: &mut WriteTransaction<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Stores one batch of the server's state snapshot as confirmed state.
-/// Nothing the app reads changes until [`finish_bootstrap`].
-pub(crate) fn bootstrap_batch(tx: &mut WriteTransaction<'_>, objects: &[(String, Value, ObjectState)]) -> Result<()> {
+/// Stores one batch of the server's state snapshot as confirmed state,
+/// as the server sent it (the same encoding). Nothing the app reads
+/// changes until [`finish_bootstrap`].
+pub(crate) fn bootstrap_batch(tx: &mut WriteTransaction<'_>, objects: &[SnapshotObject]) -> Result<()> {
     let mut confirmed = tx.raw().open_table(CONFIRMED)?;
-    for (ty, pk, state) in objects {
-        confirmed.insert((ty.as_str(), key_of(pk)?.as_slice()), encode(&(pk, state))?.as_slice())?;
+    for o in objects {
+        confirmed.insert((o.object_type.as_str(), o.key.as_slice()), o.state.as_slice())?;
     }
     Ok(())
 }
 
 /// Ends a bootstrap: every object, on the server or only here, becomes
-/// its confirmed state with the pending changes replayed on top.
+/// its confirmed state with the pending changes replayed on top. Objects
+/// are rebuilt as they are read, so memory does not grow with the data.
 pub(crate) fn finish_bootstrap(tx: &mut WriteTransaction<'_>, version: u64, ident: u64) -> Result<()> {
     let raw = tx.raw();
-    let mut everything: BTreeMap<(String, Vec<u8>), Value> = BTreeMap::new();
-    let rebuilt = {
-        let confirmed = raw.open_table(CONFIRMED)?;
-        for row in confirmed.iter()? {
-            let (k, v) = row?;
-            let (ty, pk_key) = k.value();
-            everything.insert((ty.to_owned(), pk_key.to_vec()), decode::<(Value, ObjectState)>(v.value())?.0);
-        }
-        for ty in tx.schema().types() {
-            let name = crate::layout::objects_table(ty.name());
-            let table = raw.open_table(crate::layout::objects_def(&name))?;
-            for row in table.iter()? {
-                let pk_key = row?.0.value().to_vec();
+    let pending = pending_changesets(&raw.open_table(PENDING)?)?;
+    let replay = Replay::new(&pending, version, ident)?;
+    let confirmed = raw.open_table(CONFIRMED)?;
+    // Objects only this file has: its pending changes replayed onto nothing.
+    // (Found before any write: the transaction keeps the tables it writes open.)
+    let mut local_only = Vec::new();
+    for ty in tx.schema().types() {
+        let name = crate::layout::objects_table(ty.name());
+        let table = raw.open_table(crate::layout::objects_def(&name))?;
+        for row in table.iter()? {
+            let pk_key = row?.0.value().to_vec();
+            if confirmed.get((ty.name(), pk_key.as_slice()))?.is_none() {
                 let pk = key::decode(&pk_key).ok_or_else(|| Error::Storage(format!("{}: a damaged key", ty.name())))?;
-                everything.entry((ty.name().to_owned(), pk_key)).or_insert(pk);
+                local_only.push((ty.name(), pk, replay.onto(ty.name(), &pk_key, None)));
             }
         }
-        let remaining = pending_changesets(&raw.open_table(PENDING)?)?;
-        let rebuilt = replay(&confirmed, &remaining, &everything, version, ident)?;
-        raw.open_table(META)?.insert(BASE_VERSION, version.to_le_bytes().as_slice())?;
-        rebuilt
-    };
-    for (ty, pk, state) in rebuilt {
-        write_object(tx, &ty, pk, state)?;
     }
+    for row in confirmed.iter()? {
+        let (k, v) = row?;
+        let (ty, pk_key) = k.value();
+        let (pk, state) = decode_state(v.value())?;
+        let state = replay.onto(ty, pk_key, Some(state));
+        write_object(tx, ty, pk, state)?;
+    }
+    for (ty, pk, state) in local_only {
+        write_object(tx, ty, pk, state)?;
+    }
+    raw.open_table(META)?.insert(BASE_VERSION, version.to_le_bytes().as_slice())?;
     Ok(())
 }
 
-/// The optimistic state of each object: confirmed, then the pending
-/// changes replayed (as later than anything the server has, `after`).
-fn replay(
-    confirmed: &impl ReadableTable<(&'static str, &'static [u8]), &'static [u8]>,
-    pending: &[Changeset],
-    objects: &BTreeMap<(String, Vec<u8>), Value>,
+/// The pending log, grouped by object, to replay onto confirmed states
+/// (as later than anything the server has: version `after` + 1 onwards).
+struct Replay<'a> {
+    pending: &'a [Changeset],
+    /// `type \0 key` → (changeset index, instruction), in log order.
+    by_object: HashMap<Vec<u8>, Vec<(usize, &'a Instruction)>>,
     after: u64,
     ident: u64,
-) -> Result<Vec<(String, Value, Option<ObjectState>)>> {
-    let mut out = Vec::with_capacity(objects.len());
-    for ((ty, pk_key), pk) in objects {
-        let mut state = read_state(confirmed, ty, pk_key)?;
+}
+
+impl<'a> Replay<'a> {
+    fn new(pending: &'a [Changeset], after: u64, ident: u64) -> Result<Replay<'a>> {
+        let mut by_object: HashMap<Vec<u8>, Vec<(usize, &Instruction)>> = HashMap::new();
         for (n, cs) in pending.iter().enumerate() {
-            let writer =
-                Writer { version: after + 1 + n as u64, base_version: cs.base_version, hlc: cs.hlc, replica: ident };
-            for instruction in cs.instructions.iter().filter(|i| i.object() == (ty.as_str(), pk)) {
-                state = apply(state.as_ref(), instruction, &writer).state;
+            for instruction in &cs.instructions {
+                let (ty, pk) = instruction.object();
+                by_object.entry(object_id(ty, &key_of(pk)?)).or_default().push((n, instruction));
             }
         }
-        out.push((ty.clone(), pk.clone(), state));
+        Ok(Replay { pending, by_object, after, ident })
     }
-    Ok(out)
+
+    /// The object's optimistic state: `state` with its pending changes applied.
+    fn onto(&self, ty: &str, pk_key: &[u8], mut state: Option<ObjectState>) -> Option<ObjectState> {
+        for &(n, instruction) in self.by_object.get(&object_id(ty, pk_key)).into_iter().flatten() {
+            let cs = &self.pending[n];
+            let writer = Writer {
+                version: self.after + 1 + n as u64,
+                base_version: cs.base_version,
+                hlc: cs.hlc,
+                replica: self.ident,
+            };
+            state = apply(state.as_ref(), instruction, &writer).state;
+        }
+        state
+    }
+}
+
+fn object_id(ty: &str, pk_key: &[u8]) -> Vec<u8> {
+    let mut id = Vec::with_capacity(ty.len() + 1 + pk_key.len());
+    id.extend_from_slice(ty.as_bytes());
+    id.push(0);
+    id.extend_from_slice(pk_key);
+    id
 }
 
 fn pending_changesets(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<Vec<Changeset>> {
@@ -161,7 +195,7 @@ fn read_state(
     pk_key: &[u8],
 ) -> Result<Option<ObjectState>> {
     match table.get((ty, pk_key))? {
-        Some(g) => Ok(Some(decode::<(Value, ObjectState)>(g.value())?.1)),
+        Some(g) => Ok(Some(decode_state(g.value())?.1)),
         None => Ok(None),
     }
 }
@@ -170,8 +204,12 @@ fn key_of(pk: &Value) -> Result<Vec<u8>> {
     pk.as_ref().map(key::to_key).ok_or_else(|| Error::Storage("a primary key cannot be a list".into()))
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
-    postcard::to_allocvec(value).map_err(|e| Error::Storage(format!("cannot encode sync state: {e}")))
+fn encode_state(pk: &Value, state: &ObjectState) -> Result<Vec<u8>> {
+    SnapshotObject::encode_state(pk, state).map_err(|e| Error::Storage(format!("cannot encode sync state: {e}")))
+}
+
+fn decode_state(bytes: &[u8]) -> Result<(Value, ObjectState)> {
+    SnapshotObject::decode_state(bytes).map_err(|e| Error::Storage(format!("damaged sync state: {e}")))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {

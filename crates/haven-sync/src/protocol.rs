@@ -65,15 +65,39 @@ pub enum ClientMessage {
     },
 }
 
-/// One object of the state snapshot a new client starts from.
+/// One object of the state snapshot a new client starts from, in the
+/// encoding server and client both store it in, so that neither decodes
+/// and re-encodes it on the way (see [`SnapshotObject::encode_state`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotObject {
     /// Its type.
     pub object_type: String,
-    /// Its primary key.
-    pub pk: Value,
-    /// Its state, with the stamps the merge rule needs.
-    pub state: ObjectState,
+    /// Its primary key in the order-preserving key encoding (`haven_core::key`).
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// `(primary key, state)` encoded with postcard: the state carries
+    /// the stamps the merge rule needs.
+    #[serde(with = "serde_bytes")]
+    pub state: Vec<u8>,
+}
+
+impl SnapshotObject {
+    /// The encoding of an object's `(primary key, state)`: the snapshot's,
+    /// and the one server and client storage keep, so that a snapshot
+    /// travels without being decoded and encoded again.
+    pub fn encode_state(pk: &Value, state: &ObjectState) -> Result<Vec<u8>, FrameError> {
+        postcard::to_allocvec(&(pk, state)).map_err(|e| FrameError::Malformed(format!("object state: {e}")))
+    }
+
+    /// Decodes what [`SnapshotObject::encode_state`] made.
+    pub fn decode_state(bytes: &[u8]) -> Result<(Value, ObjectState), FrameError> {
+        postcard::from_bytes(bytes).map_err(|e| FrameError::Malformed(format!("object state: {e}")))
+    }
+
+    /// Its primary key and state.
+    pub fn decode(&self) -> Result<(Value, ObjectState), FrameError> {
+        SnapshotObject::decode_state(&self.state)
+    }
 }
 
 /// A changeset as the server integrated it.

@@ -6,8 +6,7 @@ use super::session::{ConnectionState, Shared};
 use super::SyncError;
 use crate::database::Database;
 use futures_util::{SinkExt, StreamExt};
-use haven_core::merge::{Changeset, ObjectState};
-use haven_core::Value;
+use haven_core::merge::Changeset;
 use haven_sync::protocol::{self, Action, ClientMessage, FileIdent, FrameError, ServerMessage, MAX_FRAME_BYTES};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -166,8 +165,6 @@ impl<'a> Connection<'a> {
             }
             ServerMessage::Bootstrap { objects, last, server_version } => {
                 let first = !std::mem::replace(&mut self.bootstrapping, !last);
-                let objects: Vec<(String, Value, ObjectState)> =
-                    objects.into_iter().map(|o| (o.object_type, o.pk, o.state)).collect();
                 let ident = self.ident.ident;
                 blocking(self.db()?, move |db| {
                     if first {
