@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::layout::{META, PENDING};
 use haven_core::merge::{Changeset, Hlc, HlcClock, Instruction};
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTable;
 
 const CLOCK: &str = "sync/clock";
 const NEXT_VERSION: &str = "sync/next_client_version";
@@ -60,20 +60,23 @@ pub(crate) fn keep(db: &redb::Database) -> Result<()> {
 /// The changesets not yet acknowledged with a client version above
 /// `after`, oldest first.
 pub(crate) fn pending(rtx: &redb::ReadTransaction, after: u64) -> Result<Vec<Changeset>> {
+    pending_encoded(rtx, after)?
+        .iter()
+        .map(|(_, bytes)| {
+            postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("a pending changeset is damaged: {e}")))
+        })
+        .collect()
+}
+
+/// Like [`pending`], as stored: `(client version, postcard bytes)`, which
+/// is also how an upload carries them.
+pub(crate) fn pending_encoded(rtx: &redb::ReadTransaction, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
     let table = match rtx.open_table(PENDING) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
-    let mut out = Vec::with_capacity(table.len()? as usize);
-    for row in table.range(after.saturating_add(1)..)? {
-        let (_, v) = row?;
-        out.push(
-            postcard::from_bytes(v.value())
-                .map_err(|e| Error::Storage(format!("a pending changeset is damaged: {e}")))?,
-        );
-    }
-    Ok(out)
+    table.range(after.saturating_add(1)..)?.map(|row| Ok(row.map(|(k, v)| (k.value(), v.value().to_vec()))?)).collect()
 }
 
 /// Where this file stands with its server.

@@ -21,6 +21,13 @@ pub(crate) fn integrate(
     ident: u64,
 ) -> Result<()> {
     let raw = tx.raw();
+    // This file's own changesets coming back, acknowledged and with
+    // nothing from others between them, change no value here: the app's
+    // objects already show them, replayed in the same order (the merge
+    // rule lets a replica's later write win over its own earlier one
+    // whatever the stamps). Only the stamps move, and they live in the
+    // confirmed state: no object needs rebuilding.
+    let only_own = changesets.iter().all(|(_, cs)| cs.replica == ident && cs.client_version <= uploaded_through);
     let mut touched: BTreeMap<(String, Vec<u8>), Value> = BTreeMap::new();
     let mut last_version = 0;
     let rebuilt;
@@ -36,7 +43,9 @@ pub(crate) fn integrate(
                     Some(state) => confirmed.insert((ty, pk_key.as_slice()), encode_state(pk, &state)?.as_slice())?,
                     None => confirmed.remove((ty, pk_key.as_slice()))?,
                 };
-                touched.insert((ty.to_owned(), pk_key), pk.clone());
+                if !only_own {
+                    touched.insert((ty.to_owned(), pk_key), pk.clone());
+                }
             }
             last_version = last_version.max(*version);
         }

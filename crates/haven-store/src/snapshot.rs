@@ -56,6 +56,12 @@ impl Snapshot {
         crate::change_log::pending(&self.rtx, after)
     }
 
+    /// The change log after client version `after`, as stored:
+    /// `(client version, encoded changeset)`.
+    pub fn pending_encoded(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        crate::change_log::pending_encoded(&self.rtx, after)
+    }
+
     /// Where the file stands with its server.
     pub fn sync_position(&self) -> Result<crate::change_log::SyncPosition> {
         crate::change_log::position(&self.rtx)

@@ -280,6 +280,31 @@ pub fn encode<M: Serialize>(message: &M) -> Result<Vec<u8>, FrameError> {
     Ok(frame)
 }
 
+/// The `Upload` frame of changesets already encoded with postcard (as the
+/// client's change log keeps them): the bytes [`encode`] makes of
+/// `ClientMessage::Upload`, without decoding and encoding each changeset
+/// again (postcard writes a sequence as its length, then its items).
+pub fn encode_upload(encoded_changesets: &[&[u8]]) -> Result<Vec<u8>, FrameError> {
+    let empty = encode(&ClientMessage::Upload { changesets: vec![] })?;
+    let (head, _zero_length) = empty.split_at(empty.len() - 1);
+    let size = head.len() + 10 + encoded_changesets.iter().map(|c| c.len()).sum::<usize>();
+    if size > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge { size, max: MAX_FRAME_BYTES });
+    }
+    let mut frame = Vec::with_capacity(size);
+    frame.extend_from_slice(head);
+    let mut n = encoded_changesets.len();
+    while n >= 0x80 {
+        frame.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    frame.push(n as u8);
+    for changeset in encoded_changesets {
+        frame.extend_from_slice(changeset);
+    }
+    Ok(frame)
+}
+
 /// Decodes a frame; the whole frame must be one message.
 pub fn decode<M: DeserializeOwned>(frame: &[u8]) -> Result<M, FrameError> {
     if frame.len() > MAX_FRAME_BYTES {
@@ -366,6 +391,18 @@ mod tests {
             schema: String::new(),
         };
         assert!(matches!(encode(&big), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn an_upload_of_encoded_changesets_is_the_same_frame() {
+        let ClientMessage::Upload { changesets } = upload() else { unreachable!() };
+        for count in [0, 1, 3, 200] {
+            let many: Vec<Changeset> =
+                (0..count).map(|i| Changeset { client_version: i, ..changesets[0].clone() }).collect();
+            let encoded: Vec<Vec<u8>> = many.iter().map(|c| postcard::to_allocvec(c).unwrap()).collect();
+            let raw = encode_upload(&encoded.iter().map(Vec::as_slice).collect::<Vec<_>>()).unwrap();
+            assert!(raw == encode(&ClientMessage::Upload { changesets: many }).unwrap(), "{count} changesets");
+        }
     }
 
     #[test]

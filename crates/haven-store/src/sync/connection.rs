@@ -7,7 +7,7 @@ use super::SyncError;
 use crate::database::Database;
 use futures_util::{SinkExt, StreamExt};
 use haven_core::merge::Changeset;
-use haven_sync::protocol::{self, Action, ClientMessage, FileIdent, FrameError, ServerMessage, MAX_FRAME_BYTES};
+use haven_sync::protocol::{self, Action, ClientMessage, FileIdent, ServerMessage, MAX_FRAME_BYTES};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -18,8 +18,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the client pings; two intervals without a word from the
 /// server count as a lost connection.
 const PING_INTERVAL: Duration = Duration::from_secs(10);
-/// Changesets per `Upload` (fewer if the frame would be too large).
-const UPLOAD_BATCH: usize = 256;
+/// The size an `Upload` frame aims at: large enough to carry many small
+/// changesets at once, small enough that the server's integration of one
+/// overlaps the sending of the next.
+const UPLOAD_FRAME_BYTES: usize = 1 << 20;
 
 /// How a connection ended.
 pub(crate) enum Ended {
@@ -202,32 +204,31 @@ impl<'a> Connection<'a> {
     }
 
     /// Sends the local changesets not yet sent on this connection (the
-    /// server skips any it already has).
+    /// server skips any it already has), as the log stores them, in frames
+    /// of about [`UPLOAD_FRAME_BYTES`].
     async fn upload(&mut self) -> Result<(), Ended> {
         let after = self.uploaded_through;
-        let pending = blocking(self.db()?, move |db| db.snapshot()?.pending_changes(after)).await?;
-        let Some(last) = pending.last() else { return Ok(()) };
-        let last = last.client_version;
+        let pending = blocking(self.db()?, move |db| db.snapshot()?.pending_encoded(after)).await?;
+        let Some(&(last, _)) = pending.last() else { return Ok(()) };
         self.shared.update_progress(|p| p.uploadable = p.uploadable.max(last));
-        let (mut start, mut batch) = (0, UPLOAD_BATCH);
+        let mut start = 0;
         while start < pending.len() {
-            let end = (start + batch).min(pending.len());
-            let message = ClientMessage::Upload { changesets: pending[start..end].to_vec() };
-            match protocol::encode(&message) {
-                Ok(frame) => self.send_frame(frame).await?,
-                Err(FrameError::TooLarge { .. }) if end - start > 1 => {
-                    batch = (end - start) / 2;
-                    continue;
-                }
-                Err(e) => {
-                    let version = pending[start].client_version;
-                    return Err(Ended::Fatal(SyncError::Local(format!(
-                        "local write {version} cannot be uploaded ({e}); split large write transactions"
-                    ))));
-                }
+            let mut end = start + 1;
+            let mut size = pending[start].1.len();
+            while end < pending.len() && size + pending[end].1.len() <= UPLOAD_FRAME_BYTES {
+                size += pending[end].1.len();
+                end += 1;
             }
+            let batch: Vec<&[u8]> = pending[start..end].iter().map(|(_, bytes)| bytes.as_slice()).collect();
+            let frame = protocol::encode_upload(&batch).map_err(|e| {
+                let version = pending[start].0;
+                Ended::Fatal(SyncError::Local(format!(
+                    "local write {version} cannot be uploaded ({e}); split large write transactions"
+                )))
+            })?;
+            self.send_frame(frame).await?;
+            self.uploaded_through = pending[end - 1].0;
             start = end;
-            self.uploaded_through = pending[end - 1].client_version;
         }
         Ok(())
     }
