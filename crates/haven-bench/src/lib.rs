@@ -12,7 +12,7 @@ mod memory;
 mod sync;
 
 pub use local::{run_local, LocalOptions};
-pub use sync::{run_sync, SyncOptions, SYNC_WORKLOADS};
+pub use sync::{download_client, run_sync, DownloadRun, SyncOptions, SYNC_WORKLOADS};
 
 /// One workload's result.
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -1,7 +1,7 @@
 //! `haven bench`.
 
 use clap::Subcommand;
-use haven_bench::{format_table, run_local, run_sync, LocalOptions, SyncOptions};
+use haven_bench::{download_client, format_table, run_local, run_sync, LocalOptions, SyncOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 
@@ -14,6 +14,10 @@ pub enum Suite {
     /// initial_download, upload, fan_out, idle_connections; each against a
     /// SQLite bulk insert of the same objects.
     Sync(Options),
+    /// (Used by `bench sync`: one fresh client's initial download, in its
+    /// own process so that its memory is measured alone.)
+    #[command(hide = true)]
+    DownloadClient { url: String, path: std::path::PathBuf },
 }
 
 #[derive(clap::Args)]
@@ -33,7 +37,14 @@ pub struct Options {
 }
 
 pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
-    let (Suite::Local(opts) | Suite::Sync(opts)) = &suite;
+    let opts = match &suite {
+        Suite::Local(opts) | Suite::Sync(opts) => opts,
+        Suite::DownloadClient { url, path } => {
+            let run = tokio::runtime::Runtime::new()?.block_on(download_client(url, path))?;
+            println!("{}", serde_json::to_string(&run)?);
+            return Ok(());
+        }
+    };
     let Options { quick, json, repeats, ref only } = *opts;
     if repeats == 0 {
         return Err("--repeats must be at least 1".into());
@@ -43,11 +54,11 @@ pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
     let progress = |step: &str| bar.set_message(step.to_owned());
     let only = only.clone();
     let rows = match suite {
-        Suite::Local(_) => run_local(&LocalOptions { quick, repeats, only }, &progress)?,
         Suite::Sync(_) => {
             let haven_exe = std::env::current_exe().ok();
             run_sync(&SyncOptions { quick, repeats, only, haven_exe }, &progress)?
         }
+        _ => run_local(&LocalOptions { quick, repeats, only }, &progress)?,
     };
     bar.finish_and_clear();
     if json {
