@@ -171,3 +171,27 @@ fn a_server_killed_with_sigkill_keeps_what_it_acknowledged() {
         server.wait().unwrap();
     });
 }
+
+#[test]
+fn bench_sync_reports_latencies_and_memory_per_connection() {
+    let out = haven(&[
+        "bench",
+        "sync",
+        "--quick",
+        "--json",
+        "--repeats",
+        "1",
+        "--only",
+        "fan_out",
+        "--only",
+        "idle_connections",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows[0]["workload"], "fan_out");
+    assert!(rows[0]["p50_ms"].as_f64().unwrap() <= rows[0]["p99_ms"].as_f64().unwrap());
+    assert_eq!(rows[1]["workload"], "idle_connections");
+    assert!(rows[1]["kib_per_connection"].as_f64().is_some());
+    assert!(rows.iter().all(|r| r["ratio"].as_f64().unwrap() > 0.0));
+}
