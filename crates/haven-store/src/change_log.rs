@@ -15,8 +15,8 @@ const ENABLED: &str = "sync/change_log";
 const FILE_IDENT: &str = "sync/file_ident";
 
 /// Appends one changeset (the next client version, stamped now) inside
-/// the transaction that made it.
-pub(crate) fn append(txn: &redb::WriteTransaction, instructions: Vec<Instruction>) -> Result<()> {
+/// the transaction that made it; returns its client version.
+pub(crate) fn append(txn: &redb::WriteTransaction, instructions: Vec<Instruction>) -> Result<u64> {
     let mut meta = txn.open_table(META)?;
     let read_u64 = |v: Option<redb::AccessGuard<'_, &[u8]>>| {
         v.and_then(|g| <[u8; 8]>::try_from(g.value()).ok()).map(u64::from_le_bytes)
@@ -37,7 +37,7 @@ pub(crate) fn append(txn: &redb::WriteTransaction, instructions: Vec<Instruction
     meta.insert(NEXT_VERSION, (client_version + 1).to_le_bytes().as_slice())?;
     let clock = postcard::to_allocvec(&hlc).map_err(|e| Error::Storage(e.to_string()))?;
     meta.insert(CLOCK, clock.as_slice())?;
-    Ok(())
+    Ok(client_version)
 }
 
 /// Whether the file keeps a change log.

@@ -467,12 +467,12 @@ impl Inner {
         let (changes, log) = changes;
         let outcome = match result {
             Ok(value) => {
-                let logged = !log.is_empty();
-                if logged {
-                    change_log::append(&txn, log)?;
-                }
+                let logged = if log.is_empty() { None } else { Some(change_log::append(&txn, log)?) };
                 txn.commit()?;
-                if logged {
+                if let Some(client_version) = logged {
+                    if let Some(session) = self.session.get() {
+                        session.committed_locally(client_version);
+                    }
                     self.local_commits.notify_one();
                 }
                 let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;

@@ -276,6 +276,7 @@ enum Step {
     Write(usize, Vec<(u8, i64, i64)>),
     CutAll,
     CutAfter(i64),
+    Delay(u64),
     Heal,
     Pause(usize),
     Resume(usize),
@@ -288,6 +289,7 @@ fn step() -> impl Strategy<Value = Step> {
         6 => (0usize..3, proptest::collection::vec(op, 1..4)).prop_map(|(c, ops)| Step::Write(c, ops)),
         1 => Just(Step::CutAll),
         1 => (200i64..6_000).prop_map(Step::CutAfter),
+        1 => (0u64..2_000).prop_map(Step::Delay),
         1 => Just(Step::Heal),
         1 => (0usize..3).prop_map(Step::Pause),
         2 => (0usize..3).prop_map(Step::Resume),
@@ -332,7 +334,11 @@ proptest! {
                     Step::Write(d, ops) => write(&devices[*d], ops),
                     Step::CutAll => w.proxy.cut_all(),
                     Step::CutAfter(bytes) => w.proxy.set(|f| f.cut_after = Some(*bytes)),
-                    Step::Heal => w.proxy.set(|f| f.cut_after = None),
+                    Step::Delay(micros) => w.proxy.set(|f| f.delay = Duration::from_micros(*micros)),
+                    Step::Heal => w.proxy.set(|f| {
+                        f.cut_after = None;
+                        f.delay = Duration::ZERO;
+                    }),
                     Step::Pause(d) => devices[*d].sync_session().unwrap().pause(),
                     Step::Resume(d) => devices[*d].sync_session().unwrap().resume(),
                     Step::Wait(ms) => tokio::time::sleep(Duration::from_millis(*ms)).await,

@@ -1,6 +1,6 @@
 //! Devices syncing through a real server over loopback WebSocket.
 
-use haven::{Config, ConnectionState, Database, Schema, SyncConfig, UpdateMode, Value};
+use haven::{Action, Config, ConnectionState, Database, ErrorCode, Schema, SyncConfig, SyncError, UpdateMode, Value};
 use haven_server::{Authenticator, EmbeddedStorage, Server};
 use serde_json::json;
 use std::path::Path;
@@ -57,7 +57,6 @@ async fn two_devices_converge_through_the_server() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     b.write(|tx| tx.set("Dog", 1, "age", 6)).unwrap();
     b.write(|tx| tx.set("Dog", 1, "name", "Max")).unwrap();
-    a.write(|tx| tx.increment("Dog", 1, "age", 0)).unwrap();
     a.sync_session().unwrap().resume();
     b.sync_session().unwrap().resume();
     for db in [&a, &b, &a] {
@@ -125,4 +124,77 @@ async fn a_restarted_server_keeps_everything_it_acknowledged() {
     assert_eq!(dogs(&b), dogs(&a));
     assert_eq!(b.objects("Dog").unwrap().len().unwrap(), 2);
     second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_fails_open_synced_and_reaches_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap());
+    let server = Server::start(storage, Authenticator::jwt(b"secret"), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sync = SyncConfig::new(server.url(), "forged", "p").on_error(move |e| {
+        let _ = tx.send(e.clone());
+    });
+    let config = Config::new(dir.path().join("a.haven")).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync);
+    let err = Database::open_synced(config).await.unwrap_err();
+    match err {
+        haven::Error::Sync(SyncError::Server { code: ErrorCode::BadToken, action: Action::Fatal, .. }) => {}
+        other => panic!("{other}"),
+    }
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        SyncError::Server { code: ErrorCode::BadToken, .. }
+    ));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sync_configurations_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Schema::from_json(SCHEMA).unwrap();
+    let https =
+        Config::new(dir.path().join("a.haven")).schema(schema.clone()).sync(SyncConfig::new("http://x", "t", "p"));
+    assert!(Database::open_synced(https).await.unwrap_err().to_string().contains("ws://"));
+    let unsynced = Config::new(dir.path().join("b.haven")).schema(schema);
+    assert!(Database::open_synced(unsynced).await.unwrap_err().to_string().contains("SyncConfig"));
+    assert!(!dir.path().join("a.haven").exists() && !dir.path().join("b.haven").exists(), "nothing was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let a = Database::open_synced(config(dir.path(), "a", &server.url())).await.unwrap();
+    let session = a.sync_session().unwrap();
+    let mut status = session.watch();
+    session.pause();
+    status.wait_for(|s| s.connection == ConnectionState::Disconnected).await.unwrap();
+    a.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex"}), UpdateMode::Never)).unwrap();
+    a.write(|tx| tx.set("Dog", 1, "age", 2)).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let paused = session.progress();
+    assert_eq!((paused.uploaded, paused.uploadable), (0, 2), "two local changesets wait while paused");
+    assert_eq!(a.pending_changes().unwrap().len(), 2);
+    session.resume();
+    synced(&a).await;
+    let p = session.progress();
+    assert_eq!((p.uploaded, p.uploadable), (2, 2));
+    assert_eq!((p.downloaded, p.downloadable), (2, 2), "its own two changesets came back as versions 1 and 2");
+    assert!(session.is_connected());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_ends_when_the_database_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let a = Database::open_synced(config(dir.path(), "a", &server.url())).await.unwrap();
+    let session = a.sync_session().unwrap();
+    let path = a.path().to_path_buf();
+    drop(a);
+    let mut status = session.watch();
+    tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.stopped.is_some())).await.unwrap().unwrap();
+    assert!(!Database::is_open(&path));
+    assert!(matches!(session.download_all_server_changes().await, Err(haven::Error::Sync(SyncError::Closed))));
+    server.shutdown().await;
 }

@@ -204,6 +204,11 @@ impl SyncSession {
         }
     }
 
+    /// A local commit added `client_version` to the log: one more to upload.
+    pub(crate) fn committed_locally(&self, client_version: u64) {
+        self.shared.update_progress(|p| p.uploadable = p.uploadable.max(client_version));
+    }
+
     /// Ends the session (the database is closing).
     pub(crate) fn close(&self) {
         self.shared.control.send_modify(|c| c.closed = true);
