@@ -361,6 +361,7 @@ async fn idle_client(url: &str, schema: &str) -> BenchResult<Socket> {
         partition: "idle".into(),
         file_ident: None,
         last_server_version: 0,
+        uploaded_through: 0,
         schema: schema.to_owned(),
     };
     ws.send(Message::Binary(protocol::encode(&bind)?.into())).await?;

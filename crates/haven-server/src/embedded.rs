@@ -1,6 +1,6 @@
 //! The embedded storage: one redb file in the server's data directory.
 
-use crate::storage::{ClientRecord, Integration, Storage, StorageError};
+use crate::storage::{ClientRecord, Integration, SnapshotEnd, Storage, StorageError};
 use haven_core::merge::{apply, Changeset, ObjectState, Writer};
 use haven_core::{key, Value};
 use haven_sync::protocol::{FileIdent, ServerChangeset, SnapshotObject};
@@ -127,7 +127,9 @@ impl Storage for EmbeddedStorage {
                 version += 1;
                 let writer = Writer {
                     version,
-                    base_version: cs.base_version,
+                    // No writer has seen a version that did not exist yet:
+                    // a claim otherwise would win every conflict.
+                    base_version: cs.base_version.min(version - 1),
                     hlc: cs.hlc.bounded(now_millis, MAX_CLOCK_SKEW_MILLIS),
                     replica: client.ident,
                 };
@@ -149,7 +151,12 @@ impl Storage for EmbeddedStorage {
                         None => objects.remove(object_key).map_err(backend)?,
                     };
                 }
-                let stored = Changeset { replica: client.ident, hlc: writer.hlc, ..cs.clone() };
+                let stored = Changeset {
+                    replica: client.ident,
+                    hlc: writer.hlc,
+                    base_version: writer.base_version,
+                    ..cs.clone()
+                };
                 history.insert((partition, version), encode(&stored)?.as_slice()).map_err(backend)?;
                 result.versions.push(version);
                 result.dropped.push(dropped);
@@ -210,18 +217,27 @@ impl Storage for EmbeddedStorage {
     fn snapshot(
         &self,
         partition: &str,
-        batch: usize,
+        client: u64,
+        batch_bytes: usize,
         visit: &mut dyn FnMut(Vec<SnapshotObject>) -> Result<(), StorageError>,
-    ) -> Result<u64, StorageError> {
-        // One read transaction: the version and the objects agree.
+    ) -> Result<SnapshotEnd, StorageError> {
+        // One read transaction: the version, the acknowledgement and the objects agree.
         let txn = self.db.begin_read().map_err(backend)?;
         let version = match txn.open_table(PARTITIONS) {
             Ok(t) => t.get(partition).map_err(backend)?.map_or(0, |g| g.value()),
-            Err(TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(TableError::TableDoesNotExist(_)) => return Ok(SnapshotEnd::default()),
+            Err(e) => return Err(backend(e)),
+        };
+        let uploaded_through = match txn.open_table(CLIENTS) {
+            Ok(t) => match t.get(client).map_err(backend)? {
+                Some(g) => decode::<ClientRecord>(g.value())?.uploaded_through,
+                None => 0,
+            },
+            Err(TableError::TableDoesNotExist(_)) => 0,
             Err(e) => return Err(backend(e)),
         };
         let table = txn.open_table(OBJECTS).map_err(backend)?;
-        let mut pending = Vec::with_capacity(batch.min(4096));
+        let (mut pending, mut bytes) = (Vec::new(), 0);
         for row in table.range((partition, "", &[][..])..).map_err(backend)? {
             let (k, v) = row.map_err(backend)?;
             let (part, ty, pk_key) = k.value();
@@ -229,18 +245,20 @@ impl Storage for EmbeddedStorage {
                 break;
             }
             // Stored in the snapshot's encoding: sent as is.
+            bytes += v.value().len() + pk_key.len() + ty.len();
             pending.push(SnapshotObject {
                 object_type: ty.to_owned(),
                 key: pk_key.to_vec(),
                 state: v.value().to_vec(),
             });
-            if pending.len() >= batch.max(1) {
+            if bytes >= batch_bytes {
                 visit(std::mem::take(&mut pending))?;
+                bytes = 0;
             }
         }
         if !pending.is_empty() {
             visit(pending)?;
         }
-        Ok(version)
+        Ok(SnapshotEnd { version, uploaded_through })
     }
 }

@@ -15,4 +15,4 @@ mod storage;
 pub use auth::{AuthError, Authenticator};
 pub use embedded::EmbeddedStorage;
 pub use serve::{ServeError, Server};
-pub use storage::{ClientRecord, Integration, Storage, StorageError};
+pub use storage::{ClientRecord, Integration, SnapshotEnd, Storage, StorageError};

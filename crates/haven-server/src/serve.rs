@@ -54,7 +54,7 @@ pub(crate) struct Shared {
     pub storage: Arc<dyn Storage>,
     pub auth: Authenticator,
     /// The server's schema: the union of what clients bound with.
-    pub schema: Mutex<Option<Arc<Schema>>>,
+    pub schema: tokio::sync::Mutex<Option<Arc<Schema>>>,
     /// Per partition with a connected client: its latest version.
     pub partitions: Mutex<HashMap<String, watch::Sender<u64>>>,
     pub metrics: Metrics,
@@ -62,10 +62,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The latest-version channel of a partition, made on first use.
-    pub fn partition(&self, name: &str, version: u64) -> watch::Sender<u64> {
+    /// The latest-version channel of a partition, made on first use, and
+    /// a subscription to it (taken under the map's lock, so that
+    /// `release_partition` cannot drop the channel in between).
+    pub fn partition(&self, name: &str) -> (watch::Sender<u64>, watch::Receiver<u64>) {
         let mut partitions = self.partitions.lock().expect("partition map");
-        partitions.entry(name.to_owned()).or_insert_with(|| watch::Sender::new(version)).clone()
+        let sender = partitions.entry(name.to_owned()).or_insert_with(|| watch::Sender::new(0)).clone();
+        let receiver = sender.subscribe();
+        (sender, receiver)
     }
 
     /// Forgets a partition once no session watches it.
@@ -118,7 +122,7 @@ impl Server {
         let shared = Arc::new(Shared {
             storage,
             auth,
-            schema: Mutex::new(schema),
+            schema: tokio::sync::Mutex::new(schema),
             partitions: Mutex::default(),
             metrics: Metrics::default(),
             shutdown: shutdown_rx.clone(),

@@ -3,7 +3,7 @@
 //! `Error` message and closes this connection only.
 
 use crate::serve::Shared;
-use crate::storage::StorageError;
+use crate::storage::{SnapshotEnd, Storage, StorageError};
 use axum::extract::ws::{Message, WebSocket};
 use haven_core::merge::{validate, Changeset};
 use haven_core::Schema;
@@ -17,8 +17,11 @@ use tokio::sync::{mpsc, watch};
 
 /// A client must bind within this time of connecting.
 const BIND_TIMEOUT: Duration = Duration::from_secs(30);
-/// Objects per `Bootstrap` message.
-const BOOTSTRAP_BATCH: usize = 10_000;
+/// Encoded object states per `Bootstrap` message, about.
+const BOOTSTRAP_BYTES: usize = 2 << 20;
+/// A client that takes longer than this to take a frame is dropped (it
+/// is not reading, and would hold the session's resources forever).
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Changesets per `Download` message (fewer if the frame would be too large).
 const DOWNLOAD_BATCH: usize = 256;
 
@@ -76,6 +79,13 @@ struct Session {
     partition: Option<String>,
 }
 
+/// Where a binding client says it stands.
+struct ClientPosition {
+    file_ident: Option<FileIdent>,
+    last_server_version: u64,
+    uploaded_through: u64,
+}
+
 /// A bound client.
 struct Bound {
     ident: FileIdent,
@@ -93,7 +103,9 @@ impl Session {
             Ok(message) => message?,
             Err(_) => return Err(Refusal::new(ErrorCode::UnexpectedMessage, "no Bind within 30 s", retry())),
         };
-        let Some(ClientMessage::Bind { token, partition, file_ident, last_server_version, schema }) = first else {
+        let Some(ClientMessage::Bind { token, partition, file_ident, last_server_version, uploaded_through, schema }) =
+            first
+        else {
             return Err(Refusal::new(ErrorCode::UnexpectedMessage, "the first message must be Bind", retry()));
         };
         let user = self.shared.auth.authorize(&token, &partition).map_err(|e| {
@@ -103,52 +115,37 @@ impl Session {
             };
             Refusal::new(code, e.to_string(), Action::Fatal)
         })?;
-        let schema = self.adopt_schema(&schema)?;
-        let mut bound = self.bind(&partition, file_ident, last_server_version, schema).await?;
+        let schema = adopt_schema(&self.shared, &schema).await?;
+        let client = ClientPosition { file_ident, last_server_version, uploaded_through };
+        let mut bound = self.bind(&partition, client, schema).await?;
         tracing::info!(%user, %partition, ident = bound.ident.ident, "client bound");
-        let versions = self.shared.partition(&partition, bound.sent);
+        let (versions, latest) = self.shared.partition(&partition);
         self.partition = Some(partition);
-        self.exchange(&mut bound, versions).await
-    }
-
-    /// The server's schema after this client's additions; a conflicting
-    /// schema is refused.
-    fn adopt_schema(&self, client_json: &str) -> Result<Arc<Schema>, Refusal> {
-        let bad = |e: haven_core::SchemaError| Refusal::new(ErrorCode::BadSchema, e.to_string(), Action::Fatal);
-        let client = Schema::from_json(client_json).map_err(bad)?;
-        let mut current = self.shared.schema.lock().expect("schema");
-        let merged = match current.as_deref() {
-            Some(server) => server.union(&client).map_err(bad)?,
-            None => client,
-        };
-        if current.as_deref() != Some(&merged) {
-            self.shared.storage.set_schema(&merged.to_json()).map_err(Refusal::storage)?;
-            *current = Some(Arc::new(merged));
-        }
-        Ok(current.clone().expect("just set"))
+        self.exchange(&mut bound, versions, latest).await
     }
 
     /// Registers or recognises the client, answers `Bound`, and sends the
     /// snapshot to a client that starts from nothing.
-    async fn bind(
-        &mut self,
-        partition: &str,
-        file_ident: Option<FileIdent>,
-        last_server_version: u64,
-        schema: Arc<Schema>,
-    ) -> Result<Bound, Refusal> {
-        let storage = &self.shared.storage;
+    async fn bind(&mut self, partition: &str, client: ClientPosition, schema: Arc<Schema>) -> Result<Bound, Refusal> {
         let reset =
             |reason, message: String| Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason });
-        let (ident, acknowledged) = match file_ident {
-            None => (storage.register_client(partition).map_err(Refusal::storage)?, 0),
-            Some(ident) => match storage.client(ident) {
+        let name = partition.to_owned();
+        let (ident, acknowledged) = match client.file_ident {
+            None => (storage(&self.shared, move |s| s.register_client(&name)).await?, 0),
+            Some(ident) => match storage(&self.shared, move |s| Ok(s.client(ident))).await? {
                 Ok(record) if record.partition != partition => {
                     return Err(Refusal::new(
                         ErrorCode::UnexpectedMessage,
                         format!("this file syncs partition '{}', not '{partition}'", record.partition),
                         Action::Fatal,
                     ))
+                }
+                Ok(record) if record.uploaded_through < client.uploaded_through => {
+                    let message = format!(
+                        "the server acknowledged this file's changes up to {} but now knows only up to {}",
+                        client.uploaded_through, record.uploaded_through
+                    );
+                    return Err(reset(ResetReason::ServerRestored, message));
                 }
                 Ok(record) => (ident, record.uploaded_through),
                 Err(StorageError::UnknownClient(_) | StorageError::SaltMismatch(_)) => {
@@ -157,44 +154,54 @@ impl Session {
                 Err(e) => return Err(Refusal::storage(e)),
             },
         };
-        let version = storage.version(partition).map_err(Refusal::storage)?;
-        if last_server_version > version {
-            return Err(reset(
-                ResetReason::ServerRestored,
-                format!("the client has version {last_server_version} but the server only {version}"),
-            ));
+        let name = partition.to_owned();
+        let version = storage(&self.shared, move |s| s.version(&name)).await?;
+        if client.last_server_version > version {
+            let message =
+                format!("the client has version {} but the server only {version}", client.last_server_version);
+            return Err(reset(ResetReason::ServerRestored, message));
         }
         self.send(&ServerMessage::Bound { file_ident: ident, server_version: version }).await?;
         let mut bound =
-            Bound { ident, partition: partition.to_owned(), schema, sent: last_server_version, acknowledged };
-        if last_server_version == 0 && version > 0 {
-            bound.sent = self.bootstrap(partition).await?;
+            Bound { ident, partition: partition.to_owned(), schema, sent: client.last_server_version, acknowledged };
+        if client.last_server_version == 0 && version > 0 {
+            let end = self.bootstrap(partition, ident).await?;
+            (bound.sent, bound.acknowledged) = (end.version, end.uploaded_through);
         }
         Ok(bound)
     }
 
-    /// Streams the partition's current state; returns its version.
-    async fn bootstrap(&mut self, partition: &str) -> Result<u64, Refusal> {
+    /// Streams the partition's current state, ending with its version and
+    /// the client's acknowledgement as of that version (a changeset the
+    /// snapshot holds must not stay pending on the client).
+    async fn bootstrap(&mut self, partition: &str, ident: FileIdent) -> Result<SnapshotEnd, Refusal> {
         let (tx, mut rx) = mpsc::channel::<Vec<SnapshotObject>>(2);
         let storage = self.shared.storage.clone();
         let name = partition.to_owned();
         let reader = tokio::task::spawn_blocking(move || {
-            storage.snapshot(&name, BOOTSTRAP_BATCH, &mut |objects| {
+            storage.snapshot(&name, ident.ident, BOOTSTRAP_BYTES, &mut |objects| {
                 tx.blocking_send(objects).map_err(|_| StorageError::Backend("the client went away".into()))
             })
         });
         while let Some(objects) = rx.recv().await {
-            self.send(&ServerMessage::Bootstrap { objects, last: false, server_version: 0 }).await?;
+            let batch = ServerMessage::Bootstrap { objects, last: false, server_version: 0, uploaded_through: 0 };
+            self.send(&batch).await?;
         }
-        let version = reader.await.map_err(|e| Refusal::storage(StorageError::Backend(e.to_string())))?;
-        let version = version.map_err(Refusal::storage)?;
-        self.send(&ServerMessage::Bootstrap { objects: vec![], last: true, server_version: version }).await?;
-        Ok(version)
+        let end = reader.await.map_err(|e| Refusal::storage(StorageError::Backend(e.to_string())))?;
+        let end = end.map_err(Refusal::storage)?;
+        let SnapshotEnd { version, uploaded_through } = end;
+        self.send(&ServerMessage::Bootstrap { objects: vec![], last: true, server_version: version, uploaded_through })
+            .await?;
+        Ok(end)
     }
 
     /// The bound session: frames in, history out.
-    async fn exchange(&mut self, bound: &mut Bound, versions: watch::Sender<u64>) -> Result<(), Refusal> {
-        let mut latest = versions.subscribe();
+    async fn exchange(
+        &mut self,
+        bound: &mut Bound,
+        versions: watch::Sender<u64>,
+        mut latest: watch::Receiver<u64>,
+    ) -> Result<(), Refusal> {
         let mut shutdown = self.shared.shutdown.clone();
         // The first Download also repeats the acknowledgement, which a cut
         // connection may have lost.
@@ -239,13 +246,9 @@ impl Session {
             validate(&bound.schema, cs)
                 .map_err(|e| Refusal::new(ErrorCode::BadUpload, e.to_string(), Action::Fatal))?;
         }
-        let storage = self.shared.storage.clone();
         let (ident, changesets) = (bound.ident, changesets.to_vec());
         let started = Instant::now();
-        let integration = tokio::task::spawn_blocking(move || storage.integrate(ident, &changesets, now_millis()))
-            .await
-            .map_err(|e| Refusal::storage(StorageError::Backend(e.to_string())))?
-            .map_err(Refusal::storage)?;
+        let integration = storage(&self.shared, move |s| s.integrate(ident, &changesets, now_millis())).await?;
         self.shared.metrics.observe_integration(started.elapsed());
         if let Some(&version) = integration.versions.last() {
             self.shared.metrics.changesets_integrated.fetch_add(integration.versions.len() as u64, Relaxed);
@@ -261,11 +264,12 @@ impl Session {
     /// Sends the history the client lacks. The acknowledgement is read
     /// before the history, so every changeset it covers is in what is sent.
     async fn catch_up(&mut self, bound: &mut Bound, always: bool) -> Result<(), Refusal> {
-        let storage = self.shared.storage.clone();
-        let through = storage.client(bound.ident).map_err(Refusal::storage)?.uploaded_through;
+        let ident = bound.ident;
+        let through = storage(&self.shared, move |s| s.client(ident)).await?.uploaded_through;
         let mut batch = DOWNLOAD_BATCH;
         loop {
-            let history = storage.history(&bound.partition, bound.sent, batch).map_err(Refusal::storage)?;
+            let (partition, after) = (bound.partition.clone(), bound.sent);
+            let history = storage(&self.shared, move |s| s.history(&partition, after, batch)).await?;
             let last = history.len() < batch;
             if history.is_empty() && through == bound.acknowledged && !always {
                 return Ok(());
@@ -305,7 +309,17 @@ impl Session {
                 Some(Err(e)) => return receive_error(e),
             };
             self.shared.metrics.bytes_in.fetch_add(frame.len() as u64, Relaxed);
-            return protocol::decode(&frame).map(Some).map_err(Refusal::frame);
+            let message = protocol::decode(&frame).map_err(Refusal::frame)?;
+            if matches!(message, ClientMessage::Upload { .. }) && frame.len() > protocol::MAX_UPLOAD_BYTES {
+                // Its history must fit in a Download, which carries a little more.
+                let message = format!(
+                    "an upload frame may be at most {} bytes, this one has {}: split large write transactions",
+                    protocol::MAX_UPLOAD_BYTES,
+                    frame.len()
+                );
+                return Err(Refusal::new(ErrorCode::BadUpload, message, Action::Fatal));
+            }
+            return Ok(Some(message));
         }
     }
 
@@ -316,11 +330,45 @@ impl Session {
 
     async fn send_frame(&mut self, frame: Vec<u8>) -> Result<(), Refusal> {
         self.shared.metrics.bytes_out.fetch_add(frame.len() as u64, Relaxed);
-        self.socket
-            .send(Message::Binary(frame.into()))
-            .await
-            .map_err(|e| Refusal::new(ErrorCode::Unavailable, format!("connection lost: {e}"), retry()))
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Binary(frame.into()))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Refusal::new(ErrorCode::Unavailable, format!("connection lost: {e}"), retry())),
+            Err(_) => Err(Refusal::new(ErrorCode::Unavailable, "the client stopped reading", retry())),
+        }
     }
+}
+
+/// Runs a storage call on the blocking pool: storage may wait for disk
+/// or for another writer.
+async fn storage<T: Send + 'static>(
+    shared: &Shared,
+    f: impl FnOnce(&dyn Storage) -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, Refusal> {
+    let storage = shared.storage.clone();
+    match tokio::task::spawn_blocking(move || f(storage.as_ref())).await {
+        Ok(result) => result.map_err(Refusal::storage),
+        Err(e) => Err(Refusal::storage(StorageError::Backend(e.to_string()))),
+    }
+}
+
+/// The server's schema after a client's additions; a conflicting schema
+/// is refused.
+async fn adopt_schema(shared: &Shared, client_json: &str) -> Result<Arc<Schema>, Refusal> {
+    let bad = |e: haven_core::SchemaError| Refusal::new(ErrorCode::BadSchema, e.to_string(), Action::Fatal);
+    let client = Schema::from_json(client_json).map_err(bad)?;
+    // Held while storing: two binds adding different types must not each
+    // store a union without the other's.
+    let mut current = shared.schema.lock().await;
+    let merged = match current.as_deref() {
+        Some(server) => server.union(&client).map_err(bad)?,
+        None => client,
+    };
+    if current.as_deref() != Some(&merged) {
+        let json = merged.to_json();
+        storage(shared, move |s| s.set_schema(&json)).await?;
+        *current = Some(Arc::new(merged));
+    }
+    Ok(current.clone().expect("just set"))
 }
 
 /// A read error: the client went away (`Ok(None)`), or sent a frame that

@@ -51,6 +51,15 @@ pub struct Integration {
     pub dropped: Vec<Vec<DropReason>>,
 }
 
+/// Where a snapshot stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotEnd {
+    /// The version the snapshot is of (0: an empty partition).
+    pub version: u64,
+    /// The client's changesets up to this client version are in it.
+    pub uploaded_through: u64,
+}
+
 /// The server's storage. Every method is atomic; `integrate` is also
 /// ordered: one partition's changesets get consecutive versions, and a
 /// reader never sees a version before the ones below it.
@@ -85,12 +94,15 @@ pub trait Storage: Send + Sync {
     /// Up to `limit` changesets of the partition's history after version `after`.
     fn history(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<ServerChangeset>, StorageError>;
 
-    /// The partition's current objects in batches of at most `batch`,
-    /// all from one consistent version, which is returned.
+    /// The partition's current objects in batches of about `batch_bytes`
+    /// (encoded states), all from one consistent version, which is
+    /// returned with `client`'s acknowledgement as of that version (0 for
+    /// an ident it does not know).
     fn snapshot(
         &self,
         partition: &str,
-        batch: usize,
+        client: u64,
+        batch_bytes: usize,
         visit: &mut dyn FnMut(Vec<SnapshotObject>) -> Result<(), StorageError>,
-    ) -> Result<u64, StorageError>;
+    ) -> Result<SnapshotEnd, StorageError>;
 }

@@ -173,7 +173,7 @@ proptest! {
             prop_assert_eq!(&dogs(&c.db), &first);
         }
         let mut server = BTreeMap::new();
-        storage.snapshot("p", 100, &mut |batch| {
+        storage.snapshot("p", 0, 100, &mut |batch| {
             for o in batch {
                 let (pk, state) = o.decode().unwrap();
                 if let haven_core::merge::ObjectState::Live { fields, .. } = state {
@@ -233,20 +233,81 @@ fn a_new_client_bootstraps_from_the_snapshot() {
     new.db.write(|tx| tx.set("Dog", 100, "age", 7)).unwrap();
     new.db.start_bootstrap().unwrap();
     let mut batches = 0;
-    let version = storage
-        .snapshot("p", 10, &mut |batch| {
+    let end = storage
+        .snapshot("p", new.ident.ident, 300, &mut |batch| {
             batches += 1;
             new.db.bootstrap_batch(&batch).unwrap();
             Ok(())
         })
         .unwrap();
-    assert_eq!(batches, 3);
+    assert!(batches > 2);
     assert_eq!(dogs(&new.db).len(), 1, "nothing visible changes before the finish");
-    new.db.finish_bootstrap(version, new.ident.ident).unwrap();
-    new.seen = version;
+    new.db.finish_bootstrap(end.version, end.uploaded_through, new.ident.ident).unwrap();
+    new.seen = end.version;
     assert_eq!(dogs(&new.db).len(), 25, "24 from the server (one was deleted) and its own");
     assert_eq!(age(&new.db, 100), Some(7.into()));
     sync(&storage, &mut new);
     download(&storage, &mut old);
     assert_eq!(dogs(&old.db), dogs(&new.db));
+}
+
+/// A client's upload was integrated but the acknowledgement was lost
+/// before it had ever downloaded: it binds again as a new client and gets
+/// the snapshot, which already holds those changes. They must not count
+/// twice (increments) when its log is replayed on top.
+#[test]
+fn a_bootstrap_after_a_lost_acknowledgement_applies_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = EmbeddedStorage::open(&dir.path().join("server")).unwrap();
+    let c = client(dir.path(), "c", &storage);
+    c.db.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex", "age": 0, "lastUpdated": 0}), UpdateMode::Never))
+        .unwrap();
+    c.db.write(|tx| tx.increment("Dog", 1, "age", 1)).unwrap();
+    c.db.write(|tx| tx.increment("Dog", 1, "age", 1)).unwrap();
+    upload(&storage, &c); // integrated; the acknowledgement never arrives
+    c.db.write(|tx| tx.increment("Dog", 1, "age", 10)).unwrap(); // not uploaded yet
+
+    c.db.start_bootstrap().unwrap();
+    let end = storage
+        .snapshot("p", c.ident.ident, 1 << 20, &mut |batch| {
+            c.db.bootstrap_batch(&batch).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(end.uploaded_through, 3);
+    c.db.finish_bootstrap(end.version, end.uploaded_through, c.ident.ident).unwrap();
+    assert_eq!(age(&c.db, 1), Some(12.into()), "2 from the snapshot, 10 still pending");
+    assert_eq!(c.db.pending_changes().unwrap().len(), 1);
+}
+
+/// A download may bring this file's own changesets before the message
+/// that acknowledges them (history comes in batches). They are
+/// acknowledged by being there: replaying them again would count the
+/// increments twice.
+#[test]
+fn own_changesets_in_history_count_once_before_their_acknowledgement() {
+    let (_dir, storage, l, r) = baseline();
+    for _ in 0..5 {
+        l.db.write(|tx| tx.increment("Dog", 1, "age", 1)).unwrap();
+    }
+    let pending = l.db.pending_changes().unwrap();
+    storage.integrate(l.ident, &pending[..3], now()).unwrap();
+    r.db.write(|tx| tx.set("Dog", 1, "name", "Max")).unwrap();
+    upload(&storage, &r);
+    storage.integrate(l.ident, &pending[3..], now()).unwrap();
+    let history: Vec<_> = storage
+        .history("p", l.seen, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.server_version, h.changeset))
+        .collect();
+    // L's three increments and R's write come first, without an acknowledgement.
+    let (first, rest) = history.split_at(4);
+    l.db.integrate_download(first, 0, l.ident.ident).unwrap();
+    assert_eq!(age(&l.db, 1), Some(6.into()), "1, three increments confirmed, two pending");
+    assert_eq!(l.db.pending_changes().unwrap().len(), 2);
+    l.db.integrate_download(rest, 5, l.ident.ident).unwrap();
+    assert_eq!(age(&l.db, 1), Some(6.into()));
+    assert_eq!(l.db.object_for_primary_key("Dog", 1).unwrap().unwrap().get("name"), Some("Max".into()));
+    assert!(l.db.pending_changes().unwrap().is_empty());
 }

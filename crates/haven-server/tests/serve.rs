@@ -88,6 +88,7 @@ fn bind(token: &str, partition: &str) -> ClientMessage {
         partition: partition.into(),
         file_ident: None,
         last_server_version: 0,
+        uploaded_through: 0,
         schema: SCHEMA.into(),
     }
 }
@@ -218,11 +219,13 @@ async fn uploads_that_do_not_fit_the_schema_store_nothing() {
     // A schema that conflicts with the server's is refused at bind.
     let mut client = Client::connect(&server).await;
     let conflicting = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","age":"string"}}]"#;
-    let ClientMessage::Bind { token, partition, file_ident, last_server_version, .. } = bind("", "p") else {
+    let ClientMessage::Bind { token, partition, file_ident, last_server_version, uploaded_through, .. } = bind("", "p")
+    else {
         unreachable!()
     };
+    let schema = conflicting.into();
     client
-        .send(&ClientMessage::Bind { token, partition, file_ident, last_server_version, schema: conflicting.into() })
+        .send(&ClientMessage::Bind { token, partition, file_ident, last_server_version, uploaded_through, schema })
         .await;
     assert!(client.refused(ErrorCode::BadSchema).await.contains("age"));
     server.shutdown().await;
@@ -240,8 +243,16 @@ async fn uploads_are_idempotent() {
     // acknowledgement was lost, say): it is not integrated twice.
     let mut again = Client::connect(&server).await;
     let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
+    let file_ident = Some(ident);
     again
-        .send(&ClientMessage::Bind { token, partition, file_ident: Some(ident), last_server_version: 1, schema })
+        .send(&ClientMessage::Bind {
+            token,
+            partition,
+            file_ident,
+            last_server_version: 1,
+            uploaded_through: 1,
+            schema,
+        })
         .await;
     assert!(matches!(again.receive().await, Some(ServerMessage::Bound { server_version: 1, .. })));
     again.send(&upload(1, create(1))).await;

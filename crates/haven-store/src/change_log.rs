@@ -88,6 +88,8 @@ pub(crate) struct SyncPosition {
     pub base_version: u64,
     /// The last client version written to the log (0: none).
     pub last_client_version: u64,
+    /// The last client version the server acknowledged (what left the log).
+    pub acknowledged: u64,
 }
 
 pub(crate) fn position(rtx: &redb::ReadTransaction) -> Result<SyncPosition> {
@@ -102,10 +104,18 @@ pub(crate) fn position(rtx: &redb::ReadTransaction) -> Result<SyncPosition> {
         (Some(ident), Some(salt)) => Ok((ident, salt)),
         _ => Err(Error::Storage("the file's sync ident is damaged".into())),
     });
+    let last_client_version = bytes(NEXT_VERSION)?.and_then(|b| u64_at(&b, 0)).map_or(0, |next| next - 1);
+    // Changesets leave the log only when acknowledged, oldest first.
+    let oldest_pending = match rtx.open_table(PENDING) {
+        Ok(t) => t.first()?.map(|(k, _)| k.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     Ok(SyncPosition {
         file_ident: file_ident.transpose()?,
         base_version: bytes(BASE_VERSION)?.and_then(|b| u64_at(&b, 0)).unwrap_or(0),
-        last_client_version: bytes(NEXT_VERSION)?.and_then(|b| u64_at(&b, 0)).map_or(0, |next| next - 1),
+        last_client_version,
+        acknowledged: oldest_pending.map_or(last_client_version, |v| v - 1),
     })
 }
 

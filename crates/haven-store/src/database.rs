@@ -259,9 +259,10 @@ impl Database {
     /// Ends a bootstrap of the snapshot at server `version`, in one commit:
     /// every object becomes the server's state with this file's pending
     /// changes replayed on top (objects the server lacks and no pending
-    /// change creates are deleted).
-    pub fn finish_bootstrap(&self, version: u64, ident: u64) -> Result<()> {
-        self.write_as_server(|tx| crate::download::finish_bootstrap(tx, version, ident))
+    /// change creates are deleted). `uploaded_through` is the server's
+    /// acknowledgement as of the snapshot: those changesets are in it.
+    pub fn finish_bootstrap(&self, version: u64, uploaded_through: u64, ident: u64) -> Result<()> {
+        self.write_as_server(|tx| crate::download::finish_bootstrap(tx, version, uploaded_through, ident))
     }
 
     fn write_as_server(&self, f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<()>) -> Result<()> {
@@ -469,13 +470,15 @@ impl Inner {
             Ok(value) => {
                 let logged = if log.is_empty() { None } else { Some(change_log::append(&txn, log)?) };
                 txn.commit()?;
+                let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
+                // After counting the commit: a reader woken now must not get
+                // the cached snapshot from before it.
                 if let Some(client_version) = logged {
                     if let Some(session) = self.session.get() {
                         session.committed_locally(client_version);
                     }
                     self.local_commits.notify_one();
                 }
-                let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
                 if !changes.is_empty() {
                     // The commit stands whatever happens here: report it as done.
                     match self.fresh_snapshot() {

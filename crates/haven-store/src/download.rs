@@ -21,13 +21,23 @@ pub(crate) fn integrate(
     ident: u64,
 ) -> Result<()> {
     let raw = tx.raw();
-    // This file's own changesets coming back, acknowledged and with
-    // nothing from others between them, change no value here: the app's
-    // objects already show them, replayed in the same order (the merge
-    // rule lets a replica's later write win over its own earlier one
-    // whatever the stamps). Only the stamps move, and they live in the
-    // confirmed state: no object needs rebuilding.
-    let only_own = changesets.iter().all(|(_, cs)| cs.replica == ident && cs.client_version <= uploaded_through);
+    // The server integrates a file's changesets in client-version order:
+    // one of ours in the history acknowledges every earlier one, whatever
+    // `uploaded_through` says (the batch that carries it may come later).
+    // Replaying it again on top would apply it twice.
+    let uploaded_through = changesets
+        .iter()
+        .filter(|(_, cs)| cs.replica == ident)
+        .map(|(_, cs)| cs.client_version)
+        .fold(uploaded_through, u64::max);
+    // This file's own changesets coming back, with nothing from others
+    // between them, change no value here: the app's objects already show
+    // them, replayed in the same order (the merge rule lets a replica's
+    // later write win over its own earlier one whatever the stamps). Only
+    // the stamps move, and they live in the confirmed state: no object
+    // needs rebuilding, unless the rule dropped something (a clock the
+    // server bounded, say).
+    let only_own = changesets.iter().all(|(_, cs)| cs.replica == ident);
     let mut touched: BTreeMap<(String, Vec<u8>), Value> = BTreeMap::new();
     let mut last_version = 0;
     let rebuilt;
@@ -39,24 +49,20 @@ pub(crate) fn integrate(
                 let (ty, pk) = instruction.object();
                 let pk_key = key_of(pk)?;
                 let current = read_state(&confirmed, ty, &pk_key)?;
-                match apply(current.as_ref(), instruction, &writer).state {
-                    Some(state) => confirmed.insert((ty, pk_key.as_slice()), encode_state(pk, &state)?.as_slice())?,
+                let applied = apply(current.as_ref(), instruction, &writer);
+                match &applied.state {
+                    Some(state) => confirmed.insert((ty, pk_key.as_slice()), encode_state(pk, state)?.as_slice())?,
                     None => confirmed.remove((ty, pk_key.as_slice()))?,
                 };
-                if !only_own {
+                if !only_own || !applied.dropped.is_empty() {
                     touched.insert((ty.to_owned(), pk_key), pk.clone());
                 }
             }
             last_version = last_version.max(*version);
         }
 
-        // Acknowledged changesets are part of the confirmed state now.
         let mut pending = raw.open_table(PENDING)?;
-        let acknowledged: Vec<u64> =
-            pending.range(..=uploaded_through)?.map(|r| r.map(|(k, _)| k.value())).collect::<Result<_, _>>()?;
-        for v in acknowledged {
-            pending.remove(v)?;
-        }
+        drop_acknowledged(&mut pending, uploaded_through)?;
         let remaining = pending_changesets(&pending)?;
         let replay = Replay::new(&remaining, last_version, ident)?;
         rebuilt = touched
@@ -95,11 +101,22 @@ pub(crate) fn bootstrap_batch(tx: &mut WriteTransaction<'_>, objects: &[Snapshot
 }
 
 /// Ends a bootstrap: every object, on the server or only here, becomes
-/// its confirmed state with the pending changes replayed on top. Objects
-/// are rebuilt as they are read, so memory does not grow with the data.
-pub(crate) fn finish_bootstrap(tx: &mut WriteTransaction<'_>, version: u64, ident: u64) -> Result<()> {
+/// its confirmed state with the pending changes replayed on top (those up
+/// to `uploaded_through` are in the snapshot already, and leave the log).
+/// Objects are rebuilt as they are read, so memory does not grow with the
+/// data.
+pub(crate) fn finish_bootstrap(
+    tx: &mut WriteTransaction<'_>,
+    version: u64,
+    uploaded_through: u64,
+    ident: u64,
+) -> Result<()> {
     let raw = tx.raw();
-    let pending = pending_changesets(&raw.open_table(PENDING)?)?;
+    let pending = {
+        let mut table = raw.open_table(PENDING)?;
+        drop_acknowledged(&mut table, uploaded_through)?;
+        pending_changesets(&table)?
+    };
     let replay = Replay::new(&pending, version, ident)?;
     let confirmed = raw.open_table(CONFIRMED)?;
     // Objects only this file has: its pending changes replayed onto nothing.
@@ -174,6 +191,16 @@ fn object_id(ty: &str, pk_key: &[u8]) -> Vec<u8> {
     id.push(0);
     id.extend_from_slice(pk_key);
     id
+}
+
+/// Acknowledged changesets are part of the confirmed state: they leave the log.
+fn drop_acknowledged(pending: &mut redb::Table<u64, &'static [u8]>, uploaded_through: u64) -> Result<()> {
+    let acknowledged: Vec<u64> =
+        pending.range(..=uploaded_through)?.map(|r| r.map(|(k, _)| k.value())).collect::<Result<_, _>>()?;
+    for v in acknowledged {
+        pending.remove(v)?;
+    }
+    Ok(())
 }
 
 fn pending_changesets(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<Vec<Changeset>> {

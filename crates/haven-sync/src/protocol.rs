@@ -16,6 +16,10 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// The largest frame either side sends or accepts.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 
+/// The largest `Upload` frame: a little less than [`MAX_FRAME_BYTES`], so
+/// that the history it becomes always fits in a `Download`.
+pub const MAX_UPLOAD_BYTES: usize = MAX_FRAME_BYTES - (64 << 10);
+
 const MAGIC: [u8; 2] = *b"HV";
 
 /// A client's identity on the server: issued at its first bind, kept in
@@ -42,6 +46,9 @@ pub enum ClientMessage {
         file_ident: Option<FileIdent>,
         /// The last server version the client integrated (0: none).
         last_server_version: u64,
+        /// The last of its changesets the server acknowledged to it (0:
+        /// none). A server that knows less was restored from a backup.
+        uploaded_through: u64,
         /// The schema the client writes with (the JSON of
         /// `Schema::to_json`). The server adopts additive changes and
         /// refuses breaking ones.
@@ -126,8 +133,11 @@ pub enum ServerMessage {
         objects: Vec<SnapshotObject>,
         /// Whether this is the last batch.
         last: bool,
-        /// The version the snapshot is of.
+        /// The version the snapshot is of (in the last batch).
         server_version: u64,
+        /// The client's changesets up to this client version are in the
+        /// snapshot (in the last batch).
+        uploaded_through: u64,
     },
     /// Changesets in server order, and the upload acknowledgement.
     Download {
@@ -288,8 +298,8 @@ pub fn encode_upload(encoded_changesets: &[&[u8]]) -> Result<Vec<u8>, FrameError
     let empty = encode(&ClientMessage::Upload { changesets: vec![] })?;
     let (head, _zero_length) = empty.split_at(empty.len() - 1);
     let size = head.len() + 10 + encoded_changesets.iter().map(|c| c.len()).sum::<usize>();
-    if size > MAX_FRAME_BYTES {
-        return Err(FrameError::TooLarge { size, max: MAX_FRAME_BYTES });
+    if size > MAX_UPLOAD_BYTES {
+        return Err(FrameError::TooLarge { size, max: MAX_UPLOAD_BYTES });
     }
     let mut frame = Vec::with_capacity(size);
     frame.extend_from_slice(head);
@@ -388,6 +398,7 @@ mod tests {
             partition: "p".into(),
             file_ident: None,
             last_server_version: 0,
+            uploaded_through: 0,
             schema: String::new(),
         };
         assert!(matches!(encode(&big), Err(FrameError::TooLarge { .. })));

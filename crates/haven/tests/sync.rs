@@ -198,3 +198,23 @@ async fn the_session_ends_when_the_database_closes() {
     assert!(matches!(session.download_all_server_changes().await, Err(haven::Error::Sync(SyncError::Closed))));
     server.shutdown().await;
 }
+
+/// More own changesets than one Download carries, through the server:
+/// each counts once, here and on a new device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_offline_increments_count_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let a = Database::open_synced(config(dir.path(), "a", &server.url())).await.unwrap();
+    a.sync_session().unwrap().pause();
+    a.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex", "age": 0}), UpdateMode::Never)).unwrap();
+    for _ in 0..600 {
+        a.write(|tx| tx.increment("Dog", 1, "age", 1)).unwrap();
+    }
+    a.sync_session().unwrap().resume();
+    synced(&a).await;
+    assert_eq!(age(&a, 1), Some(600.into()));
+    let b = Database::open_synced(config(dir.path(), "b", &server.url())).await.unwrap();
+    assert_eq!(age(&b, 1), Some(600.into()));
+    server.shutdown().await;
+}

@@ -8,7 +8,9 @@ use crate::database::Database;
 use futures_util::{SinkExt, StreamExt};
 use haven_core::merge::Changeset;
 use haven_sync::protocol::{self, Action, ClientMessage, FileIdent, ServerMessage, MAX_FRAME_BYTES};
+use std::collections::VecDeque;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -39,9 +41,20 @@ pub(crate) enum Ended {
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Frames handed to the writer task but not yet written.
+const WRITER_QUEUE: usize = 4;
+
+/// One connection. Frames are written by a task of their own, so that
+/// reading never waits for writing: a server that answers each upload
+/// while the client is still sending must find the client reading, or
+/// both would wait for each other with full socket buffers.
 pub(crate) struct Connection<'a> {
     shared: &'a Shared,
-    socket: Socket,
+    reader: futures_util::stream::SplitStream<Socket>,
+    writer: mpsc::Sender<Vec<u8>>,
+    writer_task: tokio::task::JoinHandle<()>,
+    /// Frames waiting for room in the writer's queue.
+    outbox: VecDeque<Vec<u8>>,
     ident: FileIdent,
     /// The last client version uploaded on this connection.
     uploaded_through: u64,
@@ -66,10 +79,7 @@ impl<'a> Connection<'a> {
         tracing::info!(partition = %shared.config.partition, ident = connection.ident.ident, "sync connected");
         match connection.exchange().await {
             Ok(never) => match never {},
-            Err(ended) => {
-                let _ = connection.socket.close(None).await;
-                ended
-            }
+            Err(ended) => ended, // dropping the writer's queue closes the socket
         }
     }
 
@@ -80,27 +90,34 @@ impl<'a> Connection<'a> {
         let (socket, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
             .await
             .map_err(|e| Ended::Lost(format!("cannot connect to {url}: {e}")))?;
+        let (sink, reader) = socket.split();
+        let (writer, frames) = mpsc::channel(WRITER_QUEUE);
+        let writer_task = tokio::spawn(write_frames(sink, frames));
         let db = shared.db().ok_or(Ended::Closed)?;
         let (position, schema) =
             blocking(db, |db| Ok((db.snapshot()?.sync_position()?, db.schema().to_json()))).await?;
         let mut connection = Connection {
             shared,
-            socket,
+            reader,
+            writer,
+            writer_task,
+            outbox: VecDeque::new(),
             ident: FileIdent { ident: 0, salt: 0 },
             uploaded_through: 0,
             bootstrapping: false,
             mark_sent: 0,
             last_heard: Instant::now(),
         };
-        connection
-            .send(ClientMessage::Bind {
-                token: shared.config.token.clone(),
-                partition: shared.config.partition.clone(),
-                file_ident: position.file_ident.map(|(ident, salt)| FileIdent { ident, salt }),
-                last_server_version: position.base_version,
-                schema,
-            })
-            .await?;
+        let bind = ClientMessage::Bind {
+            token: shared.config.token.clone(),
+            partition: shared.config.partition.clone(),
+            file_ident: position.file_ident.map(|(ident, salt)| FileIdent { ident, salt }),
+            last_server_version: position.base_version,
+            uploaded_through: position.acknowledged,
+            schema,
+        };
+        let frame = protocol::encode(&bind).map_err(|e| Ended::Fatal(SyncError::Local(e.to_string())))?;
+        connection.writer.send(frame).await.map_err(|_| Ended::Lost("the connection was cut while binding".into()))?;
         match connection.receive().await? {
             ServerMessage::Bound { file_ident, server_version } => {
                 if position.file_ident != Some((file_ident.ident, file_ident.salt)) {
@@ -133,17 +150,22 @@ impl<'a> Connection<'a> {
             }
             if wanted.marks_requested > self.mark_sent {
                 self.mark_sent = wanted.marks_requested;
-                self.send(ClientMessage::Mark { request: self.mark_sent }).await?;
+                self.send(ClientMessage::Mark { request: self.mark_sent })?;
             }
+            let writer = self.writer.clone();
             tokio::select! {
                 message = self.receive() => self.handle(message?).await?,
+                permit = writer.reserve(), if !self.outbox.is_empty() => {
+                    let permit = permit.map_err(|_| Ended::Lost("the connection was cut while sending".into()))?;
+                    permit.send(self.outbox.pop_front().expect("not empty"));
+                }
                 () = shared.local_commits.notified() => self.upload().await?,
                 _ = control.changed() => {}
                 _ = ping.tick() => {
                     if self.last_heard.elapsed() > 2 * PING_INTERVAL {
                         return Err(Ended::Lost("the server stopped answering".into()));
                     }
-                    self.send(ClientMessage::Ping { nonce: 0 }).await?;
+                    self.send(ClientMessage::Ping { nonce: 0 })?;
                 }
             }
         }
@@ -165,7 +187,7 @@ impl<'a> Connection<'a> {
                     p.downloadable = p.downloadable.max(server_version);
                 });
             }
-            ServerMessage::Bootstrap { objects, last, server_version } => {
+            ServerMessage::Bootstrap { objects, last, server_version, uploaded_through } => {
                 let first = !std::mem::replace(&mut self.bootstrapping, !last);
                 let ident = self.ident.ident;
                 blocking(self.db()?, move |db| {
@@ -174,13 +196,14 @@ impl<'a> Connection<'a> {
                     }
                     db.bootstrap_batch(&objects)?;
                     if last {
-                        db.finish_bootstrap(server_version, ident)?;
+                        db.finish_bootstrap(server_version, uploaded_through, ident)?;
                     }
                     Ok(())
                 })
                 .await?;
                 if last {
                     self.shared.update_progress(|p| {
+                        p.uploaded = p.uploaded.max(uploaded_through);
                         p.downloaded = p.downloaded.max(server_version);
                         p.downloadable = p.downloadable.max(server_version);
                     });
@@ -226,7 +249,7 @@ impl<'a> Connection<'a> {
                     "local write {version} cannot be uploaded ({e}); split large write transactions"
                 )))
             })?;
-            self.send_frame(frame).await?;
+            self.outbox.push_back(frame);
             self.uploaded_through = pending[end - 1].0;
             start = end;
         }
@@ -235,7 +258,7 @@ impl<'a> Connection<'a> {
 
     async fn receive(&mut self) -> Result<ServerMessage, Ended> {
         loop {
-            let frame = match self.socket.next().await {
+            let frame = match self.reader.next().await {
                 None | Some(Ok(Message::Close(_))) => {
                     return Err(Ended::Lost("the server closed the connection".into()))
                 }
@@ -248,18 +271,33 @@ impl<'a> Connection<'a> {
         }
     }
 
-    async fn send(&mut self, message: ClientMessage) -> Result<(), Ended> {
+    /// Queues a message; the exchange loop hands it to the writer.
+    fn send(&mut self, message: ClientMessage) -> Result<(), Ended> {
         let frame = protocol::encode(&message).map_err(|e| Ended::Fatal(SyncError::Local(e.to_string())))?;
-        self.send_frame(frame).await
-    }
-
-    async fn send_frame(&mut self, frame: Vec<u8>) -> Result<(), Ended> {
-        self.socket.send(Message::Binary(frame.into())).await.map_err(|e| Ended::Lost(format!("connection lost: {e}")))
+        self.outbox.push_back(frame);
+        Ok(())
     }
 
     fn db(&self) -> Result<Database, Ended> {
         self.shared.db().ok_or(Ended::Closed)
     }
+}
+
+impl Drop for Connection<'_> {
+    fn drop(&mut self) {
+        // A writer stuck on a server that stopped reading must not outlive the connection.
+        self.writer_task.abort();
+    }
+}
+
+/// Writes frames in order until the queue closes or the socket fails.
+async fn write_frames(mut sink: futures_util::stream::SplitSink<Socket, Message>, mut frames: mpsc::Receiver<Vec<u8>>) {
+    while let Some(frame) = frames.recv().await {
+        if sink.send(Message::Binary(frame.into())).await.is_err() {
+            return;
+        }
+    }
+    let _ = sink.close().await;
 }
 
 fn server_error(code: protocol::ErrorCode, message: String, action: Action) -> Ended {
