@@ -17,8 +17,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "./haven-data")]
     data_dir: PathBuf,
     /// Accept HS256 JWTs signed with this secret (claims: `sub`, `exp`,
-    /// `partitions`). Without it the server runs in dev mode.
-    #[arg(long, conflicts_with = "dev")]
+    /// `partitions`). Without it the server runs in dev mode. Prefer the
+    /// environment variable: a command line is visible to every user.
+    #[arg(long, env = "HAVEN_JWT_SECRET", hide_env_values = true, conflicts_with = "dev")]
     jwt_secret: Option<String>,
     /// Dev mode: accept any token, on loopback only (the default without
     /// --jwt-secret).

@@ -246,7 +246,12 @@ impl Session {
             validate(&bound.schema, cs)
                 .map_err(|e| Refusal::new(ErrorCode::BadUpload, e.to_string(), Action::Fatal))?;
         }
-        let (ident, changesets) = (bound.ident, changesets.to_vec());
+        // A client has seen at most what it was sent: a larger claim
+        // would make its writes win conflicts it never saw.
+        let sent = bound.sent;
+        let changesets: Vec<Changeset> =
+            changesets.iter().map(|cs| Changeset { base_version: cs.base_version.min(sent), ..cs.clone() }).collect();
+        let ident = bound.ident;
         let started = Instant::now();
         let integration = storage(&self.shared, move |s| s.integrate(ident, &changesets, now_millis())).await?;
         self.shared.metrics.observe_integration(started.elapsed());

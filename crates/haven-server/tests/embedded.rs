@@ -132,3 +132,15 @@ fn snapshots_come_in_batches_from_one_version_and_survive_reopen() {
     let empty = storage.snapshot("none", 0, 10, &mut |_| panic!("no batch for an empty partition")).unwrap();
     assert_eq!(empty.version, 0);
 }
+
+#[test]
+fn a_base_version_from_the_future_is_clamped() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = EmbeddedStorage::open(dir.path()).unwrap();
+    let a = storage.register_client("p").unwrap();
+    storage.integrate(a, &[changeset(1, 0, 10, vec![create(1, 1)])], NOW).unwrap();
+    // No writer can have seen a version that did not exist when it wrote.
+    storage.integrate(a, &[changeset(2, 1_000, 30, vec![set_age(1, 5)])], NOW).unwrap();
+    let history = storage.history("p", 1, 10).unwrap();
+    assert_eq!(history[0].changeset.base_version, 1, "stored clamped, so clients replay the same");
+}

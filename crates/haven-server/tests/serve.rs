@@ -348,3 +348,51 @@ async fn shutdown_tells_clients_to_come_back() {
     }
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_server_that_knows_less_than_it_acknowledged_asks_for_a_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let (mut client, ident, _) = Client::bind(&server, "", "p").await;
+    client.send(&upload(1, create(1))).await;
+    client.acknowledged(1).await;
+    // The file was acknowledged up to 3 by a server since restored from an older backup.
+    let mut again = Client::connect(&server).await;
+    let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
+    let file_ident = Some(ident);
+    again
+        .send(&ClientMessage::Bind {
+            token,
+            partition,
+            file_ident,
+            last_server_version: 1,
+            uploaded_through: 3,
+            schema,
+        })
+        .await;
+    match again.receive().await {
+        Some(ServerMessage::Error {
+            code: ErrorCode::ClientReset,
+            action: protocol::Action::ClientReset { reason: protocol::ResetReason::ServerRestored },
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upload_too_large_to_come_back_as_history_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let (mut client, _, _) = Client::bind(&server, "", "p").await;
+    let name = "x".repeat(protocol::MAX_UPLOAD_BYTES);
+    let instruction =
+        Instruction::Set { object_type: "Dog".into(), pk: 1.into(), field: "name".into(), value: name.into() };
+    let frame = protocol::encode(&upload(1, instruction)).unwrap();
+    assert!(frame.len() > protocol::MAX_UPLOAD_BYTES && frame.len() <= MAX_FRAME_BYTES);
+    client.send_bytes(frame).await;
+    assert!(client.refused(ErrorCode::BadUpload).await.contains("split large write transactions"));
+    assert_eq!(version(&server, "", "p").await, 0);
+    server.shutdown().await;
+}

@@ -168,6 +168,13 @@ impl Database {
         let db = tokio::task::spawn_blocking(move || Database::open(config.record_changes()))
             .await
             .map_err(|e| Error::Storage(format!("opening failed: {e}")))??;
+        if !db.inner.change_log {
+            let message = format!(
+                "{} is already open in this process without sync; close every handle, then open it with open_synced",
+                db.path().display()
+            );
+            return Err(SyncError::Config(message).into());
+        }
         let session = db.inner.session.get_or_init(|| SyncSession::start(&db, sync)).clone();
         if wait {
             session.download_all_server_changes().await?;

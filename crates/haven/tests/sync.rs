@@ -218,3 +218,16 @@ async fn hundreds_of_offline_increments_count_once() {
     assert_eq!(age(&b, 1), Some(600.into()));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_open_without_sync_is_not_synced_behind_its_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let config = config(dir.path(), "a", &server.url());
+    let local =
+        Database::open(Config::new(dir.path().join("a.haven")).schema(Schema::from_json(SCHEMA).unwrap())).unwrap();
+    let err = Database::open_synced(config).await.unwrap_err();
+    assert!(err.to_string().contains("already open in this process without sync"), "{err}");
+    drop(local);
+    server.shutdown().await;
+}
