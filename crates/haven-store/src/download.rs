@@ -63,7 +63,9 @@ pub(crate) fn integrate(
 
         let mut pending = raw.open_table(PENDING)?;
         drop_acknowledged(&mut pending, uploaded_through)?;
-        let remaining = pending_changesets(&pending)?;
+        // Nothing to rebuild (this file's own changesets coming back): the
+        // rest of the log need not even be read.
+        let remaining = if touched.is_empty() { Vec::new() } else { pending_changesets(&pending)? };
         let replay = Replay::new(&remaining, last_version, ident)?;
         rebuilt = touched
             .into_iter()
