@@ -79,7 +79,7 @@ impl<'a> Connection<'a> {
         tracing::info!(partition = %shared.config.partition, ident = connection.ident.ident, "sync connected");
         match connection.exchange().await {
             Ok(never) => match never {},
-            Err(ended) => ended, // dropping the writer's queue closes the socket
+            Err(ended) => ended, // dropping the connection stops its writer and closes the socket
         }
     }
 
