@@ -3,7 +3,7 @@
 use crate::storage::{ClientRecord, Integration, SnapshotEnd, Storage, StorageError};
 use haven_core::merge::{apply, Changeset, ObjectState, Writer};
 use haven_core::{key, Value};
-use haven_sync::protocol::{FileIdent, ServerChangeset, SnapshotObject};
+use haven_sync::protocol::{FileIdent, SnapshotObject};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use serde::{de::DeserializeOwned, Serialize};
 use std::hash::{BuildHasher, Hasher};
@@ -197,7 +197,7 @@ impl Storage for EmbeddedStorage {
         }
     }
 
-    fn history(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<ServerChangeset>, StorageError> {
+    fn history_encoded(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let table = match txn.open_table(HISTORY) {
             Ok(t) => t,
@@ -209,7 +209,7 @@ impl Storage for EmbeddedStorage {
             table.range((partition, after.saturating_add(1))..=(partition, u64::MAX)).map_err(backend)?.take(limit)
         {
             let (k, v) = row.map_err(backend)?;
-            out.push(ServerChangeset { server_version: k.value().1, changeset: decode(v.value())? });
+            out.push((k.value().1, v.value().to_vec()));
         }
         Ok(out)
     }

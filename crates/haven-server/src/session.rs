@@ -274,16 +274,16 @@ impl Session {
         let mut batch = DOWNLOAD_BATCH;
         loop {
             let (partition, after) = (bound.partition.clone(), bound.sent);
-            let history = storage(&self.shared, move |s| s.history(&partition, after, batch)).await?;
+            let history = storage(&self.shared, move |s| s.history_encoded(&partition, after, batch)).await?;
             let last = history.len() < batch;
             if history.is_empty() && through == bound.acknowledged && !always {
                 return Ok(());
             }
-            let sent = history.last().map_or(bound.sent, |h| h.server_version);
+            let sent = history.last().map_or(bound.sent, |(version, _)| *version);
             let acknowledged = if last { through } else { bound.acknowledged };
-            let message =
-                ServerMessage::Download { changesets: history, uploaded_through: acknowledged, server_version: sent };
-            match protocol::encode(&message) {
+            // Sent as stored: the server never decodes history to send it.
+            let stored: Vec<(u64, &[u8])> = history.iter().map(|(v, bytes)| (*v, bytes.as_slice())).collect();
+            match protocol::encode_download(&stored, acknowledged, sent) {
                 Ok(frame) => self.send_frame(frame).await?,
                 Err(FrameError::TooLarge { .. }) if batch > 1 => {
                     batch /= 2;

@@ -91,8 +91,22 @@ pub trait Storage: Send + Sync {
     /// The partition's latest version (0: empty).
     fn version(&self, partition: &str) -> Result<u64, StorageError>;
 
-    /// Up to `limit` changesets of the partition's history after version `after`.
-    fn history(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<ServerChangeset>, StorageError>;
+    /// Up to `limit` changesets of the partition's history after version
+    /// `after`, as stored: `(server version, changeset encoded with
+    /// postcard)`, which is how a `Download` carries them.
+    fn history_encoded(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StorageError>;
+
+    /// Like [`Storage::history_encoded`], decoded.
+    fn history(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<ServerChangeset>, StorageError> {
+        self.history_encoded(partition, after, limit)?
+            .into_iter()
+            .map(|(server_version, bytes)| {
+                let changeset = postcard::from_bytes(&bytes)
+                    .map_err(|e| StorageError::Backend(format!("damaged history at version {server_version}: {e}")))?;
+                Ok(ServerChangeset { server_version, changeset })
+            })
+            .collect()
+    }
 
     /// The partition's current objects in batches of about `batch_bytes`
     /// (encoded states), all from one consistent version, which is

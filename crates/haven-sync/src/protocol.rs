@@ -303,16 +303,48 @@ pub fn encode_upload(encoded_changesets: &[&[u8]]) -> Result<Vec<u8>, FrameError
     }
     let mut frame = Vec::with_capacity(size);
     frame.extend_from_slice(head);
-    let mut n = encoded_changesets.len();
-    while n >= 0x80 {
-        frame.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    frame.push(n as u8);
+    push_varint(&mut frame, encoded_changesets.len() as u64);
     for changeset in encoded_changesets {
         frame.extend_from_slice(changeset);
     }
     Ok(frame)
+}
+
+/// The `Download` frame of history as the server stores it: `(server
+/// version, changeset encoded with postcard)`. The bytes [`encode`] makes
+/// of `ServerMessage::Download`, without decoding and encoding each
+/// changeset again.
+pub fn encode_download(
+    history: &[(u64, &[u8])],
+    uploaded_through: u64,
+    server_version: u64,
+) -> Result<Vec<u8>, FrameError> {
+    let empty = encode(&ServerMessage::Download { changesets: vec![], uploaded_through: 0, server_version: 0 })?;
+    // Header and message tag, then the three zeros: length, acknowledgement, version.
+    let head = &empty[..empty.len() - 3];
+    let size = head.len() + 30 + history.iter().map(|(_, c)| 10 + c.len()).sum::<usize>();
+    if size > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge { size, max: MAX_FRAME_BYTES });
+    }
+    let mut frame = Vec::with_capacity(size);
+    frame.extend_from_slice(head);
+    push_varint(&mut frame, history.len() as u64);
+    for (version, changeset) in history {
+        push_varint(&mut frame, *version);
+        frame.extend_from_slice(changeset);
+    }
+    push_varint(&mut frame, uploaded_through);
+    push_varint(&mut frame, server_version);
+    Ok(frame)
+}
+
+/// Postcard's variable-length integer: 7 bits a byte, low bits first.
+fn push_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
 }
 
 /// Decodes a frame; the whole frame must be one message.
@@ -413,6 +445,27 @@ mod tests {
             let encoded: Vec<Vec<u8>> = many.iter().map(|c| postcard::to_allocvec(c).unwrap()).collect();
             let raw = encode_upload(&encoded.iter().map(Vec::as_slice).collect::<Vec<_>>()).unwrap();
             assert!(raw == encode(&ClientMessage::Upload { changesets: many }).unwrap(), "{count} changesets");
+        }
+    }
+
+    #[test]
+    fn a_download_of_stored_history_is_the_same_frame() {
+        let ClientMessage::Upload { changesets } = upload() else { unreachable!() };
+        for (count, ack, version) in [(0, 0, 0), (1, 5, 7), (3, 300, 70_000), (200, u64::MAX, u64::MAX)] {
+            let history: Vec<ServerChangeset> = (0..count)
+                .map(|i| ServerChangeset {
+                    server_version: version.saturating_sub(i),
+                    changeset: Changeset { client_version: i, ..changesets[0].clone() },
+                })
+                .collect();
+            let stored: Vec<(u64, Vec<u8>)> =
+                history.iter().map(|h| (h.server_version, postcard::to_allocvec(&h.changeset).unwrap())).collect();
+            let raw =
+                encode_download(&stored.iter().map(|(v, c)| (*v, c.as_slice())).collect::<Vec<_>>(), ack, version)
+                    .unwrap();
+            let message =
+                ServerMessage::Download { changesets: history, uploaded_through: ack, server_version: version };
+            assert!(raw == encode(&message).unwrap(), "{count} changesets");
         }
     }
 
