@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 /// A client must bind within this time of connecting.
 const BIND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Encoded object states per `Bootstrap` message, about.
-const BOOTSTRAP_BYTES: usize = 2 << 20;
+const BOOTSTRAP_BYTES: usize = 1 << 20;
 /// A client that takes longer than this to take a frame is dropped (it
 /// is not reading, and would hold the session's resources forever).
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
