@@ -362,6 +362,7 @@ async fn idle_client(url: &str, schema: &str) -> BenchResult<Socket> {
         file_ident: None,
         last_server_version: 0,
         uploaded_through: 0,
+        last_client_version: 0,
         schema: schema.to_owned(),
     };
     ws.send(Message::Binary(protocol::encode(&bind)?.into())).await?;

@@ -84,6 +84,7 @@ struct ClientPosition {
     file_ident: Option<FileIdent>,
     last_server_version: u64,
     uploaded_through: u64,
+    last_client_version: u64,
 }
 
 /// A bound client.
@@ -103,8 +104,15 @@ impl Session {
             Ok(message) => message?,
             Err(_) => return Err(Refusal::new(ErrorCode::UnexpectedMessage, "no Bind within 30 s", retry())),
         };
-        let Some(ClientMessage::Bind { token, partition, file_ident, last_server_version, uploaded_through, schema }) =
-            first
+        let Some(ClientMessage::Bind {
+            token,
+            partition,
+            file_ident,
+            last_server_version,
+            uploaded_through,
+            last_client_version,
+            schema,
+        }) = first
         else {
             return Err(Refusal::new(ErrorCode::UnexpectedMessage, "the first message must be Bind", retry()));
         };
@@ -116,7 +124,7 @@ impl Session {
             Refusal::new(code, e.to_string(), Action::Fatal)
         })?;
         let schema = adopt_schema(&self.shared, &schema).await?;
-        let client = ClientPosition { file_ident, last_server_version, uploaded_through };
+        let client = ClientPosition { file_ident, last_server_version, uploaded_through, last_client_version };
         let mut bound = self.bind(&partition, client, schema).await?;
         tracing::info!(%user, %partition, ident = bound.ident.ident, "client bound");
         let (versions, latest) = self.shared.partition(&partition);
@@ -146,6 +154,15 @@ impl Session {
                         client.uploaded_through, record.uploaded_through
                     );
                     return Err(reset(ResetReason::ServerRestored, message));
+                }
+                Ok(record) if record.uploaded_through > client.last_client_version => {
+                    // Its new changesets would reuse client versions the
+                    // server has integrated already, and be skipped.
+                    let message = format!(
+                        "the server has this file's changes up to {} but the file only up to {}: it was restored from an older copy",
+                        record.uploaded_through, client.last_client_version
+                    );
+                    return Err(reset(ResetReason::ClientRestored, message));
                 }
                 Ok(record) => (ident, record.uploaded_through),
                 Err(StorageError::UnknownClient(_) | StorageError::SaltMismatch(_)) => {

@@ -89,6 +89,7 @@ fn bind(token: &str, partition: &str) -> ClientMessage {
         file_ident: None,
         last_server_version: 0,
         uploaded_through: 0,
+        last_client_version: 0,
         schema: SCHEMA.into(),
     }
 }
@@ -139,7 +140,7 @@ async fn bad_frames_close_only_their_connection() {
 
     let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
         (b"not a haven frame".to_vec(), ErrorCode::BadFrame),
-        (vec![b'H', b'V', 1, 0, 99], ErrorCode::BadFrame), // unknown message type
+        (vec![b'H', b'V', 2, 0, 99], ErrorCode::BadFrame), // unknown message type
         (
             [b"HV\x09\x00".as_slice(), &protocol::encode(&bind("", "p")).unwrap()[4..]].concat(),
             ErrorCode::WrongProtocolVersion,
@@ -166,7 +167,7 @@ async fn bad_frames_close_only_their_connection() {
     }
     // Bad frames after a bind, too.
     let (mut bound, _, _) = Client::bind(&server, "", "p").await;
-    bound.send_bytes(vec![b'H', b'V', 1, 0, 200, 1, 2]).await;
+    bound.send_bytes(vec![b'H', b'V', 2, 0, 200, 1, 2]).await;
     bound.refused(ErrorCode::BadFrame).await;
     // Text frames and out-of-order messages.
     let mut text = Client::connect(&server).await;
@@ -225,7 +226,15 @@ async fn uploads_that_do_not_fit_the_schema_store_nothing() {
     };
     let schema = conflicting.into();
     client
-        .send(&ClientMessage::Bind { token, partition, file_ident, last_server_version, uploaded_through, schema })
+        .send(&ClientMessage::Bind {
+            token,
+            partition,
+            file_ident,
+            last_server_version,
+            uploaded_through,
+            last_client_version: 0,
+            schema,
+        })
         .await;
     assert!(client.refused(ErrorCode::BadSchema).await.contains("age"));
     server.shutdown().await;
@@ -251,6 +260,7 @@ async fn uploads_are_idempotent() {
             file_ident,
             last_server_version: 1,
             uploaded_through: 1,
+            last_client_version: 1,
             schema,
         })
         .await;
@@ -367,6 +377,7 @@ async fn a_server_that_knows_less_than_it_acknowledged_asks_for_a_reset() {
             file_ident,
             last_server_version: 1,
             uploaded_through: 3,
+            last_client_version: 3,
             schema,
         })
         .await;
@@ -394,5 +405,38 @@ async fn an_upload_too_large_to_come_back_as_history_is_refused() {
     client.send_bytes(frame).await;
     assert!(client.refused(ErrorCode::BadUpload).await.contains("split large write transactions"));
     assert_eq!(version(&server, "", "p").await, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_file_older_than_what_the_server_has_from_it_is_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let (mut client, ident, _) = Client::bind(&server, "", "p").await;
+    client.send(&upload(1, create(1))).await;
+    client.send(&upload(2, create(2))).await;
+    client.acknowledged(2).await;
+    // A copy of the file from before its second write comes back: its next
+    // write would reuse client version 2 and be skipped as integrated.
+    let mut copy = Client::connect(&server).await;
+    let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
+    let file_ident = Some(ident);
+    copy.send(&ClientMessage::Bind {
+        token,
+        partition,
+        file_ident,
+        last_server_version: 1,
+        uploaded_through: 1,
+        last_client_version: 1,
+        schema,
+    })
+    .await;
+    match copy.receive().await {
+        Some(ServerMessage::Error {
+            action: protocol::Action::ClientReset { reason: protocol::ResetReason::ClientRestored },
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
     server.shutdown().await;
 }

@@ -11,7 +11,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::Duration;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The largest frame either side sends or accepts.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -49,6 +49,10 @@ pub enum ClientMessage {
         /// The last of its changesets the server acknowledged to it (0:
         /// none). A server that knows less was restored from a backup.
         uploaded_through: u64,
+        /// The last changeset the client wrote (0: none). A server that
+        /// acknowledged more is talking to a copy of the file restored
+        /// from a backup.
+        last_client_version: u64,
         /// The schema the client writes with (the JSON of
         /// `Schema::to_json`). The server adopts additive changes and
         /// refuses breaking ones.
@@ -231,6 +235,9 @@ pub enum ResetReason {
     ServerRestored,
     /// The server does not know the client's ident.
     UnknownClient,
+    /// The client's file is older than what the server has from it (it
+    /// was restored from a backup, or copied).
+    ClientRestored,
     /// Sync was terminated for the partition.
     Terminated,
     /// An operator reset this client.
@@ -416,8 +423,11 @@ mod tests {
         assert_eq!(decode::<ClientMessage>(&frame[..3]).unwrap_err(), FrameError::NotAFrame);
         assert_eq!(decode::<ClientMessage>(b"XX\x01\x00\x00").unwrap_err(), FrameError::NotAFrame);
         frame[2] = 9;
-        assert_eq!(decode::<ClientMessage>(&frame).unwrap_err(), FrameError::WrongVersion { found: 9, supported: 1 });
-        let unknown = [b'H', b'V', 1, 0, 99];
+        assert_eq!(
+            decode::<ClientMessage>(&frame).unwrap_err(),
+            FrameError::WrongVersion { found: 9, supported: PROTOCOL_VERSION }
+        );
+        let unknown = [b'H', b'V', 2, 0, 99];
         let err = decode::<ClientMessage>(&unknown).unwrap_err();
         assert!(matches!(err, FrameError::Malformed(_)) && err.code() == ErrorCode::BadFrame, "{err}");
         let mut trailing = encode(&upload()).unwrap();
@@ -431,6 +441,7 @@ mod tests {
             file_ident: None,
             last_server_version: 0,
             uploaded_through: 0,
+            last_client_version: 0,
             schema: String::new(),
         };
         assert!(matches!(encode(&big), Err(FrameError::TooLarge { .. })));
@@ -481,7 +492,7 @@ mod tests {
     proptest! {
         #[test]
         fn garbage_is_an_error_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let mut frame = b"HV\x01\x00".to_vec();
+            let mut frame = b"HV\x02\x00".to_vec();
             frame.extend(bytes);
             let _ = decode::<ClientMessage>(&frame);
             let _ = decode::<ServerMessage>(&frame);

@@ -114,6 +114,7 @@ impl<'a> Connection<'a> {
             file_ident: position.file_ident.map(|(ident, salt)| FileIdent { ident, salt }),
             last_server_version: position.base_version,
             uploaded_through: position.acknowledged,
+            last_client_version: position.last_client_version,
             schema,
         };
         let frame = protocol::encode(&bind).map_err(|e| Ended::Fatal(SyncError::Local(e.to_string())))?;
