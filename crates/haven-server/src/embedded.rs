@@ -245,7 +245,14 @@ impl Storage for EmbeddedStorage {
                 break;
             }
             // Stored in the snapshot's encoding: sent as is.
-            bytes += v.value().len() + pk_key.len() + ty.len();
+            let size = v.value().len() + pk_key.len() + ty.len();
+            // Sent before an object would take the batch over its budget:
+            // a batch stays near it, whatever one object weighs.
+            if bytes + size > batch_bytes && !pending.is_empty() {
+                visit(std::mem::take(&mut pending))?;
+                bytes = 0;
+            }
+            bytes += size;
             pending.push(SnapshotObject {
                 object_type: ty.to_owned(),
                 key: pk_key.to_vec(),

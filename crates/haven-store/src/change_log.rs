@@ -33,6 +33,11 @@ pub(crate) fn append(txn: &redb::WriteTransaction, instructions: Vec<Instruction
     let changeset = Changeset { replica: 0, client_version, base_version, hlc, instructions };
     let bytes =
         postcard::to_allocvec(&changeset).map_err(|e| Error::Storage(format!("cannot encode a changeset: {e}")))?;
+    // It must fit in an upload frame with the frame's header (a few bytes).
+    let max = haven_sync::protocol::MAX_UPLOAD_BYTES - 64;
+    if bytes.len() > max {
+        return Err(Error::TooLargeToSync { bytes: bytes.len(), max });
+    }
     txn.open_table(PENDING)?.insert(client_version, bytes.as_slice())?;
     meta.insert(NEXT_VERSION, (client_version + 1).to_le_bytes().as_slice())?;
     let clock = postcard::to_allocvec(&hlc).map_err(|e| Error::Storage(e.to_string()))?;
@@ -60,7 +65,7 @@ pub(crate) fn keep(db: &redb::Database) -> Result<()> {
 /// The changesets not yet acknowledged with a client version above
 /// `after`, oldest first.
 pub(crate) fn pending(rtx: &redb::ReadTransaction, after: u64) -> Result<Vec<Changeset>> {
-    pending_encoded(rtx, after)?
+    pending_encoded(rtx, after, usize::MAX)?
         .iter()
         .map(|(_, bytes)| {
             postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("a pending changeset is damaged: {e}")))
@@ -69,14 +74,28 @@ pub(crate) fn pending(rtx: &redb::ReadTransaction, after: u64) -> Result<Vec<Cha
 }
 
 /// Like [`pending`], as stored: `(client version, postcard bytes)`, which
-/// is also how an upload carries them.
-pub(crate) fn pending_encoded(rtx: &redb::ReadTransaction, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+/// is also how an upload carries them; at least one, and no more once
+/// `max_bytes` are read.
+pub(crate) fn pending_encoded(
+    rtx: &redb::ReadTransaction,
+    after: u64,
+    max_bytes: usize,
+) -> Result<Vec<(u64, Vec<u8>)>> {
     let table = match rtx.open_table(PENDING) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
-    table.range(after.saturating_add(1)..)?.map(|row| Ok(row.map(|(k, v)| (k.value(), v.value().to_vec()))?)).collect()
+    let (mut out, mut bytes) = (Vec::new(), 0);
+    for row in table.range(after.saturating_add(1)..)? {
+        if bytes >= max_bytes {
+            break;
+        }
+        let (k, v) = row?;
+        bytes += v.value().len();
+        out.push((k.value(), v.value().to_vec()));
+    }
+    Ok(out)
 }
 
 /// Where this file stands with its server.

@@ -20,6 +20,14 @@ pub enum Error {
     /// A value that does not fit its property.
     #[error(transparent)]
     InvalidValue(#[from] ValueError),
+    /// A write transaction of a synced database too large to upload.
+    #[error("this write transaction comes to {bytes} bytes, over the {max} a synced database can upload at once; split it into smaller transactions")]
+    TooLargeToSync {
+        /// Its size in the change log.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Sync failed or cannot start.
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),

@@ -57,9 +57,9 @@ impl Snapshot {
     }
 
     /// The change log after client version `after`, as stored:
-    /// `(client version, encoded changeset)`.
-    pub fn pending_encoded(&self, after: u64) -> Result<Vec<(u64, Vec<u8>)>> {
-        crate::change_log::pending_encoded(&self.rtx, after)
+    /// `(client version, encoded changeset)`, up to about `max_bytes`.
+    pub fn pending_encoded(&self, after: u64, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        crate::change_log::pending_encoded(&self.rtx, after, max_bytes)
     }
 
     /// Where the file stands with its server.

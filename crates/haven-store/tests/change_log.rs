@@ -2,7 +2,7 @@
 
 mod common;
 
-use haven_store::{Config, Database, Error, Instruction, UpdateMode, Value};
+use haven_store::{Config, Database, Error, Instruction, Schema, UpdateMode, Value};
 use serde_json::json;
 
 fn open_logged(dir: &std::path::Path) -> Database {
@@ -153,4 +153,19 @@ mod replay {
             prop_assert_eq!(live, actual);
         }
     }
+}
+
+#[test]
+fn a_transaction_too_large_to_upload_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema =
+        Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string"}}]"#).unwrap();
+    let db = Database::open(Config::new(dir.path().join("a.haven")).schema(schema).record_changes()).unwrap();
+    let huge = "x".repeat(haven_sync::protocol::MAX_UPLOAD_BYTES);
+    let err =
+        db.write(|tx| tx.create("Dog", serde_json::json!({"_id": 1, "name": huge}), UpdateMode::Never)).unwrap_err();
+    assert!(matches!(err, Error::TooLargeToSync { .. }), "{err}");
+    assert!(err.to_string().contains("split it"));
+    assert!(db.object_for_primary_key("Dog", 1).unwrap().is_none());
+    assert!(db.pending_changes().unwrap().is_empty());
 }

@@ -9,6 +9,8 @@ use futures_util::{SinkExt, StreamExt};
 use haven_core::merge::Changeset;
 use haven_sync::protocol::{self, Action, ClientMessage, FileIdent, ServerMessage, MAX_FRAME_BYTES};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -24,6 +26,9 @@ const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// changesets at once, small enough that the server's integration of one
 /// overlaps the sending of the next.
 const UPLOAD_FRAME_BYTES: usize = 1 << 20;
+/// How much of the log is read and queued for upload at a time: a large
+/// offline log is sent in steps, not held in memory whole.
+const UPLOAD_QUEUE_BYTES: usize = 4 << 20;
 
 /// How a connection ended.
 pub(crate) enum Ended {
@@ -53,8 +58,15 @@ pub(crate) struct Connection<'a> {
     reader: futures_util::stream::SplitStream<Socket>,
     writer: mpsc::Sender<Vec<u8>>,
     writer_task: tokio::task::JoinHandle<()>,
-    /// Frames waiting for room in the writer's queue.
+    /// Frames waiting for room in the writer's queue: pings and marks
+    /// first, then uploads.
     outbox: VecDeque<Vec<u8>>,
+    /// Whether the log holds more than was last queued.
+    more_to_upload: bool,
+    /// When the writer last finished writing a frame (milliseconds since
+    /// `started`): a slow upload is not a dead connection.
+    last_written: Arc<AtomicU64>,
+    started: Instant,
     ident: FileIdent,
     /// The last client version uploaded on this connection.
     uploaded_through: u64,
@@ -92,7 +104,8 @@ impl<'a> Connection<'a> {
             .map_err(|e| Ended::Lost(format!("cannot connect to {url}: {e}")))?;
         let (sink, reader) = socket.split();
         let (writer, frames) = mpsc::channel(WRITER_QUEUE);
-        let writer_task = tokio::spawn(write_frames(sink, frames));
+        let (last_written, started) = (Arc::new(AtomicU64::new(0)), Instant::now());
+        let writer_task = tokio::spawn(write_frames(sink, frames, last_written.clone(), started));
         let db = shared.db().ok_or(Ended::Closed)?;
         let (position, schema) =
             blocking(db, |db| Ok((db.snapshot()?.sync_position()?, db.schema().to_json()))).await?;
@@ -102,6 +115,9 @@ impl<'a> Connection<'a> {
             writer,
             writer_task,
             outbox: VecDeque::new(),
+            more_to_upload: false,
+            last_written,
+            started,
             ident: FileIdent { ident: 0, salt: 0 },
             uploaded_through: 0,
             bootstrapping: false,
@@ -159,11 +175,16 @@ impl<'a> Connection<'a> {
                 permit = writer.reserve(), if !self.outbox.is_empty() => {
                     let permit = permit.map_err(|_| Ended::Lost("the connection was cut while sending".into()))?;
                     permit.send(self.outbox.pop_front().expect("not empty"));
+                    if self.outbox.is_empty() && self.more_to_upload {
+                        self.upload().await?;
+                    }
                 }
                 () = shared.local_commits.notified() => self.upload().await?,
                 _ = control.changed() => {}
                 _ = ping.tick() => {
-                    if self.last_heard.elapsed() > 2 * PING_INTERVAL {
+                    let written = Duration::from_millis(self.last_written.load(Ordering::Relaxed));
+                    let since_written = self.started.elapsed().saturating_sub(written);
+                    if self.last_heard.elapsed() > 2 * PING_INTERVAL && since_written > 2 * PING_INTERVAL {
                         return Err(Ended::Lost("the server stopped answering".into()));
                     }
                     self.send(ClientMessage::Ping { nonce: 0 })?;
@@ -227,12 +248,18 @@ impl<'a> Connection<'a> {
         Ok(())
     }
 
-    /// Sends the local changesets not yet sent on this connection (the
+    /// Queues the local changesets not yet sent on this connection (the
     /// server skips any it already has), as the log stores them, in frames
-    /// of about [`UPLOAD_FRAME_BYTES`].
+    /// of about [`UPLOAD_FRAME_BYTES`], at most [`UPLOAD_QUEUE_BYTES`] at a
+    /// time: the rest once the queue has drained.
     async fn upload(&mut self) -> Result<(), Ended> {
+        if self.outbox.iter().map(Vec::len).sum::<usize>() >= UPLOAD_QUEUE_BYTES {
+            self.more_to_upload = true;
+            return Ok(());
+        }
         let after = self.uploaded_through;
-        let pending = blocking(self.db()?, move |db| db.snapshot()?.pending_encoded(after)).await?;
+        let pending = blocking(self.db()?, move |db| db.snapshot()?.pending_encoded(after, UPLOAD_QUEUE_BYTES)).await?;
+        self.more_to_upload = pending.iter().map(|(_, bytes)| bytes.len()).sum::<usize>() >= UPLOAD_QUEUE_BYTES;
         let Some(&(last, _)) = pending.last() else { return Ok(()) };
         self.shared.update_progress(|p| p.uploadable = p.uploadable.max(last));
         let mut start = 0;
@@ -272,10 +299,11 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Queues a message; the exchange loop hands it to the writer.
+    /// Queues a small message ahead of queued uploads: a ping or a mark
+    /// must not wait behind megabytes of log.
     fn send(&mut self, message: ClientMessage) -> Result<(), Ended> {
         let frame = protocol::encode(&message).map_err(|e| Ended::Fatal(SyncError::Local(e.to_string())))?;
-        self.outbox.push_back(frame);
+        self.outbox.push_front(frame);
         Ok(())
     }
 
@@ -291,12 +319,19 @@ impl Drop for Connection<'_> {
     }
 }
 
-/// Writes frames in order until the queue closes or the socket fails.
-async fn write_frames(mut sink: futures_util::stream::SplitSink<Socket, Message>, mut frames: mpsc::Receiver<Vec<u8>>) {
+/// Writes frames in order until the queue closes or the socket fails,
+/// noting when each write finished.
+async fn write_frames(
+    mut sink: futures_util::stream::SplitSink<Socket, Message>,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    last_written: Arc<AtomicU64>,
+    started: Instant,
+) {
     while let Some(frame) = frames.recv().await {
         if sink.send(Message::Binary(frame.into())).await.is_err() {
             return;
         }
+        last_written.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     let _ = sink.close().await;
 }

@@ -122,7 +122,7 @@ impl SyncSession {
         let status = SyncStatus {
             connection: ConnectionState::Disconnected,
             progress: SyncProgress {
-                uploaded: 0,
+                uploaded: position.acknowledged,
                 uploadable: position.last_client_version,
                 downloaded: position.base_version,
                 downloadable: position.base_version,
