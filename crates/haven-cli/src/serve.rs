@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// --jwt-secret).
     #[arg(long)]
     dev: bool,
+    /// Turns on the admin API (`/admin/v1`) for requests that send
+    /// `Authorization: Bearer <token>`.
+    #[arg(long, env = "HAVEN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -40,7 +44,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         };
         Server::check_listen(&auth, args.listen)?;
         let storage = Arc::new(EmbeddedStorage::open(&args.data_dir)?);
-        let server = Server::start(storage, auth, args.listen).await?;
+        let server = Server::start_with_admin(storage, auth, args.listen, args.admin_token.clone()).await?;
         println!("haven listening on {}", server.url());
         std::io::stdout().flush()?;
         stop_signal().await?;

@@ -195,3 +195,34 @@ fn bench_sync_reports_latencies_and_memory_per_connection() {
     assert!(rows[1]["kib_per_connection"].as_f64().is_some());
     assert!(rows.iter().all(|r| r["ratio"].as_f64().unwrap() > 0.0));
 }
+
+#[test]
+fn serve_turns_the_admin_api_on_with_its_token() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("HAVEN_ADMIN_TOKEN", "t0ken")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let addr = line.trim().strip_prefix("haven listening on ws://").unwrap().to_owned();
+    let get = |token: &str| {
+        let mut http = std::net::TcpStream::connect(&addr).unwrap();
+        let request = format!(
+            "GET /admin/v1/partitions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        http.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        http.read_to_string(&mut response).unwrap();
+        response
+    };
+    assert!(get("t0ken").starts_with("HTTP/1.1 200"), "{}", get("t0ken"));
+    assert!(get("other").starts_with("HTTP/1.1 401"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

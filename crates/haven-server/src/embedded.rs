@@ -1,9 +1,9 @@
 //! The embedded storage: one redb file in the server's data directory.
 
-use crate::storage::{ClientRecord, Integration, SnapshotEnd, Storage, StorageError};
+use crate::storage::{ClientRecord, Integration, ResetTarget, SnapshotEnd, Storage, StorageError};
 use haven_core::merge::{apply, Changeset, ObjectState, Writer};
 use haven_core::{key, Value};
-use haven_sync::protocol::{FileIdent, SnapshotObject};
+use haven_sync::protocol::{FileIdent, ResetReason, SnapshotObject};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use serde::{de::DeserializeOwned, Serialize};
 use std::hash::{BuildHasher, Hasher};
@@ -19,6 +19,8 @@ const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("histo
 const OBJECTS: TableDefinition<(&str, &str, &[u8]), &[u8]> = TableDefinition::new("objects");
 /// ident → client record (postcard).
 const CLIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("clients");
+/// ident → the reset it must go through (postcard `ResetReason`).
+const RESETS: TableDefinition<u64, &[u8]> = TableDefinition::new("resets");
 /// "schema" → the server's schema (JSON).
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
@@ -186,6 +188,56 @@ impl Storage for EmbeddedStorage {
         let txn = self.db.begin_write().map_err(backend)?;
         txn.open_table(SETTINGS).map_err(backend)?.insert("schema", json).map_err(backend)?;
         txn.commit().map_err(backend)
+    }
+
+    fn mark_reset(&self, target: &ResetTarget, reason: ResetReason) -> Result<Vec<u64>, StorageError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let marked = {
+            let clients = txn.open_table(CLIENTS).map_err(backend)?;
+            let idents: Vec<u64> = match target {
+                ResetTarget::Client(ident) => match clients.get(*ident).map_err(backend)? {
+                    Some(_) => vec![*ident],
+                    None => return Err(StorageError::UnknownClient(*ident)),
+                },
+                ResetTarget::Partition(partition) => {
+                    let mut idents = vec![];
+                    for row in clients.iter().map_err(backend)? {
+                        let (k, v) = row.map_err(backend)?;
+                        if decode::<ClientRecord>(v.value())?.partition == *partition {
+                            idents.push(k.value());
+                        }
+                    }
+                    idents
+                }
+            };
+            let mut resets = txn.open_table(RESETS).map_err(backend)?;
+            for ident in &idents {
+                resets.insert(*ident, encode(&reason)?.as_slice()).map_err(backend)?;
+            }
+            idents
+        };
+        txn.commit().map_err(backend)?;
+        Ok(marked)
+    }
+
+    fn pending_reset(&self, ident: u64) -> Result<Option<ResetReason>, StorageError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        match txn.open_table(RESETS) {
+            Ok(t) => t.get(ident).map_err(backend)?.map(|g| decode(g.value())).transpose(),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn partitions(&self) -> Result<Vec<(String, u64)>, StorageError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = match txn.open_table(PARTITIONS) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(vec![]),
+            Err(e) => return Err(backend(e)),
+        };
+        let rows = table.iter().map_err(backend)?;
+        rows.map(|row| row.map(|(k, v)| (k.value().to_owned(), v.value())).map_err(backend)).collect()
     }
 
     fn version(&self, partition: &str) -> Result<u64, StorageError> {

@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod auth;
 mod embedded;
 mod metrics;
@@ -15,4 +16,4 @@ mod storage;
 pub use auth::{AuthError, Authenticator};
 pub use embedded::EmbeddedStorage;
 pub use serve::{ServeError, Server};
-pub use storage::{ClientRecord, Integration, SnapshotEnd, Storage, StorageError};
+pub use storage::{ClientRecord, Integration, ResetTarget, SnapshotEnd, Storage, StorageError};

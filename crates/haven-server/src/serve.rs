@@ -12,9 +12,10 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use haven_core::Schema;
 use haven_sync::protocol::MAX_FRAME_BYTES;
+use haven_sync::protocol::{FileIdent, ResetReason};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -59,6 +60,19 @@ pub(crate) struct Shared {
     pub partitions: Mutex<HashMap<String, watch::Sender<u64>>>,
     pub metrics: Metrics,
     pub shutdown: watch::Receiver<bool>,
+    /// Bound sessions, by a number of their own: who is connected, and how
+    /// to tell one that an operator reset its client.
+    pub live: Mutex<HashMap<u64, LiveSession>>,
+    next_live: AtomicU64,
+    /// The bearer token of the admin API (`None`: the API is off).
+    pub admin_token: Option<String>,
+}
+
+/// A bound session, as the admin API sees it.
+pub(crate) struct LiveSession {
+    pub ident: FileIdent,
+    pub partition: String,
+    pub kick: watch::Sender<Option<ResetReason>>,
 }
 
 impl Shared {
@@ -70,6 +84,16 @@ impl Shared {
         let sender = partitions.entry(name.to_owned()).or_insert_with(|| watch::Sender::new(0)).clone();
         let receiver = sender.subscribe();
         (sender, receiver)
+    }
+
+    /// Records a bound session; returns its number and the channel an
+    /// operator's reset arrives on.
+    pub fn register_live(&self, ident: FileIdent, partition: &str) -> (u64, watch::Receiver<Option<ResetReason>>) {
+        let id = self.next_live.fetch_add(1, Relaxed);
+        let (kick, kicked) = watch::channel(None);
+        let session = LiveSession { ident, partition: partition.to_owned(), kick };
+        self.live.lock().expect("live sessions").insert(id, session);
+        (id, kicked)
     }
 
     /// Forgets a partition once no session watches it.
@@ -109,6 +133,17 @@ impl Server {
         auth: Authenticator,
         listen: SocketAddr,
     ) -> Result<Server, ServeError> {
+        Server::start_with_admin(storage, auth, listen, None).await
+    }
+
+    /// [`Server::start`], with the admin API (`/admin/v1`) on for clients
+    /// that send `Authorization: Bearer <admin_token>`.
+    pub async fn start_with_admin(
+        storage: Arc<dyn Storage>,
+        auth: Authenticator,
+        listen: SocketAddr,
+        admin_token: Option<String>,
+    ) -> Result<Server, ServeError> {
         Server::check_listen(&auth, listen)?;
         let schema = match storage.schema()? {
             Some(json) => Some(Arc::new(Schema::from_json(&json).map_err(|e| ServeError::Schema(e.to_string()))?)),
@@ -126,11 +161,15 @@ impl Server {
             partitions: Mutex::default(),
             metrics: Metrics::default(),
             shutdown: shutdown_rx.clone(),
+            live: Mutex::default(),
+            next_live: AtomicU64::new(0),
+            admin_token: admin_token.filter(|t| !t.is_empty()),
         });
         let app = Router::new()
             .route("/sync", get(upgrade))
             .route("/health", get(|| async { "ok\n" }))
             .route("/metrics", get(metrics))
+            .nest("/admin/v1", crate::admin::routes())
             .with_state(shared.clone());
         let mut stop = shutdown_rx;
         let task = tokio::spawn(async move {

@@ -55,7 +55,7 @@ fn retry() -> Action {
 /// Runs a session to its end.
 pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
     shared.metrics.connections.fetch_add(1, Relaxed);
-    let mut session = Session { socket, shared: shared.clone(), partition: None };
+    let mut session = Session { socket, shared: shared.clone(), partition: None, live: None };
     if let Err(refusal) = session.serve().await {
         shared.metrics.refused.fetch_add(1, Relaxed);
         if refusal.code == ErrorCode::Unavailable {
@@ -70,6 +70,9 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
     if let Some(partition) = session.partition.take() {
         shared.release_partition(&partition);
     }
+    if let Some(id) = session.live.take() {
+        shared.live.lock().expect("live sessions").remove(&id);
+    }
     shared.metrics.connections.fetch_sub(1, Relaxed);
 }
 
@@ -77,6 +80,8 @@ struct Session {
     socket: WebSocket,
     shared: Arc<Shared>,
     partition: Option<String>,
+    /// Its entry among the live sessions, once bound.
+    live: Option<u64>,
 }
 
 /// Where a binding client says it stands.
@@ -128,8 +133,16 @@ impl Session {
         let mut bound = self.bind(&partition, client, schema).await?;
         tracing::info!(%user, %partition, ident = bound.ident.ident, "client bound");
         let (versions, latest) = self.shared.partition(&partition);
-        self.partition = Some(partition);
-        self.exchange(&mut bound, versions, latest).await
+        self.partition = Some(partition.clone());
+        let (id, kicked) = self.shared.register_live(bound.ident, &partition);
+        self.live = Some(id);
+        // Checked again once registered: an operator's reset made meanwhile
+        // either finds this session to kick, or is found here.
+        let ident = bound.ident.ident;
+        if let Some(reason) = storage(&self.shared, move |s| s.pending_reset(ident)).await? {
+            return Err(operator_reset(reason));
+        }
+        self.exchange(&mut bound, versions, latest, kicked).await
     }
 
     /// Registers or recognises the client, answers `Bound`, and sends the
@@ -164,7 +177,13 @@ impl Session {
                     );
                     return Err(reset(ResetReason::ClientRestored, message));
                 }
-                Ok(record) => (ident, record.uploaded_through),
+                Ok(record) => {
+                    let id = ident.ident;
+                    if let Some(reason) = storage(&self.shared, move |s| s.pending_reset(id)).await? {
+                        return Err(operator_reset(reason));
+                    }
+                    (ident, record.uploaded_through)
+                }
                 Err(StorageError::UnknownClient(_) | StorageError::SaltMismatch(_)) => {
                     return Err(reset(ResetReason::UnknownClient, "the server does not know this file".into()))
                 }
@@ -218,6 +237,7 @@ impl Session {
         bound: &mut Bound,
         versions: watch::Sender<u64>,
         mut latest: watch::Receiver<u64>,
+        mut kicked: watch::Receiver<Option<ResetReason>>,
     ) -> Result<(), Refusal> {
         let mut shutdown = self.shared.shutdown.clone();
         // The first Download also repeats the acknowledgement, which a cut
@@ -244,6 +264,7 @@ impl Session {
                     changed.expect("the session holds the sender");
                     self.catch_up(bound, false).await?;
                 }
+                reason = reset_by_operator(&mut kicked) => return Err(operator_reset(reason)),
                 () = stopping(&mut shutdown) => {
                     return Err(Refusal::new(ErrorCode::Unavailable, "the server is shutting down", retry()));
                 }
@@ -414,6 +435,24 @@ fn receive_error(e: axum::Error) -> Result<Option<ClientMessage>, Refusal> {
         }
         e => Err(Refusal::new(ErrorCode::BadFrame, format!("cannot read the frame: {e}"), retry())),
     }
+}
+
+/// Returns the reason once an operator resets this session's client.
+async fn reset_by_operator(kicked: &mut watch::Receiver<Option<ResetReason>>) -> ResetReason {
+    let reason = kicked.wait_for(Option::is_some).await.map(|r| r.expect("waited for it"));
+    match reason {
+        Ok(reason) => reason,
+        Err(_) => std::future::pending().await, // the registry dropped: never
+    }
+}
+
+/// The answer to a client whose history an operator ended.
+fn operator_reset(reason: ResetReason) -> Refusal {
+    let message = match reason {
+        ResetReason::Terminated => "sync was terminated for this partition: start again from the server's state".into(),
+        reason => format!("the server reset this client ({reason:?}): start again from the server's state"),
+    };
+    Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason })
 }
 
 /// Returns once the server is shutting down.

@@ -3,7 +3,7 @@
 //! state of every object, and the registry of clients.
 
 use haven_core::merge::{Changeset, DropReason};
-use haven_sync::protocol::{FileIdent, ServerChangeset, SnapshotObject};
+use haven_sync::protocol::{FileIdent, ResetReason, ServerChangeset, SnapshotObject};
 
 /// A storage failure, or a request the stored data refuses.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,15 @@ pub struct Integration {
     pub dropped: Vec<Vec<DropReason>>,
 }
 
+/// Whose history an operator ends (`reset-client`, `terminate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetTarget {
+    /// One client.
+    Client(u64),
+    /// Every client of a partition.
+    Partition(String),
+}
+
 /// Where a snapshot stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotEnd {
@@ -87,6 +96,17 @@ pub trait Storage: Send + Sync {
     /// Replaces the server's schema. The caller checks that the change is
     /// additive.
     fn set_schema(&self, json: &str) -> Result<(), StorageError>;
+
+    /// Marks clients so that their next bind is answered with a client
+    /// reset for `reason`; returns the idents marked (an unknown client:
+    /// `UnknownClient`).
+    fn mark_reset(&self, target: &ResetTarget, reason: ResetReason) -> Result<Vec<u64>, StorageError>;
+
+    /// The reset a client must go through before it syncs again, if any.
+    fn pending_reset(&self, ident: u64) -> Result<Option<ResetReason>, StorageError>;
+
+    /// Every partition with its latest version.
+    fn partitions(&self) -> Result<Vec<(String, u64)>, StorageError>;
 
     /// The partition's latest version (0: empty).
     fn version(&self, partition: &str) -> Result<u64, StorageError>;

@@ -440,3 +440,143 @@ async fn a_client_file_older_than_what_the_server_has_from_it_is_reset() {
     }
     server.shutdown().await;
 }
+
+/// A raw HTTP/1.1 request; returns the status code and the body.
+async fn http(server: &Server, method: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+async fn start_admin(dir: &std::path::Path) -> Server {
+    let storage = Arc::new(EmbeddedStorage::open(&dir.join("server")).unwrap());
+    let listen = "127.0.0.1:0".parse().unwrap();
+    Server::start_with_admin(storage, Authenticator::Dev, listen, Some("admin-secret".into())).await.unwrap()
+}
+
+/// The next message that is not a download, `None` once closed.
+async fn next_non_download(client: &mut Client) -> Option<ServerMessage> {
+    loop {
+        match client.receive().await {
+            Some(ServerMessage::Download { .. }) => continue,
+            other => return other,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let off = start(dir.path(), Authenticator::Dev).await;
+    let (status, body) = http(&off, "GET", "/admin/v1/partitions", Some("x")).await;
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("--admin-token"));
+    off.shutdown().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_admin(dir.path()).await;
+    assert_eq!(http(&server, "GET", "/admin/v1/partitions", None).await.0, 401);
+    assert_eq!(http(&server, "GET", "/admin/v1/partitions", Some("admin-secreT")).await.0, 401);
+    assert_eq!(http(&server, "POST", "/admin/v1/partitions/p/terminate", Some("wrong")).await.0, 401);
+    let (status, body) = http(&server, "GET", "/admin/v1/partitions", Some("admin-secret")).await;
+    assert_eq!((status, body), (200, serde_json::json!({"partitions": []})));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn partitions_list_versions_and_connected_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_admin(dir.path()).await;
+    let (mut client, ident, _) = Client::bind(&server, "", "p").await;
+    client.send(&upload(1, create(1))).await;
+    client.acknowledged(1).await;
+    let (status, body) = http(&server, "GET", "/admin/v1/partitions", Some("admin-secret")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({"partitions": [{"partition": "p", "version": 1, "connected_clients": [ident.ident]}]})
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_operator_resets_one_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_admin(dir.path()).await;
+    let (mut target, ident, _) = Client::bind(&server, "", "p").await;
+    let (mut other, _, _) = Client::bind(&server, "", "p").await;
+    let (status, body) =
+        http(&server, "POST", &format!("/admin/v1/clients/{}/reset", ident.ident), Some("admin-secret")).await;
+    assert_eq!((status, &body["reset_clients"]), (200, &serde_json::json!([ident.ident])));
+    match next_non_download(&mut target).await {
+        Some(ServerMessage::Error {
+            code: ErrorCode::ClientReset,
+            action: protocol::Action::ClientReset { reason },
+            ..
+        }) => {
+            assert_eq!(reason, protocol::ResetReason::OperatorReset)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(target.receive().await, None);
+    // Binding again with that file is refused the same way; the other client syncs on.
+    let mut again = Client::connect(&server).await;
+    let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
+    let file_ident = Some(ident);
+    again
+        .send(&ClientMessage::Bind {
+            token,
+            partition,
+            file_ident,
+            last_server_version: 0,
+            uploaded_through: 0,
+            last_client_version: 0,
+            schema,
+        })
+        .await;
+    assert!(matches!(
+        again.receive().await,
+        Some(ServerMessage::Error {
+            action: protocol::Action::ClientReset { reason: protocol::ResetReason::OperatorReset },
+            ..
+        })
+    ));
+    other.send(&upload(1, create(1))).await;
+    other.acknowledged(1).await;
+    assert_eq!(http(&server, "POST", "/admin/v1/clients/999/reset", Some("admin-secret")).await.0, 404);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn terminating_a_partition_resets_its_clients_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_admin(dir.path()).await;
+    let (mut a, _, _) = Client::bind(&server, "", "p").await;
+    let (mut b, _, _) = Client::bind(&server, "", "p").await;
+    let (mut elsewhere, _, _) = Client::bind(&server, "", "q").await;
+    let (status, body) = http(&server, "POST", "/admin/v1/partitions/p/terminate", Some("admin-secret")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["reset_clients"].as_array().unwrap().len(), 2);
+    for client in [&mut a, &mut b] {
+        assert!(matches!(
+            next_non_download(client).await,
+            Some(ServerMessage::Error {
+                action: protocol::Action::ClientReset { reason: protocol::ResetReason::Terminated },
+                ..
+            })
+        ));
+    }
+    elsewhere.send(&upload(1, create(1))).await;
+    elsewhere.acknowledged(1).await;
+    // A new client of the terminated partition starts from its state.
+    let (_, _, version) = Client::bind(&server, "", "p").await;
+    assert_eq!(version, 0);
+    server.shutdown().await;
+}

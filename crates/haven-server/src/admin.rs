@@ -1,0 +1,125 @@
+//! The admin HTTP API under `/admin/v1`, for operators (`haven admin`):
+//! bearer `--admin-token`; off when the server has none. Today: list
+//! partitions and their connected clients, reset one client, terminate a
+//! partition.
+
+use crate::serve::Shared;
+use crate::storage::{ResetTarget, Storage, StorageError};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use haven_sync::protocol::ResetReason;
+use serde_json::json;
+use std::sync::Arc;
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/partitions", get(partitions))
+        .route("/partitions/{partition}/terminate", post(terminate))
+        .route("/clients/{ident}/reset", post(reset_client))
+}
+
+/// An admin request refused or failed: a status and a message that says
+/// what to do.
+struct AdminError(StatusCode, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StorageError> for AdminError {
+    fn from(e: StorageError) -> AdminError {
+        match e {
+            StorageError::UnknownClient(ident) => AdminError(StatusCode::NOT_FOUND, format!("no client {ident}")),
+            e => AdminError(StatusCode::SERVICE_UNAVAILABLE, format!("storage failed: {e}")),
+        }
+    }
+}
+
+fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), AdminError> {
+    let Some(expected) = &shared.admin_token else {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "the admin API is off: start haven serve with --admin-token".into(),
+        ));
+    };
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(AdminError(StatusCode::UNAUTHORIZED, "wrong admin token".into())),
+        None => Err(AdminError(StatusCode::UNAUTHORIZED, "send Authorization: Bearer <admin token>".into())),
+    }
+}
+
+/// Compares without stopping at the first difference, so that response
+/// times do not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn blocking<T: Send + 'static>(
+    shared: &Shared,
+    f: impl FnOnce(&dyn Storage) -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, AdminError> {
+    let storage = shared.storage.clone();
+    match tokio::task::spawn_blocking(move || f(storage.as_ref())).await {
+        Ok(result) => Ok(result?),
+        Err(e) => Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// `GET partitions`: each partition's version and connected clients.
+async fn partitions(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Result<Response, AdminError> {
+    authorize(&shared, &headers)?;
+    let stored = blocking(&shared, |s| s.partitions()).await?;
+    let live = shared.live.lock().expect("live sessions");
+    let list: Vec<_> = stored
+        .into_iter()
+        .map(|(partition, version)| {
+            let mut clients: Vec<u64> =
+                live.values().filter(|s| s.partition == partition).map(|s| s.ident.ident).collect();
+            clients.sort_unstable();
+            json!({ "partition": partition, "version": version, "connected_clients": clients })
+        })
+        .collect();
+    Ok(Json(json!({ "partitions": list })).into_response())
+}
+
+/// `POST clients/{ident}/reset`: the client starts again from the server's state.
+async fn reset_client(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(ident): Path<u64>,
+) -> Result<Response, AdminError> {
+    authorize(&shared, &headers)?;
+    reset(&shared, ResetTarget::Client(ident), ResetReason::OperatorReset).await
+}
+
+/// `POST partitions/{p}/terminate`: every client of the partition starts
+/// again from the server's state.
+async fn terminate(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(partition): Path<String>,
+) -> Result<Response, AdminError> {
+    authorize(&shared, &headers)?;
+    reset(&shared, ResetTarget::Partition(partition), ResetReason::Terminated).await
+}
+
+/// Marks the clients in storage first, then tells their live sessions: a
+/// session binding meanwhile checks the mark after registering (session.rs).
+async fn reset(shared: &Shared, target: ResetTarget, reason: ResetReason) -> Result<Response, AdminError> {
+    let logged = target.clone();
+    let marked = blocking(shared, move |s| s.mark_reset(&target, reason)).await?;
+    let live = shared.live.lock().expect("live sessions");
+    for session in live.values().filter(|s| marked.contains(&s.ident.ident)) {
+        session.kick.send_replace(Some(reason));
+    }
+    tracing::warn!(target = ?logged, ?reason, clients = marked.len(), "operator reset");
+    Ok(Json(json!({ "reset_clients": marked })).into_response())
+}
