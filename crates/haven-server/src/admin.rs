@@ -1,10 +1,11 @@
 //! The admin HTTP API under `/admin/v1`, for operators (`haven admin`):
 //! bearer `--admin-token`; off when the server has none. Today: list
 //! partitions and their connected clients, reset one client, terminate a
-//! partition.
+//! partition, compact its history, allow or forbid recovery.
 
 use crate::serve::Shared;
 use crate::storage::{ResetTarget, Storage, StorageError};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +19,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/partitions", get(partitions))
         .route("/partitions/{partition}/terminate", post(terminate))
+        .route("/partitions/{partition}/compact", post(compact))
+        .route("/partitions/{partition}/recovery", post(recovery))
         .route("/clients/{ident}/reset", post(reset_client))
 }
 
@@ -109,6 +112,55 @@ async fn terminate(
 ) -> Result<Response, AdminError> {
     authorize(&shared, &headers)?;
     reset(&shared, ResetTarget::Partition(partition), ResetReason::Terminated).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompactRequest {
+    keep_versions: u64,
+}
+
+/// `POST partitions/{p}/compact {"keep_versions": N}`: history before the
+/// last N versions goes; clients that still need it will reset.
+async fn compact(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(partition): Path<String>,
+    body: Result<Json<CompactRequest>, JsonRejection>,
+) -> Result<Response, AdminError> {
+    authorize(&shared, &headers)?;
+    let Json(CompactRequest { keep_versions }) = body.map_err(bad_body(r#"{"keep_versions": N}"#))?;
+    let name = partition.clone();
+    let through = blocking(&shared, move |s| s.compact(&name, keep_versions)).await?;
+    tracing::warn!(%partition, through, "history compacted");
+    Ok(Json(json!({ "partition": partition, "trimmed_through": through })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoveryRequest {
+    allowed: bool,
+}
+
+/// `POST partitions/{p}/recovery {"allowed": bool}`: whether client
+/// resets in the partition may recover unsynced writes
+/// (`ClientResetNoRecovery` when not).
+async fn recovery(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(partition): Path<String>,
+    body: Result<Json<RecoveryRequest>, JsonRejection>,
+) -> Result<Response, AdminError> {
+    authorize(&shared, &headers)?;
+    let Json(RecoveryRequest { allowed }) = body.map_err(bad_body(r#"{"allowed": true|false}"#))?;
+    let name = partition.clone();
+    blocking(&shared, move |s| s.set_recovery_allowed(&name, allowed)).await?;
+    Ok(Json(json!({ "partition": partition, "recovery_allowed": allowed })).into_response())
+}
+
+/// A body that is not the JSON expected: says what is.
+fn bad_body(expected: &'static str) -> impl Fn(JsonRejection) -> AdminError {
+    move |e| AdminError(StatusCode::BAD_REQUEST, format!("{}; send {expected}", e.body_text()))
 }
 
 /// Marks the clients in storage first, then tells their live sessions: a

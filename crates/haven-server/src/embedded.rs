@@ -1,6 +1,6 @@
 //! The embedded storage: one redb file in the server's data directory.
 
-use crate::storage::{ClientRecord, Integration, ResetTarget, SnapshotEnd, Storage, StorageError};
+use crate::storage::{ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError};
 use haven_core::merge::{apply, Changeset, ObjectState, Writer};
 use haven_core::{key, Value};
 use haven_sync::protocol::{FileIdent, ResetReason, SnapshotObject};
@@ -21,6 +21,8 @@ const OBJECTS: TableDefinition<(&str, &str, &[u8]), &[u8]> = TableDefinition::ne
 const CLIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("clients");
 /// ident → the reset it must go through (postcard `ResetReason`).
 const RESETS: TableDefinition<u64, &[u8]> = TableDefinition::new("resets");
+/// partition → `PartitionSettings` (postcard).
+const PARTITION_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("partition_settings");
 /// "schema" → the server's schema (JSON).
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
@@ -238,6 +240,57 @@ impl Storage for EmbeddedStorage {
         };
         let rows = table.iter().map_err(backend)?;
         rows.map(|row| row.map(|(k, v)| (k.value().to_owned(), v.value())).map_err(backend)).collect()
+    }
+
+    fn partition_settings(&self, partition: &str) -> Result<PartitionSettings, StorageError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        match txn.open_table(PARTITION_SETTINGS) {
+            Ok(t) => Ok(t.get(partition).map_err(backend)?.map(|g| decode(g.value())).transpose()?.unwrap_or_default()),
+            Err(TableError::TableDoesNotExist(_)) => Ok(PartitionSettings::default()),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn compact(&self, partition: &str, keep_versions: u64) -> Result<u64, StorageError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let through = {
+            let latest =
+                txn.open_table(PARTITIONS).map_err(backend)?.get(partition).map_err(backend)?.map_or(0, |g| g.value());
+            let mut settings_table = txn.open_table(PARTITION_SETTINGS).map_err(backend)?;
+            let mut settings: PartitionSettings = settings_table
+                .get(partition)
+                .map_err(backend)?
+                .map(|g| decode(g.value()))
+                .transpose()?
+                .unwrap_or_default();
+            let through = latest.saturating_sub(keep_versions).max(settings.trimmed_through);
+            let mut history = txn.open_table(HISTORY).map_err(backend)?;
+            let doomed: Vec<u64> = history
+                .range((partition, 0)..=(partition, through))
+                .map_err(backend)?
+                .map(|row| row.map(|(k, _)| k.value().1).map_err(backend))
+                .collect::<Result<_, _>>()?;
+            for version in doomed {
+                history.remove((partition, version)).map_err(backend)?;
+            }
+            settings.trimmed_through = through;
+            settings_table.insert(partition, encode(&settings)?.as_slice()).map_err(backend)?;
+            through
+        };
+        txn.commit().map_err(backend)?;
+        Ok(through)
+    }
+
+    fn set_recovery_allowed(&self, partition: &str, allowed: bool) -> Result<(), StorageError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        {
+            let mut table = txn.open_table(PARTITION_SETTINGS).map_err(backend)?;
+            let mut settings: PartitionSettings =
+                table.get(partition).map_err(backend)?.map(|g| decode(g.value())).transpose()?.unwrap_or_default();
+            settings.recovery_allowed = allowed;
+            table.insert(partition, encode(&settings)?.as_slice()).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)
     }
 
     fn version(&self, partition: &str) -> Result<u64, StorageError> {

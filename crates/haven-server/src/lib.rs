@@ -16,4 +16,4 @@ mod storage;
 pub use auth::{AuthError, Authenticator};
 pub use embedded::EmbeddedStorage;
 pub use serve::{ServeError, Server};
-pub use storage::{ClientRecord, Integration, ResetTarget, SnapshotEnd, Storage, StorageError};
+pub use storage::{ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError};

@@ -55,8 +55,9 @@ fn retry() -> Action {
 /// Runs a session to its end.
 pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
     shared.metrics.connections.fetch_add(1, Relaxed);
-    let mut session = Session { socket, shared: shared.clone(), partition: None, live: None };
+    let mut session = Session { socket, shared: shared.clone(), requested: None, partition: None, live: None };
     if let Err(refusal) = session.serve().await {
+        let refusal = without_recovery_if_forbidden(&shared, session.requested.clone(), refusal).await;
         shared.metrics.refused.fetch_add(1, Relaxed);
         if refusal.code == ErrorCode::Unavailable {
             tracing::info!(message = %refusal.message, "session ended");
@@ -79,6 +80,9 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
 struct Session {
     socket: WebSocket,
     shared: Arc<Shared>,
+    /// The partition the client asked for, once it did.
+    requested: Option<String>,
+    /// The partition whose version channel this session holds.
     partition: Option<String>,
     /// Its entry among the live sessions, once bound.
     live: Option<u64>,
@@ -128,6 +132,7 @@ impl Session {
             };
             Refusal::new(code, e.to_string(), Action::Fatal)
         })?;
+        self.requested = Some(partition.clone());
         let schema = adopt_schema(&self.shared, &schema).await?;
         let client = ClientPosition { file_ident, last_server_version, uploaded_through, last_client_version };
         let mut bound = self.bind(&partition, client, schema).await?;
@@ -196,6 +201,11 @@ impl Session {
             let message =
                 format!("the client has version {} but the server only {version}", client.last_server_version);
             return Err(reset(ResetReason::ServerRestored, message));
+        }
+        let name = partition.to_owned();
+        let trimmed = storage(&self.shared, move |s| s.partition_settings(&name)).await?.trimmed_through;
+        if client.last_server_version > 0 && client.last_server_version < trimmed {
+            return Err(history_trimmed(client.last_server_version, trimmed));
         }
         self.send(&ServerMessage::Bound { file_ident: ident, server_version: version }).await?;
         let mut bound =
@@ -313,6 +323,12 @@ impl Session {
         loop {
             let (partition, after) = (bound.partition.clone(), bound.sent);
             let history = storage(&self.shared, move |s| s.history_encoded(&partition, after, batch)).await?;
+            if let Some(&(first, _)) = history.first() {
+                if first > after + 1 {
+                    // Compacted while this client was behind.
+                    return Err(history_trimmed(after, first - 1));
+                }
+            }
             let last = history.len() < batch;
             if history.is_empty() && through == bound.acknowledged && !always {
                 return Ok(());
@@ -444,6 +460,30 @@ async fn reset_by_operator(kicked: &mut watch::Receiver<Option<ResetReason>>) ->
         Ok(reason) => reason,
         Err(_) => std::future::pending().await, // the registry dropped: never
     }
+}
+
+/// A client reset in a partition whose operator forbade recovery becomes
+/// `ClientResetNoRecovery`: one place for that rule, whatever caused the
+/// reset.
+async fn without_recovery_if_forbidden(shared: &Shared, partition: Option<String>, refusal: Refusal) -> Refusal {
+    let (Action::ClientReset { reason }, Some(partition)) = (refusal.action, partition) else {
+        return refusal;
+    };
+    match storage(shared, move |s| s.partition_settings(&partition)).await {
+        Ok(settings) if !settings.recovery_allowed => {
+            Refusal { action: Action::ClientResetNoRecovery { reason }, ..refusal }
+        }
+        _ => refusal,
+    }
+}
+
+/// The answer to a client that needs history compacted away.
+fn history_trimmed(client_version: u64, trimmed: u64) -> Refusal {
+    let message = format!(
+        "the client is at version {client_version} but history up to {trimmed} was compacted: start again from the server's state"
+    );
+    let reason = ResetReason::HistoryTrimmed;
+    Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason })
 }
 
 /// The answer to a client whose history an operator ended.

@@ -60,6 +60,21 @@ pub enum ResetTarget {
     Partition(String),
 }
 
+/// What an operator set for a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionSettings {
+    /// History up to this version was compacted away (0: none).
+    pub trimmed_through: u64,
+    /// Whether a client reset may recover the client's unsynced writes.
+    pub recovery_allowed: bool,
+}
+
+impl Default for PartitionSettings {
+    fn default() -> Self {
+        PartitionSettings { trimmed_through: 0, recovery_allowed: true }
+    }
+}
+
 /// Where a snapshot stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotEnd {
@@ -107,6 +122,19 @@ pub trait Storage: Send + Sync {
 
     /// Every partition with its latest version.
     fn partitions(&self) -> Result<Vec<(String, u64)>, StorageError>;
+
+    /// A partition's settings (the defaults for one never set).
+    fn partition_settings(&self, partition: &str) -> Result<PartitionSettings, StorageError>;
+
+    /// Drops the partition's history but its last `keep_versions` versions
+    /// (the current state stays whole: new clients start from it); returns
+    /// the version history now starts after. A client behind it can only
+    /// start again from the state (`HistoryTrimmed`).
+    fn compact(&self, partition: &str, keep_versions: u64) -> Result<u64, StorageError>;
+
+    /// Allows or forbids recovery of unsynced writes in the partition's
+    /// client resets.
+    fn set_recovery_allowed(&self, partition: &str, allowed: bool) -> Result<(), StorageError>;
 
     /// The partition's latest version (0: empty).
     fn version(&self, partition: &str) -> Result<u64, StorageError>;

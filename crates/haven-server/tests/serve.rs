@@ -305,13 +305,22 @@ async fn tokens_are_checked_and_partitions_kept_apart() {
     server.shutdown().await;
 }
 
-async fn http_get(server: &Server, path: &str) -> String {
+/// A raw HTTP/1.1 request; returns the whole response.
+async fn http_raw(server: &Server, method: &str, path: &str, token: Option<&str>, body: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response
+}
+
+async fn http_get(server: &Server, path: &str) -> String {
+    http_raw(server, "GET", path, None, "").await
 }
 
 #[tokio::test]
@@ -441,15 +450,19 @@ async fn a_client_file_older_than_what_the_server_has_from_it_is_reset() {
     server.shutdown().await;
 }
 
-/// A raw HTTP/1.1 request; returns the status code and the body.
+/// An admin request; returns the status code and the JSON body.
 async fn http(server: &Server, method: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
-    let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    http_with(server, method, path, token, "").await
+}
+
+async fn http_with(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let response = http_raw(server, method, path, token, body).await;
     let status = response[9..12].parse().unwrap();
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
@@ -578,5 +591,98 @@ async fn terminating_a_partition_resets_its_clients_only() {
     // A new client of the terminated partition starts from its state.
     let (_, _, version) = Client::bind(&server, "", "p").await;
     assert_eq!(version, 0);
+    server.shutdown().await;
+}
+
+/// Binds an existing file that says it is at `last_server_version` and
+/// wrote (and had acknowledged) `written` changesets.
+async fn rebind(server: &Server, ident: FileIdent, last_server_version: u64, written: u64) -> Client {
+    let mut client = Client::connect(server).await;
+    let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
+    let file_ident = Some(ident);
+    client
+        .send(&ClientMessage::Bind {
+            token,
+            partition,
+            file_ident,
+            last_server_version,
+            uploaded_through: written,
+            last_client_version: written,
+            schema,
+        })
+        .await;
+    client
+}
+
+#[tokio::test]
+async fn compaction_resets_only_clients_that_need_the_history_it_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_admin(dir.path()).await;
+    let (_, behind, _) = Client::bind(&server, "", "p").await;
+    let (mut writer, writer_ident, _) = Client::bind(&server, "", "p").await;
+    for v in 1..=5 {
+        writer.send(&upload(v, create(v as i64))).await;
+        writer.acknowledged(v).await;
+    }
+    drop(writer);
+    let (status, body) =
+        http_with(&server, "POST", "/admin/v1/partitions/p/compact", Some("admin-secret"), r#"{"keep_versions": 1}"#)
+            .await;
+    assert_eq!((status, &body["trimmed_through"]), (200, &serde_json::json!(4)));
+
+    // A file that stopped at version 2 needs history that is gone.
+    let mut old = rebind(&server, behind, 2, 0).await;
+    match old.receive().await {
+        Some(ServerMessage::Error { action: protocol::Action::ClientReset { reason }, message, .. }) => {
+            assert_eq!(reason, protocol::ResetReason::HistoryTrimmed);
+            assert!(message.contains("compacted"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // An up-to-date file, and one at the compaction point, go on.
+    let mut current = rebind(&server, writer_ident, 5, 5).await;
+    assert!(matches!(current.receive().await, Some(ServerMessage::Bound { server_version: 5, .. })));
+    let mut at_point = rebind(&server, behind, 4, 0).await;
+    assert!(matches!(at_point.receive().await, Some(ServerMessage::Bound { .. })));
+    match at_point.receive().await {
+        Some(ServerMessage::Download { changesets, .. }) => assert_eq!(changesets.len(), 1),
+        other => panic!("{other:?}"),
+    }
+    // A new client starts from the state, which compaction keeps whole.
+    let mut fresh = Client::connect(&server).await;
+    fresh.send(&bind("", "p")).await;
+    assert!(matches!(fresh.receive().await, Some(ServerMessage::Bound { server_version: 5, .. })));
+    let mut objects = 0;
+    while let Some(ServerMessage::Bootstrap { objects: batch, last, .. }) = fresh.receive().await {
+        objects += batch.len();
+        if last {
+            break;
+        }
+    }
+    assert_eq!(objects, 5);
+    // Bad bodies are named.
+    let (status, body) =
+        http_with(&server, "POST", "/admin/v1/partitions/p/compact", Some("admin-secret"), r#"{"keep": 1}"#).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("keep_versions"), "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_partition_without_recovery_resets_with_no_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_admin(dir.path()).await;
+    let (mut client, ident, _) = Client::bind(&server, "", "p").await;
+    let (status, _) =
+        http_with(&server, "POST", "/admin/v1/partitions/p/recovery", Some("admin-secret"), r#"{"allowed": false}"#)
+            .await;
+    assert_eq!(status, 200);
+    http(&server, "POST", &format!("/admin/v1/clients/{}/reset", ident.ident), Some("admin-secret")).await;
+    match next_non_download(&mut client).await {
+        Some(ServerMessage::Error { action: protocol::Action::ClientResetNoRecovery { reason }, .. }) => {
+            assert_eq!(reason, protocol::ResetReason::OperatorReset)
+        }
+        other => panic!("{other:?}"),
+    }
     server.shutdown().await;
 }
