@@ -1,5 +1,6 @@
 //! `haven`: the command-line tool.
 
+mod admin;
 mod bench;
 mod demo;
 mod demo_local;
@@ -19,6 +20,8 @@ struct Cli {
 enum Command {
     /// Runs the sync server.
     Serve(serve::ServeArgs),
+    /// Operates a running server through its admin API.
+    Admin(admin::AdminArgs),
     /// Starts a server and two devices in this process, edits offline on
     /// both, reconnects and shows how they converged.
     Demo {
@@ -44,6 +47,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Serve(args) => serve::run(args),
+        Command::Admin(args) => admin::run(args),
         Command::Demo { local: true, path } => demo_local::run(path),
         Command::Demo { local: false, path } => demo::run(path),
         Command::Bench { suite } => bench::run(suite),

@@ -197,8 +197,7 @@ fn bench_sync_reports_latencies_and_memory_per_connection() {
 }
 
 #[test]
-fn serve_turns_the_admin_api_on_with_its_token() {
-    use std::io::{Read, Write};
+fn admin_operates_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -210,19 +209,29 @@ fn serve_turns_the_admin_api_on_with_its_token() {
         .unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let addr = line.trim().strip_prefix("haven listening on ws://").unwrap().to_owned();
-    let get = |token: &str| {
-        let mut http = std::net::TcpStream::connect(&addr).unwrap();
-        let request = format!(
-            "GET /admin/v1/partitions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-        );
-        http.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        http.read_to_string(&mut response).unwrap();
-        response
+    let server = line.trim().replace("haven listening on ws://", "http://");
+    let admin = |token: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_haven"))
+            .args(["admin", "--server", &server, "--admin-token", token])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
-    assert!(get("t0ken").starts_with("HTTP/1.1 200"), "{}", get("t0ken"));
-    assert!(get("other").starts_with("HTTP/1.1 401"));
+    let (ok, stdout, _) = admin("t0ken", &["partitions"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap(), serde_json::json!({"partitions": []}));
+    let (ok, stdout, _) = admin("t0ken", &["recovery", "my partition", "--allowed", "false"]);
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("\"recovery_allowed\": false") && stdout.contains("my partition"), "{stdout}");
+    let (ok, _, stderr) = admin("t0ken", &["reset-client", "999"]);
+    assert!(!ok && stderr.contains("404") && stderr.contains("no client 999"), "{stderr}");
+    let (ok, _, stderr) = admin("wrong", &["partitions"]);
+    assert!(!ok && stderr.contains("401") && stderr.contains("wrong admin token"), "{stderr}");
     child.kill().unwrap();
     child.wait().unwrap();
 }
