@@ -1,6 +1,6 @@
-//! Haven sync: the wire protocol that the client session and `haven serve`
-//! share (`docs/protocol.md`). The client session and the server build on
-//! it (issue 3, in progress).
+//! Haven sync: the wire protocol that the client session (in
+//! `haven-store`) and `haven serve` (in `haven-server`) share
+//! (`docs/protocol.md`).
 
 #![warn(missing_docs)]
 
