@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod demo;
 mod demo_local;
+mod inspect;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,14 @@ enum Command {
         #[arg(long)]
         path: Option<std::path::PathBuf>,
     },
+    /// Shows what a database file holds: schema, object counts, sync state.
+    Inspect {
+        /// The database file.
+        file: std::path::PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Runs benchmarks side by side with SQLite.
     Bench {
         #[command(subcommand)]
@@ -48,6 +57,7 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Serve(args) => serve::run(args),
         Command::Admin(args) => admin::run(args),
+        Command::Inspect { file, json } => inspect::run(&file, json),
         Command::Demo { local: true, path } => demo_local::run(path),
         Command::Demo { local: false, path } => demo::run(path),
         Command::Bench { suite } => bench::run(suite),

@@ -235,3 +235,26 @@ fn admin_operates_a_running_server() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn inspect_shows_schema_counts_and_sync_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = haven(&["demo", "--path", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let phone = dir.path().join("phone.haven");
+    let before = std::fs::read(&phone).unwrap();
+    let out = haven(&["inspect", phone.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Dog (2 objects; primary key _id): _id int, name string, age int"), "{text}");
+    assert!(text.contains("0 pending"), "{text}");
+    let out = haven(&["inspect", "--json", phone.to_str().unwrap()]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["types"][0]["objects"], 2);
+    assert_eq!(report["sync"]["pending_changesets"], 0);
+    assert!(report["sync"]["file_ident"].as_u64().is_some());
+    assert!(std::fs::read(&phone).unwrap() == before, "inspecting changes nothing");
+    let out = haven(&["inspect", dir.path().join("nope.haven").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}

@@ -98,9 +98,9 @@ pub(crate) fn pending_encoded(
     Ok(out)
 }
 
-/// Where this file stands with its server.
+/// Where a file stands with its server ([`Database::sync_position`](crate::Database::sync_position)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct SyncPosition {
+pub struct SyncPosition {
     /// `(ident, salt)` the server gave this file, once bound.
     pub file_ident: Option<(u64, u64)>,
     /// The last server version integrated.

@@ -296,6 +296,13 @@ impl Database {
         Ok(Results::new(self.clone(), object_type))
     }
 
+    /// Where this file stands with its server: its ident once bound, the
+    /// last server version it integrated, the changesets it wrote and
+    /// those the server acknowledged (all zero for a file never synced).
+    pub fn sync_position(&self) -> Result<crate::SyncPosition> {
+        self.snapshot()?.sync_position()
+    }
+
     /// The changesets this file's change log holds (see
     /// [`Config::record_changes`]), oldest first; empty for a file that
     /// keeps none.

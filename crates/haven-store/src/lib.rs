@@ -19,6 +19,7 @@ mod snapshot;
 mod sync;
 mod transaction;
 
+pub use change_log::SyncPosition;
 pub use config::{Config, UpdateMode};
 pub use database::Database;
 pub use error::{Error, Result};

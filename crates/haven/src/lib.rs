@@ -45,7 +45,8 @@
 #![warn(missing_docs)]
 
 pub use haven_store::{
-    Action, ConnectionState, ErrorCode, ResetReason, SyncConfig, SyncError, SyncProgress, SyncSession, SyncStatus,
+    Action, ConnectionState, ErrorCode, ResetReason, SyncConfig, SyncError, SyncPosition, SyncProgress, SyncSession,
+    SyncStatus,
 };
 pub use haven_store::{
     Changeset, CollectionChanges, Config, Database, Error, Hlc, Instruction, NotificationToken, Object, ObjectChange,
