@@ -65,12 +65,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Runs a storage call on the blocking pool, holding the shared state
+/// (so that a shutdown waits for it).
 async fn blocking<T: Send + 'static>(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     f: impl FnOnce(&dyn Storage) -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, AdminError> {
-    let storage = shared.storage.clone();
-    match tokio::task::spawn_blocking(move || f(storage.as_ref())).await {
+    let shared = shared.clone();
+    match tokio::task::spawn_blocking(move || f(shared.storage.as_ref())).await {
         Ok(result) => Ok(result?),
         Err(e) => Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
@@ -165,7 +167,7 @@ fn bad_body(expected: &'static str) -> impl Fn(JsonRejection) -> AdminError {
 
 /// Marks the clients in storage first, then tells their live sessions: a
 /// session binding meanwhile checks the mark after registering (session.rs).
-async fn reset(shared: &Shared, target: ResetTarget, reason: ResetReason) -> Result<Response, AdminError> {
+async fn reset(shared: &Arc<Shared>, target: ResetTarget, reason: ResetReason) -> Result<Response, AdminError> {
     let logged = target.clone();
     let marked = blocking(shared, move |s| s.mark_reset(&target, reason)).await?;
     let live = shared.live.lock().expect("live sessions");

@@ -211,13 +211,16 @@ impl Server {
     }
 
     /// Stops accepting, tells every session to reconnect later and waits
-    /// (a few seconds at most) for them to close. Everything the server
-    /// acknowledged is already durable in its storage.
+    /// (a few seconds at most) for them to close and to let go of the
+    /// storage, so that it can be opened again at once. Everything the
+    /// server acknowledged is already durable in its storage.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        while self.shared.metrics.connections.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        // Sessions and their storage calls each hold the shared state.
+        let busy = |shared: &Arc<Shared>| shared.metrics.connections.load(Relaxed) > 0 || Arc::strong_count(shared) > 1;
+        while busy(&self.shared) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tracing::info!("haven stopped");

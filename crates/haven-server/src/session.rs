@@ -222,10 +222,10 @@ impl Session {
     /// snapshot holds must not stay pending on the client).
     async fn bootstrap(&mut self, partition: &str, ident: FileIdent) -> Result<SnapshotEnd, Refusal> {
         let (tx, mut rx) = mpsc::channel::<Vec<SnapshotObject>>(2);
-        let storage = self.shared.storage.clone();
+        let shared = self.shared.clone();
         let name = partition.to_owned();
         let reader = tokio::task::spawn_blocking(move || {
-            storage.snapshot(&name, ident.ident, BOOTSTRAP_BYTES, &mut |objects| {
+            shared.storage.snapshot(&name, ident.ident, BOOTSTRAP_BYTES, &mut |objects| {
                 tx.blocking_send(objects).map_err(|_| StorageError::Backend("the client went away".into()))
             })
         });
@@ -397,14 +397,15 @@ impl Session {
     }
 }
 
-/// Runs a storage call on the blocking pool: storage may wait for disk
-/// or for another writer.
+/// Runs a storage call on the blocking pool (storage may wait for disk or
+/// for another writer), holding the shared state so that a shutdown waits
+/// for it.
 async fn storage<T: Send + 'static>(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     f: impl FnOnce(&dyn Storage) -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, Refusal> {
-    let storage = shared.storage.clone();
-    match tokio::task::spawn_blocking(move || f(storage.as_ref())).await {
+    let shared = shared.clone();
+    match tokio::task::spawn_blocking(move || f(shared.storage.as_ref())).await {
         Ok(result) => result.map_err(Refusal::storage),
         Err(e) => Err(Refusal::storage(StorageError::Backend(e.to_string()))),
     }
@@ -412,7 +413,7 @@ async fn storage<T: Send + 'static>(
 
 /// The server's schema after a client's additions; a conflicting schema
 /// is refused.
-async fn adopt_schema(shared: &Shared, client_json: &str) -> Result<Arc<Schema>, Refusal> {
+async fn adopt_schema(shared: &Arc<Shared>, client_json: &str) -> Result<Arc<Schema>, Refusal> {
     let bad = |e: haven_core::SchemaError| Refusal::new(ErrorCode::BadSchema, e.to_string(), Action::Fatal);
     let client = Schema::from_json(client_json).map_err(bad)?;
     // Held while storing: two binds adding different types must not each
@@ -465,7 +466,7 @@ async fn reset_by_operator(kicked: &mut watch::Receiver<Option<ResetReason>>) ->
 /// A client reset in a partition whose operator forbade recovery becomes
 /// `ClientResetNoRecovery`: one place for that rule, whatever caused the
 /// reset.
-async fn without_recovery_if_forbidden(shared: &Shared, partition: Option<String>, refusal: Refusal) -> Refusal {
+async fn without_recovery_if_forbidden(shared: &Arc<Shared>, partition: Option<String>, refusal: Refusal) -> Refusal {
     let (Action::ClientReset { reason }, Some(partition)) = (refusal.action, partition) else {
         return refusal;
     };
