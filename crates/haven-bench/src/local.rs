@@ -239,7 +239,7 @@ fn haven_db(path: &Path) -> haven::Result<Database> {
 }
 
 /// Dog `i` is `{_id: i, name: "dog i", age: i % 20, lastUpdated: i}`.
-fn haven_insert(db: &Database, from: usize, to: usize) -> haven::Result<()> {
+pub(crate) fn haven_insert(db: &Database, from: usize, to: usize) -> haven::Result<()> {
     db.write(|tx| {
         for i in from..to {
             let i = i as i64;

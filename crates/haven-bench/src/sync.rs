@@ -3,7 +3,7 @@
 //! also times, in the same run, a SQLite bulk insert of the same objects
 //! (the `bench local` setup): `ratio` = Haven / that baseline.
 
-use crate::local::{check, sqlite_db, sqlite_insert};
+use crate::local::{check, haven_insert, sqlite_db, sqlite_insert};
 use crate::{median, memory, Measurement};
 use futures_util::{SinkExt, StreamExt};
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode, Value};
@@ -327,25 +327,11 @@ fn download_in_child(exe: &std::path::Path, url: &str, path: &std::path::Path) -
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// Creates Dogs `0..n` in transactions of [`OBJECTS_PER_TRANSACTION`].
+/// Creates Dogs `0..n` (as `bench local` does) in transactions of
+/// [`OBJECTS_PER_TRANSACTION`].
 fn create_dogs(db: &Database, n: usize) -> haven::Result<()> {
     for start in (0..n).step_by(OBJECTS_PER_TRANSACTION) {
-        db.write(|tx| {
-            for i in start..(start + OBJECTS_PER_TRANSACTION).min(n) {
-                let i = i as i64;
-                tx.create_values(
-                    "Dog",
-                    [
-                        ("_id", Value::Int(i)),
-                        ("name", Value::String(format!("dog {i}"))),
-                        ("age", Value::Int(i % 20)),
-                        ("lastUpdated", Value::Int(i)),
-                    ],
-                    UpdateMode::Never,
-                )?;
-            }
-            Ok(())
-        })?;
+        haven_insert(db, start, (start + OBJECTS_PER_TRANSACTION).min(n))?;
     }
     Ok(())
 }

@@ -23,20 +23,27 @@ fn demo_converges_two_devices_through_a_server() {
     }
 }
 
-#[test]
-fn serve_prints_its_address_and_serves_health() {
-    use std::io::{BufRead, Read, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Starts `haven serve` on `listen` (with `admin_token`, if any);
+/// returns the child, with its stderr piped, and its address.
+fn serve(listen: &str, data_dir: &std::path::Path, admin_token: Option<&str>) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_haven"));
+    command.args(["serve", "--listen", listen, "--data-dir"]).arg(data_dir);
+    if let Some(token) = admin_token {
+        command.env("HAVEN_ADMIN_TOKEN", token);
+    }
+    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line.trim().strip_prefix("haven listening on ws://").unwrap_or_else(|| panic!("{line}")).to_owned();
+    (child, addr)
+}
+
+#[test]
+fn serve_prints_its_address_and_serves_health() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve("127.0.0.1:0", dir.path(), None);
     let mut http = std::net::TcpStream::connect(&addr).unwrap();
     http.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
     let mut response = String::new();
@@ -111,22 +118,6 @@ fn bench_refuses_an_unknown_workload() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown workload 'nope'"));
 }
 
-/// Starts `haven serve` on `listen`; returns the child and its address.
-fn serve(listen: &str, data_dir: &std::path::Path) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
-        .args(["serve", "--listen", listen, "--data-dir"])
-        .arg(data_dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("haven listening on ws://").unwrap_or_else(|| panic!("{line}")).to_owned();
-    (child, addr)
-}
-
 #[test]
 fn a_server_killed_with_sigkill_keeps_what_it_acknowledged() {
     use haven::{Config, Database, Schema, SyncConfig, UpdateMode};
@@ -140,7 +131,7 @@ fn a_server_killed_with_sigkill_keeps_what_it_acknowledged() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let (mut server, addr) = serve("127.0.0.1:0", &dir.path().join("data"));
+        let (mut server, addr) = serve("127.0.0.1:0", &dir.path().join("data"), None);
         let writer = Database::open_synced(config("writer.haven", &addr)).await.unwrap();
         // One changeset per dog, written while the server is killed.
         for id in 0..200 {
@@ -156,7 +147,7 @@ fn a_server_killed_with_sigkill_keeps_what_it_acknowledged() {
         let acknowledged = session.progress().uploaded;
         assert!(acknowledged > 0, "some writes were acknowledged before the kill");
 
-        let (mut server, _) = serve(&addr, &dir.path().join("data"));
+        let (mut server, _) = serve(&addr, &dir.path().join("data"), None);
         let reader = Database::open_synced(config("reader.haven", &addr)).await.unwrap();
         for id in 0..acknowledged as i64 {
             assert!(reader.object_for_primary_key("Dog", id).unwrap().is_some(), "acknowledged dog {id} survived");
@@ -199,17 +190,8 @@ fn bench_sync_reports_latencies_and_memory_per_connection() {
 #[test]
 fn admin_operates_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("HAVEN_ADMIN_TOKEN", "t0ken")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let server = line.trim().replace("haven listening on ws://", "http://");
+    let (mut child, addr) = serve("127.0.0.1:0", dir.path(), Some("t0ken"));
+    let server = format!("http://{addr}");
     let admin = |token: &str, args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_haven"))
             .args(["admin", "--server", &server, "--admin-token", token])

@@ -44,6 +44,35 @@ impl EmbeddedStorage {
     }
 }
 
+impl EmbeddedStorage {
+    /// Changes a partition's settings, and whatever else `f` writes, in
+    /// one transaction.
+    fn update_settings<R>(
+        &self,
+        partition: &str,
+        f: impl FnOnce(&redb::WriteTransaction, &mut PartitionSettings) -> Result<R, StorageError>,
+    ) -> Result<R, StorageError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        let result = {
+            let mut table = txn.open_table(PARTITION_SETTINGS).map_err(backend)?;
+            let mut settings = settings_in(&table, partition)?;
+            let result = f(&txn, &mut settings)?;
+            table.insert(partition, encode(&settings)?.as_slice()).map_err(backend)?;
+            result
+        };
+        txn.commit().map_err(backend)?;
+        Ok(result)
+    }
+}
+
+/// A partition's settings in `table`, the defaults if it has none.
+fn settings_in(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    partition: &str,
+) -> Result<PartitionSettings, StorageError> {
+    Ok(table.get(partition).map_err(backend)?.map(|g| decode(g.value())).transpose()?.unwrap_or_default())
+}
+
 fn backend(e: impl std::fmt::Display) -> StorageError {
     StorageError::Backend(e.to_string())
 }
@@ -245,24 +274,16 @@ impl Storage for EmbeddedStorage {
     fn partition_settings(&self, partition: &str) -> Result<PartitionSettings, StorageError> {
         let txn = self.db.begin_read().map_err(backend)?;
         match txn.open_table(PARTITION_SETTINGS) {
-            Ok(t) => Ok(t.get(partition).map_err(backend)?.map(|g| decode(g.value())).transpose()?.unwrap_or_default()),
+            Ok(t) => settings_in(&t, partition),
             Err(TableError::TableDoesNotExist(_)) => Ok(PartitionSettings::default()),
             Err(e) => Err(backend(e)),
         }
     }
 
     fn compact(&self, partition: &str, keep_versions: u64) -> Result<u64, StorageError> {
-        let txn = self.db.begin_write().map_err(backend)?;
-        let through = {
+        self.update_settings(partition, |txn, settings| {
             let latest =
                 txn.open_table(PARTITIONS).map_err(backend)?.get(partition).map_err(backend)?.map_or(0, |g| g.value());
-            let mut settings_table = txn.open_table(PARTITION_SETTINGS).map_err(backend)?;
-            let mut settings: PartitionSettings = settings_table
-                .get(partition)
-                .map_err(backend)?
-                .map(|g| decode(g.value()))
-                .transpose()?
-                .unwrap_or_default();
             let through = latest.saturating_sub(keep_versions).max(settings.trimmed_through);
             let mut history = txn.open_table(HISTORY).map_err(backend)?;
             let doomed: Vec<u64> = history
@@ -274,23 +295,15 @@ impl Storage for EmbeddedStorage {
                 history.remove((partition, version)).map_err(backend)?;
             }
             settings.trimmed_through = through;
-            settings_table.insert(partition, encode(&settings)?.as_slice()).map_err(backend)?;
-            through
-        };
-        txn.commit().map_err(backend)?;
-        Ok(through)
+            Ok(through)
+        })
     }
 
     fn set_recovery_allowed(&self, partition: &str, allowed: bool) -> Result<(), StorageError> {
-        let txn = self.db.begin_write().map_err(backend)?;
-        {
-            let mut table = txn.open_table(PARTITION_SETTINGS).map_err(backend)?;
-            let mut settings: PartitionSettings =
-                table.get(partition).map_err(backend)?.map(|g| decode(g.value())).transpose()?.unwrap_or_default();
+        self.update_settings(partition, |_, settings| {
             settings.recovery_allowed = allowed;
-            table.insert(partition, encode(&settings)?.as_slice()).map_err(backend)?;
-        }
-        txn.commit().map_err(backend)
+            Ok(())
+        })
     }
 
     fn version(&self, partition: &str) -> Result<u64, StorageError> {

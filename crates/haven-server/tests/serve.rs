@@ -94,6 +94,32 @@ fn bind(token: &str, partition: &str) -> ClientMessage {
     }
 }
 
+/// Binds an existing file that says where it stands: the last server
+/// version it integrated, the last of its changesets acknowledged to it,
+/// and the last it wrote.
+async fn rebind(
+    server: &Server,
+    ident: FileIdent,
+    last_server_version: u64,
+    acknowledged: u64,
+    written: u64,
+) -> Client {
+    let mut client = Client::connect(server).await;
+    let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
+    client
+        .send(&ClientMessage::Bind {
+            token,
+            partition,
+            file_ident: Some(ident),
+            last_server_version,
+            uploaded_through: acknowledged,
+            last_client_version: written,
+            schema,
+        })
+        .await;
+    client
+}
+
 fn upload(client_version: u64, instruction: Instruction) -> ClientMessage {
     let hlc = Hlc { millis: 1, counter: 0 };
     ClientMessage::Upload {
@@ -250,20 +276,7 @@ async fn uploads_are_idempotent() {
     drop(client);
     // The same file reconnects and uploads the same changeset again (its
     // acknowledgement was lost, say): it is not integrated twice.
-    let mut again = Client::connect(&server).await;
-    let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
-    let file_ident = Some(ident);
-    again
-        .send(&ClientMessage::Bind {
-            token,
-            partition,
-            file_ident,
-            last_server_version: 1,
-            uploaded_through: 1,
-            last_client_version: 1,
-            schema,
-        })
-        .await;
+    let mut again = rebind(&server, ident, 1, 1, 1).await;
     assert!(matches!(again.receive().await, Some(ServerMessage::Bound { server_version: 1, .. })));
     again.send(&upload(1, create(1))).await;
     again.acknowledged(1).await;
@@ -376,20 +389,7 @@ async fn a_server_that_knows_less_than_it_acknowledged_asks_for_a_reset() {
     client.send(&upload(1, create(1))).await;
     client.acknowledged(1).await;
     // The file was acknowledged up to 3 by a server since restored from an older backup.
-    let mut again = Client::connect(&server).await;
-    let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
-    let file_ident = Some(ident);
-    again
-        .send(&ClientMessage::Bind {
-            token,
-            partition,
-            file_ident,
-            last_server_version: 1,
-            uploaded_through: 3,
-            last_client_version: 3,
-            schema,
-        })
-        .await;
+    let mut again = rebind(&server, ident, 1, 3, 3).await;
     match again.receive().await {
         Some(ServerMessage::Error {
             code: ErrorCode::ClientReset,
@@ -427,19 +427,7 @@ async fn a_client_file_older_than_what_the_server_has_from_it_is_reset() {
     client.acknowledged(2).await;
     // A copy of the file from before its second write comes back: its next
     // write would reuse client version 2 and be skipped as integrated.
-    let mut copy = Client::connect(&server).await;
-    let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
-    let file_ident = Some(ident);
-    copy.send(&ClientMessage::Bind {
-        token,
-        partition,
-        file_ident,
-        last_server_version: 1,
-        uploaded_through: 1,
-        last_client_version: 1,
-        schema,
-    })
-    .await;
+    let mut copy = rebind(&server, ident, 1, 1, 1).await;
     match copy.receive().await {
         Some(ServerMessage::Error {
             action: protocol::Action::ClientReset { reason: protocol::ResetReason::ClientRestored },
@@ -540,20 +528,7 @@ async fn an_operator_resets_one_client() {
     }
     assert_eq!(target.receive().await, None);
     // Binding again with that file is refused the same way; the other client syncs on.
-    let mut again = Client::connect(&server).await;
-    let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
-    let file_ident = Some(ident);
-    again
-        .send(&ClientMessage::Bind {
-            token,
-            partition,
-            file_ident,
-            last_server_version: 0,
-            uploaded_through: 0,
-            last_client_version: 0,
-            schema,
-        })
-        .await;
+    let mut again = rebind(&server, ident, 0, 0, 0).await;
     assert!(matches!(
         again.receive().await,
         Some(ServerMessage::Error {
@@ -594,26 +569,6 @@ async fn terminating_a_partition_resets_its_clients_only() {
     server.shutdown().await;
 }
 
-/// Binds an existing file that says it is at `last_server_version` and
-/// wrote (and had acknowledged) `written` changesets.
-async fn rebind(server: &Server, ident: FileIdent, last_server_version: u64, written: u64) -> Client {
-    let mut client = Client::connect(server).await;
-    let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
-    let file_ident = Some(ident);
-    client
-        .send(&ClientMessage::Bind {
-            token,
-            partition,
-            file_ident,
-            last_server_version,
-            uploaded_through: written,
-            last_client_version: written,
-            schema,
-        })
-        .await;
-    client
-}
-
 #[tokio::test]
 async fn compaction_resets_only_clients_that_need_the_history_it_dropped() {
     let dir = tempfile::tempdir().unwrap();
@@ -631,7 +586,7 @@ async fn compaction_resets_only_clients_that_need_the_history_it_dropped() {
     assert_eq!((status, &body["trimmed_through"]), (200, &serde_json::json!(4)));
 
     // A file that stopped at version 2 needs history that is gone.
-    let mut old = rebind(&server, behind, 2, 0).await;
+    let mut old = rebind(&server, behind, 2, 0, 0).await;
     match old.receive().await {
         Some(ServerMessage::Error { action: protocol::Action::ClientReset { reason }, message, .. }) => {
             assert_eq!(reason, protocol::ResetReason::HistoryTrimmed);
@@ -640,9 +595,9 @@ async fn compaction_resets_only_clients_that_need_the_history_it_dropped() {
         other => panic!("{other:?}"),
     }
     // An up-to-date file, and one at the compaction point, go on.
-    let mut current = rebind(&server, writer_ident, 5, 5).await;
+    let mut current = rebind(&server, writer_ident, 5, 5, 5).await;
     assert!(matches!(current.receive().await, Some(ServerMessage::Bound { server_version: 5, .. })));
-    let mut at_point = rebind(&server, behind, 4, 0).await;
+    let mut at_point = rebind(&server, behind, 4, 0, 0).await;
     assert!(matches!(at_point.receive().await, Some(ServerMessage::Bound { .. })));
     match at_point.receive().await {
         Some(ServerMessage::Download { changesets, .. }) => assert_eq!(changesets.len(), 1),
