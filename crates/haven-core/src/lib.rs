@@ -9,6 +9,7 @@ pub mod key;
 pub mod merge;
 pub mod query;
 pub mod record;
+pub mod recovery;
 mod schema;
 mod value;
 

@@ -55,8 +55,10 @@ fn retry() -> Action {
 /// Runs a session to its end.
 pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
     shared.metrics.connections.fetch_add(1, Relaxed);
-    let mut session = Session { socket, shared: shared.clone(), requested: None, partition: None, live: None };
+    let mut session =
+        Session { socket, shared: shared.clone(), requested: None, known_client: None, partition: None, live: None };
     if let Err(refusal) = session.serve().await {
+        let refusal = with_acknowledgement(&shared, session.known_client, refusal).await;
         let refusal = without_recovery_if_forbidden(&shared, session.requested.clone(), refusal).await;
         shared.metrics.refused.fetch_add(1, Relaxed);
         if refusal.code == ErrorCode::Unavailable {
@@ -82,6 +84,9 @@ struct Session {
     shared: Arc<Shared>,
     /// The partition the client asked for, once it did.
     requested: Option<String>,
+    /// The client, once the server's record of it is known to be what the
+    /// client's file continues (not a restored copy of the file).
+    known_client: Option<FileIdent>,
     /// The partition whose version channel this session holds.
     partition: Option<String>,
     /// Its entry among the live sessions, once bound.
@@ -153,8 +158,9 @@ impl Session {
     /// Registers or recognises the client, answers `Bound`, and sends the
     /// snapshot to a client that starts from nothing.
     async fn bind(&mut self, partition: &str, client: ClientPosition, schema: Arc<Schema>) -> Result<Bound, Refusal> {
-        let reset =
-            |reason, message: String| Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason });
+        let reset = |reason, message: String| {
+            Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason, acknowledged: None })
+        };
         let name = partition.to_owned();
         let (ident, acknowledged) = match client.file_ident {
             None => (storage(&self.shared, move |s| s.register_client(&name)).await?, 0),
@@ -167,6 +173,7 @@ impl Session {
                     ))
                 }
                 Ok(record) if record.uploaded_through < client.uploaded_through => {
+                    self.known_client = Some(ident);
                     let message = format!(
                         "the server acknowledged this file's changes up to {} but now knows only up to {}",
                         client.uploaded_through, record.uploaded_through
@@ -183,6 +190,7 @@ impl Session {
                     return Err(reset(ResetReason::ClientRestored, message));
                 }
                 Ok(record) => {
+                    self.known_client = Some(ident);
                     let id = ident.ident;
                     if let Some(reason) = storage(&self.shared, move |s| s.pending_reset(id)).await? {
                         return Err(operator_reset(reason));
@@ -195,6 +203,7 @@ impl Session {
                 Err(e) => return Err(Refusal::storage(e)),
             },
         };
+        self.known_client = Some(ident);
         let name = partition.to_owned();
         let version = storage(&self.shared, move |s| s.version(&name)).await?;
         if client.last_server_version > version {
@@ -463,16 +472,33 @@ async fn reset_by_operator(kicked: &mut watch::Receiver<Option<ResetReason>>) ->
     }
 }
 
+/// A client reset tells the client how far the server integrated its
+/// changesets, when the server's record of it can be trusted: the client
+/// must not recover them a second time (an acknowledgement lost with a
+/// connection, say).
+async fn with_acknowledgement(shared: &Arc<Shared>, known: Option<FileIdent>, refusal: Refusal) -> Refusal {
+    let (Action::ClientReset { reason, acknowledged: None }, Some(ident)) = (refusal.action, known) else {
+        return refusal;
+    };
+    match storage(shared, move |s| s.client(ident)).await {
+        Ok(record) => {
+            let acknowledged = Some(record.uploaded_through);
+            Refusal { action: Action::ClientReset { reason, acknowledged }, ..refusal }
+        }
+        Err(_) => refusal,
+    }
+}
+
 /// A client reset in a partition whose operator forbade recovery becomes
 /// `ClientResetNoRecovery`: one place for that rule, whatever caused the
 /// reset.
 async fn without_recovery_if_forbidden(shared: &Arc<Shared>, partition: Option<String>, refusal: Refusal) -> Refusal {
-    let (Action::ClientReset { reason }, Some(partition)) = (refusal.action, partition) else {
+    let (Action::ClientReset { reason, acknowledged }, Some(partition)) = (refusal.action, partition) else {
         return refusal;
     };
     match storage(shared, move |s| s.partition_settings(&partition)).await {
         Ok(settings) if !settings.recovery_allowed => {
-            Refusal { action: Action::ClientResetNoRecovery { reason }, ..refusal }
+            Refusal { action: Action::ClientResetNoRecovery { reason, acknowledged }, ..refusal }
         }
         _ => refusal,
     }
@@ -484,7 +510,7 @@ fn history_trimmed(client_version: u64, trimmed: u64) -> Refusal {
         "the client is at version {client_version} but history up to {trimmed} was compacted: start again from the server's state"
     );
     let reason = ResetReason::HistoryTrimmed;
-    Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason })
+    Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason, acknowledged: None })
 }
 
 /// The answer to a client whose history an operator ended.
@@ -493,7 +519,7 @@ fn operator_reset(reason: ResetReason) -> Refusal {
         ResetReason::Terminated => "sync was terminated for this partition: start again from the server's state".into(),
         reason => format!("the server reset this client ({reason:?}): start again from the server's state"),
     };
-    Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason })
+    Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason, acknowledged: None })
 }
 
 /// Returns once the server is shutting down.

@@ -166,7 +166,7 @@ async fn bad_frames_close_only_their_connection() {
 
     let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
         (b"not a haven frame".to_vec(), ErrorCode::BadFrame),
-        (vec![b'H', b'V', 2, 0, 99], ErrorCode::BadFrame), // unknown message type
+        (vec![b'H', b'V', protocol::PROTOCOL_VERSION as u8, 0, 99], ErrorCode::BadFrame), // unknown message type
         (
             [b"HV\x09\x00".as_slice(), &protocol::encode(&bind("", "p")).unwrap()[4..]].concat(),
             ErrorCode::WrongProtocolVersion,
@@ -193,7 +193,7 @@ async fn bad_frames_close_only_their_connection() {
     }
     // Bad frames after a bind, too.
     let (mut bound, _, _) = Client::bind(&server, "", "p").await;
-    bound.send_bytes(vec![b'H', b'V', 2, 0, 200, 1, 2]).await;
+    bound.send_bytes(vec![b'H', b'V', protocol::PROTOCOL_VERSION as u8, 0, 200, 1, 2]).await;
     bound.refused(ErrorCode::BadFrame).await;
     // Text frames and out-of-order messages.
     let mut text = Client::connect(&server).await;
@@ -393,7 +393,8 @@ async fn a_server_that_knows_less_than_it_acknowledged_asks_for_a_reset() {
     match again.receive().await {
         Some(ServerMessage::Error {
             code: ErrorCode::ClientReset,
-            action: protocol::Action::ClientReset { reason: protocol::ResetReason::ServerRestored },
+            action:
+                protocol::Action::ClientReset { reason: protocol::ResetReason::ServerRestored, acknowledged: Some(1) },
             ..
         }) => {}
         other => panic!("{other:?}"),
@@ -430,7 +431,7 @@ async fn a_client_file_older_than_what_the_server_has_from_it_is_reset() {
     let mut copy = rebind(&server, ident, 1, 1, 1).await;
     match copy.receive().await {
         Some(ServerMessage::Error {
-            action: protocol::Action::ClientReset { reason: protocol::ResetReason::ClientRestored },
+            action: protocol::Action::ClientReset { reason: protocol::ResetReason::ClientRestored, acknowledged: None },
             ..
         }) => {}
         other => panic!("{other:?}"),
@@ -519,7 +520,7 @@ async fn an_operator_resets_one_client() {
     match next_non_download(&mut target).await {
         Some(ServerMessage::Error {
             code: ErrorCode::ClientReset,
-            action: protocol::Action::ClientReset { reason },
+            action: protocol::Action::ClientReset { reason, .. },
             ..
         }) => {
             assert_eq!(reason, protocol::ResetReason::OperatorReset)
@@ -532,7 +533,7 @@ async fn an_operator_resets_one_client() {
     assert!(matches!(
         again.receive().await,
         Some(ServerMessage::Error {
-            action: protocol::Action::ClientReset { reason: protocol::ResetReason::OperatorReset },
+            action: protocol::Action::ClientReset { reason: protocol::ResetReason::OperatorReset, .. },
             ..
         })
     ));
@@ -556,7 +557,7 @@ async fn terminating_a_partition_resets_its_clients_only() {
         assert!(matches!(
             next_non_download(client).await,
             Some(ServerMessage::Error {
-                action: protocol::Action::ClientReset { reason: protocol::ResetReason::Terminated },
+                action: protocol::Action::ClientReset { reason: protocol::ResetReason::Terminated, .. },
                 ..
             })
         ));
@@ -588,7 +589,7 @@ async fn compaction_resets_only_clients_that_need_the_history_it_dropped() {
     // A file that stopped at version 2 needs history that is gone.
     let mut old = rebind(&server, behind, 2, 0, 0).await;
     match old.receive().await {
-        Some(ServerMessage::Error { action: protocol::Action::ClientReset { reason }, message, .. }) => {
+        Some(ServerMessage::Error { action: protocol::Action::ClientReset { reason, .. }, message, .. }) => {
             assert_eq!(reason, protocol::ResetReason::HistoryTrimmed);
             assert!(message.contains("compacted"), "{message}");
         }
@@ -634,7 +635,7 @@ async fn a_partition_without_recovery_resets_with_no_recovery() {
     assert_eq!(status, 200);
     http(&server, "POST", &format!("/admin/v1/clients/{}/reset", ident.ident), Some("admin-secret")).await;
     match next_non_download(&mut client).await {
-        Some(ServerMessage::Error { action: protocol::Action::ClientResetNoRecovery { reason }, .. }) => {
+        Some(ServerMessage::Error { action: protocol::Action::ClientResetNoRecovery { reason, .. }, .. }) => {
             assert_eq!(reason, protocol::ResetReason::OperatorReset)
         }
         other => panic!("{other:?}"),

@@ -17,18 +17,13 @@ const FILE_IDENT: &str = "sync/file_ident";
 /// Appends one changeset (the next client version, stamped now) inside
 /// the transaction that made it; returns its client version.
 pub(crate) fn append(txn: &redb::WriteTransaction, instructions: Vec<Instruction>) -> Result<u64> {
+    let last = clock(txn)?;
     let mut meta = txn.open_table(META)?;
     let read_u64 = |v: Option<redb::AccessGuard<'_, &[u8]>>| {
         v.and_then(|g| <[u8; 8]>::try_from(g.value()).ok()).map(u64::from_le_bytes)
     };
     let client_version = read_u64(meta.get(NEXT_VERSION)?).unwrap_or(1);
     let base_version = read_u64(meta.get(BASE_VERSION)?).unwrap_or(0);
-    let last: Hlc = match meta.get(CLOCK)? {
-        Some(g) => {
-            postcard::from_bytes(g.value()).map_err(|e| Error::Storage(format!("the sync clock is damaged: {e}")))?
-        }
-        None => Hlc::default(),
-    };
     let hlc = HlcClock::starting_after(last).now(wall_millis());
     let changeset = Changeset { replica: 0, client_version, base_version, hlc, instructions };
     let bytes =
@@ -43,6 +38,33 @@ pub(crate) fn append(txn: &redb::WriteTransaction, instructions: Vec<Instruction
     let clock = postcard::to_allocvec(&hlc).map_err(|e| Error::Storage(e.to_string()))?;
     meta.insert(CLOCK, clock.as_slice())?;
     Ok(client_version)
+}
+
+/// Replaces the whole log with `changesets` (numbered from 1, as a client
+/// reset's recovery numbers them for the file's new ident) and moves the
+/// clock to `clock`.
+pub(crate) fn replace(txn: &redb::WriteTransaction, changesets: &[Changeset], clock: Hlc) -> Result<()> {
+    txn.delete_table(PENDING)?;
+    let mut pending = txn.open_table(PENDING)?;
+    for cs in changesets {
+        let bytes = postcard::to_allocvec(cs).map_err(|e| Error::Storage(format!("cannot encode a changeset: {e}")))?;
+        pending.insert(cs.client_version, bytes.as_slice())?;
+    }
+    let mut meta = txn.open_table(META)?;
+    meta.insert(NEXT_VERSION, (changesets.len() as u64 + 1).to_le_bytes().as_slice())?;
+    let clock = postcard::to_allocvec(&clock).map_err(|e| Error::Storage(e.to_string()))?;
+    meta.insert(CLOCK, clock.as_slice())?;
+    Ok(())
+}
+
+/// The file's clock: the last stamp it gave a changeset.
+pub(crate) fn clock(txn: &redb::WriteTransaction) -> Result<Hlc> {
+    match txn.open_table(META)?.get(CLOCK)? {
+        Some(g) => {
+            postcard::from_bytes(g.value()).map_err(|e| Error::Storage(format!("the sync clock is damaged: {e}")))
+        }
+        None => Ok(Hlc::default()),
+    }
 }
 
 /// Whether the file keeps a change log.
@@ -146,6 +168,6 @@ pub(crate) fn set_file_ident(txn: &redb::WriteTransaction, ident: u64, salt: u64
     Ok(())
 }
 
-fn wall_millis() -> u64 {
+pub(crate) fn wall_millis() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -40,11 +40,17 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 pub struct Database {
     pub(crate) inner: Arc<Inner>,
     read_only: bool,
+    /// For a frozen database ([`Database::freeze`]): the commit it shows.
+    frozen: Option<Arc<Snapshot>>,
 }
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("path", &self.inner.path).field("read_only", &self.read_only).finish()
+        f.debug_struct("Database")
+            .field("path", &self.inner.path)
+            .field("read_only", &self.read_only)
+            .field("frozen", &self.frozen.is_some())
+            .finish()
     }
 }
 
@@ -116,7 +122,7 @@ impl Database {
                     let inner = Arc::new(Inner::open(path.clone(), &config)?);
                     open.insert(path, Arc::downgrade(&inner));
                     tracing::debug!(path = %inner.path.display(), read_only = config.read_only, "opened database");
-                    return Ok(Database { inner, read_only: config.read_only });
+                    return Ok(Database { inner, read_only: config.read_only, frozen: None });
                 }
             }
         }
@@ -135,7 +141,7 @@ impl Database {
             }
         }
         let read_only = config.read_only || matches!(inner.engine(), Engine::ReadOnly(_));
-        Ok(Database { inner, read_only })
+        Ok(Database { inner, read_only, frozen: None })
     }
 
     /// Opens the database and starts syncing it as `config`'s
@@ -164,6 +170,10 @@ impl Database {
         if config.read_only {
             return Err(SyncError::Config("a synced database cannot be opened read-only".into()).into());
         }
+        if !sync.client_reset.has_manual_handler(sync.on_error.is_some()) {
+            let message = "ClientResetMode::Manual needs a handler to report a client reset to: give it on_manual, or give the SyncConfig an on_error";
+            return Err(SyncError::Config(message.into()).into());
+        }
         let wait = sync.wait_for_download;
         let db = tokio::task::spawn_blocking(move || Database::open(config.record_changes()))
             .await
@@ -189,7 +199,53 @@ impl Database {
     }
 
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Database {
-        Database { inner, read_only: false }
+        Database { inner, read_only: false, frozen: None }
+    }
+
+    /// A read-only view of the database as it is now, which later commits
+    /// do not change (a client reset gives its callbacks one of the state
+    /// before the reset). Its reads see that commit for as long as it
+    /// lives; writes fail with [`Error::ReadOnly`].
+    ///
+    /// ```
+    /// # use haven_store::{Config, Database, Schema, UpdateMode};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int"}}]"#)?;
+    /// let db = Database::open(Config::new(dir.path().join("app.haven")).schema(schema))?;
+    /// let before = db.freeze()?;
+    /// db.write(|tx| tx.create("Dog", serde_json::json!({"_id": 1}), UpdateMode::Never).map(|_| ()))?;
+    /// assert_eq!((before.objects("Dog")?.len()?, db.objects("Dog")?.len()?), (0, 1));
+    /// # Ok::<(), haven_store::Error>(())
+    /// ```
+    pub fn freeze(&self) -> Result<Database> {
+        let snapshot = self.inner.snapshot()?;
+        Ok(Database { inner: self.inner.clone(), read_only: true, frozen: Some(snapshot) })
+    }
+
+    /// Whether this is a frozen view ([`Database::freeze`]).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// The client reset under way in this file, if any.
+    pub(crate) fn reset_tracker(&self) -> Result<Option<crate::sync::ResetTracker>> {
+        self.snapshot()?.reset_tracker()
+    }
+
+    /// Records, or with `None` ends, the client reset under way.
+    pub(crate) fn set_reset_tracker(&self, tracker: Option<&crate::sync::ResetTracker>) -> Result<()> {
+        self.write_as_server(|tx| crate::sync::write_tracker(tx.raw(), tracker))
+    }
+
+    /// Ends a client reset in one commit (see `download::finish_reset`).
+    pub(crate) fn finish_reset(
+        &self,
+        commit: crate::download::ResetCommit,
+    ) -> Result<haven_core::recovery::RecoveryReport> {
+        if self.read_only {
+            return Err(Error::ReadOnly(self.inner.path.clone()));
+        }
+        self.inner.commit(Origin::Server, |tx| crate::download::finish_reset(tx, commit))
     }
 
     /// Records the ident the server gave this file.
@@ -329,7 +385,10 @@ impl Database {
     }
 
     pub(crate) fn snapshot(&self) -> Result<Arc<Snapshot>> {
-        self.inner.snapshot()
+        match &self.frozen {
+            Some(snapshot) => Ok(snapshot.clone()),
+            None => self.inner.snapshot(),
+        }
     }
 
     pub(crate) fn add_object_listener(

@@ -3,13 +3,16 @@
 //! log, and every object the download touched is rebuilt as its confirmed
 //! state with the remaining pending changes replayed on top (`docs/sync.md`).
 
-use crate::change_log::BASE_VERSION;
+use crate::change_log::{self, BASE_VERSION};
 use crate::error::{Error, Result};
 use crate::layout::{CONFIRMED, META, PENDING};
+use crate::sync::{write_tracker, Plan, ResetTracker};
 use crate::transaction::WriteTransaction;
 use crate::UpdateMode;
-use haven_core::merge::{apply, Changeset, Instruction, ObjectState, Writer};
+use haven_core::merge::{apply, Changeset, HlcClock, Instruction, ObjectState, Writer};
+use haven_core::recovery::{Recovery, RecoveryReport};
 use haven_core::{key, Value};
+use haven_sync::protocol::ResetReason;
 use haven_sync::protocol::SnapshotObject;
 use redb::ReadableTable;
 use std::collections::{BTreeMap, HashMap};
@@ -147,6 +150,70 @@ pub(crate) fn finish_bootstrap(
     }
     raw.open_table(META)?.insert(BASE_VERSION, version.to_le_bytes().as_slice())?;
     Ok(())
+}
+
+/// How a client reset ends.
+pub(crate) struct ResetCommit {
+    /// Discard or recover (never manual here).
+    pub plan: Plan,
+    /// The snapshot's server version.
+    pub version: u64,
+    /// The file's new `(ident, salt)`.
+    pub ident: (u64, u64),
+    /// The reset, as the file tracks it.
+    pub tracker: ResetTracker,
+}
+
+/// Ends a client reset in one commit, once the server's snapshot is the
+/// confirmed state: the unsynced changesets become the recovered ones (or
+/// none), the file takes its new ident, and every object becomes the
+/// server's state with the recovered changes on top. Returns what became
+/// of each unsynced change.
+pub(crate) fn finish_reset(tx: &mut WriteTransaction<'_>, commit: ResetCommit) -> Result<RecoveryReport> {
+    let raw = tx.raw();
+    let acknowledged = commit.tracker.acknowledged.unwrap_or(0);
+    let unsynced: Vec<Changeset> = pending_changesets(&raw.open_table(PENDING)?)?
+        .into_iter()
+        .filter(|cs| cs.client_version > acknowledged)
+        .collect();
+    let clock = change_log::clock(raw)?;
+    let (recovered, report, clock) = match commit.plan {
+        Plan::Recover(policy) => {
+            let confirmed = raw.open_table(CONFIRMED)?;
+            let recovery = Recovery {
+                schema: tx.schema(),
+                policy,
+                server_version: commit.version,
+                history_continues: history_continues(commit.tracker.reason),
+                replica: commit.ident.0,
+                clock: HlcClock::starting_after(clock),
+                now_millis: change_log::wall_millis(),
+            };
+            let out = recovery.run(&unsynced, |ty, pk| {
+                let state = key_of(pk).and_then(|k| read_state(&confirmed, ty, &k));
+                // A damaged row reads as absent: the recovery reports what it drops.
+                state
+                    .inspect_err(|e| tracing::error!(error = %e, "client reset: unreadable server state"))
+                    .ok()
+                    .flatten()
+            });
+            (out.changesets, out.report, out.clock.last())
+        }
+        Plan::Discard | Plan::Manual => (Vec::new(), RecoveryReport::discarded(&unsynced), clock),
+    };
+    change_log::replace(raw, &recovered, clock)?;
+    change_log::set_file_ident(raw, commit.ident.0, commit.ident.1)?;
+    let tracker = ResetTracker { committed: Some(recovered.len() as u64), ..commit.tracker };
+    write_tracker(raw, Some(&tracker))?;
+    finish_bootstrap(tx, commit.version, 0, commit.ident.0)?;
+    Ok(report)
+}
+
+/// Whether the server's version numbers still mean what the file's
+/// changesets saw: not after a restore from a backup, or for a server
+/// that does not know the file.
+fn history_continues(reason: ResetReason) -> bool {
+    !matches!(reason, ResetReason::ServerRestored | ResetReason::ClientRestored | ResetReason::UnknownClient)
 }
 
 /// The pending log, grouped by object, to replay onto confirmed states

@@ -108,6 +108,9 @@ pub enum Error {
         /// The newest version this build reads.
         supported: u32,
     },
+    /// A client reset needs the database closed.
+    #[error("{0} is still open in this process: drop every handle to it (and its Results and Objects) before initiate_client_reset")]
+    StillOpen(PathBuf),
     /// Another process has the file open.
     #[error("{0} is open in another process; close it there first")]
     OpenElsewhere(PathBuf),

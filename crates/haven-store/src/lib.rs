@@ -14,6 +14,7 @@ mod error;
 mod layout;
 mod notifier;
 mod object;
+pub mod recovery;
 mod results;
 mod snapshot;
 mod sync;
@@ -24,11 +25,13 @@ pub use config::{Config, UpdateMode};
 pub use database::Database;
 pub use error::{Error, Result};
 pub use haven_core::merge::{Changeset, Hlc, Instruction, ObjectState};
+pub use haven_core::recovery::{RecoveryPolicy, RecoveryReport};
 pub use haven_core::{ObjectSchema, Property, PropertyType, QueryError, Schema, SchemaError, Value, ValueError};
 pub use notifier::{CollectionChanges, NotificationToken, ObjectChange};
 pub use object::Object;
 pub use results::Results;
 pub use sync::{
-    Action, ConnectionState, ErrorCode, ResetReason, SyncConfig, SyncError, SyncProgress, SyncSession, SyncStatus,
+    initiate_client_reset, Action, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode, ConnectionState,
+    ErrorCode, ResetHandler, ResetReason, SyncConfig, SyncError, SyncProgress, SyncSession, SyncStatus,
 };
 pub use transaction::WriteTransaction;

@@ -63,6 +63,10 @@ impl Snapshot {
     }
 
     /// Where the file stands with its server.
+    pub fn reset_tracker(&self) -> Result<Option<crate::sync::ResetTracker>> {
+        crate::sync::read_tracker(&self.rtx)
+    }
+
     pub fn sync_position(&self) -> Result<crate::change_log::SyncPosition> {
         crate::change_log::position(&self.rtx)
     }

@@ -11,7 +11,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::Duration;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The largest frame either side sends or accepts.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -216,11 +216,18 @@ pub enum Action {
     ClientReset {
         /// Why.
         reason: ResetReason,
+        /// The last of the client's changesets the server integrated, when
+        /// it still knows (a changeset whose acknowledgement was lost must
+        /// not be recovered twice); `None` when its record of the client
+        /// cannot be trusted (unknown, or the client's file was restored).
+        acknowledged: Option<u64>,
     },
     /// Start again from the server's state; recovery is forbidden.
     ClientResetNoRecovery {
         /// Why.
         reason: ResetReason,
+        /// As for [`Action::ClientReset`].
+        acknowledged: Option<u64>,
     },
     /// Stop syncing: retrying cannot help (a forged token, say).
     Fatal,
@@ -412,7 +419,7 @@ mod tests {
         let e = ServerMessage::Error {
             code: ErrorCode::ClientReset,
             message: "history trimmed".into(),
-            action: Action::ClientReset { reason: ResetReason::HistoryTrimmed },
+            action: Action::ClientReset { reason: ResetReason::HistoryTrimmed, acknowledged: Some(7) },
         };
         assert_eq!(decode::<ServerMessage>(&encode(&e).unwrap()).unwrap(), e);
     }

@@ -44,9 +44,11 @@
 
 #![warn(missing_docs)]
 
+pub use haven_store::recovery;
 pub use haven_store::{
-    Action, ConnectionState, ErrorCode, ResetReason, SyncConfig, SyncError, SyncPosition, SyncProgress, SyncSession,
-    SyncStatus,
+    initiate_client_reset, Action, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode, ConnectionState,
+    ErrorCode, RecoveryPolicy, RecoveryReport, ResetHandler, ResetReason, SyncConfig, SyncError, SyncPosition,
+    SyncProgress, SyncSession, SyncStatus,
 };
 pub use haven_store::{
     Changeset, CollectionChanges, Config, Database, Error, Hlc, Instruction, NotificationToken, Object, ObjectChange,

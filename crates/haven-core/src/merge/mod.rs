@@ -6,7 +6,7 @@
 mod changeset;
 mod hlc;
 mod rule;
-mod validate;
+pub(crate) mod validate;
 
 pub use changeset::{Changeset, Instruction};
 pub use hlc::{Hlc, HlcClock};

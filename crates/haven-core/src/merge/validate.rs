@@ -32,7 +32,8 @@ pub fn validate(schema: &Schema, changeset: &Changeset) -> Result<(), InvalidCha
     Ok(())
 }
 
-fn check(schema: &Schema, instruction: &Instruction) -> Result<(), String> {
+/// Checks one instruction; `Err` names what does not fit.
+pub(crate) fn check(schema: &Schema, instruction: &Instruction) -> Result<(), String> {
     let (type_name, pk) = instruction.object();
     let ty = schema.object_type(type_name).ok_or_else(|| format!("unknown object type '{type_name}'"))?;
     value_fits(schema, ty, ty.primary_key_name(), pk)?;
@@ -81,7 +82,7 @@ fn check(schema: &Schema, instruction: &Instruction) -> Result<(), String> {
 
 /// Whether `value` is exactly what property `name` stores (no conversion:
 /// a client sends values already converted).
-fn value_fits(schema: &Schema, ty: &ObjectSchema, name: &str, value: &Value) -> Result<(), String> {
+pub(crate) fn value_fits(schema: &Schema, ty: &ObjectSchema, name: &str, value: &Value) -> Result<(), String> {
     let prop = ty.property_named(name).ok_or_else(|| format!("{} has no property '{name}'", ty.name()))?;
     match schema.coerce(ty, prop, value.clone()) {
         Ok(converted) if converted == *value => Ok(()),

@@ -1,6 +1,6 @@
 //! How a database syncs: [`SyncConfig`].
 
-use super::SyncError;
+use super::{ClientResetMode, SyncError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ pub struct SyncConfig {
     pub(crate) partition: String,
     pub(crate) wait_for_download: bool,
     pub(crate) on_error: Option<ErrorHandler>,
+    pub(crate) client_reset: Arc<ClientResetMode>,
     pub(crate) first_retry: Duration,
     pub(crate) max_retry: Duration,
 }
@@ -35,6 +36,7 @@ impl std::fmt::Debug for SyncConfig {
             .field("url", &self.url)
             .field("partition", &self.partition)
             .field("wait_for_download", &self.wait_for_download)
+            .field("client_reset", &self.client_reset)
             .finish_non_exhaustive()
     }
 }
@@ -50,6 +52,7 @@ impl SyncConfig {
             partition: partition.into(),
             wait_for_download: true,
             on_error: None,
+            client_reset: Arc::new(ClientResetMode::default()),
             first_retry: Duration::from_secs(1),
             max_retry: Duration::from_secs(300),
         }
@@ -75,6 +78,15 @@ impl SyncConfig {
     /// [`SyncSession::connection_state`](crate::SyncSession::connection_state)).
     pub fn on_error(mut self, handler: impl Fn(&SyncError) + Send + Sync + 'static) -> SyncConfig {
         self.on_error = Some(Arc::new(handler));
+        self
+    }
+
+    /// What to do when the server can no longer continue this file's
+    /// history (a client reset); the default is
+    /// [`ClientResetMode::RecoverUnsynced`] with `LatestWins`. See
+    /// `docs/client-reset.md`.
+    pub fn client_reset(mut self, mode: ClientResetMode) -> SyncConfig {
+        self.client_reset = Arc::new(mode);
         self
     }
 

@@ -2,9 +2,11 @@
 //! apply downloads until the connection ends. Every database call runs
 //! on tokio's blocking pool: a durable commit must not stall the runtime.
 
+use super::reset::{Plan, ResetTracker};
 use super::session::{ConnectionState, Shared};
-use super::SyncError;
+use super::{ClientResetMode, SyncError};
 use crate::database::Database;
+use crate::download::ResetCommit;
 use futures_util::{SinkExt, StreamExt};
 use haven_core::merge::Changeset;
 use haven_sync::protocol::{self, Action, ClientMessage, FileIdent, ServerMessage, MAX_FRAME_BYTES};
@@ -36,6 +38,15 @@ pub(crate) enum Ended {
     Lost(String),
     /// The server asked to come back later.
     RetryAfter(Duration),
+    /// The server cannot continue this file's history.
+    Reset {
+        /// Why.
+        reason: protocol::ResetReason,
+        /// How far the server had integrated this file's changesets.
+        acknowledged: Option<u64>,
+        /// Whether the server lets the client recover its changes.
+        recovery_allowed: bool,
+    },
     /// Retrying cannot help.
     Fatal(SyncError),
     /// The app paused the session.
@@ -45,6 +56,12 @@ pub(crate) enum Ended {
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A client reset attempt under way on a connection.
+struct ResetAttempt {
+    plan: Plan,
+    tracker: ResetTracker,
+}
 
 /// Frames handed to the writer task but not yet written.
 const WRITER_QUEUE: usize = 4;
@@ -72,6 +89,12 @@ pub(crate) struct Connection<'a> {
     uploaded_through: u64,
     /// Whether a bootstrap is being received.
     bootstrapping: bool,
+    /// A client reset attempt: this connection is bound as the file's new
+    /// ident and receives the fresh state; nothing uploads until it ends.
+    reset: Option<ResetAttempt>,
+    /// After a reset committed: how many recovered changesets the server
+    /// must acknowledge before the reset is over.
+    reset_unacknowledged: Option<u64>,
     /// The last `Mark` request sent.
     mark_sent: u64,
     last_heard: Instant,
@@ -107,8 +130,19 @@ impl<'a> Connection<'a> {
         let (last_written, started) = (Arc::new(AtomicU64::new(0)), Instant::now());
         let writer_task = tokio::spawn(write_frames(sink, frames, last_written.clone(), started));
         let db = shared.db().ok_or(Ended::Closed)?;
-        let (position, schema) =
-            blocking(db, |db| Ok((db.snapshot()?.sync_position()?, db.schema().to_json()))).await?;
+        let path = db.path().to_owned();
+        let (position, schema, tracker) = blocking(db, |db| {
+            let snapshot = db.snapshot()?;
+            Ok((snapshot.sync_position()?, db.schema().to_json(), snapshot.reset_tracker()?))
+        })
+        .await?;
+        let reset = match tracker.clone() {
+            Some(tracker) if tracker.committed.is_none() => match shared.config.client_reset.plan(&tracker) {
+                Plan::Manual => return Err(Ended::Fatal(SyncError::ClientReset(tracker.info(&path)))),
+                plan => Some(ResetAttempt { plan, tracker }),
+            },
+            _ => None,
+        };
         let mut connection = Connection {
             shared,
             reader,
@@ -121,9 +155,14 @@ impl<'a> Connection<'a> {
             ident: FileIdent { ident: 0, salt: 0 },
             uploaded_through: 0,
             bootstrapping: false,
+            reset: None,
+            reset_unacknowledged: tracker.and_then(|t| t.committed),
             mark_sent: 0,
             last_heard: Instant::now(),
         };
+        // A reset attempt binds as a new file: the server registers it and
+        // sends its whole state.
+        let position = if reset.is_some() { Default::default() } else { position };
         let bind = ClientMessage::Bind {
             token: shared.config.token.clone(),
             partition: shared.config.partition.clone(),
@@ -137,6 +176,17 @@ impl<'a> Connection<'a> {
         connection.writer.send(frame).await.map_err(|_| Ended::Lost("the connection was cut while binding".into()))?;
         match connection.receive().await? {
             ServerMessage::Bound { file_ident, server_version } => {
+                if let Some(attempt) = reset {
+                    tracing::info!(plan = ?attempt.plan, reason = ?attempt.tracker.reason, "client reset: downloading the server's state");
+                    connection.ident = file_ident;
+                    connection.reset = Some(attempt);
+                    if server_version == 0 {
+                        // Nothing to download: the server's state is empty.
+                        blocking(connection.db()?, |db| db.start_bootstrap()).await?;
+                        connection.finish_reset(0).await?;
+                    }
+                    return Ok(connection);
+                }
                 if position.file_ident != Some((file_ident.ident, file_ident.salt)) {
                     let db = shared.db().ok_or(Ended::Closed)?;
                     blocking(db, move |db| db.set_file_ident(file_ident.ident, file_ident.salt)).await?;
@@ -208,22 +258,31 @@ impl<'a> Connection<'a> {
                     p.downloaded = p.downloaded.max(server_version);
                     p.downloadable = p.downloadable.max(server_version);
                 });
+                if self.reset_unacknowledged.is_some_and(|n| uploaded_through >= n) {
+                    // The recovered changes got through: the reset is over.
+                    blocking(self.db()?, |db| db.set_reset_tracker(None)).await?;
+                    self.reset_unacknowledged = None;
+                    tracing::info!("client reset complete: the server has the recovered changes");
+                }
             }
             ServerMessage::Bootstrap { objects, last, server_version, uploaded_through } => {
                 let first = !std::mem::replace(&mut self.bootstrapping, !last);
                 let ident = self.ident.ident;
+                let resetting = self.reset.is_some();
                 blocking(self.db()?, move |db| {
                     if first {
                         db.start_bootstrap()?;
                     }
                     db.bootstrap_batch(&objects)?;
-                    if last {
+                    if last && !resetting {
                         db.finish_bootstrap(server_version, uploaded_through, ident)?;
                     }
                     Ok(())
                 })
                 .await?;
-                if last {
+                if last && resetting {
+                    self.finish_reset(server_version).await?;
+                } else if last {
                     self.shared.update_progress(|p| {
                         p.uploaded = p.uploaded.max(uploaded_through);
                         p.downloaded = p.downloaded.max(server_version);
@@ -248,11 +307,57 @@ impl<'a> Connection<'a> {
         Ok(())
     }
 
+    /// Ends a reset attempt once the server's state is here: the `before`
+    /// callback, the one commit, then `after`. A failed attempt is rolled
+    /// back and counted (the next one falls back); the connection ends.
+    async fn finish_reset(&mut self, version: u64) -> Result<(), Ended> {
+        let ResetAttempt { plan, tracker } = self.reset.take().expect("a reset attempt is under way");
+        let mode = self.shared.config.client_reset.clone();
+        let db = self.db()?;
+        let info = tracker.info(db.path());
+        let commit =
+            ResetCommit { plan, version, ident: (self.ident.ident, self.ident.salt), tracker: tracker.clone() };
+        let committed = blocking(db, move |db| Ok(commit_with_callbacks(db, &mode, commit))).await?;
+        let (before, report) = match committed {
+            Ok(done) => done,
+            Err(why) => {
+                tracing::warn!(%why, "client reset attempt failed; rolled back");
+                let failed = ResetTracker { failed_attempts: tracker.failed_attempts + 1, ..tracker };
+                blocking(self.db()?, move |db| db.set_reset_tracker(Some(&failed))).await?;
+                self.shared.report(&SyncError::AutoClientResetFailed(info.failed(why)));
+                return Err(Ended::Lost("the client reset attempt failed".into()));
+            }
+        };
+        let recovered = report.recovered().len();
+        tracing::info!(?plan, recovered, dropped = report.dropped().len(), version, "client reset committed");
+        let unsynced = blocking(self.db()?, |db| Ok(db.sync_position()?.last_client_version)).await?;
+        self.shared.reset_committed(version, unsynced);
+        (self.uploaded_through, self.reset_unacknowledged) = (0, Some(unsynced));
+        let mode = self.shared.config.client_reset.clone();
+        blocking(self.db()?, move |db| {
+            if let Some(after) = mode.after() {
+                if let Err(e) = after(&before, db, &report) {
+                    tracing::warn!(error = %e, "the client reset's after callback failed (the reset stays committed)");
+                }
+            }
+            if let (Plan::Discard, ClientResetMode::RecoverOrDiscard { fallback: Some(fallback), .. }) = (plan, &*mode)
+            {
+                fallback(&info);
+            }
+            Ok(())
+        })
+        .await?;
+        self.upload().await
+    }
+
     /// Queues the local changesets not yet sent on this connection (the
     /// server skips any it already has), as the log stores them, in frames
     /// of about [`UPLOAD_FRAME_BYTES`], at most [`UPLOAD_QUEUE_BYTES`] at a
     /// time: the rest once the queue has drained.
     async fn upload(&mut self) -> Result<(), Ended> {
+        if self.reset.is_some() {
+            return Ok(()); // the log is rewritten when the reset ends
+        }
         if self.outbox.iter().map(Vec::len).sum::<usize>() >= UPLOAD_QUEUE_BYTES {
             self.more_to_upload = true;
             return Ok(());
@@ -336,8 +441,31 @@ async fn write_frames(
     let _ = sink.close().await;
 }
 
+/// The `before` callback, then the reset's commit: the frozen state
+/// before and the report, or why the attempt failed (nothing committed).
+fn commit_with_callbacks(
+    db: &Database,
+    mode: &ClientResetMode,
+    commit: ResetCommit,
+) -> Result<(Database, haven_core::recovery::RecoveryReport), String> {
+    let before = db.freeze().map_err(|e| e.to_string())?;
+    if let Some(callback) = mode.before() {
+        callback(&before).map_err(|e| format!("the before callback failed: {e}"))?;
+    }
+    let report = db.finish_reset(commit).map_err(|e| format!("storing the reset failed: {e}"))?;
+    Ok((before, report))
+}
+
 fn server_error(code: protocol::ErrorCode, message: String, action: Action) -> Ended {
     match action {
+        Action::ClientReset { reason, acknowledged } => {
+            tracing::warn!(?reason, %message, "the server reset this client");
+            Ended::Reset { reason, acknowledged, recovery_allowed: true }
+        }
+        Action::ClientResetNoRecovery { reason, acknowledged } => {
+            tracing::warn!(?reason, %message, "the server reset this client and forbids recovery");
+            Ended::Reset { reason, acknowledged, recovery_allowed: false }
+        }
         Action::Reconnect { after_ms } => {
             tracing::info!(?code, %message, "the server asked to reconnect later");
             Ended::RetryAfter(Duration::from_millis(after_ms))

@@ -5,10 +5,13 @@
 
 mod config;
 mod connection;
+mod reset;
 mod session;
 
 pub use config::SyncConfig;
 pub use haven_sync::protocol::{Action, ErrorCode, ResetReason};
+pub use reset::{initiate_client_reset, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode, ResetHandler};
+pub(crate) use reset::{read_tracker, write_tracker, Plan, ResetTracker};
 pub use session::{ConnectionState, SyncProgress, SyncSession, SyncStatus};
 
 /// What went wrong with sync. Reported to
@@ -27,6 +30,17 @@ pub enum SyncError {
         /// What the server asked the client to do.
         action: Action,
     },
+    /// The server cannot continue this file's history and the app must
+    /// act (`ClientResetMode::Manual`, or a fallback to it): close the
+    /// database, call [`initiate_client_reset`], reopen. Sync stopped.
+    #[error("client reset needed ({:?}): close the database, call initiate_client_reset({}), reopen it and recover from the backup at {}", .0.reason(), .0.original_path().display(), .0.backup_path().display())]
+    ClientReset(ClientResetInfo),
+    /// An automatic client reset attempt failed (a callback returned an
+    /// error, or the recovery could not be stored) and was rolled back;
+    /// [`ClientResetInfo::failure`] says why. The next attempt falls back
+    /// (see [`ClientResetMode`]).
+    #[error("automatic client reset of {} failed and was rolled back: {}", .0.original_path().display(), .0.failure().unwrap_or("unknown"))]
+    AutoClientResetFailed(ClientResetInfo),
     /// This side failed to store what the server sent, or to read its log;
     /// the session stopped.
     #[error("sync stopped: the local database failed: {0}")]

@@ -3,7 +3,7 @@
 
 use super::config::SyncConfig;
 use super::connection::{Connection, Ended};
-use super::SyncError;
+use super::{ClientResetMode, ResetTracker, SyncError};
 use crate::database::{Database, Inner};
 use haven_sync::protocol::reconnect_delay;
 use std::hash::{BuildHasher, Hasher};
@@ -48,6 +48,8 @@ pub struct SyncStatus {
     pub stopped: Option<SyncError>,
     /// The last `Mark` request the server has answered.
     pub(crate) marks_answered: u64,
+    /// Client resets committed by this session: a reset renumbers the log.
+    pub(crate) resets: u64,
 }
 
 /// What the app asks of the background task.
@@ -85,8 +87,24 @@ impl Shared {
         });
     }
 
+    /// A client reset committed: the log now holds `uploadable`
+    /// recovered changesets, numbered from 1, and the file is at `version`.
+    pub fn reset_committed(&self, version: u64, uploadable: u64) {
+        self.status.send_modify(|s| {
+            s.progress = SyncProgress { uploaded: 0, uploadable, downloaded: version, downloadable: version };
+            s.resets += 1;
+        });
+    }
+
+    /// Tells the app: a manual reset goes to `on_manual` if the mode has
+    /// one, everything else to `on_error`.
     pub fn report(&self, error: &SyncError) {
         tracing::warn!(partition = %self.config.partition, %error, "sync error");
+        if let (SyncError::ClientReset(info), ClientResetMode::Manual { on_manual: Some(handler) }) =
+            (error, &*self.config.client_reset)
+        {
+            return handler(info);
+        }
         if let Some(handler) = &self.config.on_error {
             handler(error);
         }
@@ -129,6 +147,7 @@ impl SyncSession {
             },
             stopped: None,
             marks_answered: 0,
+            resets: 0,
         };
         let shared = Arc::new(Shared {
             config,
@@ -180,8 +199,14 @@ impl SyncSession {
     pub async fn upload_all_local_changes(&self) -> crate::Result<()> {
         let db = self.shared.db().ok_or(SyncError::Closed)?;
         let target = db.snapshot()?.sync_position()?.last_client_version;
+        let resets = self.shared.status.borrow().resets;
         self.shared.local_commits.notify_one();
-        self.wait(|s| s.progress.uploaded >= target).await
+        // A client reset renumbers the log: after one, wait for all of it.
+        self.wait(|s| match s.resets == resets {
+            true => s.progress.uploaded >= target,
+            false => s.progress.uploaded >= s.progress.uploadable,
+        })
+        .await
     }
 
     /// Waits until everything the server had when the call was made has
@@ -234,6 +259,27 @@ async fn run(shared: Arc<Shared>) {
                 return;
             }
             Ended::Paused => continue,
+            Ended::Reset { reason, acknowledged, recovery_allowed } => {
+                let Some(db) = shared.db() else { break };
+                let noted = tokio::task::spawn_blocking(move || {
+                    let tracker = ResetTracker::after_request(
+                        db.reset_tracker()?,
+                        db.path(),
+                        reason,
+                        acknowledged,
+                        recovery_allowed,
+                    );
+                    db.set_reset_tracker(Some(&tracker))
+                })
+                .await;
+                if let Err(error) = noted.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                    let error = SyncError::Local(format!("cannot record the client reset: {error}"));
+                    shared.report(&error);
+                    shared.status.send_modify(|s| s.stopped = Some(error));
+                    return;
+                }
+                continue; // the next connection makes the reset attempt
+            }
             Ended::Lost(why) => {
                 tracing::info!(partition = %shared.config.partition, %why, "sync connection lost; reconnecting");
                 backoff(&shared.config, attempt)

@@ -1,0 +1,443 @@
+//! Client reset on the device (DESIGN §6, `docs/client-reset.md`): the
+//! modes an app chooses, what a reset needing the app tells it, the
+//! persisted tracker that makes a reset survive crashes and never loop,
+//! and moving a file aside for a manual reset.
+
+use crate::config::Config;
+use crate::database::Database;
+use crate::error::{Error, Result};
+use crate::layout::META;
+use haven_core::merge::Instruction;
+use haven_core::recovery::{RecoveryPolicy, RecoveryReport};
+use haven_sync::protocol::ResetReason;
+use serde::{Deserialize, Serialize};
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+
+/// Called with a frozen copy of the database as it was before the reset;
+/// an `Err` aborts this reset attempt (rolled back; see [`ClientResetMode`]).
+pub type BeforeReset = Box<dyn Fn(&Database) -> Result<()> + Send + Sync>;
+/// Called once the reset committed: the frozen database before, the live
+/// one after, and what became of the unsynced changes.
+pub type AfterReset = Box<dyn Fn(&Database, &Database, &RecoveryReport) -> Result<()> + Send + Sync>;
+/// Called with what a reset needs from the app.
+pub type ResetHandler = Box<dyn Fn(&ClientResetInfo) + Send + Sync>;
+
+/// What a database does when the server can no longer continue its
+/// history (a *client reset*). Give it to
+/// [`SyncConfig::client_reset`](crate::SyncConfig::client_reset); the
+/// default is `RecoverUnsynced` with [`RecoveryPolicy::LatestWins`].
+///
+/// The automatic modes work in the background: the fresh state downloads
+/// while the app goes on, then one write transaction makes the database
+/// the server's state with the recovered changes on top. Handles stay
+/// open; listeners hear only of what really changed. If a `before`
+/// callback fails, that attempt is rolled back and reported as
+/// [`SyncError::AutoClientResetFailed`](crate::SyncError::AutoClientResetFailed);
+/// the next attempt falls back (`RecoverUnsynced` → manual,
+/// `RecoverOrDiscard` → discard, then manual): a reset never loops.
+///
+/// ```
+/// use haven_store::{ClientResetMode, RecoveryPolicy, SyncConfig};
+/// let sync = SyncConfig::new("ws://127.0.0.1:7878", "dev-token", "p").client_reset(ClientResetMode::RecoverUnsynced {
+///     policy: RecoveryPolicy::LatestWins,
+///     before: None,
+///     after: Some(Box::new(|_before, _after, report| {
+///         println!("client reset: {report}");
+///         Ok(())
+///     })),
+/// });
+/// ```
+pub enum ClientResetMode {
+    /// Sync stops and the app decides: `on_manual` (or, without it, the
+    /// [`SyncConfig::on_error`](crate::SyncConfig::on_error) handler) gets
+    /// [`SyncError::ClientReset`](crate::SyncError::ClientReset). The app
+    /// closes the database, calls [`initiate_client_reset`], reopens, and
+    /// recovers from the backup (see `haven::recovery`).
+    Manual {
+        /// Called with what the reset needs.
+        on_manual: Option<ResetHandler>,
+    },
+    /// Unsynced changes are thrown away: the database becomes the server's state.
+    DiscardUnsynced {
+        /// Called before the reset commits.
+        before: Option<BeforeReset>,
+        /// Called after it committed (the report lists what was discarded).
+        after: Option<AfterReset>,
+    },
+    /// Unsynced changes are replayed onto the server's state by `policy`;
+    /// what cannot be is listed in the report. If the server forbids
+    /// recovery, or an attempt failed, it falls back to manual.
+    RecoverUnsynced {
+        /// Whose values win.
+        policy: RecoveryPolicy,
+        /// Called before the reset commits.
+        before: Option<BeforeReset>,
+        /// Called after it committed.
+        after: Option<AfterReset>,
+    },
+    /// Like `RecoverUnsynced`, but where that falls back to manual this
+    /// discards the unsynced changes and calls `fallback`.
+    RecoverOrDiscard {
+        /// Whose values win.
+        policy: RecoveryPolicy,
+        /// Called before the reset commits.
+        before: Option<BeforeReset>,
+        /// Called after it committed.
+        after: Option<AfterReset>,
+        /// Called when recovery was not possible and changes were discarded.
+        fallback: Option<ResetHandler>,
+    },
+}
+
+impl Default for ClientResetMode {
+    fn default() -> Self {
+        ClientResetMode::RecoverUnsynced { policy: RecoveryPolicy::LatestWins, before: None, after: None }
+    }
+}
+
+impl std::fmt::Debug for ClientResetMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientResetMode::Manual { .. } => f.write_str("Manual"),
+            ClientResetMode::DiscardUnsynced { .. } => f.write_str("DiscardUnsynced"),
+            ClientResetMode::RecoverUnsynced { policy, .. } => write!(f, "RecoverUnsynced({policy:?})"),
+            ClientResetMode::RecoverOrDiscard { policy, .. } => write!(f, "RecoverOrDiscard({policy:?})"),
+        }
+    }
+}
+
+impl ClientResetMode {
+    /// What this attempt does, given how earlier attempts went.
+    pub(crate) fn plan(&self, tracker: &ResetTracker) -> Plan {
+        let recoverable = tracker.recovery_allowed && tracker.failed_attempts == 0;
+        match self {
+            ClientResetMode::Manual { .. } => Plan::Manual,
+            ClientResetMode::DiscardUnsynced { .. } if tracker.failed_attempts == 0 => Plan::Discard,
+            ClientResetMode::DiscardUnsynced { .. } => Plan::Manual,
+            ClientResetMode::RecoverUnsynced { policy, .. } if recoverable => Plan::Recover(*policy),
+            ClientResetMode::RecoverUnsynced { .. } => Plan::Manual,
+            ClientResetMode::RecoverOrDiscard { policy, .. } if recoverable => Plan::Recover(*policy),
+            // Discarding is tried once; if even that fails, the app decides.
+            ClientResetMode::RecoverOrDiscard { .. } if tracker.failed_attempts <= 1 => Plan::Discard,
+            ClientResetMode::RecoverOrDiscard { .. } => Plan::Manual,
+        }
+    }
+
+    pub(crate) fn before(&self) -> Option<&BeforeReset> {
+        match self {
+            ClientResetMode::Manual { .. } => None,
+            ClientResetMode::DiscardUnsynced { before, .. }
+            | ClientResetMode::RecoverUnsynced { before, .. }
+            | ClientResetMode::RecoverOrDiscard { before, .. } => before.as_ref(),
+        }
+    }
+
+    pub(crate) fn after(&self) -> Option<&AfterReset> {
+        match self {
+            ClientResetMode::Manual { .. } => None,
+            ClientResetMode::DiscardUnsynced { after, .. }
+            | ClientResetMode::RecoverUnsynced { after, .. }
+            | ClientResetMode::RecoverOrDiscard { after, .. } => after.as_ref(),
+        }
+    }
+
+    /// Whether a reset can reach the app: `Manual` needs a handler.
+    pub(crate) fn has_manual_handler(&self, on_error: bool) -> bool {
+        !matches!(self, ClientResetMode::Manual { on_manual: None }) || on_error
+    }
+}
+
+/// What one reset attempt does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    Manual,
+    Discard,
+    Recover(RecoveryPolicy),
+}
+
+/// A reset under way, kept in the file until the server has acknowledged
+/// the recovered changes: a crash resumes it, and a second reset before
+/// then counts as a failed attempt (no loops).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ResetTracker {
+    pub reason: ResetReason,
+    /// The last of this file's changesets the server had integrated, as it said.
+    pub acknowledged: Option<u64>,
+    pub recovery_allowed: bool,
+    pub failed_attempts: u32,
+    /// Where a manual reset moves the file.
+    pub backup_path: PathBuf,
+    /// Once committed: the number of recovered changesets to upload.
+    pub committed: Option<u64>,
+}
+
+impl ResetTracker {
+    /// The tracker after the server asked for a reset; `current` is the
+    /// one the file holds, if any.
+    pub fn after_request(
+        current: Option<ResetTracker>,
+        path: &Path,
+        reason: ResetReason,
+        acknowledged: Option<u64>,
+        recovery_allowed: bool,
+    ) -> ResetTracker {
+        match current {
+            // Reset again before the last one's changes got through: that
+            // recovery failed.
+            Some(t) if t.committed.is_some() => ResetTracker {
+                reason,
+                acknowledged,
+                recovery_allowed,
+                failed_attempts: t.failed_attempts + 1,
+                committed: None,
+                backup_path: t.backup_path,
+            },
+            Some(t) => ResetTracker { recovery_allowed: t.recovery_allowed && recovery_allowed, ..t },
+            None => ResetTracker {
+                reason,
+                acknowledged,
+                recovery_allowed,
+                failed_attempts: 0,
+                backup_path: backup_path_for(path),
+                committed: None,
+            },
+        }
+    }
+
+    /// The info an app gets about this reset.
+    pub fn info(&self, path: &Path) -> ClientResetInfo {
+        ClientResetInfo {
+            original_path: path.to_owned(),
+            backup_path: self.backup_path.clone(),
+            reason: self.reason,
+            acknowledged: self.acknowledged,
+            failure: None,
+        }
+    }
+}
+
+/// Where the tracker lives in the file's metadata.
+const TRACKER: &str = "sync/reset";
+
+/// The reset under way in the file, if any.
+pub(crate) fn read_tracker(rtx: &redb::ReadTransaction) -> Result<Option<ResetTracker>> {
+    let meta = match rtx.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(bytes) = meta.get(TRACKER)? else { return Ok(None) };
+    postcard::from_bytes(bytes.value())
+        .map(Some)
+        .map_err(|e| Error::Storage(format!("the client reset tracker is damaged: {e}")))
+}
+
+/// Records (or, with `None`, ends) the reset under way.
+pub(crate) fn write_tracker(txn: &redb::WriteTransaction, tracker: Option<&ResetTracker>) -> Result<()> {
+    let mut meta = txn.open_table(META)?;
+    match tracker {
+        Some(t) => {
+            let bytes = postcard::to_allocvec(t).map_err(|e| Error::Storage(e.to_string()))?;
+            meta.insert(TRACKER, bytes.as_slice())?;
+        }
+        None => {
+            meta.remove(TRACKER)?;
+        }
+    }
+    Ok(())
+}
+
+/// What a client reset needs the app to know: carried by
+/// [`SyncError::ClientReset`](crate::SyncError::ClientReset) and
+/// [`SyncError::AutoClientResetFailed`](crate::SyncError::AutoClientResetFailed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientResetInfo {
+    original_path: PathBuf,
+    backup_path: PathBuf,
+    reason: ResetReason,
+    acknowledged: Option<u64>,
+    failure: Option<String>,
+}
+
+impl ClientResetInfo {
+    /// The database file that must start again.
+    pub fn original_path(&self) -> &Path {
+        &self.original_path
+    }
+
+    /// Where [`initiate_client_reset`] moves it.
+    pub fn backup_path(&self) -> &Path {
+        &self.backup_path
+    }
+
+    /// Why the server reset this file.
+    pub fn reason(&self) -> ResetReason {
+        self.reason
+    }
+
+    /// Why an automatic attempt failed, for
+    /// [`SyncError::AutoClientResetFailed`](crate::SyncError::AutoClientResetFailed).
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    pub(crate) fn failed(self, why: impl Into<String>) -> ClientResetInfo {
+        ClientResetInfo { failure: Some(why.into()), ..self }
+    }
+
+    /// A read-only configuration of the backup (once
+    /// [`initiate_client_reset`] has moved the file there).
+    pub fn backup_config(&self) -> Config {
+        Config::new(&self.backup_path).read_only()
+    }
+
+    /// What the file holds that the server never acknowledged: every
+    /// create, field update, increment and delete, oldest first. Read
+    /// from the backup once the file has moved there, else from the file.
+    pub fn unsynced_changes(&self) -> Result<Vec<Instruction>> {
+        let path = if self.backup_path.exists() { &self.backup_path } else { &self.original_path };
+        let db = Database::open(Config::new(path).read_only())?;
+        unsynced(&db, self.acknowledged)
+    }
+}
+
+/// The changes of `db`'s log the server had not integrated as of the reset.
+pub(crate) fn unsynced(db: &Database, acknowledged: Option<u64>) -> Result<Vec<Instruction>> {
+    let after = acknowledged.unwrap_or(0);
+    let pending = db.pending_changes()?;
+    Ok(pending.into_iter().filter(|cs| cs.client_version > after).flat_map(|cs| cs.instructions).collect())
+}
+
+/// Moves the database file at `path` aside for a manual client reset, to
+/// `<dir>/recovered/<name>-<UTC yyyymmdd-hhmmss>-<random>.haven` (the
+/// [`ClientResetInfo::backup_path`] of the reset, unless a file is there
+/// already: a backup is never overwritten), and returns where. Opening
+/// `path` again then starts from the server's state.
+///
+/// Fails, changing nothing, while the database is open (close every
+/// handle first) or if there is no file at `path`.
+///
+/// ```no_run
+/// # fn run(info: &haven_store::ClientResetInfo) -> haven_store::Result<()> {
+/// let backup = haven_store::initiate_client_reset(info.original_path())?;
+/// let old = haven_store::Database::open(haven_store::Config::new(&backup).read_only())?;
+/// # Ok(()) }
+/// ```
+pub fn initiate_client_reset(path: impl AsRef<Path>) -> Result<PathBuf> {
+    let path = path.as_ref();
+    if Database::is_open(path) {
+        return Err(Error::StillOpen(path.to_owned()));
+    }
+    if !path.is_file() {
+        return Err(Error::Storage(format!("{}: no database file to reset", path.display())));
+    }
+    // Opened (and closed again) to read the planned backup path; this also
+    // fails if another process has the file open.
+    let planned = {
+        let db = Database::open(Config::new(path))?;
+        db.reset_tracker()?.map(|t| t.backup_path)
+    };
+    let mut backup = planned.unwrap_or_else(|| backup_path_for(path));
+    while backup.exists() {
+        backup = backup_path_for(path);
+    }
+    let dir = backup.parent().expect("a backup path has a directory");
+    std::fs::create_dir_all(dir).map_err(|e| Error::Storage(format!("cannot create {}: {e}", dir.display())))?;
+    wait_until_closed(path);
+    std::fs::rename(path, &backup)
+        .map_err(|e| Error::Storage(format!("cannot move {} to {}: {e}", path.display(), backup.display())))?;
+    tracing::info!(from = %path.display(), to = %backup.display(), "client reset: database moved aside");
+    Ok(backup)
+}
+
+/// The handle opened above closes on its own thread's drop; make sure
+/// the registry no longer holds it before the file moves.
+fn wait_until_closed(path: &Path) {
+    while Database::is_open(path) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// A fresh backup path for the file at `path`.
+fn backup_path_for(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_stem().map_or("database".into(), |s| s.to_string_lossy().into_owned());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish() & 0xff_ffff;
+    dir.join("recovered").join(format!("{name}-{}-{random:06x}.haven", utc_stamp(now)))
+}
+
+/// `yyyymmdd-hhmmss` in UTC for seconds since the Unix epoch.
+fn utc_stamp(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101-000000");
+        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
+        assert_eq!(utc_stamp(1_795_732_416), "20261126-223336");
+    }
+
+    fn tracker(failed_attempts: u32, recovery_allowed: bool) -> ResetTracker {
+        ResetTracker {
+            reason: ResetReason::OperatorReset,
+            acknowledged: None,
+            recovery_allowed,
+            failed_attempts,
+            backup_path: PathBuf::from("b"),
+            committed: None,
+        }
+    }
+
+    #[test]
+    fn failed_attempts_fall_back_and_never_loop() {
+        let recover = ClientResetMode::default();
+        let or_discard = ClientResetMode::RecoverOrDiscard {
+            policy: RecoveryPolicy::ClientWins,
+            before: None,
+            after: None,
+            fallback: None,
+        };
+        let discard = ClientResetMode::DiscardUnsynced { before: None, after: None };
+        assert_eq!(recover.plan(&tracker(0, true)), Plan::Recover(RecoveryPolicy::LatestWins));
+        assert_eq!(recover.plan(&tracker(1, true)), Plan::Manual);
+        assert_eq!(recover.plan(&tracker(0, false)), Plan::Manual);
+        assert_eq!(or_discard.plan(&tracker(0, true)), Plan::Recover(RecoveryPolicy::ClientWins));
+        assert_eq!(or_discard.plan(&tracker(0, false)), Plan::Discard);
+        assert_eq!(or_discard.plan(&tracker(1, true)), Plan::Discard);
+        assert_eq!(or_discard.plan(&tracker(2, true)), Plan::Manual);
+        assert_eq!(discard.plan(&tracker(0, false)), Plan::Discard);
+        assert_eq!(discard.plan(&tracker(1, true)), Plan::Manual);
+    }
+
+    #[test]
+    fn a_reset_before_the_last_was_acknowledged_is_a_failure() {
+        let path = Path::new("/data/app.haven");
+        let first = ResetTracker::after_request(None, path, ResetReason::OperatorReset, Some(3), true);
+        assert_eq!(first.failed_attempts, 0);
+        assert!(first.backup_path.starts_with("/data/recovered"));
+        let again = ResetTracker::after_request(Some(first.clone()), path, ResetReason::Terminated, None, true);
+        assert_eq!(again, first, "a request during an attempt changes nothing");
+        let committed = ResetTracker { committed: Some(2), ..first.clone() };
+        let cycle = ResetTracker::after_request(Some(committed), path, ResetReason::Terminated, None, true);
+        assert_eq!((cycle.failed_attempts, cycle.committed, cycle.reason), (1, None, ResetReason::Terminated));
+        assert_eq!(cycle.backup_path, first.backup_path);
+    }
+}
