@@ -31,6 +31,8 @@ struct Seen {
     before: AtomicUsize,
     after: AtomicUsize,
     fallback: AtomicUsize,
+    /// How many more times the `before` callback fails.
+    failing_befores: AtomicUsize,
     report: Mutex<Option<RecoveryReport>>,
     errors: Mutex<Vec<SyncError>>,
 }
@@ -46,6 +48,24 @@ impl Seen {
 
     fn errors(&self) -> Vec<SyncError> {
         self.errors.lock().unwrap().clone()
+    }
+
+    /// Waits for the `on_error` handler to get a `ClientReset`.
+    async fn manual_reset(&self) -> ClientResetInfo {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let found = self.errors().into_iter().find_map(|e| match e {
+                    SyncError::ClientReset(info) => Some(info),
+                    _ => None,
+                });
+                match found {
+                    Some(info) => return info,
+                    None => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        })
+        .await
+        .expect("a manual client reset within 60 s")
     }
 }
 
@@ -63,7 +83,10 @@ fn reset_mode(mode: Mode, seen: &Arc<Seen>) -> ClientResetMode {
     let (b, a) = (seen.clone(), seen.clone());
     let before = Some(Box::new(move |_: &Database| {
         b.before.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        match b.failing_befores.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+            Ok(_) => Err(haven::Error::Storage("the app's before callback refused".into())),
+            Err(_) => Ok(()),
+        }
     }) as haven::BeforeReset);
     let after = Some(Box::new(move |before: &Database, after: &Database, report: &RecoveryReport| {
         assert!(before.is_frozen() && !after.is_frozen());
@@ -273,4 +296,270 @@ async fn s05_discard_notifies_one_modification() {
     assert!(changes[0].insertions.is_empty() && changes[0].deletions.is_empty());
     assert_eq!(b.seen.counts(), (1, 1));
     assert_eq!(drop_reasons(&b.seen.report()), vec![(1, None, DropReason::Discarded)]);
+}
+
+/// A listener on `objects("Dog")` that keeps what it hears from now on.
+fn listen(db: &Database) -> (Arc<Mutex<Vec<haven::CollectionChanges>>>, haven::NotificationToken) {
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let heard = changes.clone();
+    let token = db.objects("Dog").unwrap().add_listener(move |c| heard.lock().unwrap().push(c.clone()));
+    db.wait_for_listeners();
+    changes.lock().unwrap().clear();
+    (changes, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s01_manual_moves_the_file_aside_and_reopens_fresh() {
+    let b = baseline(Mode::Manual).await;
+    set(&b.l, 1, "age", 4);
+    b.remote(|r| set(r, 1, "age", 6)).await;
+    b.h.reset_client(&b.l).await;
+    b.l.sync_session().unwrap().resume();
+    let info = b.seen.manual_reset().await;
+    assert_eq!(info.original_path(), b.l.path());
+    assert_eq!(info.reason(), haven::ResetReason::OperatorReset);
+    assert!(info.original_path().exists() && !info.backup_path().exists());
+    assert!(matches!(haven::initiate_client_reset(info.original_path()), Err(haven::Error::StillOpen(_))));
+    let Baseline { h, l, r: _r, seen } = b;
+    drop(l);
+    let backup = haven::initiate_client_reset(info.original_path()).unwrap();
+    assert_eq!(backup, info.backup_path());
+    assert!(!info.original_path().exists() && backup.exists());
+    assert!(backup.starts_with(h.dir.path().join("recovered")));
+    let unsynced = info.unsynced_changes().unwrap();
+    assert_eq!(unsynced.len(), 1, "{unsynced:?}");
+    let l = h.open("l", Mode::Manual, &seen).await;
+    assert_eq!(field(&l, 1, "age"), Some(6.into()));
+    let old = Database::open(info.backup_config()).unwrap();
+    assert!(old.is_read_only());
+    assert_eq!(field(&old, 1, "age"), Some(4.into()));
+    assert_eq!(seen.counts(), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s06_an_offline_create_is_recovered_or_discarded() {
+    let b = baseline(RECOVER).await;
+    create(&b.l, json!({"_id": 2, "name": "Ace", "lastUpdated": 1}));
+    b.reset_and_resume().await;
+    let dogs = b.converged().await;
+    assert_eq!(dogs.len(), 2);
+    assert_eq!(dogs[1]["name"], "Ace");
+
+    let b = baseline(Mode::Discard).await;
+    create(&b.l, json!({"_id": 2, "name": "Ace", "lastUpdated": 1}));
+    let (changes, _token) = listen(&b.l);
+    b.reset_and_resume().await;
+    b.l.wait_for_listeners();
+    assert_eq!(b.converged().await.len(), 1);
+    let heard = changes.lock().unwrap().clone();
+    assert_eq!(heard.len(), 1);
+    assert_eq!(heard[0].deletions, vec![Value::from(2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s07_an_offline_delete_wins_or_is_discarded() {
+    let b = baseline(RECOVER).await;
+    b.l.write(|tx| tx.delete("Dog", 1).map(|_| ())).unwrap();
+    b.remote(|r| set(r, 1, "age", 6)).await;
+    b.reset_and_resume().await;
+    assert!(b.converged().await.is_empty(), "delete wins");
+
+    let b = baseline(Mode::Discard).await;
+    b.l.write(|tx| tx.delete("Dog", 1).map(|_| ())).unwrap();
+    b.remote(|r| set(r, 1, "age", 6)).await;
+    let (changes, _token) = listen(&b.l);
+    b.reset_and_resume().await;
+    b.l.wait_for_listeners();
+    assert_eq!(b.converged().await[0]["age"], 6);
+    let heard = changes.lock().unwrap().clone();
+    assert_eq!(heard.len(), 1);
+    assert_eq!(heard[0].insertions, vec![Value::from(1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s08_an_update_of_an_object_deleted_on_the_server_is_dropped() {
+    let b = baseline(RECOVER).await;
+    set(&b.l, 1, "age", 4);
+    b.remote(|r| r.write(|tx| tx.delete("Dog", 1).map(|_| ())).unwrap()).await;
+    b.reset_and_resume().await;
+    assert!(b.converged().await.is_empty());
+    assert_eq!(drop_reasons(&b.seen.report()), vec![(1, None, DropReason::DeletedOnServer)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s09_increments_add_up_or_are_discarded() {
+    for (mode, age) in [(RECOVER, 16), (Mode::Discard, 6)] {
+        let b = baseline(mode).await;
+        b.l.write(|tx| tx.increment("Dog", 1, "age", 10)).unwrap();
+        b.remote(|r| r.write(|tx| tx.increment("Dog", 1, "age", 5)).unwrap()).await;
+        b.reset_and_resume().await;
+        assert_eq!(b.converged().await[0]["age"], age, "{mode:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s10_two_creates_of_one_key_merge_by_the_later_write() {
+    for mode in [RECOVER, Mode::Discard] {
+        let b = baseline(mode).await;
+        create(&b.l, json!({"_id": 3, "name": "L's", "age": 1, "lastUpdated": 1}));
+        b.remote(|r| create(r, json!({"_id": 3, "name": "R's", "age": 2, "lastUpdated": 2}))).await;
+        b.reset_and_resume().await;
+        let dogs = b.converged().await;
+        assert_eq!(dogs.len(), 2);
+        assert_eq!(dogs[1], json!({"_id": 3, "name": "R's", "age": 2, "lastUpdated": 2, "friend": null}), "{mode:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s11_a_link_to_an_object_deleted_on_the_server_is_dropped() {
+    let b = baseline(RECOVER).await;
+    b.l.sync_session().unwrap().resume();
+    b.remote(|r| create(r, json!({"_id": 2, "name": "Ace", "lastUpdated": 1}))).await;
+    synced(&b.l).await;
+    b.l.sync_session().unwrap().pause();
+    set(&b.l, 1, "friend", 2);
+    b.remote(|r| r.write(|tx| tx.delete("Dog", 2).map(|_| ())).unwrap()).await;
+    b.reset_and_resume().await;
+    let dogs = b.converged().await;
+    assert_eq!(dogs.len(), 1);
+    assert_eq!(dogs[0]["friend"], serde_json::Value::Null);
+    assert_eq!(drop_reasons(&b.seen.report()), vec![(1, Some("friend".into()), DropReason::LinkTargetDeleted)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s12_a_partition_without_recovery_falls_back() {
+    // RecoverUnsynced: the app decides; nothing is lost meanwhile.
+    let b = baseline(RECOVER).await;
+    set(&b.l, 1, "age", 4);
+    b.remote(|r| set(r, 1, "age", 6)).await;
+    assert_eq!(b.h.admin("partitions/p/recovery", r#"{"allowed": false}"#).await, 200);
+    b.h.reset_client(&b.l).await;
+    b.l.sync_session().unwrap().resume();
+    let info = b.seen.manual_reset().await;
+    assert_eq!(field(&b.l, 1, "age"), Some(4.into()), "the unsynced write is still here");
+    assert_eq!(info.unsynced_changes().unwrap().len(), 1);
+    assert_eq!(b.seen.counts(), (0, 0));
+
+    // RecoverOrDiscard: discarded, and the fallback hears of it.
+    let b = baseline(Mode::RecoverOrDiscard).await;
+    set(&b.l, 1, "age", 4);
+    b.remote(|r| set(r, 1, "age", 6)).await;
+    assert_eq!(b.h.admin("partitions/p/recovery", r#"{"allowed": false}"#).await, 200);
+    b.reset_and_resume().await;
+    assert_eq!(b.converged().await[0]["age"], 6);
+    assert_eq!(b.seen.fallback.load(Ordering::SeqCst), 1);
+    assert_eq!(drop_reasons(&b.seen.report()), vec![(1, None, DropReason::Discarded)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s13_a_failed_attempt_rolls_back_and_the_next_falls_back_never_looping() {
+    let b = baseline(RECOVER).await;
+    b.seen.failing_befores.store(1, Ordering::SeqCst);
+    set(&b.l, 1, "age", 4);
+    b.remote(|r| set(r, 1, "age", 6)).await;
+    b.h.reset_client(&b.l).await;
+    b.l.sync_session().unwrap().resume();
+    let info = b.seen.manual_reset().await;
+    let errors = b.seen.errors();
+    assert!(matches!(&errors[0], SyncError::AutoClientResetFailed(i) if i.failure().unwrap().contains("before")));
+    assert!(matches!(&errors[1], SyncError::ClientReset(_)), "{errors:?}");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(b.seen.counts(), (1, 0));
+    assert_eq!(field(&b.l, 1, "age"), Some(4.into()), "rolled back: the unsynced write is still here");
+    assert_eq!(info.unsynced_changes().unwrap().len(), 1);
+
+    let b = baseline(Mode::RecoverOrDiscard).await;
+    b.seen.failing_befores.store(1, Ordering::SeqCst);
+    set(&b.l, 1, "age", 4);
+    b.remote(|r| set(r, 1, "age", 6)).await;
+    b.reset_and_resume().await;
+    assert_eq!(b.converged().await[0]["age"], 6);
+    assert_eq!(b.seen.counts(), (2, 1));
+    assert!(matches!(&b.seen.errors()[..], [SyncError::AutoClientResetFailed(_)]));
+    assert_eq!(b.seen.fallback.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s17_compaction_resets_only_clients_that_need_trimmed_history() {
+    let b = baseline(RECOVER).await;
+    set(&b.l, 1, "name", "Rexy");
+    b.remote(|r| set(r, 1, "age", 6)).await;
+    let r_ident = b.r.sync_position().unwrap().file_ident;
+    assert_eq!(b.h.admin("partitions/p/compact", r#"{"keep_versions": 0}"#).await, 200);
+    b.l.sync_session().unwrap().resume();
+    synced(&b.l).await;
+    synced(&b.r).await;
+    let dogs = b.converged().await;
+    assert_eq!((&dogs[0]["name"], &dogs[0]["age"]), (&json!("Rexy"), &json!(6)));
+    assert_eq!(b.seen.counts(), (1, 1), "L was reset");
+    assert_eq!(b.r.sync_position().unwrap().file_ident, r_ident, "R, up to date, was not");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s18_terminate_resets_every_client_and_keeps_their_unsynced_writes() {
+    let b = baseline(RECOVER).await;
+    set(&b.l, 1, "name", "Rexy");
+    let r_ident = b.r.sync_position().unwrap().file_ident;
+    b.r.sync_session().unwrap().pause();
+    set(&b.r, 1, "age", 6);
+    assert_eq!(b.h.admin("partitions/p/terminate", "").await, 200);
+    b.l.sync_session().unwrap().resume();
+    b.r.sync_session().unwrap().resume();
+    for db in [&b.l, &b.r, &b.l] {
+        synced(db).await;
+    }
+    let dogs = b.converged().await;
+    assert_eq!((&dogs[0]["name"], &dogs[0]["age"]), (&json!("Rexy"), &json!(6)));
+    assert_ne!(b.r.sync_position().unwrap().file_ident, r_ident, "R was reset too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s20_an_increment_the_server_integrated_before_the_reset_counts_once() {
+    let b = baseline(RECOVER).await;
+    b.l.write(|tx| tx.increment("Dog", 1, "age", 10)).unwrap();
+    // A copy of L as it was before the server acknowledged the increment.
+    let Baseline { h, l, r, seen } = b;
+    let copy = h.path("l-copy");
+    std::fs::copy(l.path(), &copy).unwrap();
+    l.sync_session().unwrap().resume();
+    synced(&l).await;
+    drop(l);
+    // Back to that copy: the acknowledgement is lost; then the reset.
+    std::fs::rename(&copy, h.path("l")).unwrap();
+    let l = Database::open(Config::new(h.path("l"))).unwrap();
+    h.reset_client(&l).await;
+    drop(l);
+    let l = h.open("l", RECOVER, &seen).await;
+    synced(&l).await;
+    synced(&r).await;
+    assert_eq!(field(&l, 1, "age"), Some(11.into()));
+    assert_eq!(h.server_dogs().await[0]["age"], 11);
+    assert_eq!(seen.counts(), (1, 1));
+    assert!(seen.report().recovered().is_empty(), "{:?}", seen.report());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s21_two_resets_in_a_row_both_complete() {
+    for mode in [RECOVER, Mode::Discard] {
+        let b = baseline(mode).await;
+        set(&b.l, 1, "age", 4);
+        b.reset_and_resume().await;
+        b.l.sync_session().unwrap().pause();
+        set(&b.l, 1, "name", "Rexy");
+        b.reset_and_resume().await;
+        assert_eq!(b.seen.counts(), (2, 2), "{mode:?}");
+        let dogs = b.converged().await;
+        let expected = if mode == RECOVER { json!(["Rexy", 4]) } else { json!(["Rex", 1]) };
+        assert_eq!(json!([dogs[0]["name"], dogs[0]["age"]]), expected, "{mode:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s23_manual_without_a_handler_cannot_open() {
+    let h = Harness::new().await;
+    let sync = SyncConfig::new(h.server.url(), "dev", "p").client_reset(ClientResetMode::Manual { on_manual: None });
+    let config = Config::new(h.path("l")).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync);
+    let err = Database::open_synced(config).await.unwrap_err();
+    assert!(err.to_string().contains("on_manual"), "{err}");
+    assert!(!h.path("l").exists(), "nothing was created");
 }
