@@ -313,7 +313,7 @@ fn encode_state(pk: &Value, state: &ObjectState) -> Result<Vec<u8>> {
     SnapshotObject::encode_state(pk, state).map_err(|e| Error::Storage(format!("cannot encode sync state: {e}")))
 }
 
-fn decode_state(bytes: &[u8]) -> Result<(Value, ObjectState)> {
+pub(crate) fn decode_state(bytes: &[u8]) -> Result<(Value, ObjectState)> {
     SnapshotObject::decode_state(bytes).map_err(|e| Error::Storage(format!("damaged sync state: {e}")))
 }
 

@@ -63,6 +63,18 @@ impl Snapshot {
     }
 
     /// Where the file stands with its server.
+    /// The server-confirmed state of one object, with its field stamps.
+    pub fn confirmed(&self, ty: &str, pk: &haven_core::Value) -> Result<Option<haven_core::merge::ObjectState>> {
+        let table = match self.rtx.open_table(layout::CONFIRMED) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(pk) = pk.as_ref() else { return Ok(None) };
+        let row = table.get((ty, key::to_key(pk).as_slice()))?;
+        row.map(|g| crate::download::decode_state(g.value()).map(|(_, state)| state)).transpose()
+    }
+
     pub fn reset_tracker(&self) -> Result<Option<crate::sync::ResetTracker>> {
         crate::sync::read_tracker(&self.rtx)
     }

@@ -563,3 +563,208 @@ async fn s23_manual_without_a_handler_cannot_open() {
     assert!(err.to_string().contains("on_manual"), "{err}");
     assert!(!h.path("l").exists(), "nothing was created");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s15_a_download_paused_midway_starts_again_and_applies_nothing_twice() {
+    let b = baseline(RECOVER).await;
+    create(&b.l, json!({"_id": 200, "name": "L's", "lastUpdated": 1}));
+    b.remote(|r| {
+        r.write(|tx| {
+            for id in 1000..1100 {
+                let name = "x".repeat(128 << 10);
+                tx.create("Dog", json!({"_id": id, "name": name, "lastUpdated": id}), UpdateMode::Never)?;
+            }
+            Ok(())
+        })
+        .unwrap()
+    })
+    .await;
+    b.h.reset_client(&b.l).await;
+    let session = b.l.sync_session().unwrap();
+    let mut status = session.watch();
+    session.resume();
+    // The reset attempt's connection is the first to bind: pause it while
+    // the state downloads.
+    status.wait_for(|s| s.connection == haven::ConnectionState::Connected).await.unwrap();
+    session.pause();
+    let finished_before_the_pause = b.seen.counts().1;
+    session.resume();
+    synced(&b.l).await;
+    synced(&b.r).await;
+    let dogs = b.converged().await;
+    assert_eq!(dogs.len(), 102);
+    assert_eq!(
+        b.seen.counts().1,
+        1,
+        "one reset committed (paused before finishing: {})",
+        finished_before_the_pause == 0
+    );
+    assert_eq!(b.seen.report().recovered().len(), 1, "{:?}", b.seen.report());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s16_a_server_restored_from_a_backup_gets_every_unsynced_write_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let server = start_server(&data).await;
+    let addr = server.local_addr();
+    let h = Harness { dir, server };
+    let names = ["a", "b", "c"];
+    let mut devices = Vec::new();
+    for name in names {
+        devices.push(h.open(name, RECOVER, &Arc::default()).await);
+    }
+    create(&devices[0], json!({"_id": 1, "name": "Rex", "age": 1, "lastUpdated": 0}));
+    for db in devices.iter().chain(&devices[..1]) {
+        synced(db).await;
+    }
+    // The backup, taken before the writes below.
+    let Harness { dir, server } = h;
+    server.shutdown().await;
+    let backup = dir.path().join("server-backup");
+    std::fs::create_dir_all(&backup).unwrap();
+    std::fs::copy(data.join("haven-server.redb"), backup.join("haven-server.redb")).unwrap();
+    let server = restart(&data, addr).await;
+    set(&devices[1], 1, "name", "Rexy");
+    for db in devices.iter().chain(&devices[..2]) {
+        synced(db).await;
+    }
+    // Each device writes offline; then the server comes back from the backup.
+    devices.iter().for_each(|db| db.sync_session().unwrap().pause());
+    create(&devices[0], json!({"_id": 10, "name": "A's", "lastUpdated": 1}));
+    set(&devices[1], 1, "age", 7);
+    create(&devices[2], json!({"_id": 30, "name": "C's", "lastUpdated": 3}));
+    server.shutdown().await;
+    std::fs::copy(backup.join("haven-server.redb"), data.join("haven-server.redb")).unwrap();
+    let server = restart(&data, addr).await;
+    devices.iter().for_each(|db| db.sync_session().unwrap().resume());
+    for db in devices.iter().chain(&devices) {
+        synced(db).await;
+    }
+    let h = Harness { dir, server };
+    let expected = h.server_dogs().await;
+    for db in &devices {
+        assert_eq!(dogs(db), expected);
+    }
+    let ids: Vec<_> = expected.iter().map(|d| d["_id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![1, 10, 30]);
+    assert_eq!(expected[0]["age"], 7);
+}
+
+/// Starts the server again on the address it had.
+async fn restart(data: &Path, addr: std::net::SocketAddr) -> Server {
+    let storage = Arc::new(EmbeddedStorage::open(data).unwrap());
+    Server::start_with_admin(storage, Authenticator::Dev, addr, Some(ADMIN.into())).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s22_junk_left_in_the_staging_area_is_cleared() {
+    use haven_core::merge::{Field, Hlc, ObjectState, Stamp};
+    let b = baseline(RECOVER).await;
+    set(&b.l, 1, "age", 4);
+    // What a crashed download leaves: part of a snapshot, here an object
+    // the server never had.
+    let stamp = Stamp { version: 1, hlc: Hlc::default(), replica: 1 };
+    let fields = [("_id", Value::from(99)), ("name", "junk".into()), ("lastUpdated", 0.into())]
+        .into_iter()
+        .map(|(n, value)| (n.to_owned(), Field { value, stamp }))
+        .collect();
+    let state = ObjectState::Live { fields, deleted_at: None };
+    let junk = haven_sync::protocol::SnapshotObject {
+        object_type: "Dog".into(),
+        key: haven_core::key::to_key(Value::from(99).as_ref().unwrap()),
+        state: haven_sync::protocol::SnapshotObject::encode_state(&99.into(), &state).unwrap(),
+    };
+    b.l.start_bootstrap().unwrap();
+    b.l.bootstrap_batch(&[junk]).unwrap();
+    b.reset_and_resume().await;
+    let dogs = b.converged().await;
+    assert_eq!(dogs.len(), 1, "{dogs:?}");
+    assert_eq!(dogs[0]["age"], 4);
+}
+
+/// A manual reset carried out as the docs say: L is closed, moved aside,
+/// reopened from the server's state; returns (live, backup).
+async fn manual_reset(b: Baseline) -> (Database, Database, Baseline) {
+    b.h.reset_client(&b.l).await;
+    b.l.sync_session().unwrap().resume();
+    let info = b.seen.manual_reset().await;
+    let Baseline { h, l, r, seen } = b;
+    drop(l);
+    haven::initiate_client_reset(info.original_path()).unwrap();
+    let live = h.open("l", Mode::Manual, &seen).await;
+    let backup = Database::open(info.backup_config()).unwrap();
+    let b = Baseline { h, l: live.clone(), r, seen };
+    (live, backup, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s25_by_object_timestamp_overwrites_the_servers_other_fields_by_field_does_not() {
+    for by_field in [false, true] {
+        let b = baseline(Mode::Manual).await;
+        let last_synced = 0; // L's Dog 1 has lastUpdated 0: written before the last sync
+        b.l.write(|tx| {
+            tx.set("Dog", 1, "age", 4)?;
+            tx.set("Dog", 1, "lastUpdated", 5)
+        })
+        .unwrap();
+        b.remote(|r| set(r, 1, "name", "Max")).await;
+        let (live, backup, b) = manual_reset(b).await;
+        let report = match by_field {
+            false => haven::recovery::by_object_timestamp(&backup, &live, "Dog", "lastUpdated", last_synced),
+            true => haven::recovery::by_field(&backup, &live),
+        }
+        .unwrap();
+        assert!(report.is_complete(), "{report}");
+        synced(&live).await;
+        synced(&b.r).await;
+        let dogs = b.converged().await;
+        let name = if by_field { "Max" } else { "Rex" };
+        assert_eq!((&dogs[0]["name"], &dogs[0]["age"]), (&json!(name), &json!(4)), "by field: {by_field}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s26_from_change_log_replays_everything_overwrite_server_copies_the_backup() {
+    let offline = |l: &Database| {
+        l.write(|tx| {
+            tx.create("Dog", json!({"_id": 2, "name": "Ace", "age": 1, "lastUpdated": 1}), UpdateMode::Never)?;
+            tx.create("Dog", json!({"_id": 3, "name": "Bo", "lastUpdated": 1}), UpdateMode::Never)?;
+            tx.set("Dog", 1, "name", "Rexy")?;
+            tx.increment("Dog", 1, "age", 10)?;
+            tx.delete("Dog", 3).map(|_| ())
+        })
+        .unwrap()
+    };
+    // From the change log: R's increment and L's both count; L's rename wins.
+    let b = baseline(Mode::Manual).await;
+    offline(&b.l);
+    b.remote(|r| r.write(|tx| tx.increment("Dog", 1, "age", 5)).unwrap()).await;
+    let (live, backup, b) = manual_reset(b).await;
+    let report = haven::recovery::from_change_log(&backup, &live).unwrap();
+    assert!(report.is_complete(), "{report}");
+    assert_eq!(report.recovered().len(), 5);
+    synced(&live).await;
+    synced(&b.r).await;
+    let dogs = b.converged().await;
+    assert_eq!(dogs.iter().map(|d| d["_id"].as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!((&dogs[0]["name"], &dogs[0]["age"]), (&json!("Rexy"), &json!(16)));
+
+    // Overwrite: the server ends up with exactly the backup's objects (R's
+    // Dog 4 stays: deletes are not recovered).
+    let b = baseline(Mode::Manual).await;
+    offline(&b.l);
+    b.remote(|r| {
+        r.write(|tx| tx.increment("Dog", 1, "age", 5)).unwrap();
+        create(r, json!({"_id": 4, "name": "R's", "lastUpdated": 2}));
+    })
+    .await;
+    let (live, backup, b) = manual_reset(b).await;
+    haven::recovery::overwrite_server(&backup, &live).unwrap();
+    synced(&live).await;
+    synced(&b.r).await;
+    let dogs = b.converged().await;
+    let mut expected = dogs(&backup);
+    expected.push(json!({"_id": 4, "name": "R's", "age": null, "lastUpdated": 2, "friend": null}));
+    assert_eq!(dogs, expected);
+}
