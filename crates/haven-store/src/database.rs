@@ -227,6 +227,14 @@ impl Database {
         self.frozen.is_some()
     }
 
+    /// The client reset under way in this file, if any: one a crash
+    /// interrupted (it resumes when the file next syncs), one waiting for
+    /// the server to acknowledge the recovered changes, or a manual one
+    /// waiting for [`initiate_client_reset`](crate::initiate_client_reset).
+    pub fn pending_client_reset(&self) -> Result<Option<crate::PendingClientReset>> {
+        Ok(self.reset_tracker()?.map(|t| t.pending()))
+    }
+
     /// The client reset under way in this file, if any.
     pub(crate) fn reset_tracker(&self) -> Result<Option<crate::sync::ResetTracker>> {
         self.snapshot()?.reset_tracker()

@@ -32,6 +32,7 @@ pub use object::Object;
 pub use results::Results;
 pub use sync::{
     initiate_client_reset, Action, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode, ConnectionState,
-    ErrorCode, ResetHandler, ResetReason, SyncConfig, SyncError, SyncProgress, SyncSession, SyncStatus,
+    ErrorCode, PendingClientReset, ResetHandler, ResetReason, SyncConfig, SyncError, SyncProgress, SyncSession,
+    SyncStatus,
 };
 pub use transaction::WriteTransaction;

@@ -47,8 +47,8 @@
 pub use haven_store::recovery;
 pub use haven_store::{
     initiate_client_reset, Action, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode, ConnectionState,
-    ErrorCode, RecoveryPolicy, RecoveryReport, ResetHandler, ResetReason, SyncConfig, SyncError, SyncPosition,
-    SyncProgress, SyncSession, SyncStatus,
+    ErrorCode, PendingClientReset, RecoveryPolicy, RecoveryReport, ResetHandler, ResetReason, SyncConfig, SyncError,
+    SyncPosition, SyncProgress, SyncSession, SyncStatus,
 };
 pub use haven_store::{
     Changeset, CollectionChanges, Config, Database, Error, Hlc, Instruction, NotificationToken, Object, ObjectChange,

@@ -746,9 +746,9 @@ async fn s26_from_change_log_replays_everything_overwrite_server_copies_the_back
     assert_eq!(report.recovered().len(), 5);
     synced(&live).await;
     synced(&b.r).await;
-    let dogs = b.converged().await;
-    assert_eq!(dogs.iter().map(|d| d["_id"].as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!((&dogs[0]["name"], &dogs[0]["age"]), (&json!("Rexy"), &json!(16)));
+    let server = b.converged().await;
+    assert_eq!(server.iter().map(|d| d["_id"].as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!((&server[0]["name"], &server[0]["age"]), (&json!("Rexy"), &json!(16)));
 
     // Overwrite: the server ends up with exactly the backup's objects (R's
     // Dog 4 stays: deletes are not recovered).
@@ -763,8 +763,94 @@ async fn s26_from_change_log_replays_everything_overwrite_server_copies_the_back
     haven::recovery::overwrite_server(&backup, &live).unwrap();
     synced(&live).await;
     synced(&b.r).await;
-    let dogs = b.converged().await;
     let mut expected = dogs(&backup);
     expected.push(json!({"_id": 4, "name": "R's", "age": null, "lastUpdated": 2, "friend": null}));
-    assert_eq!(dogs, expected);
+    assert_eq!(b.converged().await, expected);
+}
+
+/// Runs as a child process of `s14` (else does nothing): opens L, resumes
+/// its reset, says when the fresh state starts downloading, and waits to
+/// be killed.
+#[test]
+fn child_process_for_s14() {
+    let Ok(path) = std::env::var("HAVEN_S14_PATH") else { return };
+    let url = std::env::var("HAVEN_S14_URL").unwrap();
+    let discard = std::env::var("HAVEN_S14_MODE").unwrap() == "discard";
+    tokio::runtime::Runtime::new().unwrap().block_on(async move {
+        let mode = match discard {
+            true => ClientResetMode::DiscardUnsynced { before: None, after: None },
+            false => ClientResetMode::default(),
+        };
+        let sync = SyncConfig::new(url, "dev", "p").wait_for_download(false).client_reset(mode);
+        let config = Config::new(&path).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync);
+        let db = Database::open_synced(config).await.unwrap();
+        let mut status = db.sync_session().unwrap().watch();
+        status.wait_for(|s| s.connection == haven::ConnectionState::Connected).await.unwrap();
+        println!("downloading");
+        std::future::pending::<()>().await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s14_a_reset_killed_while_downloading_completes_on_reopen() {
+    for mode in [Mode::Discard, RECOVER] {
+        let b = baseline(mode).await;
+        set(&b.l, 1, "age", 4);
+        create(&b.l, json!({"_id": 2, "name": "Ace", "lastUpdated": 1}));
+        b.remote(|r| {
+            r.write(|tx| {
+                for id in 1000..1100 {
+                    let name = "x".repeat(128 << 10);
+                    tx.create("Dog", json!({"_id": id, "name": name, "lastUpdated": id}), UpdateMode::Never)?;
+                }
+                Ok(())
+            })
+            .unwrap()
+        })
+        .await;
+        b.h.reset_client(&b.l).await;
+        let Baseline { h, l, r, seen } = b;
+        drop(l);
+        while Database::is_open(h.path("l")) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A child process resumes the reset and is killed mid-download.
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_process_for_s14", "--nocapture", "--test-threads=1"])
+            .env("HAVEN_S14_PATH", h.path("l"))
+            .env("HAVEN_S14_URL", h.server.url())
+            .env("HAVEN_S14_MODE", if mode == Mode::Discard { "discard" } else { "recover" })
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("downloading") {
+            line.clear();
+            assert_ne!(std::io::BufRead::read_line(&mut out, &mut line).unwrap(), 0, "the child ended");
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // (Opened for writing: a killed process leaves the file to repair.)
+        let pending = Database::open(Config::new(h.path("l"))).unwrap().pending_client_reset().unwrap();
+        let pending = pending.expect("the reset was under way");
+        assert!(!pending.committed, "killed before the reset committed");
+        // Reopened: the reset completes as if nothing had happened.
+        while Database::is_open(h.path("l")) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let l = h.open("l", mode, &seen).await;
+        synced(&l).await;
+        synced(&r).await;
+        let b = Baseline { h, l, r, seen };
+        let dogs = b.converged().await;
+        match mode {
+            Mode::Discard => assert_eq!((dogs.len(), &dogs[0]["age"]), (101, &json!(1))),
+            _ => {
+                assert_eq!((dogs.len(), &dogs[0]["age"], &dogs[1]["name"]), (102, &json!(4), &json!("Ace")));
+                assert!(b.seen.report().is_complete());
+            }
+        }
+        assert!(b.l.pending_client_reset().unwrap().is_none(), "the reset is over");
+    }
 }

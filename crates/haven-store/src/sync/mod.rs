@@ -10,7 +10,9 @@ mod session;
 
 pub use config::SyncConfig;
 pub use haven_sync::protocol::{Action, ErrorCode, ResetReason};
-pub use reset::{initiate_client_reset, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode, ResetHandler};
+pub use reset::{
+    initiate_client_reset, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode, PendingClientReset, ResetHandler,
+};
 pub(crate) use reset::{read_tracker, write_tracker, Plan, ResetTracker};
 pub use session::{ConnectionState, SyncProgress, SyncSession, SyncStatus};
 

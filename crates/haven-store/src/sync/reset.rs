@@ -172,7 +172,33 @@ pub(crate) struct ResetTracker {
     pub committed: Option<u64>,
 }
 
+/// A client reset under way in a file, as
+/// [`Database::pending_client_reset`](crate::Database::pending_client_reset) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PendingClientReset {
+    /// Why the server reset the file.
+    pub reason: ResetReason,
+    /// Attempts that failed (a callback refused, say).
+    pub failed_attempts: u32,
+    /// Whether the reset has committed and only waits for the server to
+    /// acknowledge the recovered changes.
+    pub committed: bool,
+    /// Where a manual reset moves the file.
+    pub backup_path: PathBuf,
+}
+
 impl ResetTracker {
+    /// What the app may see of it.
+    pub fn pending(&self) -> PendingClientReset {
+        PendingClientReset {
+            reason: self.reason,
+            failed_attempts: self.failed_attempts,
+            committed: self.committed.is_some(),
+            backup_path: self.backup_path.clone(),
+        }
+    }
+
     /// The tracker after the server asked for a reset; `current` is the
     /// one the file holds, if any.
     pub fn after_request(
