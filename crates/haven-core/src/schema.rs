@@ -375,6 +375,67 @@ impl Schema {
         self.merged(other, true)
     }
 
+    /// Combines two schemas whatever their conflicts, for a server whose
+    /// operator changes the schema: every type and property of either
+    /// side, and where both define a property (or a type's primary key)
+    /// differently, `other`'s definition if `other_wins`, else `self`'s.
+    /// Returns the combined schema and each conflict, described; a new
+    /// required property in an existing type counts as one (objects that
+    /// lack it no longer fit). Fails if the result is not a valid schema (a
+    /// link to a type whose primary key changed type, say).
+    ///
+    /// ```
+    /// use haven_core::Schema;
+    /// let old = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","age":"int?"}}]"#).unwrap();
+    /// let new = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","age":"string?"}}]"#).unwrap();
+    /// let (combined, breaking) = old.combine(&new, true)?;
+    /// assert_eq!(combined, new);
+    /// assert_eq!(breaking, vec!["Dog.age: int? becomes string?".to_string()]);
+    /// assert_eq!(old.combine(&new, false)?, (old.clone(), breaking));
+    /// # Ok::<(), haven_core::SchemaError>(())
+    /// ```
+    pub fn combine(&self, other: &Schema, other_wins: bool) -> Result<(Schema, Vec<String>), SchemaError> {
+        let mut types = self.types.clone();
+        let mut conflicts = Vec::new();
+        for theirs in &other.types {
+            let Some(ours) = types.iter_mut().find(|t| t.name == theirs.name) else {
+                types.push(theirs.clone());
+                continue;
+            };
+            if ours.primary_key_property() != theirs.primary_key_property() {
+                conflicts.push(format!("{}: the primary key changes", theirs.name));
+                if other_wins {
+                    *ours = theirs.clone();
+                }
+                continue;
+            }
+            for p in &theirs.properties {
+                match ours.properties.iter_mut().find(|o| o.name == p.name) {
+                    Some(o) if o.ty != p.ty || o.optional != p.optional || o.list != p.list => {
+                        conflicts.push(format!(
+                            "{}.{}: {} becomes {}",
+                            theirs.name,
+                            p.name,
+                            o.type_string(),
+                            p.type_string()
+                        ));
+                        if other_wins {
+                            *o = p.clone();
+                        }
+                    }
+                    Some(o) => o.indexed = if other_wins { p.indexed } else { o.indexed },
+                    None => {
+                        if p.default_value().is_none() {
+                            conflicts.push(format!("{}.{}: a new required property", theirs.name, p.name));
+                        }
+                        ours.properties.push(p.clone());
+                    }
+                }
+            }
+        }
+        Ok((Schema::new(types)?, conflicts))
+    }
+
     fn merged(&self, requested: &Schema, keep_missing: bool) -> Result<Schema, SchemaError> {
         let mut merged = self.types.clone();
         for want in &requested.types {

@@ -1,7 +1,8 @@
 //! The admin HTTP API under `/admin/v1`, for operators (`haven admin`):
 //! bearer `--admin-token`; off when the server has none. Today: list
 //! partitions and their connected clients, reset one client, terminate a
-//! partition, compact its history, allow or forbid recovery.
+//! partition, compact its history, allow or forbid recovery, change the
+//! schema.
 
 use crate::serve::Shared;
 use crate::storage::{ResetTarget, Storage, StorageError};
@@ -9,7 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use haven_sync::protocol::ResetReason;
 use serde_json::json;
@@ -22,6 +23,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/partitions/{partition}/compact", post(compact))
         .route("/partitions/{partition}/recovery", post(recovery))
         .route("/clients/{ident}/reset", post(reset_client))
+        .route("/schema", put(put_schema))
 }
 
 /// An admin request refused or failed: a status and a message that says
@@ -102,7 +104,7 @@ async fn reset_client(
     Path(ident): Path<u64>,
 ) -> Result<Response, AdminError> {
     authorize(&shared, &headers)?;
-    reset(&shared, ResetTarget::Client(ident), ResetReason::OperatorReset).await
+    reset_response(&shared, ResetTarget::Client(ident), ResetReason::OperatorReset).await
 }
 
 /// `POST partitions/{p}/terminate`: every client of the partition starts
@@ -113,7 +115,7 @@ async fn terminate(
     Path(partition): Path<String>,
 ) -> Result<Response, AdminError> {
     authorize(&shared, &headers)?;
-    reset(&shared, ResetTarget::Partition(partition), ResetReason::Terminated).await
+    reset_response(&shared, ResetTarget::Partition(partition), ResetReason::Terminated).await
 }
 
 #[derive(serde::Deserialize)]
@@ -160,6 +162,45 @@ async fn recovery(
     Ok(Json(json!({ "partition": partition, "recovery_allowed": allowed })).into_response())
 }
 
+/// `PUT schema` (body: the schema JSON, as `Schema::from_json` reads it):
+/// the server's schema becomes this one, plus whatever it had that this
+/// lacks. Additions reset nobody; a breaking change (a property's type
+/// changed, a new required property, a new primary key) resets every
+/// client of every partition (`SchemaBreaking`), whose recovery then drops
+/// what no longer fits.
+async fn put_schema(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, AdminError> {
+    authorize(&shared, &headers)?;
+    let requested = haven_core::Schema::from_json(&body)
+        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("{e}; send the schema JSON, as clients use it")))?;
+    // Held while storing: a client binding meanwhile sees the old or the new schema, whole.
+    let mut current = shared.schema.lock().await;
+    let (schema, breaking) = match current.as_deref() {
+        Some(current) => {
+            current.combine(&requested, true).map_err(|e| AdminError(StatusCode::BAD_REQUEST, e.to_string()))?
+        }
+        None => (requested, Vec::new()),
+    };
+    let json = schema.to_json();
+    let stored = json.clone();
+    blocking(&shared, move |s| s.set_schema(&stored)).await?;
+    *current = Some(Arc::new(schema.clone()));
+    drop(current);
+    let mut reset_clients = Vec::new();
+    if !breaking.is_empty() {
+        tracing::warn!(?breaking, "breaking schema change: every client resets");
+        for (partition, _) in blocking(&shared, |s| s.partitions()).await? {
+            reset_clients.extend(reset(&shared, ResetTarget::Partition(partition), ResetReason::SchemaBreaking).await?);
+        }
+    }
+    let schema: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    let body = json!({ "schema": schema, "breaking": breaking, "reset_clients": reset_clients });
+    Ok(Json(body).into_response())
+}
+
 /// A body that is not the JSON expected: says what is.
 fn bad_body(expected: &'static str) -> impl Fn(JsonRejection) -> AdminError {
     move |e| AdminError(StatusCode::BAD_REQUEST, format!("{}; send {expected}", e.body_text()))
@@ -167,7 +208,17 @@ fn bad_body(expected: &'static str) -> impl Fn(JsonRejection) -> AdminError {
 
 /// Marks the clients in storage first, then tells their live sessions: a
 /// session binding meanwhile checks the mark after registering (session.rs).
-async fn reset(shared: &Arc<Shared>, target: ResetTarget, reason: ResetReason) -> Result<Response, AdminError> {
+async fn reset_response(
+    shared: &Arc<Shared>,
+    target: ResetTarget,
+    reason: ResetReason,
+) -> Result<Response, AdminError> {
+    let marked = reset(shared, target, reason).await?;
+    Ok(Json(json!({ "reset_clients": marked })).into_response())
+}
+
+/// Resets the target's clients; returns their idents.
+async fn reset(shared: &Arc<Shared>, target: ResetTarget, reason: ResetReason) -> Result<Vec<u64>, AdminError> {
     let logged = target.clone();
     let marked = blocking(shared, move |s| s.mark_reset(&target, reason)).await?;
     let live = shared.live.lock().expect("live sessions");
@@ -175,5 +226,5 @@ async fn reset(shared: &Arc<Shared>, target: ResetTarget, reason: ResetReason) -
         session.kick.send_replace(Some(reason));
     }
     tracing::warn!(target = ?logged, ?reason, clients = marked.len(), "operator reset");
-    Ok(Json(json!({ "reset_clients": marked })).into_response())
+    Ok(marked)
 }

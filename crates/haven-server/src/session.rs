@@ -138,7 +138,19 @@ impl Session {
             Refusal::new(code, e.to_string(), Action::Fatal)
         })?;
         self.requested = Some(partition.clone());
-        let schema = adopt_schema(&self.shared, &schema).await?;
+        let schema = match adopt_schema(&self.shared, &schema, file_ident.is_none()).await {
+            Err(refusal) if refusal.code == ErrorCode::BadSchema && file_ident.is_some() => {
+                // A file from before an operator's breaking schema change
+                // starts again (and recovers what fits the new schema).
+                let ident = file_ident.expect("checked").ident;
+                self.known_client = file_ident;
+                match storage(&self.shared, move |s| s.pending_reset(ident)).await? {
+                    Some(reason) => return Err(operator_reset(reason)),
+                    None => return Err(refusal),
+                }
+            }
+            adopted => adopted?,
+        };
         let client = ClientPosition { file_ident, last_server_version, uploaded_through, last_client_version };
         let mut bound = self.bind(&partition, client, schema).await?;
         tracing::info!(%user, %partition, ident = bound.ident.ident, "client bound");
@@ -216,7 +228,8 @@ impl Session {
         if client.last_server_version > 0 && client.last_server_version < trimmed {
             return Err(history_trimmed(client.last_server_version, trimmed));
         }
-        self.send(&ServerMessage::Bound { file_ident: ident, server_version: version }).await?;
+        let json = schema.to_json();
+        self.send(&ServerMessage::Bound { file_ident: ident, server_version: version, schema: json }).await?;
         let mut bound =
             Bound { ident, partition: partition.to_owned(), schema, sent: client.last_server_version, acknowledged };
         if client.last_server_version == 0 && version > 0 {
@@ -420,15 +433,19 @@ async fn storage<T: Send + 'static>(
     }
 }
 
-/// The server's schema after a client's additions; a conflicting schema
-/// is refused.
-async fn adopt_schema(shared: &Arc<Shared>, client_json: &str) -> Result<Arc<Schema>, Refusal> {
+/// The server's schema after a client's additions. A conflicting schema
+/// is refused, except from a new file (`lenient`): after an operator's
+/// breaking schema change, devices with the old app start again as new
+/// files, and the server's definitions win (their recovery drops what
+/// does not fit, and the server refuses uploads that do not).
+async fn adopt_schema(shared: &Arc<Shared>, client_json: &str, lenient: bool) -> Result<Arc<Schema>, Refusal> {
     let bad = |e: haven_core::SchemaError| Refusal::new(ErrorCode::BadSchema, e.to_string(), Action::Fatal);
     let client = Schema::from_json(client_json).map_err(bad)?;
     // Held while storing: two binds adding different types must not each
     // store a union without the other's.
     let mut current = shared.schema.lock().await;
     let merged = match current.as_deref() {
+        Some(server) if lenient => server.combine(&client, false).map_err(bad)?.0,
         Some(server) => server.union(&client).map_err(bad)?,
         None => client,
     };

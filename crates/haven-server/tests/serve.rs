@@ -65,7 +65,7 @@ impl Client {
         let mut client = Client::connect(server).await;
         client.send(&bind(token, partition)).await;
         match client.receive().await {
-            Some(ServerMessage::Bound { file_ident, server_version }) => (client, file_ident, server_version),
+            Some(ServerMessage::Bound { file_ident, server_version, .. }) => (client, file_ident, server_version),
             other => panic!("expected Bound, got {other:?}"),
         }
     }

@@ -162,6 +162,9 @@ pub(crate) struct ResetCommit {
     pub ident: (u64, u64),
     /// The reset, as the file tracks it.
     pub tracker: ResetTracker,
+    /// The server's schema: recovered changes must fit it too (after a
+    /// breaking change, this app's schema is older than the server's).
+    pub server_schema: Option<haven_core::Schema>,
 }
 
 /// Ends a client reset in one commit, once the server's snapshot is the
@@ -181,7 +184,7 @@ pub(crate) fn finish_reset(tx: &mut WriteTransaction<'_>, commit: ResetCommit) -
         Plan::Recover(policy) => {
             let confirmed = raw.open_table(CONFIRMED)?;
             let recovery = Recovery {
-                schema: tx.schema(),
+                schema: commit.server_schema.as_ref().unwrap_or(tx.schema()),
                 policy,
                 server_version: commit.version,
                 history_continues: history_continues(commit.tracker.reason),
@@ -283,10 +286,17 @@ fn write_object(tx: &mut WriteTransaction<'_>, ty: &str, pk: Value, state: Optio
     };
     match state {
         Some(ObjectState::Live { fields, .. }) => {
-            // Properties this app's schema lacks (a newer client's) stay in the confirmed state only.
+            // Properties this app's schema lacks (a newer client's) stay in
+            // the confirmed state only; a value of another type (a breaking
+            // schema change this app predates) shows as the property's default.
+            let schema = tx.schema();
             let known: Vec<(&str, Value)> = fields
                 .iter()
-                .filter_map(|(name, f)| object_type.property_named(name).map(|p| (p.name.as_str(), f.value.clone())))
+                .filter_map(|(name, f)| {
+                    let p = object_type.property_named(name)?;
+                    let value = schema.coerce(object_type, p, f.value.clone());
+                    Some((p.name.as_str(), value.unwrap_or_else(|_| p.default_value().unwrap_or(Value::Null))))
+                })
                 .collect();
             tx.create_values(ty, known, UpdateMode::Modified)
         }

@@ -129,6 +129,10 @@ pub enum ServerMessage {
         file_ident: FileIdent,
         /// The partition's latest version.
         server_version: u64,
+        /// The server's schema (JSON), after what the client's added: a
+        /// client resetting after a breaking schema change recovers only
+        /// what fits it.
+        schema: String,
     },
     /// A batch of the state snapshot, for a client that starts from
     /// nothing (streamed, so that memory stays bounded on both sides).

@@ -141,15 +141,24 @@ impl Harness {
 
     /// `POST /admin/v1/{path}` with `body`; the response's status.
     async fn admin(&self, path: &str, body: &str) -> u16 {
+        self.request("POST", path, body).await
+    }
+
+    async fn request(&self, method: &str, path: &str, body: &str) -> u16 {
         let mut stream = tokio::net::TcpStream::connect(self.server.local_addr()).await.unwrap();
         let request = format!(
-            "POST /admin/v1/{path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} /admin/v1/{path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         response[9..12].parse().unwrap()
+    }
+
+    /// `PUT /admin/v1/schema`; the response's status.
+    async fn put_schema(&self, json: &str) -> u16 {
+        self.request("PUT", "schema", json).await
     }
 
     /// The operator resets `db`'s client.
@@ -853,4 +862,28 @@ async fn s14_a_reset_killed_while_downloading_completes_on_reopen() {
         }
         assert!(b.l.pending_client_reset().unwrap().is_none(), "the reset is over");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s19_a_breaking_schema_change_resets_and_drops_what_no_longer_fits() {
+    let b = baseline(RECOVER).await;
+    b.l.write(|tx| {
+        tx.set("Dog", 1, "age", 4)?;
+        tx.set("Dog", 1, "name", "Rexy")
+    })
+    .unwrap();
+    // Additive: nobody resets.
+    let additive = SCHEMA.replace(r#""friend":"Dog?""#, r#""friend":"Dog?","color":"string?""#);
+    let r_ident = b.r.sync_position().unwrap().file_ident;
+    assert_eq!(b.h.put_schema(&additive).await, 200);
+    synced(&b.r).await;
+    assert_eq!(b.r.sync_position().unwrap().file_ident, r_ident, "an additive change resets nobody");
+    // Breaking: age becomes a string.
+    let breaking = additive.replace(r#""age":"int?""#, r#""age":"string?""#);
+    assert_eq!(b.h.put_schema(&breaking).await, 200);
+    b.reset_and_resume().await;
+    let dogs = b.converged().await;
+    assert_eq!(dogs[0]["name"], "Rexy", "the compatible change is recovered");
+    assert_eq!(drop_reasons(&b.seen.report()), vec![(1, Some("age".into()), DropReason::SchemaIncompatible)]);
+    assert_eq!(b.seen.counts(), (1, 1), "one reset, for the breaking change only");
 }

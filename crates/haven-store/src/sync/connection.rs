@@ -61,6 +61,8 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 struct ResetAttempt {
     plan: Plan,
     tracker: ResetTracker,
+    /// The server's schema, as it said when binding.
+    server_schema: Option<haven_core::Schema>,
 }
 
 /// Frames handed to the writer task but not yet written.
@@ -139,7 +141,7 @@ impl<'a> Connection<'a> {
         let reset = match tracker.clone() {
             Some(tracker) if tracker.committed.is_none() => match shared.config.client_reset.plan(&tracker) {
                 Plan::Manual => return Err(Ended::Fatal(SyncError::ClientReset(tracker.info(&path)))),
-                plan => Some(ResetAttempt { plan, tracker }),
+                plan => Some(ResetAttempt { plan, tracker, server_schema: None }),
             },
             _ => None,
         };
@@ -175,8 +177,11 @@ impl<'a> Connection<'a> {
         let frame = protocol::encode(&bind).map_err(|e| Ended::Fatal(SyncError::Local(e.to_string())))?;
         connection.writer.send(frame).await.map_err(|_| Ended::Lost("the connection was cut while binding".into()))?;
         match connection.receive().await? {
-            ServerMessage::Bound { file_ident, server_version } => {
-                if let Some(attempt) = reset {
+            ServerMessage::Bound { file_ident, server_version, schema } => {
+                if let Some(mut attempt) = reset {
+                    attempt.server_schema = haven_core::Schema::from_json(&schema)
+                        .inspect_err(|e| tracing::warn!(error = %e, "the server's schema cannot be read"))
+                        .ok();
                     tracing::info!(plan = ?attempt.plan, reason = ?attempt.tracker.reason, "client reset: downloading the server's state");
                     connection.ident = file_ident;
                     connection.reset = Some(attempt);
@@ -311,12 +316,12 @@ impl<'a> Connection<'a> {
     /// callback, the one commit, then `after`. A failed attempt is rolled
     /// back and counted (the next one falls back); the connection ends.
     async fn finish_reset(&mut self, version: u64) -> Result<(), Ended> {
-        let ResetAttempt { plan, tracker } = self.reset.take().expect("a reset attempt is under way");
+        let ResetAttempt { plan, tracker, server_schema } = self.reset.take().expect("a reset attempt is under way");
         let mode = self.shared.config.client_reset.clone();
         let db = self.db()?;
         let info = tracker.info(db.path());
-        let commit =
-            ResetCommit { plan, version, ident: (self.ident.ident, self.ident.salt), tracker: tracker.clone() };
+        let ident = (self.ident.ident, self.ident.salt);
+        let commit = ResetCommit { plan, version, ident, tracker: tracker.clone(), server_schema };
         let committed = blocking(db, move |db| Ok(commit_with_callbacks(db, &mode, commit))).await?;
         let (before, report) = match committed {
             Ok(done) => done,
