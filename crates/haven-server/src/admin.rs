@@ -189,15 +189,16 @@ async fn put_schema(
     blocking(&shared, move |s| s.set_schema(&stored)).await?;
     *current = Some(Arc::new(schema.clone()));
     drop(current);
-    let mut reset_clients = Vec::new();
+    let mut reset = Vec::new();
     if !breaking.is_empty() {
         tracing::warn!(?breaking, "breaking schema change: every client resets");
         for (partition, _) in blocking(&shared, |s| s.partitions()).await? {
-            reset_clients.extend(reset(&shared, ResetTarget::Partition(partition), ResetReason::SchemaBreaking).await?);
+            let target = ResetTarget::Partition(partition);
+            reset.extend(reset_clients(&shared, target, ResetReason::SchemaBreaking).await?);
         }
     }
     let schema: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-    let body = json!({ "schema": schema, "breaking": breaking, "reset_clients": reset_clients });
+    let body = json!({ "schema": schema, "breaking": breaking, "reset_clients": reset });
     Ok(Json(body).into_response())
 }
 
@@ -206,21 +207,29 @@ fn bad_body(expected: &'static str) -> impl Fn(JsonRejection) -> AdminError {
     move |e| AdminError(StatusCode::BAD_REQUEST, format!("{}; send {expected}", e.body_text()))
 }
 
-/// Marks the clients in storage first, then tells their live sessions: a
-/// session binding meanwhile checks the mark after registering (session.rs).
+/// Resets the target's clients and says which.
 async fn reset_response(
     shared: &Arc<Shared>,
     target: ResetTarget,
     reason: ResetReason,
 ) -> Result<Response, AdminError> {
-    let marked = reset(shared, target, reason).await?;
+    let marked = reset_clients(shared, target, reason).await?;
     Ok(Json(json!({ "reset_clients": marked })).into_response())
 }
 
-/// Resets the target's clients; returns their idents.
-async fn reset(shared: &Arc<Shared>, target: ResetTarget, reason: ResetReason) -> Result<Vec<u64>, AdminError> {
+/// Marks the clients in storage first, then tells their live sessions: a
+/// session binding meanwhile checks the mark after registering (session.rs).
+/// Returns the idents of the clients reset.
+pub(crate) async fn reset_clients(
+    shared: &Arc<Shared>,
+    target: ResetTarget,
+    reason: ResetReason,
+) -> Result<Vec<u64>, StorageError> {
     let logged = target.clone();
-    let marked = blocking(shared, move |s| s.mark_reset(&target, reason)).await?;
+    let storage = shared.clone();
+    let marked = tokio::task::spawn_blocking(move || storage.storage.mark_reset(&target, reason))
+        .await
+        .map_err(|e| StorageError::Backend(e.to_string()))??;
     let live = shared.live.lock().expect("live sessions");
     for session in live.values().filter(|s| marked.contains(&s.ident.ident)) {
         session.kick.send_replace(Some(reason));

@@ -4,7 +4,7 @@
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
 use crate::session;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{ResetTarget, Storage, StorageError};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -208,6 +208,21 @@ impl Server {
     /// The URL clients sync with: `ws://ADDR`.
     pub fn url(&self) -> String {
         format!("ws://{}", self.addr)
+    }
+
+    /// Makes one client start again from the server's state (a client
+    /// reset, `OperatorReset`), as `POST /admin/v1/clients/{ident}/reset`
+    /// does; a connected client is told at once. Returns the idents reset.
+    pub async fn reset_client(&self, ident: u64) -> Result<Vec<u64>, StorageError> {
+        crate::admin::reset_clients(&self.shared, ResetTarget::Client(ident), ResetReason::OperatorReset).await
+    }
+
+    /// Makes every client of `partition` start again from the server's
+    /// state (`Terminated`), as `POST /admin/v1/partitions/{p}/terminate`
+    /// does. Returns the idents reset.
+    pub async fn terminate(&self, partition: &str) -> Result<Vec<u64>, StorageError> {
+        let target = ResetTarget::Partition(partition.to_owned());
+        crate::admin::reset_clients(&self.shared, target, ResetReason::Terminated).await
     }
 
     /// Stops accepting, tells every session to reconnect later and waits

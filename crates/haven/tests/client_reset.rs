@@ -887,3 +887,14 @@ async fn s19_a_breaking_schema_change_resets_and_drops_what_no_longer_fits() {
     assert_eq!(drop_reasons(&b.seen.report()), vec![(1, Some("age".into()), DropReason::SchemaIncompatible)]);
     assert_eq!(b.seen.counts(), (1, 1), "one reset, for the breaking change only");
 }
+
+/// The seed's *track changes by object* procedure, written as the seed
+/// does, is `examples/manual_client_reset.rs`: run here as scenario 24.
+#[path = "../examples/manual_client_reset.rs"]
+mod manual_client_reset;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s24_the_seeds_track_changes_by_object_procedure_recovers_creates_updates_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    manual_client_reset::run(dir.path()).await.unwrap();
+}
