@@ -48,10 +48,20 @@ enum AdminCommand {
         #[arg(long, action = clap::ArgAction::Set)]
         allowed: bool,
     },
+    /// Changes the server's schema (additions reset nobody; a breaking
+    /// change resets every client, which recovers what still fits).
+    Schema {
+        /// The schema, as JSON (the form `Schema::from_json` reads).
+        file: std::path::PathBuf,
+    },
 }
 
 pub fn run(args: AdminArgs) -> Result<(), Box<dyn std::error::Error>> {
     let (method, path, body) = match &args.command {
+        AdminCommand::Schema { file } => {
+            let json = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            (Method::PUT, "schema".to_owned(), json)
+        }
         AdminCommand::Partitions => (Method::GET, "partitions".to_owned(), String::new()),
         AdminCommand::ResetClient { ident } => (Method::POST, format!("clients/{ident}/reset"), String::new()),
         AdminCommand::Terminate { partition } => {

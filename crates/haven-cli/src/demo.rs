@@ -1,5 +1,6 @@
 //! `haven demo`: a server and two devices in one process. Both edit the
-//! same dogs offline, reconnect, and converge by the merge rule.
+//! same dogs offline, reconnect, and converge by the merge rule; then a
+//! client reset in each mode (`demo_reset.rs`).
 
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode};
 use haven_server::{Authenticator, EmbeddedStorage, Server};
@@ -8,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int"}}]"#;
+pub(crate) const SCHEMA: &str =
+    r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int"}}]"#;
 
-type DemoResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+pub(crate) type DemoResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 pub fn run(path: Option<PathBuf>) -> DemoResult {
     let tmp = tempfile::tempdir()?;
@@ -80,7 +82,9 @@ async fn demo(dir: &Path) -> DemoResult {
     println!("  Bo:  gone, a delete wins over a concurrent edit");
     let converged = dogs(&phone)? == dogs(&laptop)?;
     println!("converged: {}", if converged { "yes, both hold the same data" } else { "NO" });
+    let resets = crate::demo_reset::run(dir, &server).await;
     server.shutdown().await;
+    resets?;
     if converged {
         Ok(())
     } else {
@@ -96,7 +100,7 @@ async fn open(dir: &Path, name: &str, url: &str) -> DemoResult<Database> {
 }
 
 /// Uploads, then downloads, on each device in turn.
-async fn sync(devices: &[&Database]) -> DemoResult {
+pub(crate) async fn sync(devices: &[&Database]) -> DemoResult {
     for db in devices {
         let session = db.sync_session().ok_or("not synced")?;
         let done = async {
@@ -108,11 +112,11 @@ async fn sync(devices: &[&Database]) -> DemoResult {
     Ok(())
 }
 
-fn dogs(db: &Database) -> DemoResult<Vec<serde_json::Value>> {
+pub(crate) fn dogs(db: &Database) -> DemoResult<Vec<serde_json::Value>> {
     Ok(db.objects("Dog")?.sorted("_id", true)?.iter()?.map(|o| o.to_json()).collect())
 }
 
-fn show(device: &str, db: &Database) -> DemoResult {
+pub(crate) fn show(device: &str, db: &Database) -> DemoResult {
     let list: Vec<String> =
         dogs(db)?.iter().map(|d| format!("{} ({})", d["name"].as_str().unwrap_or("?"), d["age"])).collect();
     println!("  {device:<16} sees: {}", list.join(", "));

@@ -1,5 +1,8 @@
-//! `haven inspect FILE`: what a database file holds, read-only.
+//! `haven inspect FILE`: what a database file holds, read-only: schema,
+//! object counts, unsynced changes, sync state, a client reset under way
+//! and the backups earlier resets left beside the file.
 
+use haven::recovery::ChangeKind;
 use haven::{Config, Database};
 use std::path::Path;
 
@@ -14,7 +17,15 @@ pub fn run(path: &Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
         types.push((ty, count));
     }
     let position = db.sync_position()?;
-    let pending = db.pending_changes()?.len();
+    let changesets = db.pending_changes()?;
+    let pending = changesets.len();
+    let kinds = [ChangeKind::Create, ChangeKind::Set, ChangeKind::Increment, ChangeKind::Delete];
+    let by_kind: Vec<(ChangeKind, usize)> = kinds
+        .into_iter()
+        .map(|k| (k, changesets.iter().flat_map(|cs| &cs.instructions).filter(|i| ChangeKind::of(i) == k).count()))
+        .collect();
+    let reset = db.pending_client_reset()?;
+    let backups = haven::client_reset_backups(path)?;
     if json {
         let types: Vec<_> = types
             .iter()
@@ -30,7 +41,15 @@ pub fn run(path: &Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
                 "changesets_written": position.last_client_version,
                 "changesets_acknowledged": position.acknowledged,
                 "pending_changesets": pending,
+                "pending_changes": by_kind.iter().map(|(k, n)| (format!("{k:?}").to_lowercase(), (*n).into())).collect::<serde_json::Map<_, _>>(),
             },
+            "client_reset": reset.as_ref().map(|r| serde_json::json!({
+                "reason": format!("{:?}", r.reason),
+                "failed_attempts": r.failed_attempts,
+                "committed": r.committed,
+                "backup_path": r.backup_path.display().to_string(),
+            })),
+            "backups": backups.iter().map(|b| b.display().to_string()).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -56,6 +75,26 @@ pub fn run(path: &Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
             println!("  sync: never bound to a server; {pending} changesets pending")
         }
         None => println!("  sync: none (a local database, or never written while syncing)"),
+    }
+    if pending > 0 {
+        let parts: Vec<String> =
+            by_kind.iter().map(|(k, n)| format!("{n} {}", format!("{k:?}").to_lowercase())).collect();
+        println!("  unsynced changes: {}", parts.join(", "));
+    }
+    if let Some(r) = &reset {
+        let state = match (r.committed, r.failed_attempts) {
+            (true, _) => "committed; waiting for the server to acknowledge the recovered changes".to_owned(),
+            (false, 0) => "not finished: the next sync carries it on as the app's ClientResetMode says".to_owned(),
+            (false, n) => format!("not finished, {n} attempt(s) failed"),
+        };
+        println!(
+            "  client reset ({:?}): {state}; a manual reset moves the file to {}",
+            r.reason,
+            r.backup_path.display()
+        );
+    }
+    for backup in &backups {
+        println!("  backup from an earlier client reset: {}", backup.display());
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod demo;
 mod demo_local;
+mod demo_reset;
 mod inspect;
 mod serve;
 
@@ -50,11 +51,15 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    let command = Cli::parse().command;
+    // The demo tells its own story: the warnings a reset logs would only
+    // repeat it (RUST_LOG=warn shows them).
+    let default_level = if matches!(command, Command::Demo { .. }) { "error" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
         .init();
-    let result = match Cli::parse().command {
+    let result = match command {
         Command::Serve(args) => serve::run(args),
         Command::Admin(args) => admin::run(args),
         Command::Inspect { file, json } => inspect::run(&file, json),

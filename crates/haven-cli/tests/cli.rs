@@ -23,6 +23,37 @@ fn demo_converges_two_devices_through_a_server() {
     }
 }
 
+#[test]
+fn demo_walks_through_a_client_reset_in_each_mode() {
+    let out = haven(&["demo"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let reset = &text[text.find("== client reset").expect("the reset part")..];
+    let sections: Vec<&str> = reset.split("\n-- ").skip(1).collect();
+    let expected = [
+        (
+            "Manual",
+            "recovery::by_field from the backup: 2 change(s) recovered, 1 dropped; Set Dog[1].age: OlderThanServer",
+            "Rex (6), Bo (0)",
+        ),
+        ("DiscardUnsynced", "0 change(s) recovered, 3 dropped", "Rex (6), Ace (5)"),
+        (
+            "RecoverUnsynced (LatestWins)",
+            "2 change(s) recovered, 1 dropped; Set Dog[1].age: OlderThanServer",
+            "Rex (6), Bo (0)",
+        ),
+        ("RecoverUnsynced (ClientWins)", "3 change(s) recovered, 0 dropped", "Rex (4), Bo (0)"),
+        ("RecoverOrDiscard", "fallback: recovery was not possible", "Rex (6), Ace (5)"),
+    ];
+    assert_eq!(sections.len(), expected.len(), "{reset}");
+    for (section, (title, report, dogs)) in sections.iter().zip(expected) {
+        assert!(section.starts_with(title), "{section}");
+        assert!(section.contains(report), "{title}: missing {report:?} in:\n{section}");
+        assert!(section.contains(&format!("laptop           sees: {dogs}")), "{title}: {section}");
+        assert!(section.contains("converged: yes"), "{section}");
+    }
+}
+
 /// Starts `haven serve` on `listen` (with `admin_token`, if any);
 /// returns the child, with its stderr piped, and its address.
 fn serve(listen: &str, data_dir: &std::path::Path, admin_token: Option<&str>) -> (std::process::Child, String) {
@@ -212,6 +243,19 @@ fn admin_operates_a_running_server() {
     assert!(stdout.contains("\"recovery_allowed\": false") && stdout.contains("my partition"), "{stdout}");
     let (ok, _, stderr) = admin("t0ken", &["reset-client", "999"]);
     assert!(!ok && stderr.contains("404") && stderr.contains("no client 999"), "{stderr}");
+    let schema = dir.path().join("schema.json");
+    let dog =
+        |age: &str| format!(r#"[{{"name":"Dog","primaryKey":"_id","properties":{{"_id":"int","age":"{age}"}}}}]"#);
+    std::fs::write(&schema, dog("int?")).unwrap();
+    let (ok, stdout, stderr) = admin("t0ken", &["schema", schema.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\"breaking\": []"), "{stdout}");
+    std::fs::write(&schema, dog("string?")).unwrap();
+    let (ok, stdout, _) = admin("t0ken", &["schema", schema.to_str().unwrap()]);
+    assert!(ok && stdout.contains("Dog.age: int? becomes string?"), "{stdout}");
+    std::fs::write(&schema, "[{").unwrap();
+    let (ok, _, stderr) = admin("t0ken", &["schema", schema.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("400"), "{stderr}");
     let (ok, _, stderr) = admin("wrong", &["partitions"]);
     assert!(!ok && stderr.contains("401") && stderr.contains("wrong admin token"), "{stderr}");
     child.kill().unwrap();
@@ -236,6 +280,21 @@ fn inspect_shows_schema_counts_and_sync_state() {
     assert_eq!(report["sync"]["pending_changesets"], 0);
     assert!(report["sync"]["file_ident"].as_u64().is_some());
     assert!(std::fs::read(&phone).unwrap() == before, "inspecting changes nothing");
+    // The demo's manual reset left a backup beside phone-0.haven, with the
+    // changes the server never had and the reset it was moved aside for.
+    let out = haven(&["inspect", dir.path().join("phone-0.haven").to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let backup = text.split("backup from an earlier client reset: ").nth(1).expect("a backup").trim();
+    let out = haven(&["inspect", "--json", backup]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["sync"]["pending_changes"],
+        serde_json::json!({"create": 1, "set": 1, "increment": 0, "delete": 1})
+    );
+    assert_eq!(report["client_reset"]["reason"], "OperatorReset");
+    let text = String::from_utf8_lossy(&haven(&["inspect", backup]).stdout).into_owned();
+    assert!(text.contains("unsynced changes: 1 create, 1 set, 0 increment, 1 delete"), "{text}");
+    assert!(text.contains("client reset (OperatorReset): not finished"), "{text}");
     let out = haven(&["inspect", dir.path().join("nope.haven").to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));

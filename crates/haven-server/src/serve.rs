@@ -225,6 +225,15 @@ impl Server {
         crate::admin::reset_clients(&self.shared, target, ResetReason::Terminated).await
     }
 
+    /// Allows or forbids recovery of unsynced writes in `partition`'s
+    /// client resets, as `POST /admin/v1/partitions/{p}/recovery` does.
+    pub async fn set_recovery_allowed(&self, partition: &str, allowed: bool) -> Result<(), StorageError> {
+        let (shared, partition) = (self.shared.clone(), partition.to_owned());
+        tokio::task::spawn_blocking(move || shared.storage.set_recovery_allowed(&partition, allowed))
+            .await
+            .map_err(|e| StorageError::Backend(e.to_string()))?
+    }
+
     /// Stops accepting, tells every session to reconnect later and waits
     /// (a few seconds at most) for them to close and to let go of the
     /// storage, so that it can be opened again at once. Everything the

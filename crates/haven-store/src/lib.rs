@@ -31,8 +31,8 @@ pub use notifier::{CollectionChanges, NotificationToken, ObjectChange};
 pub use object::Object;
 pub use results::Results;
 pub use sync::{
-    initiate_client_reset, Action, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode, ConnectionState,
-    ErrorCode, PendingClientReset, ResetHandler, ResetReason, SyncConfig, SyncError, SyncProgress, SyncSession,
-    SyncStatus,
+    client_reset_backups, initiate_client_reset, Action, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode,
+    ConnectionState, ErrorCode, PendingClientReset, ResetHandler, ResetReason, SyncConfig, SyncError, SyncProgress,
+    SyncSession, SyncStatus,
 };
 pub use transaction::WriteTransaction;

@@ -46,9 +46,9 @@
 
 pub use haven_store::recovery;
 pub use haven_store::{
-    initiate_client_reset, Action, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode, ConnectionState,
-    ErrorCode, PendingClientReset, RecoveryPolicy, RecoveryReport, ResetHandler, ResetReason, SyncConfig, SyncError,
-    SyncPosition, SyncProgress, SyncSession, SyncStatus,
+    client_reset_backups, initiate_client_reset, Action, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode,
+    ConnectionState, ErrorCode, PendingClientReset, RecoveryPolicy, RecoveryReport, ResetHandler, ResetReason,
+    SyncConfig, SyncError, SyncPosition, SyncProgress, SyncSession, SyncStatus,
 };
 pub use haven_store::{
     Changeset, CollectionChanges, Config, Database, Error, Hlc, Instruction, NotificationToken, Object, ObjectChange,

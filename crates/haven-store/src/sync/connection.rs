@@ -121,16 +121,8 @@ impl<'a> Connection<'a> {
     }
 
     async fn bind(shared: &'a Shared) -> Result<Connection<'a>, Ended> {
-        let url = format!("{}/sync", shared.config.url.trim_end_matches('/'));
-        let config =
-            WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
-            .await
-            .map_err(|e| Ended::Lost(format!("cannot connect to {url}: {e}")))?;
-        let (sink, reader) = socket.split();
-        let (writer, frames) = mpsc::channel(WRITER_QUEUE);
-        let (last_written, started) = (Arc::new(AtomicU64::new(0)), Instant::now());
-        let writer_task = tokio::spawn(write_frames(sink, frames, last_written.clone(), started));
+        // Where the file stands decides how to bind (or, for a reset the
+        // app must handle, not to connect at all).
         let db = shared.db().ok_or(Ended::Closed)?;
         let path = db.path().to_owned();
         let (position, schema, tracker) = blocking(db, |db| {
@@ -145,6 +137,16 @@ impl<'a> Connection<'a> {
             },
             _ => None,
         };
+        let url = format!("{}/sync", shared.config.url.trim_end_matches('/'));
+        let config =
+            WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
+            .await
+            .map_err(|e| Ended::Lost(format!("cannot connect to {url}: {e}")))?;
+        let (sink, reader) = socket.split();
+        let (writer, frames) = mpsc::channel(WRITER_QUEUE);
+        let (last_written, started) = (Arc::new(AtomicU64::new(0)), Instant::now());
+        let writer_task = tokio::spawn(write_frames(sink, frames, last_written.clone(), started));
         let mut connection = Connection {
             shared,
             reader,

@@ -11,7 +11,8 @@ mod session;
 pub use config::SyncConfig;
 pub use haven_sync::protocol::{Action, ErrorCode, ResetReason};
 pub use reset::{
-    initiate_client_reset, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode, PendingClientReset, ResetHandler,
+    client_reset_backups, initiate_client_reset, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode,
+    PendingClientReset, ResetHandler,
 };
 pub(crate) use reset::{read_tracker, write_tracker, Plan, ResetTracker};
 pub use session::{ConnectionState, SyncProgress, SyncSession, SyncStatus};

@@ -385,13 +385,40 @@ fn wait_until_closed(path: &Path) {
     }
 }
 
+/// The backups [`initiate_client_reset`] made of the database at `path`
+/// (in `<dir>/recovered/`), oldest first.
+pub fn client_reset_backups(path: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let path = path.as_ref();
+    let dir = backup_dir(path);
+    let prefix = format!("{}-", file_name(path));
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::Storage(format!("cannot list {}: {e}", dir.display()))),
+    };
+    let mut backups: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "haven"))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+        .collect();
+    backups.sort(); // the UTC stamp in the name orders them
+    Ok(backups)
+}
+
+fn backup_dir(path: &Path) -> PathBuf {
+    path.parent().unwrap_or(Path::new(".")).join("recovered")
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_stem().map_or("database".into(), |s| s.to_string_lossy().into_owned())
+}
+
 /// A fresh backup path for the file at `path`.
 fn backup_path_for(path: &Path) -> PathBuf {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_stem().map_or("database".into(), |s| s.to_string_lossy().into_owned());
+    let name = file_name(path);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let random = std::collections::hash_map::RandomState::new().build_hasher().finish() & 0xff_ffff;
-    dir.join("recovered").join(format!("{name}-{}-{random:06x}.haven", utc_stamp(now)))
+    backup_dir(path).join(format!("{name}-{}-{random:06x}.haven", utc_stamp(now)))
 }
 
 /// `yyyymmdd-hhmmss` in UTC for seconds since the Unix epoch.
