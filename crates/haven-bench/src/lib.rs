@@ -9,9 +9,11 @@
 
 mod local;
 mod memory;
+mod reset;
 mod sync;
 
 pub use local::{run_local, LocalOptions};
+pub use reset::{reset_client, run_reset, ResetOptions, ResetRun};
 pub use sync::{download_client, run_sync, DownloadRun, SyncOptions, SYNC_WORKLOADS};
 
 /// One workload's result.

@@ -32,7 +32,7 @@ pub struct SyncOptions {
 /// The sync workloads, in the order they run.
 pub const SYNC_WORKLOADS: [&str; 4] = ["initial_download", "upload", "fan_out", "idle_connections"];
 
-const DOG: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
+pub(crate) const DOG: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
     "_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true}}}]"#;
 
 /// Objects per write transaction when a client creates many.
@@ -45,7 +45,7 @@ struct Sizes {
     idle: usize,
 }
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Runs the sync workloads; `progress` hears what is running.
 pub fn run_sync(opts: &SyncOptions, progress: &dyn Fn(&str)) -> BenchResult<Vec<Measurement>> {
@@ -129,8 +129,8 @@ impl Bench<'_> {
             (self.progress)(&format!("initial_download: a fresh client downloads {n} objects (run {})", rep + 1));
             let path = self.dir.path().join(format!("download-{rep}.haven"));
             let run = match &self.opts.haven_exe {
-                Some(exe) => download_in_child(exe, &self.url, &path)?,
-                None => download_client(&self.url, &path).await?,
+                Some(exe) => download_in_child(exe, &self.url, "download", &path)?,
+                None => download_client(&self.url, "download", &path).await?,
             };
             check(run.objects == n, "initial_download: the client has every object")?;
             let file_mib = std::fs::metadata(&path)?.len() as f64 / (1 << 20) as f64;
@@ -307,29 +307,43 @@ pub struct DownloadRun {
     pub objects: usize,
 }
 
-/// Opens `path` synced with the `download` partition at `url` and waits
-/// for the download; in this process.
-pub async fn download_client(url: &str, path: &std::path::Path) -> BenchResult<DownloadRun> {
+/// Opens `path` synced with `partition` at `url` and waits for the
+/// download; in this process.
+pub async fn download_client(url: &str, partition: &str, path: &std::path::Path) -> BenchResult<DownloadRun> {
     let t = Instant::now();
-    let sync = SyncConfig::new(url, "bench", "download");
+    let sync = SyncConfig::new(url, "bench", partition);
     let db = Database::open_synced(Config::new(path).schema(Schema::from_json(DOG)?).sync(sync)).await?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     let objects = db.objects("Dog")?.len()?;
     Ok(DownloadRun { ms, peak_mib: memory::peak_mib().unwrap_or(0.0), objects })
 }
 
-/// [`download_client`] in a child process: `haven bench download-client URL PATH`.
-fn download_in_child(exe: &std::path::Path, url: &str, path: &std::path::Path) -> BenchResult<DownloadRun> {
-    let out = std::process::Command::new(exe).args(["bench", "download-client", url]).arg(path).output()?;
+/// [`download_client`] in a child process: `haven bench download-client URL PARTITION PATH`.
+pub(crate) fn download_in_child(
+    exe: &std::path::Path,
+    url: &str,
+    partition: &str,
+    path: &std::path::Path,
+) -> BenchResult<DownloadRun> {
+    in_child(exe, &["download-client", url, partition], path)
+}
+
+/// Runs `haven bench ARGS PATH` and reads the JSON it prints.
+pub(crate) fn in_child<T: serde::de::DeserializeOwned>(
+    exe: &std::path::Path,
+    args: &[&str],
+    path: &std::path::Path,
+) -> BenchResult<T> {
+    let out = std::process::Command::new(exe).arg("bench").args(args).arg(path).output()?;
     if !out.status.success() {
-        return Err(format!("the download client failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+        return Err(format!("haven bench {} failed: {}", args[0], String::from_utf8_lossy(&out.stderr)).into());
     }
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// Creates Dogs `0..n` (as `bench local` does) in transactions of
 /// [`OBJECTS_PER_TRANSACTION`].
-fn create_dogs(db: &Database, n: usize) -> haven::Result<()> {
+pub(crate) fn create_dogs(db: &Database, n: usize) -> haven::Result<()> {
     for start in (0..n).step_by(OBJECTS_PER_TRANSACTION) {
         haven_insert(db, start, (start + OBJECTS_PER_TRANSACTION).min(n))?;
     }
@@ -364,7 +378,7 @@ async fn idle_client(url: &str, schema: &str) -> BenchResult<Socket> {
     Ok(ws)
 }
 
-fn measurement(workload: &str, haven: Vec<f64>, sqlite: Vec<f64>) -> Measurement {
+pub(crate) fn measurement(workload: &str, haven: Vec<f64>, sqlite: Vec<f64>) -> Measurement {
     let (haven_ms, sqlite_ms) = (median(haven), median(sqlite));
     Measurement {
         workload: workload.to_owned(),

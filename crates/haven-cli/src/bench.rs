@@ -1,7 +1,10 @@
 //! `haven bench`.
 
 use clap::Subcommand;
-use haven_bench::{download_client, format_table, run_local, run_sync, LocalOptions, SyncOptions};
+use haven_bench::{
+    download_client, format_table, reset_client, run_local, run_reset, run_sync, LocalOptions, ResetOptions,
+    SyncOptions,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 
@@ -14,10 +17,16 @@ pub enum Suite {
     /// initial_download, upload, fan_out, idle_connections; each against a
     /// SQLite bulk insert of the same objects.
     Sync(Options),
-    /// (Used by `bench sync`: one fresh client's initial download, in its
-    /// own process so that its memory is measured alone.)
+    /// Client reset: a client with many unsynced changes is reset and
+    /// recovers them; against a plain initial download of the same partition.
+    Reset(Options),
+    /// (Used by `bench sync` and `bench reset`: one fresh client's initial
+    /// download, in its own process so that its memory is measured alone.)
     #[command(hide = true)]
-    DownloadClient { url: String, path: std::path::PathBuf },
+    DownloadClient { url: String, partition: String, path: std::path::PathBuf },
+    /// (Used by `bench reset`: one client's reset and recovery, in its own process.)
+    #[command(hide = true)]
+    ResetClient { url: String, path: std::path::PathBuf },
 }
 
 #[derive(clap::Args)]
@@ -38,9 +47,14 @@ pub struct Options {
 
 pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
     let opts = match &suite {
-        Suite::Local(opts) | Suite::Sync(opts) => opts,
-        Suite::DownloadClient { url, path } => {
-            let run = tokio::runtime::Runtime::new()?.block_on(download_client(url, path))?;
+        Suite::Local(opts) | Suite::Sync(opts) | Suite::Reset(opts) => opts,
+        Suite::DownloadClient { url, partition, path } => {
+            let run = tokio::runtime::Runtime::new()?.block_on(download_client(url, partition, path))?;
+            println!("{}", serde_json::to_string(&run)?);
+            return Ok(());
+        }
+        Suite::ResetClient { url, path } => {
+            let run = tokio::runtime::Runtime::new()?.block_on(reset_client(url, path))?;
             println!("{}", serde_json::to_string(&run)?);
             return Ok(());
         }
@@ -57,6 +71,13 @@ pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
         Suite::Sync(_) => {
             let haven_exe = std::env::current_exe().ok();
             run_sync(&SyncOptions { quick, repeats, only, haven_exe }, &progress)?
+        }
+        Suite::Reset(_) => {
+            if !only.is_empty() {
+                return Err("bench reset has one workload: drop --only".into());
+            }
+            let haven_exe = std::env::current_exe().ok();
+            run_reset(&ResetOptions { quick, repeats, haven_exe }, &progress)?
         }
         _ => run_local(&LocalOptions { quick, repeats, only }, &progress)?,
     };

@@ -52,9 +52,9 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let command = Cli::parse().command;
-    // The demo tells its own story: the warnings a reset logs would only
-    // repeat it (RUST_LOG=warn shows them).
-    let default_level = if matches!(command, Command::Demo { .. }) { "error" } else { "warn" };
+    // The demo and the benchmarks tell their own story: the warnings a
+    // reset logs would only repeat it (RUST_LOG=warn shows them).
+    let default_level = if matches!(command, Command::Demo { .. } | Command::Bench { .. }) { "error" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)

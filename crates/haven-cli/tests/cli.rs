@@ -143,6 +143,21 @@ fn bench_prints_one_json_object_per_workload() {
 }
 
 #[test]
+fn bench_reset_compares_a_reset_with_a_plain_download() {
+    let out = haven(&["bench", "reset", "--quick", "--json", "--repeats", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.iter().map(|r| r["workload"].as_str().unwrap()).collect::<Vec<_>>(), ["initial_download", "reset"]);
+    let (download, reset) = (&rows[0], &rows[1]);
+    assert_eq!(reset["sqlite_ms"], download["haven_ms"], "the reset's baseline is the plain download");
+    let ratio = reset["haven_ms"].as_f64().unwrap() / download["haven_ms"].as_f64().unwrap();
+    assert!((reset["ratio"].as_f64().unwrap() - ratio).abs() < 1e-9, "{reset}");
+    assert!(reset["haven_peak_mib"].as_f64().unwrap() > 0.0, "{reset}");
+    assert!(reset["note"].as_str().unwrap().contains("2000 unsynced changes recovered"), "{reset}");
+}
+
+#[test]
 fn bench_refuses_an_unknown_workload() {
     let out = haven(&["bench", "local", "--only", "nope"]);
     assert!(!out.status.success());
