@@ -286,35 +286,36 @@ impl Recovery<'_> {
         let (ty, pk) = linked.object();
         let current = state(states, server_state, ty, pk);
         let applied = apply(current.as_ref(), &linked, writer);
-        let mut lost_fields = Vec::new();
+        // Fields the merge dropped; of those, the ones whose value the
+        // server does not hold anyway are lost (and reported).
+        let (mut dropped_fields, mut lost) = (Vec::new(), Vec::new());
         for dropped in &applied.dropped {
             let reason = match dropped.reason {
                 MergeDrop::DeletedOnServer | MergeDrop::NotFound => DropReason::DeletedOnServer,
                 MergeDrop::OlderThanServer => DropReason::OlderThanServer,
                 MergeDrop::NotANumber => DropReason::NotANumber,
             };
-            match &dropped.field {
-                None => {
-                    report.add_dropped(&linked, None, reason);
-                    return None;
-                }
-                Some(field) => {
-                    // A value the server holds anyway (the primary key, say) is not lost.
-                    if proposed(&linked, field) != field_value(&applied.state, field) {
-                        report.add_dropped(&linked, Some(field), reason);
-                    }
-                    lost_fields.push(field.clone());
-                }
+            let Some(field) = &dropped.field else {
+                report.add_dropped(&linked, None, reason);
+                return None;
+            };
+            if proposed(&linked, field) != field_value(&applied.state, field) {
+                report.add_dropped(&linked, Some(field), reason);
+                lost.push(field.clone());
             }
+            dropped_fields.push(field.clone());
         }
         *current = applied.state;
-        // What won is recovered. A create is uploaded whole (the server
-        // needs every required property, and its merge drops the same
-        // fields again); a lost set or increment is not uploaded at all.
-        report.add_recovered(&without_fields(linked.clone(), &lost_fields)?);
+        if let Some(recovered) = without_fields(linked.clone(), &lost) {
+            report.add_recovered(&recovered);
+        }
+        // A create is uploaded whole (the server needs every required
+        // property, and its merge drops the same fields again); a set or
+        // increment the merge dropped is not uploaded at all.
         match linked {
+            Instruction::Create { ref fields, .. } if dropped_fields.len() == fields.len() => None,
             Instruction::Create { .. } => Some(linked),
-            _ if !lost_fields.is_empty() => None,
+            _ if !dropped_fields.is_empty() => None,
             _ => Some(linked),
         }
     }

@@ -208,9 +208,21 @@ impl ResetTracker {
         acknowledged: Option<u64>,
         recovery_allowed: bool,
     ) -> ResetTracker {
+        // An operator's reset is a decision, not a symptom: made again
+        // before the last reset's changes got through, it starts afresh.
+        let deliberate =
+            matches!(reason, ResetReason::OperatorReset | ResetReason::Terminated | ResetReason::SchemaBreaking);
         match current {
-            // Reset again before the last one's changes got through: that
-            // recovery failed.
+            Some(t) if t.committed.is_some() && deliberate => ResetTracker {
+                reason,
+                acknowledged,
+                recovery_allowed,
+                failed_attempts: 0,
+                committed: None,
+                backup_path: t.backup_path,
+            },
+            // The server could not continue the history the last reset
+            // started before its changes got through: that recovery failed.
             Some(t) if t.committed.is_some() => ResetTracker {
                 reason,
                 acknowledged,
@@ -489,8 +501,10 @@ mod tests {
         let again = ResetTracker::after_request(Some(first.clone()), path, ResetReason::Terminated, None, true);
         assert_eq!(again, first, "a request during an attempt changes nothing");
         let committed = ResetTracker { committed: Some(2), ..first.clone() };
-        let cycle = ResetTracker::after_request(Some(committed), path, ResetReason::Terminated, None, true);
-        assert_eq!((cycle.failed_attempts, cycle.committed, cycle.reason), (1, None, ResetReason::Terminated));
+        let cycle = ResetTracker::after_request(Some(committed.clone()), path, ResetReason::HistoryTrimmed, None, true);
+        assert_eq!((cycle.failed_attempts, cycle.committed, cycle.reason), (1, None, ResetReason::HistoryTrimmed));
         assert_eq!(cycle.backup_path, first.backup_path);
+        let again = ResetTracker::after_request(Some(committed), path, ResetReason::Terminated, Some(1), true);
+        assert_eq!((again.failed_attempts, again.committed, again.acknowledged), (0, None, Some(1)));
     }
 }
