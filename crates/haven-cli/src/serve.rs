@@ -1,6 +1,6 @@
 //! `haven serve`: the sync server, until SIGINT or SIGTERM.
 
-use haven_server::{Authenticator, EmbeddedStorage, Server};
+use haven_server::{Authenticator, EmbeddedStorage, Server, ServerOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +29,29 @@ pub struct ServeArgs {
     /// `Authorization: Bearer <token>`.
     #[arg(long, env = "HAVEN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A client out of touch for longer (`30d`, `12h`, `90m`, `45s`) is
+    /// reset when it comes back, and history only such clients would need
+    /// is trimmed. Without it, history is kept until `haven admin compact`.
+    #[arg(long, value_parser = parse_duration)]
+    max_offline_time: Option<std::time::Duration>,
+}
+
+/// `30d`, `12h`, `90m`, `45s`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("'{text}' is not a duration: give a number and a unit, as 30d, 12h, 90m or 45s");
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3_600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    if seconds == 0 {
+        return Err(format!("--max-offline-time must be more than 0 (got '{text}')"));
+    }
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -44,7 +67,8 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         };
         Server::check_listen(&auth, args.listen)?;
         let storage = Arc::new(EmbeddedStorage::open(&args.data_dir)?);
-        let server = Server::start_with_admin(storage, auth, args.listen, args.admin_token.clone()).await?;
+        let options = ServerOptions { admin_token: args.admin_token.clone(), max_offline: args.max_offline_time };
+        let server = Server::start_with_options(storage, auth, args.listen, options).await?;
         println!("haven listening on {}", server.url());
         std::io::stdout().flush()?;
         stop_signal().await?;
@@ -52,6 +76,23 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         server.shutdown().await;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
+        for bad in ["", "d", "12", "3w", "-1h", "1.5h"] {
+            assert!(parse_duration(bad).unwrap_err().contains("not a duration"), "{bad}");
+        }
+        assert!(parse_duration("0h").unwrap_err().contains("more than 0"));
+    }
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM.

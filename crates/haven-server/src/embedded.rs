@@ -23,6 +23,8 @@ const CLIENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("clients");
 const RESETS: TableDefinition<u64, &[u8]> = TableDefinition::new("resets");
 /// partition → `PartitionSettings` (postcard).
 const PARTITION_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("partition_settings");
+/// (partition, ident) → (last in touch, ms since the epoch; last server version sent).
+const SEEN: TableDefinition<(&str, u64), (u64, u64)> = TableDefinition::new("seen");
 /// "schema" → the server's schema (JSON).
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
 
@@ -304,6 +306,47 @@ impl Storage for EmbeddedStorage {
             settings.recovery_allowed = allowed;
             Ok(())
         })
+    }
+
+    fn client_seen(
+        &self,
+        partition: &str,
+        ident: u64,
+        server_version: u64,
+        now_millis: u64,
+    ) -> Result<(), StorageError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        txn.open_table(SEEN)
+            .map_err(backend)?
+            .insert((partition, ident), (now_millis, server_version))
+            .map_err(backend)?;
+        txn.commit().map_err(backend)
+    }
+
+    fn last_seen(&self, partition: &str, ident: u64) -> Result<Option<u64>, StorageError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        match txn.open_table(SEEN) {
+            Ok(t) => Ok(t.get((partition, ident)).map_err(backend)?.map(|g| g.value().0)),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn oldest_needed(&self, partition: &str, since_millis: u64) -> Result<Option<u64>, StorageError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = match txn.open_table(SEEN) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(backend(e)),
+        };
+        let mut oldest = None;
+        for row in table.range((partition, 0)..=(partition, u64::MAX)).map_err(backend)? {
+            let (seen, version) = row.map_err(backend)?.1.value();
+            if seen >= since_millis {
+                oldest = Some(oldest.map_or(version, |o: u64| o.min(version)));
+            }
+        }
+        Ok(oldest)
     }
 
     fn version(&self, partition: &str) -> Result<u64, StorageError> {

@@ -15,5 +15,5 @@ mod storage;
 
 pub use auth::{AuthError, Authenticator};
 pub use embedded::EmbeddedStorage;
-pub use serve::{ServeError, Server};
+pub use serve::{ServeError, Server, ServerOptions};
 pub use storage::{ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError};

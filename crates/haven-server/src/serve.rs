@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     next_live: AtomicU64,
     /// The bearer token of the admin API (`None`: the API is off).
     pub admin_token: Option<String>,
+    /// `--max-offline-time`.
+    pub max_offline: Option<Duration>,
 }
 
 /// A bound session, as the admin API sees it.
@@ -103,6 +105,19 @@ impl Shared {
             partitions.remove(name);
         }
     }
+}
+
+/// How a [`Server`] runs, beyond its storage, auth and address.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Turns the admin API (`/admin/v1`) on for clients that send
+    /// `Authorization: Bearer <admin_token>`.
+    pub admin_token: Option<String>,
+    /// A client out of touch for longer is reset (`HistoryTrimmed`) when
+    /// it comes back, and history only such clients would need is trimmed
+    /// (`haven serve --max-offline-time`). `None`: history is kept until
+    /// an operator compacts it.
+    pub max_offline: Option<Duration>,
 }
 
 /// A running sync server.
@@ -144,6 +159,18 @@ impl Server {
         listen: SocketAddr,
         admin_token: Option<String>,
     ) -> Result<Server, ServeError> {
+        Server::start_with_options(storage, auth, listen, ServerOptions { admin_token, ..ServerOptions::default() })
+            .await
+    }
+
+    /// [`Server::start`] with [`ServerOptions`].
+    pub async fn start_with_options(
+        storage: Arc<dyn Storage>,
+        auth: Authenticator,
+        listen: SocketAddr,
+        options: ServerOptions,
+    ) -> Result<Server, ServeError> {
+        let ServerOptions { admin_token, max_offline } = options;
         Server::check_listen(&auth, listen)?;
         let schema = match storage.schema()? {
             Some(json) => Some(Arc::new(Schema::from_json(&json).map_err(|e| ServeError::Schema(e.to_string()))?)),
@@ -164,7 +191,11 @@ impl Server {
             live: Mutex::default(),
             next_live: AtomicU64::new(0),
             admin_token: admin_token.filter(|t| !t.is_empty()),
+            max_offline,
         });
+        if let Some(max_offline) = max_offline {
+            tokio::spawn(trim_offline_history(shared.clone(), max_offline, shutdown_rx.clone()));
+        }
         let app = Router::new()
             .route("/sync", get(upgrade))
             .route("/health", get(|| async { "ok\n" }))
@@ -248,6 +279,42 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tracing::info!("haven stopped");
+    }
+}
+
+/// `--max-offline-time`: now and then, each partition's history is
+/// trimmed to what the clients in touch within `max_offline` still need
+/// (a client away longer is reset at its next bind anyway).
+async fn trim_offline_history(shared: Arc<Shared>, max_offline: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick =
+        tokio::time::interval((max_offline / 24).clamp(Duration::from_millis(100), Duration::from_secs(600)));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let storage = shared.clone();
+        let trimmed = tokio::task::spawn_blocking(move || {
+            let since = session::now_millis().saturating_sub(max_offline.as_millis() as u64);
+            let mut trimmed = Vec::new();
+            for (partition, latest) in storage.storage.partitions()? {
+                let needed = storage.storage.oldest_needed(&partition, since)?.unwrap_or(latest);
+                if needed > storage.storage.partition_settings(&partition)?.trimmed_through {
+                    trimmed.push((partition.clone(), storage.storage.compact(&partition, latest - needed)?));
+                }
+            }
+            Ok::<_, StorageError>(trimmed)
+        })
+        .await;
+        match trimmed {
+            Ok(Ok(trimmed)) => {
+                for (partition, through) in trimmed {
+                    tracing::info!(%partition, through, "history trimmed past the max offline time");
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "trimming history failed"),
+            Err(e) => tracing::error!(error = %e, "trimming history failed"),
+        }
     }
 }
 

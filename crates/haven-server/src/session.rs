@@ -164,7 +164,10 @@ impl Session {
         if let Some(reason) = storage(&self.shared, move |s| s.pending_reset(ident)).await? {
             return Err(operator_reset(reason));
         }
-        self.exchange(&mut bound, versions, latest, kicked).await
+        note_seen(&self.shared, &bound).await;
+        let ended = self.exchange(&mut bound, versions, latest, kicked).await;
+        note_seen(&self.shared, &bound).await;
+        ended
     }
 
     /// Registers or recognises the client, answers `Bound`, and sends the
@@ -207,6 +210,7 @@ impl Session {
                     if let Some(reason) = storage(&self.shared, move |s| s.pending_reset(id)).await? {
                         return Err(operator_reset(reason));
                     }
+                    check_offline_time(&self.shared, partition, id).await?;
                     (ident, record.uploaded_through)
                 }
                 Err(StorageError::UnknownClient(_) | StorageError::SaltMismatch(_)) => {
@@ -272,6 +276,11 @@ impl Session {
         mut kicked: watch::Receiver<Option<ResetReason>>,
     ) -> Result<(), Refusal> {
         let mut shutdown = self.shared.shutdown.clone();
+        // A long session counts as being in touch (`--max-offline-time`).
+        let mut in_touch = tokio::time::interval(self.shared.max_offline.map_or(Duration::from_secs(3600), |max| {
+            (max / 4).clamp(Duration::from_millis(50), Duration::from_secs(3600))
+        }));
+        in_touch.tick().await;
         // The first Download also repeats the acknowledgement, which a cut
         // connection may have lost.
         self.catch_up(bound, true).await?;
@@ -297,6 +306,7 @@ impl Session {
                     self.catch_up(bound, false).await?;
                 }
                 reason = reset_by_operator(&mut kicked) => return Err(operator_reset(reason)),
+                _ = in_touch.tick() => note_seen(&self.shared, bound).await,
                 () = stopping(&mut shutdown) => {
                     return Err(Refusal::new(ErrorCode::Unavailable, "the server is shutting down", retry()));
                 }
@@ -539,11 +549,40 @@ fn operator_reset(reason: ResetReason) -> Refusal {
     Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason, acknowledged: None })
 }
 
+/// `--max-offline-time`: a client out of touch for longer starts again.
+async fn check_offline_time(shared: &Arc<Shared>, partition: &str, ident: u64) -> Result<(), Refusal> {
+    let Some(max) = shared.max_offline else { return Ok(()) };
+    let name = partition.to_owned();
+    let Some(seen) = storage(shared, move |s| s.last_seen(&name, ident)).await? else { return Ok(()) };
+    let away = Duration::from_millis(now_millis().saturating_sub(seen));
+    if away <= max {
+        return Ok(());
+    }
+    let message = format!(
+        "this client was out of touch for {} s, longer than the server's max offline time ({} s): start again from the server's state",
+        away.as_secs(),
+        max.as_secs()
+    );
+    let reason = ResetReason::HistoryTrimmed;
+    Err(Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason, acknowledged: None }))
+}
+
+/// Notes that the bound client is in touch (only with `--max-offline-time`).
+async fn note_seen(shared: &Arc<Shared>, bound: &Bound) {
+    if shared.max_offline.is_none() {
+        return;
+    }
+    let (partition, ident, sent) = (bound.partition.clone(), bound.ident.ident, bound.sent);
+    if let Err(refusal) = storage(shared, move |s| s.client_seen(&partition, ident, sent, now_millis())).await {
+        tracing::warn!(message = %refusal.message, "cannot note that a client is in touch");
+    }
+}
+
 /// Returns once the server is shutting down.
 async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-fn now_millis() -> u64 {
+pub(crate) fn now_millis() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

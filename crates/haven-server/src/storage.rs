@@ -136,6 +136,26 @@ pub trait Storage: Send + Sync {
     /// client resets.
     fn set_recovery_allowed(&self, partition: &str, allowed: bool) -> Result<(), StorageError>;
 
+    /// Notes that a client of `partition` was in touch at `now_millis`,
+    /// having been sent the partition's history up to `server_version`
+    /// (for `--max-offline-time`).
+    fn client_seen(
+        &self,
+        partition: &str,
+        ident: u64,
+        server_version: u64,
+        now_millis: u64,
+    ) -> Result<(), StorageError>;
+
+    /// When a client of `partition` was last in touch (milliseconds since
+    /// the Unix epoch), if noted.
+    fn last_seen(&self, partition: &str, ident: u64) -> Result<Option<u64>, StorageError>;
+
+    /// The oldest server version that a client of `partition` in touch
+    /// since `since_millis` may still need history after; `None` if no
+    /// such client.
+    fn oldest_needed(&self, partition: &str, since_millis: u64) -> Result<Option<u64>, StorageError>;
+
     /// The partition's latest version (0: empty).
     fn version(&self, partition: &str) -> Result<u64, StorageError>;
 

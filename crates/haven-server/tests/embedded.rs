@@ -144,3 +144,20 @@ fn a_base_version_from_the_future_is_clamped() {
     let history = storage.history("p", 1, 10).unwrap();
     assert_eq!(history[0].changeset.base_version, 1, "stored clamped, so clients replay the same");
 }
+
+#[test]
+fn the_oldest_version_needed_counts_only_clients_in_touch() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = EmbeddedStorage::open(dir.path()).unwrap();
+    assert_eq!(storage.oldest_needed("p", 0).unwrap(), None);
+    storage.client_seen("p", 1, 5, 1_000).unwrap();
+    storage.client_seen("p", 2, 9, 5_000).unwrap();
+    storage.client_seen("q", 3, 1, 9_000).unwrap();
+    assert_eq!(storage.oldest_needed("p", 0).unwrap(), Some(5));
+    assert_eq!(storage.oldest_needed("p", 2_000).unwrap(), Some(9), "client 1 is out of touch");
+    assert_eq!(storage.oldest_needed("p", 6_000).unwrap(), None);
+    assert_eq!(storage.last_seen("p", 2).unwrap(), Some(5_000));
+    assert_eq!(storage.last_seen("q", 2).unwrap(), None);
+    storage.client_seen("p", 1, 12, 7_000).unwrap();
+    assert_eq!(storage.oldest_needed("p", 2_000).unwrap(), Some(9));
+}

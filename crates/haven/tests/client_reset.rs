@@ -7,7 +7,7 @@ use haven::{
     ClientResetInfo, ClientResetMode, Config, Database, RecoveryPolicy, RecoveryReport, Schema, SyncConfig, SyncError,
     UpdateMode, Value,
 };
-use haven_server::{Authenticator, EmbeddedStorage, Server};
+use haven_server::{Authenticator, EmbeddedStorage, Server, ServerOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -113,6 +113,14 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let server = start_server(&dir.path().join("server")).await;
         Harness { dir, server }
+    }
+
+    async fn with_max_offline(max_offline: Duration) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap());
+        let options = ServerOptions { admin_token: Some(ADMIN.into()), max_offline: Some(max_offline) };
+        let server = Server::start_with_options(storage, Authenticator::Dev, "127.0.0.1:0".parse().unwrap(), options);
+        Harness { server: server.await.unwrap(), dir }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -897,4 +905,32 @@ mod manual_client_reset;
 async fn s24_the_seeds_track_changes_by_object_procedure_recovers_creates_updates_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
     manual_client_reset::run(dir.path()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_offline_longer_than_the_max_offline_time_is_reset_and_recovers() {
+    let h = Harness::with_max_offline(Duration::from_secs(1)).await;
+    let seen = Arc::new(Seen::default());
+    let l = h.open("l", RECOVER, &seen).await;
+    create(&l, json!({"_id": 1, "name": "Rex", "age": 1, "lastUpdated": 0}));
+    synced(&l).await;
+    let r = h.open("r", RECOVER, &Arc::default()).await;
+    let (l_ident, r_ident) = (l.sync_position().unwrap().file_ident, r.sync_position().unwrap().file_ident);
+    l.sync_session().unwrap().pause();
+    set(&l, 1, "name", "Rexy");
+    // R stays connected (in touch) while L is away for longer than 1 s.
+    for age in 2..=4 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        set(&r, 1, "age", age);
+        synced(&r).await;
+    }
+    l.sync_session().unwrap().resume();
+    synced(&l).await;
+    synced(&r).await;
+    let b = Baseline { h, l, r, seen };
+    let dogs = b.converged().await;
+    assert_eq!((&dogs[0]["name"], &dogs[0]["age"]), (&json!("Rexy"), &json!(4)));
+    assert_eq!(b.seen.counts(), (1, 1), "L was reset");
+    assert_ne!(b.l.sync_position().unwrap().file_ident, l_ident);
+    assert_eq!(b.r.sync_position().unwrap().file_ident, r_ident, "R, in touch all along, was not");
 }
