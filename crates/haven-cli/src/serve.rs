@@ -78,6 +78,15 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn stop_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_duration;
@@ -92,14 +101,5 @@ mod tests {
             assert!(parse_duration(bad).unwrap_err().contains("not a duration"), "{bad}");
         }
         assert!(parse_duration("0h").unwrap_err().contains("more than 0"));
-    }
-}
-
-/// SIGINT (Ctrl-C) or SIGTERM.
-async fn stop_signal() -> std::io::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
     }
 }
