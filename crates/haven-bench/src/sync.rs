@@ -364,6 +364,7 @@ async fn idle_client(url: &str, schema: &str) -> BenchResult<Socket> {
         uploaded_through: 0,
         last_client_version: 0,
         schema: schema.to_owned(),
+        resetting: false,
     };
     ws.send(Message::Binary(protocol::encode(&bind)?.into())).await?;
     for _ in 0..2 {

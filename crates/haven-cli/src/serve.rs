@@ -39,15 +39,17 @@ pub struct ServeArgs {
 /// `30d`, `12h`, `90m`, `45s`.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let bad = || format!("'{text}' is not a duration: give a number and a unit, as 30d, 12h, 90m or 45s");
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let unit_at = text.char_indices().last().map_or(0, |(at, _)| at);
+    let (number, unit) = text.split_at(unit_at);
     let n: u64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3_600,
-        "d" => n * 86_400,
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
         _ => return Err(bad()),
     };
+    let seconds = n.checked_mul(scale).ok_or_else(|| format!("'{text}' is too long a duration"))?;
     if seconds == 0 {
         return Err(format!("--max-offline-time must be more than 0 (got '{text}')"));
     }
@@ -97,9 +99,10 @@ mod tests {
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5_400)));
         assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
-        for bad in ["", "d", "12", "3w", "-1h", "1.5h"] {
+        for bad in ["", "d", "12", "3w", "-1h", "1.5h", "5µ"] {
             assert!(parse_duration(bad).unwrap_err().contains("not a duration"), "{bad}");
         }
         assert!(parse_duration("0h").unwrap_err().contains("more than 0"));
+        assert!(parse_duration("99999999999999999d").unwrap_err().contains("too long"));
     }
 }

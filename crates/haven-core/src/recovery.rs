@@ -197,6 +197,10 @@ pub struct Recovered {
     /// The changesets to upload in place of the unsynced ones, numbered
     /// from client version 1: only what survived, stamped per the policy.
     pub changesets: Vec<Changeset>,
+    /// What of each change won, in order: the recovered changes without
+    /// the fields they lost (to apply as new local writes, as a manual
+    /// recovery does; `changesets` keeps creates whole for the server).
+    pub survivors: Vec<Instruction>,
     /// What was recovered and what was dropped.
     pub report: RecoveryReport,
     /// The clock after the recovery (to persist).
@@ -239,6 +243,7 @@ impl Recovery<'_> {
     ) -> Recovered {
         let mut states = States::new();
         let mut report = RecoveryReport::default();
+        let mut survivors = Vec::new();
         let mut changesets = Vec::new();
         for (n, cs) in unsynced.iter().enumerate() {
             let (hlc, base_version) = match self.policy {
@@ -262,17 +267,21 @@ impl Recovery<'_> {
             let instructions: Vec<Instruction> = cs
                 .instructions
                 .iter()
-                .filter_map(|i| self.instruction(i, &writer, &mut states, &mut server_state, &mut report))
+                .filter_map(|i| {
+                    let (upload, survivor) = self.instruction(i, &writer, &mut states, &mut server_state, &mut report);
+                    survivors.extend(survivor);
+                    upload
+                })
                 .collect();
             if !instructions.is_empty() {
                 let client_version = changesets.len() as u64 + 1;
                 changesets.push(Changeset { replica: cs.replica, client_version, base_version, hlc, instructions });
             }
         }
-        Recovered { changesets, report, clock: self.clock }
+        Recovered { changesets, survivors, report, clock: self.clock }
     }
 
-    /// Recovers one instruction: what of it survives, if anything.
+    /// Recovers one instruction: what of it to upload, and what of it won.
     fn instruction(
         &self,
         instruction: &Instruction,
@@ -280,9 +289,11 @@ impl Recovery<'_> {
         states: &mut States,
         server_state: &mut impl FnMut(&str, &Value) -> Option<ObjectState>,
         report: &mut RecoveryReport,
-    ) -> Option<Instruction> {
-        let fitting = self.fitting(instruction, report)?;
-        let linked = without_dangling_links(self.schema, fitting, states, server_state, report)?;
+    ) -> (Option<Instruction>, Option<Instruction>) {
+        let Some(fitting) = self.fitting(instruction, report) else { return (None, None) };
+        let Some(linked) = without_dangling_links(self.schema, fitting, states, server_state, report) else {
+            return (None, None);
+        };
         let (ty, pk) = linked.object();
         let current = state(states, server_state, ty, pk);
         let applied = apply(current.as_ref(), &linked, writer);
@@ -297,7 +308,7 @@ impl Recovery<'_> {
             };
             let Some(field) = &dropped.field else {
                 report.add_dropped(&linked, None, reason);
-                return None;
+                return (None, None);
             };
             if proposed(&linked, field) != field_value(&applied.state, field) {
                 report.add_dropped(&linked, Some(field), reason);
@@ -306,18 +317,20 @@ impl Recovery<'_> {
             dropped_fields.push(field.clone());
         }
         *current = applied.state;
-        if let Some(recovered) = without_fields(linked.clone(), &lost) {
-            report.add_recovered(&recovered);
+        let survivor = without_fields(linked.clone(), &lost);
+        if let Some(recovered) = &survivor {
+            report.add_recovered(recovered);
         }
         // A create is uploaded whole (the server needs every required
         // property, and its merge drops the same fields again); a set or
         // increment the merge dropped is not uploaded at all.
-        match linked {
+        let upload = match linked {
             Instruction::Create { ref fields, .. } if dropped_fields.len() == fields.len() => None,
             Instruction::Create { .. } => Some(linked),
             _ if !dropped_fields.is_empty() => None,
             _ => Some(linked),
-        }
+        };
+        (upload, survivor)
     }
 
     /// The instruction without what the schema no longer accepts.

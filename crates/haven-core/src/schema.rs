@@ -424,12 +424,14 @@ impl Schema {
                         }
                     }
                     Some(o) => o.indexed = if other_wins { p.indexed } else { o.indexed },
-                    None => {
-                        if p.default_value().is_none() {
-                            conflicts.push(format!("{}.{}: a new required property", theirs.name, p.name));
+                    None if p.default_value().is_none() => {
+                        // Objects that lack it would no longer fit.
+                        conflicts.push(format!("{}.{}: a new required property", theirs.name, p.name));
+                        if other_wins {
+                            ours.properties.push(p.clone());
                         }
-                        ours.properties.push(p.clone());
                     }
+                    None => ours.properties.push(p.clone()),
                 }
             }
         }

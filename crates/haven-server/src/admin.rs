@@ -187,16 +187,15 @@ async fn put_schema(
     let json = schema.to_json();
     let stored = json.clone();
     blocking(&shared, move |s| s.set_schema(&stored)).await?;
-    *current = Some(Arc::new(schema.clone()));
-    drop(current);
+    // Every client is marked before the lock goes: a client that binds
+    // with the old schema meanwhile finds its reset, not a refusal.
     let mut reset = Vec::new();
     if !breaking.is_empty() {
         tracing::warn!(?breaking, "breaking schema change: every client resets");
-        for (partition, _) in blocking(&shared, |s| s.partitions()).await? {
-            let target = ResetTarget::Partition(partition);
-            reset.extend(reset_clients(&shared, target, ResetReason::SchemaBreaking).await?);
-        }
+        reset = reset_clients(&shared, ResetTarget::All, ResetReason::SchemaBreaking).await?;
     }
+    *current = Some(Arc::new(schema));
+    drop(current);
     let schema: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
     let body = json!({ "schema": schema, "breaking": breaking, "reset_clients": reset });
     Ok(Json(body).into_response())

@@ -47,6 +47,27 @@ impl EmbeddedStorage {
 }
 
 impl EmbeddedStorage {
+    /// Drops history up to `through_of(latest version)`, read in the same
+    /// transaction (an integration meanwhile cannot move the point).
+    fn trim(&self, partition: &str, through_of: impl FnOnce(u64) -> u64) -> Result<u64, StorageError> {
+        self.update_settings(partition, |txn, settings| {
+            let latest =
+                txn.open_table(PARTITIONS).map_err(backend)?.get(partition).map_err(backend)?.map_or(0, |g| g.value());
+            let through = through_of(latest).max(settings.trimmed_through);
+            let mut history = txn.open_table(HISTORY).map_err(backend)?;
+            let doomed: Vec<u64> = history
+                .range((partition, 0)..=(partition, through))
+                .map_err(backend)?
+                .map(|row| row.map(|(k, _)| k.value().1).map_err(backend))
+                .collect::<Result<_, _>>()?;
+            for version in doomed {
+                history.remove((partition, version)).map_err(backend)?;
+            }
+            settings.trimmed_through = through;
+            Ok(through)
+        })
+    }
+
     /// Changes a partition's settings, and whatever else `f` writes, in
     /// one transaction.
     fn update_settings<R>(
@@ -242,6 +263,11 @@ impl Storage for EmbeddedStorage {
                     }
                     idents
                 }
+                ResetTarget::All => clients
+                    .iter()
+                    .map_err(backend)?
+                    .map(|row| row.map(|(k, _)| k.value()).map_err(backend))
+                    .collect::<Result<_, _>>()?,
             };
             let mut resets = txn.open_table(RESETS).map_err(backend)?;
             for ident in &idents {
@@ -283,22 +309,11 @@ impl Storage for EmbeddedStorage {
     }
 
     fn compact(&self, partition: &str, keep_versions: u64) -> Result<u64, StorageError> {
-        self.update_settings(partition, |txn, settings| {
-            let latest =
-                txn.open_table(PARTITIONS).map_err(backend)?.get(partition).map_err(backend)?.map_or(0, |g| g.value());
-            let through = latest.saturating_sub(keep_versions).max(settings.trimmed_through);
-            let mut history = txn.open_table(HISTORY).map_err(backend)?;
-            let doomed: Vec<u64> = history
-                .range((partition, 0)..=(partition, through))
-                .map_err(backend)?
-                .map(|row| row.map(|(k, _)| k.value().1).map_err(backend))
-                .collect::<Result<_, _>>()?;
-            for version in doomed {
-                history.remove((partition, version)).map_err(backend)?;
-            }
-            settings.trimmed_through = through;
-            Ok(through)
-        })
+        self.trim(partition, |latest| latest.saturating_sub(keep_versions))
+    }
+
+    fn trim_history(&self, partition: &str, through: u64) -> Result<u64, StorageError> {
+        self.trim(partition, |latest| through.min(latest))
     }
 
     fn set_recovery_allowed(&self, partition: &str, allowed: bool) -> Result<(), StorageError> {

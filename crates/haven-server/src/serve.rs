@@ -68,6 +68,9 @@ pub(crate) struct Shared {
     pub admin_token: Option<String>,
     /// `--max-offline-time`.
     pub max_offline: Option<Duration>,
+    /// When this server started (ms since the epoch): time it was down
+    /// does not count as devices being out of touch.
+    pub started_millis: u64,
 }
 
 /// A bound session, as the admin API sees it.
@@ -192,6 +195,7 @@ impl Server {
             next_live: AtomicU64::new(0),
             admin_token: admin_token.filter(|t| !t.is_empty()),
             max_offline,
+            started_millis: session::now_millis(),
         });
         if let Some(max_offline) = max_offline {
             tokio::spawn(trim_offline_history(shared.clone(), max_offline, shutdown_rx.clone()));
@@ -293,14 +297,17 @@ async fn trim_offline_history(shared: Arc<Shared>, max_offline: Duration, mut st
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        let since = session::now_millis().saturating_sub(max_offline.as_millis() as u64);
+        if since < shared.started_millis {
+            continue; // every device gets a whole window after a restart
+        }
         let storage = shared.clone();
         let trimmed = tokio::task::spawn_blocking(move || {
-            let since = session::now_millis().saturating_sub(max_offline.as_millis() as u64);
             let mut trimmed = Vec::new();
             for (partition, latest) in storage.storage.partitions()? {
                 let needed = storage.storage.oldest_needed(&partition, since)?.unwrap_or(latest);
                 if needed > storage.storage.partition_settings(&partition)?.trimmed_through {
-                    trimmed.push((partition.clone(), storage.storage.compact(&partition, latest - needed)?));
+                    trimmed.push((partition.clone(), storage.storage.trim_history(&partition, needed)?));
                 }
             }
             Ok::<_, StorageError>(trimmed)

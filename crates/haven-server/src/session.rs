@@ -110,6 +110,10 @@ struct Bound {
     sent: u64,
     /// The last `uploaded_through` sent to the client.
     acknowledged: u64,
+    /// The last server version the client is known to hold (what it bound
+    /// with, or the snapshot it was sent): the history it may still need
+    /// starts after it (`--max-offline-time`).
+    holds: u64,
 }
 
 impl Session {
@@ -126,6 +130,7 @@ impl Session {
             uploaded_through,
             last_client_version,
             schema,
+            resetting,
         }) = first
         else {
             return Err(Refusal::new(ErrorCode::UnexpectedMessage, "the first message must be Bind", retry()));
@@ -138,7 +143,7 @@ impl Session {
             Refusal::new(code, e.to_string(), Action::Fatal)
         })?;
         self.requested = Some(partition.clone());
-        let schema = match adopt_schema(&self.shared, &schema, file_ident.is_none()).await {
+        let schema = match adopt_schema(&self.shared, &schema, resetting).await {
             Err(refusal) if refusal.code == ErrorCode::BadSchema && file_ident.is_some() => {
                 // A file from before an operator's breaking schema change
                 // starts again (and recovers what fits the new schema).
@@ -196,6 +201,9 @@ impl Session {
                     return Err(reset(ResetReason::ServerRestored, message));
                 }
                 Ok(record) if record.uploaded_through > client.last_client_version => {
+                    // Every changeset the copy holds reached the server from
+                    // the original file: none may be recovered again.
+                    self.known_client = Some(ident);
                     // Its new changesets would reuse client versions the
                     // server has integrated already, and be skipped.
                     let message = format!(
@@ -234,11 +242,11 @@ impl Session {
         }
         let json = schema.to_json();
         self.send(&ServerMessage::Bound { file_ident: ident, server_version: version, schema: json }).await?;
-        let mut bound =
-            Bound { ident, partition: partition.to_owned(), schema, sent: client.last_server_version, acknowledged };
+        let sent = client.last_server_version;
+        let mut bound = Bound { ident, partition: partition.to_owned(), schema, sent, acknowledged, holds: sent };
         if client.last_server_version == 0 && version > 0 {
             let end = self.bootstrap(partition, ident).await?;
-            (bound.sent, bound.acknowledged) = (end.version, end.uploaded_through);
+            (bound.sent, bound.acknowledged, bound.holds) = (end.version, end.uploaded_through, end.version);
         }
         Ok(bound)
     }
@@ -444,10 +452,11 @@ async fn storage<T: Send + 'static>(
 }
 
 /// The server's schema after a client's additions. A conflicting schema
-/// is refused, except from a new file (`lenient`): after an operator's
-/// breaking schema change, devices with the old app start again as new
-/// files, and the server's definitions win (their recovery drops what
-/// does not fit, and the server refuses uploads that do not).
+/// is refused, except from a file carrying out a client reset
+/// (`lenient`): after an operator's breaking schema change, devices with
+/// the old app start again, and the server's definitions win (their
+/// recovery drops what does not fit, and the server refuses uploads that
+/// do not).
 async fn adopt_schema(shared: &Arc<Shared>, client_json: &str, lenient: bool) -> Result<Arc<Schema>, Refusal> {
     let bad = |e: haven_core::SchemaError| Refusal::new(ErrorCode::BadSchema, e.to_string(), Action::Fatal);
     let client = Schema::from_json(client_json).map_err(bad)?;
@@ -554,7 +563,8 @@ async fn check_offline_time(shared: &Arc<Shared>, partition: &str, ident: u64) -
     let Some(max) = shared.max_offline else { return Ok(()) };
     let name = partition.to_owned();
     let Some(seen) = storage(shared, move |s| s.last_seen(&name, ident)).await? else { return Ok(()) };
-    let away = Duration::from_millis(now_millis().saturating_sub(seen));
+    // Time the server was down does not count.
+    let away = Duration::from_millis(now_millis().saturating_sub(seen.max(shared.started_millis)));
     if away <= max {
         return Ok(());
     }
@@ -572,8 +582,8 @@ async fn note_seen(shared: &Arc<Shared>, bound: &Bound) {
     if shared.max_offline.is_none() {
         return;
     }
-    let (partition, ident, sent) = (bound.partition.clone(), bound.ident.ident, bound.sent);
-    if let Err(refusal) = storage(shared, move |s| s.client_seen(&partition, ident, sent, now_millis())).await {
+    let (partition, ident, holds) = (bound.partition.clone(), bound.ident.ident, bound.holds);
+    if let Err(refusal) = storage(shared, move |s| s.client_seen(&partition, ident, holds, now_millis())).await {
         tracing::warn!(message = %refusal.message, "cannot note that a client is in touch");
     }
 }

@@ -58,6 +58,8 @@ pub enum ResetTarget {
     Client(u64),
     /// Every client of a partition.
     Partition(String),
+    /// Every client of every partition (a breaking schema change).
+    All,
 }
 
 /// What an operator set for a partition.
@@ -131,6 +133,10 @@ pub trait Storage: Send + Sync {
     /// the version history now starts after. A client behind it can only
     /// start again from the state (`HistoryTrimmed`).
     fn compact(&self, partition: &str, keep_versions: u64) -> Result<u64, StorageError>;
+
+    /// Drops the partition's history up to version `through` (never past
+    /// its latest version); returns the version history now starts after.
+    fn trim_history(&self, partition: &str, through: u64) -> Result<u64, StorageError>;
 
     /// Allows or forbids recovery of unsynced writes in the partition's
     /// client resets.

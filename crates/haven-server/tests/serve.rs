@@ -91,6 +91,7 @@ fn bind(token: &str, partition: &str) -> ClientMessage {
         uploaded_through: 0,
         last_client_version: 0,
         schema: SCHEMA.into(),
+        resetting: false,
     }
 }
 
@@ -115,6 +116,7 @@ async fn rebind(
             uploaded_through: acknowledged,
             last_client_version: written,
             schema,
+            resetting: false,
         })
         .await;
     client
@@ -260,6 +262,7 @@ async fn uploads_that_do_not_fit_the_schema_store_nothing() {
             uploaded_through,
             last_client_version: 0,
             schema,
+            resetting: false,
         })
         .await;
     assert!(client.refused(ErrorCode::BadSchema).await.contains("age"));
@@ -431,7 +434,8 @@ async fn a_client_file_older_than_what_the_server_has_from_it_is_reset() {
     let mut copy = rebind(&server, ident, 1, 1, 1).await;
     match copy.receive().await {
         Some(ServerMessage::Error {
-            action: protocol::Action::ClientReset { reason: protocol::ResetReason::ClientRestored, acknowledged: None },
+            action:
+                protocol::Action::ClientReset { reason: protocol::ResetReason::ClientRestored, acknowledged: Some(2) },
             ..
         }) => {}
         other => panic!("{other:?}"),

@@ -202,11 +202,13 @@ pub(crate) fn finish_reset(tx: &mut WriteTransaction<'_>, commit: ResetCommit) -
             });
             (out.changesets, out.report, out.clock.last())
         }
-        Plan::Discard | Plan::Manual => (Vec::new(), RecoveryReport::discarded(&unsynced), clock),
+        Plan::Discard => (Vec::new(), RecoveryReport::discarded(&unsynced), clock),
+        Plan::Manual => unreachable!("a manual reset is the app's: nothing is committed for it"),
     };
     change_log::replace(raw, &recovered, clock)?;
     change_log::set_file_ident(raw, commit.ident.0, commit.ident.1)?;
-    let tracker = ResetTracker { committed: Some(recovered.len() as u64), ..commit.tracker };
+    let committed = Some((recovered.len() as u64, change_log::wall_millis()));
+    let tracker = ResetTracker { committed, ..commit.tracker };
     write_tracker(raw, Some(&tracker))?;
     finish_bootstrap(tx, commit.version, 0, commit.ident.0)?;
     Ok(report)

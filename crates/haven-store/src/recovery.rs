@@ -126,8 +126,9 @@ fn recover(backup: &Database, live: &Database, policy: RecoveryPolicy) -> Result
     if let Some(e) = failed {
         return Err(Error::Storage(format!("cannot read the server's state: {e}")));
     }
-    let instructions: Vec<Instruction> = recovered.changesets.into_iter().flat_map(|cs| cs.instructions).collect();
-    live.write(|tx| instructions.iter().try_for_each(|i| apply(tx, i)))?;
+    // Only what won: applied as new local writes, a field that lost would
+    // win with its new stamp.
+    live.write(|tx| recovered.survivors.iter().try_for_each(|i| apply(tx, i)))?;
     Ok(recovered.report)
 }
 

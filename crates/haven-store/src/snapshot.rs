@@ -62,7 +62,6 @@ impl Snapshot {
         crate::change_log::pending_encoded(&self.rtx, after, max_bytes)
     }
 
-    /// Where the file stands with its server.
     /// The server-confirmed state of one object, with its field stamps.
     pub fn confirmed(&self, ty: &str, pk: &haven_core::Value) -> Result<Option<haven_core::merge::ObjectState>> {
         let table = match self.rtx.open_table(layout::CONFIRMED) {
@@ -75,10 +74,12 @@ impl Snapshot {
         row.map(|g| crate::download::decode_state(g.value()).map(|(_, state)| state)).transpose()
     }
 
+    /// The client reset under way in the file, if any.
     pub fn reset_tracker(&self) -> Result<Option<crate::sync::ResetTracker>> {
         crate::sync::read_tracker(&self.rtx)
     }
 
+    /// Where the file stands with its server.
     pub fn sync_position(&self) -> Result<crate::change_log::SyncPosition> {
         crate::change_log::position(&self.rtx)
     }

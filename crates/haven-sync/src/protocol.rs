@@ -57,6 +57,10 @@ pub enum ClientMessage {
         /// `Schema::to_json`). The server adopts additive changes and
         /// refuses breaking ones.
         schema: String,
+        /// Whether the file is carrying out a client reset: its schema may
+        /// predate an operator's breaking change, and the server's
+        /// definitions then win instead of the bind being refused.
+        resetting: bool,
     },
     /// Local changesets, in `client_version` order. Idempotent: the server
     /// skips those it has integrated already.
@@ -438,7 +442,7 @@ mod tests {
             decode::<ClientMessage>(&frame).unwrap_err(),
             FrameError::WrongVersion { found: 9, supported: PROTOCOL_VERSION }
         );
-        let unknown = [b'H', b'V', 2, 0, 99];
+        let unknown = [b'H', b'V', PROTOCOL_VERSION as u8, 0, 99];
         let err = decode::<ClientMessage>(&unknown).unwrap_err();
         assert!(matches!(err, FrameError::Malformed(_)) && err.code() == ErrorCode::BadFrame, "{err}");
         let mut trailing = encode(&upload()).unwrap();
@@ -454,6 +458,7 @@ mod tests {
             uploaded_through: 0,
             last_client_version: 0,
             schema: String::new(),
+            resetting: false,
         };
         assert!(matches!(encode(&big), Err(FrameError::TooLarge { .. })));
     }

@@ -128,12 +128,16 @@ impl Harness {
     }
 
     fn config(&self, name: &str, mode: Mode, seen: &Arc<Seen>) -> Config {
+        self.config_with(name, mode, seen, SCHEMA)
+    }
+
+    fn config_with(&self, name: &str, mode: Mode, seen: &Arc<Seen>, schema: &str) -> Config {
         let errors = seen.clone();
         let sync = SyncConfig::new(self.server.url(), "dev", "p")
             .reconnect_delays(Duration::from_millis(20), Duration::from_millis(200))
             .client_reset(reset_mode(mode, seen))
             .on_error(move |e| errors.errors.lock().unwrap().push(e.clone()));
-        Config::new(self.path(name)).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
+        Config::new(self.path(name)).schema(Schema::from_json(schema).unwrap()).sync(sync)
     }
 
     async fn open(&self, name: &str, mode: Mode, seen: &Arc<Seen>) -> Database {
@@ -503,6 +507,9 @@ async fn s17_compaction_resets_only_clients_that_need_trimmed_history() {
     b.remote(|r| set(r, 1, "age", 6)).await;
     let r_ident = b.r.sync_position().unwrap().file_ident;
     assert_eq!(b.h.admin("partitions/p/compact", r#"{"keep_versions": 0}"#).await, 200);
+    // R binds again after the compaction, up to date: it goes on.
+    b.r.sync_session().unwrap().pause();
+    b.r.sync_session().unwrap().resume();
     b.l.sync_session().unwrap().resume();
     synced(&b.l).await;
     synced(&b.r).await;
@@ -890,10 +897,17 @@ async fn s19_a_breaking_schema_change_resets_and_drops_what_no_longer_fits() {
     let breaking = additive.replace(r#""age":"int?""#, r#""age":"string?""#);
     assert_eq!(b.h.put_schema(&breaking).await, 200);
     b.reset_and_resume().await;
-    let dogs = b.converged().await;
-    assert_eq!(dogs[0]["name"], "Rexy", "the compatible change is recovered");
+    assert_eq!(field(&b.l, 1, "name"), Some("Rexy".into()), "the compatible change is recovered");
     assert_eq!(drop_reasons(&b.seen.report()), vec![(1, Some("age".into()), DropReason::SchemaIncompatible)]);
     assert_eq!(b.seen.counts(), (1, 1), "one reset, for the breaking change only");
+    // The server has it; an app with the new schema sees it (the old int
+    // age no longer fits: it shows as null), and one with the old schema
+    // is refused until it is updated.
+    let updated = Database::open_synced(b.h.config_with("new-app", RECOVER, &Arc::default(), &breaking)).await.unwrap();
+    let dogs = dogs(&updated);
+    assert_eq!((&dogs[0]["name"], &dogs[0]["age"]), (&json!("Rexy"), &serde_json::Value::Null));
+    let old_app = Database::open_synced(b.h.config("old-app", RECOVER, &Arc::default())).await.unwrap_err();
+    assert!(old_app.to_string().contains("Dog.age"), "{old_app}");
 }
 
 /// The seed's *track changes by object* procedure, written as the seed

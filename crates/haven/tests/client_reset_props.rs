@@ -111,14 +111,27 @@ fn dogs(db: &Database) -> Vec<serde_json::Value> {
     db.objects("Dog").unwrap().sorted("_id", true).unwrap().iter().unwrap().map(|o| o.to_json()).collect()
 }
 
-/// Whether a report of the device lists `instruction`: recovered, or
-/// dropped with a reason.
+/// Whether a report of the device lists `instruction` (its object, kind
+/// and, for a set or an increment, its field): recovered, or dropped with
+/// a reason.
 fn accounted_for(reports: &[RecoveryReport], instruction: &Instruction) -> bool {
     let (ty, pk) = instruction.object();
     let kind = ChangeKind::of(instruction);
+    let field = match instruction {
+        Instruction::Set { field, .. } | Instruction::Increment { field, .. } => Some(field.as_str()),
+        _ => None,
+    };
     reports.iter().any(|r| {
-        r.recovered().iter().any(|c| c.object_type == ty && c.pk == *pk && c.kind == kind)
-            || r.dropped().iter().any(|d| d.object_type == ty && d.pk == *pk && d.kind == kind)
+        let recovered = r.recovered().iter().any(|c| {
+            c.object_type == ty
+                && c.pk == *pk
+                && c.kind == kind
+                && field.is_none_or(|f| c.fields.iter().any(|n| n == f))
+        });
+        let dropped = r.dropped().iter().any(|d| {
+            d.object_type == ty && d.pk == *pk && d.kind == kind && (d.field.is_none() || d.field.as_deref() == field)
+        });
+        recovered || dropped
     })
 }
 

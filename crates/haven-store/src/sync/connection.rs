@@ -130,6 +130,7 @@ impl<'a> Connection<'a> {
             Ok((snapshot.sync_position()?, db.schema().to_json(), snapshot.reset_tracker()?))
         })
         .await?;
+        let resetting = tracker.is_some();
         let reset = match tracker.clone() {
             Some(tracker) if tracker.committed.is_none() => match shared.config.client_reset.plan(&tracker) {
                 Plan::Manual => return Err(Ended::Fatal(SyncError::ClientReset(tracker.info(&path)))),
@@ -160,7 +161,7 @@ impl<'a> Connection<'a> {
             uploaded_through: 0,
             bootstrapping: false,
             reset: None,
-            reset_unacknowledged: tracker.and_then(|t| t.committed),
+            reset_unacknowledged: tracker.and_then(|t| t.committed).map(|(count, _)| count),
             mark_sent: 0,
             last_heard: Instant::now(),
         };
@@ -175,6 +176,7 @@ impl<'a> Connection<'a> {
             uploaded_through: position.acknowledged,
             last_client_version: position.last_client_version,
             schema,
+            resetting,
         };
         let frame = protocol::encode(&bind).map_err(|e| Ended::Fatal(SyncError::Local(e.to_string())))?;
         connection.writer.send(frame).await.map_err(|_| Ended::Lost("the connection was cut while binding".into()))?;

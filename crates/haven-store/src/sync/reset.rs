@@ -157,8 +157,8 @@ pub(crate) enum Plan {
 }
 
 /// A reset under way, kept in the file until the server has acknowledged
-/// the recovered changes: a crash resumes it, and a second reset before
-/// then counts as a failed attempt (no loops).
+/// the recovered changes: a crash resumes it, and a reset right after it
+/// committed, before then, counts as a failed attempt (no loops).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ResetTracker {
     pub reason: ResetReason,
@@ -168,9 +168,16 @@ pub(crate) struct ResetTracker {
     pub failed_attempts: u32,
     /// Where a manual reset moves the file.
     pub backup_path: PathBuf,
-    /// Once committed: the number of recovered changesets to upload.
-    pub committed: Option<u64>,
+    /// Once committed: the number of recovered changesets to upload, and
+    /// when it committed (ms since the epoch).
+    pub committed: Option<(u64, u64)>,
 }
+
+/// How soon after a reset committed another one, of a kind that says the
+/// server could not continue the new history, means the recovery itself
+/// is the trouble (a loop). Later, it is a reset of its own (a device
+/// that then stayed offline too long, say).
+const LOOP_WINDOW_MILLIS: u64 = 10 * 60 * 1000;
 
 /// A client reset under way in a file, as
 /// [`Database::pending_client_reset`](crate::Database::pending_client_reset) reports it.
@@ -199,35 +206,38 @@ impl ResetTracker {
         }
     }
 
-    /// The tracker after the server asked for a reset; `current` is the
-    /// one the file holds, if any.
+    /// The tracker after the server asked for a reset at `now_millis`;
+    /// `current` is the one the file holds, if any.
     pub fn after_request(
         current: Option<ResetTracker>,
         path: &Path,
         reason: ResetReason,
         acknowledged: Option<u64>,
         recovery_allowed: bool,
+        now_millis: u64,
     ) -> ResetTracker {
         // An operator's reset is a decision, not a symptom: made again
         // before the last reset's changes got through, it starts afresh.
         let deliberate =
             matches!(reason, ResetReason::OperatorReset | ResetReason::Terminated | ResetReason::SchemaBreaking);
+        let soon_after =
+            |t: &ResetTracker| t.committed.is_some_and(|(_, at)| now_millis.saturating_sub(at) < LOOP_WINDOW_MILLIS);
         match current {
-            Some(t) if t.committed.is_some() && deliberate => ResetTracker {
-                reason,
-                acknowledged,
-                recovery_allowed,
-                failed_attempts: 0,
-                committed: None,
-                backup_path: t.backup_path,
-            },
             // The server could not continue the history the last reset
-            // started before its changes got through: that recovery failed.
-            Some(t) if t.committed.is_some() => ResetTracker {
+            // started, right after it committed: that recovery failed.
+            Some(t) if soon_after(&t) && !deliberate => ResetTracker {
                 reason,
                 acknowledged,
                 recovery_allowed,
                 failed_attempts: t.failed_attempts + 1,
+                committed: None,
+                backup_path: t.backup_path,
+            },
+            Some(t) if t.committed.is_some() => ResetTracker {
+                reason,
+                acknowledged,
+                recovery_allowed,
+                failed_attempts: 0,
                 committed: None,
                 backup_path: t.backup_path,
             },
@@ -382,19 +392,24 @@ pub fn initiate_client_reset(path: impl AsRef<Path>) -> Result<PathBuf> {
     }
     let dir = backup.parent().expect("a backup path has a directory");
     std::fs::create_dir_all(dir).map_err(|e| Error::Storage(format!("cannot create {}: {e}", dir.display())))?;
-    wait_until_closed(path);
+    wait_until_closed(path)?;
     std::fs::rename(path, &backup)
         .map_err(|e| Error::Storage(format!("cannot move {} to {}: {e}", path.display(), backup.display())))?;
     tracing::info!(from = %path.display(), to = %backup.display(), "client reset: database moved aside");
     Ok(backup)
 }
 
-/// The handle opened above closes on its own thread's drop; make sure
-/// the registry no longer holds it before the file moves.
-fn wait_until_closed(path: &Path) {
-    while Database::is_open(path) {
+/// The handle opened above closes on drop; make sure the registry no
+/// longer holds it before the file moves (a few milliseconds at most:
+/// nothing else had the file open).
+fn wait_until_closed(path: &Path) -> Result<()> {
+    for _ in 0..10_000 {
+        if !Database::is_open(path) {
+            return Ok(());
+        }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+    Err(Error::StillOpen(path.to_owned()))
 }
 
 /// The backups [`initiate_client_reset`] made of the database at `path`
@@ -495,16 +510,21 @@ mod tests {
     #[test]
     fn a_reset_before_the_last_was_acknowledged_is_a_failure() {
         let path = Path::new("/data/app.haven");
-        let first = ResetTracker::after_request(None, path, ResetReason::OperatorReset, Some(3), true);
+        let now = 1_000_000_000;
+        let first = ResetTracker::after_request(None, path, ResetReason::OperatorReset, Some(3), true, now);
         assert_eq!(first.failed_attempts, 0);
         assert!(first.backup_path.starts_with("/data/recovered"));
-        let again = ResetTracker::after_request(Some(first.clone()), path, ResetReason::Terminated, None, true);
+        let again = ResetTracker::after_request(Some(first.clone()), path, ResetReason::Terminated, None, true, now);
         assert_eq!(again, first, "a request during an attempt changes nothing");
-        let committed = ResetTracker { committed: Some(2), ..first.clone() };
-        let cycle = ResetTracker::after_request(Some(committed.clone()), path, ResetReason::HistoryTrimmed, None, true);
+        let committed = ResetTracker { committed: Some((2, now - 1_000)), ..first.clone() };
+        let request =
+            |reason, at| ResetTracker::after_request(Some(committed.clone()), path, reason, Some(1), true, at);
+        let cycle = request(ResetReason::HistoryTrimmed, now);
         assert_eq!((cycle.failed_attempts, cycle.committed, cycle.reason), (1, None, ResetReason::HistoryTrimmed));
         assert_eq!(cycle.backup_path, first.backup_path);
-        let again = ResetTracker::after_request(Some(committed), path, ResetReason::Terminated, Some(1), true);
-        assert_eq!((again.failed_attempts, again.committed, again.acknowledged), (0, None, Some(1)));
+        let operator = request(ResetReason::Terminated, now);
+        assert_eq!((operator.failed_attempts, operator.committed, operator.acknowledged), (0, None, Some(1)));
+        let much_later = request(ResetReason::HistoryTrimmed, now + 24 * 3_600_000);
+        assert_eq!((much_later.failed_attempts, much_later.committed), (0, None), "a reset of its own");
     }
 }

@@ -198,8 +198,10 @@ impl SyncSession {
     /// `tokio::time::timeout` to bound that. Fails if the session stops.
     pub async fn upload_all_local_changes(&self) -> crate::Result<()> {
         let db = self.shared.db().ok_or(SyncError::Closed)?;
-        let target = db.snapshot()?.sync_position()?.last_client_version;
+        // Read before the target: a reset committing in between then
+        // counts as one, and the wait does not look for a renumbered target.
         let resets = self.shared.status.borrow().resets;
+        let target = db.snapshot()?.sync_position()?.last_client_version;
         self.shared.local_commits.notify_one();
         // A client reset renumbers the log: after one, wait for all of it.
         self.wait(|s| match s.resets == resets {
@@ -268,6 +270,7 @@ async fn run(shared: Arc<Shared>) {
                         reason,
                         acknowledged,
                         recovery_allowed,
+                        crate::change_log::wall_millis(),
                     );
                     db.set_reset_tracker(Some(&tracker))
                 })
