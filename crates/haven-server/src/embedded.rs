@@ -1,8 +1,9 @@
 //! The embedded storage: one redb file in the server's data directory.
 
 use crate::storage::{ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError};
-use haven_core::merge::{apply, Changeset, ObjectState, Writer};
-use haven_core::{key, Value};
+use crate::upload;
+use haven_core::merge::{Changeset, ObjectState};
+use haven_core::Value;
 use haven_sync::protocol::{FileIdent, ResetReason, SnapshotObject};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use serde::{de::DeserializeOwned, Serialize};
@@ -27,10 +28,6 @@ const PARTITION_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("p
 const SEEN: TableDefinition<(&str, u64), (u64, u64)> = TableDefinition::new("seen");
 /// "schema" → the server's schema (JSON).
 const SETTINGS: TableDefinition<&str, &str> = TableDefinition::new("settings");
-
-/// How far in the future a client's clock may be before the server
-/// bounds its stamps.
-const MAX_CLOCK_SKEW_MILLIS: u64 = 60_000;
 
 /// Partitions in one redb file (`<data dir>/haven-server.redb`).
 pub struct EmbeddedStorage {
@@ -112,10 +109,6 @@ fn encode_state(pk: &Value, state: &ObjectState) -> Result<Vec<u8>, StorageError
     SnapshotObject::encode_state(pk, state).map_err(backend)
 }
 
-fn pk_key(pk: &Value) -> Result<Vec<u8>, StorageError> {
-    pk.as_ref().map(key::to_key).ok_or_else(|| StorageError::Backend("a primary key cannot be a list".into()))
-}
-
 impl Storage for EmbeddedStorage {
     fn register_client(&self, partition: &str) -> Result<FileIdent, StorageError> {
         let txn = self.db.begin_write().map_err(backend)?;
@@ -169,62 +162,42 @@ impl Storage for EmbeddedStorage {
         if record.ident.salt != client.salt {
             return Err(StorageError::SaltMismatch(client.ident));
         }
-        let mut result = Integration { versions: vec![], uploaded_through: record.uploaded_through, dropped: vec![] };
-        {
-            let partition = record.partition.as_str();
-            let mut partitions = txn.open_table(PARTITIONS).map_err(backend)?;
-            let mut history = txn.open_table(HISTORY).map_err(backend)?;
-            let mut objects = txn.open_table(OBJECTS).map_err(backend)?;
-            let mut version = partitions.get(partition).map_err(backend)?.map_or(0, |g| g.value());
-            for cs in changesets {
-                if cs.client_version <= result.uploaded_through {
-                    continue; // integrated before: uploads are idempotent
-                }
-                version += 1;
-                let writer = Writer {
-                    version,
-                    // No writer has seen a version that did not exist yet:
-                    // a claim otherwise would win every conflict.
-                    base_version: cs.base_version.min(version - 1),
-                    hlc: cs.hlc.bounded(now_millis, MAX_CLOCK_SKEW_MILLIS),
-                    replica: client.ident,
-                };
-                let mut dropped = vec![];
-                for instruction in &cs.instructions {
-                    let (ty, pk) = instruction.object();
-                    let pk_bytes = pk_key(pk)?;
-                    let object_key = (partition, ty, pk_bytes.as_slice());
-                    let current: Option<ObjectState> = match objects.get(object_key).map_err(backend)? {
-                        Some(g) => Some(SnapshotObject::decode_state(g.value()).map_err(backend)?.1),
-                        None => None,
-                    };
-                    let applied = apply(current.as_ref(), instruction, &writer);
-                    dropped.extend(applied.dropped.iter().map(|d| d.reason));
-                    match applied.state {
+        let result =
+            {
+                let partition = record.partition.as_str();
+                let mut partitions = txn.open_table(PARTITIONS).map_err(backend)?;
+                let mut history = txn.open_table(HISTORY).map_err(backend)?;
+                let mut objects = txn.open_table(OBJECTS).map_err(backend)?;
+                let version = partitions.get(partition).map_err(backend)?.map_or(0, |g| g.value());
+                let merged =
+                    upload::merge(client, record.uploaded_through, version, changesets, now_millis, |ty, key| {
+                        match objects.get((partition, ty, key)).map_err(backend)? {
+                            Some(g) => Ok(Some(SnapshotObject::decode_state(g.value()).map_err(backend)?.1)),
+                            None => Ok(None),
+                        }
+                    })?;
+                for touched in &merged.objects {
+                    let object_key = (partition, touched.object_type.as_str(), touched.key.as_slice());
+                    match &touched.state {
                         Some(state) => {
-                            objects.insert(object_key, encode_state(pk, &state)?.as_slice()).map_err(backend)?
+                            objects.insert(object_key, encode_state(&touched.pk, state)?.as_slice()).map_err(backend)?
                         }
                         None => objects.remove(object_key).map_err(backend)?,
                     };
                 }
-                let stored = Changeset {
-                    replica: client.ident,
-                    hlc: writer.hlc,
-                    base_version: writer.base_version,
-                    ..cs.clone()
-                };
-                history.insert((partition, version), encode(&stored)?.as_slice()).map_err(backend)?;
-                result.versions.push(version);
-                result.dropped.push(dropped);
-                result.uploaded_through = cs.client_version;
-            }
-            partitions.insert(partition, version).map_err(backend)?;
-            record.uploaded_through = result.uploaded_through;
-            txn.open_table(CLIENTS)
-                .map_err(backend)?
-                .insert(client.ident, encode(&record)?.as_slice())
-                .map_err(backend)?;
-        }
+                for (version, stored) in &merged.history {
+                    history.insert((partition, *version), encode(stored)?.as_slice()).map_err(backend)?;
+                }
+                if let Some((latest, _)) = merged.history.last() {
+                    partitions.insert(partition, *latest).map_err(backend)?;
+                }
+                record.uploaded_through = merged.integration.uploaded_through;
+                txn.open_table(CLIENTS)
+                    .map_err(backend)?
+                    .insert(client.ident, encode(&record)?.as_slice())
+                    .map_err(backend)?;
+                merged.integration
+            };
         txn.commit().map_err(backend)?;
         Ok(result)
     }

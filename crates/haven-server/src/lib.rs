@@ -12,6 +12,7 @@ mod metrics;
 mod serve;
 mod session;
 mod storage;
+mod upload;
 
 pub use auth::{AuthError, Authenticator};
 pub use embedded::EmbeddedStorage;
