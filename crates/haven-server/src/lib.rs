@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod embedded;
 mod metrics;
+mod postgres;
 mod serve;
 mod session;
 mod storage;
@@ -16,5 +17,6 @@ mod upload;
 
 pub use auth::{AuthError, Authenticator};
 pub use embedded::EmbeddedStorage;
+pub use postgres::{test_postgres, PostgresStorage};
 pub use serve::{ServeError, Server, ServerOptions};
 pub use storage::{ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError};

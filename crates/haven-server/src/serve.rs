@@ -101,6 +101,17 @@ impl Shared {
         (id, kicked)
     }
 
+    /// A partition has `version`: its sessions send what their clients lack.
+    pub fn announce(&self, partition: &str, version: u64) {
+        if let Some(latest) = self.partitions.lock().expect("partition map").get(partition) {
+            latest.send_if_modified(|latest| {
+                let newer = version > *latest;
+                *latest = (*latest).max(version);
+                newer
+            });
+        }
+    }
+
     /// Forgets a partition once no session watches it.
     pub fn release_partition(&self, name: &str) {
         let mut partitions = self.partitions.lock().expect("partition map");
@@ -197,6 +208,9 @@ impl Server {
             max_offline,
             started_millis: session::now_millis(),
         });
+        if let Some(hints) = shared.storage.version_hints() {
+            tokio::spawn(follow_other_servers(shared.clone(), hints, shutdown_rx.clone()));
+        }
         if let Some(max_offline) = max_offline {
             tokio::spawn(trim_offline_history(shared.clone(), max_offline, shutdown_rx.clone()));
         }
@@ -286,6 +300,45 @@ impl Server {
     }
 }
 
+/// How often a server sharing its storage checks the versions of the
+/// partitions it serves, in case a notification was missed.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// With a storage several servers share: versions the others integrate
+/// reach this server's sessions at once through the storage's hints, and
+/// within [`POLL_INTERVAL`] if a hint is lost (the sessions re-read by
+/// version either way).
+async fn follow_other_servers(
+    shared: Arc<Shared>,
+    mut hints: tokio::sync::broadcast::Receiver<(String, u64)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    loop {
+        tokio::select! {
+            hint = hints.recv() => match hint {
+                Ok((partition, version)) => shared.announce(&partition, version),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => poll.reset_immediately(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = poll.tick() => {
+                let served: Vec<String> = shared.partitions.lock().expect("partition map").keys().cloned().collect();
+                let storage = shared.clone();
+                let versions = tokio::task::spawn_blocking(move || {
+                    served.into_iter().map(|p| storage.storage.version(&p).map(|v| (p, v))).collect::<Result<Vec<_>, _>>()
+                })
+                .await;
+                match versions {
+                    Ok(Ok(versions)) => versions.into_iter().for_each(|(p, v)| shared.announce(&p, v)),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot poll partition versions"),
+                    Err(e) => tracing::warn!(error = %e, "cannot poll partition versions"),
+                }
+            }
+            () = session::stopping(&mut stop) => return,
+        }
+    }
+}
+
 /// `--max-offline-time`: now and then, each partition's history is
 /// trimmed to what the clients in touch within `max_offline` still need
 /// (a client away longer is reset at its next bind anyway).
@@ -295,7 +348,7 @@ async fn trim_offline_history(shared: Arc<Shared>, max_offline: Duration, mut st
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
+            () = session::stopping(&mut stop) => return,
         }
         let since = session::now_millis().saturating_sub(max_offline.as_millis() as u64);
         if since < shared.started_millis {

@@ -589,7 +589,7 @@ async fn note_seen(shared: &Arc<Shared>, bound: &Bound) {
 }
 
 /// Returns once the server is shutting down.
-async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 

@@ -182,6 +182,13 @@ pub trait Storage: Send + Sync {
             .collect()
     }
 
+    /// Versions that other servers sharing this storage integrated, as
+    /// `(partition, version)` hints (the server re-reads by version); `None`
+    /// for a storage only this process writes.
+    fn version_hints(&self) -> Option<tokio::sync::broadcast::Receiver<(String, u64)>> {
+        None
+    }
+
     /// The partition's current objects in batches of about `batch_bytes`
     /// (encoded states), all from one consistent version, which is
     /// returned with `client`'s acknowledgement as of that version (0 for

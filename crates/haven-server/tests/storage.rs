@@ -1,0 +1,250 @@
+//! The storage backends, each test on each: the embedded store, and
+//! PostgreSQL when `HAVEN_TEST_POSTGRES_URL` names one (required with
+//! `CI=true`). Registry, ordered and idempotent integration with the merge
+//! rule, history, snapshots, resets, settings; the embedded store's
+//! durability across reopen.
+
+use haven_core::merge::{Changeset, DropReason, Hlc, Instruction, ObjectState};
+use haven_core::Value;
+use haven_server::{test_postgres, EmbeddedStorage, ResetTarget, Storage, StorageError};
+use haven_sync::protocol::FileIdent;
+use haven_sync::protocol::ResetReason;
+
+fn changeset(client_version: u64, base_version: u64, millis: u64, instructions: Vec<Instruction>) -> Changeset {
+    Changeset { replica: 0, client_version, base_version, hlc: Hlc { millis, counter: 0 }, instructions }
+}
+
+fn create(id: i64, age: i64) -> Instruction {
+    Instruction::Create {
+        object_type: "Dog".into(),
+        pk: id.into(),
+        fields: vec![("_id".into(), id.into()), ("age".into(), age.into())],
+    }
+}
+
+fn set_age(id: i64, age: i64) -> Instruction {
+    Instruction::Set { object_type: "Dog".into(), pk: id.into(), field: "age".into(), value: age.into() }
+}
+
+/// Each backend, named, with what keeps it alive.
+fn backends() -> Vec<(&'static str, Box<dyn Storage>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all: Vec<(&str, Box<dyn Storage>, _)> =
+        vec![("embedded", Box::new(EmbeddedStorage::open(dir.path()).unwrap()), dir)];
+    if let Some(pg) = test_postgres() {
+        all.push(("postgres", Box::new(pg), tempfile::tempdir().unwrap()));
+    }
+    all
+}
+
+fn age(storage: &dyn Storage, partition: &str, id: i64) -> Option<Value> {
+    let mut found = None;
+    storage
+        .snapshot(partition, 0, 10, &mut |batch| {
+            for o in batch {
+                let (pk, state) = o.decode().unwrap();
+                if let (true, ObjectState::Live { fields, .. }) = (pk == Value::Int(id), &state) {
+                    found = fields.get("age").map(|f| f.value.clone());
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    found
+}
+
+const NOW: u64 = 1_000_000;
+
+#[test]
+fn integration_is_ordered_idempotent_and_merges() {
+    for (backend, storage, _dir) in backends() {
+        let storage = storage.as_ref();
+        eprintln!("backend: {backend}");
+        let l = storage.register_client("p").unwrap();
+        let r = storage.register_client("p").unwrap();
+        assert_ne!(l.ident, r.ident);
+
+        let first = storage.integrate(l, &[changeset(1, 0, 10, vec![create(1, 1)])], NOW).unwrap();
+        assert_eq!((first.versions, first.uploaded_through), (vec![1], 1));
+        // L's offline write (clock 20), R's later write (clock 30) integrated first.
+        storage.integrate(r, &[changeset(1, 1, 30, vec![set_age(1, 6)])], NOW).unwrap();
+        let late = storage.integrate(l, &[changeset(2, 1, 20, vec![set_age(1, 4)])], NOW).unwrap();
+        assert_eq!(late.versions, vec![3]);
+        assert_eq!(late.dropped, vec![vec![DropReason::OlderThanServer]]);
+        assert_eq!(age(storage, "p", 1), Some(6.into()));
+
+        // The same upload again (a lost acknowledgement): nothing new.
+        let again = storage.integrate(l, &[changeset(2, 1, 20, vec![set_age(1, 4)])], NOW).unwrap();
+        assert_eq!((again.versions, again.uploaded_through), (vec![], 2));
+        assert_eq!(storage.version("p").unwrap(), 3);
+
+        let history = storage.history("p", 1, 10).unwrap();
+        assert_eq!(history.iter().map(|c| c.server_version).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(history[0].changeset.replica, r.ident, "history names the writer");
+        assert_eq!(storage.history("p", 0, 1).unwrap().len(), 1);
+        assert!(storage.history("other", 0, 10).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn clocks_from_the_future_are_bounded() {
+    for (backend, storage, _dir) in backends() {
+        let storage = storage.as_ref();
+        eprintln!("backend: {backend}");
+        let (l, r) = (storage.register_client("p").unwrap(), storage.register_client("p").unwrap());
+        storage.integrate(l, &[changeset(1, 0, 10, vec![create(1, 1)])], NOW).unwrap();
+        // R's clock is a year ahead; L writes later (after the bound) and must win.
+        storage.integrate(r, &[changeset(1, 1, NOW + 365 * 86_400_000, vec![set_age(1, 6)])], NOW).unwrap();
+        storage.integrate(l, &[changeset(2, 1, NOW + 120_000, vec![set_age(1, 4)])], NOW + 120_000).unwrap();
+        assert_eq!(age(storage, "p", 1), Some(4.into()));
+    }
+}
+
+#[test]
+fn partitions_and_clients_are_kept_apart() {
+    for (backend, storage, _dir) in backends() {
+        let storage = storage.as_ref();
+        eprintln!("backend: {backend}");
+        let a = storage.register_client("a").unwrap();
+        let b = storage.register_client("b").unwrap();
+        storage.integrate(a, &[changeset(1, 0, 10, vec![create(1, 1)])], NOW).unwrap();
+        storage.integrate(b, &[changeset(1, 0, 10, vec![create(1, 2)])], NOW).unwrap();
+        assert_eq!((age(storage, "a", 1), age(storage, "b", 1)), (Some(1.into()), Some(2.into())));
+        assert_eq!((storage.version("a").unwrap(), storage.version("b").unwrap()), (1, 1));
+        assert!(matches!(storage.client(FileIdent { ident: 99, salt: 0 }), Err(StorageError::UnknownClient(99))));
+        assert!(matches!(
+            storage.client(FileIdent { ident: a.ident, salt: a.salt ^ 1 }),
+            Err(StorageError::SaltMismatch(_))
+        ));
+        assert_eq!(storage.client(a).unwrap().partition, "a");
+    }
+}
+
+#[test]
+fn snapshots_come_in_batches_from_one_version_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let storage = EmbeddedStorage::open(dir.path()).unwrap();
+        let c = storage.register_client("p").unwrap();
+        let creates = (0..25).map(|i| create(i, i)).collect();
+        storage.integrate(c, &[changeset(1, 0, 10, creates)], NOW).unwrap();
+        let delete = Instruction::Delete { object_type: "Dog".into(), pk: 3.into() };
+        storage.integrate(c, &[changeset(2, 1, 11, vec![delete])], NOW).unwrap();
+    }
+    let storage = EmbeddedStorage::open(dir.path()).unwrap();
+    let mut batches = vec![];
+    // One object's encoded state is some tens of bytes: 300 bytes make several batches.
+    let end = storage
+        .snapshot("p", 1, 300, &mut |b| {
+            batches.push(b);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(end, haven_server::SnapshotEnd { version: 2, uploaded_through: 2 });
+    assert!(batches.len() > 2, "{} batches", batches.len());
+    assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 25);
+    assert!(
+        batches.iter().all(|b| b.iter().map(|o| o.state.len()).sum::<usize>() < 300 + 100),
+        "batches stay near the budget"
+    );
+    let deleted =
+        batches.iter().flatten().filter(|o| matches!(o.decode().unwrap().1, ObjectState::Deleted { .. })).count();
+    assert_eq!(deleted, 1, "tombstones are part of the state: delete wins needs them");
+    let empty = storage.snapshot("none", 0, 10, &mut |_| panic!("no batch for an empty partition")).unwrap();
+    assert_eq!(empty.version, 0);
+}
+
+#[test]
+fn a_base_version_from_the_future_is_clamped() {
+    for (backend, storage, _dir) in backends() {
+        let storage = storage.as_ref();
+        eprintln!("backend: {backend}");
+        let a = storage.register_client("p").unwrap();
+        storage.integrate(a, &[changeset(1, 0, 10, vec![create(1, 1)])], NOW).unwrap();
+        // No writer can have seen a version that did not exist when it wrote.
+        storage.integrate(a, &[changeset(2, 1_000, 30, vec![set_age(1, 5)])], NOW).unwrap();
+        let history = storage.history("p", 1, 10).unwrap();
+        assert_eq!(history[0].changeset.base_version, 1, "stored clamped, so clients replay the same");
+    }
+}
+
+#[test]
+fn the_oldest_version_needed_counts_only_clients_in_touch() {
+    for (backend, storage, _dir) in backends() {
+        let storage = storage.as_ref();
+        eprintln!("backend: {backend}");
+        assert_eq!(storage.oldest_needed("p", 0).unwrap(), None);
+        storage.client_seen("p", 1, 5, 1_000).unwrap();
+        storage.client_seen("p", 2, 9, 5_000).unwrap();
+        storage.client_seen("q", 3, 1, 9_000).unwrap();
+        assert_eq!(storage.oldest_needed("p", 0).unwrap(), Some(5));
+        assert_eq!(storage.oldest_needed("p", 2_000).unwrap(), Some(9), "client 1 is out of touch");
+        assert_eq!(storage.oldest_needed("p", 6_000).unwrap(), None);
+        assert_eq!(storage.last_seen("p", 2).unwrap(), Some(5_000));
+        assert_eq!(storage.last_seen("q", 2).unwrap(), None);
+        storage.client_seen("p", 1, 12, 7_000).unwrap();
+        assert_eq!(storage.oldest_needed("p", 2_000).unwrap(), Some(9));
+    }
+}
+
+#[test]
+fn snapshots_batches_resets_settings_and_schema() {
+    for (backend, storage, _dir) in backends() {
+        eprintln!("backend: {backend}");
+        let storage = storage.as_ref();
+        let c = storage.register_client("p").unwrap();
+        let other = storage.register_client("q").unwrap();
+        let creates = (0..25).map(|i| create(i, i)).collect();
+        storage.integrate(c, &[changeset(1, 0, 10, creates)], NOW).unwrap();
+        let delete = Instruction::Delete { object_type: "Dog".into(), pk: 3.into() };
+        storage.integrate(c, &[changeset(2, 1, 11, vec![delete])], NOW).unwrap();
+        let mut batches = vec![];
+        let end = storage
+            .snapshot("p", c.ident, 300, &mut |b| {
+                batches.push(b);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(end, haven_server::SnapshotEnd { version: 2, uploaded_through: 2 });
+        assert!(batches.len() > 2, "{} batches", batches.len());
+        let keys: Vec<_> = batches.iter().flatten().map(|o| o.key.clone()).collect();
+        assert_eq!(keys.len(), 25);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "in key order");
+        assert_eq!(storage.partitions().unwrap(), vec![("p".to_owned(), 2)]);
+
+        // Resets: one client, a partition, everyone.
+        assert_eq!(storage.pending_reset(c.ident).unwrap(), None);
+        assert_eq!(
+            storage.mark_reset(&ResetTarget::Client(c.ident), ResetReason::OperatorReset).unwrap(),
+            vec![c.ident]
+        );
+        assert_eq!(storage.pending_reset(c.ident).unwrap(), Some(ResetReason::OperatorReset));
+        assert!(matches!(
+            storage.mark_reset(&ResetTarget::Client(999), ResetReason::OperatorReset),
+            Err(StorageError::UnknownClient(999))
+        ));
+        assert_eq!(
+            storage.mark_reset(&ResetTarget::Partition("q".into()), ResetReason::Terminated).unwrap(),
+            vec![other.ident]
+        );
+        let mut all = storage.mark_reset(&ResetTarget::All, ResetReason::SchemaBreaking).unwrap();
+        all.sort_unstable();
+        assert_eq!(all, vec![c.ident, other.ident]);
+        assert_eq!(storage.pending_reset(other.ident).unwrap(), Some(ResetReason::SchemaBreaking));
+
+        // Settings and history trimming.
+        assert!(storage.partition_settings("p").unwrap().recovery_allowed);
+        storage.set_recovery_allowed("p", false).unwrap();
+        assert!(!storage.partition_settings("p").unwrap().recovery_allowed);
+        assert_eq!(storage.compact("p", 1).unwrap(), 1);
+        assert_eq!(storage.partition_settings("p").unwrap().trimmed_through, 1);
+        assert_eq!(storage.history("p", 0, 10).unwrap().iter().map(|c| c.server_version).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(storage.trim_history("p", 99).unwrap(), 2, "never past the latest version");
+        assert_eq!(storage.trim_history("p", 0).unwrap(), 2, "never back");
+
+        assert_eq!(storage.schema().unwrap(), None);
+        storage.set_schema("[1]").unwrap();
+        storage.set_schema("[2]").unwrap();
+        assert_eq!(storage.schema().unwrap().as_deref(), Some("[2]"));
+    }
+}
