@@ -1,6 +1,6 @@
 //! `haven serve`: the sync server, until SIGINT or SIGTERM.
 
-use haven_server::{Authenticator, EmbeddedStorage, Server, ServerOptions};
+use haven_server::{Authenticator, EmbeddedStorage, PostgresStorage, Server, ServerOptions, Storage};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +16,15 @@ pub struct ServeArgs {
     /// Where the embedded storage keeps its file.
     #[arg(long, default_value = "./haven-data")]
     data_dir: PathBuf,
+    /// Keep the data in PostgreSQL instead (`postgres://user@host:port/db`):
+    /// any number of servers can share it. Prefer the environment variable
+    /// when the URL holds a password.
+    #[arg(long, env = "HAVEN_POSTGRES_URL", hide_env_values = true, conflicts_with = "data_dir")]
+    postgres: Option<String>,
+    /// With --postgres: the PostgreSQL schema for Haven's tables (created
+    /// if needed; default: the connection's search path).
+    #[arg(long, requires = "postgres")]
+    postgres_schema: Option<String>,
     /// Accept HS256 JWTs signed with this secret (claims: `sub`, `exp`,
     /// `partitions`). Without it the server runs in dev mode. Prefer the
     /// environment variable: a command line is visible to every user.
@@ -68,7 +77,17 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
         };
         Server::check_listen(&auth, args.listen)?;
-        let storage = Arc::new(EmbeddedStorage::open(&args.data_dir)?);
+        let storage: Arc<dyn Storage> = match &args.postgres {
+            Some(url) => {
+                let (url, schema) = (url.clone(), args.postgres_schema.clone());
+                // Connecting blocks: off the runtime's threads.
+                let storage =
+                    tokio::task::spawn_blocking(move || PostgresStorage::connect_in_schema(&url, schema.as_deref()))
+                        .await??;
+                Arc::new(storage)
+            }
+            None => Arc::new(EmbeddedStorage::open(&args.data_dir)?),
+        };
         let options = ServerOptions { admin_token: args.admin_token.clone(), max_offline: args.max_offline_time };
         let server = Server::start_with_options(storage, auth, args.listen, options).await?;
         println!("haven listening on {}", server.url());

@@ -174,6 +174,26 @@ impl Drop for PostgresStorage {
     }
 }
 
+/// For tests: the backend `HAVEN_TEST_BACKEND` names, `embedded` (the
+/// default, in `dir`) or `postgres` (see [`test_postgres`]; then it must be
+/// reachable). Lets one suite run on both.
+#[doc(hidden)]
+pub fn test_storage(dir: &std::path::Path) -> std::sync::Arc<dyn Storage> {
+    match std::env::var("HAVEN_TEST_BACKEND").as_deref() {
+        Ok("postgres") => {
+            std::sync::Arc::new(test_postgres().expect("HAVEN_TEST_BACKEND=postgres needs HAVEN_TEST_POSTGRES_URL"))
+        }
+        Ok("embedded") | Err(_) => std::sync::Arc::new(crate::EmbeddedStorage::open(dir).expect("embedded storage")),
+        Ok(other) => panic!("HAVEN_TEST_BACKEND={other}: use embedded or postgres"),
+    }
+}
+
+/// Whether the tests run on PostgreSQL (`HAVEN_TEST_BACKEND=postgres`).
+#[doc(hidden)]
+pub fn testing_postgres() -> bool {
+    std::env::var("HAVEN_TEST_BACKEND").as_deref() == Ok("postgres")
+}
+
 /// For tests: a storage in a PostgreSQL schema of its own (dropped with
 /// it) on the server `HAVEN_TEST_POSTGRES_URL` names, or `None` (with a
 /// note on stderr) when it is not set. With `CI=true` it must be set and

@@ -117,7 +117,7 @@ impl Harness {
 
     async fn with_max_offline(max_offline: Duration) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap());
+        let storage = haven_server::test_storage(&dir.path().join("server"));
         let options = ServerOptions { admin_token: Some(ADMIN.into()), max_offline: Some(max_offline) };
         let server = Server::start_with_options(storage, Authenticator::Dev, "127.0.0.1:0".parse().unwrap(), options);
         Harness { server: server.await.unwrap(), dir }
@@ -183,7 +183,7 @@ impl Harness {
 static FRESH: AtomicUsize = AtomicUsize::new(0);
 
 async fn start_server(data: &Path) -> Server {
-    let storage = Arc::new(EmbeddedStorage::open(data).unwrap());
+    let storage = haven_server::test_storage(data);
     let listen = "127.0.0.1:0".parse().unwrap();
     Server::start_with_admin(storage, Authenticator::Dev, listen, Some(ADMIN.into())).await.unwrap()
 }
@@ -628,6 +628,12 @@ async fn s15_a_download_paused_midway_starts_again_and_applies_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s16_a_server_restored_from_a_backup_gets_every_unsynced_write_back() {
+    if haven_server::testing_postgres() {
+        // The backup here is a copy of the embedded store's file; on
+        // PostgreSQL a restore is the database's own (pg_dump, PITR).
+        eprintln!("s16 runs on the embedded store only");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server");
     let server = start_server(&data).await;

@@ -8,7 +8,7 @@ use haven::recovery::{ChangeKind, RecoveryReport};
 use haven::{
     Changeset, ClientResetMode, Config, Database, Instruction, RecoveryPolicy, Schema, SyncConfig, UpdateMode,
 };
-use haven_server::{Authenticator, EmbeddedStorage, Server, Storage};
+use haven_server::{Authenticator, Server};
 use haven_sync::protocol::FileIdent;
 use proptest::prelude::*;
 use serde_json::json;
@@ -137,7 +137,7 @@ fn accounted_for(reports: &[RecoveryReport], instruction: &Instruction) -> bool 
 
 async fn run(modes: Vec<Mode>, ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap());
+    let storage = haven_server::test_storage(&dir.path().join("server"));
     let server = Server::start(storage.clone(), Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let mut devices = Vec::new();
     for (n, mode) in modes.iter().enumerate() {

@@ -5,7 +5,7 @@
 
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode, Value};
 use haven_core::merge::{apply, ObjectState, Writer};
-use haven_server::{Authenticator, EmbeddedStorage, Server, Storage};
+use haven_server::{Authenticator, Server, Storage};
 use proptest::prelude::*;
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
@@ -157,7 +157,7 @@ fn objects(db: &Database) -> Objects {
 }
 
 /// What the merge rule makes of the server's whole history, from nothing.
-fn expected(storage: &EmbeddedStorage) -> Objects {
+fn expected(storage: &dyn Storage) -> Objects {
     let mut states: BTreeMap<i64, ObjectState> = BTreeMap::new();
     for h in storage.history("p", 0, usize::MAX).unwrap() {
         let cs = &h.changeset;
@@ -185,14 +185,14 @@ fn expected(storage: &EmbeddedStorage) -> Objects {
 
 struct World {
     _dir: tempfile::TempDir,
-    storage: Arc<EmbeddedStorage>,
+    storage: Arc<dyn Storage>,
     server: Server,
     proxy: Proxy,
 }
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap());
+    let storage = haven_server::test_storage(&dir.path().join("server"));
     let server = Server::start(storage.clone(), Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let proxy = Proxy::start(server.local_addr()).await;
     World { _dir: dir, storage, server, proxy }
@@ -224,7 +224,7 @@ async fn uploads_cut_midway_resume_without_loss_or_duplicates() {
     let history = w.storage.history("p", 0, usize::MAX).unwrap();
     assert!(w.proxy.accepted() >= 4, "the upload was cut {} times", w.proxy.accepted() - 1);
     assert_eq!(history.len(), 300, "every changeset integrated exactly once");
-    assert_eq!(objects(&a), expected(&w.storage));
+    assert_eq!(objects(&a), expected(w.storage.as_ref()));
     assert_eq!(objects(&a).len(), 1_500);
     w.server.shutdown().await;
 }
@@ -251,7 +251,7 @@ async fn a_bootstrap_cut_midway_starts_again_and_keeps_offline_writes() {
     assert!(w.proxy.faults.lock().unwrap().cut_schedule.is_empty(), "every planned cut happened");
     assert_eq!(objects(&b).len(), 6_001);
     assert_eq!(objects(&a), objects(&b));
-    assert_eq!(objects(&a), expected(&w.storage));
+    assert_eq!(objects(&a), expected(w.storage.as_ref()));
     w.server.shutdown().await;
 }
 
@@ -267,7 +267,7 @@ async fn a_refused_network_only_delays_sync() {
     assert_eq!(w.storage.history("p", 0, usize::MAX).unwrap().len(), 0);
     w.proxy.set(|f| f.refuse = false);
     synced(&a).await;
-    assert_eq!(objects(&a), expected(&w.storage));
+    assert_eq!(objects(&a), expected(w.storage.as_ref()));
     w.server.shutdown().await;
 }
 
@@ -355,7 +355,7 @@ proptest! {
                 synced(d).await;
                 assert!(d.pending_changes().unwrap().is_empty());
             }
-            let want = expected(&w.storage);
+            let want = expected(w.storage.as_ref());
             for d in &devices {
                 assert_eq!(objects(d), want);
             }

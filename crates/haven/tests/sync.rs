@@ -1,7 +1,7 @@
 //! Devices syncing through a real server over loopback WebSocket.
 
 use haven::{Action, Config, ConnectionState, Database, ErrorCode, Schema, SyncConfig, SyncError, UpdateMode, Value};
-use haven_server::{Authenticator, EmbeddedStorage, Server};
+use haven_server::{Authenticator, EmbeddedStorage, Server, Storage};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -9,9 +9,14 @@ use std::time::Duration;
 
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
 
+/// A server on the backend the run tests (`HAVEN_TEST_BACKEND`), and its storage.
+async fn server_with_storage(dir: &Path) -> (Server, Arc<dyn Storage>) {
+    let storage = haven_server::test_storage(&dir.join("server"));
+    (Server::start(storage.clone(), Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap(), storage)
+}
+
 async fn server(dir: &Path) -> Server {
-    let storage = Arc::new(EmbeddedStorage::open(&dir.join("server")).unwrap());
-    Server::start(storage, Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap()
+    server_with_storage(dir).await.0
 }
 
 fn config(dir: &Path, name: &str, url: &str) -> Config {
@@ -101,7 +106,7 @@ async fn listeners_hear_downloads_and_a_new_device_bootstraps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_keeps_everything_it_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let first = server(dir.path()).await;
+    let (first, storage) = server_with_storage(dir.path()).await;
     let addr = first.local_addr();
     let a = Database::open_synced(config(dir.path(), "a", &first.url())).await.unwrap();
     a.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex"}), UpdateMode::Never)).unwrap();
@@ -117,7 +122,15 @@ async fn a_restarted_server_keeps_everything_it_acknowledged() {
         .unwrap();
     a.write(|tx| tx.create("Dog", json!({"_id": 2, "name": "Ace"}), UpdateMode::Never)).unwrap();
 
-    let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap());
+    // The embedded store is opened again from its file; PostgreSQL's
+    // tables are the same tables.
+    let storage = match haven_server::testing_postgres() {
+        true => storage,
+        false => {
+            drop(storage);
+            Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap())
+        }
+    };
     let second = Server::start(storage, Authenticator::Dev, addr).await.unwrap();
     synced(&a).await;
     let b = Database::open_synced(config(dir.path(), "b", &second.url())).await.unwrap();
@@ -129,7 +142,7 @@ async fn a_restarted_server_keeps_everything_it_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_fails_open_synced_and_reaches_on_error() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap());
+    let storage = haven_server::test_storage(&dir.path().join("server"));
     let server = Server::start(storage, Authenticator::jwt(b"secret"), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let sync = SyncConfig::new(server.url(), "forged", "p").on_error(move |e| {
