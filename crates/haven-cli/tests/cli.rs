@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+mod common;
+
 fn haven(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_haven")).args(args).output().unwrap()
 }
@@ -57,17 +59,8 @@ fn demo_walks_through_a_client_reset_in_each_mode() {
 /// Starts `haven serve` on `listen` (with `admin_token`, if any);
 /// returns the child, with its stderr piped, and its address.
 fn serve(listen: &str, data_dir: &std::path::Path, admin_token: Option<&str>) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_haven"));
-    command.args(["serve", "--listen", listen, "--data-dir"]).arg(data_dir);
-    if let Some(token) = admin_token {
-        command.env("HAVEN_ADMIN_TOKEN", token);
-    }
-    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("haven listening on ws://").unwrap_or_else(|| panic!("{line}")).to_owned();
-    (child, addr)
+    let data_dir = data_dir.to_str().unwrap();
+    common::serve(&["--listen", listen, "--data-dir", data_dir], admin_token)
 }
 
 #[test]

@@ -19,4 +19,6 @@ pub use auth::{AuthError, Authenticator};
 pub use embedded::EmbeddedStorage;
 pub use postgres::{test_postgres, test_storage, testing_postgres, PostgresStorage};
 pub use serve::{ServeError, Server, ServerOptions};
-pub use storage::{ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError};
+pub use storage::{
+    ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError, StorageHint,
+};

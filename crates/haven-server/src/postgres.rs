@@ -8,7 +8,9 @@
 //! blocking pool); this backend runs tokio-postgres on a small runtime of
 //! its own and waits for each call.
 
-use crate::storage::{ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError};
+use crate::storage::{
+    ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError, StorageHint,
+};
 use crate::upload;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::StreamExt;
@@ -20,7 +22,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_postgres::NoTls;
 
-/// The channel `NOTIFY` announces new versions on: payload `VERSION PARTITION`.
+/// The channel `NOTIFY` announces what servers did on: payload
+/// `VERSION PARTITION` for a new version, `reset IDENT…` for resets.
 const CHANNEL: &str = "haven_versions";
 /// Serialises migrations across processes (`pg_advisory_xact_lock`).
 const MIGRATION_LOCK: i64 = 0x4841_5645_4e00_0001;
@@ -74,7 +77,7 @@ CREATE TABLE haven_seen (
 pub struct PostgresStorage {
     pool: Pool,
     runtime: Option<tokio::runtime::Runtime>,
-    versions: broadcast::Sender<(String, u64)>,
+    hints: broadcast::Sender<StorageHint>,
     /// A test's own schema, dropped with the storage.
     scratch: Option<(tokio_postgres::Config, String)>,
 }
@@ -115,13 +118,19 @@ impl PostgresStorage {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(backend)?;
-        let (versions, _) = broadcast::channel(1024);
-        let storage = PostgresStorage { pool, runtime: Some(runtime), versions, scratch: None };
+        let (hints, _) = broadcast::channel(1024);
+        let storage = PostgresStorage { pool, runtime: Some(runtime), hints, scratch: None };
         let schema = schema.map(str::to_owned);
         let pool = storage.pool.clone();
         storage.run(async move { migrate(&pool, schema.as_deref()).await })?;
-        storage.runtime().spawn(listen(config, storage.versions.clone()));
+        storage.runtime().spawn(listen(config, storage.hints.clone()));
         Ok(storage)
+    }
+
+    /// For tests: the scratch schema [`test_postgres`] made, if this is one.
+    #[doc(hidden)]
+    pub fn test_schema(&self) -> Option<&str> {
+        self.scratch.as_ref().map(|(_, schema)| schema.as_str())
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
@@ -247,7 +256,7 @@ async fn migrate(pool: &Pool, schema: Option<&str>) -> Result<(), StorageError> 
 /// Listens on a connection of its own for versions other servers
 /// integrate, reconnecting when it is lost (a missed notification only
 /// delays a client: the server also polls).
-async fn listen(config: tokio_postgres::Config, versions: broadcast::Sender<(String, u64)>) {
+async fn listen(config: tokio_postgres::Config, hints: broadcast::Sender<StorageHint>) {
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
@@ -256,10 +265,8 @@ async fn listen(config: tokio_postgres::Config, versions: broadcast::Sender<(Str
                     while let Some(message) = messages.next().await {
                         match message {
                             Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                                if let Some((version, partition)) = n.payload().split_once(' ') {
-                                    if let Ok(version) = version.parse() {
-                                        let _ = versions.send((partition.to_owned(), version));
-                                    }
+                                for hint in parse_hint(n.payload()) {
+                                    let _ = hints.send(hint);
                                 }
                             }
                             Ok(_) => {}
@@ -280,6 +287,33 @@ async fn listen(config: tokio_postgres::Config, versions: broadcast::Sender<(Str
             Err(e) => tracing::warn!(error = %e, "cannot connect for notifications; retrying"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The hints a notification's payload carries.
+fn parse_hint(payload: &str) -> Vec<StorageHint> {
+    match payload.split_once(' ') {
+        Some(("reset", idents)) => {
+            idents.split(',').filter_map(|i| i.parse().ok()).map(|ident| StorageHint::Reset { ident }).collect()
+        }
+        Some((version, partition)) => version
+            .parse()
+            .map(|version| vec![StorageHint::Version { partition: partition.to_owned(), version }])
+            .unwrap_or_default(),
+        None => vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_payloads() {
+        let version = |partition: &str, version| StorageHint::Version { partition: partition.into(), version };
+        assert_eq!(parse_hint("12 my partition"), vec![version("my partition", 12)]);
+        assert_eq!(parse_hint("reset 3,4"), vec![StorageHint::Reset { ident: 3 }, StorageHint::Reset { ident: 4 }]);
+        assert!(parse_hint("garbage").is_empty() && parse_hint("x p").is_empty());
     }
 }
 
@@ -418,6 +452,14 @@ impl Storage for PostgresStorage {
                 };
                 let mut idents: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
                 idents.sort_unstable();
+                // Other servers kick these clients' sessions (payloads stay
+                // well under PostgreSQL's 8,000 bytes).
+                for chunk in idents.chunks(500) {
+                    let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
+                    c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &format!("reset {}", list.join(","))])
+                        .await
+                        .map_err(backend)?;
+                }
                 Ok(idents)
             })
         })
@@ -596,8 +638,8 @@ impl Storage for PostgresStorage {
         rx.recv().map_err(backend)?.map_err(backend)?
     }
 
-    fn version_hints(&self) -> Option<broadcast::Receiver<(String, u64)>> {
-        Some(self.versions.subscribe())
+    fn hints(&self) -> Option<broadcast::Receiver<StorageHint>> {
+        Some(self.hints.subscribe())
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
 use crate::session;
-use crate::storage::{ResetTarget, Storage, StorageError};
+use crate::storage::{ResetTarget, Storage, StorageError, StorageHint};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -208,7 +208,7 @@ impl Server {
             max_offline,
             started_millis: session::now_millis(),
         });
-        if let Some(hints) = shared.storage.version_hints() {
+        if let Some(hints) = shared.storage.hints() {
             tokio::spawn(follow_other_servers(shared.clone(), hints, shutdown_rx.clone()));
         }
         if let Some(max_offline) = max_offline {
@@ -307,17 +307,19 @@ const POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// With a storage several servers share: versions the others integrate
 /// reach this server's sessions at once through the storage's hints, and
 /// within [`POLL_INTERVAL`] if a hint is lost (the sessions re-read by
-/// version either way).
+/// version either way); a reset an operator made through another server
+/// kicks the client's session here too (a lost hint: at its next bind).
 async fn follow_other_servers(
     shared: Arc<Shared>,
-    mut hints: tokio::sync::broadcast::Receiver<(String, u64)>,
+    mut hints: tokio::sync::broadcast::Receiver<StorageHint>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     loop {
         tokio::select! {
             hint = hints.recv() => match hint {
-                Ok((partition, version)) => shared.announce(&partition, version),
+                Ok(StorageHint::Version { partition, version }) => shared.announce(&partition, version),
+                Ok(StorageHint::Reset { ident }) => kick(&shared, ident).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => poll.reset_immediately(),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
@@ -336,6 +338,25 @@ async fn follow_other_servers(
             }
             () = session::stopping(&mut stop) => return,
         }
+    }
+}
+
+/// Kicks the live sessions of a client another server marked for a reset.
+async fn kick(shared: &Arc<Shared>, ident: u64) {
+    let live = shared.live.lock().expect("live sessions").values().any(|s| s.ident.ident == ident);
+    if !live {
+        return;
+    }
+    let storage = shared.clone();
+    match tokio::task::spawn_blocking(move || storage.storage.pending_reset(ident)).await {
+        Ok(Ok(Some(reason))) => {
+            for session in shared.live.lock().expect("live sessions").values().filter(|s| s.ident.ident == ident) {
+                session.kick.send_replace(Some(reason));
+            }
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, ident, "cannot read a client's reset"),
+        Err(e) => tracing::warn!(error = %e, ident, "cannot read a client's reset"),
     }
 }
 

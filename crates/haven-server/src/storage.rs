@@ -62,6 +62,23 @@ pub enum ResetTarget {
     All,
 }
 
+/// Something another server did to a shared storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageHint {
+    /// A partition reached `version`.
+    Version {
+        /// The partition.
+        partition: String,
+        /// Its latest version, as far as the hint knows.
+        version: u64,
+    },
+    /// A client was marked for a reset.
+    Reset {
+        /// The client's ident.
+        ident: u64,
+    },
+}
+
 /// What an operator set for a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionSettings {
@@ -182,10 +199,11 @@ pub trait Storage: Send + Sync {
             .collect()
     }
 
-    /// Versions that other servers sharing this storage integrated, as
-    /// `(partition, version)` hints (the server re-reads by version); `None`
-    /// for a storage only this process writes.
-    fn version_hints(&self) -> Option<tokio::sync::broadcast::Receiver<(String, u64)>> {
+    /// What other servers sharing this storage did, as hints: new
+    /// versions (the server re-reads by version) and client resets (the
+    /// server kicks those clients' sessions). `None` for a storage only
+    /// this process writes.
+    fn hints(&self) -> Option<tokio::sync::broadcast::Receiver<StorageHint>> {
         None
     }
 

@@ -1,0 +1,114 @@
+//! Several `haven serve --postgres` processes on one PostgreSQL serve one
+//! partition as one system: writes reach devices bound to the other
+//! process at once, an operator's reset made through one process reaches
+//! a device bound to the other, devices converge, and the data is
+//! readable in PostgreSQL. Needs `HAVEN_TEST_POSTGRES_URL` (required when
+//! `CI=true`; skipped, and said so, otherwise).
+
+use haven::{Config, Database, Schema, SyncConfig, UpdateMode};
+use std::time::Duration;
+
+mod common;
+
+const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
+
+fn open(dir: &std::path::Path, name: &str, addr: &str) -> Config {
+    let sync = SyncConfig::new(format!("ws://{addr}"), "dev", "p")
+        .reconnect_delays(Duration::from_millis(20), Duration::from_millis(200));
+    Config::new(dir.join(name)).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
+}
+
+async fn synced(db: &Database) {
+    let session = db.sync_session().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        session.upload_all_local_changes().await.unwrap();
+        session.download_all_server_changes().await.unwrap();
+    })
+    .await
+    .expect("synced within 60 s");
+}
+
+fn dogs(db: &Database) -> Vec<serde_json::Value> {
+    db.objects("Dog").unwrap().sorted("_id", true).unwrap().iter().unwrap().map(|o| o.to_json()).collect()
+}
+
+#[test]
+fn two_server_processes_on_one_postgres_serve_one_partition() {
+    // The scratch schema (migrated, and dropped at the end) the servers share.
+    let Some(scratch) = haven_server::test_postgres() else { return };
+    let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
+    let schema = scratch.test_schema().unwrap().to_owned();
+    let args = ["--listen", "127.0.0.1:0", "--postgres", &url, "--postgres-schema", &schema];
+    let (mut one, addr_one) = common::serve(&args, Some("t0ken"));
+    let (mut two, addr_two) = common::serve(&args, Some("t0ken"));
+    let dir = tempfile::tempdir().unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let a = Database::open_synced(open(dir.path(), "a.haven", &addr_one)).await.unwrap();
+        let b = Database::open_synced(open(dir.path(), "b.haven", &addr_two)).await.unwrap();
+
+        // A write through process one reaches B, bound to process two, with
+        // no request from B: the servers tell each other.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _token = b.objects("Dog").unwrap().add_listener(move |c| {
+            let _ = tx.send(c.insertions.clone());
+        });
+        b.wait_for_listeners();
+        a.write(|tx| tx.create("Dog", serde_json::json!({"_id": 1, "name": "Rex", "age": 1}), UpdateMode::Never))
+            .unwrap();
+        let heard = rx.recv_timeout(Duration::from_secs(20)).expect("B heard A's write");
+        assert_eq!(heard, vec![haven::Value::from(1)]);
+
+        // Concurrent offline edits through both processes converge.
+        a.sync_session().unwrap().pause();
+        b.sync_session().unwrap().pause();
+        a.write(|tx| tx.increment("Dog", 1, "age", 10)).unwrap();
+        b.write(|tx| tx.increment("Dog", 1, "age", 5)).unwrap();
+        b.write(|tx| tx.create("Dog", serde_json::json!({"_id": 2, "name": "Ace"}), UpdateMode::Never)).unwrap();
+        a.sync_session().unwrap().resume();
+        b.sync_session().unwrap().resume();
+        for db in [&a, &b, &a] {
+            synced(db).await;
+        }
+        assert_eq!(dogs(&a), dogs(&b));
+        assert_eq!(dogs(&a)[0]["age"], 16, "both increments count, whichever process took them");
+
+        // An operator's reset through process one reaches B on process two.
+        let (b_ident, _) = b.sync_position().unwrap().file_ident.unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_haven"))
+            .args(["admin", "--server", &format!("http://{addr_one}"), "--admin-token", "t0ken", "reset-client"])
+            .arg(b_ident.to_string())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while b.sync_position().unwrap().file_ident.map(|(ident, _)| ident) == Some(b_ident) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("B was reset while bound to the other process");
+        synced(&b).await;
+        assert_eq!(dogs(&a), dogs(&b));
+    });
+
+    // What the apps wrote, readable in PostgreSQL.
+    let rows = psql(&url, &format!("SELECT doc::text FROM {schema}.haven_objects WHERE type = 'Dog' ORDER BY key"));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let rex: serde_json::Value = serde_json::from_str(&rows[0]).unwrap();
+    assert_eq!(rex, serde_json::json!({"_id": 1, "name": "Rex", "age": 16}));
+    for server in [&mut one, &mut two] {
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+    drop(scratch);
+}
+
+/// One column of a query's rows, through tokio-postgres.
+fn psql(url: &str, sql: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+    })
+}
