@@ -304,19 +304,6 @@ fn parse_hint(payload: &str) -> Vec<StorageHint> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notification_payloads() {
-        let version = |partition: &str, version| StorageHint::Version { partition: partition.into(), version };
-        assert_eq!(parse_hint("12 my partition"), vec![version("my partition", 12)]);
-        assert_eq!(parse_hint("reset 3,4"), vec![StorageHint::Reset { ident: 3 }, StorageHint::Reset { ident: 4 }]);
-        assert!(parse_hint("garbage").is_empty() && parse_hint("x p").is_empty());
-    }
-}
-
 fn backend(e: impl std::fmt::Display) -> StorageError {
     StorageError::Backend(e.to_string())
 }
@@ -859,4 +846,17 @@ fn send(
 ) -> Result<(), StorageError> {
     tokio::task::block_in_place(|| batches.send(batch))
         .map_err(|_| StorageError::Backend("the snapshot's reader went away".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_payloads() {
+        let version = |partition: &str, version| StorageHint::Version { partition: partition.into(), version };
+        assert_eq!(parse_hint("12 my partition"), vec![version("my partition", 12)]);
+        assert_eq!(parse_hint("reset 3,4"), vec![StorageHint::Reset { ident: 3 }, StorageHint::Reset { ident: 4 }]);
+        assert!(parse_hint("garbage").is_empty() && parse_hint("x p").is_empty());
+    }
 }
