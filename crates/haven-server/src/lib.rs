@@ -1,7 +1,8 @@
 //! Haven's sync server (`haven serve`): WebSocket sessions ([`Server`])
 //! over the storage of partitions (history, current state, client
 //! registry) behind the [`Storage`] trait, with an embedded redb
-//! implementation, and token checks ([`Authenticator`]).
+//! implementation ([`EmbeddedStorage`]) and a PostgreSQL one that several
+//! servers share ([`PostgresStorage`]), and token checks ([`Authenticator`]).
 
 #![warn(missing_docs)]
 
