@@ -7,7 +7,7 @@ use crate::local::{check, haven_insert, sqlite_db, sqlite_insert};
 use crate::{median, memory, Measurement};
 use futures_util::{SinkExt, StreamExt};
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode, Value};
-use haven_server::{Authenticator, EmbeddedStorage, Server};
+use haven_server::{Authenticator, EmbeddedStorage, PostgresStorage, Server, Storage};
 use haven_sync::protocol::{self, ClientMessage, ServerMessage};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,10 +27,15 @@ pub struct SyncOptions {
     /// process to measure the server's memory alone. Without it, that
     /// workload measures server and clients together, in this process.
     pub haven_exe: Option<std::path::PathBuf>,
+    /// Run the server on this PostgreSQL (in a scratch schema, dropped
+    /// afterwards) instead of the embedded store; adds the
+    /// `cross_process_fan_out` workload (needs `haven_exe`).
+    pub postgres: Option<String>,
 }
 
-/// The sync workloads, in the order they run.
-pub const SYNC_WORKLOADS: [&str; 4] = ["initial_download", "upload", "fan_out", "idle_connections"];
+/// The sync workloads, in the order they run (the last only with PostgreSQL).
+pub const SYNC_WORKLOADS: [&str; 5] =
+    ["initial_download", "upload", "fan_out", "idle_connections", "cross_process_fan_out"];
 
 pub(crate) const DOG: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
     "_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true}}}]"#;
@@ -60,9 +65,17 @@ pub fn run_sync(opts: &SyncOptions, progress: &dyn Fn(&str)) -> BenchResult<Vec<
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let dir = tempfile::tempdir()?;
-        let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server"))?);
+        let (storage, schema): (Arc<dyn Storage>, _) = match &opts.postgres {
+            Some(url) => {
+                let url = url.clone();
+                let storage = tokio::task::spawn_blocking(move || PostgresStorage::connect_scratch(&url)).await??;
+                let schema = storage.scratch_schema().map(str::to_owned);
+                (Arc::new(storage), schema)
+            }
+            None => (Arc::new(EmbeddedStorage::open(&dir.path().join("server"))?), None),
+        };
         let server = Server::start(storage, Authenticator::Dev, "127.0.0.1:0".parse()?).await?;
-        let bench = Bench { opts, sizes, url: server.url(), dir, progress };
+        let bench = Bench { opts, sizes, url: server.url(), dir, progress, schema };
         let rows = bench.run().await;
         server.shutdown().await;
         rows
@@ -75,6 +88,8 @@ struct Bench<'a> {
     url: String,
     dir: tempfile::TempDir,
     progress: &'a dyn Fn(&str),
+    /// With PostgreSQL: the scratch schema the server uses.
+    schema: Option<String>,
 }
 
 impl Bench<'_> {
@@ -93,6 +108,15 @@ impl Bench<'_> {
         if wanted("idle_connections") {
             out.push(self.idle_connections().await?);
         }
+        match (&self.opts.postgres, &self.schema, &self.opts.haven_exe) {
+            (Some(url), Some(schema), Some(exe)) if wanted("cross_process_fan_out") => {
+                out.push(self.cross_process_fan_out(exe, url, schema).await?);
+            }
+            _ if !self.opts.only.is_empty() && wanted("cross_process_fan_out") => {
+                return Err("cross_process_fan_out needs --postgres (and the haven binary)".into());
+            }
+            _ => {}
+        }
         Ok(out)
     }
 
@@ -109,7 +133,11 @@ impl Bench<'_> {
     }
 
     async fn open(&self, name: &str, partition: &str, wait: bool) -> BenchResult<Database> {
-        let sync = SyncConfig::new(&self.url, "bench", partition).wait_for_download(wait);
+        self.open_at(&self.url, name, partition, wait).await
+    }
+
+    async fn open_at(&self, url: &str, name: &str, partition: &str, wait: bool) -> BenchResult<Database> {
+        let sync = SyncConfig::new(url, "bench", partition).wait_for_download(wait);
         let config = Config::new(self.dir.path().join(format!("{name}.haven"))).schema(Schema::from_json(DOG)?);
         Ok(Database::open_synced(config.sync(sync)).await?)
     }
@@ -179,21 +207,38 @@ impl Bench<'_> {
     /// One writer commits a change; how long until every connected
     /// receiver has committed it locally.
     async fn fan_out(&self) -> BenchResult<Measurement> {
+        self.fan_out_between("fan_out", &self.url, &self.url).await
+    }
+
+    /// Two `haven serve --postgres` processes on the bench's database: the
+    /// writer on one, the receivers on the other.
+    async fn cross_process_fan_out(&self, exe: &std::path::Path, url: &str, schema: &str) -> BenchResult<Measurement> {
+        let args = ["--postgres", url, "--postgres-schema", schema];
+        let (one, two) = (ChildServer::start(exe, &args)?, ChildServer::start(exe, &args)?);
+        let mut m = self.fan_out_between("cross_process_fan_out", &one.url, &two.url).await?;
+        m.note = m.note.map(|n| format!("{n}; writer and receivers on two haven serve processes"));
+        Ok(m)
+    }
+
+    /// A writer (at `writer_url`) commits one-field changes; receivers (at
+    /// `reader_url`) each commit them; p50/p99 of the time until all have.
+    async fn fan_out_between(&self, workload: &str, writer_url: &str, reader_url: &str) -> BenchResult<Measurement> {
         let (k, rounds) = (self.sizes.receivers, self.sizes.rounds);
-        (self.progress)(&format!("fan_out: connecting {k} receivers"));
-        let writer = self.open("fan-writer", "fan", true).await?;
+        (self.progress)(&format!("{workload}: connecting {k} receivers"));
+        let partition = workload;
+        let writer = self.open_at(writer_url, &format!("{workload}-writer"), partition, true).await?;
         writer.write(|tx| {
             tx.create("Dog", serde_json::json!({"_id": 0, "name": "Rex", "lastUpdated": 0}), UpdateMode::Never)
         })?;
         writer.sync_session().ok_or("not synced")?.upload_all_local_changes().await?;
         let mut receivers = vec![];
         for i in 0..k {
-            receivers.push(self.open(&format!("fan-{i}"), "fan", true).await?);
+            receivers.push(self.open_at(reader_url, &format!("{workload}-{i}"), partition, true).await?);
         }
         let mut latencies = vec![];
         for round in 1..=rounds {
             if round % 10 == 1 {
-                (self.progress)(&format!("fan_out: {k} receivers, round {round} of {rounds}"));
+                (self.progress)(&format!("{workload}: {k} receivers, round {round} of {rounds}"));
             }
             let waits: Vec<_> = receivers
                 .iter()
@@ -206,18 +251,19 @@ impl Bench<'_> {
             let t = Instant::now();
             writer.write(|tx| tx.set("Dog", 0, "age", round as i64))?;
             for wait in waits {
-                check(tokio::time::timeout(Duration::from_secs(30), wait).await??, "fan_out: a receiver stopped")?;
+                check(tokio::time::timeout(Duration::from_secs(30), wait).await??, "a fan-out receiver stopped")?;
             }
             latencies.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         for r in &receivers {
             let age = r.object_for_primary_key("Dog", 0)?.and_then(|o| o.get("age"));
-            check(age == Some(Value::Int(rounds as i64)), "fan_out: every receiver has the last change")?;
+            check(age == Some(Value::Int(rounds as i64)), "fan-out: every receiver has the last change")?;
         }
-        let sqlite =
-            (0..self.reps()).map(|rep| self.sqlite_bulk_ms(&format!("fan-{rep}"))).collect::<BenchResult<_>>()?;
+        let sqlite = (0..self.reps())
+            .map(|rep| self.sqlite_bulk_ms(&format!("{workload}-{rep}")))
+            .collect::<BenchResult<_>>()?;
         let (p50, p99) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99));
-        let mut m = measurement("fan_out", vec![p50], sqlite);
+        let mut m = measurement(workload, vec![p50], sqlite);
         m.p50_ms = Some(p50);
         m.p99_ms = Some(p99);
         m.note = Some(format!("{k} receivers, {rounds} changes"));
@@ -228,7 +274,10 @@ impl Bench<'_> {
     async fn idle_connections(&self) -> BenchResult<Measurement> {
         let count = self.sizes.idle;
         let child = match &self.opts.haven_exe {
-            Some(exe) => Some(ChildServer::start(exe, &self.dir.path().join("idle-server"))?),
+            Some(exe) => {
+                let data_dir = self.dir.path().join("idle-server");
+                Some(ChildServer::start(exe, &["--data-dir", data_dir.to_str().ok_or("a non-UTF-8 path")?])?)
+            }
             None => None,
         };
         let (url, rss): (String, Box<dyn Fn() -> Option<f64>>) = match &child {
@@ -269,11 +318,12 @@ struct ChildServer {
 }
 
 impl ChildServer {
-    fn start(exe: &std::path::Path, data_dir: &std::path::Path) -> BenchResult<ChildServer> {
+    /// `haven serve --listen 127.0.0.1:0 ARGS`.
+    fn start(exe: &std::path::Path, args: &[&str]) -> BenchResult<ChildServer> {
         use std::io::BufRead;
         let mut child = std::process::Command::new(exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()?;

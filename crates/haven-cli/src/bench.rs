@@ -43,6 +43,10 @@ pub struct Options {
     /// Run only this workload (repeatable).
     #[arg(long, value_name = "WORKLOAD")]
     only: Vec<String>,
+    /// `bench sync` only: the server on this PostgreSQL (a scratch schema,
+    /// dropped afterwards), plus the `cross_process_fan_out` workload.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
 }
 
 pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
@@ -59,7 +63,11 @@ pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
             return Ok(());
         }
     };
-    let Options { quick, json, repeats, ref only } = *opts;
+    let Options { quick, json, repeats, ref only, ref postgres } = *opts;
+    if postgres.is_some() && !matches!(suite, Suite::Sync(_)) {
+        return Err("--postgres is for bench sync".into());
+    }
+    let postgres = postgres.clone();
     if repeats == 0 {
         return Err("--repeats must be at least 1".into());
     }
@@ -70,7 +78,7 @@ pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
     let rows = match suite {
         Suite::Sync(_) => {
             let haven_exe = std::env::current_exe().ok();
-            run_sync(&SyncOptions { quick, repeats, only, haven_exe }, &progress)?
+            run_sync(&SyncOptions { quick, repeats, only, haven_exe, postgres }, &progress)?
         }
         Suite::Reset(_) => {
             if !only.is_empty() {

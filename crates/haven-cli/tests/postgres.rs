@@ -37,7 +37,7 @@ fn two_server_processes_on_one_postgres_serve_one_partition() {
     // The scratch schema (migrated, and dropped at the end) the servers share.
     let Some(scratch) = haven_server::test_postgres() else { return };
     let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
-    let schema = scratch.test_schema().unwrap().to_owned();
+    let schema = scratch.scratch_schema().unwrap().to_owned();
     let args = ["--listen", "127.0.0.1:0", "--postgres", &url, "--postgres-schema", &schema];
     let (mut one, addr_one) = common::serve(&args, Some("t0ken"));
     let (mut two, addr_two) = common::serve(&args, Some("t0ken"));
@@ -111,4 +111,25 @@ fn psql(url: &str, sql: &str) -> Vec<String> {
         tokio::spawn(connection);
         client.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
     })
+}
+
+#[test]
+fn bench_sync_runs_on_postgres_with_a_cross_process_fan_out() {
+    // Only to know whether to run: the bench makes its own scratch schema.
+    let Some(scratch) = haven_server::test_postgres() else { return };
+    drop(scratch);
+    let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args(["bench", "sync", "--quick", "--json", "--repeats", "1", "--postgres", &url])
+        .args(["--only", "fan_out", "--only", "cross_process_fan_out"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        rows.iter().map(|r| r["workload"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["fan_out", "cross_process_fan_out"]
+    );
+    assert!(rows[1]["p99_ms"].as_f64().unwrap() > 0.0, "{}", rows[1]);
 }

@@ -127,9 +127,21 @@ impl PostgresStorage {
         Ok(storage)
     }
 
-    /// For tests: the scratch schema [`test_postgres`] made, if this is one.
-    #[doc(hidden)]
-    pub fn test_schema(&self) -> Option<&str> {
+    /// [`PostgresStorage::connect`], in a new schema of its own that is
+    /// dropped with the storage: for tests and benchmarks.
+    pub fn connect_scratch(url: &str) -> Result<PostgresStorage, StorageError> {
+        static SCHEMAS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SCHEMAS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let schema = format!("haven_scratch_{}_{n}_{nanos}", std::process::id());
+        let mut storage = PostgresStorage::connect_in_schema(url, Some(&schema))?;
+        let config: tokio_postgres::Config = url.parse().map_err(backend)?;
+        storage.scratch = Some((config, schema));
+        Ok(storage)
+    }
+
+    /// The scratch schema of [`PostgresStorage::connect_scratch`], if this is one.
+    pub fn scratch_schema(&self) -> Option<&str> {
         self.scratch.as_ref().map(|(_, schema)| schema.as_str())
     }
 
@@ -209,7 +221,6 @@ pub fn testing_postgres() -> bool {
 /// reachable: a test fails rather than skip.
 #[doc(hidden)]
 pub fn test_postgres() -> Option<PostgresStorage> {
-    static SCHEMAS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let Ok(url) = std::env::var("HAVEN_TEST_POSTGRES_URL") else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -218,14 +229,7 @@ pub fn test_postgres() -> Option<PostgresStorage> {
         eprintln!("skipping the PostgreSQL backend: HAVEN_TEST_POSTGRES_URL is not set");
         return None;
     };
-    let n = SCHEMAS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let schema = format!("haven_test_{}_{n}_{nanos}", std::process::id());
-    let mut storage = PostgresStorage::connect_in_schema(&url, Some(&schema))
-        .unwrap_or_else(|e| panic!("HAVEN_TEST_POSTGRES_URL={url}: {e}"));
-    let config: tokio_postgres::Config = url.parse().expect("parsed above");
-    storage.scratch = Some((config, schema));
-    Some(storage)
+    Some(PostgresStorage::connect_scratch(&url).unwrap_or_else(|e| panic!("HAVEN_TEST_POSTGRES_URL={url}: {e}")))
 }
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
