@@ -676,6 +676,17 @@ impl PostgresStorage {
     }
 }
 
+/// The rows of objects an upload leaves live, column by column (for `unnest`).
+#[derive(Default)]
+struct LiveRows {
+    types: Vec<String>,
+    keys: Vec<Vec<u8>>,
+    pks: Vec<serde_json::Value>,
+    docs: Vec<Option<serde_json::Value>>,
+    states: Vec<Vec<u8>>,
+    versions: Vec<i64>,
+}
+
 /// Integrates an upload in one transaction: the partition's row lock
 /// orders it with every other server's.
 async fn integrate(
@@ -729,33 +740,51 @@ async fn integrate(
     let merged = upload::merge(client, record.uploaded_through, version as u64, &changesets, now_millis, |ty, key| {
         Ok(current.get(&(ty.to_owned(), key.to_vec())).cloned())
     })?;
+    // Written with one statement each, whatever the upload's size.
+    let (mut live, mut gone) = (LiveRows::default(), (Vec::new(), Vec::new()));
     for touched in &merged.objects {
         match &touched.state {
             Some(state) => {
-                let stored = SnapshotObject::encode_state(&touched.pk, state).map_err(backend)?;
-                let (pk, doc) = (touched.pk.to_json(), document(state));
-                txn.execute(
-                    "INSERT INTO haven_objects (partition, type, key, pk, doc, state, server_version) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (partition, type, key) DO UPDATE SET doc = EXCLUDED.doc, state = EXCLUDED.state, server_version = EXCLUDED.server_version",
-                    &[&partition, &touched.object_type, &touched.key, &pk, &doc, &stored, &(touched.version as i64)],
-                )
-                .await
-                .map_err(backend)?;
+                live.types.push(touched.object_type.clone());
+                live.keys.push(touched.key.clone());
+                live.pks.push(touched.pk.to_json());
+                live.docs.push(document(state));
+                live.states.push(SnapshotObject::encode_state(&touched.pk, state).map_err(backend)?);
+                live.versions.push(touched.version as i64);
             }
             None => {
-                txn.execute(
-                    "DELETE FROM haven_objects WHERE partition = $1 AND type = $2 AND key = $3",
-                    &[&partition, &touched.object_type, &touched.key],
-                )
-                .await
-                .map_err(backend)?;
+                gone.0.push(touched.object_type.clone());
+                gone.1.push(touched.key.clone());
             }
         }
     }
-    for (version, stored) in &merged.history {
+    if !live.types.is_empty() {
         txn.execute(
-            "INSERT INTO haven_history (partition, version, changeset) VALUES ($1, $2, $3)",
-            &[&partition, &(*version as i64), &encode(stored)?],
+            "INSERT INTO haven_objects (partition, type, key, pk, doc, state, server_version) \
+             SELECT $1, t.type, t.key, t.pk, t.doc, t.state, t.version \
+             FROM unnest($2::text[], $3::bytea[], $4::jsonb[], $5::jsonb[], $6::bytea[], $7::int8[]) \
+             AS t(type, key, pk, doc, state, version) \
+             ON CONFLICT (partition, type, key) DO UPDATE \
+             SET doc = EXCLUDED.doc, state = EXCLUDED.state, server_version = EXCLUDED.server_version",
+            &[&partition, &live.types, &live.keys, &live.pks, &live.docs, &live.states, &live.versions],
+        )
+        .await
+        .map_err(backend)?;
+    }
+    if !gone.0.is_empty() {
+        txn.execute(
+            "DELETE FROM haven_objects WHERE partition = $1 AND (type, key) IN (SELECT * FROM unnest($2::text[], $3::bytea[]))",
+            &[&partition, &gone.0, &gone.1],
+        )
+        .await
+        .map_err(backend)?;
+    }
+    let versions: Vec<i64> = merged.history.iter().map(|(v, _)| *v as i64).collect();
+    let stored: Vec<Vec<u8>> = merged.history.iter().map(|(_, cs)| encode(cs)).collect::<Result<_, _>>()?;
+    if !versions.is_empty() {
+        txn.execute(
+            "INSERT INTO haven_history (partition, version, changeset) SELECT $1, t.v, t.c FROM unnest($2::int8[], $3::bytea[]) AS t(v, c)",
+            &[&partition, &versions, &stored],
         )
         .await
         .map_err(backend)?;
