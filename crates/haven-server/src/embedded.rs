@@ -109,6 +109,37 @@ fn encode_state(pk: &Value, state: &ObjectState) -> Result<Vec<u8>, StorageError
     SnapshotObject::encode_state(pk, state).map_err(backend)
 }
 
+/// A partition's objects in the embedded store, for [`upload::merge`].
+struct ObjectsTable<'t, 'txn> {
+    table: &'t mut redb::Table<'txn, (&'static str, &'static str, &'static [u8]), &'static [u8]>,
+    partition: &'t str,
+}
+
+impl upload::Objects for ObjectsTable<'_, '_> {
+    fn get(&mut self, object_type: &str, key: &[u8]) -> Result<Option<ObjectState>, StorageError> {
+        match self.table.get((self.partition, object_type, key)).map_err(backend)? {
+            Some(g) => Ok(Some(SnapshotObject::decode_state(g.value()).map_err(backend)?.1)),
+            None => Ok(None),
+        }
+    }
+
+    fn put(
+        &mut self,
+        object_type: &str,
+        key: &[u8],
+        pk: &Value,
+        state: Option<&ObjectState>,
+        _version: u64,
+    ) -> Result<(), StorageError> {
+        let object_key = (self.partition, object_type, key);
+        match state {
+            Some(state) => self.table.insert(object_key, encode_state(pk, state)?.as_slice()).map_err(backend)?,
+            None => self.table.remove(object_key).map_err(backend)?,
+        };
+        Ok(())
+    }
+}
+
 impl Storage for EmbeddedStorage {
     fn register_client(&self, partition: &str) -> Result<FileIdent, StorageError> {
         let txn = self.db.begin_write().map_err(backend)?;
@@ -162,42 +193,27 @@ impl Storage for EmbeddedStorage {
         if record.ident.salt != client.salt {
             return Err(StorageError::SaltMismatch(client.ident));
         }
-        let result =
-            {
-                let partition = record.partition.as_str();
-                let mut partitions = txn.open_table(PARTITIONS).map_err(backend)?;
-                let mut history = txn.open_table(HISTORY).map_err(backend)?;
-                let mut objects = txn.open_table(OBJECTS).map_err(backend)?;
-                let version = partitions.get(partition).map_err(backend)?.map_or(0, |g| g.value());
-                let merged =
-                    upload::merge(client, record.uploaded_through, version, changesets, now_millis, |ty, key| {
-                        match objects.get((partition, ty, key)).map_err(backend)? {
-                            Some(g) => Ok(Some(SnapshotObject::decode_state(g.value()).map_err(backend)?.1)),
-                            None => Ok(None),
-                        }
-                    })?;
-                for touched in &merged.objects {
-                    let object_key = (partition, touched.object_type.as_str(), touched.key.as_slice());
-                    match &touched.state {
-                        Some(state) => {
-                            objects.insert(object_key, encode_state(&touched.pk, state)?.as_slice()).map_err(backend)?
-                        }
-                        None => objects.remove(object_key).map_err(backend)?,
-                    };
-                }
-                for (version, stored) in &merged.history {
-                    history.insert((partition, *version), encode(stored)?.as_slice()).map_err(backend)?;
-                }
-                if let Some((latest, _)) = merged.history.last() {
-                    partitions.insert(partition, *latest).map_err(backend)?;
-                }
-                record.uploaded_through = merged.integration.uploaded_through;
-                txn.open_table(CLIENTS)
-                    .map_err(backend)?
-                    .insert(client.ident, encode(&record)?.as_slice())
-                    .map_err(backend)?;
-                merged.integration
-            };
+        let result = {
+            let partition = record.partition.as_str();
+            let mut partitions = txn.open_table(PARTITIONS).map_err(backend)?;
+            let mut history = txn.open_table(HISTORY).map_err(backend)?;
+            let mut objects = txn.open_table(OBJECTS).map_err(backend)?;
+            let version = partitions.get(partition).map_err(backend)?.map_or(0, |g| g.value());
+            let mut table = ObjectsTable { table: &mut objects, partition };
+            let merged = upload::merge(client, record.uploaded_through, version, changesets, now_millis, &mut table)?;
+            for (version, stored) in &merged.history {
+                history.insert((partition, *version), encode(stored)?.as_slice()).map_err(backend)?;
+            }
+            if let Some((latest, _)) = merged.history.last() {
+                partitions.insert(partition, *latest).map_err(backend)?;
+            }
+            record.uploaded_through = merged.integration.uploaded_through;
+            txn.open_table(CLIENTS)
+                .map_err(backend)?
+                .insert(client.ident, encode(&record)?.as_slice())
+                .map_err(backend)?;
+            merged.integration
+        };
         txn.commit().map_err(backend)?;
         Ok(result)
     }

@@ -676,6 +676,40 @@ impl PostgresStorage {
     }
 }
 
+/// The objects an upload touches, read in one query, and what it makes of them.
+#[derive(Default)]
+struct Prefetched {
+    current: std::collections::HashMap<(String, Vec<u8>), ObjectState>,
+    /// (type, key) → what the upload left.
+    written: std::collections::BTreeMap<(String, Vec<u8>), Written>,
+}
+
+/// An object as an upload left it: its primary key, its state (`None`:
+/// it does not exist) and the version that changed it.
+type Written = (haven_core::Value, Option<ObjectState>, u64);
+
+impl upload::Objects for Prefetched {
+    fn get(&mut self, object_type: &str, key: &[u8]) -> Result<Option<ObjectState>, StorageError> {
+        let id = (object_type.to_owned(), key.to_vec());
+        Ok(match self.written.get(&id) {
+            Some((_, state, _)) => state.clone(),
+            None => self.current.get(&id).cloned(),
+        })
+    }
+
+    fn put(
+        &mut self,
+        object_type: &str,
+        key: &[u8],
+        pk: &haven_core::Value,
+        state: Option<&ObjectState>,
+        version: u64,
+    ) -> Result<(), StorageError> {
+        self.written.insert((object_type.to_owned(), key.to_vec()), (pk.clone(), state.cloned(), version));
+        Ok(())
+    }
+}
+
 /// The rows of objects an upload leaves live, column by column (for `unnest`).
 #[derive(Default)]
 struct LiveRows {
@@ -731,30 +765,28 @@ async fn integrate(
         )
         .await
         .map_err(backend)?;
-    let mut current = std::collections::HashMap::new();
+    let mut objects = Prefetched::default();
     for row in &rows {
         let state: Vec<u8> = row.get(2);
         let (_, state) = SnapshotObject::decode_state(&state).map_err(backend)?;
-        current.insert((row.get::<_, String>(0), row.get::<_, Vec<u8>>(1)), state);
+        objects.current.insert((row.get::<_, String>(0), row.get::<_, Vec<u8>>(1)), state);
     }
-    let merged = upload::merge(client, record.uploaded_through, version as u64, &changesets, now_millis, |ty, key| {
-        Ok(current.get(&(ty.to_owned(), key.to_vec())).cloned())
-    })?;
+    let merged = upload::merge(client, record.uploaded_through, version as u64, &changesets, now_millis, &mut objects)?;
     // Written with one statement each, whatever the upload's size.
     let (mut live, mut gone) = (LiveRows::default(), (Vec::new(), Vec::new()));
-    for touched in &merged.objects {
-        match &touched.state {
+    for ((object_type, key), (pk, state, version)) in objects.written {
+        match state {
             Some(state) => {
-                live.types.push(touched.object_type.clone());
-                live.keys.push(touched.key.clone());
-                live.pks.push(touched.pk.to_json());
-                live.docs.push(document(state));
-                live.states.push(SnapshotObject::encode_state(&touched.pk, state).map_err(backend)?);
-                live.versions.push(touched.version as i64);
+                live.types.push(object_type);
+                live.keys.push(key);
+                live.pks.push(pk.to_json());
+                live.docs.push(document(&state));
+                live.states.push(SnapshotObject::encode_state(&pk, &state).map_err(backend)?);
+                live.versions.push(version as i64);
             }
             None => {
-                gone.0.push(touched.object_type.clone());
-                gone.1.push(touched.key.clone());
+                gone.0.push(object_type);
+                gone.1.push(key);
             }
         }
     }
