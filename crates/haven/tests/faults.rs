@@ -363,3 +363,45 @@ proptest! {
         });
     }
 }
+
+/// The server's PostgreSQL becomes unreachable for a while (through a
+/// proxy that drops every connection and refuses new ones): the server
+/// answers with a retryable error, devices keep their writes, and
+/// everything syncs once PostgreSQL is back, with nobody restarted.
+/// Needs `HAVEN_TEST_POSTGRES_URL` (required with `CI=true`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_briefly_unreachable_only_delays_sync() {
+    // Says whether to run (and fails under CI=true without PostgreSQL).
+    let Some(check) = tokio::task::spawn_blocking(haven_server::test_postgres).await.unwrap() else { return };
+    drop(check);
+    let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
+    let host_port =
+        url.split('@').nth(1).and_then(|rest| rest.split('/').next()).expect("postgres://user@host:port/db");
+    let target = tokio::net::lookup_host(host_port).await.unwrap().next().unwrap();
+    let proxy = Proxy::start(target).await;
+    let proxied = url.replace(host_port, &proxy.addr.to_string());
+    let storage = tokio::task::spawn_blocking(move || haven_server::PostgresStorage::connect_scratch(&proxied))
+        .await
+        .unwrap()
+        .unwrap();
+    let server = Server::start(Arc::new(storage), Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Database::open_synced(config(dir.path(), "a", &server.url(), true)).await.unwrap();
+    let b = Database::open_synced(config(dir.path(), "b", &server.url(), true)).await.unwrap();
+    a.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "Rex"}), UpdateMode::Never)).unwrap();
+    synced(&a).await;
+
+    proxy.set(|f| f.refuse = true);
+    proxy.cut_all();
+    a.write(|tx| tx.create("Dog", json!({"_id": 2, "name": "Ace"}), UpdateMode::Never)).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let progress = a.sync_session().unwrap().progress();
+    assert!(progress.uploaded < progress.uploadable, "nothing is acknowledged while PostgreSQL is away");
+
+    proxy.set(|f| f.refuse = false);
+    synced(&a).await;
+    synced(&b).await;
+    assert_eq!(objects(&b), objects(&a));
+    assert!(b.object_for_primary_key("Dog", 2).unwrap().is_some(), "the write made meanwhile got through");
+    server.shutdown().await;
+}
