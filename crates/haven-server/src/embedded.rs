@@ -170,10 +170,7 @@ impl Storage for EmbeddedStorage {
             Err(TableError::TableDoesNotExist(_)) => return Err(StorageError::UnknownClient(ident.ident)),
             Err(e) => return Err(backend(e)),
         };
-        if record.ident.salt != ident.salt {
-            return Err(StorageError::SaltMismatch(ident.ident));
-        }
-        Ok(record)
+        record.matching(ident)
     }
 
     fn integrate(
@@ -185,14 +182,10 @@ impl Storage for EmbeddedStorage {
         let txn = self.db.begin_write().map_err(backend)?;
         // Read inside the write transaction: two connections of one client
         // cannot both integrate the same changeset.
-        let mut record: ClientRecord =
-            match txn.open_table(CLIENTS).map_err(backend)?.get(client.ident).map_err(backend)? {
-                Some(g) => decode(g.value())?,
-                None => return Err(StorageError::UnknownClient(client.ident)),
-            };
-        if record.ident.salt != client.salt {
-            return Err(StorageError::SaltMismatch(client.ident));
-        }
+        let mut record = match txn.open_table(CLIENTS).map_err(backend)?.get(client.ident).map_err(backend)? {
+            Some(g) => decode::<ClientRecord>(g.value())?.matching(client)?,
+            None => return Err(StorageError::UnknownClient(client.ident)),
+        };
         let result = {
             let partition = record.partition.as_str();
             let mut partitions = txn.open_table(PARTITIONS).map_err(backend)?;

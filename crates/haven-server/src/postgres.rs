@@ -371,11 +371,7 @@ impl Storage for PostgresStorage {
                     .await
                     .map_err(backend)?
                     .ok_or(StorageError::UnknownClient(ident.ident))?;
-                let record = client_record(&row);
-                if record.ident.salt != ident.salt {
-                    return Err(StorageError::SaltMismatch(ident.ident));
-                }
-                Ok(record)
+                client_record(&row).matching(ident)
             })
         })
     }
@@ -735,10 +731,7 @@ async fn integrate(
         .await
         .map_err(backend)?
         .ok_or(StorageError::UnknownClient(client.ident))?;
-    let record = client_record(&row);
-    if record.ident.salt != client.salt {
-        return Err(StorageError::SaltMismatch(client.ident));
-    }
+    let record = client_record(&row).matching(client)?;
     let partition = record.partition;
     txn.execute("INSERT INTO haven_partitions (partition) VALUES ($1) ON CONFLICT DO NOTHING", &[&partition])
         .await

@@ -39,6 +39,17 @@ pub struct ClientRecord {
     pub uploaded_through: u64,
 }
 
+impl ClientRecord {
+    /// The record, if it is the one `ident` names (its salt matches: a
+    /// restored server may have issued the ident again).
+    pub fn matching(self, ident: FileIdent) -> Result<ClientRecord, StorageError> {
+        match self.ident.salt == ident.salt {
+            true => Ok(self),
+            false => Err(StorageError::SaltMismatch(ident.ident)),
+        }
+    }
+}
+
 /// The result of integrating an upload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Integration {

@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod common;
+use common::{dogs, synced};
+
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
     "_id":"int","name":"string","age":"int?","lastUpdated":"int","friend":"Dog?"}}]"#;
 const ADMIN: &str = "admin-secret";
@@ -188,21 +191,6 @@ async fn start_server(data: &Path) -> Server {
     Server::start_with_admin(storage, Authenticator::Dev, listen, Some(ADMIN.into())).await.unwrap()
 }
 
-/// Waits until `db` has uploaded everything and has what the server has.
-async fn synced(db: &Database) {
-    let session = db.sync_session().unwrap();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        session.upload_all_local_changes().await.unwrap();
-        session.download_all_server_changes().await.unwrap();
-    })
-    .await
-    .expect("synced within 60 s");
-}
-
-fn dogs(db: &Database) -> Vec<serde_json::Value> {
-    db.objects("Dog").unwrap().sorted("_id", true).unwrap().iter().unwrap().map(|o| o.to_json()).collect()
-}
-
 fn field(db: &Database, id: i64, name: &str) -> Option<Value> {
     db.object_for_primary_key("Dog", id).unwrap().and_then(|o| o.get(name))
 }
@@ -317,6 +305,18 @@ async fn s05_discard_notifies_one_modification() {
     assert!(changes[0].insertions.is_empty() && changes[0].deletions.is_empty());
     assert_eq!(b.seen.counts(), (1, 1));
     assert_eq!(drop_reasons(&b.seen.report()), vec![(1, None, DropReason::Discarded)]);
+}
+
+/// R's hundred objects of 128 KB: a download that takes a while.
+fn add_100_big_dogs(r: &Database) {
+    r.write(|tx| {
+        for id in 1000..1100 {
+            let name = "x".repeat(128 << 10);
+            tx.create("Dog", json!({"_id": id, "name": name, "lastUpdated": id}), UpdateMode::Never)?;
+        }
+        Ok(())
+    })
+    .unwrap()
 }
 
 /// A listener on `objects("Dog")` that keeps what it hears from now on.
@@ -592,17 +592,7 @@ async fn s23_manual_without_a_handler_cannot_open() {
 async fn s15_a_download_paused_midway_starts_again_and_applies_nothing_twice() {
     let b = baseline(RECOVER).await;
     create(&b.l, json!({"_id": 200, "name": "L's", "lastUpdated": 1}));
-    b.remote(|r| {
-        r.write(|tx| {
-            for id in 1000..1100 {
-                let name = "x".repeat(128 << 10);
-                tx.create("Dog", json!({"_id": id, "name": name, "lastUpdated": id}), UpdateMode::Never)?;
-            }
-            Ok(())
-        })
-        .unwrap()
-    })
-    .await;
+    b.remote(add_100_big_dogs).await;
     b.h.reset_client(&b.l).await;
     let session = b.l.sync_session().unwrap();
     let mut status = session.watch();
@@ -827,17 +817,7 @@ async fn s14_a_reset_killed_while_downloading_completes_on_reopen() {
         let b = baseline(mode).await;
         set(&b.l, 1, "age", 4);
         create(&b.l, json!({"_id": 2, "name": "Ace", "lastUpdated": 1}));
-        b.remote(|r| {
-            r.write(|tx| {
-                for id in 1000..1100 {
-                    let name = "x".repeat(128 << 10);
-                    tx.create("Dog", json!({"_id": id, "name": name, "lastUpdated": id}), UpdateMode::Never)?;
-                }
-                Ok(())
-            })
-            .unwrap()
-        })
-        .await;
+        b.remote(add_100_big_dogs).await;
         b.h.reset_client(&b.l).await;
         let Baseline { h, l, r, seen } = b;
         drop(l);

@@ -15,6 +15,9 @@ use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+use common::{dogs, synced};
+
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
 const DEVICES: usize = 3;
 
@@ -95,20 +98,6 @@ async fn open(dir: &std::path::Path, server: &Server, name: &str, mode: ClientRe
         .client_reset(mode);
     let config = Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync);
     Database::open_synced(config).await.unwrap()
-}
-
-async fn synced(db: &Database) {
-    let session = db.sync_session().unwrap();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        session.upload_all_local_changes().await.unwrap();
-        session.download_all_server_changes().await.unwrap();
-    })
-    .await
-    .expect("synced within 60 s");
-}
-
-fn dogs(db: &Database) -> Vec<serde_json::Value> {
-    db.objects("Dog").unwrap().sorted("_id", true).unwrap().iter().unwrap().map(|o| o.to_json()).collect()
 }
 
 /// Whether a report of the device lists `instruction` (its object, kind

@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod common;
+use common::synced;
+
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
 
 /// A TCP proxy between clients and the server that cuts, delays and
@@ -125,16 +128,6 @@ fn config(dir: &Path, name: &str, url: &str, wait: bool) -> Config {
         .reconnect_delays(Duration::from_millis(5), Duration::from_millis(50))
         .wait_for_download(wait);
     Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
-}
-
-async fn synced(db: &Database) {
-    let session = db.sync_session().unwrap();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        session.upload_all_local_changes().await.unwrap();
-        session.download_all_server_changes().await.unwrap();
-    })
-    .await
-    .expect("synced within 60 s");
 }
 
 type Objects = BTreeMap<i64, BTreeMap<String, Value>>;

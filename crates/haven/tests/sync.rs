@@ -7,6 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+use common::synced;
+
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
 
 /// A server on the backend the run tests (`HAVEN_TEST_BACKEND`), and its storage.
@@ -22,16 +25,6 @@ async fn server(dir: &Path) -> Server {
 fn config(dir: &Path, name: &str, url: &str) -> Config {
     let sync = SyncConfig::new(url, "dev", "p").reconnect_delays(Duration::from_millis(20), Duration::from_millis(200));
     Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
-}
-
-async fn synced(db: &Database) {
-    let session = db.sync_session().unwrap();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        session.upload_all_local_changes().await.unwrap();
-        session.download_all_server_changes().await.unwrap();
-    })
-    .await
-    .expect("synced within 30 s");
 }
 
 fn age(db: &Database, id: i64) -> Option<Value> {
