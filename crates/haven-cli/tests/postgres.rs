@@ -2,10 +2,12 @@
 //! partition as one system: writes reach devices bound to the other
 //! process at once, an operator's reset made through one process reaches
 //! a device bound to the other, devices converge, and the data is
-//! readable in PostgreSQL. Needs `HAVEN_TEST_POSTGRES_URL` (required when
+//! readable in PostgreSQL; a process killed mid-integration loses nothing
+//! and its devices move to another. Needs `HAVEN_TEST_POSTGRES_URL` (required when
 //! `CI=true`; skipped, and said so, otherwise).
 
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode};
+use haven_server::Storage;
 use std::time::Duration;
 
 mod common;
@@ -103,14 +105,102 @@ fn two_server_processes_on_one_postgres_serve_one_partition() {
     drop(scratch);
 }
 
-/// One column of a query's rows, through tokio-postgres.
+/// A server process killed (SIGKILL) in the middle of integrating a large
+/// upload: what it acknowledged before is kept, nothing of the interrupted
+/// upload is left half-written, and the device, behind a failover proxy,
+/// moves to the other process and finishes its upload there, counted once.
+#[test]
+fn a_server_killed_mid_integration_loses_nothing_and_its_devices_move_on() {
+    let Some(scratch) = haven_server::test_postgres() else { return };
+    let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
+    let schema = scratch.scratch_schema().unwrap().to_owned();
+    let args = ["--listen", "127.0.0.1:0", "--postgres", &url, "--postgres-schema", &schema];
+    let (mut one, addr_one) = common::serve(&args, None);
+    let (mut two, addr_two) = common::serve(&args, None);
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let balancer = haven_testkit::Proxy::failover(vec![addr_one.parse().unwrap(), addr_two.parse().unwrap()]).await;
+        let a = Database::open_synced(open(dir.path(), "a.haven", &balancer.addr().to_string())).await.unwrap();
+        let b = Database::open_synced(open(dir.path(), "b.haven", &addr_two)).await.unwrap();
+        a.write(|tx| tx.create("Dog", serde_json::json!({"_id": 0, "name": "Rex", "age": 1}), UpdateMode::Never))
+            .unwrap();
+        synced(&a).await;
+        let acknowledged = scratch.version("p").unwrap();
+
+        // Offline: an increment and many new objects in one changeset,
+        // integrated in one
+        // transaction by process one (the first the balancer reaches).
+        a.sync_session().unwrap().pause();
+        a.write(|tx| {
+            tx.increment("Dog", 0, "age", 7)?;
+            for id in 1..=BIG {
+                tx.create("Dog", serde_json::json!({"_id": id, "name": format!("dog {id}")}), UpdateMode::Never)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        a.sync_session().unwrap().resume();
+        // Killed while it writes the upload's objects, before its commit;
+        // the balancer lets nobody reconnect until the kill is checked.
+        let writing = format!(
+            "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'haven-server pid {}' \
+             AND state = 'active' AND query LIKE 'INSERT INTO haven_objects%'",
+            one.id()
+        );
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while query(&url, &writing).await[0] == "0" {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .expect("process one started integrating the upload");
+        balancer.set(|f| f.refuse = true);
+        one.kill().unwrap();
+        one.wait().unwrap();
+        balancer.cut_all();
+        // PostgreSQL rolls the killed transaction back once it sees the
+        // connection gone; the partition's lock is free when it has.
+        let free = format!("SELECT version::text FROM {schema}.haven_partitions WHERE partition = 'p' FOR UPDATE");
+        assert_eq!(query(&url, &free).await, vec![acknowledged.to_string()], "no version of the upload was left");
+        assert_eq!(scratch.history("p", 0, usize::MAX).unwrap().len() as u64, acknowledged);
+        let rows = format!("SELECT count(*)::text FROM {schema}.haven_objects");
+        assert_eq!(query(&url, &rows).await, vec!["1"], "none of the upload's objects was left");
+
+        // The device moves to process two and finishes there.
+        balancer.set(|f| f.refuse = false);
+        synced(&a).await;
+        synced(&b).await;
+        assert!(a.pending_changes().unwrap().is_empty());
+        assert_eq!(dogs(&a).len() as i64, BIG + 1);
+        assert_eq!(dogs(&a), dogs(&b));
+        assert_eq!(dogs(&a)[0]["age"], 8, "the increment counted once");
+        let folded = haven_testkit::fold_history(&scratch, "p");
+        assert_eq!(folded.len() as i64, BIG + 1, "the server's history holds every write once");
+        let versions: Vec<u64> =
+            scratch.history("p", 0, usize::MAX).unwrap().iter().map(|h| h.server_version).collect();
+        assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>(), "no gap in the versions");
+    });
+    two.kill().unwrap();
+    two.wait().unwrap();
+    drop(scratch);
+}
+
+/// Objects the killed-server test uploads in one changeset: enough that
+/// integrating them takes a while (about half a second).
+const BIG: i64 = 30_000;
+
+/// One column of a query's rows.
+async fn query(url: &str, sql: &str) -> Vec<String> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+}
+
+/// [`query`], from outside a runtime.
 fn psql(url: &str, sql: &str) -> Vec<String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(connection);
-        client.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
-    })
+    runtime.block_on(query(url, sql))
 }
 
 #[test]

@@ -97,6 +97,11 @@ impl PostgresStorage {
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|e| StorageError::Backend(format!("bad PostgreSQL URL: {e}")))?;
         config.connect_timeout(CONNECT_TIMEOUT);
+        if config.get_application_name().is_none() {
+            // So that an operator (or a test) can tell in pg_stat_activity
+            // which server process holds a connection or a lock.
+            config.application_name(format!("haven-server pid {}", std::process::id()));
+        }
         if let Some(schema) = schema {
             if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || schema.is_empty() {
                 return Err(StorageError::Backend(format!("bad schema name '{schema}': use letters, digits, _")));

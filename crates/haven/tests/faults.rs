@@ -4,124 +4,19 @@
 //! what the merge rule makes of the server's history.
 
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode, Value};
-use haven_core::merge::{apply, ObjectState, Writer};
 use haven_server::{Authenticator, Server, Storage};
+use haven_testkit::Proxy;
 use proptest::prelude::*;
 use serde_json::json;
-use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 use common::synced;
 
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
-
-/// A TCP proxy between clients and the server that cuts, delays and
-/// refuses connections on command.
-struct Proxy {
-    addr: SocketAddr,
-    faults: Arc<Mutex<Faults>>,
-}
-
-#[derive(Default)]
-struct Faults {
-    /// Bytes each new connection may carry before it is cut, in turn.
-    cut_schedule: VecDeque<i64>,
-    /// For connections beyond the schedule (`None`: never cut).
-    cut_after: Option<i64>,
-    /// Added before forwarding each chunk.
-    delay: Duration,
-    /// New connections are dropped at once (the network is down).
-    refuse: bool,
-    /// Connections accepted so far.
-    accepted: usize,
-    live: Vec<tokio::task::AbortHandle>,
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let faults = Arc::new(Mutex::new(Faults::default()));
-        let shared = faults.clone();
-        tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let mut f = shared.lock().unwrap();
-                f.accepted += 1;
-                if f.refuse {
-                    continue;
-                }
-                let budget = f.cut_schedule.pop_front().or(f.cut_after).unwrap_or(i64::MAX);
-                let delay = f.delay;
-                let task = tokio::spawn(async move {
-                    if let Ok(outbound) = tokio::net::TcpStream::connect(target).await {
-                        forward(inbound, outbound, budget, delay).await;
-                    }
-                });
-                f.live.push(task.abort_handle());
-            }
-        });
-        Proxy { addr, faults }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
-
-    fn cut_all(&self) {
-        for task in self.faults.lock().unwrap().live.drain(..) {
-            task.abort();
-        }
-    }
-
-    fn set(&self, f: impl FnOnce(&mut Faults)) {
-        f(&mut self.faults.lock().unwrap());
-    }
-
-    fn accepted(&self) -> usize {
-        self.faults.lock().unwrap().accepted
-    }
-}
-
-/// Copies both ways until either side closes or `budget` bytes have passed.
-async fn forward(a: tokio::net::TcpStream, b: tokio::net::TcpStream, budget: i64, delay: Duration) {
-    let budget = AtomicI64::new(budget);
-    let (ar, aw) = a.into_split();
-    let (br, bw) = b.into_split();
-    tokio::select! {
-        () = pump(ar, bw, &budget, delay) => {}
-        () = pump(br, aw, &budget, delay) => {}
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    budget: &AtomicI64,
-    delay: Duration,
-) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        // Forward what the budget allows; past it, the connection is cut.
-        let left = budget.fetch_sub(n as i64, Ordering::SeqCst);
-        let allowed = n.min(left.max(0) as usize);
-        if allowed == 0 || to.write_all(&buf[..allowed]).await.is_err() || allowed < n {
-            return;
-        }
-    }
-}
 
 fn config(dir: &Path, name: &str, url: &str, wait: bool) -> Config {
     let sync = SyncConfig::new(url, "dev", "p")
@@ -130,7 +25,7 @@ fn config(dir: &Path, name: &str, url: &str, wait: bool) -> Config {
     Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
 }
 
-type Objects = BTreeMap<i64, BTreeMap<String, Value>>;
+type Objects = BTreeMap<i64, haven_testkit::Fields>;
 
 fn objects(db: &Database) -> Objects {
     let schema = db.schema().object_type("Dog").unwrap().clone();
@@ -149,31 +44,8 @@ fn objects(db: &Database) -> Objects {
         .collect()
 }
 
-/// What the merge rule makes of the server's whole history, from nothing.
 fn expected(storage: &dyn Storage) -> Objects {
-    let mut states: BTreeMap<i64, ObjectState> = BTreeMap::new();
-    for h in storage.history("p", 0, usize::MAX).unwrap() {
-        let cs = &h.changeset;
-        let writer =
-            Writer { version: h.server_version, base_version: cs.base_version, hlc: cs.hlc, replica: cs.replica };
-        for instruction in &cs.instructions {
-            let pk = instruction.object().1.as_int().unwrap();
-            match apply(states.get(&pk), instruction, &writer).state {
-                Some(state) => states.insert(pk, state),
-                None => states.remove(&pk),
-            };
-        }
-    }
-    states
-        .into_iter()
-        .filter_map(|(pk, state)| match state {
-            ObjectState::Live { fields, .. } => Some((
-                pk,
-                fields.into_iter().filter(|(_, f)| f.value != Value::Null).map(|(k, f)| (k, f.value)).collect(),
-            )),
-            ObjectState::Deleted { .. } => None,
-        })
-        .collect()
+    haven_testkit::fold_history(storage, "p")
 }
 
 struct World {
@@ -241,7 +113,7 @@ async fn a_bootstrap_cut_midway_starts_again_and_keeps_offline_writes() {
     let b = tokio::time::timeout(Duration::from_secs(60), Database::open_synced(b_config)).await.unwrap().unwrap();
     synced(&b).await;
     synced(&a).await;
-    assert!(w.proxy.faults.lock().unwrap().cut_schedule.is_empty(), "every planned cut happened");
+    assert!(w.proxy.faults().cut_schedule.is_empty(), "every planned cut happened");
     assert_eq!(objects(&b).len(), 6_001);
     assert_eq!(objects(&a), objects(&b));
     assert_eq!(objects(&a), expected(w.storage.as_ref()));
@@ -372,7 +244,7 @@ async fn postgres_briefly_unreachable_only_delays_sync() {
         url.split('@').nth(1).and_then(|rest| rest.split('/').next()).expect("postgres://user@host:port/db");
     let target = tokio::net::lookup_host(host_port).await.unwrap().next().unwrap();
     let proxy = Proxy::start(target).await;
-    let proxied = url.replace(host_port, &proxy.addr.to_string());
+    let proxied = url.replace(host_port, &proxy.addr().to_string());
     let storage = tokio::task::spawn_blocking(move || haven_server::PostgresStorage::connect_scratch(&proxied))
         .await
         .unwrap()

@@ -1,0 +1,141 @@
+//! A fault-injecting TCP proxy on loopback.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A TCP proxy between clients and one or more servers that cuts, delays
+/// and refuses connections on command. With several servers it fails
+/// over like a load balancer: each new connection goes to the first
+/// server that accepts it.
+pub struct Proxy {
+    addr: SocketAddr,
+    faults: Arc<Mutex<Faults>>,
+}
+
+/// What the proxy does to connections; change it with [`Proxy::set`].
+#[derive(Default)]
+pub struct Faults {
+    /// Bytes each new connection may carry before it is cut, in turn.
+    pub cut_schedule: VecDeque<i64>,
+    /// For connections beyond the schedule (`None`: never cut).
+    pub cut_after: Option<i64>,
+    /// Added before forwarding each chunk.
+    pub delay: Duration,
+    /// New connections are dropped at once (the network is down).
+    pub refuse: bool,
+    /// Connections accepted so far.
+    pub accepted: usize,
+    live: Vec<tokio::task::AbortHandle>,
+}
+
+impl Proxy {
+    /// A proxy in front of `target`. Call inside a Tokio runtime.
+    pub async fn start(target: SocketAddr) -> Proxy {
+        Proxy::failover(vec![target]).await
+    }
+
+    /// A proxy in front of `targets`: each new connection goes to the
+    /// first of them that accepts it (a killed server refuses, so its
+    /// clients move to the next).
+    pub async fn failover(targets: Vec<SocketAddr>) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let addr = listener.local_addr().expect("a bound address");
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let shared = faults.clone();
+        let targets = Arc::new(targets);
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let mut f = lock(&shared);
+                f.accepted += 1;
+                if f.refuse {
+                    continue;
+                }
+                let budget = f.cut_schedule.pop_front().or(f.cut_after).unwrap_or(i64::MAX);
+                let delay = f.delay;
+                let targets = targets.clone();
+                let task = tokio::spawn(async move {
+                    for target in targets.iter() {
+                        if let Ok(outbound) = TcpStream::connect(target).await {
+                            return forward(inbound, outbound, budget, delay).await;
+                        }
+                    }
+                });
+                f.live.push(task.abort_handle());
+            }
+        });
+        Proxy { addr, faults }
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://` and [`Proxy::addr`], for a sync configuration.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Cuts every connection open now.
+    pub fn cut_all(&self) {
+        for task in lock(&self.faults).live.drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Changes the faults applied from now on.
+    pub fn set(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut lock(&self.faults));
+    }
+
+    /// The faults now (to check, say, that every planned cut happened).
+    pub fn faults(&self) -> MutexGuard<'_, Faults> {
+        lock(&self.faults)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        lock(&self.faults).accepted
+    }
+}
+
+fn lock(faults: &Mutex<Faults>) -> MutexGuard<'_, Faults> {
+    // A panicking test thread must not hide the proxy from the others.
+    faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Copies both ways until either side closes or `budget` bytes have passed.
+async fn forward(a: TcpStream, b: TcpStream, budget: i64, delay: Duration) {
+    let budget = AtomicI64::new(budget);
+    let (ar, aw) = a.into_split();
+    let (br, bw) = b.into_split();
+    tokio::select! {
+        () = pump(ar, bw, &budget, delay) => {}
+        () = pump(br, aw, &budget, delay) => {}
+    }
+}
+
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, budget: &AtomicI64, delay: Duration) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        // Forward what the budget allows; past it, the connection is cut.
+        let left = budget.fetch_sub(n as i64, Ordering::SeqCst);
+        let allowed = n.min(left.max(0) as usize);
+        if allowed == 0 || to.write_all(&buf[..allowed]).await.is_err() || allowed < n {
+            return;
+        }
+    }
+}
