@@ -60,7 +60,8 @@ fn demo_walks_through_a_client_reset_in_each_mode() {
 /// returns the child, with its stderr piped, and its address.
 fn serve(listen: &str, data_dir: &std::path::Path, admin_token: Option<&str>) -> (std::process::Child, String) {
     let data_dir = data_dir.to_str().unwrap();
-    common::serve(&["--listen", listen, "--data-dir", data_dir], admin_token)
+    let env: Vec<_> = admin_token.map(|token| ("HAVEN_ADMIN_TOKEN", token)).into_iter().collect();
+    common::serve(&["--listen", listen, "--data-dir", data_dir], &env, std::process::Stdio::piped())
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode};
 use haven_server::Storage;
+use std::process::Stdio;
 use std::time::Duration;
 
 mod common;
@@ -41,8 +42,8 @@ fn two_server_processes_on_one_postgres_serve_one_partition() {
     let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
     let schema = scratch.scratch_schema().unwrap().to_owned();
     let args = ["--listen", "127.0.0.1:0", "--postgres", &url, "--postgres-schema", &schema];
-    let (mut one, addr_one) = common::serve(&args, Some("t0ken"));
-    let (mut two, addr_two) = common::serve(&args, Some("t0ken"));
+    let (mut one, addr_one) = common::serve(&args, &[("HAVEN_ADMIN_TOKEN", "t0ken")], Stdio::piped());
+    let (mut two, addr_two) = common::serve(&args, &[("HAVEN_ADMIN_TOKEN", "t0ken")], Stdio::piped());
     let dir = tempfile::tempdir().unwrap();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let a = Database::open_synced(open(dir.path(), "a.haven", &addr_one)).await.unwrap();
@@ -115,8 +116,8 @@ fn a_server_killed_mid_integration_loses_nothing_and_its_devices_move_on() {
     let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
     let schema = scratch.scratch_schema().unwrap().to_owned();
     let args = ["--listen", "127.0.0.1:0", "--postgres", &url, "--postgres-schema", &schema];
-    let (mut one, addr_one) = common::serve(&args, None);
-    let (mut two, addr_two) = common::serve(&args, None);
+    let (mut one, addr_one) = common::serve(&args, &[], Stdio::piped());
+    let (mut two, addr_two) = common::serve(&args, &[], Stdio::piped());
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -16,6 +16,7 @@ use std::fmt;
 /// assert_eq!(Value::from("Rex").as_str(), Some("Rex"));
 /// ```
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "wire::Value")]
 pub enum Value {
     /// No value (an optional property that is not set, or a link whose target is gone).
     Null,
@@ -284,6 +285,67 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 impl<T: Into<Value>> From<Vec<T>> for Value {
     fn from(v: Vec<T>) -> Self {
         Value::List(v.into_iter().map(Into::into).collect())
+    }
+}
+
+/// How a [`Value`] is read from serde (the sync protocol, stored states).
+///
+/// The same variants in the same order as [`Value`], with one difference:
+/// a list's elements cannot be lists. No property holds nested lists, and
+/// reading them would recurse once per level: a hostile frame of nested
+/// one-element lists (two bytes a level) would overflow the server's stack.
+mod wire {
+    #[derive(serde::Deserialize)]
+    #[serde(rename = "Value")]
+    pub(super) enum Wire<L> {
+        Null,
+        Bool(bool),
+        Int(i64),
+        Double(f64),
+        String(String),
+        Data(Vec<u8>),
+        Date(i64),
+        ObjectId([u8; 12]),
+        Uuid([u8; 16]),
+        List(L),
+    }
+
+    /// A value as read: a list of elements that are not lists.
+    pub(super) type Value = Wire<Vec<Wire<NoList>>>;
+
+    /// What a list inside a list reads as: an error.
+    pub(super) enum NoList {}
+
+    impl<'de> serde::Deserialize<'de> for NoList {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<NoList, D::Error> {
+            Err(serde::de::Error::custom("a list inside a list (list elements are single values)"))
+        }
+    }
+
+    impl<L> Wire<L> {
+        fn into_value(self, list: impl FnOnce(L) -> super::Value) -> super::Value {
+            use super::Value as V;
+            match self {
+                Wire::Null => V::Null,
+                Wire::Bool(b) => V::Bool(b),
+                Wire::Int(i) => V::Int(i),
+                Wire::Double(d) => V::Double(d),
+                Wire::String(s) => V::String(s),
+                Wire::Data(d) => V::Data(d),
+                Wire::Date(d) => V::Date(d),
+                Wire::ObjectId(o) => V::ObjectId(o),
+                Wire::Uuid(u) => V::Uuid(u),
+                Wire::List(l) => list(l),
+            }
+        }
+    }
+
+    impl From<Value> for super::Value {
+        fn from(value: Value) -> super::Value {
+            value.into_value(|items| {
+                super::Value::List(items.into_iter().map(|item| item.into_value(|never| match never {})).collect())
+            })
+        }
     }
 }
 

@@ -18,12 +18,14 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 
 struct Client {
     ws: Socket,
+    /// Every byte the server sent, to check what it never sends.
+    received: Vec<u8>,
 }
 
 impl Client {
     async fn connect(server: &Server) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(format!("{}/sync", server.url())).await.unwrap();
-        Client { ws }
+        Client { ws, received: Vec::new() }
     }
 
     async fn send(&mut self, message: &ClientMessage) {
@@ -38,7 +40,10 @@ impl Client {
     async fn receive(&mut self) -> Option<ServerMessage> {
         loop {
             match tokio::time::timeout(Duration::from_secs(30), self.ws.next()).await.expect("an answer") {
-                Some(Ok(Message::Binary(bytes))) => return Some(protocol::decode(&bytes).unwrap()),
+                Some(Ok(Message::Binary(bytes))) => {
+                    self.received.extend_from_slice(&bytes);
+                    return Some(protocol::decode(&bytes).unwrap());
+                }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                 Some(Ok(_)) => continue,
             }
@@ -67,6 +72,17 @@ impl Client {
         match client.receive().await {
             Some(ServerMessage::Bound { file_ident, server_version, .. }) => (client, file_ident, server_version),
             other => panic!("expected Bound, got {other:?}"),
+        }
+    }
+
+    /// Waits for the end of a new file's bootstrap.
+    async fn bootstrapped(&mut self) {
+        loop {
+            match self.receive().await {
+                Some(ServerMessage::Bootstrap { last: true, .. }) => return,
+                Some(ServerMessage::Bootstrap { .. }) => continue,
+                other => panic!("expected a bootstrap, got {other:?}"),
+            }
         }
     }
 
@@ -318,6 +334,101 @@ async fn tokens_are_checked_and_partitions_kept_apart() {
         Some(ServerMessage::Download { changesets, .. }) => assert!(changesets.is_empty()),
         other => panic!("{other:?}"),
     }
+    server.shutdown().await;
+}
+
+/// Whether `haystack` holds `needle` anywhere.
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+fn create_named(id: i64, name: &str) -> Instruction {
+    Instruction::Create {
+        object_type: "Dog".into(),
+        pk: id.into(),
+        fields: vec![("_id".into(), id.into()), ("name".into(), name.into())],
+    }
+}
+
+/// Not a byte of another partition reaches a client: not in its
+/// bootstrap, its downloads, its errors, a bind it may not make, another
+/// partition's termination, or its own reset and new bootstrap.
+#[tokio::test]
+async fn no_byte_of_another_partition_reaches_a_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap());
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let server = Server::start_with_admin(storage, Authenticator::jwt(SECRET), listen, Some("admin-secret".into()))
+        .await
+        .unwrap();
+    let (ann_token, bob_token) = (token("ann", &["a"], 3600, SECRET), token("bob", &["b"], 3600, SECRET));
+    let (mut bob, _, _) = Client::bind(&server, &bob_token, "b").await;
+    bob.send(&upload(1, create_named(1, "BOB-ONLY 1"))).await;
+    bob.acknowledged(1).await;
+
+    let (mut ann, ann_ident, _) = Client::bind(&server, &ann_token, "a").await;
+    ann.send(&upload(1, create_named(1, "ANN-ONLY 1"))).await;
+    ann.acknowledged(1).await;
+    // Bob writes while Ann is connected; Ann's next download is her own.
+    bob.send(&upload(2, create_named(2, "BOB-ONLY 2"))).await;
+    bob.acknowledged(2).await;
+    ann.send(&upload(2, create_named(2, "ANN-ONLY 2"))).await;
+    ann.acknowledged(2).await;
+    // An upload that does not fit the schema: the error names Ann's own.
+    ann.send(&upload(
+        3,
+        Instruction::Set { object_type: "Dog".into(), pk: 1.into(), field: "nope".into(), value: 1.into() },
+    ))
+    .await;
+    assert!(matches!(next_non_download(&mut ann).await, Some(ServerMessage::Error { .. })));
+    let mut seen = std::mem::take(&mut ann.received);
+
+    // Ann's token for Bob's partition.
+    let mut sneaky = Client::connect(&server).await;
+    sneaky.send(&bind(&ann_token, "b")).await;
+    sneaky.refused(ErrorCode::PartitionDenied).await;
+    seen.extend(sneaky.received);
+
+    // Bob's partition terminated: Ann hears nothing of it.
+    let (mut ann, _, _) = Client::bind(&server, &ann_token, "a").await;
+    ann.bootstrapped().await;
+    let (status, _) = http(&server, "POST", "/admin/v1/partitions/b/terminate", Some("admin-secret")).await;
+    assert_eq!(status, 200);
+    assert!(matches!(
+        next_non_download(&mut bob).await,
+        Some(ServerMessage::Error { code: ErrorCode::ClientReset, .. })
+    ));
+    ann.send(&upload(1, create_named(3, "ANN-ONLY 3"))).await;
+    ann.acknowledged(1).await;
+    seen.extend(std::mem::take(&mut ann.received));
+
+    // Ann reset: her error, and the new bootstrap, are hers alone.
+    let (status, _) =
+        http(&server, "POST", &format!("/admin/v1/clients/{}/reset", ann_ident.ident), Some("admin-secret")).await;
+    assert_eq!(status, 200);
+    let mut old = Client::connect(&server).await;
+    let ClientMessage::Bind { schema, .. } = bind("", "a") else { unreachable!() };
+    old.send(&ClientMessage::Bind {
+        token: ann_token.clone(),
+        partition: "a".into(),
+        file_ident: Some(ann_ident),
+        last_server_version: 3,
+        uploaded_through: 2,
+        last_client_version: 3,
+        schema,
+        resetting: false,
+    })
+    .await;
+    old.refused(ErrorCode::ClientReset).await;
+    seen.extend(old.received);
+    let (mut fresh, _, version) = Client::bind(&server, &ann_token, "a").await;
+    assert_eq!(version, 3);
+    fresh.bootstrapped().await;
+    seen.extend(fresh.received);
+
+    assert!(holds(&seen, "ANN-ONLY 3"), "the check sees what Ann was sent");
+    assert!(!holds(&seen, "BOB-ONLY"), "a byte of Bob's partition reached Ann");
+    assert!(!holds(&bob.received, "ANN-ONLY"), "a byte of Ann's partition reached Bob");
     server.shutdown().await;
 }
 

@@ -420,6 +420,37 @@ mod tests {
         }
     }
 
+    /// An upload whose one value is `value`.
+    fn upload_of(value: haven_core::Value) -> ClientMessage {
+        let ClientMessage::Upload { mut changesets } = upload() else { unreachable!() };
+        if let Instruction::Set { value: v, .. } = &mut changesets[0].instructions[0] {
+            *v = value;
+        }
+        ClientMessage::Upload { changesets }
+    }
+
+    #[test]
+    fn lists_inside_lists_are_refused_however_deep() {
+        use haven_core::Value;
+        let nested = encode(&upload_of(Value::List(vec![Value::List(vec![])]))).unwrap();
+        // (postcard keeps no custom message: a malformed frame, like any other.)
+        assert!(matches!(decode::<ClientMessage>(&nested), Err(FrameError::Malformed(_))));
+        // A hostile frame: a million levels of one-element lists (two bytes
+        // each: List, length 1) in place of a string. Refused at the second
+        // level, not a stack overflow.
+        let frame = encode(&upload_of(Value::from("MARKER"))).unwrap();
+        let at = frame.windows(6).position(|w| w == b"MARKER").unwrap() - 2;
+        assert_eq!(&frame[at..at + 2], &[4, 6], "String is variant 4, then the length");
+        let mut hostile = frame[..at].to_vec();
+        hostile.extend(std::iter::repeat_n([9u8, 1], 1_000_000).flatten());
+        hostile.push(0);
+        hostile.extend_from_slice(&frame[at + 8..]);
+        assert!(matches!(decode::<ClientMessage>(&hostile), Err(FrameError::Malformed(_))));
+        // One level still reads.
+        let list = upload_of(Value::List(vec![Value::Int(1), Value::Null]));
+        assert_eq!(decode::<ClientMessage>(&encode(&list).unwrap()).unwrap(), list);
+    }
+
     #[test]
     fn round_trip() {
         let m = upload();

@@ -148,7 +148,7 @@ pub(crate) type ParseError = (String, usize);
 /// Parses a whole query.
 pub(crate) fn parse(query: &str) -> Result<Parsed, ParseError> {
     let tokens = tokenize(query)?;
-    let mut p = Parser { tokens, pos: 0, end: query.len() };
+    let mut p = Parser { tokens, pos: 0, end: query.len(), depth: 0 };
     let predicate = p.or()?;
     let mut sort = Vec::new();
     let mut limit = None;
@@ -182,10 +182,15 @@ pub(crate) fn parse(query: &str) -> Result<Parsed, ParseError> {
     Ok(Parsed { predicate, sort, limit })
 }
 
+/// How deep parentheses and NOT may nest.
+const MAX_NESTING: usize = 100;
+
 struct Parser {
     tokens: Vec<Spanned>,
     pos: usize,
     end: usize,
+    /// Parentheses and NOTs open around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -266,13 +271,16 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
+        let at = self.offset();
         if self.keyword("NOT") || self.punct("!") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            return self.nested(at, |p| Ok(Expr::Not(Box::new(p.unary()?))));
         }
         if self.punct("(") {
-            let inner = self.or()?;
-            self.expect(")")?;
-            return Ok(inner);
+            return self.nested(at, |p| {
+                let inner = p.or()?;
+                p.expect(")")?;
+                Ok(inner)
+            });
         }
         if self.keyword("TRUEPREDICATE") {
             return Ok(Expr::Const(true));
@@ -281,6 +289,23 @@ impl Parser {
             return Ok(Expr::Const(false));
         }
         self.comparison()
+    }
+
+    /// Parses one level deeper, refusing past [`MAX_NESTING`]: the parser
+    /// (and everything that walks the tree) recurses once per level, and a
+    /// query can come from anyone.
+    fn nested(
+        &mut self,
+        at: usize,
+        f: impl FnOnce(&mut Parser) -> Result<Expr, ParseError>,
+    ) -> Result<Expr, ParseError> {
+        if self.depth == MAX_NESTING {
+            return Err((format!("the query nests more than {MAX_NESTING} levels deep (parentheses and NOT)"), at));
+        }
+        self.depth += 1;
+        let expr = f(self);
+        self.depth -= 1;
+        expr
     }
 
     fn comparison(&mut self) -> Result<Expr, ParseError> {
@@ -446,6 +471,19 @@ mod tests {
         );
         assert!(matches!(&parts[1], Expr::Compare(c) if c.op == Op::Between));
         assert!(parse("age BETWEEN {1}").unwrap_err().0.contains("two bounds"));
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = |n: usize| format!("{}a == 1{}", "(".repeat(n), ")".repeat(n));
+        assert!(parse(&deep(MAX_NESTING)).is_ok());
+        let (message, at) = parse(&deep(MAX_NESTING + 1)).unwrap_err();
+        assert!(message.contains("nests more than 100 levels"), "{message}");
+        assert_eq!(at, MAX_NESTING);
+        // Far deeper than the stack would take: an error, not a crash.
+        assert!(parse(&deep(1_000_000)).is_err());
+        assert!(parse(&format!("{}a == 1", "NOT ".repeat(1_000_000))).is_err());
+        assert!(parse(&format!("{}a == 1", "!".repeat(1_000_000))).is_err());
     }
 
     #[test]
