@@ -88,7 +88,11 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             }
             None => Arc::new(EmbeddedStorage::open(&args.data_dir)?),
         };
-        let options = ServerOptions { admin_token: args.admin_token.clone(), max_offline: args.max_offline_time };
+        let options = ServerOptions {
+            admin_token: args.admin_token.clone(),
+            max_offline: args.max_offline_time,
+            ..ServerOptions::default()
+        };
         let server = Server::start_with_options(storage, auth, args.listen, options).await?;
         println!("haven listening on {}", server.url());
         std::io::stdout().flush()?;

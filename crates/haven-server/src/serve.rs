@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub admin_token: Option<String>,
     /// `--max-offline-time`.
     pub max_offline: Option<Duration>,
+    /// [`ServerOptions::client_silence`].
+    pub client_silence: Duration,
     /// When this server started (ms since the epoch): time it was down
     /// does not count as devices being out of touch.
     pub started_millis: u64,
@@ -132,7 +134,14 @@ pub struct ServerOptions {
     /// (`haven serve --max-offline-time`). `None`: history is kept until
     /// an operator compacts it.
     pub max_offline: Option<Duration>,
+    /// A bound client that sends no frame for this long is disconnected
+    /// (clients ping every 10 s; a silent one is behind a half-open
+    /// connection). `None`: [`DEFAULT_CLIENT_SILENCE`].
+    pub client_silence: Option<Duration>,
 }
+
+/// How long a bound client may stay silent by default: six of its pings.
+pub const DEFAULT_CLIENT_SILENCE: Duration = Duration::from_secs(60);
 
 /// A running sync server.
 ///
@@ -184,7 +193,7 @@ impl Server {
         listen: SocketAddr,
         options: ServerOptions,
     ) -> Result<Server, ServeError> {
-        let ServerOptions { admin_token, max_offline } = options;
+        let ServerOptions { admin_token, max_offline, client_silence } = options;
         Server::check_listen(&auth, listen)?;
         let schema = match storage.schema()? {
             Some(json) => Some(Arc::new(Schema::from_json(&json).map_err(|e| ServeError::Schema(e.to_string()))?)),
@@ -206,6 +215,7 @@ impl Server {
             next_live: AtomicU64::new(0),
             admin_token: admin_token.filter(|t| !t.is_empty()),
             max_offline,
+            client_silence: client_silence.unwrap_or(DEFAULT_CLIENT_SILENCE),
             started_millis: session::now_millis(),
         });
         if let Some(hints) = shared.storage.hints() {

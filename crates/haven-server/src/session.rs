@@ -292,9 +292,19 @@ impl Session {
         // The first Download also repeats the acknowledgement, which a cut
         // connection may have lost.
         self.catch_up(bound, true).await?;
+        let silence = self.shared.client_silence;
+        let mut heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                message = self.receive() => match message? {
+                message = tokio::time::timeout_at(heard + silence, self.receive()) => {
+                    let Ok(message) = message else {
+                        // Clients ping every 10 s: this one is gone (a
+                        // half-open connection) and would hold its session.
+                        tracing::info!(client = bound.ident.ident, "no frame for {silence:?}: closing the connection");
+                        return Ok(());
+                    };
+                    heard = tokio::time::Instant::now();
+                    match message? {
                     None => return Ok(()),
                     Some(ClientMessage::Upload { changesets }) => {
                         self.upload(bound, &changesets, &versions).await?;
@@ -308,7 +318,8 @@ impl Session {
                     Some(ClientMessage::Bind { .. }) => {
                         return Err(Refusal::new(ErrorCode::UnexpectedMessage, "Bind sent twice", retry()))
                     }
-                },
+                    }
+                }
                 changed = latest.changed() => {
                     changed.expect("the session holds the sender");
                     self.catch_up(bound, false).await?;

@@ -432,6 +432,34 @@ async fn no_byte_of_another_partition_reaches_a_client() {
     server.shutdown().await;
 }
 
+/// A bound client that goes silent (a half-open connection) is
+/// disconnected after the silence allowed; one that pings stays.
+#[tokio::test]
+async fn a_silent_client_is_disconnected_and_a_pinging_one_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap());
+    let options = haven_server::ServerOptions {
+        client_silence: Some(Duration::from_millis(300)),
+        ..haven_server::ServerOptions::default()
+    };
+    let server =
+        Server::start_with_options(storage, Authenticator::Dev, "127.0.0.1:0".parse().unwrap(), options).await.unwrap();
+    let (mut silent, _, _) = Client::bind(&server, "", "p").await;
+    let (mut pinging, _, _) = Client::bind(&server, "", "p").await;
+    // About a second of pings, three times the silence allowed.
+    for nonce in 0..10 {
+        pinging.send(&ClientMessage::Ping { nonce }).await;
+        while !matches!(pinging.receive().await, Some(ServerMessage::Pong { .. })) {}
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The silent one was closed meanwhile (after its first download).
+    assert!(matches!(silent.receive().await, Some(ServerMessage::Download { .. })));
+    assert_eq!(silent.receive().await, None, "the silent client was disconnected");
+    pinging.send(&upload(1, create(1))).await;
+    pinging.acknowledged(1).await;
+    server.shutdown().await;
+}
+
 /// A raw HTTP/1.1 request; returns the whole response.
 async fn http_raw(server: &Server, method: &str, path: &str, token: Option<&str>, body: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();

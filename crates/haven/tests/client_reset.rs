@@ -121,7 +121,11 @@ impl Harness {
     async fn with_max_offline(max_offline: Duration) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let storage = haven_server::test_storage(&dir.path().join("server"));
-        let options = ServerOptions { admin_token: Some(ADMIN.into()), max_offline: Some(max_offline) };
+        let options = ServerOptions {
+            admin_token: Some(ADMIN.into()),
+            max_offline: Some(max_offline),
+            ..ServerOptions::default()
+        };
         let server = Server::start_with_options(storage, Authenticator::Dev, "127.0.0.1:0".parse().unwrap(), options);
         Harness { server: server.await.unwrap(), dir }
     }
