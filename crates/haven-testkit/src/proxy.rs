@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,9 +29,19 @@ pub struct Faults {
     pub delay: Duration,
     /// New connections are dropped at once (the network is down).
     pub refuse: bool,
+    /// New connections are accepted but carry nothing until released (a
+    /// server that stopped answering).
+    pub stall: bool,
     /// Connections accepted so far.
     pub accepted: usize,
-    live: Vec<tokio::task::AbortHandle>,
+    live: Vec<Connection>,
+}
+
+/// A connection through the proxy.
+struct Connection {
+    task: tokio::task::AbortHandle,
+    /// While set, what it reads is held back (delivered late on release).
+    stalled: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -56,17 +66,21 @@ impl Proxy {
                 if f.refuse {
                     continue;
                 }
-                let budget = f.cut_schedule.pop_front().or(f.cut_after).unwrap_or(i64::MAX);
-                let delay = f.delay;
+                let link = Link {
+                    budget: AtomicI64::new(f.cut_schedule.pop_front().or(f.cut_after).unwrap_or(i64::MAX)),
+                    delay: f.delay,
+                    stalled: Arc::new(AtomicBool::new(f.stall)),
+                };
+                let stalled = link.stalled.clone();
                 let targets = targets.clone();
                 let task = tokio::spawn(async move {
                     for target in targets.iter() {
                         if let Ok(outbound) = TcpStream::connect(target).await {
-                            return forward(inbound, outbound, budget, delay).await;
+                            return forward(inbound, outbound, link).await;
                         }
                     }
                 });
-                f.live.push(task.abort_handle());
+                f.live.push(Connection { task: task.abort_handle(), stalled });
             }
         });
         Proxy { addr, faults }
@@ -84,8 +98,27 @@ impl Proxy {
 
     /// Cuts every connection open now.
     pub fn cut_all(&self) {
-        for task in lock(&self.faults).live.drain(..) {
-            task.abort();
+        for connection in lock(&self.faults).live.drain(..) {
+            connection.task.abort();
+        }
+    }
+
+    /// Connections open now carry nothing more until [`Proxy::release`]
+    /// (half-open connections: each end thinks the other is there); new
+    /// ones are not affected.
+    pub fn stall_open(&self) {
+        for connection in &lock(&self.faults).live {
+            connection.stalled.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Stalled connections deliver what they held back, late (after what
+    /// newer connections carried meanwhile), and new ones are not stalled.
+    pub fn release(&self) {
+        let mut f = lock(&self.faults);
+        f.stall = false;
+        for connection in &f.live {
+            connection.stalled.store(false, Ordering::SeqCst);
         }
     }
 
@@ -110,29 +143,40 @@ fn lock(faults: &Mutex<Faults>) -> MutexGuard<'_, Faults> {
     faults.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Copies both ways until either side closes or `budget` bytes have passed.
-async fn forward(a: TcpStream, b: TcpStream, budget: i64, delay: Duration) {
-    let budget = AtomicI64::new(budget);
+/// What one connection does to its bytes.
+struct Link {
+    /// Bytes it may carry before it is cut.
+    budget: AtomicI64,
+    /// Added before forwarding each chunk.
+    delay: Duration,
+    stalled: Arc<AtomicBool>,
+}
+
+/// Copies both ways until either side closes or the budget is spent.
+async fn forward(a: TcpStream, b: TcpStream, link: Link) {
     let (ar, aw) = a.into_split();
     let (br, bw) = b.into_split();
     tokio::select! {
-        () = pump(ar, bw, &budget, delay) => {}
-        () = pump(br, aw, &budget, delay) => {}
+        () = pump(ar, bw, &link) => {}
+        () = pump(br, aw, &link) => {}
     }
 }
 
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, budget: &AtomicI64, delay: Duration) {
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link: &Link) {
     let mut buf = vec![0u8; 2048];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+        if !link.delay.is_zero() {
+            tokio::time::sleep(link.delay).await;
+        }
+        while link.stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Forward what the budget allows; past it, the connection is cut.
-        let left = budget.fetch_sub(n as i64, Ordering::SeqCst);
+        let left = link.budget.fetch_sub(n as i64, Ordering::SeqCst);
         let allowed = n.min(left.max(0) as usize);
         if allowed == 0 || to.write_all(&buf[..allowed]).await.is_err() || allowed < n {
             return;

@@ -196,7 +196,7 @@ async fn run(modes: Vec<Mode>, ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::proptest_cases(32), ..ProptestConfig::default() })]
 
     #[test]
     fn resets_at_random_converge_and_account_for_every_unsynced_change(

@@ -27,6 +27,7 @@ pub struct SyncConfig {
     pub(crate) client_reset: Arc<ClientResetMode>,
     pub(crate) first_retry: Duration,
     pub(crate) max_retry: Duration,
+    pub(crate) ping_interval: Duration,
 }
 
 impl std::fmt::Debug for SyncConfig {
@@ -55,6 +56,7 @@ impl SyncConfig {
             client_reset: Arc::new(ClientResetMode::default()),
             first_retry: Duration::from_secs(1),
             max_retry: Duration::from_secs(300),
+            ping_interval: Duration::from_secs(10),
         }
     }
 
@@ -96,6 +98,16 @@ impl SyncConfig {
     pub fn reconnect_delays(mut self, first: Duration, max: Duration) -> SyncConfig {
         self.first_retry = first;
         self.max_retry = max.max(first);
+        self
+    }
+
+    /// How often the session pings the server (default 10 s). Two
+    /// intervals without a word from it, while the session is not busy
+    /// sending, count as a lost connection (a half-open one, or a server
+    /// that stopped answering): the session reconnects. The server
+    /// disconnects a client silent for 60 s, so keep it well below that.
+    pub fn ping_interval(mut self, interval: Duration) -> SyncConfig {
+        self.ping_interval = interval.max(Duration::from_millis(10));
         self
     }
 }

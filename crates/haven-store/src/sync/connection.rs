@@ -21,9 +21,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// How long connecting and binding may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often the client pings; two intervals without a word from the
-/// server count as a lost connection.
-const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// The size an `Upload` frame aims at: large enough to carry many small
 /// changesets at once, small enough that the server's integration of one
 /// overlaps the sending of the next.
@@ -75,16 +72,18 @@ const WRITER_QUEUE: usize = 4;
 pub(crate) struct Connection<'a> {
     shared: &'a Shared,
     reader: futures_util::stream::SplitStream<Socket>,
-    writer: mpsc::Sender<Vec<u8>>,
+    writer: mpsc::Sender<Outgoing>,
     writer_task: tokio::task::JoinHandle<()>,
     /// Frames waiting for room in the writer's queue: pings and marks
     /// first, then uploads.
-    outbox: VecDeque<Vec<u8>>,
+    outbox: VecDeque<Outgoing>,
     /// Whether the log holds more than was last queued.
     more_to_upload: bool,
-    /// When the writer last finished writing a frame (milliseconds since
-    /// `started`): a slow upload is not a dead connection.
-    last_written: Arc<AtomicU64>,
+    /// When the writer last finished writing an upload frame
+    /// (milliseconds since `started`): a server busy with a large upload
+    /// is not a dead connection. Pings do not count: a half-open
+    /// connection's socket buffer takes them for a long time.
+    last_upload_written: Arc<AtomicU64>,
     started: Instant,
     ident: FileIdent,
     /// The last client version uploaded on this connection.
@@ -146,8 +145,8 @@ impl<'a> Connection<'a> {
             .map_err(|e| Ended::Lost(format!("cannot connect to {url}: {e}")))?;
         let (sink, reader) = socket.split();
         let (writer, frames) = mpsc::channel(WRITER_QUEUE);
-        let (last_written, started) = (Arc::new(AtomicU64::new(0)), Instant::now());
-        let writer_task = tokio::spawn(write_frames(sink, frames, last_written.clone(), started));
+        let (last_upload_written, started) = (Arc::new(AtomicU64::new(0)), Instant::now());
+        let writer_task = tokio::spawn(write_frames(sink, frames, last_upload_written.clone(), started));
         let mut connection = Connection {
             shared,
             reader,
@@ -155,7 +154,7 @@ impl<'a> Connection<'a> {
             writer_task,
             outbox: VecDeque::new(),
             more_to_upload: false,
-            last_written,
+            last_upload_written,
             started,
             ident: FileIdent { ident: 0, salt: 0 },
             uploaded_through: 0,
@@ -179,7 +178,11 @@ impl<'a> Connection<'a> {
             resetting,
         };
         let frame = protocol::encode(&bind).map_err(|e| Ended::Fatal(SyncError::Local(e.to_string())))?;
-        connection.writer.send(frame).await.map_err(|_| Ended::Lost("the connection was cut while binding".into()))?;
+        connection
+            .writer
+            .send(Outgoing { frame, upload: false })
+            .await
+            .map_err(|_| Ended::Lost("the connection was cut while binding".into()))?;
         match connection.receive().await? {
             ServerMessage::Bound { file_ident, server_version, schema } => {
                 if let Some(mut attempt) = reset {
@@ -213,7 +216,9 @@ impl<'a> Connection<'a> {
     async fn exchange(&mut self) -> Result<std::convert::Infallible, Ended> {
         let shared = self.shared;
         let mut control = shared.control.subscribe();
-        let mut ping = tokio::time::interval(PING_INTERVAL);
+        // Two ping intervals without a word from the server: a lost connection.
+        let ping_interval = shared.config.ping_interval;
+        let mut ping = tokio::time::interval(ping_interval);
         ping.tick().await;
         self.upload().await?;
         loop {
@@ -241,9 +246,9 @@ impl<'a> Connection<'a> {
                 () = shared.local_commits.notified() => self.upload().await?,
                 _ = control.changed() => {}
                 _ = ping.tick() => {
-                    let written = Duration::from_millis(self.last_written.load(Ordering::Relaxed));
+                    let written = Duration::from_millis(self.last_upload_written.load(Ordering::Relaxed));
                     let since_written = self.started.elapsed().saturating_sub(written);
-                    if self.last_heard.elapsed() > 2 * PING_INTERVAL && since_written > 2 * PING_INTERVAL {
+                    if self.last_heard.elapsed() > 2 * ping_interval && since_written > 2 * ping_interval {
                         return Err(Ended::Lost("the server stopped answering".into()));
                     }
                     self.send(ClientMessage::Ping { nonce: 0 })?;
@@ -367,7 +372,7 @@ impl<'a> Connection<'a> {
         if self.reset.is_some() {
             return Ok(()); // the log is rewritten when the reset ends
         }
-        if self.outbox.iter().map(Vec::len).sum::<usize>() >= UPLOAD_QUEUE_BYTES {
+        if self.outbox.iter().map(|o| o.frame.len()).sum::<usize>() >= UPLOAD_QUEUE_BYTES {
             self.more_to_upload = true;
             return Ok(());
         }
@@ -391,7 +396,7 @@ impl<'a> Connection<'a> {
                     "local write {version} cannot be uploaded ({e}); split large write transactions"
                 )))
             })?;
-            self.outbox.push_back(frame);
+            self.outbox.push_back(Outgoing { frame, upload: true });
             self.uploaded_through = pending[end - 1].0;
             start = end;
         }
@@ -417,7 +422,7 @@ impl<'a> Connection<'a> {
     /// must not wait behind megabytes of log.
     fn send(&mut self, message: ClientMessage) -> Result<(), Ended> {
         let frame = protocol::encode(&message).map_err(|e| Ended::Fatal(SyncError::Local(e.to_string())))?;
-        self.outbox.push_front(frame);
+        self.outbox.push_front(Outgoing { frame, upload: false });
         Ok(())
     }
 
@@ -433,19 +438,28 @@ impl Drop for Connection<'_> {
     }
 }
 
+/// A frame for the writer.
+struct Outgoing {
+    frame: Vec<u8>,
+    /// An upload (its writing is progress), not a ping or a mark.
+    upload: bool,
+}
+
 /// Writes frames in order until the queue closes or the socket fails,
-/// noting when each write finished.
+/// noting when each upload frame was written.
 async fn write_frames(
     mut sink: futures_util::stream::SplitSink<Socket, Message>,
-    mut frames: mpsc::Receiver<Vec<u8>>,
-    last_written: Arc<AtomicU64>,
+    mut frames: mpsc::Receiver<Outgoing>,
+    last_upload_written: Arc<AtomicU64>,
     started: Instant,
 ) {
-    while let Some(frame) = frames.recv().await {
+    while let Some(Outgoing { frame, upload }) = frames.recv().await {
         if sink.send(Message::Binary(frame.into())).await.is_err() {
             return;
         }
-        last_written.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if upload {
+            last_upload_written.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
     }
     let _ = sink.close().await;
 }

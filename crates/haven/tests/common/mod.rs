@@ -19,3 +19,10 @@ pub async fn synced(db: &Database) {
 pub fn dogs(db: &Database) -> Vec<serde_json::Value> {
     db.objects("Dog").unwrap().sorted("_id", true).unwrap().iter().unwrap().map(|o| o.to_json()).collect()
 }
+
+/// Cases a property test runs: `PROPTEST_CASES` if set (long runs by
+/// hand), else `default` (what CI runs).
+#[allow(dead_code)] // only the property tests use it
+pub fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(default)
+}
