@@ -10,10 +10,12 @@
 mod local;
 mod memory;
 mod reset;
+mod soak;
 mod sync;
 
 pub use local::{run_local, LocalOptions};
 pub use reset::{reset_client, run_reset, ResetOptions, ResetRun};
+pub use soak::{run_soak, SoakOptions, SoakReport};
 pub use sync::{download_client, run_sync, DownloadRun, SyncOptions, SYNC_WORKLOADS};
 
 /// One workload's result.

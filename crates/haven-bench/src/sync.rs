@@ -312,14 +312,14 @@ impl Bench<'_> {
 }
 
 /// `haven serve` in a child process, killed when dropped.
-struct ChildServer {
+pub(crate) struct ChildServer {
     child: std::process::Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl ChildServer {
     /// `haven serve --listen 127.0.0.1:0 ARGS`.
-    fn start(exe: &std::path::Path, args: &[&str]) -> BenchResult<ChildServer> {
+    pub(crate) fn start(exe: &std::path::Path, args: &[&str]) -> BenchResult<ChildServer> {
         use std::io::BufRead;
         let mut child = std::process::Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -334,15 +334,22 @@ impl ChildServer {
         Ok(ChildServer { url: url.to_owned(), child })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+impl ChildServer {
+    /// SIGKILL, and waits for it to end.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for ChildServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -441,7 +448,7 @@ pub(crate) fn measurement(workload: &str, haven: Vec<f64>, sqlite: Vec<f64>) -> 
 }
 
 /// The `q` quantile (nearest rank).
-fn percentile(xs: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(xs: &[f64], q: f64) -> f64 {
     let mut sorted = xs.to_vec();
     sorted.sort_by(f64::total_cmp);
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());

@@ -2,8 +2,8 @@
 
 use clap::Subcommand;
 use haven_bench::{
-    download_client, format_table, reset_client, run_local, run_reset, run_sync, LocalOptions, ResetOptions,
-    SyncOptions,
+    download_client, format_table, reset_client, run_local, run_reset, run_soak, run_sync, LocalOptions, ResetOptions,
+    SoakOptions, SyncOptions,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
@@ -20,6 +20,11 @@ pub enum Suite {
     /// Client reset: a client with many unsynced changes is reset and
     /// recovers them; against a plain initial download of the same partition.
     Reset(Options),
+    /// Load and soak: many devices writing through one `haven serve` for a
+    /// while; reports acknowledged writes per second, upload-to-acknowledgement
+    /// latency and the server's memory over time, and checks that every
+    /// write is on the server at the end.
+    Soak(SoakArgs),
     /// (Used by `bench sync` and `bench reset`: one fresh client's initial
     /// download, in its own process so that its memory is measured alone.)
     #[command(hide = true)]
@@ -49,8 +54,56 @@ pub struct Options {
     postgres: Option<String>,
 }
 
+#[derive(clap::Args)]
+pub struct SoakArgs {
+    /// Devices, each with its own file and connection.
+    #[arg(long, default_value_t = 500)]
+    clients: usize,
+    /// How long they write (`5m`, `30s`, `1h`).
+    #[arg(long, default_value = "5m", value_parser = crate::serve::parse_duration)]
+    duration: Duration,
+    /// Each device's pause between writes (`1s`, `250ms`).
+    #[arg(long, default_value = "1s", value_parser = crate::serve::parse_duration)]
+    interval: Duration,
+    /// Devices that share a partition (1: each its own, like per-user
+    /// data; more: every write also goes down to the others).
+    #[arg(long, default_value_t = 1)]
+    devices_per_partition: usize,
+    /// `haven serve --cache-mib` for the server (default: its default).
+    #[arg(long, value_name = "MIB")]
+    server_cache_mib: Option<usize>,
+    /// One JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+fn soak(args: &SoakArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")?);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let opts = SoakOptions {
+        clients: args.clients,
+        duration: args.duration,
+        interval: args.interval,
+        devices_per_partition: args.devices_per_partition,
+        server_cache_mib: args.server_cache_mib,
+        haven_exe: std::env::current_exe()?,
+    };
+    let report = run_soak(&opts, &|step| bar.set_message(step.to_owned()))?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.summary());
+    }
+    if report.lost > 0 {
+        return Err(format!("{} writes are not on the server", report.lost).into());
+    }
+    Ok(())
+}
+
 pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
     let opts = match &suite {
+        Suite::Soak(args) => return soak(args),
         Suite::Local(opts) | Suite::Sync(opts) | Suite::Reset(opts) => opts,
         Suite::DownloadClient { url, partition, path } => {
             let run = tokio::runtime::Runtime::new()?.block_on(download_client(url, partition, path))?;

@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// `Authorization: Bearer <token>`.
     #[arg(long, env = "HAVEN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// The embedded store's page cache, in MiB (default: redb's, 1 GiB at
+    /// most). The server's memory grows with its data up to about this.
+    #[arg(long, value_name = "MIB", conflicts_with = "postgres")]
+    cache_mib: Option<usize>,
     /// A client out of touch for longer (`30d`, `12h`, `90m`, `45s`) is
     /// reset when it comes back, and history only such clients would need
     /// is trimmed. Without it, history is kept until `haven admin compact`.
@@ -45,24 +49,25 @@ pub struct ServeArgs {
     max_offline_time: Option<std::time::Duration>,
 }
 
-/// `30d`, `12h`, `90m`, `45s`.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("'{text}' is not a duration: give a number and a unit, as 30d, 12h, 90m or 45s");
-    let unit_at = text.char_indices().last().map_or(0, |(at, _)| at);
-    let (number, unit) = text.split_at(unit_at);
+/// `30d`, `12h`, `90m`, `45s`, `250ms`: a whole number and a unit, above 0.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("'{text}' is not a duration: give a number and a unit, as 30d, 12h, 90m, 45s or 250ms");
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
     let n: u64 = number.parse().map_err(|_| bad())?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
+    let millis_per_unit = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => return Err(bad()),
     };
-    let seconds = n.checked_mul(scale).ok_or_else(|| format!("'{text}' is too long a duration"))?;
-    if seconds == 0 {
-        return Err(format!("--max-offline-time must be more than 0 (got '{text}')"));
+    let millis = n.checked_mul(millis_per_unit).ok_or_else(|| format!("'{text}' is too long a duration"))?;
+    if millis == 0 {
+        return Err(format!("a duration must be more than 0 (got '{text}')"));
     }
-    Ok(std::time::Duration::from_secs(seconds))
+    Ok(std::time::Duration::from_millis(millis))
 }
 
 pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -86,7 +91,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                         .await??;
                 Arc::new(storage)
             }
-            None => Arc::new(EmbeddedStorage::open(&args.data_dir)?),
+            None => Arc::new(EmbeddedStorage::open_with_cache(&args.data_dir, args.cache_mib.map(|m| m << 20))?),
         };
         let options = ServerOptions {
             admin_token: args.admin_token.clone(),
@@ -122,7 +127,8 @@ mod tests {
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5_400)));
         assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
-        for bad in ["", "d", "12", "3w", "-1h", "1.5h", "5µ"] {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "d", "12", "3w", "-1h", "1.5h", "5µ", "5 s", "ms"] {
             assert!(parse_duration(bad).unwrap_err().contains("not a duration"), "{bad}");
         }
         assert!(parse_duration("0h").unwrap_err().contains("more than 0"));

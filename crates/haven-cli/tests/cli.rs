@@ -308,3 +308,19 @@ fn inspect_shows_schema_counts_and_sync_state() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+#[test]
+fn bench_soak_reports_and_finds_every_write_on_the_server() {
+    let out = haven(&["bench", "soak", "--clients", "20", "--duration", "3s", "--interval", "100ms", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let writes = report["writes"].as_u64().unwrap();
+    assert!(writes >= 20, "{report}");
+    assert_eq!(report["on_server"].as_u64(), Some(writes), "{report}");
+    assert_eq!(report["lost"], 0);
+    assert!(report["ack_p99_ms"].as_f64().unwrap() >= report["ack_p50_ms"].as_f64().unwrap());
+    assert!(report["server_rss_mib"].as_array().unwrap().len() >= 2, "{report}");
+    let bad = haven(&["bench", "soak", "--duration", "0s"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("more than 0"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

@@ -35,10 +35,22 @@ pub struct EmbeddedStorage {
 }
 
 impl EmbeddedStorage {
-    /// Opens (creating if needed) the storage in `dir`.
+    /// Opens (creating if needed) the storage in `dir`, with redb's
+    /// default page cache (1 GiB at most).
     pub fn open(dir: &Path) -> Result<EmbeddedStorage, StorageError> {
+        EmbeddedStorage::open_with_cache(dir, None)
+    }
+
+    /// [`EmbeddedStorage::open`] with a page cache of at most
+    /// `cache_bytes` (`None`: redb's default). The server's memory grows
+    /// with its data until the cache is full (`haven serve --cache-mib`).
+    pub fn open_with_cache(dir: &Path, cache_bytes: Option<usize>) -> Result<EmbeddedStorage, StorageError> {
         std::fs::create_dir_all(dir).map_err(backend)?;
-        let db = redb::Database::create(dir.join("haven-server.redb")).map_err(backend)?;
+        let mut builder = redb::Builder::new();
+        if let Some(bytes) = cache_bytes {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder.create(dir.join("haven-server.redb")).map_err(backend)?;
         Ok(EmbeddedStorage { db })
     }
 }
