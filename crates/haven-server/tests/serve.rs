@@ -635,6 +635,25 @@ async fn the_admin_api_needs_its_token() {
     server.shutdown().await;
 }
 
+/// The admin API bounds what it reads: a body over 2 MiB is refused
+/// unread, deeply nested JSON is a clear error, and neither changes the
+/// schema.
+#[tokio::test]
+async fn admin_payloads_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_admin(dir.path()).await;
+    let huge = format!("[{}]", "1,".repeat(1_500_000) + "1");
+    let response = http_raw(&server, "PUT", "/admin/v1/schema", Some("admin-secret"), &huge).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{}", &response[..response.len().min(200)]);
+    let nested = "[".repeat(100_000) + &"]".repeat(100_000);
+    let (status, body) = http_with(&server, "PUT", "/admin/v1/schema", Some("admin-secret"), &nested).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("recursion limit"), "{body}");
+    let (status, body) = http(&server, "GET", "/admin/v1/partitions", Some("admin-secret")).await;
+    assert_eq!((status, body), (200, serde_json::json!({"partitions": []})), "the server still answers");
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn partitions_list_versions_and_connected_clients() {
     let dir = tempfile::tempdir().unwrap();
