@@ -5,9 +5,9 @@
 //! the device carries on. On the embedded store and on PostgreSQL.
 //! Rounds: `HAVEN_CRASH_ROUNDS` (default 8); seed: `HAVEN_CRASH_SEED`.
 
-use haven::{Config, Database, Schema, SyncConfig, UpdateMode, Value};
+use haven::{Config, Database, Schema, SyncConfig, Value};
 use haven_server::{EmbeddedStorage, Storage};
-use serde_json::json;
+use haven_testkit::{synced, write_counted};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -19,18 +19,6 @@ fn rounds_and_seed() -> (usize, u64) {
     let rounds = std::env::var("HAVEN_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(8);
     let seed = std::env::var("HAVEN_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
     (rounds, seed)
-}
-
-/// Transaction `i`: Dog `i`, and Dog 0's age counts the transactions.
-fn write(db: &Database, i: i64) {
-    db.write(|tx| {
-        if i == 1 {
-            tx.create("Dog", json!({"_id": 0, "name": "counter", "age": 0}), UpdateMode::Never)?;
-        }
-        tx.increment("Dog", 0, "age", 1)?;
-        tx.create("Dog", json!({"_id": i, "name": format!("dog {i}")}), UpdateMode::Never)
-    })
-    .unwrap();
 }
 
 /// Kills and restarts the server `rounds` times under a writing device;
@@ -52,7 +40,7 @@ fn run(server_args: &[&str], storage: impl Fn() -> Box<dyn Storage>) -> (usize, 
         let writes = 20 + (seed >> 33) % 200;
         for _ in 0..writes {
             i += 1;
-            write(&db, i);
+            write_counted(&db, i).unwrap();
             std::thread::sleep(Duration::from_millis(1));
         }
         server.kill().unwrap();
@@ -60,19 +48,11 @@ fn run(server_args: &[&str], storage: impl Fn() -> Box<dyn Storage>) -> (usize, 
         // Offline for a moment, then the server is back on the same port.
         for _ in 0..5 {
             i += 1;
-            write(&db, i);
+            write_counted(&db, i).unwrap();
         }
         server = common::serve(&[&["--listen", addr.as_str()], server_args].concat(), &[], Stdio::null()).0;
     }
-    runtime.block_on(async {
-        let session = db.sync_session().unwrap();
-        tokio::time::timeout(Duration::from_secs(60), async {
-            session.upload_all_local_changes().await.unwrap();
-            session.download_all_server_changes().await.unwrap();
-        })
-        .await
-        .expect("synced within 60 s");
-    });
+    runtime.block_on(synced(&db));
     assert!(db.pending_changes().unwrap().is_empty());
     assert_eq!(db.object_for_primary_key("Dog", 0).unwrap().unwrap().get("age").unwrap(), Value::Int(i));
     server.kill().unwrap();

@@ -8,6 +8,7 @@
 
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode};
 use haven_server::Storage;
+use haven_testkit::{dogs, synced};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -19,20 +20,6 @@ fn open(dir: &std::path::Path, name: &str, addr: &str) -> Config {
     let sync = SyncConfig::new(format!("ws://{addr}"), "dev", "p")
         .reconnect_delays(Duration::from_millis(20), Duration::from_millis(200));
     Config::new(dir.join(name)).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
-}
-
-async fn synced(db: &Database) {
-    let session = db.sync_session().unwrap();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        session.upload_all_local_changes().await.unwrap();
-        session.download_all_server_changes().await.unwrap();
-    })
-    .await
-    .expect("synced within 60 s");
-}
-
-fn dogs(db: &Database) -> Vec<serde_json::Value> {
-    db.objects("Dog").unwrap().sorted("_id", true).unwrap().iter().unwrap().map(|o| o.to_json()).collect()
 }
 
 #[test]

@@ -1,13 +1,24 @@
 //! What Haven's tests share, kept out of the product's crates:
 //!
-//! - [`Proxy`], a TCP proxy on loopback that cuts, delays and refuses
-//!   connections on command, and fails over between several servers the
-//!   way a load balancer does;
+//! - [`Proxy`], a TCP proxy on loopback that cuts, delays, refuses and
+//!   stalls connections on command, and fails over between several
+//!   servers the way a load balancer does;
 //! - [`fold_history`], what the merge rule makes of a partition's whole
-//!   server history, to compare devices and the server's state against.
+//!   server history, to compare devices and the server's state against;
+//! - devices: [`synced`], [`dogs`], [`write_counted`] (the crash
+//!   harnesses' transaction);
+//! - [`proptest_cases`], so that property tests run longer by hand.
 
+mod devices;
 mod history;
 mod proxy;
 
+pub use devices::{dogs, synced, write_counted};
 pub use history::{fold_history, Fields};
 pub use proxy::{Faults, Proxy};
+
+/// Cases a property test runs: `PROPTEST_CASES` if set (long runs by
+/// hand), else `default` (what CI runs).
+pub fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(default)
+}

@@ -2,12 +2,13 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
 /// A TCP proxy between clients and one or more servers that cuts, delays
 /// and refuses connections on command. With several servers it fails
@@ -16,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct Proxy {
     addr: SocketAddr,
     faults: Arc<Mutex<Faults>>,
+    /// Client chunks held back by a stall and forwarded after it.
+    late: Arc<AtomicUsize>,
 }
 
 /// What the proxy does to connections; change it with [`Proxy::set`].
@@ -32,8 +35,7 @@ pub struct Faults {
     /// New connections are accepted but carry nothing until released (a
     /// server that stopped answering).
     pub stall: bool,
-    /// Connections accepted so far.
-    pub accepted: usize,
+    accepted: usize,
     live: Vec<Connection>,
 }
 
@@ -57,12 +59,14 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
         let addr = listener.local_addr().expect("a bound address");
         let faults = Arc::new(Mutex::new(Faults::default()));
-        let shared = faults.clone();
+        let late = Arc::new(AtomicUsize::new(0));
+        let (shared, shared_late) = (faults.clone(), late.clone());
         let targets = Arc::new(targets);
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let mut f = lock(&shared);
                 f.accepted += 1;
+                f.live.retain(|c| !c.task.is_finished());
                 if f.refuse {
                     continue;
                 }
@@ -70,6 +74,9 @@ impl Proxy {
                     budget: AtomicI64::new(f.cut_schedule.pop_front().or(f.cut_after).unwrap_or(i64::MAX)),
                     delay: f.delay,
                     stalled: Arc::new(AtomicBool::new(f.stall)),
+                    late: shared_late.clone(),
+                    cut: AtomicBool::new(false),
+                    cut_now: Notify::new(),
                 };
                 let stalled = link.stalled.clone();
                 let targets = targets.clone();
@@ -83,7 +90,7 @@ impl Proxy {
                 f.live.push(Connection { task: task.abort_handle(), stalled });
             }
         });
-        Proxy { addr, faults }
+        Proxy { addr, faults, late }
     }
 
     /// Where clients connect.
@@ -136,6 +143,12 @@ impl Proxy {
     pub fn accepted(&self) -> usize {
         lock(&self.faults).accepted
     }
+
+    /// Chunks from clients that a stall held back and that reached the
+    /// server once released.
+    pub fn delivered_late(&self) -> usize {
+        self.late.load(Ordering::SeqCst)
+    }
 }
 
 fn lock(faults: &Mutex<Faults>) -> MutexGuard<'_, Faults> {
@@ -150,36 +163,54 @@ struct Link {
     /// Added before forwarding each chunk.
     delay: Duration,
     stalled: Arc<AtomicBool>,
+    late: Arc<AtomicUsize>,
+    /// Set (and announced) when the budget is spent: both directions end.
+    cut: AtomicBool,
+    cut_now: Notify,
 }
 
-/// Copies both ways until either side closes or the budget is spent.
+/// Copies both ways. Each direction runs until its reader ends (passing
+/// the end on, so that what was held back still arrives before it) or
+/// its writer fails; a spent budget cuts both at once.
 async fn forward(a: TcpStream, b: TcpStream, link: Link) {
     let (ar, aw) = a.into_split();
     let (br, bw) = b.into_split();
-    tokio::select! {
-        () = pump(ar, bw, &link) => {}
-        () = pump(br, aw, &link) => {}
-    }
+    tokio::join!(pump(ar, bw, &link, true), pump(br, aw, &link, false));
 }
 
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link: &Link) {
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link: &Link, upstream: bool) {
     let mut buf = vec![0u8; 2048];
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        if link.cut.load(Ordering::SeqCst) {
+            return;
+        }
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            () = link.cut_now.notified() => return,
         };
         if !link.delay.is_zero() {
             tokio::time::sleep(link.delay).await;
         }
+        let held = link.stalled.load(Ordering::SeqCst);
         while link.stalled.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Forward what the budget allows; past it, the connection is cut.
         let left = link.budget.fetch_sub(n as i64, Ordering::SeqCst);
         let allowed = n.min(left.max(0) as usize);
+        if allowed < n {
+            link.cut.store(true, Ordering::SeqCst);
+            link.cut_now.notify_waiters();
+        }
         if allowed == 0 || to.write_all(&buf[..allowed]).await.is_err() || allowed < n {
             return;
         }
+        if held && upstream {
+            link.late.fetch_add(1, Ordering::SeqCst);
+        }
     }
+    let _ = to.shutdown().await;
 }

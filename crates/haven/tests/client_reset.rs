@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod common;
-use common::{dogs, synced};
+use haven_testkit::{dogs, synced};
 
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
     "_id":"int","name":"string","age":"int?","lastUpdated":"int","friend":"Dog?"}}]"#;

@@ -15,8 +15,7 @@ use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-mod common;
-use common::{dogs, synced};
+use haven_testkit::{dogs, synced};
 
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
 const DEVICES: usize = 3;
@@ -196,7 +195,7 @@ async fn run(modes: Vec<Mode>, ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: common::proptest_cases(32), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: haven_testkit::proptest_cases(32), ..ProptestConfig::default() })]
 
     #[test]
     fn resets_at_random_converge_and_account_for_every_unsynced_change(

@@ -13,15 +13,13 @@
 //! server's history holds every write exactly once, whatever was cut.
 //! Rounds: `HAVEN_CRASH_ROUNDS` (default 12); seed: `HAVEN_CRASH_SEED`.
 
-use haven::{Config, Database, Schema, SyncConfig, UpdateMode, Value};
+use haven::{Config, Database, Schema, SyncConfig, Value};
 use haven_server::{Authenticator, Server};
-use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-mod common;
-use common::synced;
+use haven_testkit::synced;
 
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
 const CHILD_PATH: &str = "HAVEN_CRASH_SYNC_PATH";
@@ -49,14 +47,7 @@ fn crash_sync_child() {
         let session = db.sync_session().unwrap();
         let mut i = last_dog(&db) + 1;
         loop {
-            db.write(|tx| {
-                if i == 1 {
-                    tx.create("Dog", json!({"_id": 0, "name": "counter", "age": 0}), UpdateMode::Never)?;
-                }
-                tx.increment("Dog", 0, "age", 1)?;
-                tx.create("Dog", json!({"_id": i, "name": format!("dog {i}")}), UpdateMode::Never)
-            })
-            .unwrap();
+            haven_testkit::write_counted(&db, i).unwrap();
             println!("committed {i}");
             if i % 5 == 0 && session.upload_all_local_changes().await.is_ok() {
                 println!("acknowledged {i}");

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod common;
-use common::synced;
+use haven_testkit::synced;
 
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
 
@@ -160,18 +160,61 @@ async fn a_half_open_connection_is_given_up_and_its_late_bytes_change_nothing() 
     let a = Database::open_synced(config(w._dir.path(), "a", &w.proxy.url(), true)).await.unwrap();
     create_dogs(&a, 0..3);
     synced(&a).await;
-    let connections = w.proxy.accepted();
+    let accepted = w.proxy.accepted();
     w.proxy.stall_open();
     create_dogs(&a, 3..6);
     a.write(|tx| tx.increment("Dog", 0, "age", 10)).unwrap();
     synced(&a).await;
-    assert!(w.proxy.accepted() > connections, "the device reconnected");
+    assert!(w.proxy.accepted() > accepted, "the device reconnected");
     w.proxy.release();
+    // The dead connection's session ends once it has read what was held
+    // back (the device closed its end long ago).
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while connections(&w.server).await > 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the dead connection's session ended");
+    assert!(w.proxy.delivered_late() > 0, "the stall held back the device's uploads");
     create_dogs(&a, 6..7);
     synced(&a).await;
     assert_integrated_once(w.storage.as_ref());
     assert_eq!(objects(&a), expected(w.storage.as_ref()));
     assert_eq!(objects(&a)[&0]["age"], Value::Int(10), "the increment counted once");
+    w.server.shutdown().await;
+}
+
+/// Connections the server has open, from its metrics.
+async fn connections(server: &Server) -> u64 {
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let line = response.lines().find(|l| l.starts_with("haven_connections ")).expect("haven_connections");
+    line["haven_connections ".len()..].trim().parse().unwrap()
+}
+
+/// A slow link is not a dead one: a download whose frames take many ping
+/// intervals to arrive, byte by byte, completes on its first connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_download_is_not_taken_for_a_dead_connection() {
+    let w = world().await;
+    let a = Database::open_synced(config(w._dir.path(), "a", &w.server.url(), true)).await.unwrap();
+    create_dogs(&a, 0..6_000);
+    synced(&a).await;
+    // 10 ms per chunk of at most 2 KiB: each bootstrap frame takes well
+    // over the 400 ms (two ping intervals) a silent connection is given.
+    w.proxy.set(|f| f.delay = Duration::from_millis(10));
+    let b = tokio::time::timeout(
+        Duration::from_secs(60),
+        Database::open_synced(config(w._dir.path(), "b", &w.proxy.url(), true)),
+    )
+    .await
+    .expect("downloaded within 60 s")
+    .unwrap();
+    assert_eq!(objects(&b).len(), 6_000);
+    assert_eq!(w.proxy.accepted(), 1, "the download finished on its first connection");
     w.server.shutdown().await;
 }
 
@@ -226,7 +269,7 @@ fn write(db: &Database, ops: &[(u8, i64, i64)]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: common::proptest_cases(32), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: haven_testkit::proptest_cases(32), ..ProptestConfig::default() })]
 
     /// Three devices edit overlapping objects while the network cuts,
     /// delays, stalls (half-open connections, a server that stops

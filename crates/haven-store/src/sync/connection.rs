@@ -2,6 +2,7 @@
 //! apply downloads until the connection ends. Every database call runs
 //! on tokio's blocking pool: a durable commit must not stall the runtime.
 
+use super::liveness::{Liveness, Stamped};
 use super::reset::{Plan, ResetTracker};
 use super::session::{ConnectionState, Shared};
 use super::{ClientResetMode, SyncError};
@@ -11,11 +12,9 @@ use futures_util::{SinkExt, StreamExt};
 use haven_core::merge::Changeset;
 use haven_sync::protocol::{self, Action, ClientMessage, FileIdent, ServerMessage, MAX_FRAME_BYTES};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -52,7 +51,7 @@ pub(crate) enum Ended {
     Closed,
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket = tokio_tungstenite::WebSocketStream<Stamped>;
 
 /// A client reset attempt under way on a connection.
 struct ResetAttempt {
@@ -79,12 +78,8 @@ pub(crate) struct Connection<'a> {
     outbox: VecDeque<Outgoing>,
     /// Whether the log holds more than was last queued.
     more_to_upload: bool,
-    /// When the writer last finished writing an upload frame
-    /// (milliseconds since `started`): a server busy with a large upload
-    /// is not a dead connection. Pings do not count: a half-open
-    /// connection's socket buffer takes them for a long time.
-    last_upload_written: Arc<AtomicU64>,
-    started: Instant,
+    /// When bytes last came in or went out as part of an upload.
+    liveness: Arc<Liveness>,
     ident: FileIdent,
     /// The last client version uploaded on this connection.
     uploaded_through: u64,
@@ -98,7 +93,6 @@ pub(crate) struct Connection<'a> {
     reset_unacknowledged: Option<u64>,
     /// The last `Mark` request sent.
     mark_sent: u64,
-    last_heard: Instant,
 }
 
 impl<'a> Connection<'a> {
@@ -140,13 +134,13 @@ impl<'a> Connection<'a> {
         let url = format!("{}/sync", shared.config.url.trim_end_matches('/'));
         let config =
             WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
+        let liveness = Liveness::new();
+        let socket = connect(&url, config, liveness.clone())
             .await
             .map_err(|e| Ended::Lost(format!("cannot connect to {url}: {e}")))?;
         let (sink, reader) = socket.split();
         let (writer, frames) = mpsc::channel(WRITER_QUEUE);
-        let (last_upload_written, started) = (Arc::new(AtomicU64::new(0)), Instant::now());
-        let writer_task = tokio::spawn(write_frames(sink, frames, last_upload_written.clone(), started));
+        let writer_task = tokio::spawn(write_frames(sink, frames, liveness.clone()));
         let mut connection = Connection {
             shared,
             reader,
@@ -154,15 +148,13 @@ impl<'a> Connection<'a> {
             writer_task,
             outbox: VecDeque::new(),
             more_to_upload: false,
-            last_upload_written,
-            started,
+            liveness,
             ident: FileIdent { ident: 0, salt: 0 },
             uploaded_through: 0,
             bootstrapping: false,
             reset: None,
             reset_unacknowledged: tracker.and_then(|t| t.committed).map(|(count, _)| count),
             mark_sent: 0,
-            last_heard: Instant::now(),
         };
         // A reset attempt binds as a new file: the server registers it and
         // sends its whole state.
@@ -246,9 +238,7 @@ impl<'a> Connection<'a> {
                 () = shared.local_commits.notified() => self.upload().await?,
                 _ = control.changed() => {}
                 _ = ping.tick() => {
-                    let written = Duration::from_millis(self.last_upload_written.load(Ordering::Relaxed));
-                    let since_written = self.started.elapsed().saturating_sub(written);
-                    if self.last_heard.elapsed() > 2 * ping_interval && since_written > 2 * ping_interval {
+                    if self.liveness.quiet_for() > 2 * ping_interval {
                         return Err(Ended::Lost("the server stopped answering".into()));
                     }
                     self.send(ClientMessage::Ping { nonce: 0 })?;
@@ -413,7 +403,6 @@ impl<'a> Connection<'a> {
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(Ended::Lost(format!("connection lost: {e}"))),
             };
-            self.last_heard = Instant::now();
             return protocol::decode(&frame).map_err(|e| Ended::Lost(format!("bad frame from the server: {e}")));
         }
     }
@@ -441,24 +430,42 @@ impl Drop for Connection<'_> {
 /// A frame for the writer.
 struct Outgoing {
     frame: Vec<u8>,
-    /// An upload (its writing is progress), not a ping or a mark.
+    /// An upload (its bytes going out are progress), not a ping or a mark.
     upload: bool,
 }
 
+/// Opens the WebSocket over a [`Stamped`] TCP stream.
+async fn connect(url: &str, config: WebSocketConfig, liveness: Arc<Liveness>) -> Result<Socket, String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let request = url.into_client_request().map_err(|e| e.to_string())?;
+    let uri = request.uri();
+    if uri.scheme_str() != Some("ws") {
+        return Err("only ws:// URLs are supported (put TLS in front of the server)".into());
+    }
+    let host = uri.host().ok_or("the URL has no host")?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), uri.port_u16().unwrap_or(80)))
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (socket, _) = tokio_tungstenite::client_async_with_config(request, Stamped::new(tcp, liveness), Some(config))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(socket)
+}
+
 /// Writes frames in order until the queue closes or the socket fails,
-/// noting when each upload frame was written.
+/// telling `liveness` which bytes belong to uploads.
 async fn write_frames(
     mut sink: futures_util::stream::SplitSink<Socket, Message>,
     mut frames: mpsc::Receiver<Outgoing>,
-    last_upload_written: Arc<AtomicU64>,
-    started: Instant,
+    liveness: Arc<Liveness>,
 ) {
     while let Some(Outgoing { frame, upload }) = frames.recv().await {
-        if sink.send(Message::Binary(frame.into())).await.is_err() {
+        liveness.writing_upload(upload);
+        let sent = sink.send(Message::Binary(frame.into())).await;
+        liveness.writing_upload(false);
+        if sent.is_err() {
             return;
-        }
-        if upload {
-            last_upload_written.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
     }
     let _ = sink.close().await;

@@ -5,6 +5,7 @@
 
 mod config;
 mod connection;
+mod liveness;
 mod reset;
 mod session;
 

@@ -1,0 +1,35 @@
+//! Devices in tests: waiting for sync, reading, counted writes.
+
+use haven::{Database, UpdateMode};
+use std::time::Duration;
+
+/// Waits until `db` has uploaded everything and has what the server has
+/// (at most 60 s, else panics).
+pub async fn synced(db: &Database) {
+    let session = db.sync_session().expect("a synced database");
+    tokio::time::timeout(Duration::from_secs(60), async {
+        session.upload_all_local_changes().await.expect("uploaded");
+        session.download_all_server_changes().await.expect("downloaded");
+    })
+    .await
+    .expect("synced within 60 s");
+}
+
+/// Every Dog, as JSON, by primary key.
+pub fn dogs(db: &Database) -> Vec<serde_json::Value> {
+    let sorted = db.objects("Dog").and_then(|dogs| dogs.sorted("_id", true)).expect("a Dog type");
+    sorted.iter().expect("readable").map(|o| o.to_json()).collect()
+}
+
+/// Transaction `i` (from 1) of the crash harnesses: creates Dog `i` and
+/// increments Dog 0's `age`, so that Dog 0's age counts the transactions
+/// (a transaction half-applied, lost or applied twice shows).
+pub fn write_counted(db: &Database, i: i64) -> haven::Result<()> {
+    db.write(|tx| {
+        if i == 1 {
+            tx.create("Dog", serde_json::json!({"_id": 0, "name": "counter", "age": 0}), UpdateMode::Never)?;
+        }
+        tx.increment("Dog", 0, "age", 1)?;
+        tx.create("Dog", serde_json::json!({"_id": i, "name": format!("dog {i}")}), UpdateMode::Never)
+    })
+}
