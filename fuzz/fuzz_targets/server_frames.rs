@@ -42,9 +42,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let h = harness();
     h.runtime.block_on(async {
         let (mut ws, _) = tokio_tungstenite::connect_async(&h.url).await.expect("the server accepts connections");
+        // A partition per input: what one input stored does not slow the next.
+        static INPUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let partition = format!("fuzz-{}", INPUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let bind = ClientMessage::Bind {
             token: "fuzz".into(),
-            partition: "fuzz".into(),
+            partition,
             file_ident: None,
             last_server_version: 0,
             uploaded_through: 0,
@@ -65,8 +68,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 return; // closed by the server after an error: fine
             }
         }
-        // Whatever came back must decode; the connection then ends.
-        let _ = tokio::time::timeout(Duration::from_millis(50), async { while next(&mut ws).await.is_some() {} }).await;
+        // Close, and read until the server has closed too: the session is
+        // over before the next input starts. Whatever came back must decode.
+        let _ = ws.close(None).await;
+        tokio::time::timeout(Duration::from_secs(30), async { while next(&mut ws).await.is_some() {} })
+            .await
+            .expect("the server closes the connection");
     });
 });
 

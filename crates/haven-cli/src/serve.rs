@@ -39,9 +39,10 @@ pub struct ServeArgs {
     #[arg(long, env = "HAVEN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
     /// The embedded store's page cache, in MiB (default: redb's, 1 GiB at
-    /// most). The server's memory grows with its data up to about this.
-    #[arg(long, value_name = "MIB", conflicts_with = "postgres")]
-    cache_mib: Option<usize>,
+    /// most). The cache grows with the data up to this, on top of the
+    /// server's own memory (about 20 MiB, plus 10 KiB a connection).
+    #[arg(long = "cache-mib", value_name = "MIB", conflicts_with = "postgres", value_parser = parse_mib)]
+    cache_bytes: Option<usize>,
     /// A client out of touch for longer (`30d`, `12h`, `90m`, `45s`) is
     /// reset when it comes back, and history only such clients would need
     /// is trimmed. Without it, history is kept until `haven admin compact`.
@@ -70,6 +71,16 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
     Ok(std::time::Duration::from_millis(millis))
 }
 
+/// A size in MiB, in bytes.
+fn parse_mib(text: &str) -> Result<usize, String> {
+    let mib: usize = text.parse().map_err(|_| format!("'{text}' is not a whole number of MiB"))?;
+    match mib.checked_mul(1 << 20) {
+        Some(0) => Err("the cache needs at least 1 MiB".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{mib} MiB is more than this machine can address")),
+    }
+}
+
 pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -91,7 +102,7 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                         .await??;
                 Arc::new(storage)
             }
-            None => Arc::new(EmbeddedStorage::open_with_cache(&args.data_dir, args.cache_mib.map(|m| m << 20))?),
+            None => Arc::new(EmbeddedStorage::open_with_cache(&args.data_dir, args.cache_bytes)?),
         };
         let options = ServerOptions {
             admin_token: args.admin_token.clone(),
@@ -133,5 +144,13 @@ mod tests {
         }
         assert!(parse_duration("0h").unwrap_err().contains("more than 0"));
         assert!(parse_duration("99999999999999999d").unwrap_err().contains("too long"));
+    }
+
+    #[test]
+    fn cache_sizes() {
+        assert_eq!(super::parse_mib("16"), Ok(16 << 20));
+        assert!(super::parse_mib("0").unwrap_err().contains("at least 1 MiB"));
+        assert!(super::parse_mib("x").unwrap_err().contains("not a whole number"));
+        assert!(super::parse_mib(&usize::MAX.to_string()).unwrap_err().contains("more than"));
     }
 }

@@ -21,9 +21,8 @@ fn rounds_and_seed() -> (usize, u64) {
     (rounds, seed)
 }
 
-/// Kills and restarts the server `rounds` times under a writing device;
-/// returns the state the server's history implies at the end, and the
-/// number of transactions written.
+/// Kills and restarts the server under a writing device, checks the end
+/// state, and returns the kills and the transactions written.
 fn run(server_args: &[&str], storage: impl Fn() -> Box<dyn Storage>) -> (usize, i64) {
     let (rounds, mut seed) = rounds_and_seed();
     eprintln!("seed {seed} (HAVEN_CRASH_SEED replays it)");

@@ -94,9 +94,10 @@ fn two_server_processes_on_one_postgres_serve_one_partition() {
 }
 
 /// A server process killed (SIGKILL) in the middle of integrating a large
-/// upload: what it acknowledged before is kept, nothing of the interrupted
-/// upload is left half-written, and the device, behind a failover proxy,
-/// moves to the other process and finishes its upload there, counted once.
+/// upload (held inside its transaction by a lock the test takes): what it
+/// acknowledged before is kept, nothing of the interrupted upload is left
+/// half-written, and the device, behind a failover proxy, moves to the
+/// other process and finishes its upload there, counted once.
 #[test]
 fn a_server_killed_mid_integration_loses_nothing_and_its_devices_move_on() {
     let Some(scratch) = haven_server::test_postgres() else { return };
@@ -128,25 +129,30 @@ fn a_server_killed_mid_integration_loses_nothing_and_its_devices_move_on() {
             Ok(())
         })
         .unwrap();
+        // The test holds a lock that lets the integration read and lock the
+        // objects but not write them: process one is killed while it waits,
+        // inside its transaction, before anything could commit.
+        let locker = connect(&url).await;
+        locker.batch_execute(&format!("BEGIN; LOCK TABLE {schema}.haven_objects IN SHARE MODE")).await.unwrap();
         a.sync_session().unwrap().resume();
-        // Killed while it writes the upload's objects, before its commit;
-        // the balancer lets nobody reconnect until the kill is checked.
-        let writing = format!(
-            "SELECT count(*)::text FROM pg_stat_activity WHERE application_name = 'haven-server pid {}' \
-             AND state = 'active' AND query LIKE 'INSERT INTO haven_objects%'",
+        let watcher = connect(&url).await;
+        let waiting = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'haven-server pid {}' \
+             AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO haven_objects%'",
             one.id()
         );
         tokio::time::timeout(Duration::from_secs(60), async {
-            while query(&url, &writing).await[0] == "0" {
-                tokio::time::sleep(Duration::from_millis(2)).await;
+            while watcher.query_one(&waiting, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await
-        .expect("process one started integrating the upload");
+        .expect("process one is integrating the upload");
         balancer.set(|f| f.refuse = true);
         one.kill().unwrap();
         one.wait().unwrap();
         balancer.cut_all();
+        locker.batch_execute("ROLLBACK").await.unwrap();
         // PostgreSQL rolls the killed transaction back once it sees the
         // connection gone; the partition's lock is free when it has.
         let free = format!("SELECT version::text FROM {schema}.haven_partitions WHERE partition = 'p' FOR UPDATE");
@@ -174,15 +180,20 @@ fn a_server_killed_mid_integration_loses_nothing_and_its_devices_move_on() {
     drop(scratch);
 }
 
-/// Objects the killed-server test uploads in one changeset: enough that
-/// integrating them takes a while (about half a second).
-const BIG: i64 = 30_000;
+/// Objects the killed-server test uploads in one changeset (integrated in
+/// one transaction).
+const BIG: i64 = 5_000;
+
+/// A PostgreSQL connection of the test's own.
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
 
 /// One column of a query's rows.
 async fn query(url: &str, sql: &str) -> Vec<String> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+    connect(url).await.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
 }
 
 /// [`query`], from outside a runtime.
