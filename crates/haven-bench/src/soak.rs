@@ -25,7 +25,7 @@ pub struct SoakOptions {
     /// is; more: each write also goes to the partition's other devices).
     pub devices_per_partition: usize,
     /// `haven serve --cache-mib` (`None`: its default).
-    pub server_cache_mib: Option<usize>,
+    pub server_cache_mib: Option<u64>,
     /// The `haven` binary, to run `haven serve` in a process of its own.
     pub haven_exe: std::path::PathBuf,
 }

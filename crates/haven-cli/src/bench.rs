@@ -70,8 +70,8 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 1)]
     devices_per_partition: usize,
     /// `haven serve --cache-mib` for the server (default: its default).
-    #[arg(long, value_name = "MIB")]
-    server_cache_mib: Option<usize>,
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    server_cache_mib: Option<u64>,
     /// One JSON object instead of a summary.
     #[arg(long)]
     json: bool,

@@ -305,19 +305,19 @@ impl Session {
                     };
                     heard = tokio::time::Instant::now();
                     match message? {
-                    None => return Ok(()),
-                    Some(ClientMessage::Upload { changesets }) => {
-                        self.upload(bound, &changesets, &versions).await?;
-                        self.catch_up(bound, false).await?;
-                    }
-                    Some(ClientMessage::Mark { request }) => {
-                        self.catch_up(bound, false).await?;
-                        self.send(&ServerMessage::Mark { request, server_version: bound.sent }).await?;
-                    }
-                    Some(ClientMessage::Ping { nonce }) => self.send(&ServerMessage::Pong { nonce }).await?,
-                    Some(ClientMessage::Bind { .. }) => {
-                        return Err(Refusal::new(ErrorCode::UnexpectedMessage, "Bind sent twice", retry()))
-                    }
+                        None => return Ok(()),
+                        Some(ClientMessage::Upload { changesets }) => {
+                            self.upload(bound, &changesets, &versions).await?;
+                            self.catch_up(bound, false).await?;
+                        }
+                        Some(ClientMessage::Mark { request }) => {
+                            self.catch_up(bound, false).await?;
+                            self.send(&ServerMessage::Mark { request, server_version: bound.sent }).await?;
+                        }
+                        Some(ClientMessage::Ping { nonce }) => self.send(&ServerMessage::Pong { nonce }).await?,
+                        Some(ClientMessage::Bind { .. }) => {
+                            return Err(Refusal::new(ErrorCode::UnexpectedMessage, "Bind sent twice", retry()))
+                        }
                     }
                 }
                 changed = latest.changed() => {

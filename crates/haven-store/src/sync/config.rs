@@ -102,10 +102,17 @@ impl SyncConfig {
     }
 
     /// How often the session pings the server (default 10 s). Two
-    /// intervals without a word from it, while the session is not busy
-    /// sending, count as a lost connection (a half-open one, or a server
-    /// that stopped answering): the session reconnects. The server
+    /// intervals in which no byte came from the server and no byte of an
+    /// upload went out count as a lost connection (a half-open one, or a
+    /// server that stopped answering): the session reconnects. The server
     /// disconnects a client silent for 60 s, so keep it well below that.
+    ///
+    /// ```
+    /// use haven_store::SyncConfig;
+    /// use std::time::Duration;
+    /// let sync = SyncConfig::new("ws://127.0.0.1:7878", "dev", "p").ping_interval(Duration::from_secs(5));
+    /// # let _ = sync;
+    /// ```
     pub fn ping_interval(mut self, interval: Duration) -> SyncConfig {
         self.ping_interval = interval.max(Duration::from_millis(10));
         self
