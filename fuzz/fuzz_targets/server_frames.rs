@@ -50,10 +50,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             partition,
             file_ident: None,
             last_server_version: 0,
+            last_server_version_salt: 0,
             uploaded_through: 0,
             last_client_version: 0,
             schema: SCHEMA.into(),
             resetting: false,
+            request_reset: false,
         };
         ws.send(Message::Binary(protocol::encode(&bind).unwrap().into())).await.unwrap();
         match next(&mut ws).await {

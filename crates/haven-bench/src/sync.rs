@@ -418,10 +418,12 @@ async fn idle_client(url: &str, schema: &str) -> BenchResult<Socket> {
         partition: "idle".into(),
         file_ident: None,
         last_server_version: 0,
+        last_server_version_salt: 0,
         uploaded_through: 0,
         last_client_version: 0,
         schema: schema.to_owned(),
         resetting: false,
+        request_reset: false,
     };
     ws.send(Message::Binary(protocol::encode(&bind)?.into())).await?;
     for _ in 0..2 {

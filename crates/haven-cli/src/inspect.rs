@@ -1,6 +1,8 @@
 //! `haven inspect FILE`: what a database file holds, read-only: schema,
 //! object counts, unsynced changes, sync state, a client reset under way
-//! and the backups earlier resets left beside the file.
+//! and the backups earlier resets left beside the file. A file whose
+//! process was killed is shown from a repaired temporary copy: the file
+//! itself is never written.
 
 use haven::recovery::ChangeKind;
 use haven::{Config, Database};
@@ -10,7 +12,15 @@ pub fn run(path: &Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
     if !path.exists() {
         return Err(format!("{} does not exist", path.display()).into());
     }
-    let db = Database::open(Config::new(path).read_only())?;
+    let (db, copy) = match Database::open(Config::new(path).read_only()) {
+        Ok(db) => (db, None),
+        Err(haven::Error::NotClosedCleanly(_)) => {
+            let copy = repaired_copy(path)?;
+            (Database::open(Config::new(copy.path().join("copy.haven")).read_only())?, Some(copy))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let repaired = copy.is_some();
     let mut types = Vec::new();
     for ty in db.schema().types() {
         let count = db.objects(ty.name())?.len()?;
@@ -33,6 +43,7 @@ pub fn run(path: &Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         let report = serde_json::json!({
             "path": path.display().to_string(),
+            "closed_cleanly": !repaired,
             "schema": serde_json::from_str::<serde_json::Value>(&db.schema().to_json())?,
             "types": types,
             "sync": {
@@ -55,6 +66,9 @@ pub fn run(path: &Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     println!("{}", path.display());
+    if repaired {
+        println!("  not closed cleanly (its process was killed or crashed): shown from a repaired temporary copy, the file is unchanged; opening it once for writing repairs it");
+    }
     for (ty, count) in &types {
         let properties: Vec<String> = ty
             .properties()
@@ -97,4 +111,17 @@ pub fn run(path: &Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
         println!("  backup from an earlier client reset: {}", backup.display());
     }
     Ok(())
+}
+
+/// A copy of the file at `path` in a temporary directory, repaired by
+/// opening it for writing (redb's crash recovery), as `copy.haven`.
+fn repaired_copy(path: &Path) -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let copy = dir.path().join("copy.haven");
+    std::fs::copy(path, &copy).map_err(|e| format!("cannot copy {} to repair it: {e}", path.display()))?;
+    drop(Database::open(Config::new(&copy))?);
+    while Database::is_open(&copy) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Ok(dir)
 }

@@ -310,6 +310,36 @@ fn inspect_shows_schema_counts_and_sync_state() {
 }
 
 #[test]
+fn inspect_shows_a_file_whose_process_was_killed_without_writing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.haven");
+    let killed = dir.path().join("killed.haven");
+    {
+        let schema = haven::Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int"}}]"#);
+        let db = haven::Database::open(haven::Config::new(&path).schema(schema.unwrap())).unwrap();
+        db.write(|tx| tx.create("Dog", serde_json::json!({"_id": 1}), haven::UpdateMode::Never).map(|_| ())).unwrap();
+        // Copied while open for writing: what a killed process leaves.
+        std::fs::copy(&path, &killed).unwrap();
+    }
+    let before = std::fs::read(&killed).unwrap();
+    let out = haven(&["inspect", killed.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("not closed cleanly") && text.contains("repaired temporary copy"), "{text}");
+    assert!(text.contains("Dog (1 objects"), "{text}");
+    let out = haven(&["inspect", "--json", killed.to_str().unwrap()]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&report["closed_cleanly"], &report["types"][0]["objects"]),
+        (&serde_json::json!(false), &serde_json::json!(1))
+    );
+    assert!(std::fs::read(&killed).unwrap() == before, "inspecting changes nothing");
+    let out = haven(&["inspect", "--json", path.to_str().unwrap()]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["closed_cleanly"], true);
+}
+
+#[test]
 fn bench_soak_reports_and_finds_every_write_on_the_server() {
     let out = haven(&["bench", "soak", "--clients", "20", "--duration", "3s", "--interval", "100ms", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

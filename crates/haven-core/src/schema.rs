@@ -359,6 +359,27 @@ impl Schema {
         self.merged(requested, false)
     }
 
+    /// The schema a file takes when its app's schema replaces this one in
+    /// a way [`Schema::evolve`] refuses (a synced file starting again from
+    /// the server's state): `requested` as it is, and the types of `self`
+    /// it omits, kept as `evolve` keeps them. `requested` then evolves it
+    /// without change.
+    ///
+    /// ```
+    /// use haven_core::Schema;
+    /// let file = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","age":"int?"}},
+    ///     {"name":"Cat","primaryKey":"_id","properties":{"_id":"int"}}]"#).unwrap();
+    /// let app = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","age":"string?"}}]"#).unwrap();
+    /// assert!(file.evolve(&app).is_err());
+    /// let next = file.superseded_by(&app).unwrap();
+    /// assert_eq!(next.evolve(&app).unwrap(), next);
+    /// assert!(next.object_type("Cat").is_some());
+    /// ```
+    pub fn superseded_by(&self, requested: &Schema) -> Result<Schema, SchemaError> {
+        let kept = self.types.iter().filter(|t| requested.object_type(&t.name).is_none());
+        Schema::new(requested.types.iter().chain(kept).cloned().collect())
+    }
+
     /// The union of two schemas that agree where they overlap: what the
     /// sync server keeps as clients with older and newer schemas bind. A
     /// property one side lacks is kept; the rules for additions are

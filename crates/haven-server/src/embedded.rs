@@ -1,13 +1,15 @@
 //! The embedded storage: one redb file in the server's data directory.
 
-use crate::storage::{ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError};
+use crate::storage::{
+    new_salt, ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError,
+    StoredChangeset,
+};
 use crate::upload;
 use haven_core::merge::{Changeset, ObjectState};
 use haven_core::Value;
 use haven_sync::protocol::{FileIdent, ResetReason, SnapshotObject};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use serde::{de::DeserializeOwned, Serialize};
-use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 
 /// `next_ident` → u64.
@@ -16,6 +18,9 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const PARTITIONS: TableDefinition<&str, u64> = TableDefinition::new("partitions");
 /// (partition, version) → changeset (postcard; `replica` is the client's ident).
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
+/// (partition, version) → the version's salt (none for versions stored
+/// before salts, which read as 0).
+const VERSION_SALTS: TableDefinition<(&str, u64), u64> = TableDefinition::new("version_salts");
 /// (partition, type, encoded pk) → (pk, state) (postcard).
 const OBJECTS: TableDefinition<(&str, &str, &[u8]), &[u8]> = TableDefinition::new("objects");
 /// ident → client record (postcard).
@@ -72,6 +77,9 @@ impl EmbeddedStorage {
             for version in doomed {
                 history.remove((partition, version)).map_err(backend)?;
             }
+            // The salt of `through` stays: a client there continues.
+            let mut salts = txn.open_table(VERSION_SALTS).map_err(backend)?;
+            salts.retain_in((partition, 0)..(partition, through), |_, _| false).map_err(backend)?;
             settings.trimmed_through = through;
             Ok(through)
         })
@@ -103,6 +111,15 @@ fn settings_in(
     partition: &str,
 ) -> Result<PartitionSettings, StorageError> {
     Ok(table.get(partition).map_err(backend)?.map(|g| decode(g.value())).transpose()?.unwrap_or_default())
+}
+
+/// A version's salt, if stored.
+fn salt_in(txn: &redb::ReadTransaction, partition: &str, version: u64) -> Result<Option<u64>, StorageError> {
+    match txn.open_table(VERSION_SALTS) {
+        Ok(t) => Ok(t.get((partition, version)).map_err(backend)?.map(|g| g.value())),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(backend(e)),
+    }
 }
 
 fn backend(e: impl std::fmt::Display) -> StorageError {
@@ -159,8 +176,7 @@ impl Storage for EmbeddedStorage {
             let mut meta = txn.open_table(META).map_err(backend)?;
             let ident = meta.get("next_ident").map_err(backend)?.map_or(1, |g| g.value());
             meta.insert("next_ident", ident + 1).map_err(backend)?;
-            let salt = std::collections::hash_map::RandomState::new().build_hasher().finish();
-            let ident = FileIdent { ident, salt };
+            let ident = FileIdent { ident, salt: new_salt() };
             let record = ClientRecord { ident, partition: partition.to_owned(), uploaded_through: 0 };
             txn.open_table(CLIENTS)
                 .map_err(backend)?
@@ -206,8 +222,10 @@ impl Storage for EmbeddedStorage {
             let version = partitions.get(partition).map_err(backend)?.map_or(0, |g| g.value());
             let mut table = ObjectsTable { table: &mut objects, partition };
             let merged = upload::merge(client, record.uploaded_through, version, changesets, now_millis, &mut table)?;
+            let mut salts = txn.open_table(VERSION_SALTS).map_err(backend)?;
             for (version, stored) in &merged.history {
                 history.insert((partition, *version), encode(stored)?.as_slice()).map_err(backend)?;
+                salts.insert((partition, *version), new_salt()).map_err(backend)?;
             }
             if let Some((latest, _)) = merged.history.last() {
                 partitions.insert(partition, *latest).map_err(backend)?;
@@ -367,7 +385,7 @@ impl Storage for EmbeddedStorage {
         }
     }
 
-    fn history_encoded(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+    fn history_encoded(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<StoredChangeset>, StorageError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let table = match txn.open_table(HISTORY) {
             Ok(t) => t,
@@ -379,9 +397,26 @@ impl Storage for EmbeddedStorage {
             table.range((partition, after.saturating_add(1))..=(partition, u64::MAX)).map_err(backend)?.take(limit)
         {
             let (k, v) = row.map_err(backend)?;
-            out.push((k.value().1, v.value().to_vec()));
+            let version = k.value().1;
+            let salt = salt_in(&txn, partition, version)?.unwrap_or(0);
+            out.push(StoredChangeset { version, salt, changeset: v.value().to_vec() });
         }
         Ok(out)
+    }
+
+    fn version_salt(&self, partition: &str, version: u64) -> Result<Option<u64>, StorageError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let salt = salt_in(&txn, partition, version)?;
+        if salt.is_some() {
+            return Ok(salt);
+        }
+        // A version stored before salts: known while its history is.
+        let history = match txn.open_table(HISTORY) {
+            Ok(t) => t.get((partition, version)).map_err(backend)?.is_some(),
+            Err(TableError::TableDoesNotExist(_)) => false,
+            Err(e) => return Err(backend(e)),
+        };
+        Ok(history.then_some(0))
     }
 
     fn snapshot(
@@ -436,6 +471,7 @@ impl Storage for EmbeddedStorage {
         if !pending.is_empty() {
             visit(pending)?;
         }
-        Ok(SnapshotEnd { version, uploaded_through })
+        let salt = salt_in(&txn, partition, version)?.unwrap_or(0);
+        Ok(SnapshotEnd { version, salt, uploaded_through })
     }
 }

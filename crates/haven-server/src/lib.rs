@@ -8,6 +8,7 @@
 
 mod admin;
 mod auth;
+mod continuity;
 mod embedded;
 mod metrics;
 mod postgres;
@@ -22,4 +23,5 @@ pub use postgres::{test_postgres, test_storage, testing_postgres, PostgresStorag
 pub use serve::{ServeError, Server, ServerOptions, DEFAULT_CLIENT_SILENCE};
 pub use storage::{
     ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError, StorageHint,
+    StoredChangeset,
 };

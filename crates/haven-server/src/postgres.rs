@@ -9,7 +9,8 @@
 //! its own and waits for each call.
 
 use crate::storage::{
-    ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError, StorageHint,
+    new_salt, ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError,
+    StorageHint, StoredChangeset,
 };
 use crate::upload;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -17,7 +18,6 @@ use futures_util::StreamExt;
 use haven_core::merge::{Changeset, ObjectState};
 use haven_sync::protocol::{FileIdent, ResetReason, SnapshotObject};
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_postgres::NoTls;
@@ -30,8 +30,10 @@ const MIGRATION_LOCK: i64 = 0x4841_5645_4e00_0001;
 /// How long a call waits for a pooled connection, or to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The migrations, in order; each runs once, in one transaction.
-const MIGRATIONS: &[&str] = &[r#"
+/// The migrations, in order; each runs once, in one transaction. Never
+/// edit one that has shipped: add the next.
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE haven_settings (key text PRIMARY KEY, value text NOT NULL);
 CREATE SEQUENCE haven_client_idents;
 CREATE TABLE haven_clients (
@@ -71,7 +73,19 @@ CREATE TABLE haven_seen (
     version bigint NOT NULL,
     PRIMARY KEY (partition, ident)
 );
-"#];
+"#,
+    // 2: a random salt per version, so that a restored database's version
+    // N is told apart from the N a device got before the restore. Versions
+    // from before have none (they read as 0, as the devices hold them).
+    r#"
+CREATE TABLE haven_version_salts (
+    partition text NOT NULL,
+    version bigint NOT NULL,
+    salt bigint NOT NULL,
+    PRIMARY KEY (partition, version)
+);
+"#,
+];
 
 /// Partitions in a PostgreSQL database, shared by any number of servers.
 pub struct PostgresStorage {
@@ -353,7 +367,7 @@ fn client_record(row: &tokio_postgres::Row) -> ClientRecord {
 impl Storage for PostgresStorage {
     fn register_client(&self, partition: &str) -> Result<FileIdent, StorageError> {
         let partition = partition.to_owned();
-        let salt = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let salt = new_salt();
         self.with_client(move |c| {
             Box::pin(async move {
                 let row = c
@@ -589,18 +603,45 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn history_encoded(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+    fn history_encoded(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<StoredChangeset>, StorageError> {
         let partition = partition.to_owned();
         self.with_client(move |c| {
             Box::pin(async move {
                 let rows = c
                     .query(
-                        "SELECT version, changeset FROM haven_history WHERE partition = $1 AND version > $2 ORDER BY version LIMIT $3",
+                        "SELECT h.version, coalesce(s.salt, 0), h.changeset FROM haven_history h \
+                         LEFT JOIN haven_version_salts s USING (partition, version) \
+                         WHERE h.partition = $1 AND h.version > $2 ORDER BY h.version LIMIT $3",
                         &[&partition, &(after.min(i64::MAX as u64) as i64), &(limit.min(i64::MAX as usize) as i64)],
                     )
                     .await
                     .map_err(backend)?;
-                Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
+                Ok(rows
+                    .iter()
+                    .map(|r| StoredChangeset {
+                        version: r.get::<_, i64>(0) as u64,
+                        salt: r.get::<_, i64>(1) as u64,
+                        changeset: r.get(2),
+                    })
+                    .collect())
+            })
+        })
+    }
+
+    fn version_salt(&self, partition: &str, version: u64) -> Result<Option<u64>, StorageError> {
+        let partition = partition.to_owned();
+        self.with_client(move |c| {
+            Box::pin(async move {
+                // A version stored before salts reads as 0 while its history is kept.
+                let row = c
+                    .query_opt(
+                        "SELECT coalesce((SELECT salt FROM haven_version_salts WHERE partition = $1 AND version = $2), \
+                         (SELECT 0 FROM haven_history WHERE partition = $1 AND version = $2))",
+                        &[&partition, &(version.min(i64::MAX as u64) as i64)],
+                    )
+                    .await
+                    .map_err(backend)?;
+                Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)).map(|salt| salt as u64))
             })
         })
     }
@@ -660,6 +701,13 @@ impl PostgresStorage {
                 let through = through_of(latest).max(trimmed);
                 txn.execute(
                     "DELETE FROM haven_history WHERE partition = $1 AND version <= $2",
+                    &[&partition, &(through as i64)],
+                )
+                .await
+                .map_err(backend)?;
+                // The salt of `through` stays: a client there continues.
+                txn.execute(
+                    "DELETE FROM haven_version_salts WHERE partition = $1 AND version < $2",
                     &[&partition, &(through as i64)],
                 )
                 .await
@@ -818,6 +866,13 @@ async fn integrate(
         )
         .await
         .map_err(backend)?;
+        let salts: Vec<i64> = versions.iter().map(|_| new_salt() as i64).collect();
+        txn.execute(
+            "INSERT INTO haven_version_salts (partition, version, salt) SELECT $1, t.v, t.s FROM unnest($2::int8[], $3::int8[]) AS t(v, s)",
+            &[&partition, &versions, &salts],
+        )
+        .await
+        .map_err(backend)?;
     }
     if let Some((latest, _)) = merged.history.last() {
         txn.execute("UPDATE haven_partitions SET version = $2 WHERE partition = $1", &[&partition, &(*latest as i64)])
@@ -857,6 +912,14 @@ async fn snapshot(
         .map_err(backend)?;
     let version = txn
         .query_opt("SELECT version FROM haven_partitions WHERE partition = $1", &[&partition])
+        .await
+        .map_err(backend)?
+        .map_or(0, |r| r.get::<_, i64>(0) as u64);
+    let salt = txn
+        .query_opt(
+            "SELECT salt FROM haven_version_salts WHERE partition = $1 AND version = $2",
+            &[&partition, &(version as i64)],
+        )
         .await
         .map_err(backend)?
         .map_or(0, |r| r.get::<_, i64>(0) as u64);
@@ -900,7 +963,7 @@ async fn snapshot(
         send(&batches, pending)?;
     }
     txn.commit().await.map_err(backend)?;
-    Ok(SnapshotEnd { version, uploaded_through })
+    Ok(SnapshotEnd { version, salt, uploaded_through })
 }
 
 /// Hands a batch to the caller (blocking this task's thread while the

@@ -2,13 +2,15 @@
 //! history out until the connection ends. Any error is answered with an
 //! `Error` message and closes this connection only.
 
+use crate::continuity;
 use crate::serve::Shared;
 use crate::storage::{SnapshotEnd, Storage, StorageError};
 use axum::extract::ws::{Message, WebSocket};
 use haven_core::merge::{validate, Changeset};
 use haven_core::Schema;
 use haven_sync::protocol::{
-    self, Action, ClientMessage, ErrorCode, FileIdent, FrameError, ResetReason, ServerMessage, SnapshotObject,
+    self, Action, ClientMessage, DownloadPosition, ErrorCode, FileIdent, FrameError, ResetReason, ServerMessage,
+    SnapshotObject,
 };
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -30,11 +32,13 @@ struct Refusal {
     code: ErrorCode,
     message: String,
     action: Action,
+    /// A client speaking another protocol version: told in its framing.
+    client_version: Option<u16>,
 }
 
 impl Refusal {
     fn new(code: ErrorCode, message: impl Into<String>, action: Action) -> Refusal {
-        Refusal { code, message: message.into(), action }
+        Refusal { code, message: message.into(), action, client_version: None }
     }
 
     fn storage(e: StorageError) -> Refusal {
@@ -43,8 +47,12 @@ impl Refusal {
     }
 
     fn frame(e: FrameError) -> Refusal {
-        let action = if e.code() == ErrorCode::WrongProtocolVersion { Action::Fatal } else { retry() };
-        Refusal::new(e.code(), e.to_string(), action)
+        match e {
+            FrameError::WrongVersion { found, .. } => {
+                Refusal { client_version: Some(found), ..Refusal::new(e.code(), e.to_string(), Action::Fatal) }
+            }
+            e => Refusal::new(e.code(), e.to_string(), retry()),
+        }
     }
 }
 
@@ -66,8 +74,16 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
         } else {
             tracing::warn!(code = ?refusal.code, message = %refusal.message, "session refused");
         }
-        let Refusal { code, message, action } = refusal;
-        let _ = session.send(&ServerMessage::Error { code, message, action }).await;
+        let _ = match refusal.client_version {
+            Some(version) => match protocol::encode_version_refusal(version, refusal.message) {
+                Ok(frame) => session.send_frame(frame).await,
+                Err(e) => Err(Refusal::frame(e)),
+            },
+            None => {
+                let Refusal { code, message, action, .. } = refusal;
+                session.send(&ServerMessage::Error { code, message, action }).await
+            }
+        };
     }
     let _ = session.socket.send(Message::Close(None)).await;
     if let Some(partition) = session.partition.take() {
@@ -96,9 +112,11 @@ struct Session {
 /// Where a binding client says it stands.
 struct ClientPosition {
     file_ident: Option<FileIdent>,
-    last_server_version: u64,
+    held: continuity::Held,
     uploaded_through: u64,
     last_client_version: u64,
+    /// It asks to start again from the server's state.
+    request_reset: bool,
 }
 
 /// A bound client.
@@ -106,8 +124,9 @@ struct Bound {
     ident: FileIdent,
     partition: String,
     schema: Arc<Schema>,
-    /// The last server version sent to the client.
+    /// The last server version sent to the client, and its salt.
     sent: u64,
+    sent_salt: u64,
     /// The last `uploaded_through` sent to the client.
     acknowledged: u64,
     /// The last server version the client is known to hold (what it bound
@@ -127,10 +146,12 @@ impl Session {
             partition,
             file_ident,
             last_server_version,
+            last_server_version_salt,
             uploaded_through,
             last_client_version,
             schema,
             resetting,
+            request_reset,
         }) = first
         else {
             return Err(Refusal::new(ErrorCode::UnexpectedMessage, "the first message must be Bind", retry()));
@@ -156,7 +177,8 @@ impl Session {
             }
             adopted => adopted?,
         };
-        let client = ClientPosition { file_ident, last_server_version, uploaded_through, last_client_version };
+        let held = continuity::Held { version: last_server_version, salt: last_server_version_salt };
+        let client = ClientPosition { file_ident, held, uploaded_through, last_client_version, request_reset };
         let mut bound = self.bind(&partition, client, schema).await?;
         tracing::info!(%user, %partition, ident = bound.ident.ident, "client bound");
         let (versions, latest) = self.shared.partition(&partition);
@@ -229,24 +251,33 @@ impl Session {
         };
         self.known_client = Some(ident);
         let name = partition.to_owned();
-        let version = storage(&self.shared, move |s| s.version(&name)).await?;
-        if client.last_server_version > version {
-            let message =
-                format!("the client has version {} but the server only {version}", client.last_server_version);
-            return Err(reset(ResetReason::ServerRestored, message));
+        let held = client.held;
+        let (version, settings, salt_of_held) = storage(&self.shared, move |s| {
+            let salt = if held.version == 0 { None } else { s.version_salt(&name, held.version)? };
+            Ok((s.version(&name)?, s.partition_settings(&name)?, salt))
+        })
+        .await?;
+        let kept = continuity::Kept { latest: version, trimmed_through: settings.trimmed_through, salt_of_held };
+        match continuity::check(held, kept) {
+            Ok(()) => {}
+            Err(continuity::Break::ServerRestored(message)) => return Err(reset(ResetReason::ServerRestored, message)),
+            Err(continuity::Break::HistoryTrimmed { held, trimmed_through }) => {
+                return Err(history_trimmed(held, trimmed_through))
+            }
         }
-        let name = partition.to_owned();
-        let trimmed = storage(&self.shared, move |s| s.partition_settings(&name)).await?.trimmed_through;
-        if client.last_server_version > 0 && client.last_server_version < trimmed {
-            return Err(history_trimmed(client.last_server_version, trimmed));
+        if client.request_reset && client.file_ident.is_some() {
+            let message = "the client asked to start again from the server's state (its app's schema changed in a way its file cannot hold)";
+            return Err(reset(ResetReason::SchemaBreaking, message.into()));
         }
         let json = schema.to_json();
         self.send(&ServerMessage::Bound { file_ident: ident, server_version: version, schema: json }).await?;
-        let sent = client.last_server_version;
-        let mut bound = Bound { ident, partition: partition.to_owned(), schema, sent, acknowledged, holds: sent };
-        if client.last_server_version == 0 && version > 0 {
+        let (sent, sent_salt) = (held.version, held.salt);
+        let mut bound =
+            Bound { ident, partition: partition.to_owned(), schema, sent, sent_salt, acknowledged, holds: sent };
+        if held.version == 0 && version > 0 {
             let end = self.bootstrap(partition, ident).await?;
-            (bound.sent, bound.acknowledged, bound.holds) = (end.version, end.uploaded_through, end.version);
+            (bound.sent, bound.sent_salt, bound.acknowledged, bound.holds) =
+                (end.version, end.salt, end.uploaded_through, end.version);
         }
         Ok(bound)
     }
@@ -264,14 +295,26 @@ impl Session {
             })
         });
         while let Some(objects) = rx.recv().await {
-            let batch = ServerMessage::Bootstrap { objects, last: false, server_version: 0, uploaded_through: 0 };
+            let batch = ServerMessage::Bootstrap {
+                objects,
+                last: false,
+                server_version: 0,
+                server_version_salt: 0,
+                uploaded_through: 0,
+            };
             self.send(&batch).await?;
         }
         let end = reader.await.map_err(|e| Refusal::storage(StorageError::Backend(e.to_string())))?;
         let end = end.map_err(Refusal::storage)?;
-        let SnapshotEnd { version, uploaded_through } = end;
-        self.send(&ServerMessage::Bootstrap { objects: vec![], last: true, server_version: version, uploaded_through })
-            .await?;
+        let SnapshotEnd { version, salt, uploaded_through } = end;
+        let last = ServerMessage::Bootstrap {
+            objects: vec![],
+            last: true,
+            server_version: version,
+            server_version_salt: salt,
+            uploaded_through,
+        };
+        self.send(&last).await?;
         Ok(end)
     }
 
@@ -374,21 +417,26 @@ impl Session {
         loop {
             let (partition, after) = (bound.partition.clone(), bound.sent);
             let history = storage(&self.shared, move |s| s.history_encoded(&partition, after, batch)).await?;
-            if let Some(&(first, _)) = history.first() {
-                if first > after + 1 {
+            if let Some(first) = history.first() {
+                if first.version > after + 1 {
                     // Compacted while this client was behind.
-                    return Err(history_trimmed(after, first - 1));
+                    return Err(history_trimmed(after, first.version - 1));
                 }
             }
             let last = history.len() < batch;
             if history.is_empty() && through == bound.acknowledged && !always {
                 return Ok(());
             }
-            let sent = history.last().map_or(bound.sent, |(version, _)| *version);
+            let (sent, sent_salt) = history.last().map_or((bound.sent, bound.sent_salt), |h| (h.version, h.salt));
             let acknowledged = if last { through } else { bound.acknowledged };
             // Sent as stored: the server never decodes history to send it.
-            let stored: Vec<(u64, &[u8])> = history.iter().map(|(v, bytes)| (*v, bytes.as_slice())).collect();
-            match protocol::encode_download(&stored, acknowledged, sent) {
+            let stored: Vec<(u64, &[u8])> = history.iter().map(|h| (h.version, h.changeset.as_slice())).collect();
+            let position = DownloadPosition {
+                uploaded_through: acknowledged,
+                server_version: sent,
+                server_version_salt: sent_salt,
+            };
+            match protocol::encode_download(&stored, position) {
                 Ok(frame) => self.send_frame(frame).await?,
                 Err(FrameError::TooLarge { .. }) if batch > 1 => {
                     batch /= 2;
@@ -398,7 +446,7 @@ impl Session {
                     return Err(Refusal::new(ErrorCode::Unavailable, format!("cannot send history: {e}"), retry()))
                 }
             }
-            bound.sent = sent;
+            (bound.sent, bound.sent_salt) = (sent, sent_salt);
             bound.acknowledged = acknowledged;
             if last {
                 return Ok(());

@@ -110,8 +110,29 @@ impl Default for PartitionSettings {
 pub struct SnapshotEnd {
     /// The version the snapshot is of (0: an empty partition).
     pub version: u64,
+    /// Its salt (0 for version 0, or a version stored before salts).
+    pub salt: u64,
     /// The client's changesets up to this client version are in it.
     pub uploaded_through: u64,
+}
+
+/// One changeset of a partition's history, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChangeset {
+    /// Its server version.
+    pub version: u64,
+    /// The random salt drawn for that version when it was integrated (0
+    /// for a version stored before salts): a server restored from a
+    /// backup gives the same version number another salt.
+    pub salt: u64,
+    /// The changeset, encoded with postcard (as a `Download` carries it).
+    pub changeset: Vec<u8>,
+}
+
+/// A new random salt (never 0, which means "none").
+pub(crate) fn new_salt() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish().max(1)
 }
 
 /// The server's storage. Every method is atomic; `integrate` is also
@@ -127,7 +148,8 @@ pub trait Storage: Send + Sync {
     /// Integrates `changesets` (in `client_version` order) from `client`:
     /// those already integrated are skipped (uploads are idempotent); each
     /// new one is applied to the current state with the merge rule and
-    /// appended to the history as the partition's next version.
+    /// appended to the history as the partition's next version, with a
+    /// random salt of its own.
     fn integrate(
         &self,
         client: FileIdent,
@@ -194,21 +216,27 @@ pub trait Storage: Send + Sync {
     fn version(&self, partition: &str) -> Result<u64, StorageError>;
 
     /// Up to `limit` changesets of the partition's history after version
-    /// `after`, as stored: `(server version, changeset encoded with
-    /// postcard)`, which is how a `Download` carries them.
-    fn history_encoded(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StorageError>;
+    /// `after`, as stored (the changesets as a `Download` carries them).
+    fn history_encoded(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<StoredChangeset>, StorageError>;
 
     /// Like [`Storage::history_encoded`], decoded.
     fn history(&self, partition: &str, after: u64, limit: usize) -> Result<Vec<ServerChangeset>, StorageError> {
         self.history_encoded(partition, after, limit)?
             .into_iter()
-            .map(|(server_version, bytes)| {
-                let changeset = postcard::from_bytes(&bytes)
+            .map(|stored| {
+                let server_version = stored.version;
+                let changeset = postcard::from_bytes(&stored.changeset)
                     .map_err(|e| StorageError::Backend(format!("damaged history at version {server_version}: {e}")))?;
                 Ok(ServerChangeset { server_version, changeset })
             })
             .collect()
     }
+
+    /// The salt of one of the partition's versions: `None` when it has no
+    /// such version, or trimmed it away (the salt of the version history
+    /// was trimmed through is kept: a client there continues), `Some(0)`
+    /// for a version stored before salts.
+    fn version_salt(&self, partition: &str, version: u64) -> Result<Option<u64>, StorageError>;
 
     /// What other servers sharing this storage did, as hints: new
     /// versions (the server re-reads by version) and client resets (the

@@ -36,7 +36,7 @@ fn download(storage: &EmbeddedStorage, c: &mut Client) {
     let history = storage.history("p", c.seen, usize::MAX).unwrap();
     let through = storage.client(c.ident).unwrap().uploaded_through;
     let changesets: Vec<_> = history.into_iter().map(|h| (h.server_version, h.changeset)).collect();
-    c.db.integrate_download(&changesets, through, c.ident.ident).unwrap();
+    c.db.integrate_download(&changesets, 0, through, c.ident.ident).unwrap();
     c.seen = changesets.last().map_or(c.seen, |(v, _)| *v);
 }
 
@@ -242,7 +242,7 @@ fn a_new_client_bootstraps_from_the_snapshot() {
         .unwrap();
     assert!(batches > 2);
     assert_eq!(dogs(&new.db).len(), 1, "nothing visible changes before the finish");
-    new.db.finish_bootstrap(end.version, end.uploaded_through, new.ident.ident).unwrap();
+    new.db.finish_bootstrap(end.version, end.salt, end.uploaded_through, new.ident.ident).unwrap();
     new.seen = end.version;
     assert_eq!(dogs(&new.db).len(), 25, "24 from the server (one was deleted) and its own");
     assert_eq!(age(&new.db, 100), Some(7.into()));
@@ -275,7 +275,7 @@ fn a_bootstrap_after_a_lost_acknowledgement_applies_nothing_twice() {
         })
         .unwrap();
     assert_eq!(end.uploaded_through, 3);
-    c.db.finish_bootstrap(end.version, end.uploaded_through, c.ident.ident).unwrap();
+    c.db.finish_bootstrap(end.version, end.salt, end.uploaded_through, c.ident.ident).unwrap();
     assert_eq!(age(&c.db, 1), Some(12.into()), "2 from the snapshot, 10 still pending");
     assert_eq!(c.db.pending_changes().unwrap().len(), 1);
 }
@@ -303,10 +303,10 @@ fn own_changesets_in_history_count_once_before_their_acknowledgement() {
         .collect();
     // L's three increments and R's write come first, without an acknowledgement.
     let (first, rest) = history.split_at(4);
-    l.db.integrate_download(first, 0, l.ident.ident).unwrap();
+    l.db.integrate_download(first, 0, 0, l.ident.ident).unwrap();
     assert_eq!(age(&l.db, 1), Some(6.into()), "1, three increments confirmed, two pending");
     assert_eq!(l.db.pending_changes().unwrap().len(), 2);
-    l.db.integrate_download(rest, 5, l.ident.ident).unwrap();
+    l.db.integrate_download(rest, 0, 5, l.ident.ident).unwrap();
     assert_eq!(age(&l.db, 1), Some(6.into()));
     assert_eq!(l.db.object_for_primary_key("Dog", 1).unwrap().unwrap().get("name"), Some("Max".into()));
     assert!(l.db.pending_changes().unwrap().is_empty());

@@ -20,12 +20,14 @@ struct Client {
     ws: Socket,
     /// Every byte the server sent, to check what it never sends.
     received: Vec<u8>,
+    /// The salt of each server version this client was sent.
+    salts: std::collections::BTreeMap<u64, u64>,
 }
 
 impl Client {
     async fn connect(server: &Server) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(format!("{}/sync", server.url())).await.unwrap();
-        Client { ws, received: Vec::new() }
+        Client { ws, received: Vec::new(), salts: Default::default() }
     }
 
     async fn send(&mut self, message: &ClientMessage) {
@@ -42,7 +44,19 @@ impl Client {
             match tokio::time::timeout(Duration::from_secs(30), self.ws.next()).await.expect("an answer") {
                 Some(Ok(Message::Binary(bytes))) => {
                     self.received.extend_from_slice(&bytes);
-                    return Some(protocol::decode(&bytes).unwrap());
+                    let message = protocol::decode(&bytes).unwrap();
+                    match &message {
+                        ServerMessage::Download { changesets, server_version, server_version_salt, .. }
+                            if !changesets.is_empty() =>
+                        {
+                            self.salts.insert(*server_version, *server_version_salt);
+                        }
+                        ServerMessage::Bootstrap { last: true, server_version, server_version_salt, .. } => {
+                            self.salts.insert(*server_version, *server_version_salt);
+                        }
+                        _ => {}
+                    }
+                    return Some(message);
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                 Some(Ok(_)) => continue,
@@ -64,6 +78,11 @@ impl Client {
         };
         assert_eq!(self.receive().await, None, "the connection closes after an error");
         message
+    }
+
+    /// `(version, its salt)`, as this client was sent them.
+    fn held(&self, version: u64) -> (u64, u64) {
+        (version, self.salts[&version])
     }
 
     async fn bind(server: &Server, token: &str, partition: &str) -> (Client, FileIdent, u64) {
@@ -104,22 +123,29 @@ fn bind(token: &str, partition: &str) -> ClientMessage {
         partition: partition.into(),
         file_ident: None,
         last_server_version: 0,
+        last_server_version_salt: 0,
         uploaded_through: 0,
         last_client_version: 0,
         schema: SCHEMA.into(),
         resetting: false,
+        request_reset: false,
     }
 }
 
 /// Binds an existing file that says where it stands: the last server
-/// version it integrated, the last of its changesets acknowledged to it,
-/// and the last it wrote.
-async fn rebind(
+/// version it integrated with its salt, the last of its changesets
+/// acknowledged to it, and the last it wrote.
+async fn rebind(server: &Server, ident: FileIdent, held: (u64, u64), acknowledged: u64, written: u64) -> Client {
+    rebind_with(server, ident, held, acknowledged, written, false).await
+}
+
+async fn rebind_with(
     server: &Server,
     ident: FileIdent,
-    last_server_version: u64,
+    (last_server_version, last_server_version_salt): (u64, u64),
     acknowledged: u64,
     written: u64,
+    request_reset: bool,
 ) -> Client {
     let mut client = Client::connect(server).await;
     let ClientMessage::Bind { token, partition, schema, .. } = bind("", "p") else { unreachable!() };
@@ -129,10 +155,12 @@ async fn rebind(
             partition,
             file_ident: Some(ident),
             last_server_version,
+            last_server_version_salt,
             uploaded_through: acknowledged,
             last_client_version: written,
             schema,
             resetting: false,
+            request_reset,
         })
         .await;
     client
@@ -275,10 +303,12 @@ async fn uploads_that_do_not_fit_the_schema_store_nothing() {
             partition,
             file_ident,
             last_server_version,
+            last_server_version_salt: 0,
             uploaded_through,
             last_client_version: 0,
             schema,
             resetting: false,
+            request_reset: false,
         })
         .await;
     assert!(client.refused(ErrorCode::BadSchema).await.contains("age"));
@@ -292,10 +322,11 @@ async fn uploads_are_idempotent() {
     let (mut client, ident, _) = Client::bind(&server, "", "p").await;
     client.send(&upload(1, create(1))).await;
     client.acknowledged(1).await;
+    let held = client.held(1);
     drop(client);
     // The same file reconnects and uploads the same changeset again (its
     // acknowledgement was lost, say): it is not integrated twice.
-    let mut again = rebind(&server, ident, 1, 1, 1).await;
+    let mut again = rebind(&server, ident, held, 1, 1).await;
     assert!(matches!(again.receive().await, Some(ServerMessage::Bound { server_version: 1, .. })));
     again.send(&upload(1, create(1))).await;
     again.acknowledged(1).await;
@@ -413,10 +444,12 @@ async fn no_byte_of_another_partition_reaches_a_client() {
         partition: "a".into(),
         file_ident: Some(ann_ident),
         last_server_version: 3,
+        last_server_version_salt: 0,
         uploaded_through: 2,
         last_client_version: 3,
         schema,
         resetting: false,
+        request_reset: false,
     })
     .await;
     old.refused(ErrorCode::ClientReset).await;
@@ -550,7 +583,7 @@ async fn a_server_that_knows_less_than_it_acknowledged_asks_for_a_reset() {
     client.send(&upload(1, create(1))).await;
     client.acknowledged(1).await;
     // The file was acknowledged up to 3 by a server since restored from an older backup.
-    let mut again = rebind(&server, ident, 1, 3, 3).await;
+    let mut again = rebind(&server, ident, client.held(1), 3, 3).await;
     match again.receive().await {
         Some(ServerMessage::Error {
             code: ErrorCode::ClientReset,
@@ -589,7 +622,7 @@ async fn a_client_file_older_than_what_the_server_has_from_it_is_reset() {
     client.acknowledged(2).await;
     // A copy of the file from before its second write comes back: its next
     // write would reuse client version 2 and be skipped as integrated.
-    let mut copy = rebind(&server, ident, 1, 1, 1).await;
+    let mut copy = rebind(&server, ident, client.held(1), 1, 1).await;
     match copy.receive().await {
         Some(ServerMessage::Error {
             action:
@@ -718,7 +751,7 @@ async fn an_operator_resets_one_client() {
     }
     assert_eq!(target.receive().await, None);
     // Binding again with that file is refused the same way; the other client syncs on.
-    let mut again = rebind(&server, ident, 0, 0, 0).await;
+    let mut again = rebind(&server, ident, (0, 0), 0, 0).await;
     assert!(matches!(
         again.receive().await,
         Some(ServerMessage::Error {
@@ -769,6 +802,7 @@ async fn compaction_resets_only_clients_that_need_the_history_it_dropped() {
         writer.send(&upload(v, create(v as i64))).await;
         writer.acknowledged(v).await;
     }
+    let (at_2, at_4, at_5) = (writer.held(2), writer.held(4), writer.held(5));
     drop(writer);
     let (status, body) =
         http_with(&server, "POST", "/admin/v1/partitions/p/compact", Some("admin-secret"), r#"{"keep_versions": 1}"#)
@@ -776,7 +810,7 @@ async fn compaction_resets_only_clients_that_need_the_history_it_dropped() {
     assert_eq!((status, &body["trimmed_through"]), (200, &serde_json::json!(4)));
 
     // A file that stopped at version 2 needs history that is gone.
-    let mut old = rebind(&server, behind, 2, 0, 0).await;
+    let mut old = rebind(&server, behind, at_2, 0, 0).await;
     match old.receive().await {
         Some(ServerMessage::Error { action: protocol::Action::ClientReset { reason, .. }, message, .. }) => {
             assert_eq!(reason, protocol::ResetReason::HistoryTrimmed);
@@ -785,9 +819,9 @@ async fn compaction_resets_only_clients_that_need_the_history_it_dropped() {
         other => panic!("{other:?}"),
     }
     // An up-to-date file, and one at the compaction point, go on.
-    let mut current = rebind(&server, writer_ident, 5, 5, 5).await;
+    let mut current = rebind(&server, writer_ident, at_5, 5, 5).await;
     assert!(matches!(current.receive().await, Some(ServerMessage::Bound { server_version: 5, .. })));
-    let mut at_point = rebind(&server, behind, 4, 0, 0).await;
+    let mut at_point = rebind(&server, behind, at_4, 0, 0).await;
     assert!(matches!(at_point.receive().await, Some(ServerMessage::Bound { .. })));
     match at_point.receive().await {
         Some(ServerMessage::Download { changesets, .. }) => assert_eq!(changesets.len(), 1),
@@ -829,5 +863,78 @@ async fn a_partition_without_recovery_resets_with_no_recovery() {
         }
         other => panic!("{other:?}"),
     }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_version_numbered_again_since_the_client_saw_it_is_a_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let (mut client, ident, _) = Client::bind(&server, "", "p").await;
+    client.send(&upload(1, create(1))).await;
+    client.acknowledged(1).await;
+    let (version, salt) = client.held(1);
+    assert_ne!(salt, 0, "every new version has a salt");
+    // The same number with another salt: another history.
+    let mut other = rebind(&server, ident, (version, salt ^ 1), 1, 1).await;
+    match other.receive().await {
+        Some(ServerMessage::Error {
+            action:
+                protocol::Action::ClientReset { reason: protocol::ResetReason::ServerRestored, acknowledged: Some(1) },
+            message,
+            ..
+        }) => assert!(message.contains("restored"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // With its own salt it goes on.
+    let mut same = rebind(&server, ident, (version, salt), 1, 1).await;
+    assert!(matches!(same.receive().await, Some(ServerMessage::Bound { server_version: 1, .. })));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_asks_for_a_reset_is_reset_once_its_schema_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let (mut client, ident, _) = Client::bind(&server, "", "p").await;
+    client.send(&upload(1, create(1))).await;
+    client.acknowledged(1).await;
+    let mut asking = rebind_with(&server, ident, client.held(1), 1, 1, true).await;
+    match asking.receive().await {
+        Some(ServerMessage::Error {
+            action:
+                protocol::Action::ClientReset { reason: protocol::ResetReason::SchemaBreaking, acknowledged: Some(1) },
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(asking.receive().await, None);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_of_the_previous_protocol_version_is_told_in_its_own_framing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let mut old = Client::connect(&server).await;
+    let previous = protocol::PROTOCOL_VERSION - 1;
+    let mut frame = protocol::encode(&bind("", "p")).unwrap();
+    frame[2..4].copy_from_slice(&previous.to_le_bytes());
+    old.send_bytes(frame).await;
+    let answer = match old.ws.next().await {
+        Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(u16::from_le_bytes([answer[2], answer[3]]), previous, "framed for the old client");
+    let mut readable = answer.clone();
+    readable[2..4].copy_from_slice(&protocol::PROTOCOL_VERSION.to_le_bytes());
+    match protocol::decode(&readable).unwrap() {
+        ServerMessage::Error { code: ErrorCode::WrongProtocolVersion, message, action: protocol::Action::Fatal } => {
+            let (theirs, ours) = (previous.to_string(), protocol::PROTOCOL_VERSION.to_string());
+            assert!(message.contains(&theirs) && message.contains(&ours), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(version(&server, "", "p").await, 0);
     server.shutdown().await;
 }

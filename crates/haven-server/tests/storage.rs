@@ -140,7 +140,8 @@ fn snapshots_come_in_batches_from_one_version_and_survive_reopen() {
             Ok(())
         })
         .unwrap();
-    assert_eq!(end, haven_server::SnapshotEnd { version: 2, uploaded_through: 2 });
+    assert_eq!((end.version, end.uploaded_through), (2, 2));
+    assert_eq!(Some(end.salt), storage.version_salt("p", 2).unwrap(), "the salt survives reopen");
     assert!(batches.len() > 2, "{} batches", batches.len());
     assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 25);
     assert!(
@@ -165,6 +166,34 @@ fn a_base_version_from_the_future_is_clamped() {
         storage.integrate(a, &[changeset(2, 1_000, 30, vec![set_age(1, 5)])], NOW).unwrap();
         let history = storage.history("p", 1, 10).unwrap();
         assert_eq!(history[0].changeset.base_version, 1, "stored clamped, so clients replay the same");
+    }
+}
+
+#[test]
+fn each_version_has_a_salt_of_its_own_kept_while_a_client_may_hold_it() {
+    for (backend, storage, _dir) in backends() {
+        let storage = storage.as_ref();
+        eprintln!("backend: {backend}");
+        let c = storage.register_client("p").unwrap();
+        for v in 1..=3 {
+            storage.integrate(c, &[changeset(v, v - 1, 10 + v, vec![create(v as i64, 1)])], NOW).unwrap();
+        }
+        let history = storage.history_encoded("p", 0, 10).unwrap();
+        let salts: Vec<u64> = history.iter().map(|h| h.salt).collect();
+        assert!(salts.iter().all(|&s| s != 0), "{salts:?}");
+        assert!(salts[0] != salts[1] && salts[1] != salts[2], "drawn at random: {salts:?}");
+        for h in &history {
+            assert_eq!(storage.version_salt("p", h.version).unwrap(), Some(h.salt));
+        }
+        assert_eq!(storage.version_salt("p", 4).unwrap(), None, "no such version");
+        assert_eq!(storage.version_salt("q", 1).unwrap(), None, "another partition's");
+        // Trimmed through 2: a client at 2 continues, so its salt stays.
+        assert_eq!(storage.trim_history("p", 2).unwrap(), 2);
+        assert_eq!(storage.version_salt("p", 1).unwrap(), None);
+        assert_eq!(storage.version_salt("p", 2).unwrap(), Some(salts[1]));
+        assert_eq!(storage.history_encoded("p", 0, 10).unwrap()[0].salt, salts[2]);
+        let end = storage.snapshot("p", c.ident, 1 << 20, &mut |_| Ok(())).unwrap();
+        assert_eq!((end.version, end.salt), (3, salts[2]));
     }
 }
 
@@ -205,7 +234,8 @@ fn snapshots_batches_resets_settings_and_schema() {
                 Ok(())
             })
             .unwrap();
-        assert_eq!(end, haven_server::SnapshotEnd { version: 2, uploaded_through: 2 });
+        assert_eq!((end.version, end.uploaded_through), (2, 2));
+        assert_eq!(Some(end.salt), storage.version_salt("p", 2).unwrap(), "the snapshot's version's salt");
         assert!(batches.len() > 2, "{} batches", batches.len());
         let keys: Vec<_> = batches.iter().flatten().map(|o| o.key.clone()).collect();
         assert_eq!(keys.len(), 25);

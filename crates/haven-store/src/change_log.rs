@@ -9,7 +9,10 @@ use redb::ReadableTable;
 
 const CLOCK: &str = "sync/clock";
 const NEXT_VERSION: &str = "sync/next_client_version";
-pub(crate) const BASE_VERSION: &str = "sync/base_version";
+const BASE_VERSION: &str = "sync/base_version";
+/// The salt the server gave the base version (absent in files from before
+/// salts: read as 0, which is what the server then has too).
+const BASE_SALT: &str = "sync/base_salt";
 /// Present once a file keeps a change log; from then on it always does.
 const ENABLED: &str = "sync/change_log";
 const FILE_IDENT: &str = "sync/file_ident";
@@ -127,6 +130,9 @@ pub struct SyncPosition {
     pub file_ident: Option<(u64, u64)>,
     /// The last server version integrated.
     pub base_version: u64,
+    /// The salt the server gave that version (0: none): it tells the
+    /// server's version from a restored server's version of that number.
+    pub base_salt: u64,
     /// The last client version written to the log (0: none).
     pub last_client_version: u64,
     /// The last client version the server acknowledged (what left the log).
@@ -155,9 +161,18 @@ pub(crate) fn position(rtx: &redb::ReadTransaction) -> Result<SyncPosition> {
     Ok(SyncPosition {
         file_ident: file_ident.transpose()?,
         base_version: bytes(BASE_VERSION)?.and_then(|b| u64_at(&b, 0)).unwrap_or(0),
+        base_salt: bytes(BASE_SALT)?.and_then(|b| u64_at(&b, 0)).unwrap_or(0),
         last_client_version,
         acknowledged: oldest_pending.map_or(last_client_version, |v| v - 1),
     })
+}
+
+/// Records the last server version integrated, and its salt.
+pub(crate) fn set_base(txn: &redb::WriteTransaction, version: u64, salt: u64) -> Result<()> {
+    let mut meta = txn.open_table(META)?;
+    meta.insert(BASE_VERSION, version.to_le_bytes().as_slice())?;
+    meta.insert(BASE_SALT, salt.to_le_bytes().as_slice())?;
+    Ok(())
 }
 
 /// Records the ident the server gave this file.

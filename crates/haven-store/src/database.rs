@@ -175,6 +175,7 @@ impl Database {
             return Err(SyncError::Config(message.into()).into());
         }
         let wait = sync.wait_for_download;
+        crate::schema_change::start_again_if_breaking(&config, &sync).await?;
         let db = tokio::task::spawn_blocking(move || Database::open(config.record_changes()))
             .await
             .map_err(|e| Error::Storage(format!("opening failed: {e}")))??;
@@ -298,7 +299,8 @@ impl Database {
 
     /// Applies changesets the server sent, in server order, in one commit
     /// (listeners hear of it like of any other): `changesets` are
-    /// `(server version, changeset)`, `uploaded_through` acknowledges this
+    /// `(server version, changeset)`, `last_salt` is the salt the server
+    /// gave the last one's version, `uploaded_through` acknowledges this
     /// file's changesets up to that client version (all of them must be in
     /// `changesets` or in earlier downloads), and `ident` is this
     /// file's ident on the server. The server-confirmed state is updated
@@ -307,10 +309,11 @@ impl Database {
     pub fn integrate_download(
         &self,
         changesets: &[(u64, haven_core::merge::Changeset)],
+        last_salt: u64,
         uploaded_through: u64,
         ident: u64,
     ) -> Result<()> {
-        self.write_as_server(|tx| crate::download::integrate(tx, changesets, uploaded_through, ident))
+        self.write_as_server(|tx| crate::download::integrate(tx, changesets, last_salt, uploaded_through, ident))
     }
 
     /// Starts taking in the server's state snapshot (a client's first sync,
@@ -327,13 +330,14 @@ impl Database {
         self.write_as_server(|tx| crate::download::bootstrap_batch(tx, objects))
     }
 
-    /// Ends a bootstrap of the snapshot at server `version`, in one commit:
+    /// Ends a bootstrap of the snapshot at server `version` (whose salt is
+    /// `salt`), in one commit:
     /// every object becomes the server's state with this file's pending
     /// changes replayed on top (objects the server lacks and no pending
     /// change creates are deleted). `uploaded_through` is the server's
     /// acknowledgement as of the snapshot: those changesets are in it.
-    pub fn finish_bootstrap(&self, version: u64, uploaded_through: u64, ident: u64) -> Result<()> {
-        self.write_as_server(|tx| crate::download::finish_bootstrap(tx, version, uploaded_through, ident))
+    pub fn finish_bootstrap(&self, version: u64, salt: u64, uploaded_through: u64, ident: u64) -> Result<()> {
+        self.write_as_server(|tx| crate::download::finish_bootstrap(tx, version, salt, uploaded_through, ident))
     }
 
     fn write_as_server(&self, f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<()>) -> Result<()> {
@@ -677,9 +681,7 @@ fn not_a_database(path: &Path, reason: impl Into<String>) -> Error {
 fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::OpenElsewhere(path.to_path_buf()),
-        redb::DatabaseError::RepairAborted => {
-            not_a_database(path, "it was not closed cleanly; open it once for writing to recover it")
-        }
+        redb::DatabaseError::RepairAborted => Error::NotClosedCleanly(path.to_path_buf()),
         redb::DatabaseError::UpgradeRequired(v) => {
             not_a_database(path, format!("it uses storage format {v}, which this Haven cannot read"))
         }
@@ -717,7 +719,7 @@ fn has_tables(rtx: &redb::ReadTransaction) -> Result<bool> {
 
 /// Reads the format version and schema; `None` when the file has no Haven
 /// metadata.
-fn read_meta(path: &Path, rtx: &redb::ReadTransaction) -> Result<Option<Schema>> {
+pub(crate) fn read_meta(path: &Path, rtx: &redb::ReadTransaction) -> Result<Option<Schema>> {
     let meta = match rtx.open_table(META) {
         Ok(t) => t,
         Err(TableError::TableDoesNotExist(_)) => return Ok(None),

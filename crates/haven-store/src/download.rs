@@ -3,9 +3,9 @@
 //! log, and every object the download touched is rebuilt as its confirmed
 //! state with the remaining pending changes replayed on top (`docs/sync.md`).
 
-use crate::change_log::{self, BASE_VERSION};
+use crate::change_log;
 use crate::error::{Error, Result};
-use crate::layout::{CONFIRMED, META, PENDING};
+use crate::layout::{CONFIRMED, PENDING};
 use crate::sync::{write_tracker, Plan, ResetTracker};
 use crate::transaction::WriteTransaction;
 use crate::UpdateMode;
@@ -17,9 +17,12 @@ use haven_sync::protocol::SnapshotObject;
 use redb::ReadableTable;
 use std::collections::{BTreeMap, HashMap};
 
+/// Applies a download: `changesets` in server order, `last_salt` the salt
+/// of the last one's version, `uploaded_through` the acknowledgement.
 pub(crate) fn integrate(
     tx: &mut WriteTransaction<'_>,
     changesets: &[(u64, Changeset)],
+    last_salt: u64,
     uploaded_through: u64,
     ident: u64,
 ) -> Result<()> {
@@ -78,7 +81,7 @@ pub(crate) fn integrate(
             })
             .collect::<Result<Vec<_>>>()?;
         if last_version > 0 {
-            raw.open_table(META)?.insert(BASE_VERSION, last_version.to_le_bytes().as_slice())?;
+            change_log::set_base(raw, last_version, last_salt)?;
         }
     }
     for (ty, pk, state) in rebuilt {
@@ -105,28 +108,34 @@ pub(crate) fn bootstrap_batch(tx: &mut WriteTransaction<'_>, objects: &[Snapshot
     Ok(())
 }
 
-/// Ends a bootstrap: every object, on the server or only here, becomes
-/// its confirmed state with the pending changes replayed on top (those up
-/// to `uploaded_through` are in the snapshot already, and leave the log).
-/// Objects are rebuilt as they are read, so memory does not grow with the
-/// data.
+/// Ends a bootstrap of the snapshot at `version` (whose salt is `salt`):
+/// the pending changes up to `uploaded_through` are in the snapshot
+/// already and leave the log, then every object is [`rebuild`]t.
 pub(crate) fn finish_bootstrap(
     tx: &mut WriteTransaction<'_>,
     version: u64,
+    salt: u64,
     uploaded_through: u64,
     ident: u64,
 ) -> Result<()> {
+    drop_acknowledged(&mut tx.raw().open_table(PENDING)?, uploaded_through)?;
+    rebuild(tx, version, ident)?;
+    change_log::set_base(tx.raw(), version, salt)
+}
+
+/// Makes every object, on the server or only here, its confirmed state
+/// with the pending changes replayed on top (as later than server
+/// `version`), under the transaction's schema. Objects are rebuilt as
+/// they are read, so memory does not grow with the data.
+pub(crate) fn rebuild(tx: &mut WriteTransaction<'_>, version: u64, ident: u64) -> Result<()> {
     let raw = tx.raw();
-    let pending = {
-        let mut table = raw.open_table(PENDING)?;
-        drop_acknowledged(&mut table, uploaded_through)?;
-        pending_changesets(&table)?
-    };
+    let pending = pending_changesets(&raw.open_table(PENDING)?)?;
     let replay = Replay::new(&pending, version, ident)?;
     let confirmed = raw.open_table(CONFIRMED)?;
     // Objects only this file has: its pending changes replayed onto nothing.
     // (Found before any write: the transaction keeps the tables it writes open.)
     let mut local_only = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for ty in tx.schema().types() {
         let name = crate::layout::objects_table(ty.name());
         let table = raw.open_table(crate::layout::objects_def(&name))?;
@@ -134,8 +143,16 @@ pub(crate) fn finish_bootstrap(
             let pk_key = row?.0.value().to_vec();
             if confirmed.get((ty.name(), pk_key.as_slice()))?.is_none() {
                 let pk = key::decode(&pk_key).ok_or_else(|| Error::Storage(format!("{}: a damaged key", ty.name())))?;
+                seen.insert(object_id(ty.name(), &pk_key));
                 local_only.push((ty.name(), pk, replay.onto(ty.name(), &pk_key, None)));
             }
+        }
+    }
+    // And those whose rows are gone (a file whose schema was replaced).
+    for (ty, pk) in replay.objects() {
+        let pk_key = key_of(pk)?;
+        if confirmed.get((ty, pk_key.as_slice()))?.is_none() && seen.insert(object_id(ty, &pk_key)) {
+            local_only.push((ty, pk.clone(), replay.onto(ty, &pk_key, None)));
         }
     }
     for row in confirmed.iter()? {
@@ -148,7 +165,6 @@ pub(crate) fn finish_bootstrap(
     for (ty, pk, state) in local_only {
         write_object(tx, ty, pk, state)?;
     }
-    raw.open_table(META)?.insert(BASE_VERSION, version.to_le_bytes().as_slice())?;
     Ok(())
 }
 
@@ -156,8 +172,9 @@ pub(crate) fn finish_bootstrap(
 pub(crate) struct ResetCommit {
     /// Discard or recover (never manual here).
     pub plan: Plan,
-    /// The snapshot's server version.
+    /// The snapshot's server version, and its salt.
     pub version: u64,
+    pub salt: u64,
     /// The file's new `(ident, salt)`.
     pub ident: (u64, u64),
     /// The reset, as the file tracks it.
@@ -210,7 +227,7 @@ pub(crate) fn finish_reset(tx: &mut WriteTransaction<'_>, commit: ResetCommit) -
     let committed = Some((recovered.len() as u64, change_log::wall_millis()));
     let tracker = ResetTracker { committed, ..commit.tracker };
     write_tracker(raw, Some(&tracker))?;
-    finish_bootstrap(tx, commit.version, 0, commit.ident.0)?;
+    finish_bootstrap(tx, commit.version, commit.salt, 0, commit.ident.0)?;
     Ok(report)
 }
 
@@ -241,6 +258,11 @@ impl<'a> Replay<'a> {
             }
         }
         Ok(Replay { pending, by_object, after, ident })
+    }
+
+    /// Every object the pending changes touch (once per change).
+    fn objects(&self) -> impl Iterator<Item = (&'a str, &'a Value)> {
+        self.pending.iter().flat_map(|cs| &cs.instructions).map(Instruction::object)
     }
 
     /// The object's optimistic state: `state` with its pending changes applied.

@@ -98,6 +98,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The file's process was killed (or crashed) while it had the file
+    /// open for writing: it is a Haven database that needs its crash
+    /// recovery, which opening it once for writing carries out (committed
+    /// transactions are kept). It was not changed.
+    #[error("{0} was not closed cleanly (its process was killed or crashed): open it once for writing, which repairs it and keeps every committed transaction, then open it read-only again")]
+    NotClosedCleanly(PathBuf),
     /// The file was written by a newer Haven. It was not changed.
     #[error("{path} has file format version {found}, but this version of Haven reads up to {supported}; upgrade Haven to open it")]
     FormatTooNew {

@@ -16,6 +16,7 @@ mod notifier;
 mod object;
 pub mod recovery;
 mod results;
+mod schema_change;
 mod snapshot;
 mod sync;
 mod transaction;

@@ -194,3 +194,29 @@ fn add_listener_thread(db: &Database) {
     // A listener thread makes closing slower: it is joined on close.
     std::mem::forget(db.objects("Dog").unwrap().add_listener(|_| {}));
 }
+
+/// A copy of the file taken while it is open for writing: what a killed
+/// process leaves (every commit durable, the file not closed cleanly).
+fn as_if_killed(dir: &Path) -> std::path::PathBuf {
+    let db = open(dir);
+    add_rex(&db);
+    let killed = dir.join("killed.haven");
+    std::fs::copy(db.path(), &killed).unwrap();
+    killed
+}
+
+#[test]
+fn a_file_whose_process_was_killed_is_named_as_such_read_only_and_repaired_by_a_writable_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let killed = as_if_killed(dir.path());
+    let before = std::fs::read(&killed).unwrap();
+    let err = Database::open(Config::new(&killed).read_only()).unwrap_err();
+    assert!(matches!(&err, Error::NotClosedCleanly(p) if p == &killed), "{err}");
+    assert!(err.to_string().contains("not closed cleanly") && err.to_string().contains("open it once for writing"));
+    assert!(std::fs::read(&killed).unwrap() == before, "refused untouched");
+    let repaired = Database::open(Config::new(&killed)).unwrap();
+    assert!(repaired.object_for_primary_key("Dog", 1).unwrap().is_some(), "the commit is kept");
+    drop(repaired);
+    let ro = Database::open(Config::new(&killed).read_only()).unwrap();
+    assert!(ro.object_for_primary_key("Dog", 1).unwrap().is_some());
+}

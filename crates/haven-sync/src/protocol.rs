@@ -10,8 +10,13 @@ use haven_core::Value;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::Duration;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// The protocol version this build speaks (history: `docs/protocol.md`).
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// The oldest protocol version whose `Error` frame with action
+/// [`Action::Fatal`] reads the same as this version's: a client speaking
+/// it is told, in its own framing, that it must be updated.
+pub const OLDEST_READABLE_ERROR_VERSION: u16 = 2;
 
 /// The largest frame either side sends or accepts.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -46,6 +51,11 @@ pub enum ClientMessage {
         file_ident: Option<FileIdent>,
         /// The last server version the client integrated (0: none).
         last_server_version: u64,
+        /// The salt the server gave that version (0: none, or a version
+        /// integrated before salts existed). A server whose version of
+        /// that number has another salt is a different history: one
+        /// restored from a backup since.
+        last_server_version_salt: u64,
         /// The last of its changesets the server acknowledged to it (0:
         /// none). A server that knows less was restored from a backup.
         uploaded_through: u64,
@@ -61,6 +71,11 @@ pub enum ClientMessage {
         /// predate an operator's breaking change, and the server's
         /// definitions then win instead of the bind being refused.
         resetting: bool,
+        /// The client asks to start again from the server's state: its
+        /// app now has a schema its file cannot hold (a breaking change
+        /// the server has). The server checks the schema as for any bind,
+        /// then answers with a client reset instead of `Bound`.
+        request_reset: bool,
     },
     /// Local changesets, in `client_version` order. Idempotent: the server
     /// skips those it has integrated already.
@@ -147,6 +162,8 @@ pub enum ServerMessage {
         last: bool,
         /// The version the snapshot is of (in the last batch).
         server_version: u64,
+        /// The salt of that version (in the last batch).
+        server_version_salt: u64,
         /// The client's changesets up to this client version are in the
         /// snapshot (in the last batch).
         uploaded_through: u64,
@@ -158,8 +175,11 @@ pub enum ServerMessage {
         /// The client's changesets up to this `client_version` are
         /// integrated (the upload acknowledgement).
         uploaded_through: u64,
-        /// The partition's latest version.
+        /// The last version sent: the last changeset's, or for a
+        /// `Download` without changesets the last one sent before.
         server_version: u64,
+        /// The salt of `server_version`, which the client keeps with it.
+        server_version_salt: u64,
     },
     /// Everything up to the client's `Mark` request has been sent.
     Mark {
@@ -335,16 +355,17 @@ pub fn encode_upload(encoded_changesets: &[&[u8]]) -> Result<Vec<u8>, FrameError
 /// The `Download` frame of history as the server stores it: `(server
 /// version, changeset encoded with postcard)`. The bytes [`encode`] makes
 /// of `ServerMessage::Download`, without decoding and encoding each
-/// changeset again.
-pub fn encode_download(
-    history: &[(u64, &[u8])],
-    uploaded_through: u64,
-    server_version: u64,
-) -> Result<Vec<u8>, FrameError> {
-    let empty = encode(&ServerMessage::Download { changesets: vec![], uploaded_through: 0, server_version: 0 })?;
-    // Header and message tag, then the three zeros: length, acknowledgement, version.
-    let head = &empty[..empty.len() - 3];
-    let size = head.len() + 30 + history.iter().map(|(_, c)| 10 + c.len()).sum::<usize>();
+/// changeset again. `position` is where the client stands after it.
+pub fn encode_download(history: &[(u64, &[u8])], position: DownloadPosition) -> Result<Vec<u8>, FrameError> {
+    let empty = encode(&ServerMessage::Download {
+        changesets: vec![],
+        uploaded_through: 0,
+        server_version: 0,
+        server_version_salt: 0,
+    })?;
+    // Header and message tag, then the four zeros: length, acknowledgement, version, salt.
+    let head = &empty[..empty.len() - 4];
+    let size = head.len() + 40 + history.iter().map(|(_, c)| 10 + c.len()).sum::<usize>();
     if size > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge { size, max: MAX_FRAME_BYTES });
     }
@@ -355,8 +376,34 @@ pub fn encode_download(
         push_varint(&mut frame, *version);
         frame.extend_from_slice(changeset);
     }
-    push_varint(&mut frame, uploaded_through);
-    push_varint(&mut frame, server_version);
+    push_varint(&mut frame, position.uploaded_through);
+    push_varint(&mut frame, position.server_version);
+    push_varint(&mut frame, position.server_version_salt);
+    Ok(frame)
+}
+
+/// The fields of a `Download` after its changesets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DownloadPosition {
+    /// The upload acknowledgement.
+    pub uploaded_through: u64,
+    /// The last version sent.
+    pub server_version: u64,
+    /// Its salt.
+    pub server_version_salt: u64,
+}
+
+/// The `Error` frame that tells a client speaking protocol `version` that
+/// it cannot be served, framed so that it can read it: an `Error` with
+/// action `Fatal` has been encoded alike since
+/// [`OLDEST_READABLE_ERROR_VERSION`]. Other versions get this version's
+/// framing (they cannot read either).
+pub fn encode_version_refusal(version: u16, message: String) -> Result<Vec<u8>, FrameError> {
+    let error = ServerMessage::Error { code: ErrorCode::WrongProtocolVersion, message, action: Action::Fatal };
+    let mut frame = encode(&error)?;
+    if (OLDEST_READABLE_ERROR_VERSION..PROTOCOL_VERSION).contains(&version) {
+        frame[2..4].copy_from_slice(&version.to_le_bytes());
+    }
     Ok(frame)
 }
 
@@ -486,10 +533,12 @@ mod tests {
             partition: "p".into(),
             file_ident: None,
             last_server_version: 0,
+            last_server_version_salt: 0,
             uploaded_through: 0,
             last_client_version: 0,
             schema: String::new(),
             resetting: false,
+            request_reset: false,
         };
         assert!(matches!(encode(&big), Err(FrameError::TooLarge { .. })));
     }
@@ -518,13 +567,29 @@ mod tests {
                 .collect();
             let stored: Vec<(u64, Vec<u8>)> =
                 history.iter().map(|h| (h.server_version, postcard::to_allocvec(&h.changeset).unwrap())).collect();
+            let position =
+                DownloadPosition { uploaded_through: ack, server_version: version, server_version_salt: version ^ 7 };
             let raw =
-                encode_download(&stored.iter().map(|(v, c)| (*v, c.as_slice())).collect::<Vec<_>>(), ack, version)
-                    .unwrap();
-            let message =
-                ServerMessage::Download { changesets: history, uploaded_through: ack, server_version: version };
+                encode_download(&stored.iter().map(|(v, c)| (*v, c.as_slice())).collect::<Vec<_>>(), position).unwrap();
+            let message = ServerMessage::Download {
+                changesets: history,
+                uploaded_through: ack,
+                server_version: version,
+                server_version_salt: version ^ 7,
+            };
             assert!(raw == encode(&message).unwrap(), "{count} changesets");
         }
+    }
+
+    #[test]
+    fn a_client_of_an_older_version_can_read_why_it_is_refused() {
+        let frame = encode_version_refusal(3, "update".into()).unwrap();
+        // How protocol 3 encoded `Error { WrongProtocolVersion, "update", Fatal }`:
+        // variant 4, code 1, the message, action 4.
+        assert_eq!(frame, [b"HV\x03\x00\x04\x01\x06".as_slice(), b"update", &[4]].concat());
+        let ours = encode_version_refusal(1, "update".into()).unwrap();
+        assert_eq!(u16::from_le_bytes([ours[2], ours[3]]), PROTOCOL_VERSION, "older than 2: our framing");
+        assert!(matches!(decode::<ServerMessage>(&ours).unwrap(), ServerMessage::Error { action: Action::Fatal, .. }));
     }
 
     #[test]
@@ -539,7 +604,8 @@ mod tests {
     proptest! {
         #[test]
         fn garbage_is_an_error_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let mut frame = b"HV\x02\x00".to_vec();
+            let mut frame = b"HV".to_vec();
+            frame.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
             frame.extend(bytes);
             let _ = decode::<ClientMessage>(&frame);
             let _ = decode::<ServerMessage>(&frame);

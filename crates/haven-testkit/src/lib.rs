@@ -7,15 +7,19 @@
 //!   server history, to compare devices and the server's state against;
 //! - devices: [`synced`], [`dogs`], [`write_counted`] (the crash
 //!   harnesses' transaction);
+//! - [`ServerData`], a server's data backed up and restored as an
+//!   operator would (a file copy, or `pg_dump` and `psql`);
 //! - [`proptest_cases`], so that property tests run longer by hand.
 
 mod devices;
 mod history;
 mod proxy;
+mod server_data;
 
 pub use devices::{dogs, synced, write_counted};
 pub use history::{fold_history, Fields};
 pub use proxy::{Faults, Proxy};
+pub use server_data::ServerData;
 
 /// Cases a property test runs: `PROPTEST_CASES` if set (long runs by
 /// hand), else `default` (what CI runs).

@@ -138,8 +138,12 @@ impl Harness {
     }
 
     fn config_with(&self, name: &str, mode: Mode, seen: &Arc<Seen>, schema: &str) -> Config {
+        self.config_at(&self.server.url(), name, mode, seen, schema)
+    }
+
+    fn config_at(&self, url: &str, name: &str, mode: Mode, seen: &Arc<Seen>, schema: &str) -> Config {
         let errors = seen.clone();
-        let sync = SyncConfig::new(self.server.url(), "dev", "p")
+        let sync = SyncConfig::new(url, "dev", "p")
             .reconnect_delays(Duration::from_millis(20), Duration::from_millis(200))
             .client_reset(reset_mode(mode, seen))
             .on_error(move |e| errors.errors.lock().unwrap().push(e.clone()));
@@ -152,8 +156,13 @@ impl Harness {
 
     /// The server's state, as a new device downloads it.
     async fn server_dogs(&self) -> Vec<serde_json::Value> {
+        self.server_dogs_with(SCHEMA).await
+    }
+
+    /// The same, for an app with `schema`.
+    async fn server_dogs_with(&self, schema: &str) -> Vec<serde_json::Value> {
         let name = format!("fresh-{}", FRESH.fetch_add(1, Ordering::SeqCst));
-        let db = self.open(&name, RECOVER, &Arc::default()).await;
+        let db = Database::open_synced(self.config_with(&name, RECOVER, &Arc::default(), schema)).await.unwrap();
         dogs(&db)
     }
 
@@ -893,10 +902,20 @@ async fn s19_a_breaking_schema_change_resets_and_drops_what_no_longer_fits() {
     // age no longer fits: it shows as null), and one with the old schema
     // is refused until it is updated.
     let updated = Database::open_synced(b.h.config_with("new-app", RECOVER, &Arc::default(), &breaking)).await.unwrap();
-    let dogs = dogs(&updated);
-    assert_eq!((&dogs[0]["name"], &dogs[0]["age"]), (&json!("Rexy"), &serde_json::Value::Null));
+    let seen_there = dogs(&updated);
+    assert_eq!((&seen_there[0]["name"], &seen_there[0]["age"]), (&json!("Rexy"), &serde_json::Value::Null));
     let old_app = Database::open_synced(b.h.config("old-app", RECOVER, &Arc::default())).await.unwrap_err();
     assert!(old_app.to_string().contains("Dog.age"), "{old_app}");
+    // L's app, updated, opens its own file: it starts again under the new schema.
+    let Baseline { h, l, r, seen } = b;
+    let path = l.path().to_owned();
+    drop((l, r, updated));
+    closed(&path).await;
+    let l = Database::open_synced(h.config_with("l", RECOVER, &seen, &breaking)).await.unwrap();
+    synced(&l).await;
+    assert_eq!(dogs(&l), h.server_dogs_with(&breaking).await);
+    assert_eq!(seen.counts(), (2, 2), "a second reset, into the new schema");
+    assert!(seen.report().dropped().is_empty(), "nothing left to drop: {}", seen.report());
 }
 
 /// The seed's *track changes by object* procedure, written as the seed
@@ -936,4 +955,139 @@ async fn a_device_offline_longer_than_the_max_offline_time_is_reset_and_recovers
     assert_eq!(b.seen.counts(), (1, 1), "L was reset");
     assert_ne!(b.l.sync_position().unwrap().file_ident, l_ident);
     assert_eq!(b.r.sync_position().unwrap().file_ident, r_ident, "R, in touch all along, was not");
+}
+
+/// The schema after the operator's breaking change: `age` becomes a string.
+fn age_as_string() -> String {
+    SCHEMA.replace(r#""age":"int?""#, r#""age":"string?""#)
+}
+
+/// Waits until every handle of the file at `path` is gone.
+async fn closed(path: &Path) {
+    for _ in 0..1_000 {
+        if !Database::is_open(path) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} is still open", path.display());
+}
+
+/// L, offline, edits Dog 1's `name` and `age`; meanwhile the operator
+/// makes `age` a string, and L's app is closed to be updated.
+async fn offline_edits_then_a_breaking_change(mode: Mode) -> (Harness, Arc<Seen>) {
+    let Baseline { h, l, r, seen } = baseline(mode).await;
+    l.write(|tx| {
+        tx.set("Dog", 1, "age", 4)?;
+        tx.set("Dog", 1, "name", "Rexy")
+    })
+    .unwrap();
+    assert_eq!(h.put_schema(&age_as_string()).await, 200);
+    let path = l.path().to_owned();
+    drop((l, r));
+    closed(&path).await;
+    (h, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updated_app_opens_its_file_after_a_breaking_change_and_recovers_what_fits() {
+    let new_schema = age_as_string();
+    for mode in [RECOVER, Mode::Recover(RecoveryPolicy::ClientWins), Mode::RecoverOrDiscard, Mode::Discard] {
+        let (h, seen) = offline_edits_then_a_breaking_change(mode).await;
+        let l = Database::open_synced(h.config_with("l", mode, &seen, &new_schema)).await.unwrap();
+        synced(&l).await;
+        assert_eq!(seen.counts(), (1, 1), "{mode:?}: one reset");
+        let server = h.server_dogs_with(&new_schema).await;
+        assert_eq!(dogs(&l), server, "{mode:?}: the device equals the server");
+        assert_eq!(server[0]["age"], serde_json::Value::Null, "the old int age no longer fits");
+        let report = seen.report();
+        if mode == Mode::Discard {
+            assert_eq!(server[0]["name"], "Rex", "discarded");
+            assert!(report.dropped().iter().all(|d| d.reason == DropReason::Discarded), "{report}");
+        } else {
+            assert_eq!(server[0]["name"], "Rexy", "{mode:?}: the name recovered");
+            assert_eq!(drop_reasons(&report), vec![(1, Some("age".into()), DropReason::SchemaIncompatible)]);
+        }
+        // The old app is refused, saying to update, and changes nothing.
+        let path = l.path().to_owned();
+        drop(l);
+        closed(&path).await;
+        let old_app = Database::open_synced(h.config("l", mode, &Arc::default())).await.unwrap_err();
+        assert!(old_app.to_string().contains("must be updated"), "{old_app}");
+        assert!(old_app.to_string().contains("Dog.age"), "{old_app}");
+        let again = Database::open_synced(h.config_with("l", mode, &seen, &new_schema)).await.unwrap();
+        assert_eq!(dogs(&again), server);
+        assert_eq!(seen.counts(), (1, 1), "{mode:?}: no second reset");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updated_app_in_manual_mode_is_told_and_recovers_by_hand_after_a_breaking_change() {
+    let new_schema = age_as_string();
+    let (h, seen) = offline_edits_then_a_breaking_change(Mode::Manual).await;
+    let err = Database::open_synced(h.config_with("l", Mode::Manual, &seen, &new_schema)).await.unwrap_err();
+    assert!(matches!(err, haven::Error::Sync(SyncError::ClientReset(_))), "{err}");
+    let info = seen.manual_reset().await;
+    assert_eq!(info.reason(), haven::ResetReason::SchemaBreaking);
+    closed(info.original_path()).await;
+    let backup = haven::initiate_client_reset(info.original_path()).unwrap();
+    assert_eq!(backup, info.backup_path());
+    let live = Database::open_synced(h.config_with("l", Mode::Manual, &seen, &new_schema)).await.unwrap();
+    let old = Database::open(info.backup_config()).unwrap();
+    let report = haven::recovery::by_field(&old, &live).unwrap();
+    synced(&live).await;
+    assert_eq!(field(&live, 1, "name"), Some("Rexy".into()));
+    assert_eq!(drop_reasons(&report), vec![(1, Some("age".into()), DropReason::SchemaIncompatible)]);
+    assert_eq!(dogs(&live), h.server_dogs_with(&new_schema).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_after_a_breaking_change_cut_short_resumes_on_the_next_open() {
+    let new_schema = age_as_string();
+    let (h, seen) = offline_edits_then_a_breaking_change(RECOVER).await;
+    // The server grants the reset; every later connection is cut at once.
+    let proxy = haven_testkit::Proxy::start(h.server.local_addr()).await;
+    proxy.set(|f| (f.cut_schedule, f.cut_after) = ([i64::MAX].into(), Some(0)));
+    let config = h.config_at(&proxy.url(), "l", RECOVER, &seen, &new_schema);
+    let sync = SyncConfig::new(proxy.url(), "dev", "p").wait_for_download(false);
+    let l = Database::open_synced(config.sync(sync)).await.unwrap();
+    assert_eq!(l.schema().object_type("Dog").unwrap().property_named("age").unwrap().type_string(), "string?");
+    let pending = l.pending_client_reset().unwrap().expect("a reset under way");
+    assert_eq!((pending.reason, pending.committed), (haven::ResetReason::SchemaBreaking, false));
+    assert_eq!(field(&l, 1, "name"), Some("Rexy".into()), "the app's writes show until the reset");
+    let path = l.path().to_owned();
+    drop(l);
+    closed(&path).await;
+    // Opened again with the server in reach, it finishes.
+    let l = Database::open_synced(h.config_with("l", RECOVER, &seen, &new_schema)).await.unwrap();
+    synced(&l).await;
+    assert_eq!(seen.counts(), (1, 1));
+    assert_eq!(drop_reasons(&seen.report()), vec![(1, Some("age".into()), DropReason::SchemaIncompatible)]);
+    assert_eq!(dogs(&l), h.server_dogs_with(&new_schema).await);
+    assert_eq!(field(&l, 1, "name"), Some("Rexy".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaking_schema_the_server_does_not_have_or_a_local_file_is_still_refused() {
+    let b = baseline(RECOVER).await;
+    let path = b.l.path().to_owned();
+    let Baseline { h, l, r, .. } = b;
+    drop((l, r));
+    closed(&path).await;
+    // The server still has `age` as an int.
+    let err = Database::open_synced(h.config_with("l", RECOVER, &Arc::default(), &age_as_string())).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("Dog.age") && message.contains("does not accept this schema"), "{message}");
+    assert_eq!(field(&Database::open(h.config("l", RECOVER, &Arc::default())).unwrap(), 1, "age"), Some(1.into()));
+    // A local file cannot start again from anywhere.
+    let local = h.path("local");
+    let schema = Schema::from_json(SCHEMA).unwrap();
+    drop(Database::open(Config::new(&local).schema(schema)).unwrap());
+    closed(&local).await;
+    let config = Config::new(&local).schema(Schema::from_json(&age_as_string()).unwrap());
+    let err = Database::open(config.clone()).unwrap_err().to_string();
+    assert!(err.contains("Dog.age") && err.contains("breaking change"), "{err}");
+    let sync = SyncConfig::new(h.server.url(), "dev", "p");
+    let err = Database::open_synced(config.sync(sync)).await.unwrap_err().to_string();
+    assert!(err.contains("Dog.age") && err.contains("does not sync"), "{err}");
 }

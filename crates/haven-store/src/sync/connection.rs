@@ -2,12 +2,15 @@
 //! apply downloads until the connection ends. Every database call runs
 //! on tokio's blocking pool: a durable commit must not stall the runtime.
 
+use super::config::SyncConfig;
 use super::liveness::{Liveness, Stamped};
 use super::reset::{Plan, ResetTracker};
 use super::session::{ConnectionState, Shared};
 use super::{ClientResetMode, SyncError};
+use crate::change_log::SyncPosition;
 use crate::database::Database;
 use crate::download::ResetCommit;
+use crate::schema_change::ResetGrant;
 use futures_util::{SinkExt, StreamExt};
 use haven_core::merge::Changeset;
 use haven_sync::protocol::{self, Action, ClientMessage, FileIdent, ServerMessage, MAX_FRAME_BYTES};
@@ -131,13 +134,8 @@ impl<'a> Connection<'a> {
             },
             _ => None,
         };
-        let url = format!("{}/sync", shared.config.url.trim_end_matches('/'));
-        let config =
-            WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
         let liveness = Liveness::new();
-        let socket = connect(&url, config, liveness.clone())
-            .await
-            .map_err(|e| Ended::Lost(format!("cannot connect to {url}: {e}")))?;
+        let socket = connect(&shared.config, liveness.clone()).await.map_err(Ended::Lost)?;
         let (sink, reader) = socket.split();
         let (writer, frames) = mpsc::channel(WRITER_QUEUE);
         let writer_task = tokio::spawn(write_frames(sink, frames, liveness.clone()));
@@ -159,16 +157,7 @@ impl<'a> Connection<'a> {
         // A reset attempt binds as a new file: the server registers it and
         // sends its whole state.
         let position = if reset.is_some() { Default::default() } else { position };
-        let bind = ClientMessage::Bind {
-            token: shared.config.token.clone(),
-            partition: shared.config.partition.clone(),
-            file_ident: position.file_ident.map(|(ident, salt)| FileIdent { ident, salt }),
-            last_server_version: position.base_version,
-            uploaded_through: position.acknowledged,
-            last_client_version: position.last_client_version,
-            schema,
-            resetting,
-        };
+        let bind = bind_message(&shared.config, &position, schema, resetting, false);
         let frame = protocol::encode(&bind).map_err(|e| Ended::Fatal(SyncError::Local(e.to_string())))?;
         connection
             .writer
@@ -187,7 +176,7 @@ impl<'a> Connection<'a> {
                     if server_version == 0 {
                         // Nothing to download: the server's state is empty.
                         blocking(connection.db()?, |db| db.start_bootstrap()).await?;
-                        connection.finish_reset(0).await?;
+                        connection.finish_reset(0, 0).await?;
                     }
                     return Ok(connection);
                 }
@@ -249,13 +238,17 @@ impl<'a> Connection<'a> {
 
     async fn handle(&mut self, message: ServerMessage) -> Result<(), Ended> {
         match message {
-            ServerMessage::Download { changesets, uploaded_through, server_version } => {
+            ServerMessage::Download { changesets, uploaded_through, server_version, server_version_salt } => {
                 let acknowledged = self.shared.status.borrow().progress.uploaded;
                 if !changesets.is_empty() || uploaded_through > acknowledged {
                     let changesets: Vec<(u64, Changeset)> =
                         changesets.into_iter().map(|c| (c.server_version, c.changeset)).collect();
                     let ident = self.ident.ident;
-                    blocking(self.db()?, move |db| db.integrate_download(&changesets, uploaded_through, ident)).await?;
+                    // The salt is the last changeset's: `server_version` is its version.
+                    blocking(self.db()?, move |db| {
+                        db.integrate_download(&changesets, server_version_salt, uploaded_through, ident)
+                    })
+                    .await?;
                 }
                 self.shared.update_progress(|p| {
                     p.uploaded = p.uploaded.max(uploaded_through);
@@ -269,7 +262,7 @@ impl<'a> Connection<'a> {
                     tracing::info!("client reset complete: the server has the recovered changes");
                 }
             }
-            ServerMessage::Bootstrap { objects, last, server_version, uploaded_through } => {
+            ServerMessage::Bootstrap { objects, last, server_version, server_version_salt, uploaded_through } => {
                 let first = !std::mem::replace(&mut self.bootstrapping, !last);
                 let ident = self.ident.ident;
                 let resetting = self.reset.is_some();
@@ -279,13 +272,13 @@ impl<'a> Connection<'a> {
                     }
                     db.bootstrap_batch(&objects)?;
                     if last && !resetting {
-                        db.finish_bootstrap(server_version, uploaded_through, ident)?;
+                        db.finish_bootstrap(server_version, server_version_salt, uploaded_through, ident)?;
                     }
                     Ok(())
                 })
                 .await?;
                 if last && resetting {
-                    self.finish_reset(server_version).await?;
+                    self.finish_reset(server_version, server_version_salt).await?;
                 } else if last {
                     self.shared.update_progress(|p| {
                         p.uploaded = p.uploaded.max(uploaded_through);
@@ -314,13 +307,13 @@ impl<'a> Connection<'a> {
     /// Ends a reset attempt once the server's state is here: the `before`
     /// callback, the one commit, then `after`. A failed attempt is rolled
     /// back and counted (the next one falls back); the connection ends.
-    async fn finish_reset(&mut self, version: u64) -> Result<(), Ended> {
+    async fn finish_reset(&mut self, version: u64, salt: u64) -> Result<(), Ended> {
         let ResetAttempt { plan, tracker, server_schema } = self.reset.take().expect("a reset attempt is under way");
         let mode = self.shared.config.client_reset.clone();
         let db = self.db()?;
         let info = tracker.info(db.path());
         let ident = (self.ident.ident, self.ident.salt);
-        let commit = ResetCommit { plan, version, ident, tracker: tracker.clone(), server_schema };
+        let commit = ResetCommit { plan, version, salt, ident, tracker: tracker.clone(), server_schema };
         let committed = blocking(db, move |db| Ok(commit_with_callbacks(db, &mode, commit))).await?;
         let (before, report) = match committed {
             Ok(done) => done,
@@ -403,7 +396,13 @@ impl<'a> Connection<'a> {
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(Ended::Lost(format!("connection lost: {e}"))),
             };
-            return protocol::decode(&frame).map_err(|e| Ended::Lost(format!("bad frame from the server: {e}")));
+            return protocol::decode(&frame).map_err(|e| match e {
+                // Retrying cannot help: one side must be updated.
+                protocol::FrameError::WrongVersion { found, supported } => Ended::Fatal(SyncError::Local(format!(
+                    "the server speaks sync protocol {found} and this client {supported}: update the older side"
+                ))),
+                e => Ended::Lost(format!("bad frame from the server: {e}")),
+            });
         }
     }
 
@@ -434,22 +433,91 @@ struct Outgoing {
     upload: bool,
 }
 
-/// Opens the WebSocket over a [`Stamped`] TCP stream.
-async fn connect(url: &str, config: WebSocketConfig, liveness: Arc<Liveness>) -> Result<Socket, String> {
+/// The `Bind` of a file at `position` whose app's schema is `schema`.
+fn bind_message(
+    config: &SyncConfig,
+    position: &SyncPosition,
+    schema: String,
+    resetting: bool,
+    request_reset: bool,
+) -> ClientMessage {
+    ClientMessage::Bind {
+        token: config.token.clone(),
+        partition: config.partition.clone(),
+        file_ident: position.file_ident.map(|(ident, salt)| FileIdent { ident, salt }),
+        last_server_version: position.base_version,
+        last_server_version_salt: position.base_salt,
+        uploaded_through: position.acknowledged,
+        last_client_version: position.last_client_version,
+        schema,
+        resetting,
+        request_reset,
+    }
+}
+
+/// Asks the server for a client reset of the file at `position`, whose
+/// app now has `schema`, which the file cannot hold. The server checks
+/// the schema as for any bind, and grants the reset by answering with
+/// it; otherwise the error says why not, for people.
+pub(crate) async fn request_reset(
+    config: &SyncConfig,
+    position: &SyncPosition,
+    schema: String,
+) -> Result<ResetGrant, String> {
+    let bind = protocol::encode(&bind_message(config, position, schema, false, true)).map_err(|e| e.to_string())?;
+    let asked = async {
+        let mut socket = connect(config, Liveness::new()).await?;
+        socket.send(Message::Binary(bind.into())).await.map_err(|e| format!("the connection was cut: {e}"))?;
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Binary(frame))) => return protocol::decode(&frame).map_err(|e| e.to_string()),
+                Some(Ok(_)) => continue,
+                other => return Err(format!("the server closed the connection ({other:?})")),
+            }
+        }
+    };
+    let unreachable = |why: String| format!("the server could not be reached ({why}): try again once online");
+    let answer = match tokio::time::timeout(CONNECT_TIMEOUT, asked).await {
+        Ok(answer) => answer.map_err(unreachable)?,
+        Err(_) => return Err(unreachable("no answer within 30 s".into())),
+    };
+    match answer {
+        ServerMessage::Error { action: Action::ClientReset { acknowledged, .. }, .. } => {
+            Ok(ResetGrant { acknowledged, recovery_allowed: true })
+        }
+        ServerMessage::Error { action: Action::ClientResetNoRecovery { acknowledged, .. }, .. } => {
+            Ok(ResetGrant { acknowledged, recovery_allowed: false })
+        }
+        ServerMessage::Error { code: protocol::ErrorCode::BadSchema, message, .. } => Err(format!(
+            "the server does not accept this schema ({message}): an app whose schema is older than the server's must be updated; for a newer one, change the server's schema first (haven admin schema FILE.json)"
+        )),
+        ServerMessage::Error { code, message, .. } => Err(format!("the server refused ({code:?}): {message}")),
+        other => Err(format!("the server answered {other:?} instead of a client reset")),
+    }
+}
+
+/// Opens the WebSocket to the server `config` names over a [`Stamped`]
+/// TCP stream.
+async fn connect(config: &SyncConfig, liveness: Arc<Liveness>) -> Result<Socket, String> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let request = url.into_client_request().map_err(|e| e.to_string())?;
+    let url = format!("{}/sync", config.url.trim_end_matches('/'));
+    let failed = |e: String| format!("cannot connect to {url}: {e}");
+    let limits =
+        WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
+    let request = url.as_str().into_client_request().map_err(|e| failed(e.to_string()))?;
     let uri = request.uri();
     if uri.scheme_str() != Some("ws") {
-        return Err("only ws:// URLs are supported (put TLS in front of the server)".into());
+        return Err(failed("only ws:// URLs are supported (put TLS in front of the server)".into()));
     }
-    let host = uri.host().ok_or("the URL has no host")?.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = uri.host().ok_or_else(|| failed("the URL has no host".into()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
     let tcp = tokio::net::TcpStream::connect((host.as_str(), uri.port_u16().unwrap_or(80)))
         .await
-        .map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (socket, _) = tokio_tungstenite::client_async_with_config(request, Stamped::new(tcp, liveness), Some(config))
+        .map_err(|e| failed(e.to_string()))?;
+    tcp.set_nodelay(true).map_err(|e| failed(e.to_string()))?;
+    let (socket, _) = tokio_tungstenite::client_async_with_config(request, Stamped::new(tcp, liveness), Some(limits))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(e.to_string()))?;
     Ok(socket)
 }
 

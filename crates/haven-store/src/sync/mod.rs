@@ -10,6 +10,7 @@ mod reset;
 mod session;
 
 pub use config::SyncConfig;
+pub(crate) use connection::request_reset;
 pub use haven_sync::protocol::{Action, ErrorCode, ResetReason};
 pub use reset::{
     client_reset_backups, initiate_client_reset, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode,

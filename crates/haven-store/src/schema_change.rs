@@ -1,0 +1,133 @@
+//! An app whose schema breaks its synced file's (after an operator's
+//! breaking change, the updated app): the file starts again from the
+//! server's state under the new schema, by a client reset the device
+//! asks for, instead of being refused. A local-only file has no server
+//! state to start from: it keeps the error.
+//!
+//! The steps, each crash-safe:
+//! 1. [`breaking_change`] reads the file, changing nothing.
+//! 2. The server is asked for a reset (`sync::request_reset`); it checks
+//!    the new schema as for any bind, so a schema it does not have is
+//!    refused before the file changes.
+//! 3. [`prepare`], in one commit: the file takes the new schema, its
+//!    objects are rebuilt under it from the confirmed state and the
+//!    pending changes (what does not fit shows as the default until the
+//!    reset), and a reset tracker is stored. The change log and the
+//!    confirmed state stay as they are: the reset recovers from them.
+//! 4. The file opens as usual; its session finds the tracker and carries
+//!    out the reset in the app's mode, reporting what no longer fits as
+//!    `SchemaIncompatible`.
+
+use crate::change_log::{self, SyncPosition};
+use crate::config::Config;
+use crate::database::{read_meta, Database};
+use crate::error::{Error, Result};
+use crate::layout::{self, META, META_SCHEMA};
+use crate::sync::{read_tracker, write_tracker, ResetReason, ResetTracker};
+use crate::sync::{request_reset, SyncConfig};
+use crate::transaction::WriteTransaction;
+use haven_core::{Schema, SchemaError};
+use redb::ReadableDatabase;
+use std::path::Path;
+
+/// A synced file the app's schema breaks.
+pub(crate) struct BreakingChange {
+    /// Why `evolve` refused the app's schema.
+    pub error: SchemaError,
+    /// The schema the file takes.
+    pub schema: Schema,
+    /// Where the file stands with its server.
+    pub position: SyncPosition,
+}
+
+/// What the server granted: the reset, as it answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResetGrant {
+    /// The last of the file's changesets the server integrated.
+    pub acknowledged: Option<u64>,
+    pub recovery_allowed: bool,
+}
+
+/// Steps 1 to 3 for a synced file opened by an app whose schema breaks
+/// the file's: afterwards the file opens with that schema and resets. A
+/// file open in this process is left to `Database::open` (it refuses
+/// another schema), as is a file that opens as usual.
+pub(crate) async fn start_again_if_breaking(config: &Config, sync: &SyncConfig) -> Result<()> {
+    let Some(requested) = config.schema.clone() else { return Ok(()) };
+    let path = std::path::absolute(&config.path)?;
+    if Database::is_open(&path) {
+        return Ok(());
+    }
+    let change = blocking({
+        let path = path.clone();
+        move || breaking_change(&path, &requested)
+    })
+    .await?;
+    let Some(change) = change else { return Ok(()) };
+    tracing::info!(path = %path.display(), change = %change.error, "the app's schema breaks its synced file's: asking the server for a client reset");
+    let grant =
+        request_reset(sync, &change.position, change.schema.to_json()).await.map_err(|why| refused(&change, why))?;
+    blocking(move || prepare(&path, &change, grant)).await
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Storage(format!("a blocking task failed: {e}")))?
+}
+
+/// The breaking change `requested` makes to the synced file at `path`,
+/// if any. A local-only file gets the schema error, with what to do; a
+/// file that opens as usual (or whose trouble `Database::open` reports)
+/// gets `None`. Reads only.
+pub(crate) fn breaking_change(path: &Path, requested: &Schema) -> Result<Option<BreakingChange>> {
+    let Ok(db) = redb::Builder::new().open_read_only(path) else { return Ok(None) };
+    let rtx = db.begin_read()?;
+    let Some(stored) = read_meta(path, &rtx)? else { return Ok(None) };
+    let Err(error) = stored.evolve(requested) else { return Ok(None) };
+    let position = change_log::position(&rtx)?;
+    if position.file_ident.is_none() {
+        let message = format!(
+            "{}; this file does not sync, so there is no server state to start again from: keep the old definition, or move the file aside and start a new one",
+            error.message
+        );
+        return Err(SchemaError { message, ..error }.into());
+    }
+    Ok(Some(BreakingChange { schema: stored.superseded_by(requested)?, error, position }))
+}
+
+/// The error for a breaking change the server did not grant a reset for.
+pub(crate) fn refused(change: &BreakingChange, why: String) -> Error {
+    let message = format!(
+        "{}; this file syncs and would start again from the server's state under the new schema, but {why}",
+        change.error.message
+    );
+    SchemaError { message, ..change.error.clone() }.into()
+}
+
+/// Gives the file at `path` its new schema and a pending reset, in one
+/// commit (see the module's steps).
+pub(crate) fn prepare(path: &Path, change: &BreakingChange, grant: ResetGrant) -> Result<()> {
+    let db = redb::Builder::new().create(path).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
+    let (old, current) = {
+        let rtx = db.begin_read()?;
+        (read_meta(path, &rtx)?.unwrap_or_default(), read_tracker(&rtx)?)
+    };
+    let now = change_log::wall_millis();
+    let reason = ResetReason::SchemaBreaking;
+    let tracker = ResetTracker::after_request(current, path, reason, grant.acknowledged, grant.recovery_allowed, now);
+    let txn = db.begin_write()?;
+    for ty in old.types() {
+        txn.delete_table(layout::objects_def(&layout::objects_table(ty.name())))?;
+        for p in ty.properties().iter().filter(|p| p.indexed) {
+            txn.delete_table(layout::index_def(&layout::index_table(ty.name(), &p.name)))?;
+        }
+    }
+    txn.open_table(META)?.insert(META_SCHEMA, change.schema.to_json().as_bytes())?;
+    write_tracker(&txn, Some(&tracker))?;
+    let ident = change.position.file_ident.map_or(0, |(ident, _)| ident);
+    let mut tx = WriteTransaction::new(&txn, &change.schema, false, false);
+    crate::download::rebuild(&mut tx, change.position.base_version, ident)?;
+    let _ = tx.finish();
+    txn.commit()?;
+    tracing::info!(path = %path.display(), "breaking schema change: the file takes the new schema and starts again from the server's state");
+    Ok(())
+}
