@@ -33,3 +33,13 @@ pub fn write_counted(db: &Database, i: i64) -> haven::Result<()> {
         tx.create("Dog", serde_json::json!({"_id": i, "name": format!("dog {i}")}), UpdateMode::Never)
     })
 }
+
+/// Makes the closed database file at `path` what a build from before
+/// version salts left: its base version without a salt.
+pub fn forget_base_salt(path: &std::path::Path) {
+    let db = redb::Database::create(path).expect("a database file");
+    let txn = db.begin_write().unwrap();
+    let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("haven/meta");
+    assert!(txn.open_table(meta).unwrap().remove("sync/base_salt").unwrap().is_some(), "the file had a salt");
+    txn.commit().unwrap();
+}

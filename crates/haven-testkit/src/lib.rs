@@ -6,7 +6,8 @@
 //! - [`fold_history`], what the merge rule makes of a partition's whole
 //!   server history, to compare devices and the server's state against;
 //! - devices: [`synced`], [`dogs`], [`write_counted`] (the crash
-//!   harnesses' transaction);
+//!   harnesses' transaction), [`forget_base_salt`] (a file as a build
+//!   from before version salts left it);
 //! - [`ServerData`], a server's data backed up and restored as an
 //!   operator would (a file copy, or `pg_dump` and `psql`);
 //! - [`proptest_cases`], so that property tests run longer by hand.
@@ -16,7 +17,7 @@ mod history;
 mod proxy;
 mod server_data;
 
-pub use devices::{dogs, synced, write_counted};
+pub use devices::{dogs, forget_base_salt, synced, write_counted};
 pub use history::{fold_history, Fields};
 pub use proxy::{Faults, Proxy};
 pub use server_data::ServerData;

@@ -65,6 +65,27 @@ impl ServerData {
         }
     }
 
+    /// Makes the data what a server from before version salts left (the
+    /// server must be stopped): no salts, and on PostgreSQL the migration
+    /// that adds them not yet run.
+    pub fn forget_version_salts(&self) {
+        match &self.postgres {
+            Some((url, schema)) => {
+                let sql = format!(
+                    "DROP TABLE {schema}.haven_version_salts; DELETE FROM {schema}.haven_migrations WHERE version = 2"
+                );
+                run(Command::new("psql").arg(url).args(["-q", "-v", "ON_ERROR_STOP=1", "-c", &sql]));
+            }
+            None => {
+                let db = redb::Database::create(self.dir.join("haven-server.redb")).expect("the server's file");
+                let txn = db.begin_write().unwrap();
+                let salts: redb::TableDefinition<(&str, u64), u64> = redb::TableDefinition::new("version_salts");
+                assert!(txn.delete_table(salts).unwrap(), "the server stored salts");
+                txn.commit().unwrap();
+            }
+        }
+    }
+
     fn dump(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.sql"))
     }

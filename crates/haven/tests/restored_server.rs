@@ -5,7 +5,7 @@
 
 use haven::{Config, Database, ResetReason, Schema, SyncConfig, SyncError, UpdateMode};
 use haven_server::{Authenticator, Server};
-use haven_testkit::{dogs, fold_history, synced, ServerData};
+use haven_testkit::{dogs, fold_history, forget_base_salt, synced, ServerData};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -262,4 +262,33 @@ async fn a_device_offline_since_before_the_backup_is_not_reset() {
     assert_eq!(fleet.resets_of("a"), vec![ResetReason::ServerRestored]);
     assert_eq!(ids(&dogs), vec![1, 3]);
     assert_eq!(dogs[0]["age"], 4, "C's write synced as any other");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_and_devices_from_before_salts_sync_on_after_the_upgrade() {
+    let mut fleet = Fleet::new().await;
+    let (a, b) = (fleet.device("a").await, fleet.device("b").await);
+    create(&a, 1, "Rex");
+    for db in [&a, &b, &a] {
+        synced(db).await;
+    }
+    // Everything as the previous build left it, then upgraded.
+    let paths = [a.path().to_owned(), b.path().to_owned()];
+    drop((a, b));
+    fleet.stop().await;
+    fleet.data.forget_version_salts();
+    for path in &paths {
+        while Database::is_open(path) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        forget_base_salt(path);
+    }
+    fleet.start().await;
+    let (a, b) = (fleet.device("a").await, fleet.device("b").await);
+    assert_eq!(b.sync_position().unwrap().base_salt, 0);
+    create(&a, 2, "Ace");
+    let dogs = fleet.converged(&[&a, &b]).await;
+    assert_eq!(ids(&dogs), vec![1, 2]);
+    assert!(fleet.resets_of("a").is_empty() && fleet.resets_of("b").is_empty(), "nobody is reset");
+    assert_ne!(b.sync_position().unwrap().base_salt, 0, "new versions have salts");
 }
