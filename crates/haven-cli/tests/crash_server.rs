@@ -73,7 +73,7 @@ fn a_killed_embedded_server_loses_nothing_it_acknowledged() {
 
 #[test]
 fn a_killed_postgres_server_loses_nothing_it_acknowledged() {
-    let Some(scratch) = haven_server::test_postgres() else { return };
+    let Some(scratch) = haven_testkit::test_postgres() else { return };
     let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
     let schema = scratch.scratch_schema().unwrap().to_owned();
     let (kills, writes) = run(&["--postgres", &url, "--postgres-schema", &schema], || {

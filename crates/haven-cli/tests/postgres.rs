@@ -25,7 +25,7 @@ fn open(dir: &std::path::Path, name: &str, addr: &str) -> Config {
 #[test]
 fn two_server_processes_on_one_postgres_serve_one_partition() {
     // The scratch schema (migrated, and dropped at the end) the servers share.
-    let Some(scratch) = haven_server::test_postgres() else { return };
+    let Some(scratch) = haven_testkit::test_postgres() else { return };
     let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
     let schema = scratch.scratch_schema().unwrap().to_owned();
     let args = ["--listen", "127.0.0.1:0", "--postgres", &url, "--postgres-schema", &schema];
@@ -100,7 +100,7 @@ fn two_server_processes_on_one_postgres_serve_one_partition() {
 /// other process and finishes its upload there, counted once.
 #[test]
 fn a_server_killed_mid_integration_loses_nothing_and_its_devices_move_on() {
-    let Some(scratch) = haven_server::test_postgres() else { return };
+    let Some(scratch) = haven_testkit::test_postgres() else { return };
     let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
     let schema = scratch.scratch_schema().unwrap().to_owned();
     let args = ["--listen", "127.0.0.1:0", "--postgres", &url, "--postgres-schema", &schema];
@@ -205,7 +205,7 @@ fn psql(url: &str, sql: &str) -> Vec<String> {
 #[test]
 fn bench_sync_runs_on_postgres_with_a_cross_process_fan_out() {
     // Only to know whether to run: the bench makes its own scratch schema.
-    let Some(scratch) = haven_server::test_postgres() else { return };
+    let Some(scratch) = haven_testkit::test_postgres() else { return };
     drop(scratch);
     let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_haven"))

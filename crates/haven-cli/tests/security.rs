@@ -69,7 +69,7 @@ fn no_secret_or_token_is_ever_logged() {
 #[test]
 fn a_postgres_password_is_not_logged() {
     // Only to know whether to run; the server makes its own tables.
-    let Some(scratch) = haven_server::test_postgres() else { return };
+    let Some(scratch) = haven_testkit::test_postgres() else { return };
     let schema = scratch.scratch_schema().unwrap().to_owned();
     let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
     // Trust authentication ignores the password: it only has to stay out of the log.

@@ -1,4 +1,4 @@
-//! Client reset recovery (DESIGN §6): replaying a device's unsynced
+//! Client reset recovery (`docs/client-reset.md`): replaying a device's unsynced
 //! changesets onto the server's fresh state, under a [`RecoveryPolicy`],
 //! and saying in a [`RecoveryReport`] what was recovered and what was
 //! dropped, and why. Pure: the caller reads the server's object states

@@ -1,4 +1,4 @@
-//! The merge rule, scenario by scenario (SCENARIOS.md) and as properties.
+//! The merge rule, scenario by scenario and as properties.
 
 use haven_core::merge::{apply, DropReason, Hlc, Instruction, ObjectState, Writer};
 use haven_core::Value;
@@ -57,7 +57,7 @@ fn baseline() -> (Instruction, Writer) {
 
 #[test]
 fn concurrent_sets_later_clock_wins_in_either_order() {
-    // SCENARIOS #2: R's write is later in wall-clock time.
+    // R's write is later in wall-clock time.
     for r_first in [true, false] {
         let l = set("age", 4);
         let r = set("age", 6);
@@ -72,7 +72,7 @@ fn concurrent_sets_later_clock_wins_in_either_order() {
             assert_eq!(dropped, vec![DropReason::OlderThanServer]);
         }
     }
-    // SCENARIOS #3: L's write is the later one.
+    // L's write is the later one.
     let (state, _) =
         integrate(&[baseline(), (set("age", 6), writer(2, 1, 20, R)), (set("age", 4), writer(3, 1, 30, L))]);
     assert_eq!(field(&state, "age"), Some(4.into()));
@@ -95,7 +95,7 @@ fn fields_merge_one_by_one() {
 
 #[test]
 fn delete_wins() {
-    // SCENARIOS #7 (L deletes, R sets) in both orders, and #8 (R deletes, L sets).
+    // L deletes while R sets, in both orders, and R deletes while L sets.
     for steps in [
         vec![baseline(), (delete(), writer(2, 1, 10, L)), (set("age", 6), writer(3, 1, 20, R))],
         vec![baseline(), (set("age", 6), writer(2, 1, 20, R)), (delete(), writer(3, 1, 10, L))],
@@ -130,7 +130,7 @@ fn created_again_after_a_seen_delete() {
 
 #[test]
 fn increments_add_up() {
-    // SCENARIOS #9: L +10 and R +5 on age 1.
+    // L +10 and R +5 on age 1.
     let (state, _) = integrate(&[
         baseline(),
         (increment("age", 5), writer(2, 1, 20, R)),
@@ -143,7 +143,7 @@ fn increments_add_up() {
 
 #[test]
 fn same_primary_key_same_object() {
-    // SCENARIOS #10: both create Dog 3; fields follow the later write.
+    // Both create Dog 3; fields follow the later write.
     let (state, dropped) = integrate(&[
         (create(&[("name", "R's".into()), ("age", 2.into())]), writer(1, 0, 20, R)),
         (create(&[("name", "L's".into()), ("age", 1.into()), ("tags", Value::List(vec![]))]), writer(2, 0, 10, L)),

@@ -12,8 +12,12 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
 
-/// `next_ident` → u64.
+/// `next_ident` → u64; `format` → the store's format version.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The newest store format this build reads, and the one it writes
+/// (history: `docs/formats.md`). A store from before the `format` key is
+/// format 1.
+const STORE_FORMAT: u64 = 1;
 /// partition → latest version.
 const PARTITIONS: TableDefinition<&str, u64> = TableDefinition::new("partitions");
 /// (partition, version) → changeset (postcard; `replica` is the client's ident).
@@ -55,8 +59,36 @@ impl EmbeddedStorage {
         if let Some(bytes) = cache_bytes {
             builder.set_cache_size(bytes);
         }
-        let db = builder.create(dir.join("haven-server.redb")).map_err(backend)?;
+        let path = dir.join("haven-server.redb");
+        if path.exists() {
+            check_format(&path)?;
+        }
+        let db = builder.create(&path).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(META).map_err(backend)?.insert("format", STORE_FORMAT).map_err(backend)?;
+        txn.commit().map_err(backend)?;
         Ok(EmbeddedStorage { db })
+    }
+}
+
+/// Refuses, without writing it, a store a newer build wrote. (A store not
+/// closed cleanly cannot be read without its repair: opening it for
+/// writing repairs it, and the format is checked again by the next open.)
+fn check_format(path: &Path) -> Result<(), StorageError> {
+    let db = match redb::Builder::new().open_read_only(path) {
+        Ok(db) => db,
+        Err(redb::DatabaseError::RepairAborted) => return Ok(()),
+        Err(e) => return Err(backend(e)),
+    };
+    let txn = db.begin_read().map_err(backend)?;
+    let found = match txn.open_table(META) {
+        Ok(t) => t.get("format").map_err(backend)?.map_or(1, |g| g.value()),
+        Err(TableError::TableDoesNotExist(_)) => 1,
+        Err(e) => return Err(backend(e)),
+    };
+    match found <= STORE_FORMAT {
+        true => Ok(()),
+        false => Err(StorageError::FormatTooNew { found, supported: STORE_FORMAT }),
     }
 }
 

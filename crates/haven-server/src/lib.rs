@@ -19,7 +19,7 @@ mod upload;
 
 pub use auth::{AuthError, Authenticator};
 pub use embedded::EmbeddedStorage;
-pub use postgres::{test_postgres, test_storage, testing_postgres, PostgresStorage};
+pub use postgres::PostgresStorage;
 pub use serve::{ServeError, Server, ServerOptions, DEFAULT_CLIENT_SILENCE};
 pub use storage::{
     ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError, StorageHint,

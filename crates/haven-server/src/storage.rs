@@ -23,6 +23,14 @@ pub enum StorageError {
         /// Its partition.
         partition: String,
     },
+    /// The stored data was written by a newer build; it was not changed.
+    #[error("the server's data has format version {found}, but this build reads up to {supported}: run the newer haven serve")]
+    FormatTooNew {
+        /// The data's format version.
+        found: u64,
+        /// The newest this build reads.
+        supported: u64,
+    },
     /// The backend failed.
     #[error("storage: {0}")]
     Backend(String),

@@ -36,7 +36,7 @@ fn download(storage: &EmbeddedStorage, c: &mut Client) {
     let history = storage.history("p", c.seen, usize::MAX).unwrap();
     let through = storage.client(c.ident).unwrap().uploaded_through;
     let changesets: Vec<_> = history.into_iter().map(|h| (h.server_version, h.changeset)).collect();
-    c.db.integrate_download(&changesets, 0, through, c.ident.ident).unwrap();
+    haven_store::testing::integrate_download(&c.db, &changesets, 0, through, c.ident.ident).unwrap();
     c.seen = changesets.last().map_or(c.seen, |(v, _)| *v);
 }
 
@@ -53,7 +53,7 @@ fn age(db: &Database, id: i64) -> Option<Value> {
     db.object_for_primary_key("Dog", id).unwrap().and_then(|o| o.get("age"))
 }
 
-/// SCENARIOS' baseline: L created Rex (age 1), and both devices have it.
+/// The starting point: L created Rex (age 1), and both devices have it.
 fn baseline() -> (tempfile::TempDir, EmbeddedStorage, Client, Client) {
     let dir = tempfile::tempdir().unwrap();
     let storage = EmbeddedStorage::open(&dir.path().join("server")).unwrap();
@@ -231,18 +231,19 @@ fn a_new_client_bootstraps_from_the_snapshot() {
         .write(|tx| tx.create("Dog", json!({"_id": 100, "name": "mine", "lastUpdated": 1}), UpdateMode::Never))
         .unwrap();
     new.db.write(|tx| tx.set("Dog", 100, "age", 7)).unwrap();
-    new.db.start_bootstrap().unwrap();
+    haven_store::testing::start_bootstrap(&new.db).unwrap();
     let mut batches = 0;
     let end = storage
         .snapshot("p", new.ident.ident, 300, &mut |batch| {
             batches += 1;
-            new.db.bootstrap_batch(&batch).unwrap();
+            haven_store::testing::bootstrap_batch(&new.db, &batch).unwrap();
             Ok(())
         })
         .unwrap();
     assert!(batches > 2);
     assert_eq!(dogs(&new.db).len(), 1, "nothing visible changes before the finish");
-    new.db.finish_bootstrap(end.version, end.salt, end.uploaded_through, new.ident.ident).unwrap();
+    haven_store::testing::finish_bootstrap(&new.db, end.version, end.salt, end.uploaded_through, new.ident.ident)
+        .unwrap();
     new.seen = end.version;
     assert_eq!(dogs(&new.db).len(), 25, "24 from the server (one was deleted) and its own");
     assert_eq!(age(&new.db, 100), Some(7.into()));
@@ -267,15 +268,15 @@ fn a_bootstrap_after_a_lost_acknowledgement_applies_nothing_twice() {
     upload(&storage, &c); // integrated; the acknowledgement never arrives
     c.db.write(|tx| tx.increment("Dog", 1, "age", 10)).unwrap(); // not uploaded yet
 
-    c.db.start_bootstrap().unwrap();
+    haven_store::testing::start_bootstrap(&c.db).unwrap();
     let end = storage
         .snapshot("p", c.ident.ident, 1 << 20, &mut |batch| {
-            c.db.bootstrap_batch(&batch).unwrap();
+            haven_store::testing::bootstrap_batch(&c.db, &batch).unwrap();
             Ok(())
         })
         .unwrap();
     assert_eq!(end.uploaded_through, 3);
-    c.db.finish_bootstrap(end.version, end.salt, end.uploaded_through, c.ident.ident).unwrap();
+    haven_store::testing::finish_bootstrap(&c.db, end.version, end.salt, end.uploaded_through, c.ident.ident).unwrap();
     assert_eq!(age(&c.db, 1), Some(12.into()), "2 from the snapshot, 10 still pending");
     assert_eq!(c.db.pending_changes().unwrap().len(), 1);
 }
@@ -303,10 +304,10 @@ fn own_changesets_in_history_count_once_before_their_acknowledgement() {
         .collect();
     // L's three increments and R's write come first, without an acknowledgement.
     let (first, rest) = history.split_at(4);
-    l.db.integrate_download(first, 0, 0, l.ident.ident).unwrap();
+    haven_store::testing::integrate_download(&l.db, first, 0, 0, l.ident.ident).unwrap();
     assert_eq!(age(&l.db, 1), Some(6.into()), "1, three increments confirmed, two pending");
     assert_eq!(l.db.pending_changes().unwrap().len(), 2);
-    l.db.integrate_download(rest, 0, 5, l.ident.ident).unwrap();
+    haven_store::testing::integrate_download(&l.db, rest, 0, 5, l.ident.ident).unwrap();
     assert_eq!(age(&l.db, 1), Some(6.into()));
     assert_eq!(l.db.object_for_primary_key("Dog", 1).unwrap().unwrap().get("name"), Some("Max".into()));
     assert!(l.db.pending_changes().unwrap().is_empty());

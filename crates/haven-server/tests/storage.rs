@@ -6,9 +6,10 @@
 
 use haven_core::merge::{Changeset, DropReason, Hlc, Instruction, ObjectState};
 use haven_core::Value;
-use haven_server::{test_postgres, EmbeddedStorage, ResetTarget, Storage, StorageError};
+use haven_server::{EmbeddedStorage, ResetTarget, Storage, StorageError};
 use haven_sync::protocol::FileIdent;
 use haven_sync::protocol::ResetReason;
+use haven_testkit::test_postgres;
 
 fn changeset(client_version: u64, base_version: u64, millis: u64, instructions: Vec<Instruction>) -> Changeset {
     Changeset { replica: 0, client_version, base_version, hlc: Hlc { millis, counter: 0 }, instructions }
@@ -277,4 +278,23 @@ fn snapshots_batches_resets_settings_and_schema() {
         storage.set_schema("[2]").unwrap();
         assert_eq!(storage.schema().unwrap().as_deref(), Some("[2]"));
     }
+}
+
+#[test]
+fn an_embedded_store_from_a_newer_build_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(EmbeddedStorage::open(dir.path()).unwrap());
+    let path = dir.path().join("haven-server.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+        txn.open_table(meta).unwrap().insert("format", 99).unwrap();
+        txn.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = EmbeddedStorage::open(dir.path()).err().expect("refused");
+    assert!(matches!(err, StorageError::FormatTooNew { found: 99, supported: 1 }), "{err}");
+    assert!(err.to_string().contains("99") && err.to_string().contains("reads up to 1"), "{err}");
+    assert!(std::fs::read(&path).unwrap() == before, "untouched");
 }

@@ -1,6 +1,6 @@
 //! The change log: each committed write transaction of a file that syncs,
 //! as a changeset, kept until the server acknowledges it (the pending log
-//! of DESIGN §3). The sync client uploads it; a client reset replays it.
+//! of `docs/sync.md`). The sync client uploads it; a client reset replays it.
 
 use crate::error::{Error, Result};
 use crate::layout::{META, PENDING};

@@ -306,7 +306,7 @@ impl Database {
     /// file's ident on the server. The server-confirmed state is updated
     /// with the merge rule and the pending changes are replayed on top of
     /// it (`docs/sync.md`). Used by the sync client.
-    pub fn integrate_download(
+    pub(crate) fn integrate_download(
         &self,
         changesets: &[(u64, haven_core::merge::Changeset)],
         last_salt: u64,
@@ -321,12 +321,12 @@ impl Database {
     /// [`Database::bootstrap_batch`] for each batch, then
     /// [`Database::finish_bootstrap`]. A bootstrap interrupted by a crash
     /// starts again here; the app sees nothing change until the finish.
-    pub fn start_bootstrap(&self) -> Result<()> {
+    pub(crate) fn start_bootstrap(&self) -> Result<()> {
         self.write_as_server(crate::download::begin_bootstrap)
     }
 
     /// Takes in one batch of the snapshot, as the server sent it.
-    pub fn bootstrap_batch(&self, objects: &[haven_sync::protocol::SnapshotObject]) -> Result<()> {
+    pub(crate) fn bootstrap_batch(&self, objects: &[haven_sync::protocol::SnapshotObject]) -> Result<()> {
         self.write_as_server(|tx| crate::download::bootstrap_batch(tx, objects))
     }
 
@@ -336,7 +336,7 @@ impl Database {
     /// changes replayed on top (objects the server lacks and no pending
     /// change creates are deleted). `uploaded_through` is the server's
     /// acknowledgement as of the snapshot: those changesets are in it.
-    pub fn finish_bootstrap(&self, version: u64, salt: u64, uploaded_through: u64, ident: u64) -> Result<()> {
+    pub(crate) fn finish_bootstrap(&self, version: u64, salt: u64, uploaded_through: u64, ident: u64) -> Result<()> {
         self.write_as_server(|tx| crate::download::finish_bootstrap(tx, version, salt, uploaded_through, ident))
     }
 

@@ -37,3 +37,41 @@ pub use sync::{
     SyncSession, SyncStatus,
 };
 pub use transaction::WriteTransaction;
+
+/// What the sync client does with what the server sends, without a
+/// network: for tests that drive devices straight from a server's
+/// storage. Only with the `testing` feature; apps never see it.
+#[cfg(feature = "testing")]
+pub mod testing {
+    use crate::{Database, Result};
+    use haven_core::merge::Changeset;
+    use haven_sync::protocol::SnapshotObject;
+
+    /// Applies a `Download`: `changesets` as `(server version, changeset)`
+    /// in server order, `last_salt` the last version's salt,
+    /// `uploaded_through` the acknowledgement, `ident` the file's ident.
+    pub fn integrate_download(
+        db: &Database,
+        changesets: &[(u64, Changeset)],
+        last_salt: u64,
+        uploaded_through: u64,
+        ident: u64,
+    ) -> Result<()> {
+        db.integrate_download(changesets, last_salt, uploaded_through, ident)
+    }
+
+    /// Starts taking in a snapshot (the confirmed state is forgotten).
+    pub fn start_bootstrap(db: &Database) -> Result<()> {
+        db.start_bootstrap()
+    }
+
+    /// Takes in one batch of a snapshot.
+    pub fn bootstrap_batch(db: &Database, objects: &[SnapshotObject]) -> Result<()> {
+        db.bootstrap_batch(objects)
+    }
+
+    /// Ends a bootstrap of the snapshot at `version` (whose salt is `salt`).
+    pub fn finish_bootstrap(db: &Database, version: u64, salt: u64, uploaded_through: u64, ident: u64) -> Result<()> {
+        db.finish_bootstrap(version, salt, uploaded_through, ident)
+    }
+}

@@ -28,7 +28,7 @@ pub use haven_core::recovery::{
     ChangeKind, DropReason, DroppedChange, RecoveredChange, RecoveryPolicy, RecoveryReport,
 };
 
-/// The seed's strategy, *track changes by object*: objects of
+/// Realm's documented procedure, *track changes by object*: objects of
 /// `object_type` whose `timestamp_property` (an int the app sets on every
 /// write, such as `lastUpdated`) is greater than `last_synced` (when the
 /// database last finished syncing) are copied whole from `backup`;

@@ -17,7 +17,12 @@ pub async fn synced(db: &Database) {
 
 /// Every Dog, as JSON, by primary key.
 pub fn dogs(db: &Database) -> Vec<serde_json::Value> {
-    let sorted = db.objects("Dog").and_then(|dogs| dogs.sorted("_id", true)).expect("a Dog type");
+    objects_of(db, "Dog")
+}
+
+/// Every object of `object_type`, as JSON, by primary key (`_id`).
+pub fn objects_of(db: &Database, object_type: &str) -> Vec<serde_json::Value> {
+    let sorted = db.objects(object_type).and_then(|all| all.sorted("_id", true)).expect("the type exists");
     sorted.iter().expect("readable").map(|o| o.to_json()).collect()
 }
 

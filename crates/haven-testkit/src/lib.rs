@@ -1,5 +1,7 @@
 //! What Haven's tests share, kept out of the product's crates:
 //!
+//! - the server storage a suite runs on: [`test_storage`] (the backend
+//!   `HAVEN_TEST_BACKEND` names), [`test_postgres`];
 //! - [`Proxy`], a TCP proxy on loopback that cuts, delays, refuses and
 //!   stalls connections on command, and fails over between several
 //!   servers the way a load balancer does;
@@ -12,12 +14,14 @@
 //!   operator would (a file copy, or `pg_dump` and `psql`);
 //! - [`proptest_cases`], so that property tests run longer by hand.
 
+mod backend;
 mod devices;
 mod history;
 mod proxy;
 mod server_data;
 
-pub use devices::{dogs, forget_base_salt, synced, write_counted};
+pub use backend::{test_postgres, test_postgres_url, test_storage, testing_postgres};
+pub use devices::{dogs, forget_base_salt, objects_of, synced, write_counted};
 pub use history::{fold_history, Fields};
 pub use proxy::{Faults, Proxy};
 pub use server_data::ServerData;

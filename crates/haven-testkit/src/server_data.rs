@@ -21,8 +21,8 @@ impl ServerData {
     /// Data kept under `dir` (the embedded store's file, the backups), or
     /// in a PostgreSQL schema of its own, dropped with this value.
     pub fn new(dir: &Path) -> ServerData {
-        let postgres = haven_server::testing_postgres().then(|| {
-            let url = std::env::var("HAVEN_TEST_POSTGRES_URL").expect("HAVEN_TEST_POSTGRES_URL");
+        let postgres = crate::testing_postgres().then(|| {
+            let url = crate::test_postgres_url().expect("HAVEN_TEST_BACKEND=postgres needs HAVEN_TEST_POSTGRES_URL");
             let n = SCHEMAS.fetch_add(1, Ordering::SeqCst);
             (url, format!("haven_restore_{}_{n}", std::process::id()))
         });

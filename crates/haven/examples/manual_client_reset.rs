@@ -143,7 +143,7 @@ pub async fn run(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The listener of the seed's procedure: after each change to the Dog
+/// The listener of the procedure: after each change to the Dog
 /// collection, once the session is connected and has uploaded everything,
 /// note the time in the local-only database.
 fn track_last_sync(db: &Database, tracker: &Database) -> haven::NotificationToken {

@@ -1,13 +1,14 @@
-//! The client reset scenarios of SCENARIOS.md, end to end: a real server
-//! in-process, real WebSocket connections, real database files. Client
-//! L gets reset; R is another device on partition "p".
+//! Client reset, scenario by scenario (the table in
+//! `docs/client-reset.md`), end to end: a real server in-process, real
+//! WebSocket connections, real database files. Client L gets reset; R is
+//! another device on partition "p".
 
 use haven::recovery::DropReason;
 use haven::{
     ClientResetInfo, ClientResetMode, Config, Database, RecoveryPolicy, RecoveryReport, Schema, SyncConfig, SyncError,
     UpdateMode, Value,
 };
-use haven_server::{Authenticator, EmbeddedStorage, Server, ServerOptions};
+use haven_server::{Authenticator, Server, ServerOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -119,7 +120,7 @@ impl Harness {
 
     async fn with_max_offline(max_offline: Duration) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let storage = haven_server::test_storage(&dir.path().join("server"));
+        let storage = haven_testkit::test_storage(&dir.path().join("server"));
         let options = ServerOptions {
             admin_token: Some(ADMIN.into()),
             max_offline: Some(max_offline),
@@ -198,7 +199,7 @@ impl Harness {
 static FRESH: AtomicUsize = AtomicUsize::new(0);
 
 async fn start_server(data: &Path) -> Server {
-    let storage = haven_server::test_storage(data);
+    let storage = haven_testkit::test_storage(data);
     let listen = "127.0.0.1:0".parse().unwrap();
     Server::start_with_admin(storage, Authenticator::Dev, listen, Some(ADMIN.into())).await.unwrap()
 }
@@ -266,7 +267,7 @@ fn drop_reasons(report: &RecoveryReport) -> Vec<(i64, Option<String>, DropReason
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s02_recover_latest_wins_keeps_the_later_remote_write() {
+async fn recover_latest_wins_keeps_the_later_remote_write() {
     let b = baseline(RECOVER).await;
     set(&b.l, 1, "age", 4);
     b.remote(|r| set(r, 1, "age", 6)).await;
@@ -278,7 +279,7 @@ async fn s02_recover_latest_wins_keeps_the_later_remote_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s03_recover_latest_wins_keeps_the_later_offline_write() {
+async fn recover_latest_wins_keeps_the_later_offline_write() {
     let b = baseline(RECOVER).await;
     b.remote(|r| set(r, 1, "age", 6)).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -289,7 +290,7 @@ async fn s03_recover_latest_wins_keeps_the_later_offline_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s04_recover_client_wins() {
+async fn recover_client_wins_keeps_the_offline_write() {
     let b = baseline(Mode::Recover(RecoveryPolicy::ClientWins)).await;
     set(&b.l, 1, "age", 4);
     b.remote(|r| set(r, 1, "age", 6)).await;
@@ -299,7 +300,7 @@ async fn s04_recover_client_wins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s05_discard_notifies_one_modification() {
+async fn discard_notifies_one_modification() {
     let b = baseline(Mode::Discard).await;
     set(&b.l, 1, "age", 4);
     b.remote(|r| set(r, 1, "age", 6)).await;
@@ -342,7 +343,7 @@ fn listen(db: &Database) -> (Arc<Mutex<Vec<haven::CollectionChanges>>>, haven::N
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s01_manual_moves_the_file_aside_and_reopens_fresh() {
+async fn manual_moves_the_file_aside_and_reopens_fresh() {
     let b = baseline(Mode::Manual).await;
     set(&b.l, 1, "age", 4);
     b.remote(|r| set(r, 1, "age", 6)).await;
@@ -370,7 +371,7 @@ async fn s01_manual_moves_the_file_aside_and_reopens_fresh() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s06_an_offline_create_is_recovered_or_discarded() {
+async fn an_offline_create_is_recovered_or_discarded() {
     let b = baseline(RECOVER).await;
     create(&b.l, json!({"_id": 2, "name": "Ace", "lastUpdated": 1}));
     b.reset_and_resume().await;
@@ -390,7 +391,7 @@ async fn s06_an_offline_create_is_recovered_or_discarded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s07_an_offline_delete_wins_or_is_discarded() {
+async fn an_offline_delete_wins_or_is_discarded() {
     let b = baseline(RECOVER).await;
     b.l.write(|tx| tx.delete("Dog", 1).map(|_| ())).unwrap();
     b.remote(|r| set(r, 1, "age", 6)).await;
@@ -410,7 +411,7 @@ async fn s07_an_offline_delete_wins_or_is_discarded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s08_an_update_of_an_object_deleted_on_the_server_is_dropped() {
+async fn an_update_of_an_object_deleted_on_the_server_is_dropped() {
     let b = baseline(RECOVER).await;
     set(&b.l, 1, "age", 4);
     b.remote(|r| r.write(|tx| tx.delete("Dog", 1).map(|_| ())).unwrap()).await;
@@ -420,7 +421,7 @@ async fn s08_an_update_of_an_object_deleted_on_the_server_is_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s09_increments_add_up_or_are_discarded() {
+async fn increments_add_up_or_are_discarded() {
     for (mode, age) in [(RECOVER, 16), (Mode::Discard, 6)] {
         let b = baseline(mode).await;
         b.l.write(|tx| tx.increment("Dog", 1, "age", 10)).unwrap();
@@ -431,7 +432,7 @@ async fn s09_increments_add_up_or_are_discarded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s10_two_creates_of_one_key_merge_by_the_later_write() {
+async fn two_creates_of_one_key_merge_by_the_later_write() {
     for mode in [RECOVER, Mode::Discard] {
         let b = baseline(mode).await;
         create(&b.l, json!({"_id": 3, "name": "L's", "age": 1, "lastUpdated": 1}));
@@ -444,7 +445,7 @@ async fn s10_two_creates_of_one_key_merge_by_the_later_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s11_a_link_to_an_object_deleted_on_the_server_is_dropped() {
+async fn a_link_to_an_object_deleted_on_the_server_is_dropped() {
     let b = baseline(RECOVER).await;
     b.l.sync_session().unwrap().resume();
     b.remote(|r| create(r, json!({"_id": 2, "name": "Ace", "lastUpdated": 1}))).await;
@@ -460,7 +461,7 @@ async fn s11_a_link_to_an_object_deleted_on_the_server_is_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s12_a_partition_without_recovery_falls_back() {
+async fn a_partition_without_recovery_falls_back() {
     // RecoverUnsynced: the app decides; nothing is lost meanwhile.
     let b = baseline(RECOVER).await;
     set(&b.l, 1, "age", 4);
@@ -485,7 +486,7 @@ async fn s12_a_partition_without_recovery_falls_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s13_a_failed_attempt_rolls_back_and_the_next_falls_back_never_looping() {
+async fn a_failed_attempt_rolls_back_and_the_next_falls_back_never_looping() {
     let b = baseline(RECOVER).await;
     b.seen.failing_befores.store(1, Ordering::SeqCst);
     set(&b.l, 1, "age", 4);
@@ -513,7 +514,7 @@ async fn s13_a_failed_attempt_rolls_back_and_the_next_falls_back_never_looping()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s17_compaction_resets_only_clients_that_need_trimmed_history() {
+async fn compaction_resets_only_clients_that_need_trimmed_history() {
     let b = baseline(RECOVER).await;
     set(&b.l, 1, "name", "Rexy");
     b.remote(|r| set(r, 1, "age", 6)).await;
@@ -532,7 +533,7 @@ async fn s17_compaction_resets_only_clients_that_need_trimmed_history() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s18_terminate_resets_every_client_and_keeps_their_unsynced_writes() {
+async fn terminate_resets_every_client_and_keeps_their_unsynced_writes() {
     let b = baseline(RECOVER).await;
     set(&b.l, 1, "name", "Rexy");
     let r_ident = b.r.sync_position().unwrap().file_ident;
@@ -550,7 +551,7 @@ async fn s18_terminate_resets_every_client_and_keeps_their_unsynced_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s20_an_increment_the_server_integrated_before_the_reset_counts_once() {
+async fn an_increment_the_server_integrated_before_the_reset_counts_once() {
     let b = baseline(RECOVER).await;
     b.l.write(|tx| tx.increment("Dog", 1, "age", 10)).unwrap();
     // A copy of L as it was before the server acknowledged the increment.
@@ -575,7 +576,7 @@ async fn s20_an_increment_the_server_integrated_before_the_reset_counts_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s21_two_resets_in_a_row_both_complete() {
+async fn two_resets_in_a_row_both_complete() {
     for mode in [RECOVER, Mode::Discard] {
         let b = baseline(mode).await;
         set(&b.l, 1, "age", 4);
@@ -591,7 +592,7 @@ async fn s21_two_resets_in_a_row_both_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s23_manual_without_a_handler_cannot_open() {
+async fn manual_without_a_handler_cannot_open() {
     let h = Harness::new().await;
     let sync = SyncConfig::new(h.server.url(), "dev", "p").client_reset(ClientResetMode::Manual { on_manual: None });
     let config = Config::new(h.path("l")).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync);
@@ -601,7 +602,7 @@ async fn s23_manual_without_a_handler_cannot_open() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s15_a_download_paused_midway_starts_again_and_applies_nothing_twice() {
+async fn a_download_paused_midway_starts_again_and_applies_nothing_twice() {
     let b = baseline(RECOVER).await;
     create(&b.l, json!({"_id": 200, "name": "L's", "lastUpdated": 1}));
     b.remote(add_100_big_dogs).await;
@@ -629,68 +630,7 @@ async fn s15_a_download_paused_midway_starts_again_and_applies_nothing_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s16_a_server_restored_from_a_backup_gets_every_unsynced_write_back() {
-    if haven_server::testing_postgres() {
-        // The backup here is a copy of the embedded store's file; on
-        // PostgreSQL a restore is the database's own (pg_dump, PITR).
-        eprintln!("s16 runs on the embedded store only");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("server");
-    let server = start_server(&data).await;
-    let addr = server.local_addr();
-    let h = Harness { dir, server };
-    let names = ["a", "b", "c"];
-    let mut devices = Vec::new();
-    for name in names {
-        devices.push(h.open(name, RECOVER, &Arc::default()).await);
-    }
-    create(&devices[0], json!({"_id": 1, "name": "Rex", "age": 1, "lastUpdated": 0}));
-    for db in devices.iter().chain(&devices[..1]) {
-        synced(db).await;
-    }
-    // The backup, taken before the writes below.
-    let Harness { dir, server } = h;
-    server.shutdown().await;
-    let backup = dir.path().join("server-backup");
-    std::fs::create_dir_all(&backup).unwrap();
-    std::fs::copy(data.join("haven-server.redb"), backup.join("haven-server.redb")).unwrap();
-    let server = restart(&data, addr).await;
-    set(&devices[1], 1, "name", "Rexy");
-    for db in devices.iter().chain(&devices[..2]) {
-        synced(db).await;
-    }
-    // Each device writes offline; then the server comes back from the backup.
-    devices.iter().for_each(|db| db.sync_session().unwrap().pause());
-    create(&devices[0], json!({"_id": 10, "name": "A's", "lastUpdated": 1}));
-    set(&devices[1], 1, "age", 7);
-    create(&devices[2], json!({"_id": 30, "name": "C's", "lastUpdated": 3}));
-    server.shutdown().await;
-    std::fs::copy(backup.join("haven-server.redb"), data.join("haven-server.redb")).unwrap();
-    let server = restart(&data, addr).await;
-    devices.iter().for_each(|db| db.sync_session().unwrap().resume());
-    for db in devices.iter().chain(&devices) {
-        synced(db).await;
-    }
-    let h = Harness { dir, server };
-    let expected = h.server_dogs().await;
-    for db in &devices {
-        assert_eq!(dogs(db), expected);
-    }
-    let ids: Vec<_> = expected.iter().map(|d| d["_id"].as_i64().unwrap()).collect();
-    assert_eq!(ids, vec![1, 10, 30]);
-    assert_eq!(expected[0]["age"], 7);
-}
-
-/// Starts the server again on the address it had.
-async fn restart(data: &Path, addr: std::net::SocketAddr) -> Server {
-    let storage = Arc::new(EmbeddedStorage::open(data).unwrap());
-    Server::start_with_admin(storage, Authenticator::Dev, addr, Some(ADMIN.into())).await.unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s22_junk_left_in_the_staging_area_is_cleared() {
+async fn junk_left_in_the_staging_area_is_cleared() {
     use haven_core::merge::{Field, Hlc, ObjectState, Stamp};
     let b = baseline(RECOVER).await;
     set(&b.l, 1, "age", 4);
@@ -707,8 +647,8 @@ async fn s22_junk_left_in_the_staging_area_is_cleared() {
         key: haven_core::key::to_key(Value::from(99).as_ref().unwrap()),
         state: haven_sync::protocol::SnapshotObject::encode_state(&99.into(), &state).unwrap(),
     };
-    b.l.start_bootstrap().unwrap();
-    b.l.bootstrap_batch(&[junk]).unwrap();
+    haven_store::testing::start_bootstrap(&b.l).unwrap();
+    haven_store::testing::bootstrap_batch(&b.l, &[junk]).unwrap();
     b.reset_and_resume().await;
     let dogs = b.converged().await;
     assert_eq!(dogs.len(), 1, "{dogs:?}");
@@ -731,7 +671,7 @@ async fn manual_reset(b: Baseline) -> (Database, Database, Baseline) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s25_by_object_timestamp_overwrites_the_servers_other_fields_by_field_does_not() {
+async fn by_object_timestamp_overwrites_the_servers_other_fields_by_field_does_not() {
     for by_field in [false, true] {
         let b = baseline(Mode::Manual).await;
         let last_synced = 0; // L's Dog 1 has lastUpdated 0: written before the last sync
@@ -757,7 +697,7 @@ async fn s25_by_object_timestamp_overwrites_the_servers_other_fields_by_field_do
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s26_from_change_log_replays_everything_overwrite_server_copies_the_backup() {
+async fn from_change_log_replays_everything_overwrite_server_copies_the_backup() {
     let offline = |l: &Database| {
         l.write(|tx| {
             tx.create("Dog", json!({"_id": 2, "name": "Ace", "age": 1, "lastUpdated": 1}), UpdateMode::Never)?;
@@ -800,14 +740,14 @@ async fn s26_from_change_log_replays_everything_overwrite_server_copies_the_back
     assert_eq!(b.converged().await, expected);
 }
 
-/// Runs as a child process of `s14` (else does nothing): opens L, resumes
+/// Runs as a child process of `a_reset_killed_while_downloading_completes_on_reopen` (else does nothing): opens L, resumes
 /// its reset, says when the fresh state starts downloading, and waits to
 /// be killed.
 #[test]
-fn child_process_for_s14() {
-    let Ok(path) = std::env::var("HAVEN_S14_PATH") else { return };
-    let url = std::env::var("HAVEN_S14_URL").unwrap();
-    let discard = std::env::var("HAVEN_S14_MODE").unwrap() == "discard";
+fn child_process_resuming_a_reset() {
+    let Ok(path) = std::env::var("HAVEN_RESET_CHILD_PATH") else { return };
+    let url = std::env::var("HAVEN_RESET_CHILD_URL").unwrap();
+    let discard = std::env::var("HAVEN_RESET_CHILD_MODE").unwrap() == "discard";
     tokio::runtime::Runtime::new().unwrap().block_on(async move {
         let mode = match discard {
             true => ClientResetMode::DiscardUnsynced { before: None, after: None },
@@ -824,7 +764,7 @@ fn child_process_for_s14() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s14_a_reset_killed_while_downloading_completes_on_reopen() {
+async fn a_reset_killed_while_downloading_completes_on_reopen() {
     for mode in [Mode::Discard, RECOVER] {
         let b = baseline(mode).await;
         set(&b.l, 1, "age", 4);
@@ -838,10 +778,10 @@ async fn s14_a_reset_killed_while_downloading_completes_on_reopen() {
         }
         // A child process resumes the reset and is killed mid-download.
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_process_for_s14", "--nocapture", "--test-threads=1"])
-            .env("HAVEN_S14_PATH", h.path("l"))
-            .env("HAVEN_S14_URL", h.server.url())
-            .env("HAVEN_S14_MODE", if mode == Mode::Discard { "discard" } else { "recover" })
+            .args(["--exact", "child_process_resuming_a_reset", "--nocapture", "--test-threads=1"])
+            .env("HAVEN_RESET_CHILD_PATH", h.path("l"))
+            .env("HAVEN_RESET_CHILD_URL", h.server.url())
+            .env("HAVEN_RESET_CHILD_MODE", if mode == Mode::Discard { "discard" } else { "recover" })
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -878,7 +818,7 @@ async fn s14_a_reset_killed_while_downloading_completes_on_reopen() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s19_a_breaking_schema_change_resets_and_drops_what_no_longer_fits() {
+async fn a_breaking_schema_change_resets_and_drops_what_no_longer_fits() {
     let b = baseline(RECOVER).await;
     b.l.write(|tx| {
         tx.set("Dog", 1, "age", 4)?;
@@ -918,13 +858,13 @@ async fn s19_a_breaking_schema_change_resets_and_drops_what_no_longer_fits() {
     assert!(seen.report().dropped().is_empty(), "nothing left to drop: {}", seen.report());
 }
 
-/// The seed's *track changes by object* procedure, written as the seed
-/// does, is `examples/manual_client_reset.rs`: run here as scenario 24.
+/// Realm's documented *track changes by object* procedure, written as
+/// Realm's docs do, is `examples/manual_client_reset.rs`: run here.
 #[path = "../examples/manual_client_reset.rs"]
 mod manual_client_reset;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s24_the_seeds_track_changes_by_object_procedure_recovers_creates_updates_and_deletes() {
+async fn realms_track_changes_by_object_procedure_recovers_creates_updates_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
     manual_client_reset::run(dir.path()).await.unwrap();
 }

@@ -125,7 +125,7 @@ fn accounted_for(reports: &[RecoveryReport], instruction: &Instruction) -> bool 
 
 async fn run(modes: Vec<Mode>, ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
-    let storage = haven_server::test_storage(&dir.path().join("server"));
+    let storage = haven_testkit::test_storage(&dir.path().join("server"));
     let server = Server::start(storage.clone(), Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let mut devices = Vec::new();
     for (n, mode) in modes.iter().enumerate() {

@@ -100,7 +100,7 @@ async fn killed_syncing_devices_lose_nothing() {
     let mut seed: u64 = std::env::var("HAVEN_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
     eprintln!("seed {seed} (HAVEN_CRASH_SEED replays it)");
     let dir = tempfile::tempdir().unwrap();
-    let storage = haven_server::test_storage(&dir.path().join("server"));
+    let storage = haven_testkit::test_storage(&dir.path().join("server"));
     let server = Server::start(storage.clone(), Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let path = dir.path().join("device.haven");
     let (mut committed, mut acknowledged, mut resets) = (0, 0, 0);

@@ -71,7 +71,7 @@ struct World {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let storage = haven_server::test_storage(&dir.path().join("server"));
+    let storage = haven_testkit::test_storage(&dir.path().join("server"));
     let server = Server::start(storage.clone(), Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let proxy = Proxy::start(server.local_addr()).await;
     World { _dir: dir, storage, server, proxy }
@@ -337,7 +337,7 @@ proptest! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_briefly_unreachable_only_delays_sync() {
     // Says whether to run (and fails under CI=true without PostgreSQL).
-    let Some(check) = tokio::task::spawn_blocking(haven_server::test_postgres).await.unwrap() else { return };
+    let Some(check) = tokio::task::spawn_blocking(haven_testkit::test_postgres).await.unwrap() else { return };
     drop(check);
     let url = std::env::var("HAVEN_TEST_POSTGRES_URL").unwrap();
     let host_port =

@@ -292,3 +292,28 @@ async fn a_server_and_devices_from_before_salts_sync_on_after_the_upgrade() {
     assert!(fleet.resets_of("a").is_empty() && fleet.resets_of("b").is_empty(), "nobody is reset");
     assert_ne!(b.sync_position().unwrap().base_salt, 0, "new versions have salts");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_gets_its_unsynced_writes_back_from_a_restored_server() {
+    let mut fleet = Fleet::new().await;
+    let (a, b, c) = (fleet.device("a").await, fleet.device("b").await, fleet.device("c").await);
+    create(&a, 1, "Rex");
+    for db in [&a, &b, &c, &a] {
+        synced(db).await;
+    }
+    fleet.backup("before").await;
+    b.write(|tx| tx.set("Dog", 1, "name", "Rexy")).unwrap();
+    for db in [&a, &b, &c, &a, &b] {
+        synced(db).await;
+    }
+    // Each device writes offline; then the server comes back from the backup.
+    pause(&[&a, &b, &c]);
+    create(&a, 10, "A's");
+    set_age(&b, 1, 7);
+    create(&c, 30, "C's");
+    fleet.restore("before").await;
+    [&a, &b, &c].into_iter().for_each(resume);
+    let dogs = fleet.converged(&[&a, &b, &c]).await;
+    assert_eq!(ids(&dogs), vec![1, 10, 30]);
+    assert_eq!(dogs[0]["age"], 7);
+}

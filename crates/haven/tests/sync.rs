@@ -13,7 +13,7 @@ const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"i
 
 /// A server on the backend the run tests (`HAVEN_TEST_BACKEND`), and its storage.
 async fn server_with_storage(dir: &Path) -> (Server, Arc<dyn Storage>) {
-    let storage = haven_server::test_storage(&dir.join("server"));
+    let storage = haven_testkit::test_storage(&dir.join("server"));
     (Server::start(storage.clone(), Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap(), storage)
 }
 
@@ -116,7 +116,7 @@ async fn a_restarted_server_keeps_everything_it_acknowledged() {
 
     // The embedded store is opened again from its file; PostgreSQL's
     // tables are the same tables.
-    let storage = match haven_server::testing_postgres() {
+    let storage = match haven_testkit::testing_postgres() {
         true => storage,
         false => {
             drop(storage);
@@ -134,7 +134,7 @@ async fn a_restarted_server_keeps_everything_it_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_fails_open_synced_and_reaches_on_error() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = haven_server::test_storage(&dir.path().join("server"));
+    let storage = haven_testkit::test_storage(&dir.path().join("server"));
     let server = Server::start(storage, Authenticator::jwt(b"secret"), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let sync = SyncConfig::new(server.url(), "forged", "p").on_error(move |e| {

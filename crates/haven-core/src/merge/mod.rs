@@ -1,4 +1,4 @@
-//! The merge rule shared by the sync client and server (DESIGN §4):
+//! The merge rule shared by the sync client and server (`docs/conflicts.md`):
 //! server-ordered, client-rebased; delete wins; same primary key, same
 //! object; fields merge one by one, causality first and then the hybrid
 //! logical clock; increments add up. Pure: no I/O.

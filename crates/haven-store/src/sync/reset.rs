@@ -1,4 +1,4 @@
-//! Client reset on the device (DESIGN §6, `docs/client-reset.md`): the
+//! Client reset on the device (`docs/client-reset.md`): the
 //! modes an app chooses, what a reset needing the app tells it, the
 //! persisted tracker that makes a reset survive crashes and never loop,
 //! and moving a file aside for a manual reset.

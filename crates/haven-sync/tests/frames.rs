@@ -1,0 +1,151 @@
+//! One frame of each message, pinned byte for byte: an encoding that
+//! changes by accident (a field added, reordered, a variant inserted)
+//! fails here before it reaches a peer. `frames/v<N>.txt` holds protocol
+//! N's frames, one `name hex` per line. A new protocol version adds its
+//! own file (`HAVEN_WRITE_FRAMES=1` writes it once) and keeps the older
+//! ones, whose frames it must refuse naming both versions.
+
+use haven_core::merge::{Changeset, Field, Hlc, Instruction, ObjectState, Stamp};
+use haven_core::Value;
+use haven_sync::protocol::{
+    self, Action, ClientMessage, ErrorCode, FileIdent, ResetReason, ServerChangeset, ServerMessage, SnapshotObject,
+    PROTOCOL_VERSION,
+};
+use std::path::PathBuf;
+
+fn changeset() -> Changeset {
+    Changeset {
+        replica: 7,
+        client_version: 3,
+        base_version: 2,
+        hlc: Hlc { millis: 1_700_000_000_000, counter: 1 },
+        instructions: vec![
+            Instruction::Create {
+                object_type: "Dog".into(),
+                pk: 1.into(),
+                fields: vec![("_id".into(), 1.into()), ("name".into(), "Rex".into())],
+            },
+            Instruction::Set {
+                object_type: "Dog".into(),
+                pk: 1.into(),
+                field: "tags".into(),
+                value: Value::List(vec!["a".into()]),
+            },
+            Instruction::Increment { object_type: "Dog".into(), pk: 1.into(), field: "age".into(), delta: 2.into() },
+            Instruction::Delete { object_type: "Dog".into(), pk: 2.into() },
+        ],
+    }
+}
+
+fn snapshot_object() -> SnapshotObject {
+    let stamp = Stamp { version: 4, hlc: Hlc { millis: 1_700_000_000_001, counter: 0 }, replica: 7 };
+    let fields = [("_id", Value::from(1)), ("blob", Value::Data(vec![1, 2])), ("when", Value::Date(5))]
+        .into_iter()
+        .map(|(n, value)| (n.to_owned(), Field { value, stamp }))
+        .collect();
+    let state = ObjectState::Live { fields, deleted_at: None };
+    let pk = Value::from(1);
+    SnapshotObject {
+        object_type: "Dog".into(),
+        key: haven_core::key::to_key(pk.as_ref().unwrap()),
+        state: SnapshotObject::encode_state(&pk, &state).unwrap(),
+    }
+}
+
+/// Every message, named.
+fn messages() -> Vec<(&'static str, Vec<u8>)> {
+    let ident = FileIdent { ident: 12, salt: 0x1234_5678_9abc_def0 };
+    let client = [
+        (
+            "Bind",
+            ClientMessage::Bind {
+                token: "token".into(),
+                partition: "p".into(),
+                file_ident: Some(ident),
+                last_server_version: 9,
+                last_server_version_salt: 0xfeed,
+                uploaded_through: 3,
+                last_client_version: 4,
+                schema: "[]".into(),
+                resetting: false,
+                request_reset: true,
+            },
+        ),
+        ("Upload", ClientMessage::Upload { changesets: vec![changeset()] }),
+        ("Mark", ClientMessage::Mark { request: 5 }),
+        ("Ping", ClientMessage::Ping { nonce: 6 }),
+    ];
+    let server = [
+        ("Bound", ServerMessage::Bound { file_ident: ident, server_version: 9, schema: "[]".into() }),
+        (
+            "Bootstrap",
+            ServerMessage::Bootstrap {
+                objects: vec![snapshot_object()],
+                last: true,
+                server_version: 9,
+                server_version_salt: 0xbeef,
+                uploaded_through: 3,
+            },
+        ),
+        (
+            "Download",
+            ServerMessage::Download {
+                changesets: vec![ServerChangeset { server_version: 10, changeset: changeset() }],
+                uploaded_through: 3,
+                server_version: 10,
+                server_version_salt: 0xcafe,
+            },
+        ),
+        ("MarkAnswer", ServerMessage::Mark { request: 5, server_version: 10 }),
+        (
+            "Error",
+            ServerMessage::Error {
+                code: ErrorCode::ClientReset,
+                message: "reset".into(),
+                action: Action::ClientReset { reason: ResetReason::ServerRestored, acknowledged: Some(3) },
+            },
+        ),
+        ("Pong", ServerMessage::Pong { nonce: 6 }),
+    ];
+    let mut all: Vec<(&str, Vec<u8>)> = client.into_iter().map(|(n, m)| (n, protocol::encode(&m).unwrap())).collect();
+    all.extend(server.into_iter().map(|(n, m)| (n, protocol::encode(&m).unwrap())));
+    all
+}
+
+fn file(version: u16) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/frames/v{version}.txt"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+}
+
+fn pinned(version: u16) -> Vec<(String, Vec<u8>)> {
+    let text = std::fs::read_to_string(file(version)).unwrap_or_else(|e| panic!("{}: {e}", file(version).display()));
+    text.lines().map(|l| l.split_once(' ').expect("name hex")).map(|(n, h)| (n.to_owned(), unhex(h))).collect()
+}
+
+#[test]
+fn every_message_encodes_as_pinned_and_decodes_back() {
+    let path = file(PROTOCOL_VERSION);
+    if std::env::var("HAVEN_WRITE_FRAMES").is_ok() && !path.exists() {
+        let text: String = messages().iter().map(|(n, f)| format!("{n} {}\n", hex(f))).collect();
+        std::fs::write(&path, text).unwrap();
+    }
+    let pinned = pinned(PROTOCOL_VERSION);
+    let made = messages();
+    assert_eq!(pinned.len(), made.len(), "one frame per message");
+    for ((name, frame), (made_name, made_frame)) in pinned.iter().zip(&made) {
+        assert_eq!(name, made_name);
+        assert!(frame == made_frame, "{name}: the encoding changed; a change needs a new protocol version");
+        let decoded_again = match name.as_str() {
+            "Bind" | "Upload" | "Mark" | "Ping" => protocol::encode(&protocol::decode::<ClientMessage>(frame).unwrap()),
+            _ => protocol::encode(&protocol::decode::<ServerMessage>(frame).unwrap()),
+        };
+        assert!(decoded_again.unwrap() == *frame, "{name} decodes to the same message");
+    }
+}

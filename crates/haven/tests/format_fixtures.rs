@@ -1,0 +1,249 @@
+//! Files written by an earlier build keep working: the fixtures under
+//! `tests/fixtures/format-1/` (a device file with every property type, an
+//! acknowledged prefix, unsynced changes and a client reset under way;
+//! the backup a manual reset left; the embedded server's data directory)
+//! are opened, checked value by value, and synced with this build's
+//! server, which finishes the reset. They were made once by
+//! `make_format_1_fixtures` and are never made again: when a format
+//! changes, a new set joins them and these must keep passing.
+
+use haven::{ClientResetMode, Config, Database, RecoveryPolicy, ResetReason, Schema, SyncConfig, SyncError, Value};
+use haven_server::{Authenticator, EmbeddedStorage, Server, Storage};
+use haven_testkit::{objects_of, synced, Proxy};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SCHEMA: &str = r#"[
+  {"name":"Every","primaryKey":"_id","properties":{
+    "_id":"int","flag":"bool","count":"int","ratio":"double",
+    "name":{"type":"string","indexed":true},"blob":"data","when":"date",
+    "oid":"objectId","uid":"uuid","maybe":"int?","note":"string?",
+    "owner":"Person?","tags":"string[]","ranks":"int[]","friends":"Every[]"}},
+  {"name":"Person","primaryKey":"_id","properties":{"_id":"string","name":"string"}}
+]"#;
+const ADMIN: &str = "fixture-admin";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1")
+}
+
+fn schema() -> Schema {
+    Schema::from_json(SCHEMA).unwrap()
+}
+
+/// Every 1 as first written and synced.
+fn every_1() -> Vec<(&'static str, Value)> {
+    vec![
+        ("_id", 1.into()),
+        ("flag", true.into()),
+        ("count", 41.into()),
+        ("ratio", Value::Double(0.25)),
+        ("name", "first".into()),
+        ("blob", Value::Data(vec![0, 1, 2, 255])),
+        ("when", Value::Date(1_700_000_000_123)),
+        ("oid", Value::ObjectId(*b"haven-fixtur")),
+        ("uid", Value::Uuid(*b"0123456789abcdef")),
+        ("maybe", Value::Null),
+        ("note", "a note".into()),
+        ("owner", "ann".into()),
+        ("tags", Value::List(vec!["a".into(), "b".into()])),
+        ("ranks", Value::List(vec![3.into(), 1.into(), 2.into()])),
+        ("friends", Value::List(vec![])),
+    ]
+}
+
+fn write(db: &Database, f: impl FnOnce(&mut haven::WriteTransaction<'_>) -> haven::Result<()>) {
+    db.write(f).unwrap();
+}
+
+fn config(path: &Path, url: &str, mode: ClientResetMode) -> Config {
+    let sync = SyncConfig::new(url, "dev", "p")
+        .reconnect_delays(Duration::from_millis(20), Duration::from_millis(200))
+        .client_reset(mode)
+        .on_error(|e| eprintln!("sync: {e}"));
+    Config::new(path).schema(schema()).sync(sync)
+}
+
+async fn admin_reset(server: &Server, db: &Database) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (ident, _) = db.sync_position().unwrap().file_ident.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    let request = format!(
+        "POST /admin/v1/clients/{ident}/reset HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+async fn closed(path: &Path) {
+    while Database::is_open(path) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Makes the fixtures (run by hand, once per format: `cargo test -p haven
+/// --test format_fixtures -- --ignored make_format_1_fixtures`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "makes the committed fixtures; run by hand only when a new format gets its own"]
+async fn make_format_1_fixtures() {
+    let out = fixtures();
+    assert!(!out.exists(), "{} exists: fixtures are made once, never again", out.display());
+    std::fs::create_dir_all(&out).unwrap();
+    let storage = Arc::new(EmbeddedStorage::open(&out.join("server")).unwrap());
+    let server =
+        Server::start_with_admin(storage, Authenticator::Dev, "127.0.0.1:0".parse().unwrap(), Some(ADMIN.into()))
+            .await
+            .unwrap();
+    let proxy = Proxy::start(server.local_addr()).await;
+    let device_path = out.join("device.haven");
+    let device = Database::open_synced(config(&device_path, &proxy.url(), ClientResetMode::default())).await.unwrap();
+    write(&device, |tx| {
+        tx.create_values("Person", [("_id", "ann".into()), ("name", "Ann".into())], haven::UpdateMode::Never)?;
+        tx.create_values("Every", every_1(), haven::UpdateMode::Never)
+    });
+    write(&device, |tx| tx.set("Every", 1, "friends", Value::List(vec![1.into()])));
+    synced(&device).await;
+
+    // A manual reset leaves a backup beside the phone's file.
+    let phone_path = out.join("phone.haven");
+    let told = Arc::new(Mutex::new(None));
+    let on_manual = told.clone();
+    let manual = ClientResetMode::Manual {
+        on_manual: Some(Box::new(move |info| *on_manual.lock().unwrap() = Some(info.clone()))),
+    };
+    let phone = Database::open_synced(config(&phone_path, &server.url(), manual)).await.unwrap();
+    write(&phone, |tx| tx.set("Every", 1, "note", Value::from("the phone's unsynced note")));
+    phone.sync_session().unwrap().pause();
+    admin_reset(&server, &phone).await;
+    phone.sync_session().unwrap().resume();
+    while told.lock().unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(phone);
+    closed(&phone_path).await;
+    haven::initiate_client_reset(&phone_path).unwrap();
+
+    // The device: unsynced changes, then a reset it has recorded but not
+    // carried out (every connection after the one that brings it is cut).
+    device.sync_session().unwrap().pause();
+    write(&device, |tx| {
+        tx.set("Every", 1, "name", Value::from("renamed offline"))?;
+        tx.increment("Every", 1, "count", 1)
+    });
+    write(&device, |tx| {
+        let mut two = every_1();
+        two[0].1 = 2.into();
+        two[4].1 = "second".into();
+        tx.create_values("Every", two, haven::UpdateMode::Never)
+    });
+    admin_reset(&server, &device).await;
+    proxy.set(|f| (f.cut_schedule, f.cut_after) = ([i64::MAX].into(), Some(0)));
+    device.sync_session().unwrap().resume();
+    while device.pending_client_reset().unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(device);
+    closed(&device_path).await;
+    server.shutdown().await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn every(db: &Database, id: i64) -> serde_json::Value {
+    db.object_for_primary_key("Every", id).unwrap().unwrap_or_else(|| panic!("Every {id}")).to_json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_1_files_open_with_every_value_and_finish_their_reset_with_this_build() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures(), dir.path());
+    let device_path = dir.path().join("device.haven");
+
+    // The device, read-only: every value, the sync position, the reset.
+    let expected_1 = json!({
+        "_id": 1, "flag": true, "count": 42, "ratio": 0.25, "name": "renamed offline",
+        "blob": Value::Data(vec![0, 1, 2, 255]).to_json(), "when": Value::Date(1_700_000_000_123).to_json(),
+        "oid": Value::ObjectId(*b"haven-fixtur").to_json(), "uid": Value::Uuid(*b"0123456789abcdef").to_json(),
+        "maybe": null, "note": "a note", "owner": "ann", "tags": ["a", "b"], "ranks": [3, 1, 2], "friends": [1]
+    });
+    {
+        let device = Database::open(Config::new(&device_path).read_only()).unwrap();
+        assert_eq!(device.schema(), &schema());
+        assert_eq!(every(&device, 1), expected_1);
+        assert_eq!(every(&device, 2)["name"], "second");
+        let ann = device.object_for_primary_key("Person", "ann").unwrap().unwrap();
+        assert_eq!(ann.get("name"), Some("Ann".into()));
+        let position = device.sync_position().unwrap();
+        assert!(position.file_ident.is_some() && position.base_version >= 2, "{position:?}");
+        assert_eq!(
+            (position.acknowledged, position.last_client_version),
+            (2, 4),
+            "an acknowledged prefix, two unsynced"
+        );
+        assert_eq!(device.pending_changes().unwrap().len(), 2);
+        let reset = device.pending_client_reset().unwrap().expect("a reset under way");
+        assert_eq!((reset.reason, reset.committed), (ResetReason::OperatorReset, false));
+    }
+
+    // The manual reset's backup.
+    let backups = haven::client_reset_backups(dir.path().join("phone.haven")).unwrap();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    {
+        let backup = Database::open(Config::new(&backups[0]).read_only()).unwrap();
+        assert_eq!(every(&backup, 1)["note"], "the phone's unsynced note");
+        assert_eq!(backup.pending_client_reset().unwrap().map(|r| r.reason), Some(ResetReason::OperatorReset));
+        assert_eq!(backup.pending_changes().unwrap().len(), 1);
+    }
+
+    // The server's data, then both with this build's server: the reset finishes.
+    let storage = Arc::new(EmbeddedStorage::open(&dir.path().join("server")).unwrap());
+    let history = storage.history("p", 0, usize::MAX).unwrap();
+    assert_eq!(history.len(), 2, "every stored changeset reads");
+    for h in &history {
+        assert_ne!(storage.version_salt("p", h.server_version).unwrap(), Some(0), "version {}", h.server_version);
+    }
+    let mut objects = 0;
+    storage
+        .snapshot("p", 0, 1 << 20, &mut |batch| {
+            objects += batch.iter().map(|o| o.decode().map(|_| 1).unwrap()).sum::<usize>();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(objects, 2, "Every 1 and Ann, as stored");
+    let server = Server::start(storage, Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let errors = Arc::new(Mutex::new(Vec::<SyncError>::new()));
+    let seen = errors.clone();
+    let mode = ClientResetMode::RecoverUnsynced { policy: RecoveryPolicy::LatestWins, before: None, after: None };
+    let sync = SyncConfig::new(server.url(), "dev", "p")
+        .reconnect_delays(Duration::from_millis(20), Duration::from_millis(200))
+        .client_reset(mode)
+        .on_error(move |e| seen.lock().unwrap().push(e.clone()));
+    let device = Database::open_synced(Config::new(&device_path).schema(schema()).sync(sync)).await.unwrap();
+    synced(&device).await;
+    synced(&device).await;
+    assert_eq!(device.pending_client_reset().unwrap(), None, "the reset finished");
+    assert_eq!(every(&device, 1), expected_1, "the unsynced changes recovered");
+    let fresh =
+        Database::open_synced(config(&dir.path().join("fresh.haven"), &server.url(), ClientResetMode::default()))
+            .await
+            .unwrap();
+    for ty in ["Every", "Person"] {
+        assert_eq!(objects_of(&device, ty), objects_of(&fresh, ty), "{ty}: the device equals the server");
+    }
+    assert!(errors.lock().unwrap().is_empty(), "{:?}", errors.lock().unwrap());
+}
