@@ -124,6 +124,32 @@ impl Property {
             None
         }
     }
+
+    /// What an object shows for this property when the value it holds
+    /// does not fit it, or it holds none although the property is
+    /// required (data written before a breaking schema change): the
+    /// default, or for a required property its type's zero (`0`, `""`,
+    /// `false`, empty data, the epoch, all-zero ids), as Realm fills a
+    /// required property added by a migration.
+    ///
+    /// ```
+    /// use haven_core::{Property, PropertyType, Value};
+    /// assert_eq!(Property::new("age", PropertyType::Int).fallback_value(), Value::Int(0));
+    /// assert_eq!(Property::new("age", PropertyType::Int).optional().fallback_value(), Value::Null);
+    /// ```
+    pub fn fallback_value(&self) -> Value {
+        self.default_value().unwrap_or(match self.ty {
+            PropertyType::Bool => Value::Bool(false),
+            PropertyType::Int => Value::Int(0),
+            PropertyType::Double => Value::Double(0.0),
+            PropertyType::String => Value::String(String::new()),
+            PropertyType::Data => Value::Data(Vec::new()),
+            PropertyType::Date => Value::Date(0),
+            PropertyType::ObjectId => Value::ObjectId([0; 12]),
+            PropertyType::Uuid => Value::Uuid([0; 16]),
+            PropertyType::Link(_) => Value::Null,
+        })
+    }
 }
 
 /// An object type: a name, a primary key and properties.

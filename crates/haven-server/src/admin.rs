@@ -38,10 +38,24 @@ impl IntoResponse for AdminError {
 
 impl From<StorageError> for AdminError {
     fn from(e: StorageError) -> AdminError {
-        match e {
-            StorageError::UnknownClient(ident) => AdminError(StatusCode::NOT_FOUND, format!("no client {ident}")),
-            e => AdminError(StatusCode::SERVICE_UNAVAILABLE, format!("storage failed: {e}")),
+        let status = match &e {
+            StorageError::UnknownClient(_) | StorageError::SaltMismatch(_) => StatusCode::NOT_FOUND,
+            StorageError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StorageError::Misuse(_) => StatusCode::BAD_REQUEST,
+            StorageError::Corrupt(_)
+            | StorageError::Io(_)
+            | StorageError::FormatTooNew { .. }
+            | StorageError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match &e {
+            StorageError::UnknownClient(ident) | StorageError::SaltMismatch(ident) => format!("no client {ident}"),
+            StorageError::Unavailable(_) => format!("{e}: try again later"),
+            e => format!("{e}: see the server's log"),
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "admin request failed");
         }
+        AdminError(status, message)
     }
 }
 
@@ -235,4 +249,22 @@ pub(crate) async fn reset_clients(
     }
     tracing::warn!(target = ?logged, ?reason, clients = marked.len(), "operator reset");
     Ok(marked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_answer_with_the_status_that_says_what_to_do() {
+        let status = |e: StorageError| AdminError::from(e).0;
+        assert_eq!(status(StorageError::UnknownClient(3)), StatusCode::NOT_FOUND);
+        assert_eq!(status(StorageError::Unavailable("PostgreSQL: refused".into())), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(StorageError::Corrupt("a record".into())), StatusCode::INTERNAL_SERVER_ERROR);
+        let io = std::io::Error::other("disk full");
+        assert_eq!(status(StorageError::Io(io)), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(status(StorageError::Misuse("bad schema name".into())), StatusCode::BAD_REQUEST);
+        let AdminError(_, message) = StorageError::Unavailable("PostgreSQL: refused".into()).into();
+        assert!(message.ends_with("try again later"), "{message}");
+    }
 }

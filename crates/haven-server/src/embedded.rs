@@ -154,20 +154,25 @@ fn salt_in(txn: &redb::ReadTransaction, partition: &str, version: u64) -> Result
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> StorageError {
-    StorageError::Backend(e.to_string())
+/// A redb error, by what the caller must do about it.
+fn backend(e: impl Into<redb::Error>) -> StorageError {
+    match e.into() {
+        redb::Error::Io(e) => StorageError::Io(e),
+        redb::Error::Corrupted(what) => StorageError::Corrupt(what),
+        e => StorageError::Backend(e.to_string()),
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
-    postcard::to_allocvec(value).map_err(backend)
+    postcard::to_allocvec(value).map_err(|e| StorageError::Backend(format!("cannot encode a record: {e}")))
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
-    postcard::from_bytes(bytes).map_err(|e| StorageError::Backend(format!("damaged record: {e}")))
+    postcard::from_bytes(bytes).map_err(|e| StorageError::Corrupt(format!("a record: {e}")))
 }
 
 fn encode_state(pk: &Value, state: &ObjectState) -> Result<Vec<u8>, StorageError> {
-    SnapshotObject::encode_state(pk, state).map_err(backend)
+    SnapshotObject::encode_state(pk, state).map_err(|e| StorageError::Backend(e.to_string()))
 }
 
 /// A partition's objects in the embedded store, for [`upload::merge`].
@@ -179,7 +184,9 @@ struct ObjectsTable<'t, 'txn> {
 impl upload::Objects for ObjectsTable<'_, '_> {
     fn get(&mut self, object_type: &str, key: &[u8]) -> Result<Option<ObjectState>, StorageError> {
         match self.table.get((self.partition, object_type, key)).map_err(backend)? {
-            Some(g) => Ok(Some(SnapshotObject::decode_state(g.value()).map_err(backend)?.1)),
+            Some(g) => {
+                Ok(Some(SnapshotObject::decode_state(g.value()).map_err(|e| StorageError::Corrupt(e.to_string()))?.1))
+            }
             None => Ok(None),
         }
     }
@@ -424,13 +431,21 @@ impl Storage for EmbeddedStorage {
             Err(TableError::TableDoesNotExist(_)) => return Ok(vec![]),
             Err(e) => return Err(backend(e)),
         };
+        let salts = match txn.open_table(VERSION_SALTS) {
+            Ok(t) => Some(t),
+            Err(TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(backend(e)),
+        };
         let mut out = vec![];
         for row in
             table.range((partition, after.saturating_add(1))..=(partition, u64::MAX)).map_err(backend)?.take(limit)
         {
             let (k, v) = row.map_err(backend)?;
             let version = k.value().1;
-            let salt = salt_in(&txn, partition, version)?.unwrap_or(0);
+            let salt = match &salts {
+                Some(t) => t.get((partition, version)).map_err(backend)?.map_or(0, |g| g.value()),
+                None => 0,
+            };
             out.push(StoredChangeset { version, salt, changeset: v.value().to_vec() });
         }
         Ok(out)

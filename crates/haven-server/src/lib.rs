@@ -7,8 +7,8 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod admission;
 mod auth;
-mod continuity;
 mod embedded;
 mod metrics;
 mod postgres;

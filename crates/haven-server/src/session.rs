@@ -2,7 +2,7 @@
 //! history out until the connection ends. Any error is answered with an
 //! `Error` message and closes this connection only.
 
-use crate::continuity;
+use crate::admission::{self, Claim, Held, Known, Verdict};
 use crate::serve::Shared;
 use crate::storage::{SnapshotEnd, Storage, StorageError};
 use axum::extract::ws::{Message, WebSocket};
@@ -41,9 +41,19 @@ impl Refusal {
         Refusal { code, message: message.into(), action, client_version: None }
     }
 
+    /// The client is told to come back, whatever failed (it cannot help,
+    /// and the details are the operator's); the log says what it was.
     fn storage(e: StorageError) -> Refusal {
-        tracing::error!(error = %e, "storage failed");
+        match &e {
+            StorageError::Unavailable(_) => tracing::warn!(error = %e, "storage unavailable"),
+            _ => tracing::error!(error = %e, "storage failed"),
+        }
         Refusal::new(ErrorCode::Unavailable, "the server's storage failed; try again later", retry())
+    }
+
+    fn reset(reset: admission::Reset) -> Refusal {
+        let action = reset.action();
+        Refusal::new(ErrorCode::ClientReset, reset.message, action)
     }
 
     fn frame(e: FrameError) -> Refusal {
@@ -63,11 +73,8 @@ fn retry() -> Action {
 /// Runs a session to its end.
 pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
     shared.metrics.connections.fetch_add(1, Relaxed);
-    let mut session =
-        Session { socket, shared: shared.clone(), requested: None, known_client: None, partition: None, live: None };
+    let mut session = Session { socket, shared: shared.clone(), partition: None, live: None };
     if let Err(refusal) = session.serve().await {
-        let refusal = with_acknowledgement(&shared, session.known_client, refusal).await;
-        let refusal = without_recovery_if_forbidden(&shared, session.requested.clone(), refusal).await;
         shared.metrics.refused.fetch_add(1, Relaxed);
         if refusal.code == ErrorCode::Unavailable {
             tracing::info!(message = %refusal.message, "session ended");
@@ -98,25 +105,10 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
 struct Session {
     socket: WebSocket,
     shared: Arc<Shared>,
-    /// The partition the client asked for, once it did.
-    requested: Option<String>,
-    /// The client, once the server's record of it is known to be what the
-    /// client's file continues (not a restored copy of the file).
-    known_client: Option<FileIdent>,
     /// The partition whose version channel this session holds.
     partition: Option<String>,
     /// Its entry among the live sessions, once bound.
     live: Option<u64>,
-}
-
-/// Where a binding client says it stands.
-struct ClientPosition {
-    file_ident: Option<FileIdent>,
-    held: continuity::Held,
-    uploaded_through: u64,
-    last_client_version: u64,
-    /// It asks to start again from the server's state.
-    request_reset: bool,
 }
 
 /// A bound client.
@@ -163,23 +155,30 @@ impl Session {
             };
             Refusal::new(code, e.to_string(), Action::Fatal)
         })?;
-        self.requested = Some(partition.clone());
-        let schema = match adopt_schema(&self.shared, &schema, resetting).await {
-            Err(refusal) if refusal.code == ErrorCode::BadSchema && file_ident.is_some() => {
-                // A file from before an operator's breaking schema change
-                // starts again (and recovers what fits the new schema).
-                let ident = file_ident.expect("checked").ident;
-                self.known_client = file_ident;
-                match storage(&self.shared, move |s| s.pending_reset(ident)).await? {
-                    Some(reason) => return Err(operator_reset(reason)),
-                    None => return Err(refusal),
-                }
-            }
-            adopted => adopted?,
+        // The schema first: a conflicting one is refused before anything
+        // is registered, unless the file must start again anyway.
+        let (schema, schema_conflict) = match adopt_schema(&self.shared, &schema, resetting).await {
+            Ok(schema) => (Some(schema), None),
+            Err(refusal) if refusal.code == ErrorCode::BadSchema => (None, Some(refusal.message)),
+            Err(refusal) => return Err(refusal),
         };
-        let held = continuity::Held { version: last_server_version, salt: last_server_version_salt };
-        let client = ClientPosition { file_ident, held, uploaded_through, last_client_version, request_reset };
-        let mut bound = self.bind(&partition, client, schema).await?;
+        let claim = Claim {
+            partition: partition.clone(),
+            has_ident: file_ident.is_some(),
+            held: Held { version: last_server_version, salt: last_server_version_salt },
+            uploaded_through,
+            last_client_version,
+            request_reset,
+        };
+        let known = known(&self.shared, file_ident, &claim, schema_conflict).await?;
+        match admission::admit(&claim, &known) {
+            Verdict::Admit => {}
+            Verdict::Reset(reset) => return Err(Refusal::reset(reset)),
+            Verdict::Refuse { code, message, action } => return Err(Refusal::new(code, message, action)),
+        }
+        let schema = schema.expect("admitted, so the schema was adopted");
+        let acknowledged = known.record.as_ref().map_or(0, |r| r.uploaded_through);
+        let mut bound = self.bind(&partition, file_ident, claim.held, acknowledged, known.latest, schema).await?;
         tracing::info!(%user, %partition, ident = bound.ident.ident, "client bound");
         let (versions, latest) = self.shared.partition(&partition);
         self.partition = Some(partition.clone());
@@ -189,7 +188,7 @@ impl Session {
         // either finds this session to kick, or is found here.
         let ident = bound.ident.ident;
         if let Some(reason) = storage(&self.shared, move |s| s.pending_reset(ident)).await? {
-            return Err(operator_reset(reason));
+            return Err(reset(&self.shared, &bound, reason, admission::operator_message(reason)).await);
         }
         note_seen(&self.shared, &bound).await;
         let ended = self.exchange(&mut bound, versions, latest, kicked).await;
@@ -197,78 +196,24 @@ impl Session {
         ended
     }
 
-    /// Registers or recognises the client, answers `Bound`, and sends the
-    /// snapshot to a client that starts from nothing.
-    async fn bind(&mut self, partition: &str, client: ClientPosition, schema: Arc<Schema>) -> Result<Bound, Refusal> {
-        let reset = |reason, message: String| {
-            Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason, acknowledged: None })
-        };
-        let name = partition.to_owned();
-        let (ident, acknowledged) = match client.file_ident {
-            None => (storage(&self.shared, move |s| s.register_client(&name)).await?, 0),
-            Some(ident) => match storage(&self.shared, move |s| Ok(s.client(ident))).await? {
-                Ok(record) if record.partition != partition => {
-                    return Err(Refusal::new(
-                        ErrorCode::UnexpectedMessage,
-                        format!("this file syncs partition '{}', not '{partition}'", record.partition),
-                        Action::Fatal,
-                    ))
-                }
-                Ok(record) if record.uploaded_through < client.uploaded_through => {
-                    self.known_client = Some(ident);
-                    let message = format!(
-                        "the server acknowledged this file's changes up to {} but now knows only up to {}",
-                        client.uploaded_through, record.uploaded_through
-                    );
-                    return Err(reset(ResetReason::ServerRestored, message));
-                }
-                Ok(record) if record.uploaded_through > client.last_client_version => {
-                    // Every changeset the copy holds reached the server from
-                    // the original file: none may be recovered again.
-                    self.known_client = Some(ident);
-                    // Its new changesets would reuse client versions the
-                    // server has integrated already, and be skipped.
-                    let message = format!(
-                        "the server has this file's changes up to {} but the file only up to {}: it was restored from an older copy",
-                        record.uploaded_through, client.last_client_version
-                    );
-                    return Err(reset(ResetReason::ClientRestored, message));
-                }
-                Ok(record) => {
-                    self.known_client = Some(ident);
-                    let id = ident.ident;
-                    if let Some(reason) = storage(&self.shared, move |s| s.pending_reset(id)).await? {
-                        return Err(operator_reset(reason));
-                    }
-                    check_offline_time(&self.shared, partition, id).await?;
-                    (ident, record.uploaded_through)
-                }
-                Err(StorageError::UnknownClient(_) | StorageError::SaltMismatch(_)) => {
-                    return Err(reset(ResetReason::UnknownClient, "the server does not know this file".into()))
-                }
-                Err(e) => return Err(Refusal::storage(e)),
-            },
-        };
-        self.known_client = Some(ident);
-        let name = partition.to_owned();
-        let held = client.held;
-        let (version, settings, salt_of_held) = storage(&self.shared, move |s| {
-            let salt = if held.version == 0 { None } else { s.version_salt(&name, held.version)? };
-            Ok((s.version(&name)?, s.partition_settings(&name)?, salt))
-        })
-        .await?;
-        let kept = continuity::Kept { latest: version, trimmed_through: settings.trimmed_through, salt_of_held };
-        match continuity::check(held, kept) {
-            Ok(()) => {}
-            Err(continuity::Break::ServerRestored(message)) => return Err(reset(ResetReason::ServerRestored, message)),
-            Err(continuity::Break::HistoryTrimmed { held, trimmed_through }) => {
-                return Err(history_trimmed(held, trimmed_through))
+    /// Registers a new client, answers `Bound`, and sends the snapshot to
+    /// a client that starts from nothing.
+    async fn bind(
+        &mut self,
+        partition: &str,
+        file_ident: Option<FileIdent>,
+        held: Held,
+        acknowledged: u64,
+        version: u64,
+        schema: Arc<Schema>,
+    ) -> Result<Bound, Refusal> {
+        let ident = match file_ident {
+            Some(ident) => ident,
+            None => {
+                let name = partition.to_owned();
+                storage(&self.shared, move |s| s.register_client(&name)).await?
             }
-        }
-        if client.request_reset && client.file_ident.is_some() {
-            let message = "the client asked to start again from the server's state (its app's schema changed in a way its file cannot hold)";
-            return Err(reset(ResetReason::SchemaBreaking, message.into()));
-        }
+        };
         let json = schema.to_json();
         self.send(&ServerMessage::Bound { file_ident: ident, server_version: version, schema: json }).await?;
         let (sent, sent_salt) = (held.version, held.salt);
@@ -367,7 +312,9 @@ impl Session {
                     changed.expect("the session holds the sender");
                     self.catch_up(bound, false).await?;
                 }
-                reason = reset_by_operator(&mut kicked) => return Err(operator_reset(reason)),
+                reason = reset_by_operator(&mut kicked) => {
+                    return Err(reset(&self.shared, bound, reason, admission::operator_message(reason)).await)
+                }
                 _ = in_touch.tick() => note_seen(&self.shared, bound).await,
                 () = stopping(&mut shutdown) => {
                     return Err(Refusal::new(ErrorCode::Unavailable, "the server is shutting down", retry()));
@@ -420,7 +367,8 @@ impl Session {
             if let Some(first) = history.first() {
                 if first.version > after + 1 {
                     // Compacted while this client was behind.
-                    return Err(history_trimmed(after, first.version - 1));
+                    let message = admission::trimmed_message(after, first.version - 1);
+                    return Err(reset(&self.shared, bound, ResetReason::HistoryTrimmed, message).await);
                 }
             }
             let last = history.len() < batch;
@@ -496,6 +444,63 @@ impl Session {
     }
 }
 
+/// What storage knows of a binding client, for [`admission::admit`].
+async fn known(
+    shared: &Arc<Shared>,
+    file_ident: Option<FileIdent>,
+    claim: &Claim,
+    schema_conflict: Option<String>,
+) -> Result<Known, Refusal> {
+    let (partition, held) = (claim.partition.clone(), claim.held);
+    let (max_offline, started) = (shared.max_offline, shared.started_millis);
+    storage(shared, move |s| {
+        let record = match file_ident.map(|ident| s.client(ident)) {
+            None | Some(Err(StorageError::UnknownClient(_) | StorageError::SaltMismatch(_))) => None,
+            Some(record) => Some(record?),
+        };
+        let pending_reset = file_ident.map(|i| s.pending_reset(i.ident)).transpose()?.flatten();
+        let seen = match (max_offline, file_ident) {
+            (Some(_), Some(ident)) => s.last_seen(&partition, ident.ident)?,
+            _ => None,
+        };
+        // Time the server was down does not count.
+        let away = seen
+            .zip(max_offline)
+            .map(|(seen, max)| (Duration::from_millis(now_millis().saturating_sub(seen.max(started))), max));
+        let settings = s.partition_settings(&partition)?;
+        let salt_of_held = if held.version == 0 { None } else { s.version_salt(&partition, held.version)? };
+        Ok(Known {
+            schema_conflict,
+            record,
+            pending_reset,
+            away,
+            latest: s.version(&partition)?,
+            trimmed_through: settings.trimmed_through,
+            salt_of_held,
+            recovery_allowed: settings.recovery_allowed,
+        })
+    })
+    .await
+}
+
+/// The client reset that ends a bound session (an operator's, or
+/// history compacted while the client was behind), with what the
+/// server integrated of the client and whether it may recover.
+async fn reset(shared: &Arc<Shared>, bound: &Bound, reason: ResetReason, message: String) -> Refusal {
+    let (ident, partition) = (bound.ident, bound.partition.clone());
+    let known = storage(shared, move |s| {
+        let acknowledged = s.client(ident).ok().map(|r| r.uploaded_through);
+        Ok((acknowledged, s.partition_settings(&partition)?.recovery_allowed))
+    })
+    .await;
+    match known {
+        Ok((acknowledged, recovery_allowed)) => {
+            Refusal::reset(admission::Reset { reason, message, acknowledged, recovery_allowed })
+        }
+        Err(refusal) => refusal,
+    }
+}
+
 /// Runs a storage call on the blocking pool (storage may wait for disk or
 /// for another writer), holding the shared state so that a shutdown waits
 /// for it.
@@ -565,75 +570,6 @@ async fn reset_by_operator(kicked: &mut watch::Receiver<Option<ResetReason>>) ->
         Ok(reason) => reason,
         Err(_) => std::future::pending().await, // the registry dropped: never
     }
-}
-
-/// A client reset tells the client how far the server integrated its
-/// changesets, when the server's record of it can be trusted: the client
-/// must not recover them a second time (an acknowledgement lost with a
-/// connection, say).
-async fn with_acknowledgement(shared: &Arc<Shared>, known: Option<FileIdent>, refusal: Refusal) -> Refusal {
-    let (Action::ClientReset { reason, acknowledged: None }, Some(ident)) = (refusal.action, known) else {
-        return refusal;
-    };
-    match storage(shared, move |s| s.client(ident)).await {
-        Ok(record) => {
-            let acknowledged = Some(record.uploaded_through);
-            Refusal { action: Action::ClientReset { reason, acknowledged }, ..refusal }
-        }
-        Err(_) => refusal,
-    }
-}
-
-/// A client reset in a partition whose operator forbade recovery becomes
-/// `ClientResetNoRecovery`: one place for that rule, whatever caused the
-/// reset.
-async fn without_recovery_if_forbidden(shared: &Arc<Shared>, partition: Option<String>, refusal: Refusal) -> Refusal {
-    let (Action::ClientReset { reason, acknowledged }, Some(partition)) = (refusal.action, partition) else {
-        return refusal;
-    };
-    match storage(shared, move |s| s.partition_settings(&partition)).await {
-        Ok(settings) if !settings.recovery_allowed => {
-            Refusal { action: Action::ClientResetNoRecovery { reason, acknowledged }, ..refusal }
-        }
-        _ => refusal,
-    }
-}
-
-/// The answer to a client that needs history compacted away.
-fn history_trimmed(client_version: u64, trimmed: u64) -> Refusal {
-    let message = format!(
-        "the client is at version {client_version} but history up to {trimmed} was compacted: start again from the server's state"
-    );
-    let reason = ResetReason::HistoryTrimmed;
-    Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason, acknowledged: None })
-}
-
-/// The answer to a client whose history an operator ended.
-fn operator_reset(reason: ResetReason) -> Refusal {
-    let message = match reason {
-        ResetReason::Terminated => "sync was terminated for this partition: start again from the server's state".into(),
-        reason => format!("the server reset this client ({reason:?}): start again from the server's state"),
-    };
-    Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason, acknowledged: None })
-}
-
-/// `--max-offline-time`: a client out of touch for longer starts again.
-async fn check_offline_time(shared: &Arc<Shared>, partition: &str, ident: u64) -> Result<(), Refusal> {
-    let Some(max) = shared.max_offline else { return Ok(()) };
-    let name = partition.to_owned();
-    let Some(seen) = storage(shared, move |s| s.last_seen(&name, ident)).await? else { return Ok(()) };
-    // Time the server was down does not count.
-    let away = Duration::from_millis(now_millis().saturating_sub(seen.max(shared.started_millis)));
-    if away <= max {
-        return Ok(());
-    }
-    let message = format!(
-        "this client was out of touch for {} s, longer than the server's max offline time ({} s): start again from the server's state",
-        away.as_secs(),
-        max.as_secs()
-    );
-    let reason = ResetReason::HistoryTrimmed;
-    Err(Refusal::new(ErrorCode::ClientReset, message, Action::ClientReset { reason, acknowledged: None }))
 }
 
 /// Notes that the bound client is in touch (only with `--max-offline-time`).

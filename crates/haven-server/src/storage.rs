@@ -15,14 +15,6 @@ pub enum StorageError {
     /// The ident exists but its salt differs (a restored server issued it again).
     #[error("client {0} does not match the server's record (salt differs)")]
     SaltMismatch(u64),
-    /// The client is registered on another partition.
-    #[error("client {ident} belongs to partition '{partition}'")]
-    OtherPartition {
-        /// The client.
-        ident: u64,
-        /// Its partition.
-        partition: String,
-    },
     /// The stored data was written by a newer build; it was not changed.
     #[error("the server's data has format version {found}, but this build reads up to {supported}: run the newer haven serve")]
     FormatTooNew {
@@ -31,7 +23,23 @@ pub enum StorageError {
         /// The newest this build reads.
         supported: u64,
     },
-    /// The backend failed.
+    /// The storage cannot be reached now (PostgreSQL down or refusing
+    /// connections): the same call may work later. Clients are told to
+    /// come back; the admin API answers 503.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data that cannot be read (a damaged record or file):
+    /// retrying will not help; someone must look.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// The file system failed (the embedded store's disk).
+    #[error("storage I/O failed: {0}")]
+    Io(#[source] std::io::Error),
+    /// A call that cannot work as made (a bad URL or schema name).
+    #[error("{0}")]
+    Misuse(String),
+    /// The backend failed otherwise (a statement or transaction refused,
+    /// a storage task that stopped).
     #[error("storage: {0}")]
     Backend(String),
 }
@@ -234,7 +242,7 @@ pub trait Storage: Send + Sync {
             .map(|stored| {
                 let server_version = stored.version;
                 let changeset = postcard::from_bytes(&stored.changeset)
-                    .map_err(|e| StorageError::Backend(format!("damaged history at version {server_version}: {e}")))?;
+                    .map_err(|e| StorageError::Corrupt(format!("history at version {server_version}: {e}")))?;
                 Ok(ServerChangeset { server_version, changeset })
             })
             .collect()

@@ -151,6 +151,15 @@ impl Database {
     /// it returns at once. Opening a path that is already syncing in this
     /// process returns the same database and session.
     ///
+    /// A schema that breaks the file's (a property's type changed, a new
+    /// required property) is not refused, as [`Database::open`] refuses
+    /// it, when the file syncs and the server has that schema: the file
+    /// starts again from the server's state under it, recovering its
+    /// unsynced writes as the [`ClientResetMode`](crate::ClientResetMode)
+    /// says (`docs/client-reset.md`). That asks the server first, even
+    /// with `wait_for_download(false)`; offline, or with a server that does
+    /// not have the schema, the open fails and the file is left as it was.
+    ///
     /// ```no_run
     /// # async fn run(schema: haven_store::Schema) -> haven_store::Result<()> {
     /// use haven_store::{Config, Database, SyncConfig};
@@ -260,6 +269,13 @@ impl Database {
     /// Records the ident the server gave this file.
     pub(crate) fn set_file_ident(&self, ident: u64, salt: u64) -> Result<()> {
         self.write_as_server(|tx| change_log::set_file_ident(tx.raw(), ident, salt))
+    }
+
+    /// Whether the last handle of the database at `path` in this process
+    /// is gone but the file not yet closed (its entry outlives it until
+    /// redb has closed the file).
+    pub(crate) fn closing(path: &Path) -> bool {
+        absolute(path).is_ok_and(|p| lock(&OPEN).get(&p).is_some_and(|w| w.strong_count() == 0))
     }
 
     /// Whether the database at `path` is open in this process.
@@ -664,7 +680,7 @@ impl Drop for Inner {
     }
 }
 
-fn absolute(path: &Path) -> Result<PathBuf> {
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
     let abs = std::path::absolute(path)?;
     // Resolve links in the directory so that two spellings of one file
     // share one handle; the file itself may not exist yet.
@@ -678,7 +694,7 @@ fn not_a_database(path: &Path, reason: impl Into<String>) -> Error {
     Error::NotADatabase { path: path.to_path_buf(), reason: reason.into() }
 }
 
-fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
+pub(crate) fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::OpenElsewhere(path.to_path_buf()),
         redb::DatabaseError::RepairAborted => Error::NotClosedCleanly(path.to_path_buf()),

@@ -119,15 +119,25 @@ pub(crate) fn finish_bootstrap(
     ident: u64,
 ) -> Result<()> {
     drop_acknowledged(&mut tx.raw().open_table(PENDING)?, uploaded_through)?;
-    rebuild(tx, version, ident)?;
+    rebuild(tx, version, ident, Misfits::Refuse)?;
     change_log::set_base(tx.raw(), version, salt)
+}
+
+/// What a rebuild does with an object that does not fit the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Misfits {
+    /// Fails: the server sent something this schema cannot hold.
+    Refuse,
+    /// Leaves it out: a file whose schema was just replaced, which a
+    /// client reset is about to fill from the server.
+    Skip,
 }
 
 /// Makes every object, on the server or only here, its confirmed state
 /// with the pending changes replayed on top (as later than server
 /// `version`), under the transaction's schema. Objects are rebuilt as
 /// they are read, so memory does not grow with the data.
-pub(crate) fn rebuild(tx: &mut WriteTransaction<'_>, version: u64, ident: u64) -> Result<()> {
+pub(crate) fn rebuild(tx: &mut WriteTransaction<'_>, version: u64, ident: u64, misfits: Misfits) -> Result<()> {
     let raw = tx.raw();
     let pending = pending_changesets(&raw.open_table(PENDING)?)?;
     let replay = Replay::new(&pending, version, ident)?;
@@ -160,12 +170,29 @@ pub(crate) fn rebuild(tx: &mut WriteTransaction<'_>, version: u64, ident: u64) -
         let (ty, pk_key) = k.value();
         let (pk, state) = decode_state(v.value())?;
         let state = replay.onto(ty, pk_key, Some(state));
-        write_object(tx, ty, pk, state)?;
+        write_fitting(tx, ty, pk, state, misfits)?;
     }
     for (ty, pk, state) in local_only {
-        write_object(tx, ty, pk, state)?;
+        write_fitting(tx, ty, pk, state, misfits)?;
     }
     Ok(())
+}
+
+/// [`write_object`], leaving out an object that does not fit the schema
+/// (a required property without a value, say) when `misfits` says so.
+fn write_fitting(
+    tx: &mut WriteTransaction<'_>,
+    ty: &str,
+    pk: Value,
+    state: Option<ObjectState>,
+    misfits: Misfits,
+) -> Result<()> {
+    match write_object(tx, ty, pk, state) {
+        Err(Error::InvalidValue(_) | Error::MissingProperty { .. } | Error::Schema(_)) if misfits == Misfits::Skip => {
+            Ok(())
+        }
+        written => written,
+    }
 }
 
 /// How a client reset ends.
@@ -311,15 +338,23 @@ fn write_object(tx: &mut WriteTransaction<'_>, ty: &str, pk: Value, state: Optio
     match state {
         Some(ObjectState::Live { fields, .. }) => {
             // Properties this app's schema lacks (a newer client's) stay in
-            // the confirmed state only; a value of another type (a breaking
-            // schema change this app predates) shows as the property's default.
+            // the confirmed state only. After a breaking schema change, a
+            // value of another type, or none for a required property, shows
+            // as the property's fallback (the primary key has none: such
+            // an object does not fit).
             let schema = tx.schema();
-            let known: Vec<(&str, Value)> = fields
+            let pk_name = object_type.primary_key_name();
+            let known: Vec<(&str, Value)> = object_type
+                .properties()
                 .iter()
-                .filter_map(|(name, f)| {
-                    let p = object_type.property_named(name)?;
-                    let value = schema.coerce(object_type, p, f.value.clone());
-                    Some((p.name.as_str(), value.unwrap_or_else(|_| p.default_value().unwrap_or(Value::Null))))
+                .filter_map(|p| match fields.get(&p.name) {
+                    Some(f) => Some((p.name.as_str(), schema.coerce(object_type, p, f.value.clone()).ok())),
+                    None if p.default_value().is_none() && p.name != pk_name => Some((p.name.as_str(), None)),
+                    None => None,
+                })
+                .map(|(name, value)| {
+                    let p = object_type.property_named(name).expect("from the type");
+                    (name, value.unwrap_or_else(|| p.fallback_value()))
                 })
                 .collect();
             tx.create_values(ty, known, UpdateMode::Modified)

@@ -11,7 +11,8 @@
 //!    refused before the file changes.
 //! 3. [`prepare`], in one commit: the file takes the new schema, its
 //!    objects are rebuilt under it from the confirmed state and the
-//!    pending changes (what does not fit shows as the default until the
+//!    pending changes (a value that does not fit shows as the property's
+//!    default, an object that cannot be completed is left out, until the
 //!    reset), and a reset tracker is stored. The change log and the
 //!    confirmed state stay as they are: the reset recovers from them.
 //! 4. The file opens as usual; its session finds the tracker and carries
@@ -20,7 +21,8 @@
 
 use crate::change_log::{self, SyncPosition};
 use crate::config::Config;
-use crate::database::{read_meta, Database};
+use crate::database::{open_error, read_meta, Database};
+use crate::download::Misfits;
 use crate::error::{Error, Result};
 use crate::layout::{self, META, META_SCHEMA};
 use crate::sync::{read_tracker, write_tracker, ResetReason, ResetTracker};
@@ -34,6 +36,8 @@ use std::path::Path;
 pub(crate) struct BreakingChange {
     /// Why `evolve` refused the app's schema.
     pub error: SchemaError,
+    /// The file's schema now.
+    pub stored: Schema,
     /// The schema the file takes.
     pub schema: Schema,
     /// Where the file stands with its server.
@@ -43,6 +47,8 @@ pub(crate) struct BreakingChange {
 /// What the server granted: the reset, as it answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ResetGrant {
+    /// Why, as the server says (a server restored meanwhile says so).
+    pub reason: ResetReason,
     /// The last of the file's changesets the server integrated.
     pub acknowledged: Option<u64>,
     pub recovery_allowed: bool,
@@ -54,7 +60,7 @@ pub(crate) struct ResetGrant {
 /// another schema), as is a file that opens as usual.
 pub(crate) async fn start_again_if_breaking(config: &Config, sync: &SyncConfig) -> Result<()> {
     let Some(requested) = config.schema.clone() else { return Ok(()) };
-    let path = std::path::absolute(&config.path)?;
+    let path = crate::database::absolute(&config.path)?;
     if Database::is_open(&path) {
         return Ok(());
     }
@@ -75,23 +81,54 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// The breaking change `requested` makes to the synced file at `path`,
-/// if any. A local-only file gets the schema error, with what to do; a
-/// file that opens as usual (or whose trouble `Database::open` reports)
-/// gets `None`. Reads only.
+/// if any. A file that never synced gets the schema error, with what to
+/// do, and so does a change that only removes properties (the server
+/// keeps every property a client omits: it cannot be what the server
+/// asks for). A file that opens as usual, or whose trouble
+/// `Database::open` reports, gets `None`. Reads only, but repairs a file
+/// whose process was killed, as opening it for writing would.
 pub(crate) fn breaking_change(path: &Path, requested: &Schema) -> Result<Option<BreakingChange>> {
-    let Ok(db) = redb::Builder::new().open_read_only(path) else { return Ok(None) };
+    let Some(db) = open_read_only(path)? else { return Ok(None) };
     let rtx = db.begin_read()?;
     let Some(stored) = read_meta(path, &rtx)? else { return Ok(None) };
     let Err(error) = stored.evolve(requested) else { return Ok(None) };
+    if stored.union(requested).is_ok() {
+        return Err(error.into());
+    }
     let position = change_log::position(&rtx)?;
     if position.file_ident.is_none() {
+        let why = match change_log::is_kept(&rtx)? {
+            true => "this file has not reached its server yet",
+            false => "this file does not sync",
+        };
         let message = format!(
-            "{}; this file does not sync, so there is no server state to start again from: keep the old definition, or move the file aside and start a new one",
+            "{}; {why}, so there is no server state to start again from: keep the old definition, or move the file aside and start a new one",
             error.message
         );
         return Err(SchemaError { message, ..error }.into());
     }
-    Ok(Some(BreakingChange { schema: stored.superseded_by(requested)?, error, position }))
+    Ok(Some(BreakingChange { schema: stored.superseded_by(requested)?, stored, error, position }))
+}
+
+/// The file at `path`, read-only: `None` when there is none or it cannot
+/// be read (`Database::open` then says why). Waits while the last handle
+/// in this process closes it, and repairs it if its process was killed.
+fn open_read_only(path: &Path) -> Result<Option<redb::ReadOnlyDatabase>> {
+    if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
+        return Ok(None);
+    }
+    loop {
+        match redb::Builder::new().open_read_only(path) {
+            Ok(db) => return Ok(Some(db)),
+            Err(redb::DatabaseError::RepairAborted) => {
+                drop(redb::Builder::new().open(path).map_err(|e| open_error(path, e))?);
+            }
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if Database::closing(path) => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(_) => return Ok(None),
+        }
+    }
 }
 
 /// The error for a breaking change the server did not grant a reset for.
@@ -106,16 +143,21 @@ pub(crate) fn refused(change: &BreakingChange, why: String) -> Error {
 /// Gives the file at `path` its new schema and a pending reset, in one
 /// commit (see the module's steps).
 pub(crate) fn prepare(path: &Path, change: &BreakingChange, grant: ResetGrant) -> Result<()> {
-    let db = redb::Builder::new().create(path).map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
-    let (old, current) = {
+    // Held open for writing from here: no other process can change it.
+    let db = redb::Builder::new().open(path).map_err(|e| open_error(path, e))?;
+    let current = {
         let rtx = db.begin_read()?;
-        (read_meta(path, &rtx)?.unwrap_or_default(), read_tracker(&rtx)?)
+        if read_meta(path, &rtx)?.as_ref() != Some(&change.stored) || change_log::position(&rtx)? != change.position {
+            let message = format!("{} changed while the server was asked for a reset: open it again", path.display());
+            return Err(Error::Storage(message));
+        }
+        read_tracker(&rtx)?
     };
     let now = change_log::wall_millis();
-    let reason = ResetReason::SchemaBreaking;
-    let tracker = ResetTracker::after_request(current, path, reason, grant.acknowledged, grant.recovery_allowed, now);
+    let (acknowledged, recovery_allowed) = (grant.acknowledged, grant.recovery_allowed);
+    let tracker = ResetTracker::after_request(current, path, grant.reason, acknowledged, recovery_allowed, now);
     let txn = db.begin_write()?;
-    for ty in old.types() {
+    for ty in change.stored.types() {
         txn.delete_table(layout::objects_def(&layout::objects_table(ty.name())))?;
         for p in ty.properties().iter().filter(|p| p.indexed) {
             txn.delete_table(layout::index_def(&layout::index_table(ty.name(), &p.name)))?;
@@ -125,7 +167,7 @@ pub(crate) fn prepare(path: &Path, change: &BreakingChange, grant: ResetGrant) -
     write_tracker(&txn, Some(&tracker))?;
     let ident = change.position.file_ident.map_or(0, |(ident, _)| ident);
     let mut tx = WriteTransaction::new(&txn, &change.schema, false, false);
-    crate::download::rebuild(&mut tx, change.position.base_version, ident)?;
+    crate::download::rebuild(&mut tx, change.position.base_version, ident, Misfits::Skip)?;
     let _ = tx.finish();
     txn.commit()?;
     tracing::info!(path = %path.display(), "breaking schema change: the file takes the new schema and starts again from the server's state");

@@ -1031,3 +1031,60 @@ async fn a_breaking_schema_the_server_does_not_have_or_a_local_file_is_still_ref
     let err = Database::open_synced(config.sync(sync)).await.unwrap_err().to_string();
     assert!(err.contains("Dog.age") && err.contains("does not sync"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updated_app_with_a_new_required_property_fills_it_and_recovers_the_rest() {
+    let b = baseline(RECOVER).await;
+    set(&b.l, 1, "name", "Rexy");
+    let with_color = SCHEMA.replace(r#""friend":"Dog?""#, r#""friend":"Dog?","color":"string""#);
+    assert_eq!(b.h.put_schema(&with_color).await, 200);
+    let Baseline { h, l, r, seen } = b;
+    let path = l.path().to_owned();
+    drop((l, r));
+    closed(&path).await;
+    let l = Database::open_synced(h.config_with("l", RECOVER, &seen, &with_color)).await.unwrap();
+    synced(&l).await;
+    let server = h.server_dogs_with(&with_color).await;
+    assert_eq!(dogs(&l), server);
+    assert_eq!((&server[0]["name"], &server[0]["color"]), (&json!("Rexy"), &json!("")), "filled with the zero value");
+    assert!(seen.report().dropped().is_empty(), "{}", seen.report());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_whose_process_was_killed_still_starts_again_under_a_breaking_schema() {
+    let b = baseline(RECOVER).await;
+    b.l.write(|tx| {
+        tx.set("Dog", 1, "age", 4)?;
+        tx.set("Dog", 1, "name", "Rexy")
+    })
+    .unwrap();
+    assert_eq!(b.h.put_schema(&age_as_string()).await, 200);
+    // What a kill leaves: the file as it is while open for writing.
+    let Baseline { h, l, r, seen } = b;
+    let path = l.path().to_owned();
+    let killed = h.path("killed");
+    std::fs::copy(&path, &killed).unwrap();
+    drop((l, r));
+    closed(&path).await;
+    std::fs::rename(&killed, &path).unwrap();
+    let err = Database::open(Config::new(&path).read_only()).unwrap_err();
+    assert!(matches!(err, haven::Error::NotClosedCleanly(_)), "{err}");
+    let l = Database::open_synced(h.config_with("l", RECOVER, &seen, &age_as_string())).await.unwrap();
+    synced(&l).await;
+    assert_eq!(field(&l, 1, "name"), Some("Rexy".into()));
+    assert_eq!(drop_reasons(&seen.report()), vec![(1, Some("age".into()), DropReason::SchemaIncompatible)]);
+    assert_eq!(dogs(&l), h.server_dogs_with(&age_as_string()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_property_from_a_synced_app_is_still_refused_locally() {
+    let b = baseline(RECOVER).await;
+    let Baseline { h, l, r, seen } = b;
+    let path = l.path().to_owned();
+    drop((l, r));
+    closed(&path).await;
+    let without_age = SCHEMA.replace(r#""age":"int?","#, "");
+    let err = Database::open_synced(h.config_with("l", RECOVER, &seen, &without_age)).await.unwrap_err();
+    assert!(err.to_string().contains("Dog.age") && err.to_string().contains("keep it in the schema"), "{err}");
+    assert_eq!(seen.counts(), (0, 0), "no reset");
+}

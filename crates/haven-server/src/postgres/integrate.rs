@@ -2,7 +2,7 @@
 //! lock: the one order every server shares.
 
 use super::hints::CHANNEL;
-use super::{backend, client_record, document, encode};
+use super::{backend, client_record, document, encode, failed};
 use crate::storage::{new_salt, Integration, StorageError};
 use crate::upload;
 use haven_core::merge::{Changeset, ObjectState};
@@ -97,7 +97,7 @@ pub(super) async fn integrate(
     let mut objects = Prefetched::default();
     for row in &rows {
         let state: Vec<u8> = row.get(2);
-        let (_, state) = SnapshotObject::decode_state(&state).map_err(backend)?;
+        let (_, state) = SnapshotObject::decode_state(&state).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         objects.current.insert((row.get::<_, String>(0), row.get::<_, Vec<u8>>(1)), state);
     }
     let merged = upload::merge(client, record.uploaded_through, version as u64, &changesets, now_millis, &mut objects)?;
@@ -110,7 +110,7 @@ pub(super) async fn integrate(
                 live.keys.push(key);
                 live.pks.push(pk.to_json());
                 live.docs.push(document(&state));
-                live.states.push(SnapshotObject::encode_state(&pk, &state).map_err(backend)?);
+                live.states.push(SnapshotObject::encode_state(&pk, &state).map_err(failed)?);
                 live.versions.push(version as i64);
             }
             None => {

@@ -53,7 +53,7 @@ impl PostgresStorage {
     /// can keep apart in one database.
     pub fn connect_in_schema(url: &str, schema: Option<&str>) -> Result<PostgresStorage, StorageError> {
         let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e| StorageError::Backend(format!("bad PostgreSQL URL: {e}")))?;
+            url.parse().map_err(|e| StorageError::Misuse(format!("bad PostgreSQL URL: {e}")))?;
         config.connect_timeout(CONNECT_TIMEOUT);
         if config.get_application_name().is_none() {
             // So that an operator (or a test) can tell in pg_stat_activity
@@ -62,7 +62,7 @@ impl PostgresStorage {
         }
         if let Some(schema) = schema {
             if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || schema.is_empty() {
-                return Err(StorageError::Backend(format!("bad schema name '{schema}': use letters, digits, _")));
+                return Err(StorageError::Misuse(format!("bad schema name '{schema}': use letters, digits, _")));
             }
             config.options(format!("-c search_path={schema}"));
         }
@@ -71,7 +71,7 @@ impl PostgresStorage {
             .thread_name("haven-postgres")
             .enable_all()
             .build()
-            .map_err(backend)?;
+            .map_err(StorageError::Io)?;
         let manager =
             Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
@@ -80,7 +80,7 @@ impl PostgresStorage {
             .wait_timeout(Some(CONNECT_TIMEOUT))
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
-            .map_err(backend)?;
+            .map_err(failed)?;
         let (hints, _) = broadcast::channel(1024);
         let storage = PostgresStorage { pool, runtime: Some(runtime), hints, scratch: None };
         let schema = schema.map(str::to_owned);
@@ -145,18 +145,31 @@ impl Drop for PostgresStorage {
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-pub(super) fn backend(e: impl std::fmt::Display) -> StorageError {
+/// A statement's error, by what the caller must do about it: a lost
+/// connection (PostgreSQL restarting, a network cut) is worth a retry.
+pub(super) fn backend(e: tokio_postgres::Error) -> StorageError {
+    let lost = e.is_closed()
+        || e.as_db_error().is_some_and(|db| ["08", "57P"].iter().any(|class| db.code().code().starts_with(class)))
+        || std::error::Error::source(&e).is_some_and(|source| source.is::<std::io::Error>());
+    match lost {
+        true => StorageError::Unavailable(format!("PostgreSQL: {e}")),
+        false => StorageError::Backend(format!("PostgreSQL: {e}")),
+    }
+}
+
+/// A failure of this backend's own making (encoding, a task that stopped).
+pub(super) fn failed(e: impl std::fmt::Display) -> StorageError {
     StorageError::Backend(e.to_string())
 }
 
 /// PostgreSQL cannot be reached: the server answers `Unavailable`, and
 /// clients retry.
 pub(super) fn unavailable(e: impl std::fmt::Display) -> StorageError {
-    StorageError::Backend(format!("PostgreSQL is unavailable: {e}"))
+    StorageError::Unavailable(format!("PostgreSQL: {e}"))
 }
 
 pub(super) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
-    postcard::to_allocvec(value).map_err(backend)
+    postcard::to_allocvec(value).map_err(failed)
 }
 
 /// The readable form of an object: its fields as a JSON object (`None`
@@ -171,7 +184,7 @@ pub(super) fn document(state: &ObjectState) -> Option<serde_json::Value> {
 }
 
 fn reason_text(reason: ResetReason) -> Result<String, StorageError> {
-    serde_json::to_string(&reason).map_err(backend)
+    serde_json::to_string(&reason).map_err(failed)
 }
 
 pub(super) fn client_record(row: &tokio_postgres::Row) -> ClientRecord {
@@ -296,7 +309,8 @@ impl Storage for PostgresStorage {
                     .query_opt("SELECT reason FROM haven_resets WHERE ident = $1", &[&(ident as i64)])
                     .await
                     .map_err(backend)?;
-                row.map(|r| serde_json::from_str(r.get(0)).map_err(backend)).transpose()
+                row.map(|r| serde_json::from_str(r.get(0)).map_err(|e| StorageError::Corrupt(format!("a reset: {e}"))))
+                    .transpose()
             })
         })
     }
@@ -486,7 +500,7 @@ impl Storage for PostgresStorage {
         self.runtime().spawn(async move {
             let _ = tx.send(end.await);
         });
-        rx.recv().map_err(backend)?.map_err(backend)?
+        rx.recv().map_err(failed)?.map_err(failed)?
     }
 
     fn hints(&self) -> Option<broadcast::Receiver<StorageHint>> {

@@ -68,7 +68,11 @@ impl SyncConfig {
     /// Whether [`Database::open_synced`](crate::Database::open_synced)
     /// waits for everything the server has (the default) or returns at
     /// once with what the file holds, syncing in the background. An app
-    /// that must start offline opens at once.
+    /// that must start offline opens at once; the one exception is an app
+    /// whose schema breaks the file's (its update after an operator's
+    /// breaking change): the file starts again from the server's state,
+    /// which needs the server once, so that open fails offline (within
+    /// 30 s) and changes nothing.
     pub fn wait_for_download(mut self, wait: bool) -> SyncConfig {
         self.wait_for_download = wait;
         self

@@ -239,12 +239,17 @@ impl<'a> Connection<'a> {
     async fn handle(&mut self, message: ServerMessage) -> Result<(), Ended> {
         match message {
             ServerMessage::Download { changesets, uploaded_through, server_version, server_version_salt } => {
+                // The salt is the last changeset's: its version must be `server_version`.
+                if changesets.last().is_some_and(|last| last.server_version != server_version) {
+                    let message =
+                        format!("the server sent a download that says version {server_version} but ends at another");
+                    return Err(Ended::Lost(message));
+                }
                 let acknowledged = self.shared.status.borrow().progress.uploaded;
                 if !changesets.is_empty() || uploaded_through > acknowledged {
                     let changesets: Vec<(u64, Changeset)> =
                         changesets.into_iter().map(|c| (c.server_version, c.changeset)).collect();
                     let ident = self.ident.ident;
-                    // The salt is the last changeset's: `server_version` is its version.
                     blocking(self.db()?, move |db| {
                         db.integrate_download(&changesets, server_version_salt, uploaded_through, ident)
                     })
@@ -387,23 +392,7 @@ impl<'a> Connection<'a> {
     }
 
     async fn receive(&mut self) -> Result<ServerMessage, Ended> {
-        loop {
-            let frame = match self.reader.next().await {
-                None | Some(Ok(Message::Close(_))) => {
-                    return Err(Ended::Lost("the server closed the connection".into()))
-                }
-                Some(Ok(Message::Binary(bytes))) => bytes,
-                Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(Ended::Lost(format!("connection lost: {e}"))),
-            };
-            return protocol::decode(&frame).map_err(|e| match e {
-                // Retrying cannot help: one side must be updated.
-                protocol::FrameError::WrongVersion { found, supported } => Ended::Fatal(SyncError::Local(format!(
-                    "the server speaks sync protocol {found} and this client {supported}: update the older side"
-                ))),
-                e => Ended::Lost(format!("bad frame from the server: {e}")),
-            });
-        }
+        next_message(&mut self.reader).await
     }
 
     /// Queues a small message ahead of queued uploads: a ping or a mark
@@ -466,33 +455,54 @@ pub(crate) async fn request_reset(
 ) -> Result<ResetGrant, String> {
     let bind = protocol::encode(&bind_message(config, position, schema, false, true)).map_err(|e| e.to_string())?;
     let asked = async {
-        let mut socket = connect(config, Liveness::new()).await?;
-        socket.send(Message::Binary(bind.into())).await.map_err(|e| format!("the connection was cut: {e}"))?;
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Binary(frame))) => return protocol::decode(&frame).map_err(|e| e.to_string()),
-                Some(Ok(_)) => continue,
-                other => return Err(format!("the server closed the connection ({other:?})")),
-            }
-        }
+        let mut socket = connect(config, Liveness::new()).await.map_err(Ended::Lost)?;
+        let cut = |e| Ended::Lost(format!("the connection was cut: {e}"));
+        socket.send(Message::Binary(bind.into())).await.map_err(cut)?;
+        next_message(&mut socket).await
     };
     let unreachable = |why: String| format!("the server could not be reached ({why}): try again once online");
     let answer = match tokio::time::timeout(CONNECT_TIMEOUT, asked).await {
-        Ok(answer) => answer.map_err(unreachable)?,
-        Err(_) => return Err(unreachable("no answer within 30 s".into())),
+        Ok(Ok(answer)) => answer,
+        Ok(Err(Ended::Fatal(error))) => return Err(error.to_string()),
+        Ok(Err(Ended::Lost(why))) => return Err(unreachable(why)),
+        Ok(Err(_)) => return Err(unreachable("the connection ended".into())),
+        Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
     };
     match answer {
-        ServerMessage::Error { action: Action::ClientReset { acknowledged, .. }, .. } => {
-            Ok(ResetGrant { acknowledged, recovery_allowed: true })
+        ServerMessage::Error { action: Action::ClientReset { reason, acknowledged }, .. } => {
+            Ok(ResetGrant { reason, acknowledged, recovery_allowed: true })
         }
-        ServerMessage::Error { action: Action::ClientResetNoRecovery { acknowledged, .. }, .. } => {
-            Ok(ResetGrant { acknowledged, recovery_allowed: false })
+        ServerMessage::Error { action: Action::ClientResetNoRecovery { reason, acknowledged }, .. } => {
+            Ok(ResetGrant { reason, acknowledged, recovery_allowed: false })
         }
         ServerMessage::Error { code: protocol::ErrorCode::BadSchema, message, .. } => Err(format!(
             "the server does not accept this schema ({message}): an app whose schema is older than the server's must be updated; for a newer one, change the server's schema first (haven admin schema FILE.json)"
         )),
         ServerMessage::Error { code, message, .. } => Err(format!("the server refused ({code:?}): {message}")),
-        other => Err(format!("the server answered {other:?} instead of a client reset")),
+        other => Err(format!(
+            "the server answered {other:?} instead of a client reset: check that it runs this version of haven serve"
+        )),
+    }
+}
+
+/// The next message the server sends on `frames`.
+async fn next_message(
+    frames: &mut (impl futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
+) -> Result<ServerMessage, Ended> {
+    loop {
+        let frame = match frames.next().await {
+            None | Some(Ok(Message::Close(_))) => return Err(Ended::Lost("the server closed the connection".into())),
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(Ended::Lost(format!("connection lost: {e}"))),
+        };
+        return protocol::decode(&frame).map_err(|e| match e {
+            // Retrying cannot help: one side must be updated.
+            protocol::FrameError::WrongVersion { found, supported } => Ended::Fatal(SyncError::Local(format!(
+                "the server speaks sync protocol {found} and this client {supported}: update the older side"
+            ))),
+            e => Ended::Lost(format!("bad frame from the server: {e}")),
+        });
     }
 }
 
