@@ -17,7 +17,7 @@ pub struct LocalOptions {
     pub only: Vec<String>,
 }
 
-struct Sizes {
+struct LocalSizes {
     bulk: usize,
     commits: usize,
     lookups: usize,
@@ -33,9 +33,9 @@ const DOG: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
 /// Runs every local workload; `progress` hears what is running.
 pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Measurement>, Box<dyn std::error::Error>> {
     let s = if opts.quick {
-        Sizes { bulk: 20_000, commits: 200, lookups: 20_000, query_objects: 100_000 }
+        LocalSizes { bulk: 20_000, commits: 200, lookups: 20_000, query_objects: 100_000 }
     } else {
-        Sizes { bulk: 100_000, commits: 1_000, lookups: 100_000, query_objects: 1_000_000 }
+        LocalSizes { bulk: 100_000, commits: 1_000, lookups: 100_000, query_objects: 1_000_000 }
     };
     if let Some(unknown) = opts.only.iter().find(|o| !WORKLOADS.contains(&o.as_str())) {
         return Err(format!("unknown workload '{unknown}'; the workloads are {}", WORKLOADS.join(", ")).into());

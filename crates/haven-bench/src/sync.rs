@@ -43,7 +43,7 @@ pub(crate) const DOG: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
 /// Objects per write transaction when a client creates many.
 const OBJECTS_PER_TRANSACTION: usize = 1_000;
 
-struct Sizes {
+struct SyncSizes {
     objects: usize,
     receivers: usize,
     rounds: usize,
@@ -58,9 +58,9 @@ pub fn run_sync(opts: &SyncOptions, progress: &dyn Fn(&str)) -> BenchResult<Vec<
         return Err(format!("unknown workload '{unknown}'; the workloads are {}", SYNC_WORKLOADS.join(", ")).into());
     }
     let sizes = if opts.quick {
-        Sizes { objects: 20_000, receivers: 20, rounds: 50, idle: 200 }
+        SyncSizes { objects: 20_000, receivers: 20, rounds: 50, idle: 200 }
     } else {
-        Sizes { objects: 100_000, receivers: 100, rounds: 100, idle: 1_000 }
+        SyncSizes { objects: 100_000, receivers: 100, rounds: 100, idle: 1_000 }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
@@ -84,7 +84,7 @@ pub fn run_sync(opts: &SyncOptions, progress: &dyn Fn(&str)) -> BenchResult<Vec<
 
 struct Bench<'a> {
     opts: &'a SyncOptions,
-    sizes: Sizes,
+    sizes: SyncSizes,
     url: String,
     dir: tempfile::TempDir,
     progress: &'a dyn Fn(&str),

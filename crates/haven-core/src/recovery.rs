@@ -6,7 +6,7 @@
 
 use crate::key;
 use crate::merge::validate::{check, value_fits};
-use crate::merge::{apply, Changeset, DropReason as MergeDrop, HlcClock, Instruction, ObjectState, Writer};
+use crate::merge::{apply, Changeset, HlcClock, Instruction, ObjectState, Overruled, Writer};
 use crate::{PropertyType, Schema, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -302,9 +302,9 @@ impl Recovery<'_> {
         let (mut dropped_fields, mut lost) = (Vec::new(), Vec::new());
         for dropped in &applied.dropped {
             let reason = match dropped.reason {
-                MergeDrop::DeletedOnServer | MergeDrop::NotFound => DropReason::DeletedOnServer,
-                MergeDrop::OlderThanServer => DropReason::OlderThanServer,
-                MergeDrop::NotANumber => DropReason::NotANumber,
+                Overruled::DeletedOnServer | Overruled::NotFound => DropReason::DeletedOnServer,
+                Overruled::OlderThanServer => DropReason::OlderThanServer,
+                Overruled::NotANumber => DropReason::NotANumber,
             };
             let Some(field) = &dropped.field else {
                 report.add_dropped(&linked, None, reason);

@@ -16,7 +16,7 @@ use std::fmt;
 /// assert_eq!(Value::from("Rex").as_str(), Some("Rex"));
 /// ```
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(from = "wire::Value")]
+#[serde(from = "wire::WireValue")]
 pub enum Value {
     /// No value (an optional property that is not set, or a link whose target is gone).
     Null,
@@ -311,7 +311,7 @@ mod wire {
     }
 
     /// A value as read: a list of elements that are not lists.
-    pub(super) type Value = Wire<Vec<Wire<NoList>>>;
+    pub(super) type WireValue = Wire<Vec<Wire<NoList>>>;
 
     /// What a list inside a list reads as: an error.
     pub(super) enum NoList {}
@@ -340,8 +340,8 @@ mod wire {
         }
     }
 
-    impl From<Value> for super::Value {
-        fn from(value: Value) -> super::Value {
+    impl From<WireValue> for super::Value {
+        fn from(value: WireValue) -> super::Value {
             value.into_value(|items| {
                 super::Value::List(items.into_iter().map(|item| item.into_value(|never| match never {})).collect())
             })

@@ -1,6 +1,6 @@
 //! The merge rule, scenario by scenario and as properties.
 
-use haven_core::merge::{apply, DropReason, Hlc, Instruction, ObjectState, Writer};
+use haven_core::merge::{apply, Hlc, Instruction, ObjectState, Overruled, Writer};
 use haven_core::Value;
 use proptest::prelude::*;
 
@@ -32,7 +32,7 @@ fn delete() -> Instruction {
 }
 
 /// Applies instructions in server order; returns the state and every drop reason.
-fn integrate(steps: &[(Instruction, Writer)]) -> (Option<ObjectState>, Vec<DropReason>) {
+fn integrate(steps: &[(Instruction, Writer)]) -> (Option<ObjectState>, Vec<Overruled>) {
     let mut state = None;
     let mut reasons = vec![];
     for (i, w) in steps {
@@ -69,7 +69,7 @@ fn concurrent_sets_later_clock_wins_in_either_order() {
         let (state, dropped) = integrate(&steps);
         assert_eq!(field(&state, "age"), Some(6.into()));
         if r_first {
-            assert_eq!(dropped, vec![DropReason::OlderThanServer]);
+            assert_eq!(dropped, vec![Overruled::OlderThanServer]);
         }
     }
     // L's write is the later one.
@@ -104,7 +104,7 @@ fn delete_wins() {
         assert!(matches!(state, Some(ObjectState::Deleted { .. })), "{state:?}");
     }
     let (_, dropped) = integrate(&[baseline(), (delete(), writer(2, 1, 10, R)), (set("age", 4), writer(3, 1, 20, L))]);
-    assert_eq!(dropped, vec![DropReason::DeletedOnServer]);
+    assert_eq!(dropped, vec![Overruled::DeletedOnServer]);
 }
 
 #[test]
@@ -120,12 +120,12 @@ fn created_again_after_a_seen_delete() {
         (set("age", 2), writer(5, 3, 40, L)),
     ]);
     assert_eq!((field(&state, "name"), field(&state, "age")), (Some("Rex II".into()), Some(2.into())));
-    assert_eq!(dropped, vec![DropReason::DeletedOnServer]);
+    assert_eq!(dropped, vec![Overruled::DeletedOnServer]);
     // Without having seen the delete, a create does not bring it back.
     let (state, dropped) =
         integrate(&[baseline(), (delete(), writer(2, 1, 10, R)), (create(&[("age", 9.into())]), writer(3, 1, 20, L))]);
     assert!(matches!(state, Some(ObjectState::Deleted { .. })));
-    assert_eq!(dropped, vec![DropReason::DeletedOnServer]);
+    assert_eq!(dropped, vec![Overruled::DeletedOnServer]);
 }
 
 #[test]
@@ -138,7 +138,7 @@ fn increments_add_up() {
     ]);
     assert_eq!(field(&state, "age"), Some(16.into()));
     let (_, dropped) = integrate(&[baseline(), (increment("name", 1), writer(2, 1, 20, R))]);
-    assert_eq!(dropped, vec![DropReason::NotANumber]);
+    assert_eq!(dropped, vec![Overruled::NotANumber]);
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn same_primary_key_same_object() {
 fn nothing_to_change() {
     let (state, dropped) = integrate(&[(set("age", 1), writer(1, 0, 1, L)), (delete(), writer(2, 0, 1, L))]);
     assert_eq!(state, None);
-    assert_eq!(dropped, vec![DropReason::NotFound]);
+    assert_eq!(dropped, vec![Overruled::NotFound]);
 }
 
 fn any_concurrent_write() -> impl Strategy<Value = Instruction> {
@@ -242,5 +242,5 @@ fn an_increment_does_not_lower_the_field_clock() {
         (set("age", 0), writer(4, 1, 930, 3)),
     ]);
     assert_eq!(field(&state, "age"), Some(7.into()));
-    assert_eq!(dropped, vec![DropReason::OlderThanServer]);
+    assert_eq!(dropped, vec![Overruled::OlderThanServer]);
 }

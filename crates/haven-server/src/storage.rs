@@ -2,7 +2,7 @@
 //! redb, PostgreSQL): per-partition history in one order, the current
 //! state of every object, and the registry of clients.
 
-use haven_core::merge::{Changeset, DropReason};
+use haven_core::merge::{Changeset, Overruled};
 use haven_sync::protocol::{FileIdent, ResetReason, ServerChangeset, SnapshotObject};
 
 /// A storage failure, or a request the stored data refuses.
@@ -75,7 +75,7 @@ pub struct Integration {
     /// acknowledgement to send back).
     pub uploaded_through: u64,
     /// Per new changeset, what the merge rule dropped (for logs and metrics).
-    pub dropped: Vec<Vec<DropReason>>,
+    pub dropped: Vec<Vec<Overruled>>,
 }
 
 /// Whose history an operator ends (`reset-client`, `terminate`).

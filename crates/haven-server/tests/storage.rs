@@ -4,7 +4,7 @@
 //! rule, history, snapshots, resets, settings; the embedded store's
 //! durability across reopen.
 
-use haven_core::merge::{Changeset, DropReason, Hlc, Instruction, ObjectState};
+use haven_core::merge::{Changeset, Hlc, Instruction, ObjectState, Overruled};
 use haven_core::Value;
 use haven_server::{EmbeddedStorage, ResetTarget, Storage, StorageError};
 use haven_sync::protocol::FileIdent;
@@ -71,7 +71,7 @@ fn integration_is_ordered_idempotent_and_merges() {
         storage.integrate(r, &[changeset(1, 1, 30, vec![set_age(1, 6)])], NOW).unwrap();
         let late = storage.integrate(l, &[changeset(2, 1, 20, vec![set_age(1, 4)])], NOW).unwrap();
         assert_eq!(late.versions, vec![3]);
-        assert_eq!(late.dropped, vec![vec![DropReason::OlderThanServer]]);
+        assert_eq!(late.dropped, vec![vec![Overruled::OlderThanServer]]);
         assert_eq!(age(storage, "p", 1), Some(6.into()));
 
         // The same upload again (a lost acknowledgement): nothing new.

@@ -63,7 +63,7 @@ pub enum ObjectChange {
 pub struct NotificationToken {
     id: u64,
     entry: Arc<Entry>,
-    shared: Weak<Shared>,
+    shared: Weak<Registry>,
 }
 
 impl Drop for NotificationToken {
@@ -82,14 +82,14 @@ impl Drop for NotificationToken {
 
 /// What the notifier shares with its tokens and its thread.
 #[derive(Default)]
-struct Shared {
+struct Registry {
     /// The listeners, by id.
     map: Mutex<HashMap<u64, Arc<Entry>>>,
     /// The listener thread, once started.
     thread: OnceLock<ThreadId>,
 }
 
-impl Shared {
+impl Registry {
     fn lock_map(&self) -> MutexGuard<'_, HashMap<u64, Arc<Entry>>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -139,7 +139,7 @@ enum Message {
 
 #[derive(Default)]
 pub(crate) struct Notifier {
-    shared: Arc<Shared>,
+    shared: Arc<Registry>,
     next_id: AtomicU64,
     thread: Mutex<Option<ListenerThread>>,
 }
@@ -237,7 +237,7 @@ impl Notifier {
     }
 }
 
-fn run(rx: Receiver<Message>, shared: &Shared) {
+fn run(rx: Receiver<Message>, shared: &Registry) {
     while let Ok(message) = rx.recv() {
         match message {
             Message::Commit(seq, snap, changes) => {

@@ -16,10 +16,10 @@ use std::sync::Arc;
 /// [`Object::add_listener`].
 #[derive(Clone)]
 pub struct Object {
-    inner: Arc<Inner>,
+    inner: Arc<ObjectData>,
 }
 
-struct Inner {
+struct ObjectData {
     db: Database,
     schema: Arc<Schema>,
     type_index: usize,
@@ -61,7 +61,13 @@ impl Object {
             repaired_links.push((i, repaired));
         }
         Ok(Object {
-            inner: Arc::new(Inner { db: db.clone(), schema: snap.schema.clone(), type_index, record, repaired_links }),
+            inner: Arc::new(ObjectData {
+                db: db.clone(),
+                schema: snap.schema.clone(),
+                type_index,
+                record,
+                repaired_links,
+            }),
         })
     }
 

@@ -15,10 +15,10 @@ pub(crate) struct Snapshot {
     /// Each type's object table (by type position), opened on first use
     /// and kept for the snapshot's life: opening a table costs more than a
     /// lookup in it. `None` inside: the type has no objects yet.
-    tables: Vec<OnceLock<Option<ObjectsTable>>>,
+    tables: Vec<OnceLock<Option<ReadableObjects>>>,
 }
 
-type ObjectsTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
+type ReadableObjects = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
 impl Snapshot {
     pub fn new(rtx: ReadTransaction, schema: Arc<Schema>) -> Snapshot {
@@ -26,7 +26,7 @@ impl Snapshot {
         Snapshot { rtx, schema, tables }
     }
 
-    fn objects(&self, ty: &str) -> Result<Option<&ObjectsTable>> {
+    fn objects(&self, ty: &str) -> Result<Option<&ReadableObjects>> {
         let Some(at) = self.schema.types().iter().position(|t| t.name() == ty) else {
             return Ok(None);
         };
@@ -153,7 +153,7 @@ impl Snapshot {
 /// the key (timestamps, counters) then reads the objects table almost
 /// sequentially, like a bitmap heap scan. A gap of more than a few rows
 /// starts a new cursor at the next key, which costs what a lookup costs.
-fn visit_keys(objects: &ObjectsTable, pks: &[&[u8]], mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+fn visit_keys(objects: &ReadableObjects, pks: &[&[u8]], mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
     const MAX_STEPS: usize = 8;
     let mut i = 0;
     while i < pks.len() {

@@ -11,7 +11,7 @@ use redb::{ReadableTable, Table};
 use serde::Serialize;
 use std::collections::BTreeSet;
 
-type ObjectsTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+type WritableObjects<'t> = Table<'t, &'static [u8], &'static [u8]>;
 type IndexTable<'t> = Table<'t, &'static [u8], ()>;
 
 /// An object ready to write: checked values by property position, and the
@@ -67,7 +67,7 @@ pub struct WriteTransaction<'t> {
 }
 
 struct TypeTables<'t> {
-    objects: ObjectsTable<'t>,
+    objects: WritableObjects<'t>,
     /// By property position; `Some` for indexed properties.
     indexes: Vec<Option<IndexTable<'t>>>,
 }

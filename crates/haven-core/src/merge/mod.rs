@@ -10,5 +10,5 @@ pub(crate) mod validate;
 
 pub use changeset::{Changeset, Instruction};
 pub use hlc::{Hlc, HlcClock};
-pub use rule::{apply, Applied, DropReason, Dropped, Field, ObjectState, Stamp, Writer};
+pub use rule::{apply, Applied, Dropped, Field, ObjectState, Overruled, Stamp, Writer};
 pub use validate::{validate, InvalidChangeset};

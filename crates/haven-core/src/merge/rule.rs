@@ -87,7 +87,7 @@ impl Writer {
 
 /// Why (part of) an instruction had no effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DropReason {
+pub enum Overruled {
     /// The object was deleted by a write the writer had not seen.
     DeletedOnServer,
     /// A concurrent write with a later clock won the field.
@@ -104,7 +104,7 @@ pub struct Dropped {
     /// The field, when only a field was dropped.
     pub field: Option<String>,
     /// Why.
-    pub reason: DropReason,
+    pub reason: Overruled,
 }
 
 /// The result of applying one instruction.
@@ -142,7 +142,7 @@ pub fn apply(current: Option<&ObjectState>, instruction: &Instruction, writer: &
                     Applied { state: Some(fresh(fields, writer, None)), dropped: vec![] }
                 }
                 Instruction::Delete { .. } => unchanged(vec![]),
-                _ => drop_whole(DropReason::NotFound),
+                _ => drop_whole(Overruled::NotFound),
             }
         }
         Some(ObjectState::Deleted { version, replica }) => {
@@ -152,14 +152,14 @@ pub fn apply(current: Option<&ObjectState>, instruction: &Instruction, writer: &
                     Applied { state: Some(fresh(fields, writer, Some((*version, *replica)))), dropped: vec![] }
                 }
                 Instruction::Delete { .. } => unchanged(vec![]),
-                _ => drop_whole(DropReason::DeletedOnServer),
+                _ => drop_whole(Overruled::DeletedOnServer),
             };
         }
         Some(ObjectState::Live { fields, deleted_at }) => (fields, *deleted_at),
     };
     if deleted_at.is_some_and(|(version, replica)| !writer.has_seen(version, replica)) {
         // About the incarnation that was deleted: delete wins.
-        return drop_whole(DropReason::DeletedOnServer);
+        return drop_whole(Overruled::DeletedOnServer);
     }
     let mut fields = fields.clone();
     let dropped = match instruction {
@@ -181,7 +181,7 @@ pub fn apply(current: Option<&ObjectState>, instruction: &Instruction, writer: &
                     *f = Field { value: sum, stamp: Stamp { version: writer.version, hlc, replica } };
                     vec![]
                 }
-                None => return unchanged(vec![Dropped { field: Some(field.clone()), reason: DropReason::NotANumber }]),
+                None => return unchanged(vec![Dropped { field: Some(field.clone()), reason: Overruled::NotANumber }]),
             }
         }
     };
@@ -199,7 +199,7 @@ fn fresh(given: &[(String, Value)], writer: &Writer, deleted_at: Option<(u64, u6
 fn set_field(live: &mut BTreeMap<String, Field>, name: &str, value: &Value, writer: &Writer) -> Option<Dropped> {
     match live.get_mut(name) {
         Some(f) if !writer.beats(&f.stamp) => {
-            Some(Dropped { field: Some(name.to_owned()), reason: DropReason::OlderThanServer })
+            Some(Dropped { field: Some(name.to_owned()), reason: Overruled::OlderThanServer })
         }
         Some(f) => {
             *f = Field { value: value.clone(), stamp: writer.stamp() };

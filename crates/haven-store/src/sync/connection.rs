@@ -5,7 +5,7 @@
 use super::config::SyncConfig;
 use super::liveness::{Liveness, Stamped};
 use super::reset::{Plan, ResetTracker};
-use super::session::{ConnectionState, Shared};
+use super::session::{ConnectionState, SessionState};
 use super::{ClientResetMode, SyncError};
 use crate::change_log::SyncPosition;
 use crate::database::Database;
@@ -72,7 +72,7 @@ const WRITER_QUEUE: usize = 4;
 /// while the client is still sending must find the client reading, or
 /// both would wait for each other with full socket buffers.
 pub(crate) struct Connection<'a> {
-    shared: &'a Shared,
+    shared: &'a SessionState,
     reader: futures_util::stream::SplitStream<Socket>,
     writer: mpsc::Sender<Outgoing>,
     writer_task: tokio::task::JoinHandle<()>,
@@ -100,7 +100,7 @@ pub(crate) struct Connection<'a> {
 
 impl<'a> Connection<'a> {
     /// Connects, binds and exchanges until the connection ends.
-    pub async fn run(shared: &'a Shared, attempt: &mut u32) -> Ended {
+    pub async fn run(shared: &'a SessionState, attempt: &mut u32) -> Ended {
         shared.set_connection(ConnectionState::Connecting);
         let mut connection = match tokio::time::timeout(CONNECT_TIMEOUT, Connection::bind(shared)).await {
             Ok(Ok(connection)) => connection,
@@ -116,7 +116,7 @@ impl<'a> Connection<'a> {
         }
     }
 
-    async fn bind(shared: &'a Shared) -> Result<Connection<'a>, Ended> {
+    async fn bind(shared: &'a SessionState) -> Result<Connection<'a>, Ended> {
         // Where the file stands decides how to bind (or, for a reset the
         // app must handle, not to connect at all).
         let db = shared.db().ok_or(Ended::Closed)?;

@@ -61,7 +61,7 @@ pub(crate) struct Control {
     pub marks_requested: u64,
 }
 
-pub(crate) struct Shared {
+pub(crate) struct SessionState {
     pub config: SyncConfig,
     pub status: watch::Sender<SyncStatus>,
     pub control: watch::Sender<Control>,
@@ -69,7 +69,7 @@ pub(crate) struct Shared {
     db: Weak<Inner>,
 }
 
-impl Shared {
+impl SessionState {
     /// The database, unless it has been closed.
     pub fn db(&self) -> Option<Database> {
         self.db.upgrade().map(Database::from_inner)
@@ -124,7 +124,7 @@ impl Shared {
 /// ```
 #[derive(Clone)]
 pub struct SyncSession {
-    shared: Arc<Shared>,
+    shared: Arc<SessionState>,
 }
 
 impl std::fmt::Debug for SyncSession {
@@ -149,7 +149,7 @@ impl SyncSession {
             marks_answered: 0,
             resets: 0,
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(SessionState {
             config,
             status: watch::Sender::new(status),
             control: watch::Sender::new(Control::default()),
@@ -244,7 +244,7 @@ impl SyncSession {
 
 /// The background task: connect, exchange until the connection ends,
 /// wait, again.
-async fn run(shared: Arc<Shared>) {
+async fn run(shared: Arc<SessionState>) {
     let mut control = shared.control.subscribe();
     let mut attempt = 0u32;
     loop {
