@@ -5,7 +5,7 @@
 //! schema.
 
 use crate::serve::Shared;
-use crate::storage::{ResetTarget, Storage, StorageError};
+use crate::storage::{ResetTarget, StorageError};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -81,23 +81,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Runs a storage call on the blocking pool, holding the shared state
-/// (so that a shutdown waits for it).
-async fn blocking<T: Send + 'static>(
-    shared: &Arc<Shared>,
-    f: impl FnOnce(&dyn Storage) -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, AdminError> {
-    let shared = shared.clone();
-    match tokio::task::spawn_blocking(move || f(shared.storage.as_ref())).await {
-        Ok(result) => Ok(result?),
-        Err(e) => Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-    }
-}
-
 /// `GET partitions`: each partition's version and connected clients.
 async fn partitions(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Result<Response, AdminError> {
     authorize(&shared, &headers)?;
-    let stored = blocking(&shared, |s| s.partitions()).await?;
+    let stored = shared.storage(|s| s.partitions()).await?;
     let live = shared.live.lock().expect("live sessions");
     let list: Vec<_> = stored
         .into_iter()
@@ -149,7 +136,7 @@ async fn compact(
     authorize(&shared, &headers)?;
     let Json(CompactRequest { keep_versions }) = body.map_err(bad_body(r#"{"keep_versions": N}"#))?;
     let name = partition.clone();
-    let through = blocking(&shared, move |s| s.compact(&name, keep_versions)).await?;
+    let through = shared.storage(move |s| s.compact(&name, keep_versions)).await?;
     tracing::warn!(%partition, through, "history compacted");
     Ok(Json(json!({ "partition": partition, "trimmed_through": through })).into_response())
 }
@@ -172,7 +159,7 @@ async fn recovery(
     authorize(&shared, &headers)?;
     let Json(RecoveryRequest { allowed }) = body.map_err(bad_body(r#"{"allowed": true|false}"#))?;
     let name = partition.clone();
-    blocking(&shared, move |s| s.set_recovery_allowed(&name, allowed)).await?;
+    shared.storage(move |s| s.set_recovery_allowed(&name, allowed)).await?;
     Ok(Json(json!({ "partition": partition, "recovery_allowed": allowed })).into_response())
 }
 
@@ -200,7 +187,7 @@ async fn put_schema(
     };
     let json = schema.to_json();
     let stored = json.clone();
-    blocking(&shared, move |s| s.set_schema(&stored)).await?;
+    shared.storage(move |s| s.set_schema(&stored)).await?;
     // Every client is marked before the lock goes: a client that binds
     // with the old schema meanwhile finds its reset, not a refusal.
     let mut reset = Vec::new();
@@ -239,10 +226,7 @@ pub(crate) async fn reset_clients(
     reason: ResetReason,
 ) -> Result<Vec<u64>, StorageError> {
     let logged = target.clone();
-    let storage = shared.clone();
-    let marked = tokio::task::spawn_blocking(move || storage.storage.mark_reset(&target, reason))
-        .await
-        .map_err(|e| StorageError::Backend(e.to_string()))??;
+    let marked = shared.storage(move |s| s.mark_reset(&target, reason)).await?;
     let live = shared.live.lock().expect("live sessions");
     for session in live.values().filter(|s| marked.contains(&s.ident.ident)) {
         session.kick.send_replace(Some(reason));

@@ -1,8 +1,8 @@
 //! The embedded storage: one redb file in the server's data directory.
 
 use crate::storage::{
-    new_salt, ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError,
-    StoredChangeset,
+    new_salt, ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotBatches, SnapshotEnd, Storage,
+    StorageError, StoredChangeset, TrimPoint,
 };
 use crate::upload;
 use haven_core::merge::{Changeset, ObjectState};
@@ -93,30 +93,6 @@ fn check_format(path: &Path) -> Result<(), StorageError> {
 }
 
 impl EmbeddedStorage {
-    /// Drops history up to `through_of(latest version)`, read in the same
-    /// transaction (an integration meanwhile cannot move the point).
-    fn trim(&self, partition: &str, through_of: impl FnOnce(u64) -> u64) -> Result<u64, StorageError> {
-        self.update_settings(partition, |txn, settings| {
-            let latest =
-                txn.open_table(PARTITIONS).map_err(backend)?.get(partition).map_err(backend)?.map_or(0, |g| g.value());
-            let through = through_of(latest).max(settings.trimmed_through);
-            let mut history = txn.open_table(HISTORY).map_err(backend)?;
-            let doomed: Vec<u64> = history
-                .range((partition, 0)..=(partition, through))
-                .map_err(backend)?
-                .map(|row| row.map(|(k, _)| k.value().1).map_err(backend))
-                .collect::<Result<_, _>>()?;
-            for version in doomed {
-                history.remove((partition, version)).map_err(backend)?;
-            }
-            // The salt of `through` stays: a client there continues.
-            let mut salts = txn.open_table(VERSION_SALTS).map_err(backend)?;
-            salts.retain_in((partition, 0)..(partition, through), |_, _| false).map_err(backend)?;
-            settings.trimmed_through = through;
-            Ok(through)
-        })
-    }
-
     /// Changes a partition's settings, and whatever else `f` writes, in
     /// one transaction.
     fn update_settings<R>(
@@ -244,6 +220,7 @@ impl Storage for EmbeddedStorage {
         &self,
         client: FileIdent,
         changesets: &[Changeset],
+        seen: u64,
         now_millis: u64,
     ) -> Result<Integration, StorageError> {
         let txn = self.db.begin_write().map_err(backend)?;
@@ -260,7 +237,8 @@ impl Storage for EmbeddedStorage {
             let mut objects = txn.open_table(OBJECTS).map_err(backend)?;
             let version = partitions.get(partition).map_err(backend)?.map_or(0, |g| g.value());
             let mut table = ObjectsTable { table: &mut objects, partition };
-            let merged = upload::merge(client, record.uploaded_through, version, changesets, now_millis, &mut table)?;
+            let merged =
+                upload::merge(client, record.uploaded_through, version, changesets, seen, now_millis, &mut table)?;
             let mut salts = txn.open_table(VERSION_SALTS).map_err(backend)?;
             for (version, stored) in &merged.history {
                 history.insert((partition, *version), encode(stored)?.as_slice()).map_err(backend)?;
@@ -359,12 +337,26 @@ impl Storage for EmbeddedStorage {
         }
     }
 
-    fn compact(&self, partition: &str, keep_versions: u64) -> Result<u64, StorageError> {
-        self.trim(partition, |latest| latest.saturating_sub(keep_versions))
-    }
-
-    fn trim_history(&self, partition: &str, through: u64) -> Result<u64, StorageError> {
-        self.trim(partition, |latest| through.min(latest))
+    fn trim(&self, partition: &str, to: TrimPoint) -> Result<u64, StorageError> {
+        self.update_settings(partition, |txn, settings| {
+            let latest =
+                txn.open_table(PARTITIONS).map_err(backend)?.get(partition).map_err(backend)?.map_or(0, |g| g.value());
+            let through = to.through(latest, settings.trimmed_through);
+            let mut history = txn.open_table(HISTORY).map_err(backend)?;
+            let doomed: Vec<u64> = history
+                .range((partition, 0)..=(partition, through))
+                .map_err(backend)?
+                .map(|row| row.map(|(k, _)| k.value().1).map_err(backend))
+                .collect::<Result<_, _>>()?;
+            for version in doomed {
+                history.remove((partition, version)).map_err(backend)?;
+            }
+            // The salt of `through` stays: a client there continues.
+            let mut salts = txn.open_table(VERSION_SALTS).map_err(backend)?;
+            salts.retain_in((partition, 0)..(partition, through), |_, _| false).map_err(backend)?;
+            settings.trimmed_through = through;
+            Ok(through)
+        })
     }
 
     fn set_recovery_allowed(&self, partition: &str, allowed: bool) -> Result<(), StorageError> {
@@ -489,7 +481,7 @@ impl Storage for EmbeddedStorage {
             Err(e) => return Err(backend(e)),
         };
         let table = txn.open_table(OBJECTS).map_err(backend)?;
-        let (mut pending, mut bytes) = (Vec::new(), 0);
+        let mut batches = SnapshotBatches::new(batch_bytes);
         for row in table.range((partition, "", &[][..])..).map_err(backend)? {
             let (k, v) = row.map_err(backend)?;
             let (part, ty, pk_key) = k.value();
@@ -497,27 +489,10 @@ impl Storage for EmbeddedStorage {
                 break;
             }
             // Stored in the snapshot's encoding: sent as is.
-            let size = v.value().len() + pk_key.len() + ty.len();
-            // Sent before an object would take the batch over its budget:
-            // a batch stays near it, whatever one object weighs.
-            if bytes + size > batch_bytes && !pending.is_empty() {
-                visit(std::mem::take(&mut pending))?;
-                bytes = 0;
-            }
-            bytes += size;
-            pending.push(SnapshotObject {
-                object_type: ty.to_owned(),
-                key: pk_key.to_vec(),
-                state: v.value().to_vec(),
-            });
-            if bytes >= batch_bytes {
-                visit(std::mem::take(&mut pending))?;
-                bytes = 0;
-            }
+            let object = SnapshotObject { object_type: ty.to_owned(), key: pk_key.to_vec(), state: v.value().to_vec() };
+            batches.push(object, visit)?;
         }
-        if !pending.is_empty() {
-            visit(pending)?;
-        }
+        batches.finish(visit)?;
         let salt = salt_in(&txn, partition, version)?.unwrap_or(0);
         Ok(SnapshotEnd { version, salt, uploaded_through })
     }

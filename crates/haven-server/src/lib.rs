@@ -14,6 +14,7 @@ mod metrics;
 mod postgres;
 mod serve;
 mod session;
+mod shared;
 mod storage;
 mod upload;
 
@@ -23,5 +24,5 @@ pub use postgres::PostgresStorage;
 pub use serve::{ServeError, Server, ServerOptions, DEFAULT_CLIENT_SILENCE};
 pub use storage::{
     ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError, StorageHint,
-    StoredChangeset,
+    StoredChangeset, TrimPoint,
 };

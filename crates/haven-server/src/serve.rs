@@ -4,6 +4,7 @@
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;
 use crate::session;
+pub(crate) use crate::shared::Shared;
 use crate::storage::{ResetTarget, Storage, StorageError, StorageHint};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
@@ -11,9 +12,8 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 use haven_core::Schema;
+use haven_sync::protocol::ResetReason;
 use haven_sync::protocol::MAX_FRAME_BYTES;
-use haven_sync::protocol::{FileIdent, ResetReason};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -48,79 +48,6 @@ pub enum ServeError {
     /// The stored schema cannot be read.
     #[error("the server's stored schema is damaged: {0}")]
     Schema(String),
-}
-
-/// What every session shares.
-pub(crate) struct Shared {
-    pub storage: Arc<dyn Storage>,
-    pub auth: Authenticator,
-    /// The server's schema: the union of what clients bound with.
-    pub schema: tokio::sync::Mutex<Option<Arc<Schema>>>,
-    /// Per partition with a connected client: its latest version.
-    pub partitions: Mutex<HashMap<String, watch::Sender<u64>>>,
-    pub metrics: Metrics,
-    pub shutdown: watch::Receiver<bool>,
-    /// Bound sessions, by a number of their own: who is connected, and how
-    /// to tell one that an operator reset its client.
-    pub live: Mutex<HashMap<u64, LiveSession>>,
-    next_live: AtomicU64,
-    /// The bearer token of the admin API (`None`: the API is off).
-    pub admin_token: Option<String>,
-    /// `--max-offline-time`.
-    pub max_offline: Option<Duration>,
-    /// [`ServerOptions::client_silence`].
-    pub client_silence: Duration,
-    /// When this server started (ms since the epoch): time it was down
-    /// does not count as devices being out of touch.
-    pub started_millis: u64,
-}
-
-/// A bound session, as the admin API sees it.
-pub(crate) struct LiveSession {
-    pub ident: FileIdent,
-    pub partition: String,
-    pub kick: watch::Sender<Option<ResetReason>>,
-}
-
-impl Shared {
-    /// The latest-version channel of a partition, made on first use, and
-    /// a subscription to it (taken under the map's lock, so that
-    /// `release_partition` cannot drop the channel in between).
-    pub fn partition(&self, name: &str) -> (watch::Sender<u64>, watch::Receiver<u64>) {
-        let mut partitions = self.partitions.lock().expect("partition map");
-        let sender = partitions.entry(name.to_owned()).or_insert_with(|| watch::Sender::new(0)).clone();
-        let receiver = sender.subscribe();
-        (sender, receiver)
-    }
-
-    /// Records a bound session; returns its number and the channel an
-    /// operator's reset arrives on.
-    pub fn register_live(&self, ident: FileIdent, partition: &str) -> (u64, watch::Receiver<Option<ResetReason>>) {
-        let id = self.next_live.fetch_add(1, Relaxed);
-        let (kick, kicked) = watch::channel(None);
-        let session = LiveSession { ident, partition: partition.to_owned(), kick };
-        self.live.lock().expect("live sessions").insert(id, session);
-        (id, kicked)
-    }
-
-    /// A partition has `version`: its sessions send what their clients lack.
-    pub fn announce(&self, partition: &str, version: u64) {
-        if let Some(latest) = self.partitions.lock().expect("partition map").get(partition) {
-            latest.send_if_modified(|latest| {
-                let newer = version > *latest;
-                *latest = (*latest).max(version);
-                newer
-            });
-        }
-    }
-
-    /// Forgets a partition once no session watches it.
-    pub fn release_partition(&self, name: &str) {
-        let mut partitions = self.partitions.lock().expect("partition map");
-        if partitions.get(name).is_some_and(|tx| tx.receiver_count() == 0) {
-            partitions.remove(name);
-        }
-    }
 }
 
 /// How a [`Server`] runs, beyond its storage, auth and address.
@@ -287,10 +214,8 @@ impl Server {
     /// Allows or forbids recovery of unsynced writes in `partition`'s
     /// client resets, as `POST /admin/v1/partitions/{p}/recovery` does.
     pub async fn set_recovery_allowed(&self, partition: &str, allowed: bool) -> Result<(), StorageError> {
-        let (shared, partition) = (self.shared.clone(), partition.to_owned());
-        tokio::task::spawn_blocking(move || shared.storage.set_recovery_allowed(&partition, allowed))
-            .await
-            .map_err(|e| StorageError::Backend(e.to_string()))?
+        let partition = partition.to_owned();
+        self.shared.storage(move |s| s.set_recovery_allowed(&partition, allowed)).await
     }
 
     /// Stops accepting, tells every session to reconnect later and waits
@@ -335,14 +260,11 @@ async fn follow_other_servers(
             },
             _ = poll.tick() => {
                 let served: Vec<String> = shared.partitions.lock().expect("partition map").keys().cloned().collect();
-                let storage = shared.clone();
-                let versions = tokio::task::spawn_blocking(move || {
-                    served.into_iter().map(|p| storage.storage.version(&p).map(|v| (p, v))).collect::<Result<Vec<_>, _>>()
-                })
-                .await;
+                let versions = shared
+                    .storage(move |s| served.into_iter().map(|p| s.version(&p).map(|v| (p, v))).collect::<Result<Vec<_>, _>>())
+                    .await;
                 match versions {
-                    Ok(Ok(versions)) => versions.into_iter().for_each(|(p, v)| shared.announce(&p, v)),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot poll partition versions"),
+                    Ok(versions) => versions.into_iter().for_each(|(p, v)| shared.announce(&p, v)),
                     Err(e) => tracing::warn!(error = %e, "cannot poll partition versions"),
                 }
             }
@@ -357,15 +279,13 @@ async fn kick(shared: &Arc<Shared>, ident: u64) {
     if !live {
         return;
     }
-    let storage = shared.clone();
-    match tokio::task::spawn_blocking(move || storage.storage.pending_reset(ident)).await {
-        Ok(Ok(Some(reason))) => {
+    match shared.storage(move |s| s.pending_reset(ident)).await {
+        Ok(Some(reason)) => {
             for session in shared.live.lock().expect("live sessions").values().filter(|s| s.ident.ident == ident) {
                 session.kick.send_replace(Some(reason));
             }
         }
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, ident, "cannot read a client's reset"),
+        Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, ident, "cannot read a client's reset"),
     }
 }
@@ -385,25 +305,24 @@ async fn trim_offline_history(shared: Arc<Shared>, max_offline: Duration, mut st
         if since < shared.started_millis {
             continue; // every device gets a whole window after a restart
         }
-        let storage = shared.clone();
-        let trimmed = tokio::task::spawn_blocking(move || {
-            let mut trimmed = Vec::new();
-            for (partition, latest) in storage.storage.partitions()? {
-                let needed = storage.storage.oldest_needed(&partition, since)?.unwrap_or(latest);
-                if needed > storage.storage.partition_settings(&partition)?.trimmed_through {
-                    trimmed.push((partition.clone(), storage.storage.trim_history(&partition, needed)?));
+        let trimmed = shared
+            .storage(move |s| {
+                let mut trimmed = Vec::new();
+                for (partition, latest) in s.partitions()? {
+                    let needed = s.oldest_needed(&partition, since)?.unwrap_or(latest);
+                    if needed > s.partition_settings(&partition)?.trimmed_through {
+                        trimmed.push((partition.clone(), s.trim_history(&partition, needed)?));
+                    }
                 }
-            }
-            Ok::<_, StorageError>(trimmed)
-        })
-        .await;
+                Ok(trimmed)
+            })
+            .await;
         match trimmed {
-            Ok(Ok(trimmed)) => {
+            Ok(trimmed) => {
                 for (partition, through) in trimmed {
                     tracing::info!(%partition, through, "history trimmed past the max offline time");
                 }
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "trimming history failed"),
             Err(e) => tracing::error!(error = %e, "trimming history failed"),
         }
     }

@@ -234,10 +234,11 @@ impl Session {
         let (tx, mut rx) = mpsc::channel::<Vec<SnapshotObject>>(2);
         let shared = self.shared.clone();
         let name = partition.to_owned();
-        let reader = tokio::task::spawn_blocking(move || {
-            shared.storage.snapshot(&name, ident.ident, BOOTSTRAP_BYTES, &mut |objects| {
+        let reader = tokio::spawn(async move {
+            let mut send = move |objects| {
                 tx.blocking_send(objects).map_err(|_| StorageError::Backend("the client went away".into()))
-            })
+            };
+            shared.storage(move |s| s.snapshot(&name, ident.ident, BOOTSTRAP_BYTES, &mut send)).await
         });
         while let Some(objects) = rx.recv().await {
             let batch = ServerMessage::Bootstrap {
@@ -335,14 +336,9 @@ impl Session {
             validate(&bound.schema, cs)
                 .map_err(|e| Refusal::new(ErrorCode::BadUpload, e.to_string(), Action::Fatal))?;
         }
-        // A client has seen at most what it was sent: a larger claim
-        // would make its writes win conflicts it never saw.
-        let sent = bound.sent;
-        let changesets: Vec<Changeset> =
-            changesets.iter().map(|cs| Changeset { base_version: cs.base_version.min(sent), ..cs.clone() }).collect();
-        let ident = bound.ident;
+        let (ident, seen, changesets) = (bound.ident, bound.sent, changesets.to_vec());
         let started = Instant::now();
-        let integration = storage(&self.shared, move |s| s.integrate(ident, &changesets, now_millis())).await?;
+        let integration = storage(&self.shared, move |s| s.integrate(ident, &changesets, seen, now_millis())).await?;
         self.shared.metrics.observe_integration(started.elapsed());
         if let Some(&version) = integration.versions.last() {
             self.shared.metrics.changesets_integrated.fetch_add(integration.versions.len() as u64, Relaxed);
@@ -501,18 +497,12 @@ async fn reset(shared: &Arc<Shared>, bound: &Bound, reason: ResetReason, message
     }
 }
 
-/// Runs a storage call on the blocking pool (storage may wait for disk or
-/// for another writer), holding the shared state so that a shutdown waits
-/// for it.
+/// [`Shared::storage`], its failure told to the client.
 async fn storage<T: Send + 'static>(
     shared: &Arc<Shared>,
     f: impl FnOnce(&dyn Storage) -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, Refusal> {
-    let shared = shared.clone();
-    match tokio::task::spawn_blocking(move || f(shared.storage.as_ref())).await {
-        Ok(result) => result.map_err(Refusal::storage),
-        Err(e) => Err(Refusal::storage(StorageError::Backend(e.to_string()))),
-    }
+    shared.storage(f).await.map_err(Refusal::storage)
 }
 
 /// The server's schema after a client's additions. A conflicting schema

@@ -121,6 +121,80 @@ impl Default for PartitionSettings {
     }
 }
 
+/// How far [`Storage::trim`] drops history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrimPoint {
+    /// All but the last this many versions.
+    KeepLast(u64),
+    /// Up to this version (never past the latest).
+    Through(u64),
+}
+
+impl TrimPoint {
+    /// The version history is trimmed through, for a partition at
+    /// `latest` already trimmed through `trimmed`.
+    pub fn through(self, latest: u64, trimmed: u64) -> u64 {
+        let point = match self {
+            TrimPoint::KeepLast(keep) => latest.saturating_sub(keep),
+            TrimPoint::Through(through) => through.min(latest),
+        };
+        point.max(trimmed)
+    }
+}
+
+/// Gathers a snapshot's objects into batches of about a byte budget
+/// (their encoded states): a batch is handed on before an object would
+/// take it over the budget, so it stays near it whatever one object
+/// weighs. The same for every backend.
+pub(crate) struct SnapshotBatches {
+    budget: usize,
+    pending: Vec<SnapshotObject>,
+    bytes: usize,
+}
+
+impl SnapshotBatches {
+    pub fn new(budget: usize) -> SnapshotBatches {
+        SnapshotBatches { budget, pending: Vec::new(), bytes: 0 }
+    }
+
+    /// Adds one object, handing on what is full.
+    pub fn push(
+        &mut self,
+        object: SnapshotObject,
+        visit: &mut dyn FnMut(Vec<SnapshotObject>) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let size = object.state.len() + object.key.len() + object.object_type.len();
+        if self.bytes + size > self.budget && !self.pending.is_empty() {
+            self.hand_on(visit)?;
+        }
+        self.bytes += size;
+        self.pending.push(object);
+        if self.bytes >= self.budget {
+            self.hand_on(visit)?;
+        }
+        Ok(())
+    }
+
+    /// Hands on what is left.
+    pub fn finish(
+        mut self,
+        visit: &mut dyn FnMut(Vec<SnapshotObject>) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        match self.pending.is_empty() {
+            true => Ok(()),
+            false => self.hand_on(visit),
+        }
+    }
+
+    fn hand_on(
+        &mut self,
+        visit: &mut dyn FnMut(Vec<SnapshotObject>) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        self.bytes = 0;
+        visit(std::mem::take(&mut self.pending))
+    }
+}
+
 /// Where a snapshot stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SnapshotEnd {
@@ -166,10 +240,16 @@ pub trait Storage: Send + Sync {
     /// new one is applied to the current state with the merge rule and
     /// appended to the history as the partition's next version, with a
     /// random salt of its own.
+    ///
+    /// `seen` is the last server version the client was sent: a
+    /// changeset's `base_version` is bounded by it (and by the versions
+    /// before its own), since a client that claimed more would win
+    /// conflicts it never saw. `u64::MAX` bounds it by the versions only.
     fn integrate(
         &self,
         client: FileIdent,
         changesets: &[Changeset],
+        seen: u64,
         now_millis: u64,
     ) -> Result<Integration, StorageError>;
 
@@ -194,15 +274,24 @@ pub trait Storage: Send + Sync {
     /// A partition's settings (the defaults for one never set).
     fn partition_settings(&self, partition: &str) -> Result<PartitionSettings, StorageError>;
 
-    /// Drops the partition's history but its last `keep_versions` versions
-    /// (the current state stays whole: new clients start from it); returns
-    /// the version history now starts after. A client behind it can only
-    /// start again from the state (`HistoryTrimmed`).
-    fn compact(&self, partition: &str, keep_versions: u64) -> Result<u64, StorageError>;
+    /// Drops the partition's history up to the point `to` names, read
+    /// against its latest version in the same transaction (an integration
+    /// meanwhile cannot move it), and never back past an earlier trim;
+    /// returns the version history now starts after. The current state
+    /// stays whole: new clients start from it; a client behind the point
+    /// can only start again from it (`HistoryTrimmed`).
+    fn trim(&self, partition: &str, to: TrimPoint) -> Result<u64, StorageError>;
+
+    /// Drops the partition's history but its last `keep_versions` versions.
+    fn compact(&self, partition: &str, keep_versions: u64) -> Result<u64, StorageError> {
+        self.trim(partition, TrimPoint::KeepLast(keep_versions))
+    }
 
     /// Drops the partition's history up to version `through` (never past
-    /// its latest version); returns the version history now starts after.
-    fn trim_history(&self, partition: &str, through: u64) -> Result<u64, StorageError>;
+    /// its latest version).
+    fn trim_history(&self, partition: &str, through: u64) -> Result<u64, StorageError> {
+        self.trim(partition, TrimPoint::Through(through))
+    }
 
     /// Allows or forbids recovery of unsynced writes in the partition's
     /// client resets.

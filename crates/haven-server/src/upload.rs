@@ -44,6 +44,7 @@ pub(crate) fn merge(
     uploaded_through: u64,
     mut version: u64,
     changesets: &[Changeset],
+    seen: u64,
     now_millis: u64,
     objects: &mut impl Objects,
 ) -> Result<Merged, StorageError> {
@@ -56,9 +57,10 @@ pub(crate) fn merge(
         version += 1;
         let writer = Writer {
             version,
-            // No writer has seen a version that did not exist yet: a claim
-            // otherwise would win every conflict.
-            base_version: cs.base_version.min(version - 1),
+            // A writer has seen at most what it was sent, and no version
+            // that did not exist yet: a larger claim would win conflicts
+            // it never saw.
+            base_version: cs.base_version.min(seen).min(version - 1),
             hlc: cs.hlc.bounded(now_millis, MAX_CLOCK_SKEW_MILLIS),
             replica: client.ident,
         };

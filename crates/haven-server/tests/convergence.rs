@@ -29,7 +29,7 @@ fn client(dir: &std::path::Path, name: &str, storage: &EmbeddedStorage) -> Clien
 }
 
 fn upload(storage: &EmbeddedStorage, c: &Client) {
-    storage.integrate(c.ident, &c.db.pending_changes().unwrap(), now()).unwrap();
+    storage.integrate(c.ident, &c.db.pending_changes().unwrap(), u64::MAX, now()).unwrap();
 }
 
 fn download(storage: &EmbeddedStorage, c: &mut Client) {
@@ -292,10 +292,10 @@ fn own_changesets_in_history_count_once_before_their_acknowledgement() {
         l.db.write(|tx| tx.increment("Dog", 1, "age", 1)).unwrap();
     }
     let pending = l.db.pending_changes().unwrap();
-    storage.integrate(l.ident, &pending[..3], now()).unwrap();
+    storage.integrate(l.ident, &pending[..3], u64::MAX, now()).unwrap();
     r.db.write(|tx| tx.set("Dog", 1, "name", "Max")).unwrap();
     upload(&storage, &r);
-    storage.integrate(l.ident, &pending[3..], now()).unwrap();
+    storage.integrate(l.ident, &pending[3..], u64::MAX, now()).unwrap();
     let history: Vec<_> = storage
         .history("p", l.seen, usize::MAX)
         .unwrap()

@@ -65,17 +65,17 @@ fn integration_is_ordered_idempotent_and_merges() {
         let r = storage.register_client("p").unwrap();
         assert_ne!(l.ident, r.ident);
 
-        let first = storage.integrate(l, &[changeset(1, 0, 10, vec![create(1, 1)])], NOW).unwrap();
+        let first = storage.integrate(l, &[changeset(1, 0, 10, vec![create(1, 1)])], u64::MAX, NOW).unwrap();
         assert_eq!((first.versions, first.uploaded_through), (vec![1], 1));
         // L's offline write (clock 20), R's later write (clock 30) integrated first.
-        storage.integrate(r, &[changeset(1, 1, 30, vec![set_age(1, 6)])], NOW).unwrap();
-        let late = storage.integrate(l, &[changeset(2, 1, 20, vec![set_age(1, 4)])], NOW).unwrap();
+        storage.integrate(r, &[changeset(1, 1, 30, vec![set_age(1, 6)])], u64::MAX, NOW).unwrap();
+        let late = storage.integrate(l, &[changeset(2, 1, 20, vec![set_age(1, 4)])], u64::MAX, NOW).unwrap();
         assert_eq!(late.versions, vec![3]);
         assert_eq!(late.dropped, vec![vec![Overruled::OlderThanServer]]);
         assert_eq!(age(storage, "p", 1), Some(6.into()));
 
         // The same upload again (a lost acknowledgement): nothing new.
-        let again = storage.integrate(l, &[changeset(2, 1, 20, vec![set_age(1, 4)])], NOW).unwrap();
+        let again = storage.integrate(l, &[changeset(2, 1, 20, vec![set_age(1, 4)])], u64::MAX, NOW).unwrap();
         assert_eq!((again.versions, again.uploaded_through), (vec![], 2));
         assert_eq!(storage.version("p").unwrap(), 3);
 
@@ -93,10 +93,10 @@ fn clocks_from_the_future_are_bounded() {
         let storage = storage.as_ref();
         eprintln!("backend: {backend}");
         let (l, r) = (storage.register_client("p").unwrap(), storage.register_client("p").unwrap());
-        storage.integrate(l, &[changeset(1, 0, 10, vec![create(1, 1)])], NOW).unwrap();
+        storage.integrate(l, &[changeset(1, 0, 10, vec![create(1, 1)])], u64::MAX, NOW).unwrap();
         // R's clock is a year ahead; L writes later (after the bound) and must win.
-        storage.integrate(r, &[changeset(1, 1, NOW + 365 * 86_400_000, vec![set_age(1, 6)])], NOW).unwrap();
-        storage.integrate(l, &[changeset(2, 1, NOW + 120_000, vec![set_age(1, 4)])], NOW + 120_000).unwrap();
+        storage.integrate(r, &[changeset(1, 1, NOW + 365 * 86_400_000, vec![set_age(1, 6)])], u64::MAX, NOW).unwrap();
+        storage.integrate(l, &[changeset(2, 1, NOW + 120_000, vec![set_age(1, 4)])], u64::MAX, NOW + 120_000).unwrap();
         assert_eq!(age(storage, "p", 1), Some(4.into()));
     }
 }
@@ -108,8 +108,8 @@ fn partitions_and_clients_are_kept_apart() {
         eprintln!("backend: {backend}");
         let a = storage.register_client("a").unwrap();
         let b = storage.register_client("b").unwrap();
-        storage.integrate(a, &[changeset(1, 0, 10, vec![create(1, 1)])], NOW).unwrap();
-        storage.integrate(b, &[changeset(1, 0, 10, vec![create(1, 2)])], NOW).unwrap();
+        storage.integrate(a, &[changeset(1, 0, 10, vec![create(1, 1)])], u64::MAX, NOW).unwrap();
+        storage.integrate(b, &[changeset(1, 0, 10, vec![create(1, 2)])], u64::MAX, NOW).unwrap();
         assert_eq!((age(storage, "a", 1), age(storage, "b", 1)), (Some(1.into()), Some(2.into())));
         assert_eq!((storage.version("a").unwrap(), storage.version("b").unwrap()), (1, 1));
         assert!(matches!(storage.client(FileIdent { ident: 99, salt: 0 }), Err(StorageError::UnknownClient(99))));
@@ -128,9 +128,9 @@ fn snapshots_come_in_batches_from_one_version_and_survive_reopen() {
         let storage = EmbeddedStorage::open(dir.path()).unwrap();
         let c = storage.register_client("p").unwrap();
         let creates = (0..25).map(|i| create(i, i)).collect();
-        storage.integrate(c, &[changeset(1, 0, 10, creates)], NOW).unwrap();
+        storage.integrate(c, &[changeset(1, 0, 10, creates)], u64::MAX, NOW).unwrap();
         let delete = Instruction::Delete { object_type: "Dog".into(), pk: 3.into() };
-        storage.integrate(c, &[changeset(2, 1, 11, vec![delete])], NOW).unwrap();
+        storage.integrate(c, &[changeset(2, 1, 11, vec![delete])], u64::MAX, NOW).unwrap();
     }
     let storage = EmbeddedStorage::open(dir.path()).unwrap();
     let mut batches = vec![];
@@ -162,9 +162,9 @@ fn a_base_version_from_the_future_is_clamped() {
         let storage = storage.as_ref();
         eprintln!("backend: {backend}");
         let a = storage.register_client("p").unwrap();
-        storage.integrate(a, &[changeset(1, 0, 10, vec![create(1, 1)])], NOW).unwrap();
+        storage.integrate(a, &[changeset(1, 0, 10, vec![create(1, 1)])], u64::MAX, NOW).unwrap();
         // No writer can have seen a version that did not exist when it wrote.
-        storage.integrate(a, &[changeset(2, 1_000, 30, vec![set_age(1, 5)])], NOW).unwrap();
+        storage.integrate(a, &[changeset(2, 1_000, 30, vec![set_age(1, 5)])], u64::MAX, NOW).unwrap();
         let history = storage.history("p", 1, 10).unwrap();
         assert_eq!(history[0].changeset.base_version, 1, "stored clamped, so clients replay the same");
     }
@@ -177,7 +177,7 @@ fn each_version_has_a_salt_of_its_own_kept_while_a_client_may_hold_it() {
         eprintln!("backend: {backend}");
         let c = storage.register_client("p").unwrap();
         for v in 1..=3 {
-            storage.integrate(c, &[changeset(v, v - 1, 10 + v, vec![create(v as i64, 1)])], NOW).unwrap();
+            storage.integrate(c, &[changeset(v, v - 1, 10 + v, vec![create(v as i64, 1)])], u64::MAX, NOW).unwrap();
         }
         let history = storage.history_encoded("p", 0, 10).unwrap();
         let salts: Vec<u64> = history.iter().map(|h| h.salt).collect();
@@ -225,9 +225,9 @@ fn snapshots_batches_resets_settings_and_schema() {
         let c = storage.register_client("p").unwrap();
         let other = storage.register_client("q").unwrap();
         let creates = (0..25).map(|i| create(i, i)).collect();
-        storage.integrate(c, &[changeset(1, 0, 10, creates)], NOW).unwrap();
+        storage.integrate(c, &[changeset(1, 0, 10, creates)], u64::MAX, NOW).unwrap();
         let delete = Instruction::Delete { object_type: "Dog".into(), pk: 3.into() };
-        storage.integrate(c, &[changeset(2, 1, 11, vec![delete])], NOW).unwrap();
+        storage.integrate(c, &[changeset(2, 1, 11, vec![delete])], u64::MAX, NOW).unwrap();
         let mut batches = vec![];
         let end = storage
             .snapshot("p", c.ident, 300, &mut |b| {

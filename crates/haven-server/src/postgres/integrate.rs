@@ -59,6 +59,7 @@ pub(super) async fn integrate(
     c: &mut deadpool_postgres::Object,
     client: FileIdent,
     changesets: Vec<Changeset>,
+    seen: u64,
     now_millis: u64,
 ) -> Result<Integration, StorageError> {
     let txn = c.transaction().await.map_err(backend)?;
@@ -100,7 +101,8 @@ pub(super) async fn integrate(
         let (_, state) = SnapshotObject::decode_state(&state).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         objects.current.insert((row.get::<_, String>(0), row.get::<_, Vec<u8>>(1)), state);
     }
-    let merged = upload::merge(client, record.uploaded_through, version as u64, &changesets, now_millis, &mut objects)?;
+    let merged =
+        upload::merge(client, record.uploaded_through, version as u64, &changesets, seen, now_millis, &mut objects)?;
     // Written with one statement each, whatever the upload's size.
     let (mut live, mut gone) = (LiveRows::default(), (Vec::new(), Vec::new()));
     for ((object_type, key), (pk, state, version)) in objects.written {

@@ -10,7 +10,7 @@
 
 use crate::storage::{
     new_salt, ClientRecord, Integration, PartitionSettings, ResetTarget, SnapshotEnd, Storage, StorageError,
-    StorageHint, StoredChangeset,
+    StorageHint, StoredChangeset, TrimPoint,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use haven_core::merge::{Changeset, ObjectState};
@@ -230,10 +230,11 @@ impl Storage for PostgresStorage {
         &self,
         client: FileIdent,
         changesets: &[Changeset],
+        seen: u64,
         now_millis: u64,
     ) -> Result<Integration, StorageError> {
         let changesets = changesets.to_vec();
-        self.with_client(move |c| Box::pin(integrate::integrate(c, client, changesets, now_millis)))
+        self.with_client(move |c| Box::pin(integrate::integrate(c, client, changesets, seen, now_millis)))
     }
 
     fn schema(&self) -> Result<Option<String>, StorageError> {
@@ -346,12 +347,49 @@ impl Storage for PostgresStorage {
         })
     }
 
-    fn compact(&self, partition: &str, keep_versions: u64) -> Result<u64, StorageError> {
-        self.trim(partition, move |latest| latest.saturating_sub(keep_versions))
-    }
-
-    fn trim_history(&self, partition: &str, through: u64) -> Result<u64, StorageError> {
-        self.trim(partition, move |latest| through.min(latest))
+    fn trim(&self, partition: &str, to: TrimPoint) -> Result<u64, StorageError> {
+        let partition = partition.to_owned();
+        self.with_client(move |c| {
+            Box::pin(async move {
+                let txn = c.transaction().await.map_err(backend)?;
+                txn.execute(
+                    "INSERT INTO haven_partitions (partition) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&partition],
+                )
+                .await
+                .map_err(backend)?;
+                let row = txn
+                    .query_one(
+                        "SELECT version, trimmed_through FROM haven_partitions WHERE partition = $1 FOR UPDATE",
+                        &[&partition],
+                    )
+                    .await
+                    .map_err(backend)?;
+                let (latest, trimmed) = (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64);
+                let through = to.through(latest, trimmed);
+                txn.execute(
+                    "DELETE FROM haven_history WHERE partition = $1 AND version <= $2",
+                    &[&partition, &(through as i64)],
+                )
+                .await
+                .map_err(backend)?;
+                // The salt of `through` stays: a client there continues.
+                txn.execute(
+                    "DELETE FROM haven_version_salts WHERE partition = $1 AND version < $2",
+                    &[&partition, &(through as i64)],
+                )
+                .await
+                .map_err(backend)?;
+                txn.execute(
+                    "UPDATE haven_partitions SET trimmed_through = $2 WHERE partition = $1",
+                    &[&partition, &(through as i64)],
+                )
+                .await
+                .map_err(backend)?;
+                txn.commit().await.map_err(backend)?;
+                Ok(through)
+            })
+        })
     }
 
     fn set_recovery_allowed(&self, partition: &str, allowed: bool) -> Result<(), StorageError> {
@@ -505,54 +543,5 @@ impl Storage for PostgresStorage {
 
     fn hints(&self) -> Option<broadcast::Receiver<StorageHint>> {
         Some(self.hints.subscribe())
-    }
-}
-
-impl PostgresStorage {
-    /// Drops history up to `through_of(latest version)`, read under the
-    /// partition's lock (an integration meanwhile cannot move the point).
-    fn trim(&self, partition: &str, through_of: impl FnOnce(u64) -> u64 + Send + 'static) -> Result<u64, StorageError> {
-        let partition = partition.to_owned();
-        self.with_client(move |c| {
-            Box::pin(async move {
-                let txn = c.transaction().await.map_err(backend)?;
-                txn.execute(
-                    "INSERT INTO haven_partitions (partition) VALUES ($1) ON CONFLICT DO NOTHING",
-                    &[&partition],
-                )
-                .await
-                .map_err(backend)?;
-                let row = txn
-                    .query_one(
-                        "SELECT version, trimmed_through FROM haven_partitions WHERE partition = $1 FOR UPDATE",
-                        &[&partition],
-                    )
-                    .await
-                    .map_err(backend)?;
-                let (latest, trimmed) = (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64);
-                let through = through_of(latest).max(trimmed);
-                txn.execute(
-                    "DELETE FROM haven_history WHERE partition = $1 AND version <= $2",
-                    &[&partition, &(through as i64)],
-                )
-                .await
-                .map_err(backend)?;
-                // The salt of `through` stays: a client there continues.
-                txn.execute(
-                    "DELETE FROM haven_version_salts WHERE partition = $1 AND version < $2",
-                    &[&partition, &(through as i64)],
-                )
-                .await
-                .map_err(backend)?;
-                txn.execute(
-                    "UPDATE haven_partitions SET trimmed_through = $2 WHERE partition = $1",
-                    &[&partition, &(through as i64)],
-                )
-                .await
-                .map_err(backend)?;
-                txn.commit().await.map_err(backend)?;
-                Ok(through)
-            })
-        })
     }
 }

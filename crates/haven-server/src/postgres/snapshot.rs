@@ -1,7 +1,7 @@
 //! A partition's state streamed in batches from one consistent view.
 
 use super::backend;
-use crate::storage::{SnapshotEnd, StorageError};
+use crate::storage::{SnapshotBatches, SnapshotEnd, StorageError};
 use haven_sync::protocol::SnapshotObject;
 
 /// Rows a snapshot reads from its portal at a time.
@@ -49,31 +49,20 @@ pub(super) async fn snapshot(
         .await
         .map_err(backend)?;
     let portal = txn.bind(&statement, &[&partition]).await.map_err(backend)?;
-    let (mut pending, mut bytes) = (Vec::new(), 0);
+    let mut gathered = SnapshotBatches::new(batch_bytes);
+    let mut hand_on = |batch| send(&batches, batch);
     loop {
         let rows = txn.query_portal(&portal, SNAPSHOT_PAGE).await.map_err(backend)?;
         let done = rows.len() < SNAPSHOT_PAGE as usize;
         for row in rows {
-            let (object_type, key, state): (String, Vec<u8>, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
-            let size = state.len() + key.len() + object_type.len();
-            if bytes + size > batch_bytes && !pending.is_empty() {
-                send(&batches, std::mem::take(&mut pending))?;
-                bytes = 0;
-            }
-            bytes += size;
-            pending.push(SnapshotObject { object_type, key, state });
-            if bytes >= batch_bytes {
-                send(&batches, std::mem::take(&mut pending))?;
-                bytes = 0;
-            }
+            let object = SnapshotObject { object_type: row.get(0), key: row.get(1), state: row.get(2) };
+            gathered.push(object, &mut hand_on)?;
         }
         if done {
             break;
         }
     }
-    if !pending.is_empty() {
-        send(&batches, pending)?;
-    }
+    gathered.finish(&mut hand_on)?;
     txn.commit().await.map_err(backend)?;
     Ok(SnapshotEnd { version, salt, uploaded_through })
 }
