@@ -76,12 +76,16 @@ pub(crate) struct Inner {
     pub(crate) notifier: Notifier,
     /// Whether commits also go to the change log.
     change_log: bool,
-    /// Woken by each commit that adds to the change log: the sync
-    /// session uploads it.
-    pub(crate) local_commits: Arc<tokio::sync::Notify>,
+    /// Told of each commit that adds to the change log, with its client
+    /// version (the sync session, once one starts, uploads it): the commit
+    /// path knows nothing of sync.
+    pub(crate) on_local_commit: std::sync::OnceLock<LocalCommitObserver>,
     /// The sync session, for a database opened with `open_synced`.
     session: std::sync::OnceLock<SyncSession>,
 }
+
+/// What hears of a commit to the change log, with its client version.
+pub(crate) type LocalCommitObserver = Box<dyn Fn(u64) + Send + Sync>;
 
 enum Engine {
     Writable(redb::Database),
@@ -246,13 +250,13 @@ impl Database {
     }
 
     /// The client reset under way in this file, if any.
-    pub(crate) fn reset_tracker(&self) -> Result<Option<crate::sync::ResetTracker>> {
+    pub(crate) fn reset_tracker(&self) -> Result<Option<crate::reset_tracker::ResetTracker>> {
         self.snapshot()?.reset_tracker()
     }
 
     /// Records, or with `None` ends, the client reset under way.
-    pub(crate) fn set_reset_tracker(&self, tracker: Option<&crate::sync::ResetTracker>) -> Result<()> {
-        self.write_as_server(|tx| crate::sync::write_tracker(tx.raw(), tracker))
+    pub(crate) fn set_reset_tracker(&self, tracker: Option<&crate::reset_tracker::ResetTracker>) -> Result<()> {
+        self.write_as_server(|tx| crate::reset_tracker::write_tracker(tx.raw(), tracker))
     }
 
     /// Ends a client reset in one commit (see `download::finish_reset`).
@@ -503,7 +507,7 @@ impl Inner {
             commit_seq: AtomicU64::new(0),
             latest: Mutex::new(None),
             notifier: Notifier::default(),
-            local_commits: Arc::default(),
+            on_local_commit: std::sync::OnceLock::new(),
             session: std::sync::OnceLock::new(),
         })
     }
@@ -574,11 +578,8 @@ impl Inner {
                 let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
                 // After counting the commit: a reader woken now must not get
                 // the cached snapshot from before it.
-                if let Some(client_version) = logged {
-                    if let Some(session) = self.session.get() {
-                        session.committed_locally(client_version);
-                    }
-                    self.local_commits.notify_one();
+                if let (Some(client_version), Some(observer)) = (logged, self.on_local_commit.get()) {
+                    observer(client_version);
                 }
                 if !changes.is_empty() {
                     // The commit stands whatever happens here: report it as done.

@@ -6,7 +6,7 @@
 use crate::change_log;
 use crate::error::{Error, Result};
 use crate::layout::{CONFIRMED, PENDING};
-use crate::sync::{write_tracker, Plan, ResetTracker};
+use crate::reset_tracker::{write_tracker, Plan, ResetTracker};
 use crate::transaction::WriteTransaction;
 use crate::UpdateMode;
 use haven_core::merge::{apply, Changeset, HlcClock, Instruction, ObjectState, Writer};

@@ -7,6 +7,7 @@
 
 mod change_log;
 mod changes;
+mod client_reset;
 mod config;
 mod database;
 mod download;
@@ -15,6 +16,7 @@ mod layout;
 mod notifier;
 mod object;
 pub mod recovery;
+mod reset_tracker;
 mod results;
 mod schema_change;
 mod snapshot;
@@ -22,6 +24,10 @@ mod sync;
 mod transaction;
 
 pub use change_log::SyncPosition;
+pub use client_reset::{
+    client_reset_backups, initiate_client_reset, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode,
+    ResetHandler,
+};
 pub use config::{Config, UpdateMode};
 pub use database::Database;
 pub use error::{Error, Result};
@@ -30,11 +36,10 @@ pub use haven_core::recovery::{RecoveryPolicy, RecoveryReport};
 pub use haven_core::{ObjectSchema, Property, PropertyType, QueryError, Schema, SchemaError, Value, ValueError};
 pub use notifier::{CollectionChanges, NotificationToken, ObjectChange};
 pub use object::Object;
+pub use reset_tracker::PendingClientReset;
 pub use results::Results;
 pub use sync::{
-    client_reset_backups, initiate_client_reset, Action, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode,
-    ConnectionState, ErrorCode, PendingClientReset, ResetHandler, ResetReason, SyncConfig, SyncError, SyncProgress,
-    SyncSession, SyncStatus,
+    Action, ConnectionState, ErrorCode, ResetReason, SyncConfig, SyncError, SyncProgress, SyncSession, SyncStatus,
 };
 pub use transaction::WriteTransaction;
 

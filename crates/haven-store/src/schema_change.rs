@@ -25,7 +25,7 @@ use crate::database::{open_error, read_meta, Database};
 use crate::download::Misfits;
 use crate::error::{Error, Result};
 use crate::layout::{self, META, META_SCHEMA};
-use crate::sync::{read_tracker, write_tracker, ResetReason, ResetTracker};
+use crate::reset_tracker::{read_tracker, write_tracker, ResetRequest, ResetTracker};
 use crate::sync::{request_reset, SyncConfig};
 use crate::transaction::WriteTransaction;
 use haven_core::{Schema, SchemaError};
@@ -42,16 +42,6 @@ pub(crate) struct BreakingChange {
     pub schema: Schema,
     /// Where the file stands with its server.
     pub position: SyncPosition,
-}
-
-/// What the server granted: the reset, as it answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ResetGrant {
-    /// Why, as the server says (a server restored meanwhile says so).
-    pub reason: ResetReason,
-    /// The last of the file's changesets the server integrated.
-    pub acknowledged: Option<u64>,
-    pub recovery_allowed: bool,
 }
 
 /// Steps 1 to 3 for a synced file opened by an app whose schema breaks
@@ -142,7 +132,7 @@ pub(crate) fn refused(change: &BreakingChange, why: String) -> Error {
 
 /// Gives the file at `path` its new schema and a pending reset, in one
 /// commit (see the module's steps).
-pub(crate) fn prepare(path: &Path, change: &BreakingChange, grant: ResetGrant) -> Result<()> {
+pub(crate) fn prepare(path: &Path, change: &BreakingChange, grant: ResetRequest) -> Result<()> {
     // Held open for writing from here: no other process can change it.
     let db = redb::Builder::new().open(path).map_err(|e| open_error(path, e))?;
     let current = {
@@ -154,8 +144,7 @@ pub(crate) fn prepare(path: &Path, change: &BreakingChange, grant: ResetGrant) -
         read_tracker(&rtx)?
     };
     let now = change_log::wall_millis();
-    let (acknowledged, recovery_allowed) = (grant.acknowledged, grant.recovery_allowed);
-    let tracker = ResetTracker::after_request(current, path, grant.reason, acknowledged, recovery_allowed, now);
+    let tracker = ResetTracker::after_request(current, path, grant, now);
     let txn = db.begin_write()?;
     for ty in change.stored.types() {
         txn.delete_table(layout::objects_def(&layout::objects_table(ty.name())))?;

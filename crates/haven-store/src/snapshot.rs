@@ -75,8 +75,8 @@ impl Snapshot {
     }
 
     /// The client reset under way in the file, if any.
-    pub fn reset_tracker(&self) -> Result<Option<crate::sync::ResetTracker>> {
-        crate::sync::read_tracker(&self.rtx)
+    pub fn reset_tracker(&self) -> Result<Option<crate::reset_tracker::ResetTracker>> {
+        crate::reset_tracker::read_tracker(&self.rtx)
     }
 
     /// Where the file stands with its server.

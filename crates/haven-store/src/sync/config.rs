@@ -1,6 +1,7 @@
 //! How a database syncs: [`SyncConfig`].
 
-use super::{ClientResetMode, SyncError};
+use super::SyncError;
+use crate::client_reset::ClientResetMode;
 use std::sync::Arc;
 use std::time::Duration;
 

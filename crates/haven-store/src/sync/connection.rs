@@ -4,13 +4,13 @@
 
 use super::config::SyncConfig;
 use super::liveness::{Liveness, Stamped};
-use super::reset::{Plan, ResetTracker};
 use super::session::{ConnectionState, SessionState};
-use super::{ClientResetMode, SyncError};
+use super::SyncError;
 use crate::change_log::SyncPosition;
+use crate::client_reset::{ClientResetInfo, ClientResetMode};
 use crate::database::Database;
 use crate::download::ResetCommit;
-use crate::schema_change::ResetGrant;
+use crate::reset_tracker::{Plan, ResetRequest, ResetTracker};
 use futures_util::{SinkExt, StreamExt};
 use haven_core::merge::Changeset;
 use haven_sync::protocol::{self, Action, ClientMessage, FileIdent, ServerMessage, MAX_FRAME_BYTES};
@@ -38,14 +38,7 @@ pub(crate) enum Ended {
     /// The server asked to come back later.
     RetryAfter(Duration),
     /// The server cannot continue this file's history.
-    Reset {
-        /// Why.
-        reason: protocol::ResetReason,
-        /// How far the server had integrated this file's changesets.
-        acknowledged: Option<u64>,
-        /// Whether the server lets the client recover its changes.
-        recovery_allowed: bool,
-    },
+    Reset(ResetRequest),
     /// Retrying cannot help.
     Fatal(SyncError),
     /// The app paused the session.
@@ -129,7 +122,7 @@ impl<'a> Connection<'a> {
         let resetting = tracker.is_some();
         let reset = match tracker.clone() {
             Some(tracker) if tracker.committed.is_none() => match shared.config.client_reset.plan(&tracker) {
-                Plan::Manual => return Err(Ended::Fatal(SyncError::ClientReset(tracker.info(&path)))),
+                Plan::Manual => return Err(Ended::Fatal(SyncError::ClientReset(ClientResetInfo::of(&tracker, &path)))),
                 plan => Some(ResetAttempt { plan, tracker, server_schema: None }),
             },
             _ => None,
@@ -316,7 +309,7 @@ impl<'a> Connection<'a> {
         let ResetAttempt { plan, tracker, server_schema } = self.reset.take().expect("a reset attempt is under way");
         let mode = self.shared.config.client_reset.clone();
         let db = self.db()?;
-        let info = tracker.info(db.path());
+        let info = ClientResetInfo::of(&tracker, db.path());
         let ident = (self.ident.ident, self.ident.salt);
         let commit = ResetCommit { plan, version, salt, ident, tracker: tracker.clone(), server_schema };
         let committed = blocking(db, move |db| Ok(commit_with_callbacks(db, &mode, commit))).await?;
@@ -452,7 +445,7 @@ pub(crate) async fn request_reset(
     config: &SyncConfig,
     position: &SyncPosition,
     schema: String,
-) -> Result<ResetGrant, String> {
+) -> Result<ResetRequest, String> {
     let bind = protocol::encode(&bind_message(config, position, schema, false, true)).map_err(|e| e.to_string())?;
     let asked = async {
         let mut socket = connect(config, Liveness::new()).await.map_err(Ended::Lost)?;
@@ -470,10 +463,10 @@ pub(crate) async fn request_reset(
     };
     match answer {
         ServerMessage::Error { action: Action::ClientReset { reason, acknowledged }, .. } => {
-            Ok(ResetGrant { reason, acknowledged, recovery_allowed: true })
+            Ok(ResetRequest { reason, acknowledged, recovery_allowed: true })
         }
         ServerMessage::Error { action: Action::ClientResetNoRecovery { reason, acknowledged }, .. } => {
-            Ok(ResetGrant { reason, acknowledged, recovery_allowed: false })
+            Ok(ResetRequest { reason, acknowledged, recovery_allowed: false })
         }
         ServerMessage::Error { code: protocol::ErrorCode::BadSchema, message, .. } => Err(format!(
             "the server does not accept this schema ({message}): an app whose schema is older than the server's must be updated; for a newer one, change the server's schema first (haven admin schema FILE.json)"
@@ -568,11 +561,11 @@ fn server_error(code: protocol::ErrorCode, message: String, action: Action) -> E
     match action {
         Action::ClientReset { reason, acknowledged } => {
             tracing::warn!(?reason, %message, "the server reset this client");
-            Ended::Reset { reason, acknowledged, recovery_allowed: true }
+            Ended::Reset(ResetRequest { reason, acknowledged, recovery_allowed: true })
         }
         Action::ClientResetNoRecovery { reason, acknowledged } => {
             tracing::warn!(?reason, %message, "the server reset this client and forbids recovery");
-            Ended::Reset { reason, acknowledged, recovery_allowed: false }
+            Ended::Reset(ResetRequest { reason, acknowledged, recovery_allowed: false })
         }
         Action::Reconnect { after_ms } => {
             tracing::info!(?code, %message, "the server asked to reconnect later");

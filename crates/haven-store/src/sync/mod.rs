@@ -6,18 +6,14 @@
 mod config;
 mod connection;
 mod liveness;
-mod reset;
 mod session;
 
 pub use config::SyncConfig;
 pub(crate) use connection::request_reset;
 pub use haven_sync::protocol::{Action, ErrorCode, ResetReason};
-pub use reset::{
-    client_reset_backups, initiate_client_reset, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode,
-    PendingClientReset, ResetHandler,
-};
-pub(crate) use reset::{read_tracker, write_tracker, Plan, ResetTracker};
 pub use session::{ConnectionState, SyncProgress, SyncSession, SyncStatus};
+
+use crate::client_reset::ClientResetInfo;
 
 /// What went wrong with sync. Reported to
 /// [`SyncConfig::on_error`] and returned by the session's waits.
@@ -37,13 +33,13 @@ pub enum SyncError {
     },
     /// The server cannot continue this file's history and the app must
     /// act (`ClientResetMode::Manual`, or a fallback to it): close the
-    /// database, call [`initiate_client_reset`], reopen. Sync stopped.
+    /// database, call [`initiate_client_reset`](crate::initiate_client_reset), reopen. Sync stopped.
     #[error("client reset needed ({:?}): close the database, call initiate_client_reset({}), reopen it and recover from the backup at {}", .0.reason(), .0.original_path().display(), .0.backup_path().display())]
     ClientReset(ClientResetInfo),
     /// An automatic client reset attempt failed (a callback returned an
     /// error, or the recovery could not be stored) and was rolled back;
     /// [`ClientResetInfo::failure`] says why. The next attempt falls back
-    /// (see [`ClientResetMode`]).
+    /// (see [`ClientResetMode`](crate::ClientResetMode)).
     #[error("automatic client reset of {} failed and was rolled back: {}", .0.original_path().display(), .0.failure().unwrap_or("unknown"))]
     AutoClientResetFailed(ClientResetInfo),
     /// This side failed to store what the server sent, or to read its log;

@@ -3,8 +3,10 @@
 
 use super::config::SyncConfig;
 use super::connection::{Connection, Ended};
-use super::{ClientResetMode, ResetTracker, SyncError};
+use super::SyncError;
+use crate::client_reset::ClientResetMode;
 use crate::database::{Database, Inner};
+use crate::reset_tracker::ResetTracker;
 use haven_sync::protocol::reconnect_delay;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Weak};
@@ -65,7 +67,7 @@ pub(crate) struct SessionState {
     pub config: SyncConfig,
     pub status: watch::Sender<SyncStatus>,
     pub control: watch::Sender<Control>,
-    pub local_commits: Arc<Notify>,
+    pub local_commits: Notify,
     db: Weak<Inner>,
 }
 
@@ -153,9 +155,16 @@ impl SyncSession {
             config,
             status: watch::Sender::new(status),
             control: watch::Sender::new(Control::default()),
-            local_commits: db.inner.local_commits.clone(),
+            local_commits: Notify::new(),
             db: Arc::downgrade(&db.inner),
         });
+        let observer = Arc::downgrade(&shared);
+        let _ = db.inner.on_local_commit.set(Box::new(move |client_version| {
+            if let Some(shared) = observer.upgrade() {
+                shared.update_progress(|p| p.uploadable = p.uploadable.max(client_version));
+                shared.local_commits.notify_one();
+            }
+        }));
         tokio::spawn(run(shared.clone()));
         SyncSession { shared }
     }
@@ -231,11 +240,6 @@ impl SyncSession {
         }
     }
 
-    /// A local commit added `client_version` to the log: one more to upload.
-    pub(crate) fn committed_locally(&self, client_version: u64) {
-        self.shared.update_progress(|p| p.uploadable = p.uploadable.max(client_version));
-    }
-
     /// Ends the session (the database is closing).
     pub(crate) fn close(&self) {
         self.shared.control.send_modify(|c| c.closed = true);
@@ -261,17 +265,11 @@ async fn run(shared: Arc<SessionState>) {
                 return;
             }
             Ended::Paused => continue,
-            Ended::Reset { reason, acknowledged, recovery_allowed } => {
+            Ended::Reset(request) => {
                 let Some(db) = shared.db() else { break };
                 let noted = tokio::task::spawn_blocking(move || {
-                    let tracker = ResetTracker::after_request(
-                        db.reset_tracker()?,
-                        db.path(),
-                        reason,
-                        acknowledged,
-                        recovery_allowed,
-                        crate::change_log::wall_millis(),
-                    );
+                    let now = crate::change_log::wall_millis();
+                    let tracker = ResetTracker::after_request(db.reset_tracker()?, db.path(), request, now);
                     db.set_reset_tracker(Some(&tracker))
                 })
                 .await;
