@@ -188,10 +188,20 @@ impl Database {
             return Err(SyncError::Config(message.into()).into());
         }
         let wait = sync.wait_for_download;
-        crate::schema_change::start_again_if_breaking(&config, &sync).await?;
-        let db = tokio::task::spawn_blocking(move || Database::open(config.record_changes()))
-            .await
-            .map_err(|e| Error::Storage(format!("opening failed: {e}")))??;
+        let open = |config: Config| async move {
+            tokio::task::spawn_blocking(move || Database::open(config.record_changes()))
+                .await
+                .map_err(|e| Error::Storage(format!("opening failed: {e}")))?
+        };
+        let db = match open(config.clone()).await {
+            // A schema that breaks a synced file's: the file may start again
+            // under it (found only on this path: opening costs no extra read).
+            Err(Error::Schema(_)) => {
+                crate::schema_change::start_again_if_breaking(&config, &sync).await?;
+                open(config).await?
+            }
+            opened => opened?,
+        };
         if !db.inner.change_log {
             let message = format!(
                 "{} is already open in this process without sync; close every handle, then open it with open_synced",

@@ -119,25 +119,29 @@ pub(crate) fn finish_bootstrap(
     ident: u64,
 ) -> Result<()> {
     drop_acknowledged(&mut tx.raw().open_table(PENDING)?, uploaded_through)?;
-    rebuild(tx, version, ident, Misfits::Refuse)?;
+    rebuild(tx, version, ident, Rebuild::InPlace)?;
     change_log::set_base(tx.raw(), version, salt)
 }
 
-/// What a rebuild does with an object that does not fit the schema.
+/// What a rebuild starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Misfits {
-    /// Fails: the server sent something this schema cannot hold.
-    Refuse,
-    /// Leaves it out: a file whose schema was just replaced, which a
-    /// client reset is about to fill from the server.
-    Skip,
+pub(crate) enum Rebuild {
+    /// The objects tables hold the app's objects (a download, a bootstrap,
+    /// a reset's commit): an object the schema cannot hold is an error
+    /// (the server sent what this schema does not allow).
+    InPlace,
+    /// The objects tables were just emptied for a new schema: objects come
+    /// from the confirmed state and the change log alone, and one that
+    /// cannot be completed under the new schema is left out (the client
+    /// reset that follows fills it from the server).
+    NewSchema,
 }
 
 /// Makes every object, on the server or only here, its confirmed state
 /// with the pending changes replayed on top (as later than server
 /// `version`), under the transaction's schema. Objects are rebuilt as
 /// they are read, so memory does not grow with the data.
-pub(crate) fn rebuild(tx: &mut WriteTransaction<'_>, version: u64, ident: u64, misfits: Misfits) -> Result<()> {
+pub(crate) fn rebuild(tx: &mut WriteTransaction<'_>, version: u64, ident: u64, from: Rebuild) -> Result<()> {
     let raw = tx.raw();
     let pending = pending_changesets(&raw.open_table(PENDING)?)?;
     let replay = Replay::new(&pending, version, ident)?;
@@ -158,8 +162,9 @@ pub(crate) fn rebuild(tx: &mut WriteTransaction<'_>, version: u64, ident: u64, m
             }
         }
     }
-    // And those whose rows are gone (a file whose schema was replaced).
-    for (ty, pk) in replay.objects() {
+    // Under a new schema the tables are empty: the change log says which
+    // objects only this file has.
+    for (ty, pk) in replay.objects().filter(|_| from == Rebuild::NewSchema) {
         let pk_key = key_of(pk)?;
         if confirmed.get((ty, pk_key.as_slice()))?.is_none() && seen.insert(object_id(ty, &pk_key)) {
             local_only.push((ty, pk.clone(), replay.onto(ty, &pk_key, None)));
@@ -170,25 +175,27 @@ pub(crate) fn rebuild(tx: &mut WriteTransaction<'_>, version: u64, ident: u64, m
         let (ty, pk_key) = k.value();
         let (pk, state) = decode_state(v.value())?;
         let state = replay.onto(ty, pk_key, Some(state));
-        write_fitting(tx, ty, pk, state, misfits)?;
+        write_fitting(tx, ty, pk, state, from)?;
     }
     for (ty, pk, state) in local_only {
-        write_fitting(tx, ty, pk, state, misfits)?;
+        write_fitting(tx, ty, pk, state, from)?;
     }
     Ok(())
 }
 
-/// [`write_object`], leaving out an object that does not fit the schema
-/// (a required property without a value, say) when `misfits` says so.
+/// [`write_object`], leaving out an object that does not fit a new
+/// schema (its primary key changed, say).
 fn write_fitting(
     tx: &mut WriteTransaction<'_>,
     ty: &str,
     pk: Value,
     state: Option<ObjectState>,
-    misfits: Misfits,
+    from: Rebuild,
 ) -> Result<()> {
     match write_object(tx, ty, pk, state) {
-        Err(Error::InvalidValue(_) | Error::MissingProperty { .. } | Error::Schema(_)) if misfits == Misfits::Skip => {
+        Err(Error::InvalidValue(_) | Error::MissingProperty { .. } | Error::Schema(_))
+            if from == Rebuild::NewSchema =>
+        {
             Ok(())
         }
         written => written,
@@ -347,14 +354,13 @@ fn write_object(tx: &mut WriteTransaction<'_>, ty: &str, pk: Value, state: Optio
             let known: Vec<(&str, Value)> = object_type
                 .properties()
                 .iter()
-                .filter_map(|p| match fields.get(&p.name) {
-                    Some(f) => Some((p.name.as_str(), schema.coerce(object_type, p, f.value.clone()).ok())),
-                    None if p.default_value().is_none() && p.name != pk_name => Some((p.name.as_str(), None)),
-                    None => None,
-                })
-                .map(|(name, value)| {
-                    let p = object_type.property_named(name).expect("from the type");
-                    (name, value.unwrap_or_else(|| p.fallback_value()))
+                .filter_map(|p| {
+                    let value = match fields.get(&p.name) {
+                        Some(f) => schema.coerce(object_type, p, f.value.clone()).ok(),
+                        None if p.default_value().is_none() && p.name != pk_name => None,
+                        None => return None,
+                    };
+                    Some((p.name.as_str(), value.unwrap_or_else(|| p.fallback_value())))
                 })
                 .collect();
             tx.create_values(ty, known, UpdateMode::Modified)

@@ -22,7 +22,7 @@
 use crate::change_log::{self, SyncPosition};
 use crate::config::Config;
 use crate::database::{open_error, read_meta, Database};
-use crate::download::Misfits;
+use crate::download::Rebuild;
 use crate::error::{Error, Result};
 use crate::layout::{self, META, META_SCHEMA};
 use crate::reset_tracker::{read_tracker, write_tracker, ResetRequest, ResetTracker};
@@ -156,7 +156,7 @@ pub(crate) fn prepare(path: &Path, change: &BreakingChange, grant: ResetRequest)
     write_tracker(&txn, Some(&tracker))?;
     let ident = change.position.file_ident.map_or(0, |(ident, _)| ident);
     let mut tx = WriteTransaction::new(&txn, &change.schema, false, false);
-    crate::download::rebuild(&mut tx, change.position.base_version, ident, Misfits::Skip)?;
+    crate::download::rebuild(&mut tx, change.position.base_version, ident, Rebuild::NewSchema)?;
     let _ = tx.finish();
     txn.commit()?;
     tracing::info!(path = %path.display(), "breaking schema change: the file takes the new schema and starts again from the server's state");
