@@ -144,6 +144,7 @@ impl Session {
             schema,
             resetting,
             request_reset,
+            reset_of,
         }) = first
         else {
             return Err(Refusal::new(ErrorCode::UnexpectedMessage, "the first message must be Bind", retry()));
@@ -178,7 +179,9 @@ impl Session {
         }
         let schema = schema.expect("admitted, so the schema was adopted");
         let acknowledged = known.record.as_ref().map_or(0, |r| r.uploaded_through);
-        let mut bound = self.bind(&partition, file_ident, claim.held, acknowledged, known.latest, schema).await?;
+        let reset_of = reset_of.filter(|_| file_ident.is_none());
+        let mut bound =
+            self.bind(&partition, file_ident, claim.held, acknowledged, known.latest, schema, reset_of).await?;
         tracing::info!(%user, %partition, ident = bound.ident.ident, "client bound");
         let (versions, latest) = self.shared.partition(&partition);
         self.partition = Some(partition.clone());
@@ -197,7 +200,9 @@ impl Session {
     }
 
     /// Registers a new client, answers `Bound`, and sends the snapshot to
-    /// a client that starts from nothing.
+    /// a client that starts from nothing (with, for a reset attempt, how
+    /// far the snapshot holds the ident `reset_of` the file had).
+    #[allow(clippy::too_many_arguments)]
     async fn bind(
         &mut self,
         partition: &str,
@@ -206,6 +211,7 @@ impl Session {
         acknowledged: u64,
         version: u64,
         schema: Arc<Schema>,
+        reset_of: Option<FileIdent>,
     ) -> Result<Bound, Refusal> {
         let ident = match file_ident {
             Some(ident) => ident,
@@ -220,9 +226,11 @@ impl Session {
         let mut bound =
             Bound { ident, partition: partition.to_owned(), schema, sent, sent_salt, acknowledged, holds: sent };
         if held.version == 0 && version > 0 {
-            let end = self.bootstrap(partition, ident).await?;
+            let of = snapshot_ident(&self.shared, partition, ident, reset_of).await?;
+            let end = self.bootstrap(partition, of).await?;
+            let acknowledged = if of == ident { end.uploaded_through } else { 0 };
             (bound.sent, bound.sent_salt, bound.acknowledged, bound.holds) =
-                (end.version, end.salt, end.uploaded_through, end.version);
+                (end.version, end.salt, acknowledged, end.version);
         }
         Ok(bound)
     }
@@ -495,6 +503,23 @@ async fn reset(shared: &Arc<Shared>, bound: &Bound, reason: ResetReason, message
         }
         Err(refusal) => refusal,
     }
+}
+
+/// Whose acknowledgement the snapshot carries: the file's previous
+/// ident on a reset attempt, if the server knows it in this partition
+/// (its salt matching), else the client's own.
+async fn snapshot_ident(
+    shared: &Arc<Shared>,
+    partition: &str,
+    ident: FileIdent,
+    reset_of: Option<FileIdent>,
+) -> Result<FileIdent, Refusal> {
+    let Some(previous) = reset_of else { return Ok(ident) };
+    let record = storage(shared, move |s| Ok(s.client(previous).ok())).await?;
+    Ok(match record {
+        Some(record) if record.partition == partition => previous,
+        _ => ident,
+    })
 }
 
 /// [`Shared::storage`], its failure told to the client.

@@ -129,6 +129,7 @@ fn bind(token: &str, partition: &str) -> ClientMessage {
         schema: SCHEMA.into(),
         resetting: false,
         request_reset: false,
+        reset_of: None,
     }
 }
 
@@ -161,6 +162,7 @@ async fn rebind_with(
             schema,
             resetting: false,
             request_reset,
+            reset_of: None,
         })
         .await;
     client
@@ -309,6 +311,7 @@ async fn uploads_that_do_not_fit_the_schema_store_nothing() {
             schema,
             resetting: false,
             request_reset: false,
+            reset_of: None,
         })
         .await;
     assert!(client.refused(ErrorCode::BadSchema).await.contains("age"));
@@ -450,6 +453,7 @@ async fn no_byte_of_another_partition_reaches_a_client() {
         schema,
         resetting: false,
         request_reset: false,
+        reset_of: None,
     })
     .await;
     old.refused(ErrorCode::ClientReset).await;

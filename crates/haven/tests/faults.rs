@@ -370,3 +370,52 @@ async fn postgres_briefly_unreachable_only_delays_sync() {
     assert!(b.object_for_primary_key("Dog", 2).unwrap().is_some(), "the write made meanwhile got through");
     server.shutdown().await;
 }
+
+/// An upload that reaches the server only after the server answered the
+/// device's next bind with a client reset (a stalled connection's bytes,
+/// delivered late) is in the snapshot the reset starts from: the reset
+/// does not recover it a second time, and the increment counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_lands_after_the_reset_was_decided_is_not_recovered_twice() {
+    let w = world().await;
+    let a = Database::open_synced(config(w._dir.path(), "a", &w.proxy.url(), true)).await.unwrap();
+    let b = Database::open_synced(config(w._dir.path(), "b", &w.server.url(), true)).await.unwrap();
+    create_dogs(&a, 0..3);
+    synced(&a).await;
+    synced(&b).await;
+    let (ident, salt) = a.sync_position().unwrap().file_ident.unwrap();
+    let before = w.storage.client(haven_sync::protocol::FileIdent { ident, salt }).unwrap().uploaded_through;
+    // A's connection stalls with its increment inside; the next
+    // connection may bind (and is told to reset), later ones are cut.
+    w.proxy.stall_open();
+    a.write(|tx| tx.increment("Dog", 0, "age", 10)).unwrap();
+    w.proxy.set(|f| (f.cut_schedule, f.cut_after) = ([i64::MAX].into(), Some(0)));
+    // History A needs is compacted away: its next bind is a reset.
+    create_dogs(&b, 10..11);
+    synced(&b).await;
+    w.storage.compact("p", 0).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while a.pending_client_reset().unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("A was told to reset");
+    // Now the stalled upload lands and is integrated.
+    w.proxy.release();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let client = haven_sync::protocol::FileIdent { ident, salt };
+        while w.storage.client(client).unwrap().uploaded_through == before {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the late upload was integrated");
+    w.proxy.set(|f| f.cut_after = None);
+    synced(&a).await;
+    synced(&b).await;
+    assert_eq!(objects(&a)[&0]["age"], Value::Int(10), "the increment counted once on the device");
+    assert_eq!(objects(&b)[&0]["age"], Value::Int(10), "and on the server");
+    assert_eq!(objects(&a), objects(&b));
+    w.server.shutdown().await;
+}
