@@ -18,6 +18,7 @@ pub struct Config {
     pub(crate) read_only: bool,
     pub(crate) cache_size: Option<usize>,
     pub(crate) record_changes: bool,
+    #[cfg(feature = "sync")]
     pub(crate) sync: Option<crate::SyncConfig>,
 }
 
@@ -30,6 +31,7 @@ impl Config {
             read_only: false,
             cache_size: None,
             record_changes: false,
+            #[cfg(feature = "sync")]
             sync: None,
         }
     }
@@ -66,6 +68,7 @@ impl Config {
 
     /// Syncs the database with a server; open it with
     /// [`Database::open_synced`](crate::Database::open_synced).
+    #[cfg(feature = "sync")]
     pub fn sync(mut self, sync: crate::SyncConfig) -> Self {
         self.sync = Some(sync);
         self

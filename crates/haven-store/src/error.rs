@@ -30,6 +30,7 @@ pub enum Error {
     },
     /// Sync failed or cannot start.
     #[error(transparent)]
+    #[cfg(feature = "sync")]
     Sync(#[from] crate::sync::SyncError),
     /// An object type the schema does not have.
     #[error("unknown object type '{0}': it is not in the database's schema")]

@@ -4,9 +4,14 @@
 //! Apps use it through the `haven` crate, which re-exports this API.
 
 #![warn(missing_docs)]
+// Without sync, the code that keeps a synced file's state stays (such a
+// file still opens, and says where it stands), but nothing applies a
+// download.
+#![cfg_attr(not(feature = "sync"), allow(dead_code))]
 
 mod change_log;
 mod changes;
+#[cfg(feature = "sync")]
 mod client_reset;
 mod config;
 mod database;
@@ -15,15 +20,19 @@ mod error;
 mod layout;
 mod notifier;
 mod object;
+#[cfg(feature = "sync")]
 pub mod recovery;
 mod reset_tracker;
 mod results;
+#[cfg(feature = "sync")]
 mod schema_change;
 mod snapshot;
+#[cfg(feature = "sync")]
 mod sync;
 mod transaction;
 
 pub use change_log::SyncPosition;
+#[cfg(feature = "sync")]
 pub use client_reset::{
     client_reset_backups, initiate_client_reset, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode,
     ResetHandler,
@@ -34,13 +43,13 @@ pub use error::{Error, Result};
 pub use haven_core::merge::{Changeset, Hlc, Instruction, ObjectState};
 pub use haven_core::recovery::{RecoveryPolicy, RecoveryReport};
 pub use haven_core::{ObjectSchema, Property, PropertyType, QueryError, Schema, SchemaError, Value, ValueError};
+pub use haven_sync::protocol::ResetReason;
 pub use notifier::{CollectionChanges, NotificationToken, ObjectChange};
 pub use object::Object;
 pub use reset_tracker::PendingClientReset;
 pub use results::Results;
-pub use sync::{
-    Action, ConnectionState, ErrorCode, ResetReason, SyncConfig, SyncError, SyncProgress, SyncSession, SyncStatus,
-};
+#[cfg(feature = "sync")]
+pub use sync::{Action, ConnectionState, ErrorCode, SyncConfig, SyncError, SyncProgress, SyncSession, SyncStatus};
 pub use transaction::WriteTransaction;
 
 /// What the sync client does with what the server sends, without a

@@ -44,17 +44,19 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "sync")]
 pub use haven_store::recovery;
+#[cfg(feature = "sync")]
 pub use haven_store::{
     client_reset_backups, initiate_client_reset, Action, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode,
-    ConnectionState, ErrorCode, PendingClientReset, RecoveryPolicy, RecoveryReport, ResetHandler, ResetReason,
-    SyncConfig, SyncError, SyncPosition, SyncProgress, SyncSession, SyncStatus,
+    ConnectionState, ErrorCode, ResetHandler, SyncConfig, SyncError, SyncProgress, SyncSession, SyncStatus,
 };
 pub use haven_store::{
     Changeset, CollectionChanges, Config, Database, Error, Hlc, Instruction, NotificationToken, Object, ObjectChange,
     ObjectSchema, Property, PropertyType, QueryError, Result, Results, Schema, SchemaError, UpdateMode, Value,
     ValueError, WriteTransaction,
 };
+pub use haven_store::{PendingClientReset, RecoveryPolicy, RecoveryReport, ResetReason, SyncPosition};
 
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]

@@ -6,11 +6,12 @@
 mod config;
 mod connection;
 mod liveness;
+mod open;
 mod session;
 
 pub use config::SyncConfig;
 pub(crate) use connection::request_reset;
-pub use haven_sync::protocol::{Action, ErrorCode, ResetReason};
+pub use haven_sync::protocol::{Action, ErrorCode};
 pub use session::{ConnectionState, SyncProgress, SyncSession, SyncStatus};
 
 use crate::client_reset::ClientResetInfo;
