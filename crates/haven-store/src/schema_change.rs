@@ -12,8 +12,8 @@
 //! 3. [`prepare`], in one commit: the file takes the new schema, its
 //!    objects are rebuilt under it from the confirmed state and the
 //!    pending changes (a value that does not fit shows as the property's
-//!    default, an object that cannot be completed is left out, until the
-//!    reset), and a reset tracker is stored. The change log and the
+//!    fallback, an object that cannot be completed is left out, until the
+//!    reset), and a reset tracker is stored with the server's reason. The change log and the
 //!    confirmed state stay as they are: the reset recovers from them.
 //! 4. The file opens as usual; its session finds the tracker and carries
 //!    out the reset in the app's mode, reporting what no longer fits as

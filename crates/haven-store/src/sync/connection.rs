@@ -472,13 +472,13 @@ pub(crate) async fn request_reset(
         Ok(Err(_)) => return Err(unreachable("the connection ended".into())),
         Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
     };
+    if let Some(granted) = match &answer {
+        ServerMessage::Error { action, .. } => reset_asked(*action),
+        _ => None,
+    } {
+        return Ok(granted);
+    }
     match answer {
-        ServerMessage::Error { action: Action::ClientReset { reason, acknowledged }, .. } => {
-            Ok(ResetRequest { reason, acknowledged, recovery_allowed: true })
-        }
-        ServerMessage::Error { action: Action::ClientResetNoRecovery { reason, acknowledged }, .. } => {
-            Ok(ResetRequest { reason, acknowledged, recovery_allowed: false })
-        }
         ServerMessage::Error { code: protocol::ErrorCode::BadSchema, message, .. } => Err(format!(
             "the server does not accept this schema ({message}): an app whose schema is older than the server's must be updated; for a newer one, change the server's schema first (haven admin schema FILE.json)"
         )),
@@ -569,20 +569,29 @@ fn commit_with_callbacks(
 }
 
 fn server_error(code: protocol::ErrorCode, message: String, action: Action) -> Ended {
+    if let Some(request) = reset_asked(action) {
+        tracing::warn!(reason = ?request.reason, recovery = request.recovery_allowed, %message, "the server reset this client");
+        return Ended::Reset(request);
+    }
     match action {
-        Action::ClientReset { reason, acknowledged } => {
-            tracing::warn!(?reason, %message, "the server reset this client");
-            Ended::Reset(ResetRequest { reason, acknowledged, recovery_allowed: true })
-        }
-        Action::ClientResetNoRecovery { reason, acknowledged } => {
-            tracing::warn!(?reason, %message, "the server reset this client and forbids recovery");
-            Ended::Reset(ResetRequest { reason, acknowledged, recovery_allowed: false })
-        }
         Action::Reconnect { after_ms } => {
             tracing::info!(?code, %message, "the server asked to reconnect later");
             Ended::RetryAfter(Duration::from_millis(after_ms))
         }
         _ => Ended::Fatal(SyncError::Server { code, message, action }),
+    }
+}
+
+/// The client reset `action` asks for, if it asks for one.
+fn reset_asked(action: Action) -> Option<ResetRequest> {
+    match action {
+        Action::ClientReset { reason, acknowledged } => {
+            Some(ResetRequest { reason, acknowledged, recovery_allowed: true })
+        }
+        Action::ClientResetNoRecovery { reason, acknowledged } => {
+            Some(ResetRequest { reason, acknowledged, recovery_allowed: false })
+        }
+        _ => None,
     }
 }
 
