@@ -142,11 +142,9 @@ fn resume(db: &Database) {
     db.sync_session().unwrap().resume();
 }
 
-/// A, B and C hold Dog 1 from before the backup, and Dog 2 and A's edit
-/// from after it (B and C only downloaded them); then the server comes
-/// back from the backup while A has three unsynced writes, which take the
-/// restored server's version past what B and C hold.
-async fn restored_with_history_b_and_c_downloaded() -> (Fleet, [Database; 3]) {
+/// A, B and C hold Dog 1 (A's "Rex"), synced, and the server's data is
+/// backed up as "before".
+async fn three_devices_and_a_backup() -> (Fleet, [Database; 3]) {
     let mut fleet = Fleet::new().await;
     let (a, b, c) = (fleet.device("a").await, fleet.device("b").await, fleet.device("c").await);
     create(&a, 1, "Rex");
@@ -154,6 +152,15 @@ async fn restored_with_history_b_and_c_downloaded() -> (Fleet, [Database; 3]) {
         synced(db).await;
     }
     fleet.backup("before").await;
+    (fleet, [a, b, c])
+}
+
+/// A, B and C hold Dog 1 from before the backup, and Dog 2 and A's edit
+/// from after it (B and C only downloaded them); then the server comes
+/// back from the backup while A has three unsynced writes, which take the
+/// restored server's version past what B and C hold.
+async fn restored_with_history_b_and_c_downloaded() -> (Fleet, [Database; 3]) {
+    let (mut fleet, [a, b, c]) = three_devices_and_a_backup().await;
     create(&a, 2, "Gone");
     set_age(&a, 1, 3);
     for db in [&a, &b, &c] {
@@ -295,13 +302,7 @@ async fn a_server_and_devices_from_before_salts_sync_on_after_the_upgrade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_device_gets_its_unsynced_writes_back_from_a_restored_server() {
-    let mut fleet = Fleet::new().await;
-    let (a, b, c) = (fleet.device("a").await, fleet.device("b").await, fleet.device("c").await);
-    create(&a, 1, "Rex");
-    for db in [&a, &b, &c, &a] {
-        synced(db).await;
-    }
-    fleet.backup("before").await;
+    let (mut fleet, [a, b, c]) = three_devices_and_a_backup().await;
     b.write(|tx| tx.set("Dog", 1, "name", "Rexy")).unwrap();
     for db in [&a, &b, &c, &a, &b] {
         synced(db).await;
