@@ -56,7 +56,6 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             schema: SCHEMA.into(),
             resetting: false,
             request_reset: false,
-            reset_of: None,
         };
         ws.send(Message::Binary(protocol::encode(&bind).unwrap().into())).await.unwrap();
         match next(&mut ws).await {

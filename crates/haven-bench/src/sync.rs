@@ -424,7 +424,6 @@ async fn idle_client(url: &str, schema: &str) -> BenchResult<Socket> {
         schema: schema.to_owned(),
         resetting: false,
         request_reset: false,
-        reset_of: None,
     };
     ws.send(Message::Binary(protocol::encode(&bind)?.into())).await?;
     for _ in 0..2 {

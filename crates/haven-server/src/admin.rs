@@ -42,6 +42,7 @@ impl From<StorageError> for AdminError {
             StorageError::UnknownClient(_) | StorageError::SaltMismatch(_) => StatusCode::NOT_FOUND,
             StorageError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             StorageError::Misuse(_) => StatusCode::BAD_REQUEST,
+            StorageError::ResetPending(_) => StatusCode::CONFLICT,
             StorageError::Corrupt(_)
             | StorageError::Io(_)
             | StorageError::FormatTooNew { .. }
@@ -227,10 +228,7 @@ pub(crate) async fn reset_clients(
 ) -> Result<Vec<u64>, StorageError> {
     let logged = target.clone();
     let marked = shared.storage(move |s| s.mark_reset(&target, reason)).await?;
-    let live = shared.live.lock().expect("live sessions");
-    for session in live.values().filter(|s| marked.contains(&s.ident.ident)) {
-        session.kick.send_replace(Some(reason));
-    }
+    shared.kick(&marked, reason);
     tracing::warn!(target = ?logged, ?reason, clients = marked.len(), "operator reset");
     Ok(marked)
 }

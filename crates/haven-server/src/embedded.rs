@@ -65,7 +65,18 @@ impl EmbeddedStorage {
         }
         let db = builder.create(&path).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
-        txn.open_table(META).map_err(backend)?.insert("format", STORE_FORMAT).map_err(backend)?;
+        {
+            // Checked again: a store not closed cleanly is read only now.
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let found = meta.get("format").map_err(backend)?.map(|g| g.value());
+            match found {
+                Some(found) if found > STORE_FORMAT => {
+                    return Err(StorageError::FormatTooNew { found, supported: STORE_FORMAT })
+                }
+                Some(_) => {}
+                None => drop(meta.insert("format", STORE_FORMAT).map_err(backend)?),
+            }
+        }
         txn.commit().map_err(backend)?;
         Ok(EmbeddedStorage { db })
     }
@@ -230,6 +241,9 @@ impl Storage for EmbeddedStorage {
             Some(g) => decode::<ClientRecord>(g.value())?.matching(client)?,
             None => return Err(StorageError::UnknownClient(client.ident)),
         };
+        if txn.open_table(RESETS).map_err(backend)?.get(client.ident).map_err(backend)?.is_some() {
+            return Err(StorageError::ResetPending(client.ident));
+        }
         let result = {
             let partition = record.partition.as_str();
             let mut partitions = txn.open_table(PARTITIONS).map_err(backend)?;

@@ -280,11 +280,7 @@ async fn kick(shared: &Arc<Shared>, ident: u64) {
         return;
     }
     match shared.storage(move |s| s.pending_reset(ident)).await {
-        Ok(Some(reason)) => {
-            for session in shared.live.lock().expect("live sessions").values().filter(|s| s.ident.ident == ident) {
-                session.kick.send_replace(Some(reason));
-            }
-        }
+        Ok(Some(reason)) => shared.kick(&[ident], reason),
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, ident, "cannot read a client's reset"),
     }

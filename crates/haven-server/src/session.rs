@@ -4,7 +4,7 @@
 
 use crate::admission::{self, Claim, Held, Known, Verdict};
 use crate::serve::Shared;
-use crate::storage::{SnapshotEnd, Storage, StorageError};
+use crate::storage::{ResetTarget, SnapshotEnd, Storage, StorageError};
 use axum::extract::ws::{Message, WebSocket};
 use haven_core::merge::{validate, Changeset};
 use haven_core::Schema;
@@ -144,7 +144,6 @@ impl Session {
             schema,
             resetting,
             request_reset,
-            reset_of,
         }) = first
         else {
             return Err(Refusal::new(ErrorCode::UnexpectedMessage, "the first message must be Bind", retry()));
@@ -166,7 +165,11 @@ impl Session {
         let claim = Claim {
             partition: partition.clone(),
             has_ident: file_ident.is_some(),
-            held: Held { version: last_server_version, salt: last_server_version_salt },
+            // A new file holds nothing, whatever it says.
+            held: match file_ident {
+                Some(_) => Held { version: last_server_version, salt: last_server_version_salt },
+                None => Held { version: 0, salt: 0 },
+            },
             uploaded_through,
             last_client_version,
             request_reset,
@@ -174,14 +177,19 @@ impl Session {
         let known = known(&self.shared, file_ident, &claim, schema_conflict).await?;
         match admission::admit(&claim, &known) {
             Verdict::Admit => {}
-            Verdict::Reset(reset) => return Err(Refusal::reset(reset)),
+            Verdict::Reset(reset) => {
+                return Err(match (file_ident, reset.acknowledged) {
+                    (Some(ident), Some(_)) => {
+                        reset_client(&self.shared, ident, partition.clone(), reset.reason, reset.message).await
+                    }
+                    _ => Refusal::reset(reset),
+                })
+            }
             Verdict::Refuse { code, message, action } => return Err(Refusal::new(code, message, action)),
         }
         let schema = schema.expect("admitted, so the schema was adopted");
         let acknowledged = known.record.as_ref().map_or(0, |r| r.uploaded_through);
-        let reset_of = reset_of.filter(|_| file_ident.is_none());
-        let mut bound =
-            self.bind(&partition, file_ident, claim.held, acknowledged, known.latest, schema, reset_of).await?;
+        let mut bound = self.bind(&partition, file_ident, claim.held, acknowledged, known.latest, schema).await?;
         tracing::info!(%user, %partition, ident = bound.ident.ident, "client bound");
         let (versions, latest) = self.shared.partition(&partition);
         self.partition = Some(partition.clone());
@@ -191,7 +199,8 @@ impl Session {
         // either finds this session to kick, or is found here.
         let ident = bound.ident.ident;
         if let Some(reason) = storage(&self.shared, move |s| s.pending_reset(ident)).await? {
-            return Err(reset(&self.shared, &bound, reason, admission::operator_message(reason)).await);
+            let message = admission::operator_message(reason);
+            return Err(reset_client(&self.shared, bound.ident, partition, reason, message).await);
         }
         note_seen(&self.shared, &bound).await;
         let ended = self.exchange(&mut bound, versions, latest, kicked).await;
@@ -200,9 +209,7 @@ impl Session {
     }
 
     /// Registers a new client, answers `Bound`, and sends the snapshot to
-    /// a client that starts from nothing (with, for a reset attempt, how
-    /// far the snapshot holds the ident `reset_of` the file had).
-    #[allow(clippy::too_many_arguments)]
+    /// a client that starts from nothing.
     async fn bind(
         &mut self,
         partition: &str,
@@ -211,7 +218,6 @@ impl Session {
         acknowledged: u64,
         version: u64,
         schema: Arc<Schema>,
-        reset_of: Option<FileIdent>,
     ) -> Result<Bound, Refusal> {
         let ident = match file_ident {
             Some(ident) => ident,
@@ -226,11 +232,9 @@ impl Session {
         let mut bound =
             Bound { ident, partition: partition.to_owned(), schema, sent, sent_salt, acknowledged, holds: sent };
         if held.version == 0 && version > 0 {
-            let of = snapshot_ident(&self.shared, partition, ident, reset_of).await?;
-            let end = self.bootstrap(partition, of).await?;
-            let acknowledged = if of == ident { end.uploaded_through } else { 0 };
+            let end = self.bootstrap(partition, ident).await?;
             (bound.sent, bound.sent_salt, bound.acknowledged, bound.holds) =
-                (end.version, end.salt, acknowledged, end.version);
+                (end.version, end.salt, end.uploaded_through, end.version);
         }
         Ok(bound)
     }
@@ -322,7 +326,8 @@ impl Session {
                     self.catch_up(bound, false).await?;
                 }
                 reason = reset_by_operator(&mut kicked) => {
-                    return Err(reset(&self.shared, bound, reason, admission::operator_message(reason)).await)
+                    let message = admission::operator_message(reason);
+                    return Err(reset_client(&self.shared, bound.ident, bound.partition.clone(), reason, message).await)
                 }
                 _ = in_touch.tick() => note_seen(&self.shared, bound).await,
                 () = stopping(&mut shutdown) => {
@@ -346,7 +351,20 @@ impl Session {
         }
         let (ident, seen, changesets) = (bound.ident, bound.sent, changesets.to_vec());
         let started = Instant::now();
-        let integration = storage(&self.shared, move |s| s.integrate(ident, &changesets, seen, now_millis())).await?;
+        let integration = match self.shared.storage(move |s| s.integrate(ident, &changesets, seen, now_millis())).await
+        {
+            Ok(integration) => integration,
+            // Reset meanwhile (an operator, or this client's next bind on
+            // another connection): this connection's uploads are over.
+            Err(StorageError::ResetPending(_)) => {
+                let id = ident.ident;
+                let reason = storage(&self.shared, move |s| s.pending_reset(id)).await?;
+                let reason = reason.unwrap_or(ResetReason::OperatorReset);
+                let message = admission::operator_message(reason);
+                return Err(reset_client(&self.shared, ident, bound.partition.clone(), reason, message).await);
+            }
+            Err(e) => return Err(Refusal::storage(e)),
+        };
         self.shared.metrics.observe_integration(started.elapsed());
         if let Some(&version) = integration.versions.last() {
             self.shared.metrics.changesets_integrated.fetch_add(integration.versions.len() as u64, Relaxed);
@@ -372,7 +390,10 @@ impl Session {
                 if first.version > after + 1 {
                     // Compacted while this client was behind.
                     let message = admission::trimmed_message(after, first.version - 1);
-                    return Err(reset(&self.shared, bound, ResetReason::HistoryTrimmed, message).await);
+                    let (ident, partition) = (bound.ident, bound.partition.clone());
+                    return Err(
+                        reset_client(&self.shared, ident, partition, ResetReason::HistoryTrimmed, message).await
+                    );
                 }
             }
             let last = history.len() < batch;
@@ -487,39 +508,36 @@ async fn known(
     .await
 }
 
-/// The client reset that ends a bound session (an operator's, or
-/// history compacted while the client was behind), with what the
-/// server integrated of the client and whether it may recover.
-async fn reset(shared: &Arc<Shared>, bound: &Bound, reason: ResetReason, message: String) -> Refusal {
-    let (ident, partition) = (bound.ident, bound.partition.clone());
+/// A client reset of a known client, as the client is told it. The
+/// client is marked for the reset first, so that nothing more of its
+/// ident is integrated (an upload still on its way on another connection
+/// is refused), and only then is how far the server integrated it read:
+/// that `acknowledged` stays true, and the recovery never applies a
+/// changeset twice.
+async fn reset_client(
+    shared: &Arc<Shared>,
+    ident: FileIdent,
+    partition: String,
+    reason: ResetReason,
+    message: String,
+) -> Refusal {
     let known = storage(shared, move |s| {
-        let acknowledged = s.client(ident).ok().map(|r| r.uploaded_through);
+        let acknowledged = match s.mark_reset(&ResetTarget::Client(ident.ident), reason).and_then(|_| s.client(ident)) {
+            Ok(record) => Some(record.uploaded_through),
+            Err(StorageError::UnknownClient(_) | StorageError::SaltMismatch(_)) => None,
+            Err(e) => return Err(e),
+        };
         Ok((acknowledged, s.partition_settings(&partition)?.recovery_allowed))
     })
     .await;
+    // Its other connections (one the device gave up on, say) end too.
+    shared.kick(&[ident.ident], reason);
     match known {
         Ok((acknowledged, recovery_allowed)) => {
             Refusal::reset(admission::Reset { reason, message, acknowledged, recovery_allowed })
         }
         Err(refusal) => refusal,
     }
-}
-
-/// Whose acknowledgement the snapshot carries: the file's previous
-/// ident on a reset attempt, if the server knows it in this partition
-/// (its salt matching), else the client's own.
-async fn snapshot_ident(
-    shared: &Arc<Shared>,
-    partition: &str,
-    ident: FileIdent,
-    reset_of: Option<FileIdent>,
-) -> Result<FileIdent, Refusal> {
-    let Some(previous) = reset_of else { return Ok(ident) };
-    let record = storage(shared, move |s| Ok(s.client(previous).ok())).await?;
-    Ok(match record {
-        Some(record) if record.partition == partition => previous,
-        _ => ident,
-    })
 }
 
 /// [`Shared::storage`], its failure told to the client.

@@ -80,6 +80,14 @@ impl Shared {
         (id, kicked)
     }
 
+    /// Tells the live sessions of these clients that they were reset.
+    pub fn kick(&self, idents: &[u64], reason: ResetReason) {
+        let live = self.live.lock().expect("live sessions");
+        for session in live.values().filter(|s| idents.contains(&s.ident.ident)) {
+            session.kick.send_replace(Some(reason));
+        }
+    }
+
     /// A partition has `version`: its sessions send what their clients lack.
     pub fn announce(&self, partition: &str, version: u64) {
         if let Some(latest) = self.partitions.lock().expect("partition map").get(partition) {

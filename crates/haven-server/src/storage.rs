@@ -15,6 +15,11 @@ pub enum StorageError {
     /// The ident exists but its salt differs (a restored server issued it again).
     #[error("client {0} does not match the server's record (salt differs)")]
     SaltMismatch(u64),
+    /// The client was told to start again (a client reset): nothing more
+    /// of this ident is integrated, so what the server said it holds of
+    /// it stays true.
+    #[error("client {0} was reset: its uploads are no longer taken")]
+    ResetPending(u64),
     /// The stored data was written by a newer build; it was not changed.
     #[error("the server's data has format version {found}, but this build reads up to {supported}: run the newer haven serve")]
     FormatTooNew {
@@ -235,7 +240,8 @@ pub trait Storage: Send + Sync {
     /// The client's record, checking ident and salt.
     fn client(&self, ident: FileIdent) -> Result<ClientRecord, StorageError>;
 
-    /// Integrates `changesets` (in `client_version` order) from `client`:
+    /// Integrates `changesets` (in `client_version` order) from `client`
+    /// (refused with `ResetPending` once the client is marked for a reset):
     /// those already integrated are skipped (uploads are idempotent); each
     /// new one is applied to the current state with the merge rule and
     /// appended to the history as the partition's next version, with a

@@ -129,7 +129,6 @@ fn bind(token: &str, partition: &str) -> ClientMessage {
         schema: SCHEMA.into(),
         resetting: false,
         request_reset: false,
-        reset_of: None,
     }
 }
 
@@ -162,7 +161,6 @@ async fn rebind_with(
             schema,
             resetting: false,
             request_reset,
-            reset_of: None,
         })
         .await;
     client
@@ -311,7 +309,6 @@ async fn uploads_that_do_not_fit_the_schema_store_nothing() {
             schema,
             resetting: false,
             request_reset: false,
-            reset_of: None,
         })
         .await;
     assert!(client.refused(ErrorCode::BadSchema).await.contains("age"));
@@ -453,7 +450,6 @@ async fn no_byte_of_another_partition_reaches_a_client() {
         schema,
         resetting: false,
         request_reset: false,
-        reset_of: None,
     })
     .await;
     old.refused(ErrorCode::ClientReset).await;
@@ -801,6 +797,7 @@ async fn compaction_resets_only_clients_that_need_the_history_it_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_admin(dir.path()).await;
     let (_, behind, _) = Client::bind(&server, "", "p").await;
+    let (_, at_the_point, _) = Client::bind(&server, "", "p").await;
     let (mut writer, writer_ident, _) = Client::bind(&server, "", "p").await;
     for v in 1..=5 {
         writer.send(&upload(v, create(v as i64))).await;
@@ -825,7 +822,7 @@ async fn compaction_resets_only_clients_that_need_the_history_it_dropped() {
     // An up-to-date file, and one at the compaction point, go on.
     let mut current = rebind(&server, writer_ident, at_5, 5, 5).await;
     assert!(matches!(current.receive().await, Some(ServerMessage::Bound { server_version: 5, .. })));
-    let mut at_point = rebind(&server, behind, at_4, 0, 0).await;
+    let mut at_point = rebind(&server, at_the_point, at_4, 0, 0).await;
     assert!(matches!(at_point.receive().await, Some(ServerMessage::Bound { .. })));
     match at_point.receive().await {
         Some(ServerMessage::Download { changesets, .. }) => assert_eq!(changesets.len(), 1),
@@ -879,6 +876,10 @@ async fn a_version_numbered_again_since_the_client_saw_it_is_a_restore() {
     client.acknowledged(1).await;
     let (version, salt) = client.held(1);
     assert_ne!(salt, 0, "every new version has a salt");
+    // With its own salt it goes on.
+    let mut same = rebind(&server, ident, (version, salt), 1, 1).await;
+    assert!(matches!(same.receive().await, Some(ServerMessage::Bound { server_version: 1, .. })));
+    drop(same);
     // The same number with another salt: another history.
     let mut other = rebind(&server, ident, (version, salt ^ 1), 1, 1).await;
     match other.receive().await {
@@ -890,9 +891,9 @@ async fn a_version_numbered_again_since_the_client_saw_it_is_a_restore() {
         }) => assert!(message.contains("restored"), "{message}"),
         other => panic!("{other:?}"),
     }
-    // With its own salt it goes on.
-    let mut same = rebind(&server, ident, (version, salt), 1, 1).await;
-    assert!(matches!(same.receive().await, Some(ServerMessage::Bound { server_version: 1, .. })));
+    // Told to reset, that ident is done: the server takes nothing more of it.
+    let mut again = rebind(&server, ident, (version, salt), 1, 1).await;
+    assert!(matches!(again.receive().await, Some(ServerMessage::Error { code: ErrorCode::ClientReset, .. })));
     server.shutdown().await;
 }
 

@@ -199,6 +199,36 @@ fn each_version_has_a_salt_of_its_own_kept_while_a_client_may_hold_it() {
 }
 
 #[test]
+fn a_base_version_is_bounded_by_what_the_client_was_sent() {
+    for (backend, storage, _dir) in backends() {
+        let storage = storage.as_ref();
+        eprintln!("backend: {backend}");
+        let (a, b) = (storage.register_client("p").unwrap(), storage.register_client("p").unwrap());
+        storage.integrate(a, &[changeset(1, 0, 10, vec![create(1, 1)])], u64::MAX, NOW).unwrap();
+        storage.integrate(a, &[changeset(2, 1, 11, vec![set_age(1, 2)])], u64::MAX, NOW).unwrap();
+        // B was sent version 1 only: its claim to have seen 2 is cut to 1.
+        storage.integrate(b, &[changeset(1, 2, 12, vec![set_age(1, 3)])], 1, NOW).unwrap();
+        let history = storage.history("p", 2, 10).unwrap();
+        assert_eq!(history[0].changeset.base_version, 1);
+    }
+}
+
+#[test]
+fn a_client_marked_for_a_reset_has_nothing_more_integrated() {
+    for (backend, storage, _dir) in backends() {
+        let storage = storage.as_ref();
+        eprintln!("backend: {backend}");
+        let a = storage.register_client("p").unwrap();
+        storage.integrate(a, &[changeset(1, 0, 10, vec![create(1, 1)])], u64::MAX, NOW).unwrap();
+        storage.mark_reset(&ResetTarget::Client(a.ident), ResetReason::HistoryTrimmed).unwrap();
+        let late = storage.integrate(a, &[changeset(2, 1, 11, vec![set_age(1, 2)])], u64::MAX, NOW);
+        assert!(matches!(late, Err(StorageError::ResetPending(ident)) if ident == a.ident), "{late:?}");
+        assert_eq!(storage.client(a).unwrap().uploaded_through, 1, "what the server said it holds stays true");
+        assert_eq!(storage.version("p").unwrap(), 1);
+    }
+}
+
+#[test]
 fn the_oldest_version_needed_counts_only_clients_in_touch() {
     for (backend, storage, _dir) in backends() {
         let storage = storage.as_ref();

@@ -216,11 +216,6 @@ pub(crate) struct ResetCommit {
     /// The server's schema: recovered changes must fit it too (after a
     /// breaking change, this app's schema is older than the server's).
     pub server_schema: Option<haven_core::Schema>,
-    /// The file's changesets up to this client version are in the
-    /// snapshot (the server's record of its previous ident, read with the
-    /// snapshot): one that reached the server after the reset was asked
-    /// for is not recovered again.
-    pub held_by_snapshot: u64,
 }
 
 /// Ends a client reset in one commit, once the server's snapshot is the
@@ -230,7 +225,7 @@ pub(crate) struct ResetCommit {
 /// of each unsynced change.
 pub(crate) fn finish_reset(tx: &mut WriteTransaction<'_>, commit: ResetCommit) -> Result<RecoveryReport> {
     let raw = tx.raw();
-    let acknowledged = commit.tracker.acknowledged.unwrap_or(0).max(commit.held_by_snapshot);
+    let acknowledged = commit.tracker.acknowledged.unwrap_or(0);
     let unsynced: Vec<Changeset> = pending_changesets(&raw.open_table(PENDING)?)?
         .into_iter()
         .filter(|cs| cs.client_version > acknowledged)

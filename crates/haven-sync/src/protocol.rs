@@ -76,12 +76,6 @@ pub enum ClientMessage {
         /// the server has). The server checks the schema as for any bind,
         /// then answers with a client reset instead of `Bound`.
         request_reset: bool,
-        /// On a reset attempt (a bind as a new file), the ident the file
-        /// had: the snapshot's last batch then says how far the server had
-        /// integrated that ident's changesets as of the snapshot, so that
-        /// the recovery never applies one twice (one that reached the
-        /// server after its reset was asked for, say).
-        reset_of: Option<FileIdent>,
     },
     /// Local changesets, in `client_version` order. Idempotent: the server
     /// skips those it has integrated already.
@@ -171,8 +165,7 @@ pub enum ServerMessage {
         /// The salt of that version (in the last batch).
         server_version_salt: u64,
         /// The client's changesets up to this client version are in the
-        /// snapshot (in the last batch); on a reset attempt, those of the
-        /// ident it names in `reset_of`.
+        /// snapshot (in the last batch).
         uploaded_through: u64,
     },
     /// Changesets in server order, and the upload acknowledgement.
@@ -546,7 +539,6 @@ mod tests {
             schema: String::new(),
             resetting: false,
             request_reset: false,
-            reset_of: None,
         };
         assert!(matches!(encode(&big), Err(FrameError::TooLarge { .. })));
     }

@@ -69,7 +69,6 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
                 schema: "[]".into(),
                 resetting: false,
                 request_reset: true,
-                reset_of: Some(FileIdent { ident: 11, salt: 3 }),
             },
         ),
         ("Upload", ClientMessage::Upload { changesets: vec![changeset()] }),

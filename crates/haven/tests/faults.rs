@@ -373,10 +373,11 @@ async fn postgres_briefly_unreachable_only_delays_sync() {
 
 /// An upload that reaches the server only after the server answered the
 /// device's next bind with a client reset (a stalled connection's bytes,
-/// delivered late) is in the snapshot the reset starts from: the reset
-/// does not recover it a second time, and the increment counts once.
+/// delivered late) is refused: the client is marked for its reset before
+/// the server says how far it integrated it, so the reset recovers the
+/// upload once and the increment counts once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upload_that_lands_after_the_reset_was_decided_is_not_recovered_twice() {
+async fn an_upload_that_lands_after_the_reset_was_decided_is_refused_and_recovered_once() {
     let w = world().await;
     let a = Database::open_synced(config(w._dir.path(), "a", &w.proxy.url(), true)).await.unwrap();
     let b = Database::open_synced(config(w._dir.path(), "b", &w.server.url(), true)).await.unwrap();
@@ -401,16 +402,18 @@ async fn an_upload_that_lands_after_the_reset_was_decided_is_not_recovered_twice
     })
     .await
     .expect("A was told to reset");
-    // Now the stalled upload lands and is integrated.
+    // Now the stalled upload lands: the client is marked for its reset,
+    // so the server refuses it (or has already ended the stalled session).
     w.proxy.release();
     tokio::time::timeout(Duration::from_secs(30), async {
-        let client = haven_sync::protocol::FileIdent { ident, salt };
-        while w.storage.client(client).unwrap().uploaded_through == before {
+        while connections(&w.server).await > 1 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
-    .expect("the late upload was integrated");
+    .expect("the stalled session ended");
+    let client = haven_sync::protocol::FileIdent { ident, salt };
+    assert_eq!(w.storage.client(client).unwrap().uploaded_through, before, "refused: the reset recovers it");
     w.proxy.set(|f| f.cut_after = None);
     synced(&a).await;
     synced(&b).await;

@@ -69,6 +69,14 @@ pub(super) async fn integrate(
         .map_err(backend)?
         .ok_or(StorageError::UnknownClient(client.ident))?;
     let record = client_record(&row).matching(client)?;
+    // Under the client's row lock, which a reset's mark also takes.
+    let marked = txn
+        .query_opt("SELECT 1 FROM haven_resets WHERE ident = $1", &[&(client.ident as i64)])
+        .await
+        .map_err(backend)?;
+    if marked.is_some() {
+        return Err(StorageError::ResetPending(client.ident));
+    }
     let partition = record.partition;
     txn.execute("INSERT INTO haven_partitions (partition) VALUES ($1) ON CONFLICT DO NOTHING", &[&partition])
         .await

@@ -81,6 +81,10 @@ pub(super) async fn migrate(pool: &Pool, schema: Option<&str>) -> Result<(), Sto
     .map_err(backend)?;
     let done: i32 =
         txn.query_one("SELECT coalesce(max(version), 0) FROM haven_migrations", &[]).await.map_err(backend)?.get(0);
+    if done as usize > MIGRATIONS.len() {
+        // A newer build migrated these tables: nothing here may touch them.
+        return Err(StorageError::FormatTooNew { found: done as u64, supported: MIGRATIONS.len() as u64 });
+    }
     for (n, sql) in MIGRATIONS.iter().enumerate().skip(done as usize) {
         txn.batch_execute(sql).await.map_err(backend)?;
         txn.execute("INSERT INTO haven_migrations (version) VALUES ($1)", &[&(n as i32 + 1)]).await.map_err(backend)?;

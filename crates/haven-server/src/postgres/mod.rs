@@ -146,12 +146,19 @@ impl Drop for PostgresStorage {
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A statement's error, by what the caller must do about it: a lost
-/// connection (PostgreSQL restarting, a network cut) is worth a retry.
+/// connection, a server shutting down or failing over, a conflict with
+/// another transaction, a timeout or a lack of resources is worth a retry;
+/// a wrong password or database is the operator's to fix.
 pub(super) fn backend(e: tokio_postgres::Error) -> StorageError {
-    let lost = e.is_closed()
-        || e.as_db_error().is_some_and(|db| ["08", "57P"].iter().any(|class| db.code().code().starts_with(class)))
+    let code = e.as_db_error().map(|db| db.code().code().to_owned());
+    let class = |prefixes: &[&str]| code.as_deref().is_some_and(|c| prefixes.iter().any(|p| c.starts_with(p)));
+    if class(&["28", "3D000"]) {
+        return StorageError::Misuse(format!("PostgreSQL: {e}"));
+    }
+    let retry = e.is_closed()
+        || class(&["08", "57P", "40", "53", "57014", "25006"])
         || std::error::Error::source(&e).is_some_and(|source| source.is::<std::io::Error>());
-    match lost {
+    match retry {
         true => StorageError::Unavailable(format!("PostgreSQL: {e}")),
         false => StorageError::Backend(format!("PostgreSQL: {e}")),
     }
@@ -162,10 +169,13 @@ pub(super) fn failed(e: impl std::fmt::Display) -> StorageError {
     StorageError::Backend(e.to_string())
 }
 
-/// PostgreSQL cannot be reached: the server answers `Unavailable`, and
-/// clients retry.
-pub(super) fn unavailable(e: impl std::fmt::Display) -> StorageError {
-    StorageError::Unavailable(format!("PostgreSQL: {e}"))
+/// No pooled connection: PostgreSQL is unreachable (retry), or refused
+/// the connection for a reason `backend` tells.
+pub(super) fn unavailable(e: deadpool_postgres::PoolError) -> StorageError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => backend(e),
+        e => StorageError::Unavailable(format!("PostgreSQL: {e}")),
+    }
 }
 
 pub(super) fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
@@ -269,7 +279,7 @@ impl Storage for PostgresStorage {
                 let rows = match &target {
                     ResetTarget::Client(ident) => {
                         let sql = format!(
-                            "INSERT INTO haven_resets SELECT ident, $2 FROM haven_clients WHERE ident = $1 {upsert}"
+                            "INSERT INTO haven_resets SELECT ident, $2 FROM haven_clients WHERE ident = $1 FOR UPDATE {upsert}"
                         );
                         let rows = c.query(&sql, &[&(*ident as i64), &reason]).await.map_err(backend)?;
                         if rows.is_empty() {
@@ -279,12 +289,13 @@ impl Storage for PostgresStorage {
                     }
                     ResetTarget::Partition(partition) => {
                         let sql = format!(
-                            "INSERT INTO haven_resets SELECT ident, $2 FROM haven_clients WHERE partition = $1 {upsert}"
+                            "INSERT INTO haven_resets SELECT ident, $2 FROM haven_clients WHERE partition = $1 FOR UPDATE {upsert}"
                         );
                         c.query(&sql, &[partition, &reason]).await.map_err(backend)?
                     }
                     ResetTarget::All => {
-                        let sql = format!("INSERT INTO haven_resets SELECT ident, $1 FROM haven_clients {upsert}");
+                        let sql =
+                            format!("INSERT INTO haven_resets SELECT ident, $1 FROM haven_clients FOR UPDATE {upsert}");
                         c.query(&sql, &[&reason]).await.map_err(backend)?
                     }
                 };

@@ -149,12 +149,8 @@ impl<'a> Connection<'a> {
         };
         // A reset attempt binds as a new file: the server registers it and
         // sends its whole state.
-        // (Naming the ident it had: the snapshot says how far the server holds it.)
-        let (position, reset_of) = match reset.is_some() {
-            true => (Default::default(), position.file_ident.map(|(ident, salt)| FileIdent { ident, salt })),
-            false => (position, None),
-        };
-        let bind = bind_message(&shared.config, &position, schema, resetting, reset_of);
+        let position = if reset.is_some() { Default::default() } else { position };
+        let bind = bind_message(&shared.config, &position, schema, resetting, false);
         let frame = protocol::encode(&bind).map_err(|e| Ended::Fatal(SyncError::Local(e.to_string())))?;
         connection
             .writer
@@ -173,7 +169,7 @@ impl<'a> Connection<'a> {
                     if server_version == 0 {
                         // Nothing to download: the server's state is empty.
                         blocking(connection.db()?, |db| db.start_bootstrap()).await?;
-                        connection.finish_reset(0, 0, 0).await?;
+                        connection.finish_reset(0, 0).await?;
                     }
                     return Ok(connection);
                 }
@@ -280,7 +276,7 @@ impl<'a> Connection<'a> {
                 })
                 .await?;
                 if last && resetting {
-                    self.finish_reset(server_version, server_version_salt, uploaded_through).await?;
+                    self.finish_reset(server_version, server_version_salt).await?;
                 } else if last {
                     self.shared.update_progress(|p| {
                         p.uploaded = p.uploaded.max(uploaded_through);
@@ -309,14 +305,13 @@ impl<'a> Connection<'a> {
     /// Ends a reset attempt once the server's state is here: the `before`
     /// callback, the one commit, then `after`. A failed attempt is rolled
     /// back and counted (the next one falls back); the connection ends.
-    async fn finish_reset(&mut self, version: u64, salt: u64, held_by_snapshot: u64) -> Result<(), Ended> {
+    async fn finish_reset(&mut self, version: u64, salt: u64) -> Result<(), Ended> {
         let ResetAttempt { plan, tracker, server_schema } = self.reset.take().expect("a reset attempt is under way");
         let mode = self.shared.config.client_reset.clone();
         let db = self.db()?;
         let info = ClientResetInfo::of(&tracker, db.path());
         let ident = (self.ident.ident, self.ident.salt);
-        let commit =
-            ResetCommit { plan, version, salt, ident, tracker: tracker.clone(), server_schema, held_by_snapshot };
+        let commit = ResetCommit { plan, version, salt, ident, tracker: tracker.clone(), server_schema };
         let committed = blocking(db, move |db| Ok(commit_with_callbacks(db, &mode, commit))).await?;
         let (before, report) = match committed {
             Ok(done) => done,
@@ -420,14 +415,13 @@ struct Outgoing {
     upload: bool,
 }
 
-/// The `Bind` of a file at `position` whose app's schema is `schema`
-/// (for a reset attempt, `reset_of` names the ident the file had).
+/// The `Bind` of a file at `position` whose app's schema is `schema`.
 fn bind_message(
     config: &SyncConfig,
     position: &SyncPosition,
     schema: String,
     resetting: bool,
-    reset_of: Option<FileIdent>,
+    request_reset: bool,
 ) -> ClientMessage {
     ClientMessage::Bind {
         token: config.token.clone(),
@@ -439,8 +433,7 @@ fn bind_message(
         last_client_version: position.last_client_version,
         schema,
         resetting,
-        request_reset: false,
-        reset_of,
+        request_reset,
     }
 }
 
@@ -453,11 +446,7 @@ pub(crate) async fn request_reset(
     position: &SyncPosition,
     schema: String,
 ) -> Result<ResetRequest, String> {
-    let mut bind = bind_message(config, position, schema, false, None);
-    if let ClientMessage::Bind { request_reset, .. } = &mut bind {
-        *request_reset = true;
-    }
-    let bind = protocol::encode(&bind).map_err(|e| e.to_string())?;
+    let bind = protocol::encode(&bind_message(config, position, schema, false, true)).map_err(|e| e.to_string())?;
     let asked = async {
         let mut socket = connect(config, Liveness::new()).await.map_err(Ended::Lost)?;
         let cut = |e| Ended::Lost(format!("the connection was cut: {e}"));
