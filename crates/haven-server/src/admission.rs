@@ -261,10 +261,15 @@ mod tests {
         assert_eq!(admit(&claim(), &known()), Verdict::Admit);
         let new_file = Claim { has_ident: false, held: Held { version: 0, salt: 0 }, ..claim() };
         assert_eq!(admit(&new_file, &Known { record: None, ..known() }), Verdict::Admit);
-        let asking = Claim { request_reset: true, ..new_file };
-        assert!(matches!(admit(&asking, &known()), Verdict::Refuse { code: ErrorCode::UnexpectedMessage, .. }));
         let behind_but_kept = Claim { held: Held { version: 4, salt: 44 }, ..claim() };
         assert_eq!(admit(&behind_but_kept, &Known { salt_of_held: Some(44), ..known() }), Verdict::Admit);
+    }
+
+    #[test]
+    fn a_new_file_cannot_ask_for_a_reset() {
+        let asking = Claim { has_ident: false, held: Held { version: 0, salt: 0 }, request_reset: true, ..claim() };
+        let verdict = admit(&asking, &Known { record: None, ..known() });
+        assert!(matches!(verdict, Verdict::Refuse { code: ErrorCode::UnexpectedMessage, .. }), "{verdict:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use haven_sync::protocol::{FileIdent, ResetReason, ServerChangeset, SnapshotObje
 
 /// A storage failure, or a request the stored data refuses.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StorageError {
     /// The client's ident is not in the registry (the server may have
     /// been restored from an older backup).

@@ -328,3 +328,23 @@ fn an_embedded_store_from_a_newer_build_is_refused_untouched() {
     assert!(err.to_string().contains("99") && err.to_string().contains("reads up to 1"), "{err}");
     assert!(std::fs::read(&path).unwrap() == before, "untouched");
 }
+
+#[test]
+fn an_embedded_store_from_a_newer_build_that_was_not_closed_cleanly_is_refused_after_its_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let killed = tempfile::tempdir().unwrap();
+    {
+        drop(EmbeddedStorage::open(dir.path()).unwrap());
+        let db = redb::Database::create(dir.path().join("haven-server.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+        txn.open_table(meta).unwrap().insert("format", 99).unwrap();
+        txn.commit().unwrap();
+        // Copied while open for writing: what a killed process leaves.
+        std::fs::copy(dir.path().join("haven-server.redb"), killed.path().join("haven-server.redb")).unwrap();
+    }
+    let err = EmbeddedStorage::open(killed.path()).err().expect("refused");
+    assert!(matches!(err, StorageError::FormatTooNew { found: 99, supported: 1 }), "{err}");
+    let err = EmbeddedStorage::open(killed.path()).err().expect("still refused: the format was not rewritten");
+    assert!(matches!(err, StorageError::FormatTooNew { found: 99, .. }), "{err}");
+}
