@@ -64,27 +64,27 @@ impl EmbeddedStorage {
             check_format(&path)?;
         }
         let db = builder.create(&path).map_err(backend)?;
+        // Checked again: a store not closed cleanly is readable only now,
+        // repaired. A new store, or one from before the key, gets the key.
         let txn = db.begin_write().map_err(backend)?;
-        {
-            // Checked again: a store not closed cleanly is read only now.
-            let mut meta = txn.open_table(META).map_err(backend)?;
-            let found = meta.get("format").map_err(backend)?.map(|g| g.value());
-            match found {
-                Some(found) if found > STORE_FORMAT => {
-                    return Err(StorageError::FormatTooNew { found, supported: STORE_FORMAT })
-                }
-                Some(_) => {}
-                None => drop(meta.insert("format", STORE_FORMAT).map_err(backend)?),
+        let found = txn.open_table(META).map_err(backend)?.get("format").map_err(backend)?.map(|g| g.value());
+        match found {
+            Some(found) if found > STORE_FORMAT => {
+                return Err(StorageError::FormatTooNew { found, supported: STORE_FORMAT })
+            }
+            Some(_) => txn.abort().map_err(backend)?,
+            None => {
+                txn.open_table(META).map_err(backend)?.insert("format", STORE_FORMAT).map_err(backend)?;
+                txn.commit().map_err(backend)?;
             }
         }
-        txn.commit().map_err(backend)?;
         Ok(EmbeddedStorage { db })
     }
 }
 
 /// Refuses, without writing it, a store a newer build wrote. (A store not
-/// closed cleanly cannot be read without its repair: opening it for
-/// writing repairs it, and the format is checked again by the next open.)
+/// closed cleanly cannot be read before its repair: the open repairs it
+/// and checks again.)
 fn check_format(path: &Path) -> Result<(), StorageError> {
     let db = match redb::Builder::new().open_read_only(path) {
         Ok(db) => db,

@@ -164,7 +164,11 @@ pub(crate) fn rebuild(tx: &mut WriteTransaction<'_>, version: u64, ident: u64, f
     }
     // Under a new schema the tables are empty: the change log says which
     // objects only this file has.
-    for (ty, pk) in replay.objects().filter(|_| from == Rebuild::NewSchema) {
+    let from_log = match from {
+        Rebuild::NewSchema => replay.objects().collect(),
+        Rebuild::InPlace => Vec::new(),
+    };
+    for (ty, pk) in from_log {
         let pk_key = key_of(pk)?;
         if confirmed.get((ty, pk_key.as_slice()))?.is_none() && seen.insert(object_id(ty, &pk_key)) {
             local_only.push((ty, pk.clone(), replay.onto(ty, &pk_key, None)));
