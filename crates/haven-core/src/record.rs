@@ -74,15 +74,39 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// Decodes every field of a record.
+/// Decodes every field of a record (bytes after it are ignored).
 pub fn decode(bytes: &[u8]) -> Result<Vec<Value>, CorruptRecord> {
+    decode_prefix(bytes).map(|(values, _)| values)
+}
+
+/// Decodes the record at the start of `bytes`; returns its fields and the
+/// bytes that follow it (where a store may keep more about the object).
+///
+/// ```
+/// use haven_core::{record, Value};
+/// let mut bytes = Vec::new();
+/// record::encode(&[Value::Int(1)], &mut bytes);
+/// bytes.push(0xff);
+/// assert_eq!(record::decode_prefix(&bytes).unwrap(), (vec![Value::Int(1)], &[0xff][..]));
+/// ```
+pub fn decode_prefix(bytes: &[u8]) -> Result<(Vec<Value>, &[u8]), CorruptRecord> {
     let mut r = Reader { bytes, pos: 0 };
     let n = r.varint()? as usize;
     let mut out = Vec::with_capacity(n.min(1024));
     for _ in 0..n {
         out.push(r.value()?.to_owned());
     }
-    Ok(out)
+    Ok((out, &bytes[r.pos..]))
+}
+
+/// The bytes after the record at the start of `bytes`, found without
+/// decoding its fields.
+pub fn after(bytes: &[u8]) -> Result<&[u8], CorruptRecord> {
+    let mut r = Reader { bytes, pos: 0 };
+    for _ in 0..r.varint()? {
+        r.skip()?;
+    }
+    Ok(&bytes[r.pos..])
 }
 
 /// Reads field `index` without decoding the others; `Ok(None)` when the

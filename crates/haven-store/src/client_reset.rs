@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::database::Database;
 use crate::error::{Error, Result};
-use crate::reset_tracker::{backup_dir, backup_path_for, file_name, Plan, ResetTracker};
+use crate::replica::reset_tracker::{backup_dir, backup_path_for, file_name, Plan, ResetTracker};
 use haven_core::merge::Instruction;
 use haven_core::recovery::{RecoveryPolicy, RecoveryReport};
 use haven_sync::protocol::ResetReason;

@@ -1,7 +1,7 @@
 //! `Database`: opening a file (once per process), reading, and the one
 //! commit path every write goes through.
 
-use crate::change_log;
+use crate::replica::change_log;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::layout::{self, FORMAT_VERSION, META, META_FORMAT, META_SCHEMA};
@@ -186,24 +186,24 @@ impl Database {
     }
 
     /// The client reset under way in this file, if any.
-    pub(crate) fn reset_tracker(&self) -> Result<Option<crate::reset_tracker::ResetTracker>> {
+    pub(crate) fn reset_tracker(&self) -> Result<Option<crate::replica::reset_tracker::ResetTracker>> {
         self.snapshot()?.reset_tracker()
     }
 
     /// Records, or with `None` ends, the client reset under way.
-    pub(crate) fn set_reset_tracker(&self, tracker: Option<&crate::reset_tracker::ResetTracker>) -> Result<()> {
-        self.write_as_server(|tx| crate::reset_tracker::write_tracker(tx.raw(), tracker))
+    pub(crate) fn set_reset_tracker(&self, tracker: Option<&crate::replica::reset_tracker::ResetTracker>) -> Result<()> {
+        self.write_as_server(|tx| crate::replica::reset_tracker::write_tracker(tx.raw(), tracker))
     }
 
     /// Ends a client reset in one commit (see `download::finish_reset`).
     pub(crate) fn finish_reset(
         &self,
-        commit: crate::download::ResetCommit,
+        commit: crate::replica::download::ResetCommit,
     ) -> Result<haven_core::recovery::RecoveryReport> {
         if self.read_only {
             return Err(Error::ReadOnly(self.inner.path.clone()));
         }
-        self.inner.commit(Origin::Server, |tx| crate::download::finish_reset(tx, commit))
+        self.inner.commit(Origin::Server, |tx| crate::replica::download::finish_reset(tx, commit))
     }
 
     /// Records the ident the server gave this file.
@@ -269,7 +269,7 @@ impl Database {
         uploaded_through: u64,
         ident: u64,
     ) -> Result<()> {
-        self.write_as_server(|tx| crate::download::integrate(tx, changesets, last_salt, uploaded_through, ident))
+        self.write_as_server(|tx| crate::replica::download::integrate(tx, changesets, last_salt, uploaded_through, ident))
     }
 
     /// Starts taking in the server's state snapshot (a client's first sync,
@@ -278,12 +278,12 @@ impl Database {
     /// [`Database::finish_bootstrap`]. A bootstrap interrupted by a crash
     /// starts again here; the app sees nothing change until the finish.
     pub(crate) fn start_bootstrap(&self) -> Result<()> {
-        self.write_as_server(crate::download::begin_bootstrap)
+        self.write_as_server(crate::replica::download::begin_bootstrap)
     }
 
     /// Takes in one batch of the snapshot, as the server sent it.
     pub(crate) fn bootstrap_batch(&self, objects: &[haven_sync::protocol::SnapshotObject]) -> Result<()> {
-        self.write_as_server(|tx| crate::download::bootstrap_batch(tx, objects))
+        self.write_as_server(|tx| crate::replica::download::bootstrap_batch(tx, objects))
     }
 
     /// Ends a bootstrap of the snapshot at server `version` (whose salt is
@@ -293,7 +293,7 @@ impl Database {
     /// change creates are deleted). `uploaded_through` is the server's
     /// acknowledgement as of the snapshot: those changesets are in it.
     pub(crate) fn finish_bootstrap(&self, version: u64, salt: u64, uploaded_through: u64, ident: u64) -> Result<()> {
-        self.write_as_server(|tx| crate::download::finish_bootstrap(tx, version, salt, uploaded_through, ident))
+        self.write_as_server(|tx| crate::replica::download::finish_bootstrap(tx, version, salt, uploaded_through, ident))
     }
 
     fn write_as_server(&self, f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<()>) -> Result<()> {
@@ -502,7 +502,10 @@ impl Inner {
         // transaction starts from its outcome.
         let track = self.notifier.has_listeners();
         let (result, changes) = {
-            let log = self.change_log && origin == Origin::Local;
+            let log = match self.change_log && origin == Origin::Local {
+                true => Some(change_log::next_client_version(&txn)?),
+                false => None,
+            };
             let mut tx = WriteTransaction::new(&txn, &self.schema, track, log);
             let result = f(&mut tx);
             (result, tx.finish())
@@ -675,6 +678,11 @@ fn has_tables(rtx: &redb::ReadTransaction) -> Result<bool> {
 /// Reads the format version and schema; `None` when the file has no Haven
 /// metadata.
 pub(crate) fn read_meta(path: &Path, rtx: &redb::ReadTransaction) -> Result<Option<Schema>> {
+    Ok(read_versioned_meta(path, rtx)?.map(|(_, schema)| schema))
+}
+
+/// [`read_meta`], with the file's format version.
+fn read_versioned_meta(path: &Path, rtx: &redb::ReadTransaction) -> Result<Option<(u32, Schema)>> {
     let meta = match rtx.open_table(META) {
         Ok(t) => t,
         Err(TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -690,22 +698,28 @@ pub(crate) fn read_meta(path: &Path, rtx: &redb::ReadTransaction) -> Result<Opti
     }
     let schema = meta.get(META_SCHEMA)?.ok_or_else(|| not_a_database(path, "its schema is missing"))?;
     let text = std::str::from_utf8(schema.value()).map_err(|_| not_a_database(path, "its schema is not text"))?;
-    Ok(Some(Schema::from_json(text)?))
+    Ok(Some((format, Schema::from_json(text)?)))
 }
 
 /// Writes the metadata of a new file, or applies an additive schema change
-/// to an existing one (new indexes are built in the same transaction).
+/// to an existing one (new indexes are built in the same transaction), and
+/// migrates a file of an earlier format, all in one commit: a kill leaves
+/// the file as it was.
 fn initialize(path: &Path, db: &redb::Database, requested: Option<&Schema>) -> Result<Schema> {
-    let stored = read_meta(path, &db.begin_read()?)?;
+    let stored = read_versioned_meta(path, &db.begin_read()?)?;
     if stored.is_none() && has_tables(&db.begin_read()?)? {
         return Err(not_a_database(path, "it is a redb file without Haven metadata"));
     }
+    let (format, stored) = match stored {
+        Some((format, schema)) => (format, Some(schema)),
+        None => (FORMAT_VERSION, None),
+    };
     let base = stored.clone().unwrap_or_default();
     let schema = match requested {
         Some(r) => base.evolve(r)?,
         None => base,
     };
-    if stored.as_ref() == Some(&schema) {
+    if stored.as_ref() == Some(&schema) && format == FORMAT_VERSION {
         return Ok(schema);
     }
     let txn = db.begin_write()?;
@@ -717,8 +731,9 @@ fn initialize(path: &Path, db: &redb::Database, requested: Option<&Schema>) -> R
     if let Some(old) = &stored {
         rebuild_changed_indexes(&txn, old, &schema)?;
     }
+    crate::migrations::run(&txn, &schema, format)?;
     txn.commit()?;
-    tracing::info!(path = %path.display(), "schema written");
+    tracing::info!(path = %path.display(), from = format, to = FORMAT_VERSION, "file metadata written");
     Ok(schema)
 }
 

@@ -9,20 +9,19 @@
 // download.
 #![cfg_attr(not(feature = "sync"), allow(dead_code))]
 
-mod change_log;
 mod changes;
 #[cfg(feature = "sync")]
 mod client_reset;
 mod config;
 mod database;
-mod download;
 mod error;
 mod layout;
+mod migrations;
 mod notifier;
 mod object;
 #[cfg(feature = "sync")]
 pub mod recovery;
-mod reset_tracker;
+mod replica;
 mod results;
 #[cfg(feature = "sync")]
 mod schema_change;
@@ -31,7 +30,7 @@ mod snapshot;
 mod sync;
 mod transaction;
 
-pub use change_log::SyncPosition;
+pub use replica::change_log::SyncPosition;
 #[cfg(feature = "sync")]
 pub use client_reset::{
     client_reset_backups, initiate_client_reset, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode,
@@ -46,7 +45,7 @@ pub use haven_core::{ObjectSchema, Property, PropertyType, QueryError, Schema, S
 pub use haven_sync::protocol::ResetReason;
 pub use notifier::{CollectionChanges, NotificationToken, ObjectChange};
 pub use object::Object;
-pub use reset_tracker::PendingClientReset;
+pub use replica::reset_tracker::PendingClientReset;
 pub use results::Results;
 #[cfg(feature = "sync")]
 pub use sync::{Action, ConnectionState, ErrorCode, SyncConfig, SyncError, SyncProgress, SyncSession, SyncStatus};

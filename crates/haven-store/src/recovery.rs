@@ -117,7 +117,7 @@ fn recover(backup: &Database, live: &Database, policy: RecoveryPolicy) -> Result
         history_continues: false,
         replica: position.file_ident.map_or(0, |(ident, _)| ident),
         clock: HlcClock::default(),
-        now_millis: crate::change_log::wall_millis(),
+        now_millis: crate::replica::change_log::wall_millis(),
     };
     let mut failed = None;
     let recovered = recovery.run(&unsynced, |ty, pk| {

@@ -19,13 +19,13 @@
 //!    out the reset in the app's mode, reporting what no longer fits as
 //!    `SchemaIncompatible`.
 
-use crate::change_log::{self, SyncPosition};
+use crate::replica::change_log::{self, SyncPosition};
 use crate::config::Config;
 use crate::database::{open_error, read_meta, Database};
-use crate::download::Rebuild;
+use crate::replica::download::Rebuild;
 use crate::error::{Error, Result};
 use crate::layout::{self, META, META_SCHEMA};
-use crate::reset_tracker::{read_tracker, write_tracker, ResetRequest, ResetTracker};
+use crate::replica::reset_tracker::{read_tracker, write_tracker, ResetRequest, ResetTracker};
 use crate::sync::{request_reset, SyncConfig};
 use crate::transaction::WriteTransaction;
 use haven_core::{Schema, SchemaError};
@@ -146,6 +146,7 @@ pub(crate) fn prepare(path: &Path, change: &BreakingChange, grant: ResetRequest)
     let now = change_log::wall_millis();
     let tracker = ResetTracker::after_request(current, path, grant, now);
     let txn = db.begin_write()?;
+    crate::replica::download::unfold_records(&txn, &change.stored)?;
     for ty in change.stored.types() {
         txn.delete_table(layout::objects_def(&layout::objects_table(ty.name())))?;
         for p in ty.properties().iter().filter(|p| p.indexed) {
@@ -155,8 +156,8 @@ pub(crate) fn prepare(path: &Path, change: &BreakingChange, grant: ResetRequest)
     txn.open_table(META)?.insert(META_SCHEMA, change.schema.to_json().as_bytes())?;
     write_tracker(&txn, Some(&tracker))?;
     let ident = change.position.file_ident.map_or(0, |(ident, _)| ident);
-    let mut tx = WriteTransaction::new(&txn, &change.schema, false, false);
-    crate::download::rebuild(&mut tx, change.position.base_version, ident, Rebuild::NewSchema)?;
+    let mut tx = WriteTransaction::new(&txn, &change.schema, false, None);
+    crate::replica::download::settle_all(&mut tx, change.position.base_version, ident, Rebuild::NewSchema)?;
     let _ = tx.finish();
     txn.commit()?;
     tracing::info!(path = %path.display(), "breaking schema change: the file takes the new schema and starts again from the server's state");

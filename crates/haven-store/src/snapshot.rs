@@ -53,35 +53,31 @@ impl Snapshot {
 
     /// The change log's changesets after client version `after`, oldest first.
     pub fn pending_changes(&self, after: u64) -> Result<Vec<haven_core::merge::Changeset>> {
-        crate::change_log::pending(&self.rtx, after)
+        crate::replica::change_log::pending(&self.rtx, after)
     }
 
     /// The change log after client version `after`, as stored:
     /// `(client version, encoded changeset)`, up to about `max_bytes`.
     pub fn pending_encoded(&self, after: u64, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>> {
-        crate::change_log::pending_encoded(&self.rtx, after, max_bytes)
+        crate::replica::change_log::pending_encoded(&self.rtx, after, max_bytes)
     }
 
     /// The server-confirmed state of one object, with its field stamps.
     pub fn confirmed(&self, ty: &str, pk: &haven_core::Value) -> Result<Option<haven_core::merge::ObjectState>> {
-        let table = match self.rtx.open_table(layout::CONFIRMED) {
-            Ok(t) => t,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
         let Some(pk) = pk.as_ref() else { return Ok(None) };
-        let row = table.get((ty, key::to_key(pk).as_slice()))?;
-        row.map(|g| crate::download::decode_state(g.value()).map(|(_, state)| state)).transpose()
+        let pk_key = key::to_key(pk);
+        let record = self.get(ty, &pk_key)?;
+        crate::replica::confirmed::read(&self.rtx, self.schema.object_type(ty), ty, &pk_key, record.as_deref())
     }
 
     /// The client reset under way in the file, if any.
-    pub fn reset_tracker(&self) -> Result<Option<crate::reset_tracker::ResetTracker>> {
-        crate::reset_tracker::read_tracker(&self.rtx)
+    pub fn reset_tracker(&self) -> Result<Option<crate::replica::reset_tracker::ResetTracker>> {
+        crate::replica::reset_tracker::read_tracker(&self.rtx)
     }
 
     /// Where the file stands with its server.
-    pub fn sync_position(&self) -> Result<crate::change_log::SyncPosition> {
-        crate::change_log::position(&self.rtx)
+    pub fn sync_position(&self) -> Result<crate::replica::change_log::SyncPosition> {
+        crate::replica::change_log::position(&self.rtx)
     }
 
     /// Whether an object exists.

@@ -5,6 +5,7 @@ use crate::changes::{Change, CommitChanges};
 use crate::config::UpdateMode;
 use crate::error::{Error, Result};
 use crate::layout;
+use crate::replica::confirmed;
 use haven_core::merge::Instruction;
 use haven_core::{key, record, value_from_json, ObjectSchema, PropertyType, Schema, Value, ValueError};
 use redb::{ReadableTable, Table};
@@ -13,6 +14,7 @@ use std::collections::BTreeSet;
 
 type WritableObjects<'t> = Table<'t, &'static [u8], &'static [u8]>;
 type IndexTable<'t> = Table<'t, &'static [u8], ()>;
+type Overlay<'t> = Table<'t, (&'static str, &'static [u8]), &'static [u8]>;
 
 /// An object ready to write: checked values by property position, and the
 /// linked objects given inline.
@@ -61,6 +63,11 @@ pub struct WriteTransaction<'t> {
     changes: Option<CommitChanges>,
     /// The instructions for the change log; `None` when the file keeps none.
     log: Option<Vec<Instruction>>,
+    /// For local writes in a file that syncs: the client version this
+    /// transaction's changeset will get (its records carry it as their
+    /// pending mark), and the overlay that takes the confirmed state of a
+    /// record it changes.
+    pending: Option<(u64, Option<Overlay<'t>>)>,
     /// Reused buffers for the record and index entry being written.
     buf: Vec<u8>,
     entry: Vec<u8>,
@@ -73,13 +80,22 @@ struct TypeTables<'t> {
 }
 
 impl<'t> WriteTransaction<'t> {
-    pub(crate) fn new(txn: &'t redb::WriteTransaction, schema: &'t Schema, track_changes: bool, log: bool) -> Self {
+    /// A transaction writing with `schema`. `log`: the app's own writes
+    /// in a file that syncs, which go to the change log as the changeset
+    /// with client version `log`.
+    pub(crate) fn new(
+        txn: &'t redb::WriteTransaction,
+        schema: &'t Schema,
+        track_changes: bool,
+        log: Option<u64>,
+    ) -> Self {
         WriteTransaction {
             txn,
             schema,
             tables: Vec::new(),
             changes: track_changes.then(CommitChanges::default),
-            log: log.then(Vec::new),
+            log: log.map(|_| Vec::new()),
+            pending: log.map(|client_version| (client_version, None)),
             buf: Vec::new(),
             entry: Vec::new(),
         }
@@ -362,6 +378,7 @@ impl<'t> WriteTransaction<'t> {
                     changed.insert(i);
                 }
                 if !changed.is_empty() {
+                    self.keep_confirmed(ty, &key, &pk)?;
                     self.store(ty, &key, &values)?;
                     for &i in &changed {
                         let field = ty.properties()[i].name.clone();
@@ -400,6 +417,7 @@ impl<'t> WriteTransaction<'t> {
     }
 
     fn remove(&mut self, ty: &'t ObjectSchema, key: &[u8], pk: &Value, values: &[Value]) -> Result<()> {
+        self.keep_confirmed(ty, key, pk)?;
         self.tables(ty)?.objects.remove(key)?;
         for (i, p) in ty.properties().iter().enumerate() {
             if p.indexed {
@@ -419,14 +437,100 @@ impl<'t> WriteTransaction<'t> {
         decode(ty, rec.value()).map(Some)
     }
 
-    /// Writes the record; returns the record it replaced, if any.
+    /// Writes the record (with the pending mark of a local write in a
+    /// file that syncs); returns the record it replaced, if any.
     fn store(&mut self, ty: &'t ObjectSchema, key: &[u8], values: &[Value]) -> Result<Option<Vec<u8>>> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         record::encode(values, &mut buf);
+        if let Some((client_version, _)) = &self.pending {
+            confirmed::push_pending(&mut buf, *client_version);
+        }
         let result = self.tables(ty)?.objects.insert(key, buf.as_slice()).map(|old| old.map(|g| g.value().to_vec()));
         self.buf = buf;
         Ok(result?)
+    }
+
+    /// Before a local write changes or removes a record that is its
+    /// object's confirmed state, moves that state to the overlay: the
+    /// next download needs it to replay the pending change on.
+    fn keep_confirmed(&mut self, ty: &'t ObjectSchema, key: &[u8], pk: &Value) -> Result<()> {
+        if self.pending.is_none() {
+            return Ok(());
+        }
+        let Some(state) = self.tables(ty)?.objects.get(key)?.map(|g| confirmed::state_in_record(ty, g.value())) else {
+            return Ok(());
+        };
+        let Some(state) = state? else { return Ok(()) };
+        let txn = self.txn;
+        let (_, overlay) = self.pending.as_mut().expect("checked above");
+        let overlay = match overlay {
+            Some(table) => table,
+            None => overlay.insert(txn.open_table(layout::CONFIRMED)?),
+        };
+        confirmed::set_overlay(overlay, ty.name(), pk, key, Some(&state))
+    }
+
+    /// The stored bytes of one object's record (its sync suffix included).
+    pub(crate) fn record(&mut self, ty: &'t ObjectSchema, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.tables(ty)?.objects.get(key)?.map(|g| g.value().to_vec()))
+    }
+
+    /// The encoded primary keys of every object of a type.
+    pub(crate) fn keys(&mut self, ty: &'t ObjectSchema) -> Result<Vec<Vec<u8>>> {
+        let table = &self.tables(ty)?.objects;
+        Ok(table.iter()?.map(|r| r.map(|(k, _)| k.value().to_vec())).collect::<Result<_, _>>()?)
+    }
+
+    /// Writes an object as the server's state makes it (no change-log
+    /// entry: for the replica): `values` complete, by position, followed by
+    /// `suffix`. Indexes and listeners follow as for any write.
+    pub(crate) fn put_synced(
+        &mut self,
+        ty: &'t ObjectSchema,
+        key: &[u8],
+        pk: &Value,
+        values: Vec<Value>,
+        suffix: &[u8],
+    ) -> Result<()> {
+        let old = self.load(ty, key)?;
+        let mut changed = BTreeSet::new();
+        for (i, p) in ty.properties().iter().enumerate() {
+            let before = old.as_ref().map(|o| &o[i]);
+            if before == Some(&values[i]) {
+                continue;
+            }
+            if p.indexed {
+                if let Some(before) = before {
+                    self.index_entry(ty, i, key, before, false)?;
+                }
+                self.index_entry(ty, i, key, &values[i], true)?;
+            }
+            changed.insert(i);
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        record::encode(&values, &mut buf);
+        buf.extend_from_slice(suffix);
+        let written = self.tables(ty)?.objects.insert(key, buf.as_slice()).map(|_| ());
+        self.buf = buf;
+        written?;
+        match old {
+            None => self.record_change(ty, key, pk, Change::Inserted),
+            Some(_) if !changed.is_empty() => self.record_change(ty, key, pk, Change::Modified(changed)),
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Removes an object as the server's state makes it (no change-log
+    /// entry); `Ok(false)` if there was none.
+    pub(crate) fn remove_synced(&mut self, ty: &'t ObjectSchema, key: &[u8], pk: &Value) -> Result<bool> {
+        let Some(values) = self.load(ty, key)? else {
+            return Ok(false);
+        };
+        self.remove(ty, key, pk, &values)?;
+        Ok(true)
     }
 
     fn index_entry(&mut self, ty: &'t ObjectSchema, prop: usize, key: &[u8], value: &Value, add: bool) -> Result<()> {

@@ -247,3 +247,67 @@ async fn format_1_files_open_with_every_value_and_finish_their_reset_with_this_b
     }
     assert!(errors.lock().unwrap().is_empty(), "{:?}", errors.lock().unwrap());
 }
+
+/// The raw bytes a format-2 build keeps, read past the object model.
+mod raw {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    use std::path::Path;
+
+    const META: TableDefinition<&str, &[u8]> = TableDefinition::new("haven/meta");
+    const OVERLAY: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("sync/confirmed");
+
+    pub fn format(path: &Path) -> u32 {
+        let db = redb::Database::open(path).unwrap();
+        let meta = db.begin_read().unwrap().open_table(META).unwrap();
+        u32::from_le_bytes(meta.get("format").unwrap().unwrap().value().try_into().unwrap())
+    }
+
+    /// The types and encoded keys of the overlay's entries.
+    pub fn overlay(path: &Path) -> Vec<(String, Vec<u8>)> {
+        let db = redb::Database::open(path).unwrap();
+        let table = db.begin_read().unwrap().open_table(OVERLAY).unwrap();
+        let entry = |r: Result<(redb::AccessGuard<'_, (&str, &[u8])>, _), _>| {
+            let (guard, _) = r.unwrap();
+            let (ty, key) = guard.value();
+            (ty.to_owned(), key.to_vec())
+        };
+        table.iter().unwrap().map(entry).collect()
+    }
+
+    /// The first byte after an object's values (its sync suffix's tag), if any.
+    pub fn suffix_tag(path: &Path, ty: &str, pk: haven_core::ValueRef<'_>) -> Option<u8> {
+        let db = redb::Database::open(path).unwrap();
+        let name = format!("objects/{ty}");
+        let table: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&name);
+        let table = db.begin_read().unwrap().open_table(table).unwrap();
+        let record = table.get(haven_core::key::to_key(pk).as_slice()).unwrap().expect("the object");
+        haven_core::record::after(record.value()).unwrap().first().copied()
+    }
+}
+
+#[test]
+fn a_format_1_file_migrates_to_format_2_in_one_commit() {
+    use haven_core::ValueRef;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures(), dir.path());
+    let path = dir.path().join("device.haven");
+    assert_eq!(raw::format(&path), 1);
+    assert_eq!(raw::overlay(&path).len(), 2, "format 1: Every 1 and Ann, confirmed, beside their records");
+    drop(Database::open(Config::new(&path).read_only()).unwrap());
+    assert_eq!(raw::format(&path), 1, "a read-only open migrates nothing");
+
+    let db = Database::open(Config::new(&path).schema(schema())).unwrap();
+    let before = (every(&db, 1), every(&db, 2), db.pending_changes().unwrap(), db.sync_position().unwrap());
+    drop(db);
+    assert_eq!(raw::format(&path), 2);
+    let overlay = raw::overlay(&path);
+    assert_eq!(overlay.len(), 1, "only Every 1, which unsynced changes touch, keeps an overlay entry");
+    assert_eq!(overlay[0].0, "Every");
+    assert_eq!(raw::suffix_tag(&path, "Person", ValueRef::String("ann")), Some(1), "Ann's record is her confirmed state");
+    assert_eq!(raw::suffix_tag(&path, "Every", ValueRef::Int(1)), Some(2), "Every 1 is marked pending");
+    assert_eq!(raw::suffix_tag(&path, "Every", ValueRef::Int(2)), Some(2), "Every 2, created offline, too");
+
+    let db = Database::open(Config::new(&path).schema(schema())).unwrap();
+    let after = (every(&db, 1), every(&db, 2), db.pending_changes().unwrap(), db.sync_position().unwrap());
+    assert_eq!(after, before, "the migration changed no value, change or position");
+}

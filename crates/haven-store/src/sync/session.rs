@@ -6,7 +6,7 @@ use super::connection::{Connection, Ended};
 use super::SyncError;
 use crate::client_reset::ClientResetMode;
 use crate::database::{Database, Inner};
-use crate::reset_tracker::ResetTracker;
+use crate::replica::reset_tracker::ResetTracker;
 use haven_sync::protocol::reconnect_delay;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Weak};
@@ -268,7 +268,7 @@ async fn run(shared: Arc<SessionState>) {
             Ended::Reset(request) => {
                 let Some(db) = shared.db() else { break };
                 let noted = tokio::task::spawn_blocking(move || {
-                    let now = crate::change_log::wall_millis();
+                    let now = crate::replica::change_log::wall_millis();
                     let tracker = ResetTracker::after_request(db.reset_tracker()?, db.path(), request, now);
                     db.set_reset_tracker(Some(&tracker))
                 })

@@ -3,30 +3,20 @@
 //! of `docs/sync.md`). The sync client uploads it; a client reset replays it.
 
 use crate::error::{Error, Result};
-use crate::layout::{META, PENDING};
+use crate::layout::{
+    META, META_BASE_SALT, META_BASE_VERSION, META_CHANGE_LOG, META_CLOCK, META_FILE_IDENT, META_NEXT_VERSION, PENDING,
+};
 use haven_core::merge::{Changeset, Hlc, HlcClock, Instruction};
 use redb::ReadableTable;
 
-const CLOCK: &str = "sync/clock";
-const NEXT_VERSION: &str = "sync/next_client_version";
-const BASE_VERSION: &str = "sync/base_version";
-/// The salt the server gave the base version (absent in files from before
-/// salts: read as 0, which is what the server then has too).
-const BASE_SALT: &str = "sync/base_salt";
-/// Present once a file keeps a change log; from then on it always does.
-const ENABLED: &str = "sync/change_log";
-const FILE_IDENT: &str = "sync/file_ident";
 
 /// Appends one changeset (the next client version, stamped now) inside
 /// the transaction that made it; returns its client version.
 pub(crate) fn append(txn: &redb::WriteTransaction, instructions: Vec<Instruction>) -> Result<u64> {
     let last = clock(txn)?;
+    let client_version = next_client_version(txn)?;
     let mut meta = txn.open_table(META)?;
-    let read_u64 = |v: Option<redb::AccessGuard<'_, &[u8]>>| {
-        v.and_then(|g| <[u8; 8]>::try_from(g.value()).ok()).map(u64::from_le_bytes)
-    };
-    let client_version = read_u64(meta.get(NEXT_VERSION)?).unwrap_or(1);
-    let base_version = read_u64(meta.get(BASE_VERSION)?).unwrap_or(0);
+    let base_version = read_u64(meta.get(META_BASE_VERSION)?).unwrap_or(0);
     let hlc = HlcClock::starting_after(last).now(wall_millis());
     let changeset = Changeset { replica: 0, client_version, base_version, hlc, instructions };
     let bytes =
@@ -37,10 +27,27 @@ pub(crate) fn append(txn: &redb::WriteTransaction, instructions: Vec<Instruction
         return Err(Error::TooLargeToSync { bytes: bytes.len(), max });
     }
     txn.open_table(PENDING)?.insert(client_version, bytes.as_slice())?;
-    meta.insert(NEXT_VERSION, (client_version + 1).to_le_bytes().as_slice())?;
+    meta.insert(META_NEXT_VERSION, (client_version + 1).to_le_bytes().as_slice())?;
     let clock = postcard::to_allocvec(&hlc).map_err(|e| Error::Storage(e.to_string()))?;
-    meta.insert(CLOCK, clock.as_slice())?;
+    meta.insert(META_CLOCK, clock.as_slice())?;
     Ok(client_version)
+}
+
+/// The client version the next changeset gets.
+pub(crate) fn next_client_version(txn: &redb::WriteTransaction) -> Result<u64> {
+    Ok(read_u64(txn.open_table(META)?.get(META_NEXT_VERSION)?).unwrap_or(1))
+}
+
+/// The last server version integrated, and the file's ident (0: none).
+pub(crate) fn base_and_ident(txn: &redb::WriteTransaction) -> Result<(u64, u64)> {
+    let meta = txn.open_table(META)?;
+    let base = read_u64(meta.get(META_BASE_VERSION)?).unwrap_or(0);
+    let ident = read_u64(meta.get(META_FILE_IDENT)?).unwrap_or(0);
+    Ok((base, ident))
+}
+
+fn read_u64(v: Option<redb::AccessGuard<'_, &[u8]>>) -> Option<u64> {
+    v.and_then(|g| g.value().get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok())).map(u64::from_le_bytes)
 }
 
 /// Replaces the whole log with `changesets` (numbered from 1, as a client
@@ -54,15 +61,15 @@ pub(crate) fn replace(txn: &redb::WriteTransaction, changesets: &[Changeset], cl
         pending.insert(cs.client_version, bytes.as_slice())?;
     }
     let mut meta = txn.open_table(META)?;
-    meta.insert(NEXT_VERSION, (changesets.len() as u64 + 1).to_le_bytes().as_slice())?;
+    meta.insert(META_NEXT_VERSION, (changesets.len() as u64 + 1).to_le_bytes().as_slice())?;
     let clock = postcard::to_allocvec(&clock).map_err(|e| Error::Storage(e.to_string()))?;
-    meta.insert(CLOCK, clock.as_slice())?;
+    meta.insert(META_CLOCK, clock.as_slice())?;
     Ok(())
 }
 
 /// The file's clock: the last stamp it gave a changeset.
 pub(crate) fn clock(txn: &redb::WriteTransaction) -> Result<Hlc> {
-    match txn.open_table(META)?.get(CLOCK)? {
+    match txn.open_table(META)?.get(META_CLOCK)? {
         Some(g) => {
             postcard::from_bytes(g.value()).map_err(|e| Error::Storage(format!("the sync clock is damaged: {e}")))
         }
@@ -73,7 +80,7 @@ pub(crate) fn clock(txn: &redb::WriteTransaction) -> Result<Hlc> {
 /// Whether the file keeps a change log.
 pub(crate) fn is_kept(rtx: &redb::ReadTransaction) -> Result<bool> {
     match rtx.open_table(META) {
-        Ok(meta) => Ok(meta.get(ENABLED)?.is_some()),
+        Ok(meta) => Ok(meta.get(META_CHANGE_LOG)?.is_some()),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
         Err(e) => Err(e.into()),
     }
@@ -82,7 +89,7 @@ pub(crate) fn is_kept(rtx: &redb::ReadTransaction) -> Result<bool> {
 /// Makes the file keep a change log from now on.
 pub(crate) fn keep(db: &redb::Database) -> Result<()> {
     let txn = db.begin_write()?;
-    txn.open_table(META)?.insert(ENABLED, [1u8].as_slice())?;
+    txn.open_table(META)?.insert(META_CHANGE_LOG, [1u8].as_slice())?;
     txn.commit()?;
     Ok(())
 }
@@ -147,11 +154,11 @@ pub(crate) fn position(rtx: &redb::ReadTransaction) -> Result<SyncPosition> {
     };
     let bytes = |key: &str| -> Result<Option<Vec<u8>>> { Ok(meta.get(key)?.map(|g| g.value().to_vec())) };
     let u64_at = |b: &[u8], at: usize| b.get(at..at + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
-    let file_ident = bytes(FILE_IDENT)?.map(|b| match (u64_at(&b, 0), u64_at(&b, 8)) {
+    let file_ident = bytes(META_FILE_IDENT)?.map(|b| match (u64_at(&b, 0), u64_at(&b, 8)) {
         (Some(ident), Some(salt)) => Ok((ident, salt)),
         _ => Err(Error::Storage("the file's sync ident is damaged".into())),
     });
-    let last_client_version = bytes(NEXT_VERSION)?.and_then(|b| u64_at(&b, 0)).map_or(0, |next| next - 1);
+    let last_client_version = bytes(META_NEXT_VERSION)?.and_then(|b| u64_at(&b, 0)).map_or(0, |next| next - 1);
     // Changesets leave the log only when acknowledged, oldest first.
     let oldest_pending = match rtx.open_table(PENDING) {
         Ok(t) => t.first()?.map(|(k, _)| k.value()),
@@ -160,8 +167,8 @@ pub(crate) fn position(rtx: &redb::ReadTransaction) -> Result<SyncPosition> {
     };
     Ok(SyncPosition {
         file_ident: file_ident.transpose()?,
-        base_version: bytes(BASE_VERSION)?.and_then(|b| u64_at(&b, 0)).unwrap_or(0),
-        base_salt: bytes(BASE_SALT)?.and_then(|b| u64_at(&b, 0)).unwrap_or(0),
+        base_version: bytes(META_BASE_VERSION)?.and_then(|b| u64_at(&b, 0)).unwrap_or(0),
+        base_salt: bytes(META_BASE_SALT)?.and_then(|b| u64_at(&b, 0)).unwrap_or(0),
         last_client_version,
         acknowledged: oldest_pending.map_or(last_client_version, |v| v - 1),
     })
@@ -170,8 +177,8 @@ pub(crate) fn position(rtx: &redb::ReadTransaction) -> Result<SyncPosition> {
 /// Records the last server version integrated, and its salt.
 pub(crate) fn set_base(txn: &redb::WriteTransaction, version: u64, salt: u64) -> Result<()> {
     let mut meta = txn.open_table(META)?;
-    meta.insert(BASE_VERSION, version.to_le_bytes().as_slice())?;
-    meta.insert(BASE_SALT, salt.to_le_bytes().as_slice())?;
+    meta.insert(META_BASE_VERSION, version.to_le_bytes().as_slice())?;
+    meta.insert(META_BASE_SALT, salt.to_le_bytes().as_slice())?;
     Ok(())
 }
 
@@ -179,7 +186,7 @@ pub(crate) fn set_base(txn: &redb::WriteTransaction, version: u64, salt: u64) ->
 pub(crate) fn set_file_ident(txn: &redb::WriteTransaction, ident: u64, salt: u64) -> Result<()> {
     let mut bytes = ident.to_le_bytes().to_vec();
     bytes.extend_from_slice(&salt.to_le_bytes());
-    txn.open_table(META)?.insert(FILE_IDENT, bytes.as_slice())?;
+    txn.open_table(META)?.insert(META_FILE_IDENT, bytes.as_slice())?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! writes it.
 
 use crate::error::{Error, Result};
-use crate::layout::META;
+use crate::layout::{META, META_RESET};
 use haven_core::recovery::RecoveryPolicy;
 use haven_sync::protocol::ResetReason;
 use serde::{Deserialize, Serialize};
@@ -129,7 +129,6 @@ impl ResetTracker {
 }
 
 /// Where the tracker lives in the file's metadata.
-const TRACKER: &str = "sync/reset";
 
 /// The reset under way in the file, if any.
 pub(crate) fn read_tracker(rtx: &redb::ReadTransaction) -> Result<Option<ResetTracker>> {
@@ -138,7 +137,7 @@ pub(crate) fn read_tracker(rtx: &redb::ReadTransaction) -> Result<Option<ResetTr
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let Some(bytes) = meta.get(TRACKER)? else { return Ok(None) };
+    let Some(bytes) = meta.get(META_RESET)? else { return Ok(None) };
     postcard::from_bytes(bytes.value())
         .map(Some)
         .map_err(|e| Error::Storage(format!("the client reset tracker is damaged: {e}")))
@@ -150,10 +149,10 @@ pub(crate) fn write_tracker(txn: &redb::WriteTransaction, tracker: Option<&Reset
     match tracker {
         Some(t) => {
             let bytes = postcard::to_allocvec(t).map_err(|e| Error::Storage(e.to_string()))?;
-            meta.insert(TRACKER, bytes.as_slice())?;
+            meta.insert(META_RESET, bytes.as_slice())?;
         }
         None => {
-            meta.remove(TRACKER)?;
+            meta.remove(META_RESET)?;
         }
     }
     Ok(())
