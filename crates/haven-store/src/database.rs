@@ -1,16 +1,16 @@
 //! `Database`: opening a file (once per process), reading, and the one
 //! commit path every write goes through.
 
-use crate::replica::change_log;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::layout::{self, FORMAT_VERSION, META, META_FORMAT, META_SCHEMA};
 use crate::notifier::{initial_keys, Listener, NotificationToken, Notifier, ObjectChange, ObjectListener};
 use crate::object::Object;
+use crate::replica::change_log;
 use crate::results::Results;
 use crate::snapshot::Snapshot;
 use crate::transaction::WriteTransaction;
-use haven_core::{key, query, Schema, Value};
+use haven_core::{key, Schema, Value};
 use redb::{ReadableDatabase, ReadableTable, TableError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -80,12 +80,20 @@ pub(crate) struct Inner {
     /// path knows nothing of sync.
     pub(crate) on_local_commit: std::sync::OnceLock<LocalCommitObserver>,
     /// The sync session, for a database opened with `open_synced`.
-    #[cfg(feature = "sync")]
-    pub(crate) session: std::sync::OnceLock<crate::sync::SyncSession>,
+    pub(crate) session: std::sync::OnceLock<Box<dyn AttachedSession>>,
 }
 
 /// What hears of a commit to the change log, with its client version.
 pub(crate) type LocalCommitObserver = Box<dyn Fn(u64) + Send + Sync>;
+
+/// A session attached to the database (the sync session): the database
+/// stops it when its last handle goes, without knowing what it is.
+pub(crate) trait AttachedSession: std::any::Any + Send + Sync {
+    /// Stops the session.
+    fn close(&self);
+    /// The session itself, for the module that made it.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
 
 enum Engine {
     Writable(redb::Database),
@@ -191,7 +199,10 @@ impl Database {
     }
 
     /// Records, or with `None` ends, the client reset under way.
-    pub(crate) fn set_reset_tracker(&self, tracker: Option<&crate::replica::reset_tracker::ResetTracker>) -> Result<()> {
+    pub(crate) fn set_reset_tracker(
+        &self,
+        tracker: Option<&crate::replica::reset_tracker::ResetTracker>,
+    ) -> Result<()> {
         self.write_as_server(|tx| crate::replica::reset_tracker::write_tracker(tx.raw(), tracker))
     }
 
@@ -269,7 +280,9 @@ impl Database {
         uploaded_through: u64,
         ident: u64,
     ) -> Result<()> {
-        self.write_as_server(|tx| crate::replica::download::integrate(tx, changesets, last_salt, uploaded_through, ident))
+        self.write_as_server(|tx| {
+            crate::replica::download::integrate(tx, changesets, last_salt, uploaded_through, ident)
+        })
     }
 
     /// Starts taking in the server's state snapshot (a client's first sync,
@@ -293,7 +306,9 @@ impl Database {
     /// change creates are deleted). `uploaded_through` is the server's
     /// acknowledgement as of the snapshot: those changesets are in it.
     pub(crate) fn finish_bootstrap(&self, version: u64, salt: u64, uploaded_through: u64, ident: u64) -> Result<()> {
-        self.write_as_server(|tx| crate::replica::download::finish_bootstrap(tx, version, salt, uploaded_through, ident))
+        self.write_as_server(|tx| {
+            crate::replica::download::finish_bootstrap(tx, version, salt, uploaded_through, ident)
+        })
     }
 
     fn write_as_server(&self, f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<()>) -> Result<()> {
@@ -444,7 +459,6 @@ impl Inner {
             latest: Mutex::new(None),
             notifier: Notifier::default(),
             on_local_commit: std::sync::OnceLock::new(),
-            #[cfg(feature = "sync")]
             session: std::sync::OnceLock::new(),
         })
     }
@@ -566,17 +580,6 @@ impl Drop for SettlePending<'_> {
     }
 }
 
-thread_local! {
-    /// Write transactions open on this thread, on any database.
-    static WRITES_OPEN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// Whether this thread is inside a write transaction of any database: it
-/// must not wait for a listener, which may be waiting to write.
-pub(crate) fn in_any_write() -> bool {
-    WRITES_OPEN.get() > 0
-}
-
 /// Which thread runs the current write transaction, if any.
 #[derive(Default)]
 struct WriterSlot(Mutex<Option<std::thread::ThreadId>>);
@@ -589,23 +592,24 @@ impl WriterSlot {
     /// Marks this thread as the writer until the mark is dropped (also on panic).
     fn mark(&self) -> WriterMark<'_> {
         *lock(&self.0) = Some(std::thread::current().id());
-        WRITES_OPEN.set(WRITES_OPEN.get() + 1);
-        WriterMark(self)
+        WriterMark { slot: self, _open: crate::notifier::WriteOnThread::begin() }
     }
 }
 
-struct WriterMark<'a>(&'a WriterSlot);
+struct WriterMark<'a> {
+    slot: &'a WriterSlot,
+    /// Keeps listeners from being waited for on this thread meanwhile.
+    _open: crate::notifier::WriteOnThread,
+}
 
 impl Drop for WriterMark<'_> {
     fn drop(&mut self) {
-        WRITES_OPEN.set(WRITES_OPEN.get() - 1);
-        *lock(&self.0 .0) = None;
+        *lock(&self.slot.0) = None;
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        #[cfg(feature = "sync")]
         if let Some(session) = self.session.get() {
             session.close();
         }
@@ -763,65 +767,4 @@ fn rebuild_changed_indexes(txn: &redb::WriteTransaction, old: &Schema, new: &Sch
         }
     }
     Ok(())
-}
-
-/// Plans and runs a query on a snapshot, mapping each matching row
-/// (encoded primary key, record) with `map`, in the query's order.
-pub(crate) fn run_query<T>(
-    snap: &Snapshot,
-    ty: &str,
-    q: &query::BoundQuery,
-    mut map: impl FnMut(&[u8], &[u8]) -> Result<T>,
-) -> Result<Vec<T>> {
-    let object_type = snap.schema.object_type(ty).ok_or_else(|| Error::UnknownType(ty.to_owned()))?;
-    let plan = query::plan(object_type, q);
-    let sorted = !q.sort.is_empty();
-    let unsorted_limit = if sorted { None } else { q.limit };
-    let mut out = Vec::new();
-    let mut sort_keys: Vec<Vec<Value>> = Vec::new();
-    let mut failure = None;
-    if unsorted_limit != Some(0) {
-        snap.visit(ty, &plan.access, |k, rec| {
-            if plan.residual.as_ref().is_some_and(|f| !f.matches(rec, snap)) {
-                return true;
-            }
-            match map(k, rec) {
-                Ok(item) => out.push(item),
-                Err(e) => {
-                    failure = Some(e);
-                    return false;
-                }
-            }
-            if sorted {
-                sort_keys.push(
-                    q.sort
-                        .iter()
-                        .map(|(p, _)| query::path_values(p, rec, snap).into_iter().next().unwrap_or(Value::Null))
-                        .collect(),
-                );
-            }
-            unsorted_limit.is_none_or(|n| out.len() < n)
-        })?;
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    if sorted {
-        let mut order: Vec<usize> = (0..out.len()).collect();
-        order.sort_by(|&a, &b| {
-            for ((x, y), (_, asc)) in sort_keys[a].iter().zip(&sort_keys[b]).zip(&q.sort) {
-                let o = haven_core::sort_order(x, y);
-                if o != std::cmp::Ordering::Equal {
-                    return if *asc { o } else { o.reverse() };
-                }
-            }
-            std::cmp::Ordering::Equal
-        });
-        let mut slots: Vec<Option<T>> = out.into_iter().map(Some).collect();
-        out = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
-        if let Some(n) = q.limit {
-            out.truncate(n);
-        }
-    }
-    Ok(out)
 }

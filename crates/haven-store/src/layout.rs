@@ -28,6 +28,9 @@ pub(crate) const META_BASE_SALT: &str = "sync/base_salt";
 pub(crate) const META_CHANGE_LOG: &str = "sync/change_log";
 /// The `(ident, salt)` the server gave the file (two u64 LE).
 pub(crate) const META_FILE_IDENT: &str = "sync/file_ident";
+/// Present while a bootstrap into a file that held no objects writes its
+/// batches straight into the objects tables.
+pub(crate) const META_BOOTSTRAP_IN_PLACE: &str = "sync/bootstrap_in_place";
 /// A client reset in progress (postcard `ResetTracker`).
 pub(crate) const META_RESET: &str = "sync/reset";
 

@@ -30,7 +30,6 @@ mod snapshot;
 mod sync;
 mod transaction;
 
-pub use replica::change_log::SyncPosition;
 #[cfg(feature = "sync")]
 pub use client_reset::{
     client_reset_backups, initiate_client_reset, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode,
@@ -45,6 +44,7 @@ pub use haven_core::{ObjectSchema, Property, PropertyType, QueryError, Schema, S
 pub use haven_sync::protocol::ResetReason;
 pub use notifier::{CollectionChanges, NotificationToken, ObjectChange};
 pub use object::Object;
+pub use replica::change_log::SyncPosition;
 pub use replica::reset_tracker::PendingClientReset;
 pub use results::Results;
 #[cfg(feature = "sync")]

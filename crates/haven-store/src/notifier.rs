@@ -11,7 +11,7 @@
 //! run; object listeners look their object up in the changes.
 
 use crate::changes::{Change, CommitChanges};
-use crate::database::{in_any_write, run_query};
+use crate::snapshot::run_query;
 use crate::snapshot::Snapshot;
 use haven_core::query::BoundQuery;
 use haven_core::{key, Schema, Value};
@@ -361,4 +361,31 @@ fn property_names(schema: &Schema, ty: &str, change: &Change) -> Vec<String> {
         Change::Modified(set) => set.iter().filter_map(|i| props.get(*i)).map(|p| p.name.clone()).collect(),
         _ => props.iter().map(|p| p.name.clone()).collect(),
     }
+}
+
+thread_local! {
+    /// Write transactions open on this thread, on any database.
+    static WRITES_OPEN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks a write transaction open on this thread, on any database, until dropped.
+pub(crate) struct WriteOnThread(());
+
+impl WriteOnThread {
+    pub(crate) fn begin() -> WriteOnThread {
+        WRITES_OPEN.set(WRITES_OPEN.get() + 1);
+        WriteOnThread(())
+    }
+}
+
+impl Drop for WriteOnThread {
+    fn drop(&mut self) {
+        WRITES_OPEN.set(WRITES_OPEN.get() - 1);
+    }
+}
+
+/// Whether this thread is inside a write transaction of any database: it
+/// must not wait for a listener, which may be waiting to write.
+fn in_any_write() -> bool {
+    WRITES_OPEN.get() > 0
 }

@@ -1,9 +1,10 @@
 //! `Results`: a live, lazily evaluated collection of one type's objects.
 
-use crate::database::{run_query, Database};
+use crate::database::Database;
 use crate::error::Result;
 use crate::notifier::{CollectionChanges, CollectionListener, Listener, NotificationToken};
 use crate::object::Object;
+use crate::snapshot::run_query;
 use haven_core::query::{self, BoundQuery, Filter};
 use haven_core::Value;
 

@@ -19,12 +19,12 @@
 //!    out the reset in the app's mode, reporting what no longer fits as
 //!    `SchemaIncompatible`.
 
-use crate::replica::change_log::{self, SyncPosition};
 use crate::config::Config;
 use crate::database::{open_error, read_meta, Database};
-use crate::replica::download::Rebuild;
 use crate::error::{Error, Result};
 use crate::layout::{self, META, META_SCHEMA};
+use crate::replica::change_log::{self, SyncPosition};
+use crate::replica::download::Rebuild;
 use crate::replica::reset_tracker::{read_tracker, write_tracker, ResetRequest, ResetTracker};
 use crate::sync::{request_reset, SyncConfig};
 use crate::transaction::WriteTransaction;

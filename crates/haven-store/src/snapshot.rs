@@ -1,10 +1,10 @@
 //! A consistent read view of the database, used by every reader: the
 //! public read calls, `Results` and the listener thread.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout;
 use haven_core::query::{Access, KeyRange, LinkResolver};
-use haven_core::{key, Schema, ValueRef};
+use haven_core::{key, query, Schema, Value, ValueRef};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, TableError};
 use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
@@ -221,4 +221,65 @@ impl LinkResolver for Snapshot {
     fn resolve(&self, ty: &str, pk: ValueRef<'_>) -> Option<Vec<u8>> {
         self.get(ty, &key::to_key(pk)).ok().flatten()
     }
+}
+
+/// Plans and runs a query on a snapshot, mapping each matching row
+/// (encoded primary key, record) with `map`, in the query's order.
+pub(crate) fn run_query<T>(
+    snap: &Snapshot,
+    ty: &str,
+    q: &query::BoundQuery,
+    mut map: impl FnMut(&[u8], &[u8]) -> Result<T>,
+) -> Result<Vec<T>> {
+    let object_type = snap.schema.object_type(ty).ok_or_else(|| Error::UnknownType(ty.to_owned()))?;
+    let plan = query::plan(object_type, q);
+    let sorted = !q.sort.is_empty();
+    let unsorted_limit = if sorted { None } else { q.limit };
+    let mut out = Vec::new();
+    let mut sort_keys: Vec<Vec<Value>> = Vec::new();
+    let mut failure = None;
+    if unsorted_limit != Some(0) {
+        snap.visit(ty, &plan.access, |k, rec| {
+            if plan.residual.as_ref().is_some_and(|f| !f.matches(rec, snap)) {
+                return true;
+            }
+            match map(k, rec) {
+                Ok(item) => out.push(item),
+                Err(e) => {
+                    failure = Some(e);
+                    return false;
+                }
+            }
+            if sorted {
+                sort_keys.push(
+                    q.sort
+                        .iter()
+                        .map(|(p, _)| query::path_values(p, rec, snap).into_iter().next().unwrap_or(Value::Null))
+                        .collect(),
+                );
+            }
+            unsorted_limit.is_none_or(|n| out.len() < n)
+        })?;
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if sorted {
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        order.sort_by(|&a, &b| {
+            for ((x, y), (_, asc)) in sort_keys[a].iter().zip(&sort_keys[b]).zip(&q.sort) {
+                let o = haven_core::sort_order(x, y);
+                if o != std::cmp::Ordering::Equal {
+                    return if *asc { o } else { o.reverse() };
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+        let mut slots: Vec<Option<T>> = out.into_iter().map(Some).collect();
+        out = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
+        if let Some(n) = q.limit {
+            out.truncate(n);
+        }
+    }
+    Ok(out)
 }

@@ -303,7 +303,11 @@ fn a_format_1_file_migrates_to_format_2_in_one_commit() {
     let overlay = raw::overlay(&path);
     assert_eq!(overlay.len(), 1, "only Every 1, which unsynced changes touch, keeps an overlay entry");
     assert_eq!(overlay[0].0, "Every");
-    assert_eq!(raw::suffix_tag(&path, "Person", ValueRef::String("ann")), Some(1), "Ann's record is her confirmed state");
+    assert_eq!(
+        raw::suffix_tag(&path, "Person", ValueRef::String("ann")),
+        Some(1),
+        "Ann's record is her confirmed state"
+    );
     assert_eq!(raw::suffix_tag(&path, "Every", ValueRef::Int(1)), Some(2), "Every 1 is marked pending");
     assert_eq!(raw::suffix_tag(&path, "Every", ValueRef::Int(2)), Some(2), "Every 2, created offline, too");
 

@@ -9,7 +9,6 @@ use crate::layout::{
 use haven_core::merge::{Changeset, Hlc, HlcClock, Instruction};
 use redb::ReadableTable;
 
-
 /// Appends one changeset (the next client version, stamped now) inside
 /// the transaction that made it; returns its client version.
 pub(crate) fn append(txn: &redb::WriteTransaction, instructions: Vec<Instruction>) -> Result<u64> {

@@ -144,8 +144,8 @@ pub(crate) fn render(
 
 /// The confirmed state a record with a confirmed suffix holds.
 pub(crate) fn state_of_record(ty: &ObjectSchema, values: Vec<Value>, stamps: &[u8]) -> Result<ObjectState> {
-    let stamps: RecordStamps =
-        postcard::from_bytes(stamps).map_err(|e| Error::Storage(format!("{}: damaged record stamps: {e}", ty.name())))?;
+    let stamps: RecordStamps = postcard::from_bytes(stamps)
+        .map_err(|e| Error::Storage(format!("{}: damaged record stamps: {e}", ty.name())))?;
     let mut fields = BTreeMap::new();
     for ((p, value), at) in ty.properties().iter().zip(values).zip(&stamps.by_position) {
         if *at == 0 {
@@ -213,7 +213,13 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<(Value, ObjectState)> {
 }
 
 /// The confirmed state of one object, as a read view sees it.
-pub(crate) fn read(rtx: &redb::ReadTransaction, ty: Option<&ObjectSchema>, name: &str, pk_key: &[u8], record: Option<&[u8]>) -> Result<Option<ObjectState>> {
+pub(crate) fn read(
+    rtx: &redb::ReadTransaction,
+    ty: Option<&ObjectSchema>,
+    name: &str,
+    pk_key: &[u8],
+    record: Option<&[u8]>,
+) -> Result<Option<ObjectState>> {
     match rtx.open_table(CONFIRMED) {
         Ok(overlay) => {
             if let Some(state) = in_overlay(&overlay, name, pk_key)? {

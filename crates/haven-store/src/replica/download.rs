@@ -5,7 +5,7 @@
 //! and its confirmed state is kept where [`confirmed`] says (`docs/sync.md`).
 
 use crate::error::{Error, Result};
-use crate::layout::{BOOTSTRAP, CONFIRMED, PENDING};
+use crate::layout::{BOOTSTRAP, CONFIRMED, META, META_BOOTSTRAP_IN_PLACE, PENDING};
 use crate::replica::change_log;
 use crate::replica::confirmed::{self, Suffix};
 use crate::replica::reset_tracker::{write_tracker, Plan, ResetTracker};
@@ -14,7 +14,8 @@ use haven_core::merge::{apply, Changeset, HlcClock, Instruction, ObjectState, Wr
 use haven_core::recovery::{Recovery, RecoveryReport};
 use haven_core::{key, record, Value};
 use haven_sync::protocol::{ResetReason, SnapshotObject};
-use redb::ReadableTable;
+use redb::{ReadableTable, ReadableTableMetadata};
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 type Overlay<'t> = redb::Table<'t, (&'static str, &'static [u8]), &'static [u8]>;
@@ -48,12 +49,20 @@ pub(crate) fn integrate(
         .filter(|(_, cs)| cs.replica == ident)
         .map(|(_, cs)| cs.client_version)
         .fold(uploaded_through, u64::max);
+    let mut pending = raw.open_table(PENDING)?;
+    drop_acknowledged(&mut pending, uploaded_through)?;
     let mut overlay = raw.open_table(CONFIRMED)?;
-    // By `type \0 key`: objects are then written in key order.
-    let mut touched: BTreeMap<Vec<u8>, Touched> = BTreeMap::new();
-    let mut last_version = 0;
+    // Read only if an object's record cannot tell that nothing remains
+    // pending on it (this file's own changesets coming back need not read it).
+    let remaining: OnceCell<Vec<Changeset>> = OnceCell::new();
+    let last_version = changesets.iter().map(|(version, _)| *version).max().unwrap_or(0);
+    let nothing_pending = Replay::new(&[], last_version, ident)?;
+    let replay_remaining: OnceCell<Replay<'_>> = OnceCell::new();
+    // Settled changeset by changeset: memory holds one changeset's objects.
     for (version, cs) in changesets {
         let writer = Writer { version: *version, base_version: cs.base_version, hlc: cs.hlc, replica: cs.replica };
+        // By `type \0 key`: objects are then written in key order.
+        let mut touched: BTreeMap<Vec<u8>, Touched> = BTreeMap::new();
         for instruction in &cs.instructions {
             let (ty, pk) = instruction.object();
             let pk_key = key_of(pk)?;
@@ -66,20 +75,24 @@ pub(crate) fn integrate(
             };
             object.state = apply(object.state.as_ref(), instruction, &writer).state;
         }
-        last_version = last_version.max(*version);
-    }
-    let mut pending = raw.open_table(PENDING)?;
-    drop_acknowledged(&mut pending, uploaded_through)?;
-    // This file's own changesets coming back settle objects whose records
-    // say so: the rest of the log need not even be read.
-    let remaining = match touched.values().all(|t| t.settled) {
-        true => Vec::new(),
-        false => pending_changesets(&pending)?,
-    };
-    let replay = Replay::new(&remaining, last_version, ident)?;
-    for (id, object) in touched {
-        let (ty, pk_key) = split_id(&id)?;
-        settle(tx, &mut overlay, Settle { ty, pk: &object.pk, pk_key }, object.state, &replay, Rebuild::InPlace)?;
+        if remaining.get().is_none() && !touched.values().all(|t| t.settled) {
+            let _ = remaining.set(pending_changesets(&pending)?);
+        }
+        let replay = match remaining.get() {
+            None => &nothing_pending,
+            Some(log) => match replay_remaining.get() {
+                Some(replay) => replay,
+                None => {
+                    let _ = replay_remaining.set(Replay::new(log, last_version, ident)?);
+                    replay_remaining.get().expect("just set")
+                }
+            },
+        };
+        for (id, object) in touched {
+            let (ty, pk_key) = split_id(&id)?;
+            let target = Settle { ty, pk: &object.pk, pk_key };
+            settle(tx, &mut overlay, target, object.state, replay, Rebuild::InPlace)?;
+        }
     }
     if last_version > 0 {
         change_log::set_base(raw, last_version, last_salt)?;
@@ -111,16 +124,55 @@ fn current(
     Ok((confirmed::in_overlay(overlay, ty, pk_key)?, settled))
 }
 
-/// Starts a bootstrap: forgets any batches of one a crash interrupted.
-/// Nothing the app reads changes until [`finish_bootstrap`].
+/// Starts a bootstrap, forgetting what one a crash interrupted received.
+/// Into a file that holds no objects (a new file), batches go straight
+/// into the objects tables as they arrive; otherwise they are staged, and
+/// nothing the app reads changes until [`finish_bootstrap`] (staging a
+/// new file's whole state would also leave the file that much larger).
 pub(crate) fn begin_bootstrap(tx: &mut WriteTransaction<'_>) -> Result<()> {
-    tx.raw().delete_table(BOOTSTRAP)?;
+    let raw = tx.raw();
+    if take_in_place(raw)? {
+        // It held nothing before: what is there came from that bootstrap.
+        for ty in tx.schema().types() {
+            raw.delete_table(crate::layout::objects_def(&crate::layout::objects_table(ty.name())))?;
+            for p in ty.properties().iter().filter(|p| p.indexed) {
+                raw.delete_table(crate::layout::index_def(&crate::layout::index_table(ty.name(), &p.name)))?;
+            }
+        }
+        raw.delete_table(CONFIRMED)?;
+    }
+    raw.delete_table(BOOTSTRAP)?;
+    let mut empty = raw.open_table(CONFIRMED)?.is_empty()?;
+    for ty in tx.schema().types() {
+        let name = crate::layout::objects_table(ty.name());
+        empty &= raw.open_table(crate::layout::objects_def(&name))?.is_empty()?;
+    }
+    if empty {
+        raw.open_table(META)?.insert(META_BOOTSTRAP_IN_PLACE, [1u8].as_slice())?;
+    }
     Ok(())
 }
 
-/// Stores one batch of the server's state snapshot, as the server sent
-/// it, to be applied at the end.
+/// Whether the bootstrap under way writes in place; ends that mode.
+fn take_in_place(raw: &redb::WriteTransaction) -> Result<bool> {
+    Ok(raw.open_table(META)?.remove(META_BOOTSTRAP_IN_PLACE)?.is_some())
+}
+
+/// Takes in one batch of the server's state snapshot: settled at once in
+/// a file that held no objects (as the server's state alone: the end of
+/// the bootstrap settles what is pending), staged as the server sent it
+/// otherwise.
 pub(crate) fn bootstrap_batch(tx: &mut WriteTransaction<'_>, objects: &[SnapshotObject]) -> Result<()> {
+    if tx.raw().open_table(META)?.get(META_BOOTSTRAP_IN_PLACE)?.is_some() {
+        let mut overlay = tx.raw().open_table(CONFIRMED)?;
+        let nothing_pending = Replay::new(&[], 0, 0)?;
+        for o in objects {
+            let (pk, state) = confirmed::decode_entry(&o.state)?;
+            let object = Settle { ty: &o.object_type, pk: &pk, pk_key: &o.key };
+            settle(tx, &mut overlay, object, Some(state), &nothing_pending, Rebuild::InPlace)?;
+        }
+        return Ok(());
+    }
     let mut staged = tx.raw().open_table(BOOTSTRAP)?;
     let next = staged.last()?.map_or(0, |(k, _)| k.value() + 1);
     let bytes = postcard::to_allocvec(objects).map_err(|e| Error::Storage(format!("cannot stage a bootstrap: {e}")))?;
@@ -142,12 +194,28 @@ pub(crate) fn finish_bootstrap(
     drop_acknowledged(&mut tx.raw().open_table(PENDING)?, uploaded_through)?;
     let pending = pending_changesets(&tx.raw().open_table(PENDING)?)?;
     let replay = Replay::new(&pending, version, ident)?;
-    let only_here = apply_snapshot(tx, &replay)?;
-    let mut overlay = tx.raw().open_table(CONFIRMED)?;
-    for id in only_here {
-        settle_id(tx, &mut overlay, &id, None, &replay, Rebuild::InPlace)?;
+    if take_in_place(tx.raw())? {
+        settle_pending(tx, &replay)?;
+    } else {
+        let only_here = apply_snapshot(tx, &replay)?;
+        let mut overlay = tx.raw().open_table(CONFIRMED)?;
+        for id in only_here {
+            settle_id(tx, &mut overlay, &id, None, &replay, Rebuild::InPlace)?;
+        }
     }
     change_log::set_base(tx.raw(), version, salt)
+}
+
+/// Settles every object the pending changes touch.
+fn settle_pending(tx: &mut WriteTransaction<'_>, replay: &Replay<'_>) -> Result<()> {
+    let mut overlay = tx.raw().open_table(CONFIRMED)?;
+    let ids: BTreeSet<&Vec<u8>> = replay.by_object.keys().collect();
+    for id in ids {
+        let (ty, pk_key) = split_id(id)?;
+        let (state, _) = current(tx, &overlay, ty, pk_key, 0)?;
+        settle_id(tx, &mut overlay, id, state, replay, Rebuild::InPlace)?;
+    }
+    Ok(())
 }
 
 /// Settles every object of the staged snapshot (the overlay is forgotten
@@ -263,14 +331,18 @@ pub(crate) fn finish_reset(tx: &mut WriteTransaction<'_>, commit: ResetCommit) -
         .filter(|cs| cs.client_version > acknowledged)
         .collect();
     let clock = change_log::clock(raw)?;
-    let only_here = apply_snapshot(tx, &Replay::new(&[], commit.version, commit.ident.0)?)?;
-    let server_state = |tx: &mut WriteTransaction<'_>, overlay: &Overlay<'_>, id: &[u8]| -> Result<Option<ObjectState>> {
-        let (ty, pk_key) = split_id(id)?;
-        match only_here.contains(id) {
-            true => Ok(None),
-            false => Ok(current(tx, overlay, ty, pk_key, 0)?.0),
-        }
+    let only_here = match take_in_place(raw)? {
+        true => HashSet::new(),
+        false => apply_snapshot(tx, &Replay::new(&[], commit.version, commit.ident.0)?)?,
     };
+    let server_state =
+        |tx: &mut WriteTransaction<'_>, overlay: &Overlay<'_>, id: &[u8]| -> Result<Option<ObjectState>> {
+            let (ty, pk_key) = split_id(id)?;
+            match only_here.contains(id) {
+                true => Ok(None),
+                false => Ok(current(tx, overlay, ty, pk_key, 0)?.0),
+            }
+        };
     let mut overlay = raw.open_table(CONFIRMED)?;
     let (recovered, report, clock) = match commit.plan {
         Plan::Recover(policy) => {
@@ -385,7 +457,9 @@ fn settle(
     let holds_confirmed = match written {
         Ok(holds) => holds,
         // An object that does not fit a new schema is left out.
-        Err(Error::InvalidValue(_) | Error::MissingProperty { .. } | Error::Schema(_)) if from == Rebuild::NewSchema => {
+        Err(Error::InvalidValue(_) | Error::MissingProperty { .. } | Error::Schema(_))
+            if from == Rebuild::NewSchema =>
+        {
             tx.remove_synced(object_type, pk_key, pk)?;
             false
         }

@@ -67,7 +67,8 @@ impl Database {
             );
             return Err(SyncError::Config(message).into());
         }
-        let session = db.inner.session.get_or_init(|| SyncSession::start(&db, sync)).clone();
+        db.inner.session.get_or_init(|| Box::new(SyncSession::start(&db, sync)));
+        let session = db.sync_session().expect("just attached");
         if wait {
             session.download_all_server_changes().await?;
         }
@@ -77,6 +78,7 @@ impl Database {
     /// The sync session of a database opened with
     /// [`Database::open_synced`]; `None` for a local-only database.
     pub fn sync_session(&self) -> Option<SyncSession> {
-        self.inner.session.get().cloned()
+        let attached = self.inner.session.get()?;
+        attached.as_any().downcast_ref::<SyncSession>().cloned()
     }
 }

@@ -239,10 +239,16 @@ impl SyncSession {
             _ => Ok(()),
         }
     }
+}
 
+impl crate::database::AttachedSession for SyncSession {
     /// Ends the session (the database is closing).
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         self.shared.control.send_modify(|c| c.closed = true);
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
