@@ -493,7 +493,13 @@ impl<'t> WriteTransaction<'t> {
         values: Vec<Value>,
         suffix: &[u8],
     ) -> Result<()> {
-        let old = self.load(ty, key)?;
+        let (old, same_suffix) = match self.tables(ty)?.objects.get(key)? {
+            Some(g) => {
+                let (values, rest) = decode_prefix(ty, g.value())?;
+                (Some(values), rest == suffix)
+            }
+            None => (None, false),
+        };
         let mut changed = BTreeSet::new();
         for (i, p) in ty.properties().iter().enumerate() {
             let before = old.as_ref().map(|o| &o[i]);
@@ -507,6 +513,10 @@ impl<'t> WriteTransaction<'t> {
                 self.index_entry(ty, i, key, &values[i], true)?;
             }
             changed.insert(i);
+        }
+        if same_suffix && changed.is_empty() {
+            // A client reset meets most objects as they were: no write.
+            return Ok(());
         }
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
@@ -610,11 +620,16 @@ fn duplicate(ty: &ObjectSchema, pk: &Value) -> Error {
 /// Decodes a record, filling properties added after it was written with
 /// their defaults.
 fn decode(ty: &ObjectSchema, rec: &[u8]) -> Result<Vec<Value>> {
-    let mut values = record::decode(rec).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))?;
+    decode_prefix(ty, rec).map(|(values, _)| values)
+}
+
+/// [`decode`], with the bytes that follow the record (its sync suffix).
+fn decode_prefix<'r>(ty: &ObjectSchema, rec: &'r [u8]) -> Result<(Vec<Value>, &'r [u8])> {
+    let (mut values, rest) = record::decode_prefix(rec).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))?;
     for p in &ty.properties()[values.len().min(ty.properties().len())..] {
         values.push(p.default_value().unwrap_or(Value::Null));
     }
-    Ok(values)
+    Ok((values, rest))
 }
 
 fn property_index(ty: &ObjectSchema, name: &str) -> Result<usize> {

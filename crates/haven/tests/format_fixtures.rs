@@ -266,12 +266,13 @@ mod raw {
     pub fn overlay(path: &Path) -> Vec<(String, Vec<u8>)> {
         let db = redb::Database::open(path).unwrap();
         let table = db.begin_read().unwrap().open_table(OVERLAY).unwrap();
-        let entry = |r: Result<(redb::AccessGuard<'_, (&str, &[u8])>, _), _>| {
-            let (guard, _) = r.unwrap();
+        let mut entries = Vec::new();
+        for row in table.iter().unwrap() {
+            let (guard, _) = row.unwrap();
             let (ty, key) = guard.value();
-            (ty.to_owned(), key.to_vec())
-        };
-        table.iter().unwrap().map(entry).collect()
+            entries.push((ty.to_owned(), key.to_vec()));
+        }
+        entries
     }
 
     /// The first byte after an object's values (its sync suffix's tag), if any.

@@ -349,9 +349,9 @@ pub(crate) fn finish_reset(tx: &mut WriteTransaction<'_>, commit: ResetCommit) -
             let mut states = HashMap::new();
             for (ty, pk) in unsynced.iter().flat_map(|cs| &cs.instructions).map(Instruction::object) {
                 let id = object_id(ty, &key_of(pk)?);
-                if !states.contains_key(&id) {
-                    let state = server_state(tx, &overlay, &id)?;
-                    states.insert(id, state);
+                if let std::collections::hash_map::Entry::Vacant(e) = states.entry(id) {
+                    let state = server_state(tx, &overlay, e.key())?;
+                    e.insert(state);
                 }
             }
             let recovery = Recovery {

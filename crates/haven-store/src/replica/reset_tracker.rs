@@ -128,8 +128,6 @@ impl ResetTracker {
     }
 }
 
-/// Where the tracker lives in the file's metadata.
-
 /// The reset under way in the file, if any.
 pub(crate) fn read_tracker(rtx: &redb::ReadTransaction) -> Result<Option<ResetTracker>> {
     let meta = match rtx.open_table(META) {
