@@ -3,13 +3,13 @@
 //! the app tells it, and moving a file aside for a manual reset. What the
 //! file keeps of a reset under way is `reset_tracker`.
 
+use crate::client_reset_info::ClientResetInfo;
 use crate::config::Config;
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::replica::reset_tracker::{backup_dir, backup_path_for, file_name, Plan, ResetTracker};
 use haven_core::merge::Instruction;
 use haven_core::recovery::{RecoveryPolicy, RecoveryReport};
-use haven_sync::protocol::ResetReason;
 use std::path::{Path, PathBuf};
 
 /// Called with a frozen copy of the database as it was before the reset;
@@ -146,18 +146,6 @@ impl ClientResetMode {
     }
 }
 
-/// What a client reset needs the app to know: carried by
-/// [`SyncError::ClientReset`](crate::SyncError::ClientReset) and
-/// [`SyncError::AutoClientResetFailed`](crate::SyncError::AutoClientResetFailed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientResetInfo {
-    original_path: PathBuf,
-    backup_path: PathBuf,
-    reason: ResetReason,
-    acknowledged: Option<u64>,
-    failure: Option<String>,
-}
-
 impl ClientResetInfo {
     /// The info an app gets about the reset `tracker` records for the
     /// file at `path`.
@@ -169,27 +157,6 @@ impl ClientResetInfo {
             acknowledged: tracker.acknowledged,
             failure: None,
         }
-    }
-
-    /// The database file that must start again.
-    pub fn original_path(&self) -> &Path {
-        &self.original_path
-    }
-
-    /// Where [`initiate_client_reset`] moves it.
-    pub fn backup_path(&self) -> &Path {
-        &self.backup_path
-    }
-
-    /// Why the server reset this file.
-    pub fn reason(&self) -> ResetReason {
-        self.reason
-    }
-
-    /// Why an automatic attempt failed, for
-    /// [`SyncError::AutoClientResetFailed`](crate::SyncError::AutoClientResetFailed).
-    pub fn failure(&self) -> Option<&str> {
-        self.failure.as_deref()
     }
 
     pub(crate) fn failed(self, why: impl Into<String>) -> ClientResetInfo {
@@ -297,6 +264,7 @@ pub fn client_reset_backups(path: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use haven_sync::protocol::ResetReason;
 
     fn tracker(failed_attempts: u32, recovery_allowed: bool) -> ResetTracker {
         ResetTracker {

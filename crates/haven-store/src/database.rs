@@ -91,6 +91,7 @@ pub(crate) type LocalCommitObserver = Box<dyn Fn(u64) + Send + Sync>;
 pub(crate) trait AttachedSession: std::any::Any + Send + Sync {
     /// Stops the session.
     fn close(&self);
+    #[cfg(feature = "sync")]
     /// The session itself, for the module that made it.
     fn as_any(&self) -> &dyn std::any::Any;
 }
@@ -156,6 +157,7 @@ impl Database {
         Ok(Database { inner, read_only, frozen: None })
     }
 
+    #[cfg(feature = "sync")]
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Database {
         Database { inner, read_only: false, frozen: None }
     }
@@ -198,6 +200,7 @@ impl Database {
         self.snapshot()?.reset_tracker()
     }
 
+    #[cfg(feature = "sync")]
     /// Records, or with `None` ends, the client reset under way.
     pub(crate) fn set_reset_tracker(
         &self,
@@ -206,6 +209,7 @@ impl Database {
         self.write_as_server(|tx| crate::replica::reset_tracker::write_tracker(tx.raw(), tracker))
     }
 
+    #[cfg(feature = "sync")]
     /// Ends a client reset in one commit (see `download::finish_reset`).
     pub(crate) fn finish_reset(
         &self,
@@ -217,11 +221,13 @@ impl Database {
         self.inner.commit(Origin::Server, |tx| crate::replica::download::finish_reset(tx, commit))
     }
 
+    #[cfg(feature = "sync")]
     /// Records the ident the server gave this file.
     pub(crate) fn set_file_ident(&self, ident: u64, salt: u64) -> Result<()> {
         self.write_as_server(|tx| change_log::set_file_ident(tx.raw(), ident, salt))
     }
 
+    #[cfg(feature = "sync")]
     /// Whether the last handle of the database at `path` in this process
     /// is gone but the file not yet closed (its entry outlives it until
     /// redb has closed the file).
@@ -264,6 +270,7 @@ impl Database {
         self.inner.commit(Origin::Local, f)
     }
 
+    #[cfg(feature = "sync")]
     /// Applies changesets the server sent, in server order, in one commit
     /// (listeners hear of it like of any other): `changesets` are
     /// `(server version, changeset)`, `last_salt` is the salt the server
@@ -285,6 +292,7 @@ impl Database {
         })
     }
 
+    #[cfg(feature = "sync")]
     /// Starts taking in the server's state snapshot (a client's first sync,
     /// or a client reset): the confirmed state is forgotten. Then
     /// [`Database::bootstrap_batch`] for each batch, then
@@ -294,11 +302,13 @@ impl Database {
         self.write_as_server(crate::replica::download::begin_bootstrap)
     }
 
+    #[cfg(feature = "sync")]
     /// Takes in one batch of the snapshot, as the server sent it.
     pub(crate) fn bootstrap_batch(&self, objects: &[haven_sync::protocol::SnapshotObject]) -> Result<()> {
         self.write_as_server(|tx| crate::replica::download::bootstrap_batch(tx, objects))
     }
 
+    #[cfg(feature = "sync")]
     /// Ends a bootstrap of the snapshot at server `version` (whose salt is
     /// `salt`), in one commit:
     /// every object becomes the server's state with this file's pending
@@ -311,6 +321,7 @@ impl Database {
         })
     }
 
+    #[cfg(feature = "sync")]
     fn write_as_server(&self, f: impl FnOnce(&mut WriteTransaction<'_>) -> Result<()>) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly(self.inner.path.clone()));
@@ -566,6 +577,7 @@ impl Inner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
     Local,
+    #[cfg(feature = "sync")]
     Server,
 }
 

@@ -4,14 +4,12 @@
 //! Apps use it through the `haven` crate, which re-exports this API.
 
 #![warn(missing_docs)]
-// Without sync, the code that keeps a synced file's state stays (such a
-// file still opens, and says where it stands), but nothing applies a
-// download.
-#![cfg_attr(not(feature = "sync"), allow(dead_code))]
 
 mod changes;
 #[cfg(feature = "sync")]
 mod client_reset;
+#[cfg(feature = "sync")]
+mod client_reset_info;
 mod config;
 mod database;
 mod error;
@@ -32,9 +30,10 @@ mod transaction;
 
 #[cfg(feature = "sync")]
 pub use client_reset::{
-    client_reset_backups, initiate_client_reset, AfterReset, BeforeReset, ClientResetInfo, ClientResetMode,
-    ResetHandler,
+    client_reset_backups, initiate_client_reset, AfterReset, BeforeReset, ClientResetMode, ResetHandler,
 };
+#[cfg(feature = "sync")]
+pub use client_reset_info::ClientResetInfo;
 pub use config::{Config, UpdateMode};
 pub use database::Database;
 pub use error::{Error, Result};

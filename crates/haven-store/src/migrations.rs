@@ -5,7 +5,7 @@
 
 use crate::error::Result;
 use crate::replica::change_log;
-use crate::replica::download::{settle_all, Rebuild};
+use crate::replica::settle::{settle_all, Rebuild};
 use crate::transaction::WriteTransaction;
 use haven_core::Schema;
 

@@ -24,8 +24,8 @@ use crate::database::{open_error, read_meta, Database};
 use crate::error::{Error, Result};
 use crate::layout::{self, META, META_SCHEMA};
 use crate::replica::change_log::{self, SyncPosition};
-use crate::replica::download::Rebuild;
 use crate::replica::reset_tracker::{read_tracker, write_tracker, ResetRequest, ResetTracker};
+use crate::replica::settle::Rebuild;
 use crate::sync::{request_reset, SyncConfig};
 use crate::transaction::WriteTransaction;
 use haven_core::{Schema, SchemaError};
@@ -157,7 +157,7 @@ pub(crate) fn prepare(path: &Path, change: &BreakingChange, grant: ResetRequest)
     write_tracker(&txn, Some(&tracker))?;
     let ident = change.position.file_ident.map_or(0, |(ident, _)| ident);
     let mut tx = WriteTransaction::new(&txn, &change.schema, false, None);
-    crate::replica::download::settle_all(&mut tx, change.position.base_version, ident, Rebuild::NewSchema)?;
+    crate::replica::settle::settle_all(&mut tx, change.position.base_version, ident, Rebuild::NewSchema)?;
     let _ = tx.finish();
     txn.commit()?;
     tracing::info!(path = %path.display(), "breaking schema change: the file takes the new schema and starts again from the server's state");

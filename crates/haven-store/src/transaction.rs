@@ -471,11 +471,13 @@ impl<'t> WriteTransaction<'t> {
         confirmed::set_overlay(overlay, ty.name(), pk, key, Some(&state))
     }
 
+    #[cfg(feature = "sync")]
     /// The stored bytes of one object's record (its sync suffix included).
     pub(crate) fn record(&mut self, ty: &'t ObjectSchema, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.tables(ty)?.objects.get(key)?.map(|g| g.value().to_vec()))
     }
 
+    #[cfg(feature = "sync")]
     /// The encoded primary keys of every object of a type.
     pub(crate) fn keys(&mut self, ty: &'t ObjectSchema) -> Result<Vec<Vec<u8>>> {
         let table = &self.tables(ty)?.objects;

@@ -18,7 +18,6 @@
 //! the schema would show differently. `docs/storage.md` gives the bytes.
 
 use crate::error::{Error, Result};
-use crate::layout::CONFIRMED;
 use haven_core::merge::{Field, ObjectState, Stamp};
 use haven_core::{record, ObjectSchema, Schema, Value};
 use haven_sync::protocol::SnapshotObject;
@@ -212,6 +211,7 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<(Value, ObjectState)> {
     SnapshotObject::decode_state(bytes).map_err(|e| Error::Storage(format!("damaged sync state: {e}")))
 }
 
+#[cfg(feature = "sync")]
 /// The confirmed state of one object, as a read view sees it.
 pub(crate) fn read(
     rtx: &redb::ReadTransaction,
@@ -220,7 +220,7 @@ pub(crate) fn read(
     pk_key: &[u8],
     record: Option<&[u8]>,
 ) -> Result<Option<ObjectState>> {
-    match rtx.open_table(CONFIRMED) {
+    match rtx.open_table(crate::layout::CONFIRMED) {
         Ok(overlay) => {
             if let Some(state) = in_overlay(&overlay, name, pk_key)? {
                 return Ok(Some(state));

@@ -5,9 +5,10 @@
 //!   and where the file stands (ident, base version and salt, clock).
 //! - [`confirmed`]: where an object's server-confirmed state lives: in its
 //!   record when nothing local is pending on it, in an overlay otherwise.
-//! - [`download`]: applying what the server sends (changesets, a
-//!   bootstrap, the end of a client reset), and rebuilding objects as
-//!   their confirmed state with the pending changes on top.
+//! - [`settle`]: making an object show its confirmed state with its
+//!   pending changes on top, keeping that state where it belongs.
+//! - `download` (with the `sync` feature): applying what the server
+//!   sends (changesets, a bootstrap, the end of a client reset).
 //! - [`reset_tracker`]: a client reset in progress, as the file records it.
 //!
 //! The table and meta-key names are in [`crate::layout`]. `crate::sync`
@@ -15,5 +16,7 @@
 
 pub(crate) mod change_log;
 pub(crate) mod confirmed;
+#[cfg(feature = "sync")]
 pub(crate) mod download;
 pub(crate) mod reset_tracker;
+pub(crate) mod settle;

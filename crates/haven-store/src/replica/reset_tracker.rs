@@ -7,12 +7,17 @@
 
 use crate::error::{Error, Result};
 use crate::layout::{META, META_RESET};
+#[cfg(feature = "sync")]
 use haven_core::recovery::RecoveryPolicy;
 use haven_sync::protocol::ResetReason;
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "sync")]
 use std::hash::{BuildHasher, Hasher};
-use std::path::{Path, PathBuf};
+#[cfg(feature = "sync")]
+use std::path::Path;
+use std::path::PathBuf;
 
+#[cfg(feature = "sync")]
 /// A client reset the server asked for (or granted), as it said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ResetRequest {
@@ -23,6 +28,7 @@ pub(crate) struct ResetRequest {
     pub recovery_allowed: bool,
 }
 
+#[cfg(feature = "sync")]
 /// What one reset attempt does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Plan {
@@ -48,6 +54,7 @@ pub(crate) struct ResetTracker {
     pub committed: Option<(u64, u64)>,
 }
 
+#[cfg(feature = "sync")]
 /// How soon after a reset committed another one, of a kind that says the
 /// server could not continue the new history, means the recovery itself
 /// is the trouble (a loop). Later, it is a reset of its own (a device
@@ -81,6 +88,7 @@ impl ResetTracker {
         }
     }
 
+    #[cfg(feature = "sync")]
     /// The tracker after the server asked for a reset at `now_millis`;
     /// `current` is the one the file holds, if any.
     pub fn after_request(
@@ -141,6 +149,7 @@ pub(crate) fn read_tracker(rtx: &redb::ReadTransaction) -> Result<Option<ResetTr
         .map_err(|e| Error::Storage(format!("the client reset tracker is damaged: {e}")))
 }
 
+#[cfg(feature = "sync")]
 /// Records (or, with `None`, ends) the reset under way.
 pub(crate) fn write_tracker(txn: &redb::WriteTransaction, tracker: Option<&ResetTracker>) -> Result<()> {
     let mut meta = txn.open_table(META)?;
@@ -156,15 +165,18 @@ pub(crate) fn write_tracker(txn: &redb::WriteTransaction, tracker: Option<&Reset
     Ok(())
 }
 
+#[cfg(feature = "sync")]
 /// Where manual resets move the file at `path`: `<dir>/recovered`.
 pub(crate) fn backup_dir(path: &Path) -> PathBuf {
     path.parent().unwrap_or(Path::new(".")).join("recovered")
 }
 
+#[cfg(feature = "sync")]
 pub(crate) fn file_name(path: &Path) -> String {
     path.file_stem().map_or("database".into(), |s| s.to_string_lossy().into_owned())
 }
 
+#[cfg(feature = "sync")]
 /// A fresh backup path for the file at `path`.
 pub(crate) fn backup_path_for(path: &Path) -> PathBuf {
     let name = file_name(path);
@@ -173,6 +185,7 @@ pub(crate) fn backup_path_for(path: &Path) -> PathBuf {
     backup_dir(path).join(format!("{name}-{}-{random:06x}.haven", utc_stamp(now)))
 }
 
+#[cfg(feature = "sync")]
 /// `yyyymmdd-hhmmss` in UTC for seconds since the Unix epoch.
 fn utc_stamp(secs: u64) -> String {
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
@@ -189,7 +202,7 @@ fn utc_stamp(secs: u64) -> String {
     format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sync"))]
 mod tests {
     use super::*;
 

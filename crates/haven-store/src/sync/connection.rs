@@ -4,9 +4,10 @@
 
 use super::config::SyncConfig;
 use super::liveness::{Liveness, Stamped};
-use super::session::{ConnectionState, SessionState};
+use super::state::{ConnectionState, SessionState};
 use super::SyncError;
-use crate::client_reset::{ClientResetInfo, ClientResetMode};
+use crate::client_reset::ClientResetMode;
+use crate::client_reset_info::ClientResetInfo;
 use crate::database::Database;
 use crate::replica::change_log::SyncPosition;
 use crate::replica::download::ResetCommit;
