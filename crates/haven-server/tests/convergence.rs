@@ -312,3 +312,31 @@ fn own_changesets_in_history_count_once_before_their_acknowledgement() {
     assert_eq!(l.db.object_for_primary_key("Dog", 1).unwrap().unwrap().get("name"), Some("Max".into()));
     assert!(l.db.pending_changes().unwrap().is_empty());
 }
+
+/// A device's own create and its later changes to the same object come
+/// back together in one download: each counts once, and the object's
+/// confirmed state (what a later concurrent write is merged against) has
+/// the stamps of the last one.
+#[test]
+fn an_own_create_and_its_increments_coming_back_together_count_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = EmbeddedStorage::open(&dir.path().join("server")).unwrap();
+    let (mut l, mut r) = (client(dir.path(), "l", &storage), client(dir.path(), "r", &storage));
+    l.db.write(|tx| tx.create("Dog", json!({"_id": 2, "name": "Kit", "age": 1, "lastUpdated": 0}), UpdateMode::Never))
+        .unwrap();
+    l.db.write(|tx| tx.increment("Dog", 2, "age", 1)).unwrap();
+    l.db.write(|tx| tx.increment("Dog", 2, "age", 1)).unwrap();
+    sync(&storage, &mut l);
+    assert_eq!(age(&l.db, 2), Some(3.into()), "1 and two increments, each once");
+    assert!(l.db.pending_changes().unwrap().is_empty());
+    // R renames it, then L (having seen only its own writes) increments again.
+    download(&storage, &mut r);
+    r.db.write(|tx| tx.set("Dog", 2, "name", "Kat")).unwrap();
+    upload(&storage, &r);
+    l.db.write(|tx| tx.increment("Dog", 2, "age", 1)).unwrap();
+    sync(&storage, &mut l);
+    download(&storage, &mut r);
+    assert_eq!(dogs(&l.db), dogs(&r.db), "both devices converge");
+    assert_eq!(age(&l.db, 2), Some(4.into()));
+    assert_eq!(l.db.object_for_primary_key("Dog", 2).unwrap().unwrap().get("name"), Some("Kat".into()));
+}

@@ -91,8 +91,8 @@ pub(crate) type LocalCommitObserver = Box<dyn Fn(u64) + Send + Sync>;
 pub(crate) trait AttachedSession: std::any::Any + Send + Sync {
     /// Stops the session.
     fn close(&self);
-    #[cfg(feature = "sync")]
     /// The session itself, for the module that made it.
+    #[cfg(feature = "sync")]
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
@@ -200,8 +200,8 @@ impl Database {
         self.snapshot()?.reset_tracker()
     }
 
-    #[cfg(feature = "sync")]
     /// Records, or with `None` ends, the client reset under way.
+    #[cfg(feature = "sync")]
     pub(crate) fn set_reset_tracker(
         &self,
         tracker: Option<&crate::replica::reset_tracker::ResetTracker>,
@@ -209,8 +209,8 @@ impl Database {
         self.write_as_server(|tx| crate::replica::reset_tracker::write_tracker(tx.raw(), tracker))
     }
 
-    #[cfg(feature = "sync")]
     /// Ends a client reset in one commit (see `download::finish_reset`).
+    #[cfg(feature = "sync")]
     pub(crate) fn finish_reset(
         &self,
         commit: crate::replica::download::ResetCommit,
@@ -221,16 +221,16 @@ impl Database {
         self.inner.commit(Origin::Server, |tx| crate::replica::download::finish_reset(tx, commit))
     }
 
-    #[cfg(feature = "sync")]
     /// Records the ident the server gave this file.
+    #[cfg(feature = "sync")]
     pub(crate) fn set_file_ident(&self, ident: u64, salt: u64) -> Result<()> {
         self.write_as_server(|tx| change_log::set_file_ident(tx.raw(), ident, salt))
     }
 
-    #[cfg(feature = "sync")]
     /// Whether the last handle of the database at `path` in this process
     /// is gone but the file not yet closed (its entry outlives it until
     /// redb has closed the file).
+    #[cfg(feature = "sync")]
     pub(crate) fn closing(path: &Path) -> bool {
         absolute(path).is_ok_and(|p| lock(&OPEN).get(&p).is_some_and(|w| w.strong_count() == 0))
     }
@@ -270,7 +270,6 @@ impl Database {
         self.inner.commit(Origin::Local, f)
     }
 
-    #[cfg(feature = "sync")]
     /// Applies changesets the server sent, in server order, in one commit
     /// (listeners hear of it like of any other): `changesets` are
     /// `(server version, changeset)`, `last_salt` is the salt the server
@@ -280,6 +279,7 @@ impl Database {
     /// file's ident on the server. The server-confirmed state is updated
     /// with the merge rule and the pending changes are replayed on top of
     /// it (`docs/sync.md`). Used by the sync client.
+    #[cfg(feature = "sync")]
     pub(crate) fn integrate_download(
         &self,
         changesets: &[(u64, haven_core::merge::Changeset)],
@@ -292,29 +292,29 @@ impl Database {
         })
     }
 
-    #[cfg(feature = "sync")]
     /// Starts taking in the server's state snapshot (a client's first sync,
     /// or a client reset): the confirmed state is forgotten. Then
     /// [`Database::bootstrap_batch`] for each batch, then
     /// [`Database::finish_bootstrap`]. A bootstrap interrupted by a crash
     /// starts again here; the app sees nothing change until the finish.
+    #[cfg(feature = "sync")]
     pub(crate) fn start_bootstrap(&self) -> Result<()> {
         self.write_as_server(crate::replica::download::begin_bootstrap)
     }
 
-    #[cfg(feature = "sync")]
     /// Takes in one batch of the snapshot, as the server sent it.
+    #[cfg(feature = "sync")]
     pub(crate) fn bootstrap_batch(&self, objects: &[haven_sync::protocol::SnapshotObject]) -> Result<()> {
         self.write_as_server(|tx| crate::replica::download::bootstrap_batch(tx, objects))
     }
 
-    #[cfg(feature = "sync")]
     /// Ends a bootstrap of the snapshot at server `version` (whose salt is
     /// `salt`), in one commit:
     /// every object becomes the server's state with this file's pending
     /// changes replayed on top (objects the server lacks and no pending
     /// change creates are deleted). `uploaded_through` is the server's
     /// acknowledgement as of the snapshot: those changesets are in it.
+    #[cfg(feature = "sync")]
     pub(crate) fn finish_bootstrap(&self, version: u64, salt: u64, uploaded_through: u64, ident: u64) -> Result<()> {
         self.write_as_server(|tx| {
             crate::replica::download::finish_bootstrap(tx, version, salt, uploaded_through, ident)

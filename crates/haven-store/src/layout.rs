@@ -28,9 +28,9 @@ pub(crate) const META_BASE_SALT: &str = "sync/base_salt";
 pub(crate) const META_CHANGE_LOG: &str = "sync/change_log";
 /// The `(ident, salt)` the server gave the file (two u64 LE).
 pub(crate) const META_FILE_IDENT: &str = "sync/file_ident";
-#[cfg(feature = "sync")]
 /// Present while a bootstrap into a file that held no objects writes its
 /// batches straight into the objects tables.
+#[cfg(feature = "sync")]
 pub(crate) const META_BOOTSTRAP_IN_PLACE: &str = "sync/bootstrap_in_place";
 /// A client reset in progress (postcard `ResetTracker`).
 pub(crate) const META_RESET: &str = "sync/reset";
@@ -45,9 +45,9 @@ pub(crate) const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("sy
 /// values do not fit the schema exactly.
 pub(crate) const CONFIRMED: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("sync/confirmed");
 
-#[cfg(feature = "sync")]
 /// A bootstrap being received: batch number → the batch's objects
 /// (postcard `Vec<SnapshotObject>`), as the server sent them.
+#[cfg(feature = "sync")]
 pub(crate) const BOOTSTRAP: TableDefinition<u64, &[u8]> = TableDefinition::new("sync/bootstrap");
 
 /// The table of objects of one type: encoded primary key → record (and,

@@ -56,15 +56,15 @@ impl Snapshot {
         crate::replica::change_log::pending(&self.rtx, after)
     }
 
-    #[cfg(feature = "sync")]
     /// The change log after client version `after`, as stored:
     /// `(client version, encoded changeset)`, up to about `max_bytes`.
+    #[cfg(feature = "sync")]
     pub fn pending_encoded(&self, after: u64, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>> {
         crate::replica::change_log::pending_encoded(&self.rtx, after, max_bytes)
     }
 
-    #[cfg(feature = "sync")]
     /// The server-confirmed state of one object, with its field stamps.
+    #[cfg(feature = "sync")]
     pub fn confirmed(&self, ty: &str, pk: &haven_core::Value) -> Result<Option<haven_core::merge::ObjectState>> {
         let Some(pk) = pk.as_ref() else { return Ok(None) };
         let pk_key = key::to_key(pk);

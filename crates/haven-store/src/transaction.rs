@@ -471,14 +471,22 @@ impl<'t> WriteTransaction<'t> {
         confirmed::set_overlay(overlay, ty.name(), pk, key, Some(&state))
     }
 
-    #[cfg(feature = "sync")]
     /// The stored bytes of one object's record (its sync suffix included).
+    #[cfg(feature = "sync")]
     pub(crate) fn record(&mut self, ty: &'t ObjectSchema, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.tables(ty)?.objects.get(key)?.map(|g| g.value().to_vec()))
     }
 
+    /// Replaces an object's stored bytes with `bytes` whose values are the
+    /// same (only its sync suffix differs): no index or listener change.
     #[cfg(feature = "sync")]
+    pub(crate) fn replace_record(&mut self, ty: &'t ObjectSchema, key: &[u8], bytes: &[u8]) -> Result<()> {
+        self.tables(ty)?.objects.insert(key, bytes)?;
+        Ok(())
+    }
+
     /// The encoded primary keys of every object of a type.
+    #[cfg(feature = "sync")]
     pub(crate) fn keys(&mut self, ty: &'t ObjectSchema) -> Result<Vec<Vec<u8>>> {
         let table = &self.tables(ty)?.objects;
         Ok(table.iter()?.map(|r| r.map(|(k, _)| k.value().to_vec())).collect::<Result<_, _>>()?)

@@ -49,10 +49,10 @@ fn read_u64(v: Option<redb::AccessGuard<'_, &[u8]>>) -> Option<u64> {
     v.and_then(|g| g.value().get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok())).map(u64::from_le_bytes)
 }
 
-#[cfg(feature = "sync")]
 /// Replaces the whole log with `changesets` (numbered from 1, as a client
 /// reset's recovery numbers them for the file's new ident) and moves the
 /// clock to `clock`.
+#[cfg(feature = "sync")]
 pub(crate) fn replace(txn: &redb::WriteTransaction, changesets: &[Changeset], clock: Hlc) -> Result<()> {
     txn.delete_table(PENDING)?;
     let mut pending = txn.open_table(PENDING)?;
@@ -174,8 +174,8 @@ pub(crate) fn position(rtx: &redb::ReadTransaction) -> Result<SyncPosition> {
     })
 }
 
-#[cfg(feature = "sync")]
 /// Records the last server version integrated, and its salt.
+#[cfg(feature = "sync")]
 pub(crate) fn set_base(txn: &redb::WriteTransaction, version: u64, salt: u64) -> Result<()> {
     let mut meta = txn.open_table(META)?;
     meta.insert(META_BASE_VERSION, version.to_le_bytes().as_slice())?;
@@ -183,8 +183,8 @@ pub(crate) fn set_base(txn: &redb::WriteTransaction, version: u64, salt: u64) ->
     Ok(())
 }
 
-#[cfg(feature = "sync")]
 /// Records the ident the server gave this file.
+#[cfg(feature = "sync")]
 pub(crate) fn set_file_ident(txn: &redb::WriteTransaction, ident: u64, salt: u64) -> Result<()> {
     let mut bytes = ident.to_le_bytes().to_vec();
     bytes.extend_from_slice(&salt.to_le_bytes());

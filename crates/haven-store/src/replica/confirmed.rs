@@ -113,14 +113,7 @@ pub(crate) fn render(
             Some(f) => {
                 known += 1;
                 exact &= value == f.value;
-                let at = match stamps.iter().position(|s| *s == f.stamp) {
-                    Some(at) => at,
-                    None => {
-                        stamps.push(f.stamp);
-                        stamps.len() - 1
-                    }
-                };
-                by_position.push(at as u32 + 1);
+                by_position.push(stamp_number(&mut stamps, f.stamp));
             }
             None => by_position.push(0),
         }
@@ -129,16 +122,45 @@ pub(crate) fn render(
     // Fields this schema lacks (a newer app's) stay in the overlay.
     exact &= known == fields.len();
     let suffix = match exact {
-        true => {
-            let out = vec![SUFFIX_CONFIRMED];
-            let stamps = RecordStamps { deleted_at, stamps, by_position };
-            postcard::to_extend(&stamps, out)
-                .map(Some)
-                .map_err(|e| Error::Storage(format!("cannot encode a record's stamps: {e}")))?
-        }
+        true => Some(encode_stamps(RecordStamps { deleted_at, stamps, by_position })?),
         false => None,
     };
     Ok(Rendered { values, suffix })
+}
+
+/// The confirmed suffix of a record of `ty` whose values are exactly
+/// `fields`' (the caller knows they are); `None` when a field is not a
+/// property of `ty`.
+#[cfg(feature = "sync")]
+pub(crate) fn stamps_suffix(
+    ty: &ObjectSchema,
+    fields: &BTreeMap<String, Field>,
+    deleted_at: Option<(u64, u64)>,
+) -> Result<Option<Vec<u8>>> {
+    let mut stamps: Vec<Stamp> = Vec::new();
+    let mut by_position = vec![0u32; ty.properties().len()];
+    for (name, field) in fields {
+        let Some(i) = ty.property_index(name) else { return Ok(None) };
+        by_position[i] = stamp_number(&mut stamps, field.stamp);
+    }
+    encode_stamps(RecordStamps { deleted_at, stamps, by_position }).map(Some)
+}
+
+/// 1 + the index of `stamp` in `stamps`, added if new.
+fn stamp_number(stamps: &mut Vec<Stamp>, stamp: Stamp) -> u32 {
+    let at = match stamps.iter().position(|s| *s == stamp) {
+        Some(at) => at,
+        None => {
+            stamps.push(stamp);
+            stamps.len() - 1
+        }
+    };
+    at as u32 + 1
+}
+
+fn encode_stamps(stamps: RecordStamps) -> Result<Vec<u8>> {
+    postcard::to_extend(&stamps, vec![SUFFIX_CONFIRMED])
+        .map_err(|e| Error::Storage(format!("cannot encode a record's stamps: {e}")))
 }
 
 /// The confirmed state a record with a confirmed suffix holds.
@@ -211,8 +233,8 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<(Value, ObjectState)> {
     SnapshotObject::decode_state(bytes).map_err(|e| Error::Storage(format!("damaged sync state: {e}")))
 }
 
-#[cfg(feature = "sync")]
 /// The confirmed state of one object, as a read view sees it.
+#[cfg(feature = "sync")]
 pub(crate) fn read(
     rtx: &redb::ReadTransaction,
     ty: Option<&ObjectSchema>,

@@ -13,8 +13,8 @@ use crate::replica::settle::{
 };
 use crate::transaction::WriteTransaction;
 use haven_core::merge::{apply, Changeset, HlcClock, Instruction, ObjectState, Writer};
-use haven_core::{record, Value};
 use haven_core::recovery::{Recovery, RecoveryReport};
+use haven_core::{record, Value};
 use haven_sync::protocol::{ResetReason, SnapshotObject};
 use redb::{ReadableTable, ReadableTableMetadata};
 use std::cell::OnceCell;
@@ -28,6 +28,11 @@ struct Touched {
     /// download's acknowledgement is applied (otherwise the change log
     /// must tell).
     settled: bool,
+    /// The record of an object this file created and the server had not
+    /// confirmed, when the changeset being applied is this file's own and
+    /// the last local change to the object: if the merge rule drops
+    /// nothing of it, the record already shows the confirmed state.
+    echoed: Option<Vec<u8>>,
 }
 
 /// Applies a download: `changesets` in server order, `last_salt` the salt
@@ -69,11 +74,17 @@ pub(crate) fn integrate(
             let object = match touched.entry(object_id(ty, &pk_key)) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
-                    let (state, settled) = current(tx, &overlay, ty, &pk_key, uploaded_through)?;
-                    e.insert(Touched { pk: pk.clone(), state, settled })
+                    let now = current(tx, &overlay, ty, &pk_key, uploaded_through)?;
+                    let last_change = (cs.replica == ident).then_some(cs.client_version);
+                    let echoed = now.echo_candidate.filter(|_| last_change.is_some() && now.mark == last_change);
+                    e.insert(Touched { pk: pk.clone(), state: now.state, settled: now.settled, echoed })
                 }
             };
-            object.state = apply(object.state.as_ref(), instruction, &writer).state;
+            let applied = apply(object.state.as_ref(), instruction, &writer);
+            if !applied.dropped.is_empty() {
+                object.echoed = None;
+            }
+            object.state = applied.state;
         }
         if remaining.get().is_none() && !touched.values().all(|t| t.settled) {
             let _ = remaining.set(pending_changesets(&pending)?);
@@ -90,6 +101,11 @@ pub(crate) fn integrate(
         };
         for (id, object) in touched {
             let (ty, pk_key) = split_id(&id)?;
+            if let Some(record) = &object.echoed {
+                if stamp_echo(tx, ty, pk_key, record, object.state.as_ref())? {
+                    continue;
+                }
+            }
             let target = Settle { ty, pk: &object.pk, pk_key };
             settle(tx, &mut overlay, target, object.state, replay, Rebuild::InPlace)?;
         }
@@ -98,6 +114,19 @@ pub(crate) fn integrate(
         change_log::set_base(raw, last_version, last_salt)?;
     }
     Ok(())
+}
+
+/// What [`current`] finds of an object.
+struct Current {
+    /// Its confirmed state.
+    state: Option<ObjectState>,
+    /// Whether its record says no local change remains pending on it.
+    settled: bool,
+    /// Its record's pending mark: the last local change to it.
+    mark: Option<u64>,
+    /// Its record, when the object has no confirmed state and its last
+    /// local change is acknowledged (see [`Touched::echoed`]).
+    echo_candidate: Option<Vec<u8>>,
 }
 
 /// An object's confirmed state now, and whether its record says no local
@@ -109,19 +138,54 @@ fn current(
     ty: &str,
     pk_key: &[u8],
     acknowledged: u64,
-) -> Result<(Option<ObjectState>, bool)> {
-    let mut settled = false;
+) -> Result<Current> {
+    let (mut settled, mut record, mut mark) = (false, None, None);
     if let Some(object_type) = tx.schema().object_type(ty) {
         if let Some(bytes) = tx.record(object_type, pk_key)? {
             let rest = record::after(&bytes).map_err(|e| Error::Storage(format!("{ty}: {e}")))?;
             match Suffix::read(rest)? {
-                Suffix::Confirmed(_) => return Ok((confirmed::state_in_record(object_type, &bytes)?, true)),
-                Suffix::Pending(client_version) => settled = client_version <= acknowledged,
+                Suffix::Confirmed(_) => {
+                    let state = confirmed::state_in_record(object_type, &bytes)?;
+                    return Ok(Current { state, settled: true, mark: None, echo_candidate: None });
+                }
+                Suffix::Pending(client_version) => {
+                    settled = client_version <= acknowledged;
+                    mark = Some(client_version);
+                }
                 Suffix::None => {}
             }
+            record = Some(bytes);
         }
     }
-    Ok((confirmed::in_overlay(overlay, ty, pk_key)?, settled))
+    let state = confirmed::in_overlay(overlay, ty, pk_key)?;
+    let echo_candidate = record.filter(|_| settled && state.is_none());
+    Ok(Current { state, settled, mark, echo_candidate })
+}
+
+/// Settles an object this file created and the server now confirms with
+/// only this file's changes, whose record already shows its values: only
+/// the stamps are written, after them. `false` when the state is not one
+/// the record can hold (then it is settled as any other).
+fn stamp_echo(
+    tx: &mut WriteTransaction<'_>,
+    ty: &str,
+    pk_key: &[u8],
+    record: &[u8],
+    state: Option<&ObjectState>,
+) -> Result<bool> {
+    let (Some(object_type), Some(ObjectState::Live { fields, deleted_at })) = (tx.schema().object_type(ty), state)
+    else {
+        return Ok(false);
+    };
+    let Some(suffix) = confirmed::stamps_suffix(object_type, fields, *deleted_at)? else {
+        return Ok(false);
+    };
+    let values = record.len() - record::after(record).map_err(|e| Error::Storage(format!("{ty}: {e}")))?.len();
+    let mut bytes = Vec::with_capacity(values + suffix.len());
+    bytes.extend_from_slice(&record[..values]);
+    bytes.extend_from_slice(&suffix);
+    tx.replace_record(object_type, pk_key, &bytes)?;
+    Ok(true)
 }
 
 /// Starts a bootstrap, forgetting what one a crash interrupted received.
@@ -212,7 +276,7 @@ fn settle_pending(tx: &mut WriteTransaction<'_>, replay: &Replay<'_>) -> Result<
     let ids: BTreeSet<&Vec<u8>> = replay.by_object.keys().collect();
     for id in ids {
         let (ty, pk_key) = split_id(id)?;
-        let (state, _) = current(tx, &overlay, ty, pk_key, 0)?;
+        let state = current(tx, &overlay, ty, pk_key, 0)?.state;
         settle_id(tx, &mut overlay, id, state, replay, Rebuild::InPlace)?;
     }
     Ok(())
@@ -303,7 +367,7 @@ pub(crate) fn finish_reset(tx: &mut WriteTransaction<'_>, commit: ResetCommit) -
             let (ty, pk_key) = split_id(id)?;
             match only_here.contains(id) {
                 true => Ok(None),
-                false => Ok(current(tx, overlay, ty, pk_key, 0)?.0),
+                false => Ok(current(tx, overlay, ty, pk_key, 0)?.state),
             }
         };
     let mut overlay = raw.open_table(CONFIRMED)?;

@@ -17,8 +17,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::path::PathBuf;
 
-#[cfg(feature = "sync")]
 /// A client reset the server asked for (or granted), as it said.
+#[cfg(feature = "sync")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ResetRequest {
     pub reason: ResetReason,
@@ -28,8 +28,8 @@ pub(crate) struct ResetRequest {
     pub recovery_allowed: bool,
 }
 
-#[cfg(feature = "sync")]
 /// What one reset attempt does.
+#[cfg(feature = "sync")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Plan {
     Manual,
@@ -54,11 +54,11 @@ pub(crate) struct ResetTracker {
     pub committed: Option<(u64, u64)>,
 }
 
-#[cfg(feature = "sync")]
 /// How soon after a reset committed another one, of a kind that says the
 /// server could not continue the new history, means the recovery itself
 /// is the trouble (a loop). Later, it is a reset of its own (a device
 /// that then stayed offline too long, say).
+#[cfg(feature = "sync")]
 const LOOP_WINDOW_MILLIS: u64 = 10 * 60 * 1000;
 
 /// A client reset under way in a file, as
@@ -88,9 +88,9 @@ impl ResetTracker {
         }
     }
 
-    #[cfg(feature = "sync")]
     /// The tracker after the server asked for a reset at `now_millis`;
     /// `current` is the one the file holds, if any.
+    #[cfg(feature = "sync")]
     pub fn after_request(
         current: Option<ResetTracker>,
         path: &Path,
@@ -149,8 +149,8 @@ pub(crate) fn read_tracker(rtx: &redb::ReadTransaction) -> Result<Option<ResetTr
         .map_err(|e| Error::Storage(format!("the client reset tracker is damaged: {e}")))
 }
 
-#[cfg(feature = "sync")]
 /// Records (or, with `None`, ends) the reset under way.
+#[cfg(feature = "sync")]
 pub(crate) fn write_tracker(txn: &redb::WriteTransaction, tracker: Option<&ResetTracker>) -> Result<()> {
     let mut meta = txn.open_table(META)?;
     match tracker {
@@ -165,8 +165,8 @@ pub(crate) fn write_tracker(txn: &redb::WriteTransaction, tracker: Option<&Reset
     Ok(())
 }
 
-#[cfg(feature = "sync")]
 /// Where manual resets move the file at `path`: `<dir>/recovered`.
+#[cfg(feature = "sync")]
 pub(crate) fn backup_dir(path: &Path) -> PathBuf {
     path.parent().unwrap_or(Path::new(".")).join("recovered")
 }
@@ -176,8 +176,8 @@ pub(crate) fn file_name(path: &Path) -> String {
     path.file_stem().map_or("database".into(), |s| s.to_string_lossy().into_owned())
 }
 
-#[cfg(feature = "sync")]
 /// A fresh backup path for the file at `path`.
+#[cfg(feature = "sync")]
 pub(crate) fn backup_path_for(path: &Path) -> PathBuf {
     let name = file_name(path);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -185,8 +185,8 @@ pub(crate) fn backup_path_for(path: &Path) -> PathBuf {
     backup_dir(path).join(format!("{name}-{}-{random:06x}.haven", utc_stamp(now)))
 }
 
-#[cfg(feature = "sync")]
 /// `yyyymmdd-hhmmss` in UTC for seconds since the Unix epoch.
+#[cfg(feature = "sync")]
 fn utc_stamp(secs: u64) -> String {
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Howard Hinnant's days-to-civil algorithm.
