@@ -1,11 +1,12 @@
-//! Files written by an earlier build keep working: the fixtures under
-//! `tests/fixtures/format-1/` (a device file with every property type, an
-//! acknowledged prefix, unsynced changes and a client reset under way;
-//! the backup a manual reset left; the embedded server's data directory)
-//! are opened, checked value by value, and synced with this build's
-//! server, which finishes the reset. They were made once by
-//! `make_format_1_fixtures` and are never made again: when a format
-//! changes, a new set joins them and these must keep passing.
+//! Files written by an earlier build keep working: each set of fixtures
+//! under `tests/fixtures/format-N/` (a device file with every property
+//! type, an acknowledged prefix, unsynced changes and a client reset under
+//! way; the backup a manual reset left; the embedded server's data
+//! directory) is opened, checked value by value, and synced with this
+//! build's server, which finishes the reset. Each set was made once, by
+//! the build of its format (`make_current_format_fixtures`), and is never
+//! made again: when a format changes, a new set joins them and the older
+//! ones must keep passing.
 
 use haven::{ClientResetMode, Config, Database, RecoveryPolicy, ResetReason, Schema, SyncConfig, SyncError, Value};
 use haven_server::{Authenticator, EmbeddedStorage, Server, Storage};
@@ -25,8 +26,11 @@ const SCHEMA: &str = r#"[
 ]"#;
 const ADMIN: &str = "fixture-admin";
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1")
+/// The file format this build writes (`docs/formats.md`).
+const CURRENT_FORMAT: u32 = 2;
+
+fn fixtures(format: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/format-{format}"))
 }
 
 fn schema() -> Schema {
@@ -85,12 +89,13 @@ async fn closed(path: &Path) {
     }
 }
 
-/// Makes the fixtures (run by hand, once per format: `cargo test -p haven
-/// --test format_fixtures -- --ignored make_format_1_fixtures`).
+/// Makes the fixtures of the format this build writes (run by hand, once
+/// per format: `cargo test -p haven --test format_fixtures -- --ignored
+/// make_current_format_fixtures`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "makes the committed fixtures; run by hand only when a new format gets its own"]
-async fn make_format_1_fixtures() {
-    let out = fixtures();
+async fn make_current_format_fixtures() {
+    let out = fixtures(CURRENT_FORMAT);
     assert!(!out.exists(), "{} exists: fixtures are made once, never again", out.display());
     std::fs::create_dir_all(&out).unwrap();
     let storage = Arc::new(EmbeddedStorage::open(&out.join("server")).unwrap());
@@ -170,9 +175,20 @@ fn every(db: &Database, id: i64) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn format_1_files_open_with_every_value_and_finish_their_reset_with_this_build() {
+    open_every_value_and_finish_the_reset(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_2_files_open_with_every_value_and_finish_their_reset_with_this_build() {
+    open_every_value_and_finish_the_reset(2).await;
+}
+
+/// The checks of one format's set.
+async fn open_every_value_and_finish_the_reset(format: u32) {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixtures(), dir.path());
+    copy_dir(&fixtures(format), dir.path());
     let device_path = dir.path().join("device.haven");
+    assert_eq!(raw::format(&device_path), format, "the set is of its format");
 
     // The device, read-only: every value, the sync position, the reset.
     let expected_1 = json!({
@@ -290,7 +306,7 @@ mod raw {
 fn a_format_1_file_migrates_to_format_2_in_one_commit() {
     use haven_core::ValueRef;
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&fixtures(), dir.path());
+    copy_dir(&fixtures(1), dir.path());
     let path = dir.path().join("device.haven");
     assert_eq!(raw::format(&path), 1);
     assert_eq!(raw::overlay(&path).len(), 2, "format 1: Every 1 and Ann, confirmed, beside their records");
