@@ -22,7 +22,7 @@
 use crate::config::Config;
 use crate::database::{open_error, read_meta, Database};
 use crate::error::{Error, Result};
-use crate::layout::{self, META, META_SCHEMA};
+use crate::layout::{self, FORMAT_VERSION, META, META_FORMAT, META_SCHEMA};
 use crate::replica::change_log::{self, SyncPosition};
 use crate::replica::reset_tracker::{read_tracker, write_tracker, ResetRequest, ResetTracker};
 use crate::replica::settle::Rebuild;
@@ -153,7 +153,13 @@ pub(crate) fn prepare(path: &Path, change: &BreakingChange, grant: ResetRequest)
             txn.delete_table(layout::index_def(&layout::index_table(ty.name(), &p.name)))?;
         }
     }
-    txn.open_table(META)?.insert(META_SCHEMA, change.schema.to_json().as_bytes())?;
+    {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(META_SCHEMA, change.schema.to_json().as_bytes())?;
+        // Every object is settled below, as the migration to this format
+        // would: a file of an earlier format comes out in this one.
+        meta.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())?;
+    }
     write_tracker(&txn, Some(&tracker))?;
     let ident = change.position.file_ident.map_or(0, |(ident, _)| ident);
     let mut tx = WriteTransaction::new(&txn, &change.schema, false, None);
