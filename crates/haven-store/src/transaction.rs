@@ -503,12 +503,19 @@ impl<'t> WriteTransaction<'t> {
         values: Vec<Value>,
         suffix: &[u8],
     ) -> Result<()> {
-        let (old, same_suffix) = match self.tables(ty)?.objects.get(key)? {
-            Some(g) => {
-                let (values, rest) = decode_prefix(ty, g.value())?;
-                (Some(values), rest == suffix)
-            }
-            None => (None, false),
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        record::encode(&values, &mut buf);
+        buf.extend_from_slice(suffix);
+        let old = match self.tables(ty)?.objects.get(key)? {
+            // A client reset meets most objects as they were: no write.
+            Some(g) if g.value() == buf.as_slice() => None,
+            Some(g) => Some(Some(decode(ty, g.value())?)),
+            None => Some(None),
+        };
+        let Some(old) = old else {
+            self.buf = buf;
+            return Ok(());
         };
         let mut changed = BTreeSet::new();
         for (i, p) in ty.properties().iter().enumerate() {
@@ -524,14 +531,6 @@ impl<'t> WriteTransaction<'t> {
             }
             changed.insert(i);
         }
-        if same_suffix && changed.is_empty() {
-            // A client reset meets most objects as they were: no write.
-            return Ok(());
-        }
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        record::encode(&values, &mut buf);
-        buf.extend_from_slice(suffix);
         let written = self.tables(ty)?.objects.insert(key, buf.as_slice()).map(|_| ());
         self.buf = buf;
         written?;
@@ -628,18 +627,13 @@ fn duplicate(ty: &ObjectSchema, pk: &Value) -> Error {
 }
 
 /// Decodes a record, filling properties added after it was written with
-/// their defaults.
+/// their defaults (a sync suffix after it is not read).
 fn decode(ty: &ObjectSchema, rec: &[u8]) -> Result<Vec<Value>> {
-    decode_prefix(ty, rec).map(|(values, _)| values)
-}
-
-/// [`decode`], with the bytes that follow the record (its sync suffix).
-fn decode_prefix<'r>(ty: &ObjectSchema, rec: &'r [u8]) -> Result<(Vec<Value>, &'r [u8])> {
-    let (mut values, rest) = record::decode_prefix(rec).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))?;
+    let mut values = record::decode(rec).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))?;
     for p in &ty.properties()[values.len().min(ty.properties().len())..] {
         values.push(p.default_value().unwrap_or(Value::Null));
     }
-    Ok((values, rest))
+    Ok(values)
 }
 
 fn property_index(ty: &ObjectSchema, name: &str) -> Result<usize> {
