@@ -320,6 +320,27 @@ async fn discard_notifies_one_modification() {
     assert_eq!(drop_reasons(&b.seen.report()), vec![(1, None, DropReason::Discarded)]);
 }
 
+/// An unsynced change the reset recovers leaves the object as the app saw
+/// it: the object's listener hears nothing of it (it is written once,
+/// not as the server's state and then again with the change on top).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_change_is_not_heard_as_a_change() {
+    let b = baseline(RECOVER).await;
+    set(&b.l, 1, "age", 4);
+    b.remote(|r| create(r, json!({"_id": 2, "name": "Ace", "lastUpdated": 1}))).await;
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let heard = changes.clone();
+    let dog = b.l.object_for_primary_key("Dog", 1).unwrap().unwrap();
+    let _token = dog.add_listener(move |c| heard.lock().unwrap().push(c.clone()));
+    b.l.wait_for_listeners();
+    changes.lock().unwrap().clear();
+    b.reset_and_resume().await;
+    b.l.wait_for_listeners();
+    let dogs = b.converged().await;
+    assert_eq!((dogs.len(), &dogs[0]["age"]), (2, &json!(4)), "Ace arrived, the age was recovered");
+    assert_eq!(changes.lock().unwrap().clone(), Vec::<haven::ObjectChange>::new());
+}
+
 /// R's hundred objects of 128 KB: a download that takes a while.
 fn add_100_big_dogs(r: &Database) {
     r.write(|tx| {

@@ -261,7 +261,7 @@ pub(crate) fn finish_bootstrap(
     if take_in_place(tx.raw())? {
         settle_pending(tx, &replay)?;
     } else {
-        let only_here = apply_snapshot(tx, &replay)?;
+        let only_here = apply_snapshot(tx, &replay, &HashSet::new())?;
         let mut overlay = tx.raw().open_table(CONFIRMED)?;
         for id in only_here {
             settle_id(tx, &mut overlay, &id, None, &replay, Rebuild::InPlace)?;
@@ -285,7 +285,13 @@ fn settle_pending(tx: &mut WriteTransaction<'_>, replay: &Replay<'_>) -> Result<
 /// Settles every object of the staged snapshot (the overlay is forgotten
 /// first: the snapshot is the whole confirmed state). Returns the objects
 /// the file has that the snapshot lacks, as `type \0 key`.
-fn apply_snapshot(tx: &mut WriteTransaction<'_>, replay: &Replay<'_>) -> Result<HashSet<Vec<u8>>> {
+/// Objects in `held` only get their overlay entry: their owner settles
+/// them once it knows what else they need (a reset, its recovered changes).
+fn apply_snapshot(
+    tx: &mut WriteTransaction<'_>,
+    replay: &Replay<'_>,
+    held: &HashSet<Vec<u8>>,
+) -> Result<HashSet<Vec<u8>>> {
     let mut only_here = HashSet::new();
     for ty in tx.schema().types() {
         only_here.extend(tx.keys(ty)?.into_iter().map(|k| object_id(ty.name(), &k)));
@@ -298,8 +304,13 @@ fn apply_snapshot(tx: &mut WriteTransaction<'_>, replay: &Replay<'_>) -> Result<
         let objects: Vec<SnapshotObject> = postcard::from_bytes(batch?.1.value())
             .map_err(|e| Error::Storage(format!("a staged bootstrap batch is damaged: {e}")))?;
         for o in objects {
-            only_here.remove(&object_id(&o.object_type, &o.key));
+            let id = object_id(&o.object_type, &o.key);
+            only_here.remove(&id);
             let (pk, state) = confirmed::decode_entry(&o.state)?;
+            if held.contains(&id) {
+                confirmed::set_overlay(&mut overlay, &o.object_type, &pk, &o.key, Some(&state))?;
+                continue;
+            }
             let object = Settle { ty: &o.object_type, pk: &pk, pk_key: &o.key };
             settle(tx, &mut overlay, object, Some(state), replay, Rebuild::InPlace)?;
         }
@@ -345,11 +356,12 @@ pub(crate) struct ResetCommit {
 }
 
 /// Ends a client reset in one commit, once the server's snapshot is
-/// staged: every object becomes the server's state, the unsynced
-/// changesets become the recovered ones (or none), the file takes its new
-/// ident, and the objects the recovered changes touch, or that only this
-/// file had, are settled with those changes on top. Returns what became
-/// of each unsynced change.
+/// staged (or taken in place): every object the unsynced changes did not
+/// touch becomes the server's state; the unsynced changesets become the
+/// recovered ones (or none); the file takes its new ident; and the
+/// objects the unsynced or recovered changes touch, or that only this
+/// file had, are settled once, with the recovered changes on top.
+/// Returns what became of each unsynced change.
 pub(crate) fn finish_reset(tx: &mut WriteTransaction<'_>, commit: ResetCommit) -> Result<RecoveryReport> {
     let raw = tx.raw();
     let acknowledged = commit.tracker.acknowledged.unwrap_or(0);
@@ -358,9 +370,15 @@ pub(crate) fn finish_reset(tx: &mut WriteTransaction<'_>, commit: ResetCommit) -
         .filter(|cs| cs.client_version > acknowledged)
         .collect();
     let clock = change_log::clock(raw)?;
+    // Objects the unsynced changes touch are settled once, after the
+    // recovery: their listeners hear only what the reset really changed.
+    let mut unsynced_objects = HashSet::new();
+    for (ty, pk) in unsynced.iter().flat_map(|cs| &cs.instructions).map(Instruction::object) {
+        unsynced_objects.insert(object_id(ty, &key_of(pk)?));
+    }
     let only_here = match take_in_place(raw)? {
         true => HashSet::new(),
-        false => apply_snapshot(tx, &Replay::new(&[], commit.version, commit.ident.0)?)?,
+        false => apply_snapshot(tx, &Replay::new(&[], commit.version, commit.ident.0)?, &unsynced_objects)?,
     };
     let server_state =
         |tx: &mut WriteTransaction<'_>, overlay: &Overlay<'_>, id: &[u8]| -> Result<Option<ObjectState>> {
@@ -374,12 +392,8 @@ pub(crate) fn finish_reset(tx: &mut WriteTransaction<'_>, commit: ResetCommit) -
     let (recovered, report, clock) = match commit.plan {
         Plan::Recover(policy) => {
             let mut states = HashMap::new();
-            for (ty, pk) in unsynced.iter().flat_map(|cs| &cs.instructions).map(Instruction::object) {
-                let id = object_id(ty, &key_of(pk)?);
-                if let std::collections::hash_map::Entry::Vacant(e) = states.entry(id) {
-                    let state = server_state(tx, &overlay, e.key())?;
-                    e.insert(state);
-                }
+            for id in &unsynced_objects {
+                states.insert(id.clone(), server_state(tx, &overlay, id)?);
             }
             let recovery = Recovery {
                 schema: commit.server_schema.as_ref().unwrap_or(tx.schema()),
@@ -404,10 +418,10 @@ pub(crate) fn finish_reset(tx: &mut WriteTransaction<'_>, commit: ResetCommit) -
     let tracker = ResetTracker { committed, ..commit.tracker };
     write_tracker(raw, Some(&tracker))?;
     let replay = Replay::new(&recovered, commit.version, commit.ident.0)?;
-    let ids: BTreeSet<Vec<u8>> = replay.by_object.keys().cloned().chain(only_here.iter().cloned()).collect();
+    let ids: BTreeSet<&Vec<u8>> = replay.by_object.keys().chain(&only_here).chain(&unsynced_objects).collect();
     for id in ids {
-        let state = server_state(tx, &overlay, &id)?;
-        settle_id(tx, &mut overlay, &id, state, &replay, Rebuild::InPlace)?;
+        let state = server_state(tx, &overlay, id)?;
+        settle_id(tx, &mut overlay, id, state, &replay, Rebuild::InPlace)?;
     }
     change_log::set_base(raw, commit.version, commit.salt)?;
     Ok(report)

@@ -58,8 +58,8 @@ pub(crate) struct Settle<'a> {
     pub pk_key: &'a [u8],
 }
 
-/// [`settle`] for an object named by `type \0 key`; its primary key comes
-/// from its confirmed state, or from the key.
+/// [`settle`] for an object named by `type \0 key` (its primary key is
+/// decoded from the key).
 pub(crate) fn settle_id(
     tx: &mut WriteTransaction<'_>,
     overlay: &mut Overlay<'_>,
