@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the sync server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Operates a running server through its admin API.
     Admin(admin::AdminArgs),
     /// Starts a server and two devices in this process, edits offline on
@@ -60,7 +60,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Admin(args) => admin::run(args),
         Command::Inspect { file, json } => inspect::run(&file, json),
         Command::Demo { local: true, path } => demo_local::run(path),

@@ -1,6 +1,6 @@
 //! `haven serve`: the sync server, until SIGINT or SIGTERM.
 
-use haven_server::{Authenticator, EmbeddedStorage, PostgresStorage, Server, ServerOptions, Storage};
+use haven_server::{Authenticator, EmbeddedStorage, JwtVerifier, PostgresStorage, Server, ServerOptions, Storage};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,8 +30,26 @@ pub struct ServeArgs {
     /// environment variable: a command line is visible to every user.
     #[arg(long, env = "HAVEN_JWT_SECRET", hide_env_values = true, conflicts_with = "dev")]
     jwt_secret: Option<String>,
+    /// Accept RS256 or ES256 JWTs signed by an identity provider: its
+    /// public key, a PEM file (RSA or P-256).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["jwt_secret", "dev"])]
+    jwt_public_key: Option<PathBuf>,
+    /// Tokens must carry this issuer (`iss`).
+    #[arg(long, value_name = "ISS")]
+    jwt_issuer: Option<String>,
+    /// Tokens must carry this audience (`aud`).
+    #[arg(long, value_name = "AUD")]
+    jwt_audience: Option<String>,
+    /// The claim that lists a token's partitions: a top-level claim of
+    /// this name, else a dotted path into nested claims
+    /// (`app_metadata.partitions`).
+    #[arg(long, value_name = "NAME", default_value = haven_server::DEFAULT_PARTITIONS_CLAIM)]
+    partitions_claim: String,
+    /// The clock skew allowed on a token's `exp` and `nbf`, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = haven_server::DEFAULT_LEEWAY_SECS)]
+    jwt_leeway: u64,
     /// Dev mode: accept any token, on loopback only (the default without
-    /// --jwt-secret).
+    /// --jwt-secret or --jwt-public-key).
     #[arg(long)]
     dev: bool,
     /// Turns on the admin API (`/admin/v1`) for requests that send
@@ -81,17 +99,38 @@ fn parse_mib(text: &str) -> Result<usize, String> {
     }
 }
 
+/// How tokens are checked, from the `--jwt-*` flags.
+fn authenticator(args: &ServeArgs) -> Result<Authenticator, Box<dyn std::error::Error>> {
+    let verifier = match (&args.jwt_secret, &args.jwt_public_key) {
+        (Some(secret), _) if secret.is_empty() => return Err("--jwt-secret must not be empty".into()),
+        (Some(secret), _) => JwtVerifier::from_secret(secret.as_bytes()),
+        (None, Some(path)) => {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("cannot read --jwt-public-key {}: {e}", path.display()))?;
+            JwtVerifier::from_public_key_pem(&pem).map_err(|e| format!("--jwt-public-key {}: {e}", path.display()))?
+        }
+        (None, None) if args.jwt_issuer.is_some() || args.jwt_audience.is_some() => {
+            return Err("--jwt-issuer and --jwt-audience need --jwt-secret or --jwt-public-key".into())
+        }
+        (None, None) => {
+            eprintln!("warning: dev mode: any token is accepted (loopback only); give --jwt-secret or --jwt-public-key in production");
+            return Ok(Authenticator::Dev);
+        }
+    };
+    let mut verifier = verifier.partitions_claim(&args.partitions_claim).leeway_secs(args.jwt_leeway);
+    if let Some(issuer) = &args.jwt_issuer {
+        verifier = verifier.issuer(issuer);
+    }
+    if let Some(audience) = &args.jwt_audience {
+        verifier = verifier.audience(audience);
+    }
+    Ok(Authenticator::Jwt(verifier))
+}
+
 pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let auth = match &args.jwt_secret {
-            Some(secret) if secret.is_empty() => return Err("--jwt-secret must not be empty".into()),
-            Some(secret) => Authenticator::jwt(secret.as_bytes()),
-            None => {
-                eprintln!("warning: dev mode: any token is accepted (loopback only); give --jwt-secret in production");
-                Authenticator::Dev
-            }
-        };
+        let auth = authenticator(&args)?;
         Server::check_listen(&auth, args.listen)?;
         let storage: Arc<dyn Storage> = match &args.postgres {
             Some(url) => {

@@ -18,7 +18,7 @@ mod shared;
 mod storage;
 mod upload;
 
-pub use auth::{AuthError, Authenticator};
+pub use auth::{AuthError, Authenticator, JwtVerifier, KeyError, DEFAULT_LEEWAY_SECS, DEFAULT_PARTITIONS_CLAIM};
 pub use embedded::EmbeddedStorage;
 pub use postgres::PostgresStorage;
 pub use serve::{ServeError, Server, ServerOptions, DEFAULT_CLIENT_SILENCE};

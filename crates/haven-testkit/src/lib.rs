@@ -17,6 +17,7 @@
 mod backend;
 mod devices;
 mod history;
+pub mod keys;
 mod proxy;
 mod server_data;
 
