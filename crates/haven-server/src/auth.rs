@@ -40,7 +40,7 @@ pub struct JwtVerifier {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No token was sent.
-    #[error("no token: send a JWT signed with the server's secret")]
+    #[error("no token: send a JWT signed with the key the server checks (its secret, or the identity provider's)")]
     MissingToken,
     /// The token's `exp` has passed.
     #[error("the token has expired: get a new one")]
