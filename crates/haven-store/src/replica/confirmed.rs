@@ -91,7 +91,7 @@ pub(crate) fn render(
     deleted_at: Option<(u64, u64)>,
 ) -> Result<Rendered> {
     let pk_index = ty.primary_key_index();
-    let mut exact = fields.len() <= ty.properties().len();
+    let mut exact = true;
     let mut known = 0;
     let mut stamps: Vec<Stamp> = Vec::new();
     let mut by_position = Vec::with_capacity(ty.properties().len());
