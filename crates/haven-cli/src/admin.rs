@@ -1,16 +1,18 @@
 //! `haven admin`: the admin HTTP API (`docs/admin.md`) from the command line.
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::{header, Method, Request};
-use hyper_util::rt::TokioIo;
+use haven_server::Method;
 
 /// `haven admin`'s options.
 #[derive(clap::Args)]
 pub struct AdminArgs {
-    /// The server, as `http://HOST:PORT` (the address `haven serve` listens on).
+    /// The server, as `https://HOST:PORT` (or `http://` for a server
+    /// without TLS): the address `haven serve` listens on.
     #[arg(long)]
     server: String,
+    /// Trust this certificate authority (PEM) for an `https://` server,
+    /// besides the webpki roots: a private CA or a self-signed server.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
     /// The server's `--admin-token`.
     #[arg(long, env = "HAVEN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: String,
@@ -48,6 +50,12 @@ enum AdminCommand {
         #[arg(long, action = clap::ArgAction::Set)]
         allowed: bool,
     },
+    /// Signs a user out: closes their sessions now and refuses their
+    /// tokens issued until now (until the server restarts).
+    RevokeUser {
+        /// The user: the tokens' `sub`.
+        sub: String,
+    },
     /// Changes the server's schema (additions reset nobody; a breaking
     /// change resets every client, which recovers what still fits).
     Schema {
@@ -63,6 +71,7 @@ pub fn run(args: AdminArgs) -> Result<(), Box<dyn std::error::Error>> {
             (Method::PUT, "schema".to_owned(), json)
         }
         AdminCommand::Partitions => (Method::GET, "partitions".to_owned(), String::new()),
+        AdminCommand::RevokeUser { sub } => (Method::POST, format!("users/{}/revoke", segment(sub)), String::new()),
         AdminCommand::ResetClient { ident } => (Method::POST, format!("clients/{ident}/reset"), String::new()),
         AdminCommand::Terminate { partition } => {
             (Method::POST, format!("partitions/{}/terminate", segment(partition)), String::new())
@@ -78,13 +87,13 @@ pub fn run(args: AdminArgs) -> Result<(), Box<dyn std::error::Error>> {
             serde_json::json!({ "allowed": allowed }).to_string(),
         ),
     };
-    let host = args
-        .server
-        .strip_prefix("http://")
-        .ok_or("--server must be http://HOST:PORT (for TLS, put a proxy in front and talk to it over http on the same host)")?
-        .trim_end_matches('/');
-    let (status, answer) =
-        tokio::runtime::Runtime::new()?.block_on(request(host, &args.admin_token, method, &path, body))?;
+    let roots = match &args.ca_cert {
+        Some(path) => vec![std::fs::read(path).map_err(|e| format!("cannot read --ca-cert {}: {e}", path.display()))?],
+        None => vec![],
+    };
+    let url = format!("{}/admin/v1/{path}", args.server.trim_end_matches('/'));
+    let request = haven_server::http_request(method, &url, Some(&args.admin_token), body, &roots);
+    let (status, answer) = tokio::runtime::Runtime::new()?.block_on(request)?;
     let json: serde_json::Value = serde_json::from_slice(&answer).unwrap_or(serde_json::Value::Null);
     if !status.is_success() {
         let message =
@@ -104,26 +113,4 @@ fn segment(name: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-async fn request(
-    host: &str,
-    token: &str,
-    method: Method,
-    path: &str,
-    body: String,
-) -> Result<(hyper::StatusCode, Bytes), Box<dyn std::error::Error>> {
-    let stream = tokio::net::TcpStream::connect(host).await.map_err(|e| format!("cannot reach {host}: {e}"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    let request = Request::builder()
-        .method(method)
-        .uri(format!("/admin/v1/{path}"))
-        .header(header::HOST, host)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    Ok((status, response.into_body().collect().await?.to_bytes()))
 }

@@ -1,6 +1,8 @@
 //! `haven serve`: the sync server, until SIGINT or SIGTERM.
 
-use haven_server::{Authenticator, EmbeddedStorage, JwtVerifier, PostgresStorage, Server, ServerOptions, Storage};
+use haven_server::{
+    Authenticator, EmbeddedStorage, JwtVerifier, PostgresStorage, Server, ServerOptions, Storage, TlsFiles,
+};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use std::sync::Arc;
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// The address to listen on (port 0: any free port; the line
-    /// `haven listening on ws://ADDR` says which).
+    /// `haven listening on ws://ADDR`, or `wss://ADDR` with TLS, says which).
     #[arg(long, default_value = "127.0.0.1:7878")]
     listen: SocketAddr,
     /// Where the embedded storage keeps its file.
@@ -34,6 +36,12 @@ pub struct ServeArgs {
     /// public key, a PEM file (RSA or P-256).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["jwt_secret", "dev"])]
     jwt_public_key: Option<PathBuf>,
+    /// Accept RS256 or ES256 JWTs signed with one of an identity
+    /// provider's keys, chosen by the token's `kid`: its JWKS, as an
+    /// `https://` URL (fetched at start, every 10 minutes, and when a
+    /// token names an unknown key, at most 3 times a minute) or a file.
+    #[arg(long, value_name = "FILE|URL", conflicts_with_all = ["jwt_secret", "jwt_public_key", "dev"])]
+    jwks: Option<String>,
     /// Tokens must carry this issuer (`iss`).
     #[arg(long, value_name = "ISS")]
     jwt_issuer: Option<String>,
@@ -48,8 +56,15 @@ pub struct ServeArgs {
     /// The clock skew allowed on a token's `exp` and `nbf`, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = haven_server::DEFAULT_LEEWAY_SECS)]
     jwt_leeway: u64,
+    /// Serve `wss://` and HTTPS with this certificate chain (PEM, the
+    /// server's own certificate first); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM); re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Dev mode: accept any token, on loopback only (the default without
-    /// --jwt-secret or --jwt-public-key).
+    /// --jwt-secret, --jwt-public-key or --jwks).
     #[arg(long)]
     dev: bool,
     /// Turns on the admin API (`/admin/v1`) for requests that send
@@ -99,21 +114,22 @@ fn parse_mib(text: &str) -> Result<usize, String> {
     }
 }
 
-/// How tokens are checked, from the `--jwt-*` flags.
-fn authenticator(args: &ServeArgs) -> Result<Authenticator, Box<dyn std::error::Error>> {
-    let verifier = match (&args.jwt_secret, &args.jwt_public_key) {
-        (Some(secret), _) if secret.is_empty() => return Err("--jwt-secret must not be empty".into()),
-        (Some(secret), _) => JwtVerifier::from_secret(secret.as_bytes()),
-        (None, Some(path)) => {
+/// How tokens are checked, from the `--jwt-*` and `--jwks` flags.
+async fn authenticator(args: &ServeArgs) -> Result<Authenticator, Box<dyn std::error::Error>> {
+    let verifier = match (&args.jwt_secret, &args.jwt_public_key, &args.jwks) {
+        (Some(secret), ..) if secret.is_empty() => return Err("--jwt-secret must not be empty".into()),
+        (Some(secret), ..) => JwtVerifier::from_secret(secret.as_bytes()),
+        (None, Some(path), _) => {
             let pem =
                 std::fs::read(path).map_err(|e| format!("cannot read --jwt-public-key {}: {e}", path.display()))?;
             JwtVerifier::from_public_key_pem(&pem).map_err(|e| format!("--jwt-public-key {}: {e}", path.display()))?
         }
-        (None, None) if args.jwt_issuer.is_some() || args.jwt_audience.is_some() => {
-            return Err("--jwt-issuer and --jwt-audience need --jwt-secret or --jwt-public-key".into())
+        (None, None, Some(location)) => JwtVerifier::from_jwks(location).await.map_err(|e| format!("--jwks: {e}"))?,
+        (None, None, None) if args.jwt_issuer.is_some() || args.jwt_audience.is_some() => {
+            return Err("--jwt-issuer and --jwt-audience need --jwt-secret, --jwt-public-key or --jwks".into())
         }
-        (None, None) => {
-            eprintln!("warning: dev mode: any token is accepted (loopback only); give --jwt-secret or --jwt-public-key in production");
+        (None, None, None) => {
+            eprintln!("warning: dev mode: any token is accepted (loopback only); give --jwt-secret, --jwt-public-key or --jwks in production");
             return Ok(Authenticator::Dev);
         }
     };
@@ -130,7 +146,7 @@ fn authenticator(args: &ServeArgs) -> Result<Authenticator, Box<dyn std::error::
 pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let auth = authenticator(&args)?;
+        let auth = authenticator(&args).await?;
         Server::check_listen(&auth, args.listen)?;
         let storage: Arc<dyn Storage> = match &args.postgres {
             Some(url) => {
@@ -146,24 +162,33 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let options = ServerOptions {
             admin_token: args.admin_token.clone(),
             max_offline: args.max_offline_time,
+            tls: args.tls_cert.clone().zip(args.tls_key.clone()).map(|(cert, key)| TlsFiles { cert, key }),
             ..ServerOptions::default()
         };
         let server = Server::start_with_options(storage, auth, args.listen, options).await?;
         println!("haven listening on {}", server.url());
         std::io::stdout().flush()?;
-        stop_signal().await?;
+        serve_until_stopped(&server).await?;
         eprintln!("shutting down");
         server.shutdown().await;
         Ok(())
     })
 }
 
-/// SIGINT (Ctrl-C) or SIGTERM.
-async fn stop_signal() -> std::io::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
+/// Until SIGINT (Ctrl-C) or SIGTERM; SIGHUP re-reads the TLS files.
+async fn serve_until_stopped(server: &Server) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => return r,
+            _ = term.recv() => return Ok(()),
+            _ = hangup.recv() => match server.reload_tls() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate files read again"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the current certificate"),
+            },
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! bearer `--admin-token`; off when the server has none. Today: list
 //! partitions and their connected clients, reset one client, terminate a
 //! partition, compact its history, allow or forbid recovery, change the
-//! schema.
+//! schema, sign a user out.
 
 use crate::serve::Shared;
 use crate::storage::{ResetTarget, StorageError};
@@ -23,6 +23,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/partitions/{partition}/compact", post(compact))
         .route("/partitions/{partition}/recovery", post(recovery))
         .route("/clients/{ident}/reset", post(reset_client))
+        .route("/users/{sub}/revoke", post(revoke_user))
         .route("/schema", put(put_schema))
 }
 
@@ -107,6 +108,18 @@ async fn reset_client(
 ) -> Result<Response, AdminError> {
     authorize(&shared, &headers)?;
     reset_response(&shared, ResetTarget::Client(ident), ResetReason::OperatorReset).await
+}
+
+/// `POST users/{sub}/revoke`: signs the user out (their sessions close
+/// now, their tokens issued until now are refused).
+async fn revoke_user(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(sub): Path<String>,
+) -> Result<Response, AdminError> {
+    authorize(&shared, &headers)?;
+    let closed = shared.revoke(&sub);
+    Ok(Json(json!({ "user": sub, "sessions_closed": closed })).into_response())
 }
 
 /// `POST partitions/{p}/terminate`: every client of the partition starts

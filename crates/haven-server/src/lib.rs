@@ -10,6 +10,9 @@ mod admin;
 mod admission;
 mod auth;
 mod embedded;
+mod http_client;
+mod jwks;
+mod listener;
 mod metrics;
 mod postgres;
 mod serve;
@@ -18,8 +21,14 @@ mod shared;
 mod storage;
 mod upload;
 
-pub use auth::{AuthError, Authenticator, JwtVerifier, KeyError, DEFAULT_LEEWAY_SECS, DEFAULT_PARTITIONS_CLAIM};
+pub use auth::{
+    AuthError, Authenticator, Identity, JwtVerifier, KeyError, DEFAULT_LEEWAY_SECS, DEFAULT_PARTITIONS_CLAIM,
+};
 pub use embedded::EmbeddedStorage;
+pub use http_client::http_request;
+pub use hyper::{Method, StatusCode};
+pub use jwks::{JWKS_REFRESH, REFETCHES_PER_MINUTE};
+pub use listener::TlsFiles;
 pub use postgres::PostgresStorage;
 pub use serve::{ServeError, Server, ServerOptions, DEFAULT_CLIENT_SILENCE};
 pub use storage::{

@@ -2,6 +2,7 @@
 //! WebSocket session per client, and serves `/health` and `/metrics`.
 
 use crate::auth::Authenticator;
+use crate::listener::{Accepting, ServerCertificate, TlsFiles};
 use crate::metrics::Metrics;
 use crate::session;
 pub(crate) use crate::shared::Shared;
@@ -9,7 +10,7 @@ use crate::storage::{ResetTarget, Storage, StorageError, StorageHint};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::serve::ListenerExt;
+use axum::serve::Listener;
 use axum::Router;
 use haven_core::Schema;
 use haven_sync::protocol::ResetReason;
@@ -48,6 +49,14 @@ pub enum ServeError {
     /// The stored schema cannot be read.
     #[error("the server's stored schema is damaged: {0}")]
     Schema(String),
+    /// A TLS certificate or key file cannot be used.
+    #[error("cannot serve TLS with {}: {reason}", path.display())]
+    Tls {
+        /// The file at fault.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// How a [`Server`] runs, beyond its storage, auth and address.
@@ -65,6 +74,9 @@ pub struct ServerOptions {
     /// (clients ping every 10 s; a silent one is behind a half-open
     /// connection). `None`: [`DEFAULT_CLIENT_SILENCE`].
     pub client_silence: Option<Duration>,
+    /// Serves `wss://` and HTTPS with this certificate (`haven serve
+    /// --tls-cert --tls-key`). `None`: plain `ws://` and HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 /// How long a bound client may stay silent by default: six of its pings.
@@ -84,6 +96,7 @@ pub const DEFAULT_CLIENT_SILENCE: Duration = Duration::from_secs(60);
 /// ```
 pub struct Server {
     addr: SocketAddr,
+    certificate: Option<Arc<ServerCertificate>>,
     shutdown: watch::Sender<bool>,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
@@ -120,14 +133,17 @@ impl Server {
         listen: SocketAddr,
         options: ServerOptions,
     ) -> Result<Server, ServeError> {
-        let ServerOptions { admin_token, max_offline, client_silence } = options;
+        let ServerOptions { admin_token, max_offline, client_silence, tls } = options;
         Server::check_listen(&auth, listen)?;
+        let certificate = tls.map(ServerCertificate::load).transpose()?.map(Arc::new);
         let schema = match storage.schema()? {
             Some(json) => Some(Arc::new(Schema::from_json(&json).map_err(|e| ServeError::Schema(e.to_string()))?)),
             None => None,
         };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
+            .map_err(|source| ServeError::Listen { addr: listen, source })?;
+        let listener = Accepting::new(listener, certificate.clone())
             .map_err(|source| ServeError::Listen { addr: listen, source })?;
         let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: listen, source })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -144,7 +160,11 @@ impl Server {
             max_offline,
             client_silence: client_silence.unwrap_or(DEFAULT_CLIENT_SILENCE),
             started_millis: session::now_millis(),
+            revocations: watch::Sender::default(),
         });
+        if let Some(keys) = shared.auth.key_set().filter(|keys| keys.is_remote()) {
+            tokio::spawn(refresh_keys(keys.clone(), shutdown_rx.clone()));
+        }
         if let Some(hints) = shared.storage.hints() {
             tokio::spawn(follow_other_servers(shared.clone(), hints, shutdown_rx.clone()));
         }
@@ -159,12 +179,6 @@ impl Server {
             .with_state(shared.clone());
         let mut stop = shutdown_rx;
         let task = tokio::spawn(async move {
-            // Small frames (a one-field change) must leave at once, not wait for Nagle.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;
             });
@@ -172,8 +186,8 @@ impl Server {
                 tracing::error!(error = %e, "the server stopped");
             }
         });
-        tracing::info!(%addr, "haven listening");
-        Ok(Server { addr, shutdown, shared, task })
+        tracing::info!(%addr, tls = certificate.is_some(), "haven listening");
+        Ok(Server { addr, certificate, shutdown, shared, task })
     }
 
     /// Whether [`Server::start`] would accept `auth` on `listen`: dev mode
@@ -191,9 +205,29 @@ impl Server {
         self.addr
     }
 
-    /// The URL clients sync with: `ws://ADDR`.
+    /// The URL clients sync with: `wss://ADDR` with TLS, else `ws://ADDR`.
     pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+        let scheme = if self.certificate.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Reads the TLS certificate and key files again (`haven serve` does
+    /// on SIGHUP): new connections get the new certificate, connected
+    /// sessions go on. On an error the current certificate stays.
+    /// Without TLS, does nothing.
+    pub fn reload_tls(&self) -> Result<(), ServeError> {
+        match &self.certificate {
+            Some(certificate) => certificate.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// Signs a user out: closes their sessions now and refuses their
+    /// tokens issued (`iat`) up to now, as
+    /// `POST /admin/v1/users/{sub}/revoke` does. Returns how many sessions
+    /// were closed. Revocations last until the server restarts.
+    pub fn revoke_user(&self, user: &str) -> usize {
+        self.shared.revoke(user)
     }
 
     /// Makes one client start again from the server's state (a client
@@ -320,6 +354,20 @@ async fn trim_offline_history(shared: Arc<Shared>, max_offline: Duration, mut st
                 }
             }
             Err(e) => tracing::error!(error = %e, "trimming history failed"),
+        }
+    }
+}
+
+/// With a key set fetched from a URL: reads it again every
+/// [`JWKS_REFRESH`](crate::JWKS_REFRESH), so that a key the provider
+/// retires stops being accepted.
+async fn refresh_keys(keys: Arc<crate::jwks::KeySet>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(crate::jwks::JWKS_REFRESH);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => keys.refresh().await,
+            () = session::stopping(&mut stop) => return,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! `Error` message and closes this connection only.
 
 use crate::admission::{self, Claim, Held, Known, Verdict};
+use crate::auth::{AuthError, Identity};
 use crate::serve::Shared;
 use crate::storage::{ResetTarget, SnapshotEnd, Storage, StorageError};
 use axum::extract::ws::{Message, WebSocket};
@@ -51,6 +52,15 @@ impl Refusal {
         Refusal::new(ErrorCode::Unavailable, "the server's storage failed; try again later", retry())
     }
 
+    fn token(e: AuthError) -> Refusal {
+        let code = match e {
+            AuthError::PartitionDenied { .. } => ErrorCode::PartitionDenied,
+            AuthError::Expired => ErrorCode::TokenExpired,
+            _ => ErrorCode::BadToken,
+        };
+        Refusal::new(code, e.to_string(), Action::Fatal)
+    }
+
     fn reset(reset: admission::Reset) -> Refusal {
         let action = reset.action();
         Refusal::new(ErrorCode::ClientReset, reset.message, action)
@@ -73,7 +83,13 @@ fn retry() -> Action {
 /// Runs a session to its end.
 pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
     shared.metrics.connections.fetch_add(1, Relaxed);
-    let mut session = Session { socket, shared: shared.clone(), partition: None, live: None };
+    let mut session = Session {
+        socket,
+        shared: shared.clone(),
+        client_version: protocol::PROTOCOL_VERSION,
+        partition: None,
+        live: None,
+    };
     if let Err(refusal) = session.serve().await {
         shared.metrics.refused.fetch_add(1, Relaxed);
         if refusal.code == ErrorCode::Unavailable {
@@ -105,6 +121,9 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>) {
 struct Session {
     socket: WebSocket,
     shared: Arc<Shared>,
+    /// The protocol version the client speaks, from its frames: what it
+    /// is answered in.
+    client_version: u16,
     /// The partition whose version channel this session holds.
     partition: Option<String>,
     /// Its entry among the live sessions, once bound.
@@ -148,13 +167,11 @@ impl Session {
         else {
             return Err(Refusal::new(ErrorCode::UnexpectedMessage, "the first message must be Bind", retry()));
         };
-        let user = self.shared.auth.authorize(&token, &partition).map_err(|e| {
-            let code = match e {
-                crate::AuthError::PartitionDenied { .. } => ErrorCode::PartitionDenied,
-                _ => ErrorCode::BadToken,
-            };
-            Refusal::new(code, e.to_string(), Action::Fatal)
-        })?;
+        let identity = self.shared.auth.authorize(&token, &partition).await.map_err(Refusal::token)?;
+        if self.shared.is_revoked(&identity) {
+            return Err(Refusal::token(AuthError::Revoked { user: identity.user }));
+        }
+        let user = identity.user.clone();
         // The schema first: a conflicting one is refused before anything
         // is registered, unless the file must start again anyway.
         let (schema, schema_conflict) = match adopt_schema(&self.shared, &schema, resetting).await {
@@ -193,7 +210,7 @@ impl Session {
         tracing::info!(%user, %partition, ident = bound.ident.ident, "client bound");
         let (versions, latest) = self.shared.partition(&partition);
         self.partition = Some(partition.clone());
-        let (id, kicked) = self.shared.register_live(bound.ident, &partition);
+        let (id, kicked) = self.shared.register_live(bound.ident, &user, &partition);
         self.live = Some(id);
         // Checked again once registered: an operator's reset made meanwhile
         // either finds this session to kick, or is found here.
@@ -203,7 +220,7 @@ impl Session {
             return Err(reset_client(&self.shared, bound.ident, partition, reason, message).await);
         }
         note_seen(&self.shared, &bound).await;
-        let ended = self.exchange(&mut bound, versions, latest, kicked).await;
+        let ended = self.exchange(&mut bound, &identity, versions, latest, kicked).await;
         note_seen(&self.shared, &bound).await;
         ended
     }
@@ -280,11 +297,14 @@ impl Session {
     async fn exchange(
         &mut self,
         bound: &mut Bound,
+        identity: &Identity,
         versions: watch::Sender<u64>,
         mut latest: watch::Receiver<u64>,
         mut kicked: watch::Receiver<Option<ResetReason>>,
     ) -> Result<(), Refusal> {
         let mut shutdown = self.shared.shutdown.clone();
+        let mut revocations = self.shared.revocations.subscribe();
+        let expiry = token_expiry(identity, self.shared.auth.leeway_secs());
         // A long session counts as being in touch (`--max-offline-time`).
         let mut in_touch = tokio::time::interval(self.shared.max_offline.map_or(Duration::from_secs(3600), |max| {
             (max / 4).clamp(Duration::from_millis(50), Duration::from_secs(3600))
@@ -330,6 +350,15 @@ impl Session {
                     return Err(reset_client(&self.shared, bound.ident, bound.partition.clone(), reason, message).await)
                 }
                 _ = in_touch.tick() => note_seen(&self.shared, bound).await,
+                () = expired(expiry) => {
+                    let message = "the token expired during the session: get a fresh one and reconnect";
+                    return Err(Refusal::new(ErrorCode::TokenExpired, message, Action::Reconnect { after_ms: 0 }));
+                }
+                _ = revocations.changed() => {
+                    if self.shared.is_revoked(identity) {
+                        return Err(Refusal::token(AuthError::Revoked { user: identity.user.clone() }));
+                    }
+                }
                 () = stopping(&mut shutdown) => {
                     return Err(Refusal::new(ErrorCode::Unavailable, "the server is shutting down", retry()));
                 }
@@ -440,7 +469,8 @@ impl Session {
                 Some(Err(e)) => return receive_error(e),
             };
             self.shared.metrics.bytes_in.fetch_add(frame.len() as u64, Relaxed);
-            let message = protocol::decode(&frame).map_err(Refusal::frame)?;
+            let (message, version) = protocol::decode_served(&frame).map_err(Refusal::frame)?;
+            self.client_version = version;
             if matches!(message, ClientMessage::Upload { .. }) && frame.len() > protocol::MAX_UPLOAD_BYTES {
                 // Its history must fit in a Download, which carries a little more.
                 let message = format!(
@@ -455,11 +485,25 @@ impl Session {
     }
 
     async fn send(&mut self, message: &ServerMessage) -> Result<(), Refusal> {
-        let frame = protocol::encode(message).map_err(Refusal::frame)?;
-        self.send_frame(frame).await
+        let frame = match message {
+            // Protocol 4 has no TokenExpired: it hears a refused token, and
+            // binding again with it is refused as before.
+            ServerMessage::Error { code: ErrorCode::TokenExpired, message, action }
+                if self.client_version < protocol::TOKEN_EXPIRED_VERSION =>
+            {
+                let error =
+                    ServerMessage::Error { code: ErrorCode::BadToken, message: message.clone(), action: *action };
+                protocol::encode(&error)
+            }
+            message => protocol::encode(message),
+        };
+        self.send_frame(frame.map_err(Refusal::frame)?).await
     }
 
-    async fn send_frame(&mut self, frame: Vec<u8>) -> Result<(), Refusal> {
+    async fn send_frame(&mut self, mut frame: Vec<u8>) -> Result<(), Refusal> {
+        if self.client_version != protocol::PROTOCOL_VERSION {
+            protocol::reframe(&mut frame, self.client_version);
+        }
         self.shared.metrics.bytes_out.fetch_add(frame.len() as u64, Relaxed);
         match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Binary(frame.into()))).await {
             Ok(Ok(())) => Ok(()),
@@ -602,6 +646,22 @@ async fn reset_by_operator(kicked: &mut watch::Receiver<Option<ResetReason>>) ->
     match reason {
         Ok(reason) => reason,
         Err(_) => std::future::pending().await, // the registry dropped: never
+    }
+}
+
+/// When a session bound with `identity`'s token must end: its `exp`,
+/// plus the clock skew allowed.
+fn token_expiry(identity: &Identity, leeway_secs: u64) -> Option<tokio::time::Instant> {
+    let exp = Duration::from_secs(identity.expires_at?.saturating_add(leeway_secs));
+    let left = exp.saturating_sub(Duration::from_millis(now_millis()));
+    Some(tokio::time::Instant::now() + left)
+}
+
+/// Returns at `expiry`; never without one.
+async fn expired(expiry: Option<tokio::time::Instant>) {
+    match expiry {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

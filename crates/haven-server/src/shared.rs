@@ -36,11 +36,16 @@ pub(crate) struct Shared {
     /// When this server started (ms since the epoch): time it was down
     /// does not count as devices being out of touch.
     pub started_millis: u64,
+    /// Users signed out by an operator, and when (seconds since the
+    /// epoch): their tokens issued until then are refused, and their
+    /// sessions watch this to close at once.
+    pub revocations: watch::Sender<HashMap<String, u64>>,
 }
 
 /// A bound session, as the admin API sees it.
 pub(crate) struct LiveSession {
     pub ident: FileIdent,
+    pub user: String,
     pub partition: String,
     pub kick: watch::Sender<Option<ResetReason>>,
 }
@@ -72,12 +77,33 @@ impl Shared {
 
     /// Records a bound session; returns its number and the channel an
     /// operator's reset arrives on.
-    pub fn register_live(&self, ident: FileIdent, partition: &str) -> (u64, watch::Receiver<Option<ResetReason>>) {
+    pub fn register_live(
+        &self,
+        ident: FileIdent,
+        user: &str,
+        partition: &str,
+    ) -> (u64, watch::Receiver<Option<ResetReason>>) {
         let id = self.next_live.fetch_add(1, Relaxed);
         let (kick, kicked) = watch::channel(None);
-        let session = LiveSession { ident, partition: partition.to_owned(), kick };
+        let session = LiveSession { ident, user: user.to_owned(), partition: partition.to_owned(), kick };
         self.live.lock().expect("live sessions").insert(id, session);
         (id, kicked)
+    }
+
+    /// Signs `user` out now; returns how many of their sessions close.
+    pub fn revoke(&self, user: &str) -> usize {
+        let now = crate::session::now_millis() / 1000;
+        self.revocations.send_modify(|revoked| {
+            revoked.insert(user.to_owned(), now);
+        });
+        tracing::info!(%user, "user signed out by an operator");
+        self.live.lock().expect("live sessions").values().filter(|s| s.user == user).count()
+    }
+
+    /// Whether `identity`'s token was issued before its user was signed out.
+    pub fn is_revoked(&self, identity: &crate::Identity) -> bool {
+        let revoked = self.revocations.borrow().get(&identity.user).copied();
+        revoked.is_some_and(|at| identity.issued_at.is_none_or(|issued| issued <= at))
     }
 
     /// Tells the live sessions of these clients that they were reset.

@@ -346,7 +346,7 @@ async fn tokens_are_checked_and_partitions_kept_apart() {
     let cases = [
         (String::new(), "a", ErrorCode::BadToken, "no token"),
         ("not.a.jwt".to_owned(), "a", ErrorCode::BadToken, "not valid"),
-        (token("ann", &["a"], -3600, SECRET), "a", ErrorCode::BadToken, "expired"),
+        (token("ann", &["a"], -3600, SECRET), "a", ErrorCode::TokenExpired, "expired"),
         (token("ann", &["a"], 3600, b"another secret"), "a", ErrorCode::BadToken, "not valid"),
         (token("bob", &["b"], 3600, SECRET), "a", ErrorCode::PartitionDenied, "may not sync partition 'a'"),
     ];
@@ -918,11 +918,11 @@ async fn a_client_that_asks_for_a_reset_is_reset_once_its_schema_is_accepted() {
 }
 
 #[tokio::test]
-async fn a_client_of_the_previous_protocol_version_is_told_in_its_own_framing() {
+async fn a_client_older_than_the_served_versions_is_told_in_its_own_framing() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), Authenticator::Dev).await;
     let mut old = Client::connect(&server).await;
-    let previous = protocol::PROTOCOL_VERSION - 1;
+    let previous = protocol::OLDEST_SERVED_VERSION - 1;
     let mut frame = protocol::encode(&bind("", "p")).unwrap();
     frame[2..4].copy_from_slice(&previous.to_le_bytes());
     old.send_bytes(frame).await;
@@ -941,5 +941,25 @@ async fn a_client_of_the_previous_protocol_version_is_told_in_its_own_framing() 
         other => panic!("{other:?}"),
     }
     assert_eq!(version(&server, "", "p").await, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_of_the_previous_protocol_version_is_served_in_its_own_framing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let mut old = Client::connect(&server).await;
+    let previous = protocol::PROTOCOL_VERSION - 1;
+    assert!(previous >= protocol::OLDEST_SERVED_VERSION);
+    let mut frame = protocol::encode(&bind("", "p")).unwrap();
+    protocol::reframe(&mut frame, previous);
+    old.send_bytes(frame).await;
+    let answer = match old.ws.next().await {
+        Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(u16::from_le_bytes([answer[2], answer[3]]), previous, "framed for the old client");
+    let (message, _) = protocol::decode_served::<ServerMessage>(&answer).unwrap();
+    assert!(matches!(message, ServerMessage::Bound { .. }), "{message:?}");
     server.shutdown().await;
 }

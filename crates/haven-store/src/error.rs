@@ -182,6 +182,21 @@ pub enum SyncError {
     /// A configuration that cannot work.
     #[error("bad sync configuration: {0}")]
     Config(String),
+    /// TLS with the server failed: its certificate was refused (expired,
+    /// unknown issuer, another host's), or one end does not speak TLS.
+    /// The session keeps retrying with its backoff; this is reported once
+    /// until a connection succeeds.
+    #[error("TLS with {host} failed: {reason}")]
+    Tls {
+        /// The server's host name.
+        host: String,
+        /// What failed, e.g. "certificate refused: expired".
+        reason: String,
+    },
+    /// The [token provider](crate::SyncConfig::token_provider) returned
+    /// an error; the session tries again after its backoff.
+    #[error("cannot get a token: {0}")]
+    Token(String),
     /// The database was closed.
     #[error("the sync session ended because the database was closed")]
     Closed,

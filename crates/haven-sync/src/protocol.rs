@@ -11,7 +11,15 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::Duration;
 
 /// The protocol version this build speaks (history: `docs/protocol.md`).
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
+
+/// The oldest protocol version the server serves. Protocol 5 only added
+/// [`ErrorCode::TokenExpired`], which a protocol-4 client is sent as
+/// [`ErrorCode::BadToken`].
+pub const OLDEST_SERVED_VERSION: u16 = 4;
+
+/// The protocol version that added [`ErrorCode::TokenExpired`].
+pub const TOKEN_EXPIRED_VERSION: u16 = 5;
 
 /// The oldest protocol version whose `Error` frame with action
 /// [`Action::Fatal`] reads the same as this version's: a client speaking
@@ -228,6 +236,9 @@ pub enum ErrorCode {
     ClientReset,
     /// The server is shutting down or its storage is unavailable.
     Unavailable,
+    /// The token expired (during the session, or before it): get a fresh
+    /// one and reconnect. Since [`TOKEN_EXPIRED_VERSION`].
+    TokenExpired,
 }
 
 /// What the client must do after an error.
@@ -416,8 +427,29 @@ fn push_varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-/// Decodes a frame; the whole frame must be one message.
+/// Decodes a frame of this version; the whole frame must be one message.
 pub fn decode<M: DeserializeOwned>(frame: &[u8]) -> Result<M, FrameError> {
+    decode_from(frame, PROTOCOL_VERSION..=PROTOCOL_VERSION).map(|(message, _)| message)
+}
+
+/// Decodes a client's frame of any version the server serves
+/// ([`OLDEST_SERVED_VERSION`] on); returns the message and its version.
+/// Every message of those versions is encoded as this version's: later
+/// versions only add enum variants after the others.
+pub fn decode_served<M: DeserializeOwned>(frame: &[u8]) -> Result<(M, u16), FrameError> {
+    decode_from(frame, OLDEST_SERVED_VERSION..=PROTOCOL_VERSION)
+}
+
+/// Re-frames a server's frame for a client speaking `version` (one of
+/// the served versions), telling that client's framing.
+pub fn reframe(frame: &mut [u8], version: u16) {
+    frame[2..4].copy_from_slice(&version.to_le_bytes());
+}
+
+fn decode_from<M: DeserializeOwned>(
+    frame: &[u8],
+    versions: std::ops::RangeInclusive<u16>,
+) -> Result<(M, u16), FrameError> {
     if frame.len() > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge { size: frame.len(), max: MAX_FRAME_BYTES });
     }
@@ -426,11 +458,11 @@ pub fn decode<M: DeserializeOwned>(frame: &[u8]) -> Result<M, FrameError> {
         return Err(FrameError::NotAFrame);
     }
     let found = u16::from_le_bytes([header[2], header[3]]);
-    if found != PROTOCOL_VERSION {
+    if !versions.contains(&found) {
         return Err(FrameError::WrongVersion { found, supported: PROTOCOL_VERSION });
     }
     match postcard::take_from_bytes(body) {
-        Ok((message, [])) => Ok(message),
+        Ok((message, [])) => Ok((message, found)),
         Ok((_, rest)) => Err(FrameError::Malformed(format!("{} bytes after the message", rest.len()))),
         Err(e) => Err(FrameError::Malformed(e.to_string())),
     }

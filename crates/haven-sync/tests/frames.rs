@@ -105,6 +105,14 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
                 action: Action::ClientReset { reason: ResetReason::ServerRestored, acknowledged: Some(3) },
             },
         ),
+        (
+            "ErrorTokenExpired",
+            ServerMessage::Error {
+                code: ErrorCode::TokenExpired,
+                message: "expired".into(),
+                action: Action::Reconnect { after_ms: 0 },
+            },
+        ),
         ("Pong", ServerMessage::Pong { nonce: 6 }),
     ];
     let mut all: Vec<(&str, Vec<u8>)> = client.into_iter().map(|(n, m)| (n, protocol::encode(&m).unwrap())).collect();
@@ -148,4 +156,29 @@ fn every_message_encodes_as_pinned_and_decodes_back() {
         };
         assert!(decoded_again.unwrap() == *frame, "{name} decodes to the same message");
     }
+}
+
+/// The server serves clients of every version from
+/// `OLDEST_SERVED_VERSION`: each of their pinned frames must decode as
+/// the same message today, and today's answers, re-framed, must read as
+/// theirs.
+#[test]
+fn every_frame_of_a_served_older_version_decodes_as_the_same_message() {
+    for version in protocol::OLDEST_SERVED_VERSION..PROTOCOL_VERSION {
+        for (name, frame) in pinned(version) {
+            let again = match name.as_str() {
+                "Bind" | "Upload" | "Mark" | "Ping" => {
+                    let (message, found) = protocol::decode_served::<ClientMessage>(&frame).unwrap();
+                    assert_eq!(found, version);
+                    protocol::encode(&message)
+                }
+                _ => protocol::encode(&protocol::decode_served::<ServerMessage>(&frame).unwrap().0),
+            };
+            let mut again = again.unwrap();
+            protocol::reframe(&mut again, version);
+            assert!(again == frame, "v{version} {name}: re-encoded as today's and re-framed, the bytes differ");
+        }
+    }
+    let older = [b'H', b'V', (protocol::OLDEST_SERVED_VERSION - 1) as u8, 0, 3, 1];
+    assert!(matches!(protocol::decode_served::<ClientMessage>(&older), Err(protocol::FrameError::WrongVersion { .. })));
 }

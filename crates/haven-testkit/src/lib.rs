@@ -12,6 +12,7 @@
 //!   from before version salts left it);
 //! - [`ServerData`], a server's data backed up and restored as an
 //!   operator would (a file copy, or `pg_dump` and `psql`);
+//! - [`tls::TestCa`], certificates made in the test;
 //! - [`proptest_cases`], so that property tests run longer by hand.
 
 mod backend;
@@ -20,6 +21,7 @@ mod history;
 pub mod keys;
 mod proxy;
 mod server_data;
+pub mod tls;
 
 pub use backend::{test_postgres, test_postgres_url, test_storage, testing_postgres};
 pub use devices::{dogs, forget_base_salt, objects_of, synced, write_counted};

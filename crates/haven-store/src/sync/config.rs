@@ -2,11 +2,19 @@
 
 use super::SyncError;
 use crate::client_reset::ClientResetMode;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A callback for sync errors.
 pub(crate) type ErrorHandler = Arc<dyn Fn(&SyncError) + Send + Sync>;
+
+/// What a token provider's call returns: a token, or why there is none.
+pub(crate) type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+
+/// The app's way to get a fresh token.
+pub(crate) type TokenProvider = Arc<dyn Fn() -> TokenFuture + Send + Sync>;
 
 /// Where and how a database syncs; give it to
 /// [`Config::sync`](crate::Config::sync) and open with
@@ -29,6 +37,8 @@ pub struct SyncConfig {
     pub(crate) first_retry: Duration,
     pub(crate) max_retry: Duration,
     pub(crate) ping_interval: Duration,
+    pub(crate) tls_roots: Vec<Vec<u8>>,
+    pub(crate) token_provider: Option<TokenProvider>,
 }
 
 impl std::fmt::Debug for SyncConfig {
@@ -39,14 +49,17 @@ impl std::fmt::Debug for SyncConfig {
             .field("partition", &self.partition)
             .field("wait_for_download", &self.wait_for_download)
             .field("client_reset", &self.client_reset)
+            .field("token_provider", &self.token_provider.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl SyncConfig {
-    /// Syncs `partition` with the server at `url` (`ws://HOST:PORT`, as
-    /// `haven serve` prints it), authenticated by `token`: an HS256 JWT, or
-    /// any string for a server in dev mode.
+    /// Syncs `partition` with the server at `url` (`wss://HOST:PORT` or
+    /// `ws://HOST:PORT`, as `haven serve` prints it), authenticated by
+    /// `token`: a JWT, or any string for a server in dev mode. A token
+    /// that expires needs a [`token_provider`](SyncConfig::token_provider)
+    /// (then `token` may be empty).
     pub fn new(url: impl Into<String>, token: impl Into<String>, partition: impl Into<String>) -> SyncConfig {
         SyncConfig {
             url: url.into(),
@@ -58,6 +71,8 @@ impl SyncConfig {
             first_retry: Duration::from_secs(1),
             max_retry: Duration::from_secs(300),
             ping_interval: Duration::from_secs(10),
+            tls_roots: Vec::new(),
+            token_provider: None,
         }
     }
 
@@ -120,6 +135,54 @@ impl SyncConfig {
     /// ```
     pub fn ping_interval(mut self, interval: Duration) -> SyncConfig {
         self.ping_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Trusts the certificates in `pem` (PEM, one or more) for `wss://`
+    /// URLs, in addition to the webpki roots: a private certificate
+    /// authority, or a self-signed server. Several calls add up. A file
+    /// that holds no certificate makes
+    /// [`Database::open_synced`](crate::Database::open_synced) fail.
+    ///
+    /// ```no_run
+    /// use haven_store::SyncConfig;
+    /// let sync = SyncConfig::new("wss://sync.example.com", "token", "p")
+    ///     .tls_root_certificates(std::fs::read("ca.pem")?);
+    /// # let _ = sync;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> SyncConfig {
+        self.tls_roots.push(pem.into());
+        self
+    }
+
+    /// Gets tokens from the app, for tokens that expire (an identity
+    /// provider's JWTs). The session calls `provider` before connecting
+    /// when it has no token or its token expires within a minute, and
+    /// again when the server says the token expired or refuses it; then
+    /// it reconnects, and nothing is lost or sent twice. An `Err` is
+    /// reported to [`on_error`](SyncConfig::on_error) and the session
+    /// tries again after its reconnect backoff.
+    ///
+    /// ```
+    /// use haven_store::SyncConfig;
+    /// async fn sign_in() -> Result<String, std::io::Error> {
+    ///     Ok("a JWT from the identity provider".into())
+    /// }
+    /// let sync = SyncConfig::new("wss://sync.example.com", "", "p").token_provider(|| sign_in());
+    /// # let _ = sync;
+    /// ```
+    pub fn token_provider<F, Fut, E>(mut self, provider: F) -> SyncConfig
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let provider = Arc::new(provider);
+        self.token_provider = Some(Arc::new(move || {
+            let call = provider();
+            Box::pin(async move { call.await.map_err(|e| e.to_string()) }) as TokenFuture
+        }));
         self
     }
 }

@@ -3,8 +3,10 @@
 //! on tokio's blocking pool: a durable commit must not stall the runtime.
 
 use super::config::SyncConfig;
-use super::liveness::{Liveness, Stamped};
+use super::liveness::Liveness;
 use super::state::{ConnectionState, SessionState};
+use super::token::{Refused, SessionToken};
+use super::transport::{ConnectError, Endpoint, Socket};
 use super::SyncError;
 use crate::client_reset::ClientResetMode;
 use crate::client_reset_info::ClientResetInfo;
@@ -14,12 +16,11 @@ use crate::replica::download::ResetCommit;
 use crate::replica::reset_tracker::{Plan, ResetRequest, ResetTracker};
 use futures_util::{SinkExt, StreamExt};
 use haven_core::merge::Changeset;
-use haven_sync::protocol::{self, Action, ClientMessage, FileIdent, ServerMessage, MAX_FRAME_BYTES};
+use haven_sync::protocol::{self, Action, ClientMessage, FileIdent, ServerMessage};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 /// How long connecting and binding may take.
@@ -42,13 +43,17 @@ pub(crate) enum Ended {
     Reset(ResetRequest),
     /// Retrying cannot help.
     Fatal(SyncError),
+    /// Retrying as is meets the same refusal until someone fixes it (a
+    /// certificate, the token provider): report it, then back off.
+    Refused(SyncError),
+    /// The server refused the token, and a fresh one may be accepted:
+    /// reconnect at once with it.
+    Reauthenticate,
     /// The app paused the session.
     Paused,
     /// The database closed.
     Closed,
 }
-
-type Socket = tokio_tungstenite::WebSocketStream<Stamped>;
 
 /// A client reset attempt under way on a connection.
 struct ResetAttempt {
@@ -128,8 +133,10 @@ impl<'a> Connection<'a> {
             },
             _ => None,
         };
+        let endpoint = Endpoint::of(&shared.config).map_err(Ended::Fatal)?;
+        let token = shared.token.for_binding(&shared.config).await.map_err(Ended::Refused)?;
         let liveness = Liveness::new();
-        let socket = connect(&shared.config, liveness.clone()).await.map_err(Ended::Lost)?;
+        let socket = endpoint.connect(liveness.clone()).await.map_err(Ended::from)?;
         let (sink, reader) = socket.split();
         let (writer, frames) = mpsc::channel(WRITER_QUEUE);
         let writer_task = tokio::spawn(write_frames(sink, frames, liveness.clone()));
@@ -151,7 +158,7 @@ impl<'a> Connection<'a> {
         // A reset attempt binds as a new file: the server registers it and
         // sends its whole state.
         let position = if reset.is_some() { Default::default() } else { position };
-        let bind = bind_message(&shared.config, &position, schema, resetting, false);
+        let bind = bind_message(&shared.config, token, &position, schema, resetting, false);
         let frame = protocol::encode(&bind).map_err(|e| Ended::Fatal(SyncError::Local(e.to_string())))?;
         connection
             .writer
@@ -182,7 +189,7 @@ impl<'a> Connection<'a> {
                 shared.update_progress(|p| p.downloadable = p.downloadable.max(server_version));
                 Ok(connection)
             }
-            ServerMessage::Error { code, message, action } => Err(server_error(code, message, action)),
+            ServerMessage::Error { code, message, action } => Err(shared.server_error(code, message, action)),
             other => Err(Ended::Lost(format!("expected Bound, got {other:?}"))),
         }
     }
@@ -296,7 +303,9 @@ impl<'a> Connection<'a> {
             ServerMessage::Error { code, message, action: Action::None } => {
                 self.shared.report(&SyncError::Server { code, message, action: Action::None });
             }
-            ServerMessage::Error { code, message, action } => return Err(server_error(code, message, action)),
+            ServerMessage::Error { code, message, action } => {
+                return Err(self.shared.server_error(code, message, action))
+            }
             ServerMessage::Pong { .. } => {}
             ServerMessage::Bound { .. } => return Err(Ended::Lost("the server sent Bound twice".into())),
         }
@@ -419,13 +428,14 @@ struct Outgoing {
 /// The `Bind` of a file at `position` whose app's schema is `schema`.
 fn bind_message(
     config: &SyncConfig,
+    token: String,
     position: &SyncPosition,
     schema: String,
     resetting: bool,
     request_reset: bool,
 ) -> ClientMessage {
     ClientMessage::Bind {
-        token: config.token.clone(),
+        token,
         partition: config.partition.clone(),
         file_ident: position.file_ident.map(|(ident, salt)| FileIdent { ident, salt }),
         last_server_version: position.base_version,
@@ -447,9 +457,12 @@ pub(crate) async fn request_reset(
     position: &SyncPosition,
     schema: String,
 ) -> Result<ResetRequest, String> {
-    let bind = protocol::encode(&bind_message(config, position, schema, false, true)).map_err(|e| e.to_string())?;
+    let endpoint = Endpoint::of(config).map_err(|e| e.to_string())?;
+    let token = SessionToken::new(config).for_binding(config).await.map_err(|e| e.to_string())?;
+    let bind =
+        protocol::encode(&bind_message(config, token, position, schema, false, true)).map_err(|e| e.to_string())?;
     let asked = async {
-        let mut socket = connect(config, Liveness::new()).await.map_err(Ended::Lost)?;
+        let mut socket = endpoint.connect(Liveness::new()).await.map_err(Ended::from)?;
         let cut = |e| Ended::Lost(format!("the connection was cut: {e}"));
         socket.send(Message::Binary(bind.into())).await.map_err(cut)?;
         next_message(&mut socket).await
@@ -457,7 +470,7 @@ pub(crate) async fn request_reset(
     let unreachable = |why: String| format!("the server could not be reached ({why}): try again once online");
     let answer = match tokio::time::timeout(CONNECT_TIMEOUT, asked).await {
         Ok(Ok(answer)) => answer,
-        Ok(Err(Ended::Fatal(error))) => return Err(error.to_string()),
+        Ok(Err(Ended::Fatal(error) | Ended::Refused(error))) => return Err(error.to_string()),
         Ok(Err(Ended::Lost(why))) => return Err(unreachable(why)),
         Ok(Err(_)) => return Err(unreachable("the connection ended".into())),
         Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
@@ -500,31 +513,6 @@ async fn next_message(
     }
 }
 
-/// Opens the WebSocket to the server `config` names over a [`Stamped`]
-/// TCP stream.
-async fn connect(config: &SyncConfig, liveness: Arc<Liveness>) -> Result<Socket, String> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!("{}/sync", config.url.trim_end_matches('/'));
-    let failed = |e: String| format!("cannot connect to {url}: {e}");
-    let limits =
-        WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
-    let request = url.as_str().into_client_request().map_err(|e| failed(e.to_string()))?;
-    let uri = request.uri();
-    if uri.scheme_str() != Some("ws") {
-        return Err(failed("only ws:// URLs are supported (put TLS in front of the server)".into()));
-    }
-    let host = uri.host().ok_or_else(|| failed("the URL has no host".into()))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), uri.port_u16().unwrap_or(80)))
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    tcp.set_nodelay(true).map_err(|e| failed(e.to_string()))?;
-    let (socket, _) = tokio_tungstenite::client_async_with_config(request, Stamped::new(tcp, liveness), Some(limits))
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    Ok(socket)
-}
-
 /// Writes frames in order until the queue closes or the socket fails,
 /// telling `liveness` which bytes belong to uploads.
 async fn write_frames(
@@ -558,7 +546,35 @@ fn commit_with_callbacks(
     Ok((before, report))
 }
 
-fn server_error(code: protocol::ErrorCode, message: String, action: Action) -> Ended {
+impl From<ConnectError> for Ended {
+    fn from(error: ConnectError) -> Ended {
+        match error {
+            ConnectError::Lost(why) => Ended::Lost(why),
+            ConnectError::Tls(error) => Ended::Refused(error),
+        }
+    }
+}
+
+impl SessionState {
+    /// How the connection ends after the server's `Error`: a refused
+    /// token is fetched again when the app has a provider.
+    fn server_error(&self, code: protocol::ErrorCode, message: String, action: Action) -> Ended {
+        use protocol::ErrorCode::{BadToken, TokenExpired};
+        if !matches!(code, BadToken | TokenExpired) {
+            return ended_by(code, message, action);
+        }
+        tracing::info!(?code, %message, "the server refused the token");
+        let error = SyncError::Server { code, message, action };
+        match self.token.refused(&self.config) {
+            Refused::Refresh => Ended::Reauthenticate,
+            Refused::Retry => Ended::Refused(error),
+            Refused::Stop => Ended::Fatal(error),
+        }
+    }
+}
+
+/// How the connection ends after any other `Error` from the server.
+fn ended_by(code: protocol::ErrorCode, message: String, action: Action) -> Ended {
     if let Some(request) = reset_asked(action) {
         tracing::warn!(reason = ?request.reason, recovery = request.recovery_allowed, %message, "the server reset this client");
         return Ended::Reset(request);

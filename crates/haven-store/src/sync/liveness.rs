@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// When a connection last showed signs of life.
@@ -54,14 +53,19 @@ impl Liveness {
     }
 }
 
-/// A TCP stream that tells its [`Liveness`] what crosses it.
+/// A byte stream to the server: TCP, or TLS over TCP.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Transport for T {}
+
+/// A stream to the server that tells its [`Liveness`] what crosses it.
 pub(crate) struct Stamped {
-    inner: TcpStream,
+    inner: Box<dyn Transport>,
     liveness: Arc<Liveness>,
 }
 
 impl Stamped {
-    pub(crate) fn new(inner: TcpStream, liveness: Arc<Liveness>) -> Stamped {
+    pub(crate) fn new(inner: Box<dyn Transport>, liveness: Arc<Liveness>) -> Stamped {
         Stamped { inner, liveness }
     }
 }

@@ -9,6 +9,8 @@ mod liveness;
 mod open;
 mod session;
 mod state;
+mod token;
+mod transport;
 
 pub use config::SyncConfig;
 pub(crate) use connection::request_reset;

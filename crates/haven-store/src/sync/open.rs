@@ -34,10 +34,7 @@ impl Database {
         let Some(sync) = config.sync.clone() else {
             return Err(SyncError::Config("the Config has no SyncConfig: add .sync(SyncConfig::new(…))".into()).into());
         };
-        if !sync.url.starts_with("ws://") {
-            let message = format!("the server URL must start with ws:// (got '{}')", sync.url);
-            return Err(SyncError::Config(message).into());
-        }
+        super::transport::Endpoint::of(&sync)?;
         if config.read_only {
             return Err(SyncError::Config("a synced database cannot be opened read-only".into()).into());
         }

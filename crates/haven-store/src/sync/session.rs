@@ -4,6 +4,8 @@
 use super::config::SyncConfig;
 use super::connection::{Connection, Ended};
 use super::state::{ConnectionState, Control, SessionState, SyncProgress, SyncStatus};
+use super::token::SessionToken;
+use super::transport::Endpoint;
 use super::SyncError;
 use crate::database::Database;
 use crate::replica::reset_tracker::ResetTracker;
@@ -52,6 +54,7 @@ impl SyncSession {
             resets: 0,
         };
         let shared = Arc::new(SessionState {
+            token: SessionToken::new(&config),
             config,
             status: watch::Sender::new(status),
             control: watch::Sender::new(Control::default()),
@@ -157,6 +160,12 @@ impl crate::database::AttachedSession for SyncSession {
 async fn run(shared: Arc<SessionState>) {
     let mut control = shared.control.subscribe();
     let mut attempt = 0u32;
+    if let Ok(endpoint) = Endpoint::of(&shared.config) {
+        endpoint.warn_if_plain_over_network();
+    }
+    // A refusal that retrying meets again (a certificate, the token
+    // provider) is reported once, not at every attempt.
+    let mut last_refusal: Option<SyncError> = None;
     loop {
         if control.wait_for(|c| !c.paused || c.closed).await.map_or(true, |c| c.closed) {
             break;
@@ -192,6 +201,14 @@ async fn run(shared: Arc<SessionState>) {
                 backoff(&shared.config, attempt)
             }
             Ended::RetryAfter(after) => after.max(backoff(&shared.config, attempt)),
+            Ended::Refused(error) => {
+                if attempt == 0 || last_refusal.as_ref() != Some(&error) {
+                    shared.report(&error);
+                }
+                last_refusal = Some(error);
+                backoff(&shared.config, attempt)
+            }
+            Ended::Reauthenticate => Duration::ZERO,
         };
         attempt = attempt.saturating_add(1);
         // A pause, a resume or a close cuts the wait short.

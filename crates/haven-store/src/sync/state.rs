@@ -2,6 +2,7 @@
 //! watches, the controls the app sets, and the way to the database.
 
 use super::config::SyncConfig;
+use super::token::SessionToken;
 use super::SyncError;
 use crate::client_reset::ClientResetMode;
 use crate::database::{Database, Inner};
@@ -63,6 +64,7 @@ pub(crate) struct SessionState {
     pub status: watch::Sender<SyncStatus>,
     pub control: watch::Sender<Control>,
     pub local_commits: Notify,
+    pub token: SessionToken,
     pub(super) db: Weak<Inner>,
 }
 
