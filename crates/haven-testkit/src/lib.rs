@@ -12,7 +12,8 @@
 //!   from before version salts left it);
 //! - [`ServerData`], a server's data backed up and restored as an
 //!   operator would (a file copy, or `pg_dump` and `psql`);
-//! - [`tls::TestCa`], certificates made in the test;
+//! - [`tls::TestCa`], certificates made in the test, and
+//!   [`ServedDocument`], a document (a key set) served over HTTP;
 //! - [`proptest_cases`], so that property tests run longer by hand.
 
 mod backend;
@@ -20,6 +21,7 @@ mod devices;
 mod history;
 pub mod keys;
 mod proxy;
+mod served_document;
 mod server_data;
 pub mod tls;
 
@@ -27,6 +29,7 @@ pub use backend::{test_postgres, test_postgres_url, test_storage, testing_postgr
 pub use devices::{dogs, forget_base_salt, objects_of, synced, write_counted};
 pub use history::{fold_history, Fields};
 pub use proxy::{Faults, Proxy};
+pub use served_document::ServedDocument;
 pub use server_data::ServerData;
 
 /// Cases a property test runs: `PROPTEST_CASES` if set (long runs by
