@@ -93,11 +93,13 @@ impl Shared {
     /// Signs `user` out now; returns how many of their sessions close.
     pub fn revoke(&self, user: &str) -> usize {
         let now = crate::session::now_millis() / 1000;
+        // Counted first: once told, the sessions leave the map on their own.
+        let closing = self.live.lock().expect("live sessions").values().filter(|s| s.user == user).count();
         self.revocations.send_modify(|revoked| {
             revoked.insert(user.to_owned(), now);
         });
-        tracing::info!(%user, "user signed out by an operator");
-        self.live.lock().expect("live sessions").values().filter(|s| s.user == user).count()
+        tracing::info!(%user, sessions = closing, "user signed out by an operator");
+        closing
     }
 
     /// Whether `identity`'s token was issued before its user was signed out.

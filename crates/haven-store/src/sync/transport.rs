@@ -55,9 +55,7 @@ impl Endpoint {
     /// Warns, once per session, that a plain `ws://` URL reaches past this
     /// machine: tokens and data would cross the network unencrypted.
     pub fn warn_if_plain_over_network(&self) {
-        let loopback =
-            self.host == "localhost" || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if self.tls.is_none() && !loopback {
+        if self.tls.is_none() && !is_loopback(&self.host) {
             tracing::warn!(url = %self.url, "syncing over plain ws:// with a host that is not this machine: tokens and data cross the network unencrypted; use wss://");
         }
     }
@@ -115,5 +113,30 @@ impl Endpoint {
                 None => ConnectError::Lost(format!("TLS with {} failed: {e}", self.host)),
             }
         })
+    }
+}
+
+/// Whether `host` names this machine.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_plain_url_to_another_machine_is_warned_about() {
+        for host in ["localhost", "127.0.0.1", "127.1.2.3", "::1"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["sync.example.com", "10.0.0.5", "localhost.example.com"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+        let endpoint = |url: &str| Endpoint::of(&SyncConfig::new(url, "t", "p")).unwrap();
+        assert!(endpoint("wss://sync.example.com").tls.is_some());
+        assert_eq!(endpoint("wss://sync.example.com").port, 443);
+        let v6 = endpoint("ws://[::1]:7878");
+        assert_eq!((v6.host.as_str(), v6.port, v6.tls.is_none()), ("::1", 7878, true));
     }
 }
