@@ -44,6 +44,10 @@ pub struct Measurement {
     /// Memory per connection, KiB (`idle_connections`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kib_per_connection: Option<f64>,
+    /// Over TLS: this row's Haven time over the same workload's plain
+    /// WebSocket time, in the same run (`bench sync --tls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_over_plain: Option<f64>,
     /// What else to know about the row.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -52,17 +56,18 @@ pub struct Measurement {
 /// Prints measurements as a table.
 pub fn format_table(rows: &[Measurement]) -> String {
     let mut out = format!(
-        "{:<16} {:>12} {:>12} {:>14} {:>14}\n",
+        "{:<22} {:>12} {:>12} {:>14} {:>14}\n",
         "workload", "haven ms", "sqlite ms", "haven/sqlite", "haven peak MiB"
     );
     for m in rows {
         let peak = m.haven_peak_mib.map_or("-".to_owned(), |p| format!("{p:.0}"));
-        out += &format!("{:<16} {:>12.1} {:>12.1} {:>14.2} {:>14}", m.workload, m.haven_ms, m.sqlite_ms, m.ratio, peak);
+        out += &format!("{:<22} {:>12.1} {:>12.1} {:>14.2} {:>14}", m.workload, m.haven_ms, m.sqlite_ms, m.ratio, peak);
         let extras = [
             m.objects_per_s.map(|v| format!("{v:.0} objects/s")),
             m.p50_ms.map(|v| format!("p50 {v:.1} ms")),
             m.p99_ms.map(|v| format!("p99 {v:.1} ms")),
             m.kib_per_connection.map(|v| format!("{v:.1} KiB/connection")),
+            m.tls_over_plain.map(|v| format!("TLS/plain {v:.2}")),
             m.note.clone(),
         ];
         let extras: Vec<String> = extras.into_iter().flatten().collect();

@@ -77,8 +77,8 @@ async fn bench(
         progress(&format!("reset: a plain download of {objects} objects (run {})", rep + 1));
         let path = dir.join(format!("download-{rep}.haven"));
         let download = match &opts.haven_exe {
-            Some(exe) => download_in_child(exe, &server.url(), PARTITION, &path)?,
-            None => download_client(&server.url(), PARTITION, &path).await?,
+            Some(exe) => download_in_child(exe, &server.url(), PARTITION, &path, None)?,
+            None => download_client(&server.url(), PARTITION, &path, None).await?,
         };
         check(download.objects == objects, "reset: the plain download has every object")?;
         progress(&format!("reset: a client with {unsynced} unsynced changes is reset (run {})", rep + 1));

@@ -1,5 +1,6 @@
 //! `haven bench sync`: a server (embedded storage) and clients in this
-//! process over loopback WebSocket, every commit durable. Each workload
+//! process over loopback WebSocket, every commit durable; with `--tls`,
+//! the main workloads again over `wss://`. Each workload
 //! also times, in the same run, a SQLite bulk insert of the same objects
 //! (the `bench local` setup): `ratio` = Haven / that baseline.
 
@@ -7,7 +8,7 @@ use crate::local::{check, haven_insert, sqlite_db, sqlite_insert};
 use crate::{median, memory, Measurement};
 use futures_util::{SinkExt, StreamExt};
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode, Value};
-use haven_server::{Authenticator, EmbeddedStorage, PostgresStorage, Server, Storage};
+use haven_server::{Authenticator, EmbeddedStorage, PostgresStorage, Server, ServerOptions, Storage};
 use haven_sync::protocol::{self, ClientMessage, ServerMessage};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +32,14 @@ pub struct SyncOptions {
     /// afterwards) instead of the embedded store; adds the
     /// `cross_process_fan_out` workload (needs `haven_exe`).
     pub postgres: Option<String>,
+    /// Also run `initial_download`, `upload` and `fan_out` over TLS
+    /// (`wss://`, a certificate made for the run), after the plain run,
+    /// and report each TLS row's time over the plain one.
+    pub tls: bool,
 }
+
+/// The workloads `tls` repeats over TLS.
+const TLS_WORKLOADS: [&str; 3] = ["initial_download", "upload", "fan_out"];
 
 /// The sync workloads, in the order they run (the last only with PostgreSQL).
 pub const SYNC_WORKLOADS: [&str; 5] =
@@ -65,27 +73,83 @@ pub fn run_sync(opts: &SyncOptions, progress: &dyn Fn(&str)) -> BenchResult<Vec<
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let dir = tempfile::tempdir()?;
-        let (storage, schema): (Arc<dyn Storage>, _) = match &opts.postgres {
-            Some(url) => {
-                let url = url.clone();
-                let storage = tokio::task::spawn_blocking(move || PostgresStorage::connect_scratch(&url)).await??;
-                let schema = storage.scratch_schema().map(str::to_owned);
-                (Arc::new(storage), schema)
-            }
-            None => (Arc::new(EmbeddedStorage::open(&dir.path().join("server"))?), None),
-        };
-        let server = Server::start(storage, Authenticator::Dev, "127.0.0.1:0".parse()?).await?;
-        let bench = Bench { opts, sizes, url: server.url(), dir, progress, schema };
-        let rows = bench.run().await;
-        server.shutdown().await;
-        rows
+        let mut rows = run_against(opts, &sizes, dir.path(), None, progress).await?;
+        if opts.tls {
+            let tls = TlsSetup::make(dir.path())?;
+            let tls_rows = run_against(opts, &sizes, dir.path(), Some(&tls), progress).await?;
+            let compared: Vec<Measurement> = tls_rows
+                .into_iter()
+                .map(|mut row| {
+                    let plain = rows.iter().find(|p| p.workload == row.workload);
+                    row.tls_over_plain = plain.map(|p| row.haven_ms / p.haven_ms);
+                    row.workload = format!("{} (TLS)", row.workload);
+                    row
+                })
+                .collect();
+            rows.extend(compared);
+        }
+        Ok(rows)
     })
+}
+
+/// A certificate made for the run, as files the server reads, and its
+/// PEM, which the clients trust.
+struct TlsSetup {
+    files: haven_server::TlsFiles,
+    certificate_pem: String,
+}
+
+impl TlsSetup {
+    fn make(dir: &std::path::Path) -> BenchResult<TlsSetup> {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        let files = haven_server::TlsFiles { cert: dir.join("bench.crt"), key: dir.join("bench.key") };
+        let certificate_pem = made.cert.pem();
+        std::fs::write(&files.cert, &certificate_pem)?;
+        std::fs::write(&files.key, made.signing_key.serialize_pem())?;
+        Ok(TlsSetup { files, certificate_pem })
+    }
+}
+
+/// The workloads against a server of their own (over TLS with `tls`).
+async fn run_against(
+    opts: &SyncOptions,
+    sizes: &SyncSizes,
+    dir: &std::path::Path,
+    tls: Option<&TlsSetup>,
+    progress: &dyn Fn(&str),
+) -> BenchResult<Vec<Measurement>> {
+    let run_dir = tempfile::tempdir_in(dir)?;
+    let (storage, schema): (Arc<dyn Storage>, _) = match &opts.postgres {
+        Some(url) => {
+            let url = url.clone();
+            let storage = tokio::task::spawn_blocking(move || PostgresStorage::connect_scratch(&url)).await??;
+            let schema = storage.scratch_schema().map(str::to_owned);
+            (Arc::new(storage), schema)
+        }
+        None => (Arc::new(EmbeddedStorage::open(&run_dir.path().join("server"))?), None),
+    };
+    let options = ServerOptions { tls: tls.map(|t| t.files.clone()), ..ServerOptions::default() };
+    let server = Server::start_with_options(storage, Authenticator::Dev, "127.0.0.1:0".parse()?, options).await?;
+    let bench = Bench {
+        opts,
+        sizes,
+        url: server.url(),
+        tls_root: tls.map(|t| t.certificate_pem.clone()),
+        dir: run_dir,
+        progress,
+        schema,
+    };
+    let rows = bench.run().await;
+    server.shutdown().await;
+    rows
 }
 
 struct Bench<'a> {
     opts: &'a SyncOptions,
-    sizes: SyncSizes,
+    sizes: &'a SyncSizes,
     url: String,
+    /// Over TLS: the certificate the clients trust.
+    tls_root: Option<String>,
     dir: tempfile::TempDir,
     progress: &'a dyn Fn(&str),
     /// With PostgreSQL: the scratch schema the server uses.
@@ -95,7 +159,10 @@ struct Bench<'a> {
 impl Bench<'_> {
     async fn run(&self) -> BenchResult<Vec<Measurement>> {
         let mut out = vec![];
-        let wanted = |name: &str| self.opts.only.is_empty() || self.opts.only.iter().any(|o| o == name);
+        let wanted = |name: &str| {
+            let over_tls = self.tls_root.is_none() || TLS_WORKLOADS.contains(&name);
+            over_tls && (self.opts.only.is_empty() || self.opts.only.iter().any(|o| o == name))
+        };
         if wanted("initial_download") {
             out.push(self.initial_download().await?);
         }
@@ -112,7 +179,7 @@ impl Bench<'_> {
             (Some(url), Some(schema), Some(exe)) if wanted("cross_process_fan_out") => {
                 out.push(self.cross_process_fan_out(exe, url, schema).await?);
             }
-            _ if !self.opts.only.is_empty() && wanted("cross_process_fan_out") => {
+            _ if self.tls_root.is_none() && !self.opts.only.is_empty() && wanted("cross_process_fan_out") => {
                 return Err("cross_process_fan_out needs --postgres (and the haven binary)".into());
             }
             _ => {}
@@ -138,6 +205,10 @@ impl Bench<'_> {
 
     async fn open_at(&self, url: &str, name: &str, partition: &str, wait: bool) -> BenchResult<Database> {
         let sync = SyncConfig::new(url, "bench", partition).wait_for_download(wait);
+        let sync = match &self.tls_root {
+            Some(pem) => sync.tls_root_certificates(pem.as_bytes()),
+            None => sync,
+        };
         let config = Config::new(self.dir.path().join(format!("{name}.haven"))).schema(Schema::from_json(DOG)?);
         Ok(Database::open_synced(config.sync(sync)).await?)
     }
@@ -157,8 +228,8 @@ impl Bench<'_> {
             (self.progress)(&format!("initial_download: a fresh client downloads {n} objects (run {})", rep + 1));
             let path = self.dir.path().join(format!("download-{rep}.haven"));
             let run = match &self.opts.haven_exe {
-                Some(exe) => download_in_child(exe, &self.url, "download", &path)?,
-                None => download_client(&self.url, "download", &path).await?,
+                Some(exe) => download_in_child(exe, &self.url, "download", &path, self.tls_root.as_deref())?,
+                None => download_client(&self.url, "download", &path, self.tls_root.as_deref()).await?,
             };
             check(run.objects == n, "initial_download: the client has every object")?;
             let file_mib = std::fs::metadata(&path)?.len() as f64 / (1 << 20) as f64;
@@ -364,25 +435,40 @@ pub struct DownloadRun {
     pub objects: usize,
 }
 
-/// Opens `path` synced with `partition` at `url` and waits for the
-/// download; in this process.
-pub async fn download_client(url: &str, partition: &str, path: &std::path::Path) -> BenchResult<DownloadRun> {
+/// Opens `path` synced with `partition` at `url` (trusting `tls_root`, a
+/// PEM certificate, if given) and waits for the download; in this process.
+pub async fn download_client(
+    url: &str,
+    partition: &str,
+    path: &std::path::Path,
+    tls_root: Option<&str>,
+) -> BenchResult<DownloadRun> {
     let t = Instant::now();
     let sync = SyncConfig::new(url, "bench", partition);
+    let sync = match tls_root {
+        Some(pem) => sync.tls_root_certificates(pem.as_bytes()),
+        None => sync,
+    };
     let db = Database::open_synced(Config::new(path).schema(Schema::from_json(DOG)?).sync(sync)).await?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     let objects = db.objects("Dog")?.len()?;
     Ok(DownloadRun { ms, peak_mib: memory::peak_mib().unwrap_or(0.0), objects })
 }
 
-/// [`download_client`] in a child process: `haven bench download-client URL PARTITION PATH`.
+/// [`download_client`] in a child process: `haven bench download-client
+/// URL PARTITION [--tls-root PEM_FILE] PATH`.
 pub(crate) fn download_in_child(
     exe: &std::path::Path,
     url: &str,
     partition: &str,
     path: &std::path::Path,
+    tls_root: Option<&str>,
 ) -> BenchResult<DownloadRun> {
-    in_child(exe, &["download-client", url, partition], path)
+    let Some(pem) = tls_root else { return in_child(exe, &["download-client", url, partition], path) };
+    let pem_file = path.with_extension("root.pem");
+    std::fs::write(&pem_file, pem)?;
+    let pem_file = pem_file.to_str().ok_or("a non-UTF-8 path")?;
+    in_child(exe, &["download-client", url, partition, "--tls-root", pem_file], path)
 }
 
 /// Runs `haven bench ARGS PATH` and reads the JSON it prints.

@@ -28,7 +28,14 @@ pub enum Suite {
     /// (Used by `bench sync` and `bench reset`: one fresh client's initial
     /// download, in its own process so that its memory is measured alone.)
     #[command(hide = true)]
-    DownloadClient { url: String, partition: String, path: std::path::PathBuf },
+    DownloadClient {
+        url: String,
+        partition: String,
+        /// A PEM certificate to trust for a `wss://` URL.
+        #[arg(long)]
+        tls_root: Option<std::path::PathBuf>,
+        path: std::path::PathBuf,
+    },
     /// (Used by `bench reset`: one client's reset and recovery, in its own process.)
     #[command(hide = true)]
     ResetClient { url: String, path: std::path::PathBuf },
@@ -52,6 +59,10 @@ pub struct Options {
     /// dropped afterwards), plus the `cross_process_fan_out` workload.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// `bench sync` only: run initial_download, upload and fan_out over
+    /// TLS too (`wss://`), and report TLS/plain per workload.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(clap::Args)]
@@ -105,8 +116,10 @@ pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
     let opts = match &suite {
         Suite::Soak(args) => return soak(args),
         Suite::Local(opts) | Suite::Sync(opts) | Suite::Reset(opts) => opts,
-        Suite::DownloadClient { url, partition, path } => {
-            let run = tokio::runtime::Runtime::new()?.block_on(download_client(url, partition, path))?;
+        Suite::DownloadClient { url, partition, tls_root, path } => {
+            let root = tls_root.as_ref().map(std::fs::read_to_string).transpose()?;
+            let run =
+                tokio::runtime::Runtime::new()?.block_on(download_client(url, partition, path, root.as_deref()))?;
             println!("{}", serde_json::to_string(&run)?);
             return Ok(());
         }
@@ -116,9 +129,9 @@ pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
             return Ok(());
         }
     };
-    let Options { quick, json, repeats, ref only, ref postgres } = *opts;
-    if postgres.is_some() && !matches!(suite, Suite::Sync(_)) {
-        return Err("--postgres is for bench sync".into());
+    let Options { quick, json, repeats, ref only, ref postgres, tls } = *opts;
+    if (postgres.is_some() || tls) && !matches!(suite, Suite::Sync(_)) {
+        return Err("--postgres and --tls are for bench sync".into());
     }
     let postgres = postgres.clone();
     if repeats == 0 {
@@ -131,7 +144,7 @@ pub fn run(suite: Suite) -> Result<(), Box<dyn std::error::Error>> {
     let rows = match suite {
         Suite::Sync(_) => {
             let haven_exe = std::env::current_exe().ok();
-            run_sync(&SyncOptions { quick, repeats, only, haven_exe, postgres }, &progress)?
+            run_sync(&SyncOptions { quick, repeats, only, haven_exe, postgres, tls }, &progress)?
         }
         Suite::Reset(_) => {
             if !only.is_empty() {

@@ -47,9 +47,16 @@ impl Endpoint {
         let host = uri.host().ok_or_else(|| bad("has no host".into()))?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let port = uri.port_u16().unwrap_or(default_port);
-        let tls = haven_sync::tls::client_config(&config.tls_roots)
-            .map_err(|e| SyncError::Config(format!("tls_root_certificates: {e}")))?;
-        Ok(Endpoint { url, host, port, tls: secure.then_some(tls) })
+        // Built only when it may be used (or to check the app's roots):
+        // the root store is not free.
+        let tls = match secure || !config.tls_roots.is_empty() {
+            true => Some(
+                haven_sync::tls::client_config(&config.tls_roots)
+                    .map_err(|e| SyncError::Config(format!("tls_root_certificates: {e}")))?,
+            ),
+            false => None,
+        };
+        Ok(Endpoint { url, host, port, tls: tls.filter(|_| secure) })
     }
 
     /// Warns, once per session, that a plain `ws://` URL reaches past this
