@@ -1,6 +1,7 @@
 //! Tokens over a session's life: a token that expires mid-session is
 //! refreshed through the app's provider with every write delivered once;
-//! without a provider the expiry is reported; an operator's revocation
+//! without a provider the expiry is reported; a refreshed token that lost
+//! the partition is denied; an operator's revocation
 //! closes a live session at once; RS256 and ES256 tokens checked against
 //! an identity provider's key set, from a file and from a URL, across a
 //! key rotation.
@@ -26,7 +27,11 @@ fn now() -> u64 {
 
 /// An HS256 token for `user` on partition `p`, valid for `lifetime` seconds.
 fn hs256(user: &str, lifetime: u64) -> String {
-    let claims = json!({"sub": user, "iat": now(), "exp": now() + lifetime, "partitions": ["p"]});
+    hs256_for(user, lifetime, "p")
+}
+
+fn hs256_for(user: &str, lifetime: u64, partition: &str) -> String {
+    let claims = json!({"sub": user, "iat": now(), "exp": now() + lifetime, "partitions": [partition]});
     encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET)).unwrap()
 }
 
@@ -87,6 +92,7 @@ async fn a_token_expiring_mid_session_is_refreshed_and_every_write_arrives_once(
     let server = server(dir.path(), strict_hs256()).await;
     // Tokens that live 2 s: a session outlives several of them.
     let (writer, calls) = counting_provider(SyncConfig::new(server.url(), "", "p"), || hs256("ann", 2));
+    let (writer, errors) = errors_of(writer);
     let writer = Database::open_synced(config(dir.path(), "writer", writer)).await.unwrap();
     let reader = SyncConfig::new(server.url(), hs256("bob", 3600), "p");
     let reader = Database::open_synced(config(dir.path(), "reader", reader)).await.unwrap();
@@ -100,6 +106,7 @@ async fn a_token_expiring_mid_session_is_refreshed_and_every_write_arrives_once(
     synced(&writer).await;
     synced(&reader).await;
     assert!(calls.load(Ordering::SeqCst) >= 3, "the provider was asked again at each expiry");
+    assert_eq!(*errors.lock().unwrap(), vec![], "an expiry is handled, not reported");
     assert_eq!(counter(&reader), Some(written.into()), "each write counted once: none lost, none applied twice");
     assert_eq!(reader.objects("Dog").unwrap().len().unwrap(), written as usize + 1);
     assert_eq!(writer.sync_session().unwrap().watch().borrow().stopped, None);
@@ -119,6 +126,28 @@ async fn a_fixed_token_expiring_mid_session_is_reported_and_sync_stops() {
         matches!(&errors[..], [SyncError::Server { code: ErrorCode::TokenExpired, .. }]),
         "reported once as an expired token: {errors:?}"
     );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshed_token_that_no_longer_lists_the_partition_is_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), strict_hs256()).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let sync = SyncConfig::new(server.url(), "", "p").token_provider(move || {
+        // The user loses partition p after the first token.
+        let partition = if counted.fetch_add(1, Ordering::SeqCst) == 0 { "p" } else { "q" };
+        let token = hs256_for("ann", 2, partition);
+        async move { Ok::<_, String>(token) }
+    });
+    let (sync, errors) = errors_of(sync);
+    let db = Database::open_synced(config(dir.path(), "device", sync)).await.unwrap();
+    let session = db.sync_session().unwrap();
+    eventually("the session stops", || session.watch().borrow().stopped.is_some()).await;
+    let errors = errors.lock().unwrap().clone();
+    assert!(matches!(&errors[..], [SyncError::Server { code: ErrorCode::PartitionDenied, .. }]), "{errors:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
     server.shutdown().await;
 }
 

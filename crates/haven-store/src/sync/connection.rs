@@ -167,6 +167,7 @@ impl<'a> Connection<'a> {
             .map_err(|_| Ended::Lost("the connection was cut while binding".into()))?;
         match connection.receive().await? {
             ServerMessage::Bound { file_ident, server_version, schema } => {
+                shared.token.accepted();
                 if let Some(mut attempt) = reset {
                     attempt.server_schema = haven_core::Schema::from_json(&schema)
                         .inspect_err(|e| tracing::warn!(error = %e, "the server's schema cannot be read"))

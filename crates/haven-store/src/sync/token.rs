@@ -60,6 +60,12 @@ impl SessionToken {
         Ok(value)
     }
 
+    /// The server accepted the token: if it is refused later (it expired
+    /// during the session, its user was signed out), a fresh one may help.
+    pub fn accepted(&self) {
+        self.current.lock().expect("token").just_fetched = false;
+    }
+
     /// The server refused the token (expired, revoked, or not valid).
     pub fn refused(&self, config: &SyncConfig) -> Refused {
         if config.token_provider.is_none() {
@@ -125,6 +131,9 @@ mod tests {
         assert_eq!(token.for_binding(&config).await.unwrap(), lasting);
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2, "a refused token is fetched again");
         assert!(matches!(token.refused(&config), Refused::Retry), "refused as fetched: back off");
+        token.for_binding(&config).await.unwrap();
+        token.accepted();
+        assert!(matches!(token.refused(&config), Refused::Refresh), "accepted, then expired: fetch again at once");
     }
 
     #[tokio::test]
