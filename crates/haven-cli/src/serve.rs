@@ -168,27 +168,37 @@ pub fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         let server = Server::start_with_options(storage, auth, args.listen, options).await?;
         println!("haven listening on {}", server.url());
         std::io::stdout().flush()?;
-        serve_until_stopped(&server).await?;
+        serve_until_stopped(&server, args.tls_cert.is_some()).await?;
         eprintln!("shutting down");
         server.shutdown().await;
         Ok(())
     })
 }
 
-/// Until SIGINT (Ctrl-C) or SIGTERM; SIGHUP re-reads the TLS files.
-async fn serve_until_stopped(server: &Server) -> std::io::Result<()> {
+/// Until SIGINT (Ctrl-C) or SIGTERM; with TLS, SIGHUP re-reads the
+/// certificate files (without, SIGHUP keeps its default: it ends the
+/// process).
+async fn serve_until_stopped(server: &Server, tls: bool) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
+    let mut hangup = if tls { Some(signal(SignalKind::hangup())?) } else { None };
     loop {
         tokio::select! {
             r = tokio::signal::ctrl_c() => return r,
             _ = term.recv() => return Ok(()),
-            _ = hangup.recv() => match server.reload_tls() {
+            Some(_) = hung_up(&mut hangup) => match server.reload_tls() {
                 Ok(()) => tracing::info!("SIGHUP: TLS certificate files read again"),
                 Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the current certificate"),
             },
         }
+    }
+}
+
+/// The next SIGHUP, when it is handled; never otherwise.
+async fn hung_up(hangup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hangup {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -39,8 +39,8 @@ fn token(user: &str) -> String {
     encode(&header, &claims, &rsa()).unwrap()
 }
 
-fn device(dir: &Path, name: &str, addr: &str, ca: &TestCa, user: &str) -> Config {
-    let sync = SyncConfig::new(format!("wss://{addr}"), token(user), "p")
+fn device(dir: &Path, name: &str, addr: &str, ca: &TestCa, token: &str) -> Config {
+    let sync = SyncConfig::new(format!("wss://{addr}"), token, "p")
         .tls_root_certificates(ca.pem())
         .reconnect_delays(Duration::from_millis(20), Duration::from_millis(200));
     Config::new(dir.join(name)).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
@@ -99,8 +99,9 @@ fn a_device_syncs_over_tls_with_a_key_set_token_across_a_certificate_renewal_and
     let addr = format!("localhost:{}", port(&addr));
     let first_key = std::fs::read_to_string(&files.key).unwrap();
 
+    let (ann_token, bob_token) = (token("ann"), token("bob"));
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let ann = Database::open_synced(device(dir.path(), "ann.haven", &addr, &ca, "ann")).await.unwrap();
+        let ann = Database::open_synced(device(dir.path(), "ann.haven", &addr, &ca, &ann_token)).await.unwrap();
         ann.write(|tx| tx.create("Dog", serde_json::json!({"_id": 1, "name": "Rex"}), UpdateMode::Never)).unwrap();
         synced(&ann).await;
 
@@ -116,7 +117,7 @@ fn a_device_syncs_over_tls_with_a_key_set_token_across_a_certificate_renewal_and
         })
         .await
         .expect("the server read the renewed files");
-        let bob = Database::open_synced(device(dir.path(), "bob.haven", &addr, &renewed, "bob")).await.unwrap();
+        let bob = Database::open_synced(device(dir.path(), "bob.haven", &addr, &renewed, &bob_token)).await.unwrap();
         ann.write(|tx| tx.create("Dog", serde_json::json!({"_id": 2, "name": "Ace"}), UpdateMode::Never)).unwrap();
         synced(&ann).await;
         synced(&bob).await;
@@ -145,7 +146,10 @@ fn a_device_syncs_over_tls_with_a_key_set_token_across_a_certificate_renewal_and
     let logged = std::fs::read_to_string(&log_path).unwrap();
     assert!(logged.contains("TRACE") && logged.contains("SIGHUP"), "every level was logged, the reload too:\n{logged}");
     let key_lines = |pem: &str| pem.lines().filter(|l| !l.starts_with("-----")).map(str::to_owned).collect::<Vec<_>>();
-    let mut secrets = vec![ADMIN_TOKEN.to_owned(), token("ann"), token("ann").rsplit('.').next().unwrap().to_owned()];
+    let mut secrets = vec![ADMIN_TOKEN.to_owned()];
+    for token in [&ann_token, &bob_token] {
+        secrets.extend([token.clone(), token.rsplit('.').next().unwrap().to_owned()]);
+    }
     secrets.extend(key_lines(&first_key));
     secrets.extend(key_lines(&std::fs::read_to_string(&files.key).unwrap()));
     secrets.extend(key_lines(RSA_PRIVATE));

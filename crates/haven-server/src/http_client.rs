@@ -7,6 +7,10 @@ use hyper::body::Bytes;
 use hyper::{header, Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 
+/// The largest answer read: a key set is a few KiB, an admin listing of
+/// many partitions a few MiB.
+const MAX_BODY_BYTES: usize = 16 << 20;
+
 /// How long a request may take, connecting included.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -80,6 +84,7 @@ where
     tokio::spawn(connection);
     let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
     let status = response.status();
-    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let limited = http_body_util::Limited::new(response.into_body(), MAX_BODY_BYTES);
+    let body = limited.collect().await.map_err(|e| format!("cannot read the answer: {e}"))?.to_bytes();
     Ok((status, body))
 }

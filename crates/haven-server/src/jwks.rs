@@ -1,12 +1,14 @@
 //! The keys an identity provider publishes as a JWKS (a JSON Web Key
-//! Set), read from a file or fetched from a URL: a token's key is chosen
-//! by its `kid`. The set is read at start, again every
-//! [`JWKS_REFRESH`], and when a token names a key the set lacks (a
-//! rotation), at most [`REFETCHES_PER_MINUTE`] times a minute so that
-//! tokens with made-up `kid`s cannot make the server hammer the provider.
+//! Set), read from a file or fetched from an `https://` URL: a token's key
+//! is chosen by its `kid`. The set is read at start, again every
+//! [`JWKS_REFRESH`] while a server runs, and when a token names a key the
+//! set lacks (a rotation), at most [`REFETCHES_PER_MINUTE`] times a
+//! minute so that tokens with made-up `kid`s cannot make the server
+//! hammer the provider. Only keys for signing with RS256 or ES256 are
+//! taken.
 
 use crate::auth::KeyError;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::{HashMap, VecDeque};
 use std::sync::RwLock;
@@ -41,17 +43,18 @@ impl KeySet {
     /// Reads the set at `location`: an `http://` or `https://` URL, else a
     /// file's path.
     pub async fn load(location: &str) -> Result<KeySet, KeyError> {
-        let source = match location.starts_with("http://") || location.starts_with("https://") {
-            true => Source::Url(location.to_owned()),
-            false => Source::File(location.into()),
+        let source = match location.split_once("://").map(|(scheme, _)| scheme) {
+            Some("https") => Source::Url(location.to_owned()),
+            Some("http") if is_loopback_url(location) => Source::Url(location.to_owned()),
+            Some(_) => {
+                let why =
+                    "must be an https:// URL (keys fetched over plain http could be replaced on the way) or a file";
+                return Err(KeyError::new(format!("the JWKS {location} {why}")));
+            }
+            None => Source::File(location.into()),
         };
         let keys = read(&source).await?;
         Ok(KeySet { source, keys: RwLock::new(keys), refetches: tokio::sync::Mutex::default() })
-    }
-
-    /// Whether the set is fetched from a URL (and so refreshed periodically).
-    pub fn is_remote(&self) -> bool {
-        matches!(self.source, Source::Url(_))
     }
 
     /// The key a token names by `kid`; a token without one may use the
@@ -90,6 +93,14 @@ impl KeySet {
     }
 }
 
+/// Whether `url`'s host is this machine (a key set served beside the
+/// server, or by a test, may use plain http).
+fn is_loopback_url(url: &str) -> bool {
+    let host = url.parse::<hyper::Uri>().ok().and_then(|uri| uri.host().map(str::to_owned));
+    let host = host.as_deref().map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+    host.is_some_and(|h| h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
+}
+
 async fn read(source: &Source) -> Result<HashMap<Option<String>, VerifyingKey>, KeyError> {
     let (text, from) = match source {
         Source::File(path) => {
@@ -121,9 +132,12 @@ fn parse(json: &[u8]) -> Result<HashMap<Option<String>, VerifyingKey>, String> {
             AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => Algorithm::ES256,
             _ => continue,
         };
-        let declared = jwk.common.key_algorithm.and_then(|a| Algorithm::try_from(a).ok());
-        if declared.is_some_and(|declared| declared != algorithm) {
-            continue; // an RSA key for RS512, say: not one this server checks
+        // A key declared for another algorithm (RS512, RSA-OAEP) or for
+        // encryption is not one this server checks signatures with.
+        let declared = jwk.common.key_algorithm.map(|a| Algorithm::try_from(a).ok());
+        let for_signing = jwk.common.public_key_use.as_ref().is_none_or(|u| *u == PublicKeyUse::Signature);
+        if declared.is_some_and(|declared| declared != Some(algorithm)) || !for_signing {
+            continue;
         }
         let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("has a key that cannot be read: {e}"))?;
         keys.insert(jwk.common.key_id.clone(), (key, algorithm));
@@ -144,5 +158,23 @@ mod tests {
         assert!(parse(br#"{"keys":[]}"#).unwrap_err().contains("no RS256 or ES256 key"));
         let secret = br#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}"#;
         assert!(parse(secret).unwrap_err().contains("no RS256 or ES256 key"), "a shared secret is not a public key");
+    }
+
+    #[test]
+    fn keys_for_encryption_or_other_algorithms_are_skipped() {
+        let rsa = |extra: &str| format!(r#"{{"keys":[{{"kty":"RSA","n":"sXch","e":"AQAB","kid":"k"{extra}}}]}}"#);
+        assert!(parse(rsa("").as_bytes()).is_ok());
+        assert!(parse(rsa(r#","alg":"RS256","use":"sig""#).as_bytes()).is_ok());
+        for skipped in [r#","use":"enc""#, r#","alg":"RSA-OAEP""#, r#","alg":"RS512""#] {
+            assert!(parse(rsa(skipped).as_bytes()).is_err(), "{skipped}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_set_over_plain_http_is_refused_unless_on_this_machine() {
+        let error = KeySet::load("http://auth.example.com/jwks.json").await.err().expect("refused");
+        assert!(error.to_string().contains("must be an https:// URL"), "{error}");
+        assert!(is_loopback_url("http://127.0.0.1:8080/jwks.json") && is_loopback_url("http://localhost/"));
+        assert!(!is_loopback_url("http://10.0.0.1/") && !is_loopback_url("http://localhost.example.com/"));
     }
 }

@@ -21,6 +21,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for the HTTP server to take them.
 const ACCEPTED_QUEUE: usize = 64;
 
+/// Handshakes under way at once; a connection beyond them is dropped, so
+/// that clients that connect and stall cannot use up the server's memory
+/// and file descriptors.
+const MAX_HANDSHAKES: usize = 1024;
+
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -138,6 +143,7 @@ async fn accept(
     tls: Option<tokio_rustls::TlsAcceptor>,
     queue: mpsc::Sender<(Box<dyn Connection>, SocketAddr)>,
 ) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         let (stream, peer) = match tcp.accept().await {
             Ok(accepted) => accepted,
@@ -152,15 +158,23 @@ async fn accept(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "{MAX_HANDSHAKES} handshakes under way: connection dropped");
+            continue;
+        };
         let (tls, queue) = (tls.clone(), queue.clone());
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(stream, tls)).await {
-                Ok(Ok(connection)) => {
-                    let _ = queue.send((connection, peer)).await;
-                }
-                Ok(Err(why)) => tracing::warn!(%peer, "connection refused: {why}"),
+            let handed_over = async {
+                let connection = handshake(stream, tls).await?;
+                queue.send((connection, peer)).await.map_err(|_| "the server is stopping".to_owned())
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handed_over).await {
+                Ok(Ok(())) => {}
+                // Info, not warn: scanners make these by the thousand.
+                Ok(Err(why)) => tracing::info!(%peer, "connection refused: {why}"),
                 Err(_) => tracing::debug!(%peer, "no handshake within {HANDSHAKE_TIMEOUT:?}: connection dropped"),
             }
+            drop(permit);
         });
     }
 }

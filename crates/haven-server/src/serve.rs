@@ -162,7 +162,7 @@ impl Server {
             started_millis: session::now_millis(),
             revocations: watch::Sender::default(),
         });
-        if let Some(keys) = shared.auth.key_set().filter(|keys| keys.is_remote()) {
+        if let Some(keys) = shared.auth.key_set() {
             tokio::spawn(refresh_keys(keys.clone(), shutdown_rx.clone()));
         }
         if let Some(hints) = shared.storage.hints() {
@@ -358,7 +358,7 @@ async fn trim_offline_history(shared: Arc<Shared>, max_offline: Duration, mut st
     }
 }
 
-/// With a key set fetched from a URL: reads it again every
+/// With a key set: reads it again every
 /// [`JWKS_REFRESH`](crate::JWKS_REFRESH), so that a key the provider
 /// retires stops being accepted.
 async fn refresh_keys(keys: Arc<crate::jwks::KeySet>, mut stop: watch::Receiver<bool>) {

@@ -130,6 +130,16 @@ struct Session {
     live: Option<u64>,
 }
 
+/// What a bound session watches besides its socket.
+struct Watches {
+    /// The partition's latest version.
+    latest: watch::Receiver<u64>,
+    /// An operator's reset of this client.
+    kicked: watch::Receiver<Option<ResetReason>>,
+    /// Users signed out.
+    revocations: watch::Receiver<std::collections::HashMap<String, u64>>,
+}
+
 /// A bound client.
 struct Bound {
     ident: FileIdent,
@@ -168,6 +178,8 @@ impl Session {
             return Err(Refusal::new(ErrorCode::UnexpectedMessage, "the first message must be Bind", retry()));
         };
         let identity = self.shared.auth.authorize(&token, &partition).await.map_err(Refusal::token)?;
+        // Subscribed before the check: a revocation after it is heard.
+        let revocations = self.shared.revocations.subscribe();
         if self.shared.is_revoked(&identity) {
             return Err(Refusal::token(AuthError::Revoked { user: identity.user }));
         }
@@ -220,7 +232,8 @@ impl Session {
             return Err(reset_client(&self.shared, bound.ident, partition, reason, message).await);
         }
         note_seen(&self.shared, &bound).await;
-        let ended = self.exchange(&mut bound, &identity, versions, latest, kicked).await;
+        let watches = Watches { latest, kicked, revocations };
+        let ended = self.exchange(&mut bound, &identity, versions, watches).await;
         note_seen(&self.shared, &bound).await;
         ended
     }
@@ -299,11 +312,10 @@ impl Session {
         bound: &mut Bound,
         identity: &Identity,
         versions: watch::Sender<u64>,
-        mut latest: watch::Receiver<u64>,
-        mut kicked: watch::Receiver<Option<ResetReason>>,
+        watches: Watches,
     ) -> Result<(), Refusal> {
+        let Watches { mut latest, mut kicked, mut revocations } = watches;
         let mut shutdown = self.shared.shutdown.clone();
-        let mut revocations = self.shared.revocations.subscribe();
         let expiry = token_expiry(identity, self.shared.auth.leeway_secs());
         // A long session counts as being in touch (`--max-offline-time`).
         let mut in_touch = tokio::time::interval(self.shared.max_offline.map_or(Duration::from_secs(3600), |max| {
@@ -654,7 +666,7 @@ async fn reset_by_operator(kicked: &mut watch::Receiver<Option<ResetReason>>) ->
 fn token_expiry(identity: &Identity, leeway_secs: u64) -> Option<tokio::time::Instant> {
     let exp = Duration::from_secs(identity.expires_at?.saturating_add(leeway_secs));
     let left = exp.saturating_sub(Duration::from_millis(now_millis()));
-    Some(tokio::time::Instant::now() + left)
+    tokio::time::Instant::now().checked_add(left) // none: it never expires in practice
 }
 
 /// Returns at `expiry`; never without one.

@@ -413,7 +413,7 @@ pub fn encode_version_refusal(version: u16, message: String) -> Result<Vec<u8>, 
     let error = ServerMessage::Error { code: ErrorCode::WrongProtocolVersion, message, action: Action::Fatal };
     let mut frame = encode(&error)?;
     if (OLDEST_READABLE_ERROR_VERSION..PROTOCOL_VERSION).contains(&version) {
-        frame[2..4].copy_from_slice(&version.to_le_bytes());
+        reframe(&mut frame, version);
     }
     Ok(frame)
 }
@@ -440,8 +440,8 @@ pub fn decode_served<M: DeserializeOwned>(frame: &[u8]) -> Result<(M, u16), Fram
     decode_from(frame, OLDEST_SERVED_VERSION..=PROTOCOL_VERSION)
 }
 
-/// Re-frames a server's frame for a client speaking `version` (one of
-/// the served versions), telling that client's framing.
+/// Heads a server's frame with `version`: for a client speaking it (one
+/// of the served versions, or a version refusal).
 pub fn reframe(frame: &mut [u8], version: u16) {
     frame[2..4].copy_from_slice(&version.to_le_bytes());
 }

@@ -9,7 +9,7 @@
 use haven::{Config, Database, ErrorCode, Schema, SyncConfig, SyncError};
 use haven_server::{Authenticator, JwtVerifier, Server};
 use haven_testkit::keys::{EC_PRIVATE, RSA_PRIVATE};
-use haven_testkit::{synced, write_counted, ServedDocument};
+use haven_testkit::{synced, write_counted, Proxy, ServedDocument};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
@@ -328,4 +328,34 @@ async fn a_key_set_that_is_unreachable_or_malformed_is_refused_at_start() {
     let missing = dir.path().join("missing.json");
     let error = JwtVerifier::from_jwks(missing.to_str().unwrap()).await.err().expect("refused").to_string();
     assert!(error.contains("missing.json"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_failing_again_after_a_connection_is_reported_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), strict_hs256()).await;
+    let proxy = Proxy::start(server.local_addr()).await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let fails = failing.clone();
+    let sync = SyncConfig::new(proxy.url(), "", "p").wait_for_download(false).token_provider(move || {
+        let fail = fails.load(Ordering::SeqCst);
+        async move {
+            match fail {
+                true => Err("the identity provider is unreachable".to_owned()),
+                false => Ok(hs256("ann", 2)),
+            }
+        }
+    });
+    let (sync, errors) = errors_of(sync);
+    let db = Database::open_synced(config(dir.path(), "device", sync)).await.unwrap();
+    let session = db.sync_session().unwrap();
+    eventually("the failure is reported", || errors.lock().unwrap().len() == 1).await;
+    failing.store(false, Ordering::SeqCst);
+    eventually("connected once the provider answers", || session.is_connected()).await;
+    failing.store(true, Ordering::SeqCst);
+    proxy.cut_all();
+    eventually("the same failure, after a connection, is reported again", || errors.lock().unwrap().len() == 2).await;
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.iter().all(|e| *e == SyncError::Token("the identity provider is unreachable".into())), "{errors:?}");
+    server.shutdown().await;
 }

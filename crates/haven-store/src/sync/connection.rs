@@ -133,10 +133,9 @@ impl<'a> Connection<'a> {
             },
             _ => None,
         };
-        let endpoint = Endpoint::of(&shared.config).map_err(Ended::Fatal)?;
         let token = shared.token.for_binding(&shared.config).await.map_err(Ended::Refused)?;
         let liveness = Liveness::new();
-        let socket = endpoint.connect(liveness.clone()).await.map_err(Ended::from)?;
+        let socket = shared.endpoint.connect(liveness.clone()).await.map_err(Ended::from)?;
         let (sink, reader) = socket.split();
         let (writer, frames) = mpsc::channel(WRITER_QUEUE);
         let writer_task = tokio::spawn(write_frames(sink, frames, liveness.clone()));

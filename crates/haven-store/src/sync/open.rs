@@ -34,7 +34,7 @@ impl Database {
         let Some(sync) = config.sync.clone() else {
             return Err(SyncError::Config("the Config has no SyncConfig: add .sync(SyncConfig::new(…))".into()).into());
         };
-        super::transport::Endpoint::of(&sync)?;
+        let endpoint = super::transport::Endpoint::of(&sync)?;
         if config.read_only {
             return Err(SyncError::Config("a synced database cannot be opened read-only".into()).into());
         }
@@ -64,7 +64,7 @@ impl Database {
             );
             return Err(SyncError::Config(message).into());
         }
-        db.inner.session.get_or_init(|| Box::new(SyncSession::start(&db, sync)));
+        db.inner.session.get_or_init(|| Box::new(SyncSession::start(&db, sync, endpoint)));
         let session = db.sync_session().expect("just attached");
         if wait {
             session.download_all_server_changes().await?;

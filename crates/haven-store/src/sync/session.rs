@@ -39,7 +39,7 @@ impl std::fmt::Debug for SyncSession {
 
 impl SyncSession {
     /// Starts the background task (on the current tokio runtime).
-    pub(crate) fn start(db: &Database, config: SyncConfig) -> SyncSession {
+    pub(crate) fn start(db: &Database, config: SyncConfig, endpoint: Endpoint) -> SyncSession {
         let position = db.snapshot().and_then(|s| s.sync_position()).unwrap_or_default();
         let status = SyncStatus {
             connection: ConnectionState::Disconnected,
@@ -55,6 +55,7 @@ impl SyncSession {
         };
         let shared = Arc::new(SessionState {
             token: SessionToken::new(&config),
+            endpoint,
             config,
             status: watch::Sender::new(status),
             control: watch::Sender::new(Control::default()),
@@ -160,9 +161,7 @@ impl crate::database::AttachedSession for SyncSession {
 async fn run(shared: Arc<SessionState>) {
     let mut control = shared.control.subscribe();
     let mut attempt = 0u32;
-    if let Ok(endpoint) = Endpoint::of(&shared.config) {
-        endpoint.warn_if_plain_over_network();
-    }
+    shared.endpoint.warn_if_plain_over_network();
     // A refusal that retrying meets again (a certificate, the token
     // provider) is reported once, not at every attempt.
     let mut last_refusal: Option<SyncError> = None;
@@ -171,6 +170,9 @@ async fn run(shared: Arc<SessionState>) {
             break;
         }
         let ended = Connection::run(&shared, &mut attempt).await;
+        if attempt == 0 {
+            last_refusal = None; // it connected: a refusal from now on is news
+        }
         shared.set_connection(ConnectionState::Disconnected);
         let wait = match ended {
             Ended::Closed => break,
@@ -202,7 +204,7 @@ async fn run(shared: Arc<SessionState>) {
             }
             Ended::RetryAfter(after) => after.max(backoff(&shared.config, attempt)),
             Ended::Refused(error) => {
-                if attempt == 0 || last_refusal.as_ref() != Some(&error) {
+                if last_refusal.as_ref() != Some(&error) {
                     shared.report(&error);
                 }
                 last_refusal = Some(error);

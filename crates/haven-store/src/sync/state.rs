@@ -3,6 +3,7 @@
 
 use super::config::SyncConfig;
 use super::token::SessionToken;
+use super::transport::Endpoint;
 use super::SyncError;
 use crate::client_reset::ClientResetMode;
 use crate::database::{Database, Inner};
@@ -65,6 +66,8 @@ pub(crate) struct SessionState {
     pub control: watch::Sender<Control>,
     pub local_commits: Notify,
     pub token: SessionToken,
+    /// Where it connects, checked when the database opened.
+    pub endpoint: Endpoint,
     pub(super) db: Weak<Inner>,
 }
 

@@ -7,13 +7,14 @@ use super::SyncError;
 use haven_sync::protocol::MAX_FRAME_BYTES;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::{Error, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// A WebSocket to the server.
 pub(crate) type Socket = tokio_tungstenite::WebSocketStream<Stamped>;
 
-/// Where a session connects, checked once: the URL's parts, and the TLS
-/// set-up for `wss://`.
+/// Where a session connects, checked when its database opens: the URL's
+/// parts, and the TLS set-up for `wss://`.
 pub(crate) struct Endpoint {
     /// The sync URL (`…/sync`).
     url: String,
@@ -84,18 +85,14 @@ impl Endpoint {
             tokio_tungstenite::client_async_with_config(request, Stamped::new(stream, liveness), Some(limits)).await;
         match upgraded {
             Ok((socket, _)) => Ok(socket),
-            // Bytes that are not HTTP at all: a TLS server's alert, most likely.
-            Err(
-                tokio_tungstenite::tungstenite::Error::Http(_) | tokio_tungstenite::tungstenite::Error::HttpFormat(_),
-            )
-            | Err(tokio_tungstenite::tungstenite::Error::Protocol(_))
-                if self.tls.is_none() =>
-            {
+            // An answer that is not HTTP at all: a TLS server's alert, most likely.
+            Err(Error::Protocol(ProtocolError::HttparseError(_))) if self.tls.is_none() => {
                 Err(ConnectError::Tls(SyncError::Tls {
                     host: self.host.clone(),
                     reason: "the server did not answer plain HTTP: if it serves TLS, use a wss:// URL".into(),
                 }))
             }
+            Err(Error::Http(response)) => Err(failed(format!("the server answered HTTP {}", response.status()))),
             Err(e) => Err(failed(e.to_string())),
         }
     }
