@@ -1,12 +1,13 @@
 //! `haven serve --tls-cert --tls-key --jwks` as an operator deploys it: a
 //! device with an RS256 token from the provider's key set syncs over
-//! `wss://`; SIGHUP swaps in a renewed certificate while that device
-//! keeps syncing; `haven admin --ca-cert` talks to it over HTTPS and
+//! `wss://`; the provider rotates its key and SIGHUP swaps in a renewed
+//! certificate while that device keeps syncing, and a device signed in
+//! with the new key joins; `haven admin --ca-cert` talks to it over HTTPS and
 //! signs a user out; nothing secret reaches the log at any level; bad
 //! certificate files stop the server at start, naming the file.
 
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode};
-use haven_testkit::keys::RSA_PRIVATE;
+use haven_testkit::keys::{EC_PRIVATE, RSA_PRIVATE};
 use haven_testkit::tls::{TestCa, Validity};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -20,23 +21,30 @@ const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"i
 const ADMIN_TOKEN: &str = "admin-TOKEN-3b8e51";
 const LOOPBACK: [&str; 2] = ["localhost", "127.0.0.1"];
 
-fn rsa() -> EncodingKey {
-    EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap()
+/// A signing key of the provider: the RSA test key as `kid` "k1" before
+/// the rotation, the P-256 one as "k2" after.
+fn provider_key(rotated: bool) -> (EncodingKey, Algorithm, &'static str) {
+    match rotated {
+        false => (EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(), Algorithm::RS256, "k1"),
+        true => (EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).unwrap(), Algorithm::ES256, "k2"),
+    }
 }
 
-/// The provider's key set: the RSA test key as `kid` "k1".
-fn key_set() -> String {
-    let mut jwk = Jwk::from_encoding_key(&rsa(), Algorithm::RS256).unwrap();
-    jwk.common.key_id = Some("k1".into());
+/// The provider's key set: its one current key.
+fn key_set(rotated: bool) -> String {
+    let (key, algorithm, kid) = provider_key(rotated);
+    let mut jwk = Jwk::from_encoding_key(&key, algorithm).unwrap();
+    jwk.common.key_id = Some(kid.into());
     serde_json::to_string(&JwkSet { keys: vec![jwk] }).unwrap()
 }
 
-fn token(user: &str) -> String {
+fn token(user: &str, rotated: bool) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("k1".into());
+    let (key, algorithm, kid) = provider_key(rotated);
+    let mut header = Header::new(algorithm);
+    header.kid = Some(kid.into());
     let claims = serde_json::json!({"sub": user, "iat": now, "exp": now + 3600, "partitions": ["p"]});
-    encode(&header, &claims, &rsa()).unwrap()
+    encode(&header, &claims, &key).unwrap()
 }
 
 fn device(dir: &Path, name: &str, addr: &str, ca: &TestCa, token: &str) -> Config {
@@ -79,7 +87,7 @@ fn a_device_syncs_over_tls_with_a_key_set_token_across_a_certificate_renewal_and
     let files = ca.write_server_files(dir.path(), "server", &LOOPBACK, Validity::Current);
     let (ca_file, jwks_file) = (dir.path().join("ca.pem"), dir.path().join("jwks.json"));
     std::fs::write(&ca_file, ca.pem()).unwrap();
-    std::fs::write(&jwks_file, key_set()).unwrap();
+    std::fs::write(&jwks_file, key_set(false)).unwrap();
     let log_path = dir.path().join("serve.log");
     let data_dir = dir.path().join("data");
     let args = [
@@ -99,13 +107,16 @@ fn a_device_syncs_over_tls_with_a_key_set_token_across_a_certificate_renewal_and
     let addr = format!("localhost:{}", port(&addr));
     let first_key = std::fs::read_to_string(&files.key).unwrap();
 
-    let (ann_token, bob_token) = (token("ann"), token("bob"));
+    // Ann signs in before the provider rotates its key, Bob after.
+    let (ann_token, bob_token) = (token("ann", false), token("bob", true));
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let ann = Database::open_synced(device(dir.path(), "ann.haven", &addr, &ca, &ann_token)).await.unwrap();
         ann.write(|tx| tx.create("Dog", serde_json::json!({"_id": 1, "name": "Rex"}), UpdateMode::Never)).unwrap();
         synced(&ann).await;
 
-        // The operator renews the certificate and sends SIGHUP.
+        // The provider rotates its signing key; the operator renews the
+        // certificate and sends SIGHUP.
+        std::fs::write(&jwks_file, key_set(true)).unwrap();
         let renewed = TestCa::new("renewed CA");
         renewed.write_server_files(dir.path(), "server", &LOOPBACK, Validity::Current);
         assert!(Command::new("kill").args(["-HUP", &server.id().to_string()]).status().unwrap().success());
@@ -153,6 +164,7 @@ fn a_device_syncs_over_tls_with_a_key_set_token_across_a_certificate_renewal_and
     secrets.extend(key_lines(&first_key));
     secrets.extend(key_lines(&std::fs::read_to_string(&files.key).unwrap()));
     secrets.extend(key_lines(RSA_PRIVATE));
+    secrets.extend(key_lines(EC_PRIVATE));
     for secret in secrets {
         assert!(!logged.contains(&secret), "the log holds a secret ({secret}):\n{logged}");
     }
