@@ -444,7 +444,9 @@ impl Inner {
             if exists {
                 preflight(&path, config.schema.as_ref())?;
             } else if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::Storage(format!("cannot create the folder {} for {}: {e}", dir.display(), path.display()))
+                })?;
             }
             let mut builder = redb::Builder::new();
             if let Some(bytes) = config.cache_size {

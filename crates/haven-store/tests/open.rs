@@ -220,3 +220,13 @@ fn a_file_whose_process_was_killed_is_named_as_such_read_only_and_repaired_by_a_
     let ro = Database::open(Config::new(&killed).read_only()).unwrap();
     assert!(ro.object_for_primary_key("Dog", 1).unwrap().is_some());
 }
+
+#[test]
+fn a_path_whose_folder_cannot_be_created_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let path = file.join("app.haven");
+    let error = haven_store::Database::open(haven_store::Config::new(&path)).unwrap_err().to_string();
+    assert!(error.contains("cannot create the folder") && error.contains("app.haven"), "{error}");
+}

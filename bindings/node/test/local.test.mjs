@@ -1,0 +1,130 @@
+// The local database from JavaScript: open, write, read, query, delete,
+// close, and the errors a Realm JS user meets.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Haven from "haven";
+
+const DogSchema = {
+  name: "Dog",
+  primaryKey: "_id",
+  properties: { _id: "int", name: "string", age: "int?", lastUpdated: "int" },
+};
+
+function freshPath() {
+  return join(mkdtempSync(join(tmpdir(), "haven-node-")), "dogs.haven");
+}
+
+async function dogs() {
+  return Haven.open({ path: freshPath(), schema: [DogSchema] });
+}
+
+test("objects created in a write are read back, queried, sorted and deleted", async () => {
+  const realm = await dogs();
+  realm.write(() => {
+    realm.create("Dog", { _id: 1, name: "Rex", age: 3, lastUpdated: 10 });
+    realm.create("Dog", { _id: 2, name: "Ace", age: 5, lastUpdated: 20 });
+    realm.create("Dog", { _id: 3, name: "Max", lastUpdated: 30 });
+  });
+  const all = realm.objects("Dog");
+  assert.equal(all.length, 3);
+  const recent = all.filtered("lastUpdated > $0", 15).sorted("lastUpdated", true);
+  assert.deepEqual(recent.map((d) => d.name), ["Max", "Ace"]);
+  assert.equal(recent[0].name, "Max");
+  assert.equal(recent[5], undefined);
+  assert.deepEqual([...all.sorted("name")].map((d) => d._id), [2, 3, 1]);
+  assert.equal(all.max("age"), 5);
+  assert.equal(all.min("age"), 3);
+  assert.equal(all.sum("age"), 8);
+  assert.equal(all.avg("age"), 4);
+  assert.deepEqual(realm.objectForPrimaryKey("Dog", 3).toJSON(), { _id: 3, name: "Max", age: null, lastUpdated: 30 });
+  realm.write(() => realm.delete(realm.objectForPrimaryKey("Dog", 2)));
+  assert.equal(all.length, 2, "Results are live");
+  assert.equal(realm.objectForPrimaryKey("Dog", 2), undefined);
+  realm.close();
+});
+
+test("assigning a property inside write() writes it; outside, it is refused", async () => {
+  const realm = await dogs();
+  const rex = realm.write(() => realm.create("Dog", { _id: 1, name: "Rex", lastUpdated: 1 }));
+  realm.write(() => {
+    rex.name = "Rexy";
+  });
+  assert.equal(rex.name, "Rexy");
+  assert.equal(realm.objectForPrimaryKey("Dog", 1).name, "Rexy");
+  assert.throws(() => {
+    rex.name = "outside";
+  }, { name: "InvalidStateError", message: /outside of a write transaction/ });
+  assert.equal(rex.name, "Rexy", "nothing was written");
+  realm.close();
+});
+
+test("an update mode upserts; an unknown one is refused by name", async () => {
+  const realm = await dogs();
+  realm.write(() => realm.create("Dog", { _id: 1, name: "Rex", age: 3, lastUpdated: 1 }));
+  realm.write(() => realm.create("Dog", { _id: 1, age: 4 }, Haven.UpdateMode.Modified));
+  assert.deepEqual(realm.objectForPrimaryKey("Dog", 1).toJSON(), { _id: 1, name: "Rex", age: 4, lastUpdated: 1 });
+  realm.write(() => realm.create("Dog", { _id: 1, age: 5 }, true));
+  assert.equal(realm.objectForPrimaryKey("Dog", 1).age, 5);
+  assert.throws(() => realm.write(() => realm.create("Dog", { _id: 1, lastUpdated: 2, name: "x" })), { name: "DuplicatePrimaryKeyError" });
+  assert.throws(() => realm.write(() => realm.create("Dog", { _id: 9, name: "x", lastUpdated: 2 }, "sometimes")), {
+    name: "TypeError",
+    message: /unknown update mode 'sometimes'/,
+  });
+  realm.close();
+});
+
+test("a write whose callback throws writes nothing and rethrows", async () => {
+  const realm = await dogs();
+  const boom = new Error("boom");
+  assert.throws(() => realm.write(() => {
+    realm.create("Dog", { _id: 1, name: "Rex", lastUpdated: 1 });
+    throw boom;
+  }), (e) => e === boom);
+  assert.equal(realm.objects("Dog").length, 0);
+  assert.equal(realm.isInTransaction, false);
+  realm.close();
+});
+
+test("bad input gets a named error that says what is wrong", async () => {
+  const realm = await dogs();
+  assert.throws(() => realm.write(() => realm.create("Dog", { _id: 1, name: 7, lastUpdated: 1 })), { name: "TypeError", message: /name/ });
+  assert.throws(() => realm.write(() => realm.create("Dog", { _id: 1, lastUpdated: 1 })), { name: "TypeError", message: /name/ });
+  assert.throws(() => realm.objects("Cat"), { name: "TypeError", message: /unknown object type 'Cat'/ });
+  assert.throws(() => realm.create("Dog", { _id: 1, name: "Rex", lastUpdated: 1 }), { name: "InvalidStateError" });
+  assert.throws(() => realm.objects("Dog").filtered("age >> 3").length, (e) => e.name === "QueryError" && /column/.test(e.message));
+  assert.throws(() => realm.write(() => realm.write(() => {})), { name: "InvalidStateError", message: /already in a write/ });
+  assert.equal(realm.objects("Dog").length, 0, "nothing was written");
+  await assert.rejects(Haven.open({ path: "/proc/no/such/dir/x.haven", schema: [DogSchema] }), (e) => e.name === "HavenError" && /x\.haven/.test(e.message));
+  await assert.rejects(Haven.open({ path: freshPath(), schema: [{ name: "Bad", properties: { a: "nonsense" } }] }), { name: "SchemaError" });
+  realm.close();
+});
+
+test("a closed realm gets a clear error, never a crash", async () => {
+  const realm = await dogs();
+  const all = realm.objects("Dog");
+  realm.close();
+  assert.equal(realm.isClosed, true);
+  assert.throws(() => all.length, { name: "ClosedError", message: /closed/ });
+  assert.throws(() => realm.write(() => {}), { name: "ClosedError" });
+  realm.close(); // twice is fine
+});
+
+test("two realms on one path share one database", async () => {
+  const path = freshPath();
+  const one = await Haven.open({ path, schema: [DogSchema] });
+  const two = await Haven.open({ path, schema: [DogSchema] });
+  one.write(() => one.create("Dog", { _id: 1, name: "Rex", lastUpdated: 1 }));
+  assert.equal(two.objectForPrimaryKey("Dog", 1).name, "Rex");
+  one.close();
+  assert.equal(two.objects("Dog").length, 1, "closing one leaves the other open");
+  two.close();
+});
+
+test("CommonJS and ESM give the same module", async () => {
+  const { createRequire } = await import("node:module");
+  const required = createRequire(import.meta.url)("haven");
+  assert.equal(required.open, Haven.open);
+});

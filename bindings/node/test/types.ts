@@ -1,0 +1,28 @@
+// Checked by `tsc` (npm test): the types describe the API as used.
+import Haven from "haven";
+
+interface Dog {
+  _id: number;
+  name: string;
+  age?: number | null;
+  lastUpdated: number;
+}
+
+const DogSchema: Haven.ObjectSchema = {
+  name: "Dog",
+  primaryKey: "_id",
+  properties: { _id: "int", name: "string", age: "int?", lastUpdated: { type: "int", indexed: true } },
+};
+
+export async function use(): Promise<string[]> {
+  const realm: Haven.Realm = await Haven.open({ path: "dogs.haven", schema: [DogSchema] });
+  const rex = realm.write(() => realm.create<Dog>("Dog", { _id: 1, name: "Rex", lastUpdated: Date.now() }, Haven.UpdateMode.Modified));
+  realm.write(() => {
+    rex.name = "Rexy";
+  });
+  const recent: Haven.Results<Dog> = realm.objects<Dog>("Dog").filtered("lastUpdated > $0", 0).sorted("name");
+  const first: Dog | undefined = recent[0];
+  const average: number | undefined = recent.avg("lastUpdated");
+  realm.close();
+  return [...recent].map((d) => d.name).concat(first ? [first.name, String(average)] : []);
+}

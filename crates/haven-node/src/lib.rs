@@ -1,0 +1,218 @@
+//! The native half of the npm package `haven` (`bindings/node`): a Haven
+//! database as a napi-rs class. The Realm-shaped API (`Haven.open`,
+//! `Realm`, `Results`, objects whose properties read and write) is
+//! JavaScript, in `bindings/node/lib/`, on top of this small surface.
+//!
+//! Errors reach JavaScript as `Error`s whose message starts with the kind
+//! in brackets (`[QueryError] …`); the JavaScript layer turns the kind
+//! into the error's `name`.
+
+use haven::{Config, Database, Schema, UpdateMode, Value, WriteTransaction};
+use napi::bindgen_prelude::{Function, Unknown};
+use napi::{Error, Result};
+use napi_derive::napi;
+use serde_json::Value as Json;
+use std::cell::Cell;
+
+/// An open database, as JavaScript holds it.
+#[napi]
+pub struct NativeDatabase {
+    db: Option<Database>,
+    /// The write transaction under way, while `write`'s callback runs on
+    /// this (the JavaScript) thread.
+    writing: Cell<Option<*mut WriteTransaction<'static>>>,
+}
+
+/// An error named by its kind, for the JavaScript layer.
+fn named(kind: &str, message: impl std::fmt::Display) -> Error {
+    Error::from_reason(format!("[{kind}] {message}"))
+}
+
+/// A Haven error, named by what went wrong.
+fn haven_error(error: haven::Error) -> Error {
+    let kind = match &error {
+        haven::Error::Schema(_) => "SchemaError",
+        haven::Error::Query(_) => "QueryError",
+        haven::Error::InvalidValue(_)
+        | haven::Error::UnknownType(_)
+        | haven::Error::UnknownProperty { .. }
+        | haven::Error::MissingProperty { .. }
+        | haven::Error::Conversion { .. } => "TypeError",
+        haven::Error::DuplicatePrimaryKey { .. } => "DuplicatePrimaryKeyError",
+        haven::Error::ObjectNotFound { .. } => "ObjectNotFoundError",
+        haven::Error::Sync(_) => "SyncError",
+        _ => "HavenError",
+    };
+    named(kind, error)
+}
+
+/// A primary key or argument given as JSON.
+fn value(json: &Json, what: &str) -> Result<Value> {
+    haven_core::value_from_json(json).ok_or_else(|| named("TypeError", format!("{what}: {json} is not a value")))
+}
+
+fn update_mode(mode: &str) -> Result<UpdateMode> {
+    match mode {
+        "never" => Ok(UpdateMode::Never),
+        "modified" => Ok(UpdateMode::Modified),
+        "all" => Ok(UpdateMode::All),
+        other => {
+            Err(named("TypeError", format!("unknown update mode '{other}': use \"never\", \"modified\" or \"all\"")))
+        }
+    }
+}
+
+#[napi]
+impl NativeDatabase {
+    /// Opens (or creates) the database at `path`, with `schema_json`
+    /// (Realm's schema form, as JSON) or the file's own schema.
+    #[napi(factory)]
+    pub fn open(path: String, schema_json: Option<String>, read_only: Option<bool>) -> Result<NativeDatabase> {
+        let mut config = Config::new(&path);
+        if let Some(json) = schema_json {
+            config = config.schema(Schema::from_json(&json).map_err(|e| named("SchemaError", e))?);
+        }
+        if read_only == Some(true) {
+            config = config.read_only();
+        }
+        let db = Database::open(config).map_err(haven_error)?;
+        Ok(NativeDatabase { db: Some(db), writing: Cell::new(None) })
+    }
+
+    fn db(&self) -> Result<&Database> {
+        self.db.as_ref().ok_or_else(|| named("ClosedError", "the realm is closed: open it again to use it"))
+    }
+
+    /// Closes this handle (other handles on the same path keep it open).
+    #[napi]
+    pub fn close(&mut self) -> Result<()> {
+        if self.writing.get().is_some() {
+            return Err(named("InvalidStateError", "cannot close a realm inside its write transaction"));
+        }
+        self.db = None;
+        Ok(())
+    }
+
+    /// Whether `close` was called.
+    #[napi(getter)]
+    pub fn is_closed(&self) -> bool {
+        self.db.is_none()
+    }
+
+    /// The file's path.
+    #[napi(getter)]
+    pub fn path(&self) -> Result<String> {
+        Ok(self.db()?.path().display().to_string())
+    }
+
+    /// The schema, as JSON.
+    #[napi(getter)]
+    pub fn schema_json(&self) -> Result<String> {
+        Ok(self.db()?.schema().to_json())
+    }
+
+    /// Whether a write transaction is under way.
+    #[napi(getter)]
+    pub fn is_in_transaction(&self) -> bool {
+        self.writing.get().is_some()
+    }
+
+    /// Runs `callback` in a write transaction: everything it writes
+    /// commits together, and if it throws nothing is written and the
+    /// exception propagates.
+    #[napi]
+    pub fn write(&self, callback: Function<(), Unknown>) -> Result<()> {
+        if self.writing.get().is_some() {
+            return Err(named("InvalidStateError", "the realm is already in a write transaction"));
+        }
+        let mut thrown = None;
+        let written = self.db()?.write(|tx| {
+            // SAFETY: the pointer is only used by this object's methods,
+            // on this thread, while `callback` runs inside this closure,
+            // where `tx` lives; it is cleared before the closure returns.
+            let tx: *mut WriteTransaction<'_> = tx;
+            self.writing.set(Some(tx.cast()));
+            let called = callback.call(());
+            self.writing.set(None);
+            if let Err(e) = called {
+                thrown = Some(e);
+                // Any error rolls back; the exception is what JavaScript sees.
+                return Err(haven::Error::Storage("the write callback threw".into()));
+            }
+            Ok(())
+        });
+        match (thrown, written) {
+            (Some(e), _) => Err(e),
+            (None, written) => written.map_err(haven_error),
+        }
+    }
+
+    /// Runs `f` on the write transaction under way, or fails with the
+    /// error Realm users know.
+    fn in_write<R>(&self, f: impl FnOnce(&mut WriteTransaction<'static>) -> haven::Result<R>) -> Result<R> {
+        match self.writing.get() {
+            // SAFETY: see `write`: set only while the transaction lives, and
+            // used by one call at a time on this thread.
+            Some(tx) => f(unsafe { &mut *tx }).map_err(haven_error),
+            None => Err(named(
+                "InvalidStateError",
+                "cannot modify managed objects outside of a write transaction: call it inside realm.write(() => { … })",
+            )),
+        }
+    }
+
+    /// Creates (or, with mode "modified"/"all", updates) an object.
+    #[napi]
+    pub fn create(&self, object_type: String, values: Json, mode: String) -> Result<()> {
+        let mode = update_mode(&mode)?;
+        self.in_write(|tx| tx.create(&object_type, values, mode))
+    }
+
+    /// Sets one property of the object with this primary key.
+    #[napi]
+    pub fn set_property(&self, object_type: String, primary_key: Json, property: String, value: Json) -> Result<()> {
+        let key = self::value(&primary_key, "the primary key")?;
+        let value = self::value(&value, &property)?;
+        self.in_write(|tx| tx.set(&object_type, key, &property, value))
+    }
+
+    /// Deletes the object with this primary key; whether it existed.
+    #[napi]
+    pub fn delete_object(&self, object_type: String, primary_key: Json) -> Result<bool> {
+        let key = self::value(&primary_key, "the primary key")?;
+        self.in_write(|tx| tx.delete(&object_type, key))
+    }
+
+    /// The object with this primary key as JSON, or null.
+    #[napi]
+    pub fn object(&self, object_type: String, primary_key: Json) -> Result<Option<Json>> {
+        let key = self::value(&primary_key, "the primary key")?;
+        if self.writing.get().is_some() {
+            // Inside a write, reads see the transaction's own writes.
+            return self.in_write(|tx| tx.get(&object_type, key));
+        }
+        Ok(self.db()?.object_for_primary_key(&object_type, key).map_err(haven_error)?.map(|o| o.to_json()))
+    }
+
+    /// The objects of `object_type` that match `query` (with `args`),
+    /// sorted by each `(property, ascending)`, as JSON.
+    #[napi]
+    pub fn query(
+        &self,
+        object_type: String,
+        query: Option<String>,
+        args: Vec<Json>,
+        sort: Vec<(String, bool)>,
+    ) -> Result<Json> {
+        let mut results = self.db()?.objects(&object_type).map_err(haven_error)?;
+        if let Some(query) = query {
+            let args =
+                args.iter().enumerate().map(|(i, a)| self::value(a, &format!("${i}"))).collect::<Result<Vec<_>>>()?;
+            results = results.filtered(&query, &args).map_err(haven_error)?;
+        }
+        for (property, ascending) in sort {
+            results = results.sorted(&property, ascending).map_err(haven_error)?;
+        }
+        results.to_json().map_err(haven_error)
+    }
+}
