@@ -34,12 +34,29 @@ declare namespace Haven {
     constructor(name: string, message: string);
   }
 
+  /** Realm JS's change set: indices into the collection before the
+   * commit (deletions, oldModifications) and after it (the others). */
+  interface CollectionChangeSet {
+    insertions: number[];
+    deletions: number[];
+    newModifications: number[];
+    oldModifications: number[];
+  }
+
+  interface ObjectChangeSet {
+    deleted: boolean;
+    changedProperties: string[];
+  }
+
   /** An object of a realm: reads return current values, and assignments
    * inside `realm.write()` write. */
   type RealmObject<T = Record<string, unknown>> = T & {
     toJSON(): T;
     isValid(): boolean;
     objectSchema(): ObjectSchema;
+    addListener(callback: (object: RealmObject<T>, changes: ObjectChangeSet) => void): void;
+    removeListener(callback: (object: RealmObject<T>, changes: ObjectChangeSet) => void): void;
+    removeAllListeners(): void;
   };
 
   /** Live, array-like results of a query. */
@@ -64,6 +81,10 @@ declare namespace Haven {
     some(callback: (object: RealmObject<T>, index: number) => boolean): boolean;
     every(callback: (object: RealmObject<T>, index: number) => boolean): boolean;
     slice(start?: number, end?: number): RealmObject<T>[];
+    /** Called once soon after it is added, then after each commit that changes the results. */
+    addListener(callback: (collection: Results<T>, changes: CollectionChangeSet) => void): void;
+    removeListener(callback: (collection: Results<T>, changes: CollectionChangeSet) => void): void;
+    removeAllListeners(): void;
   }
 
   class Realm {

@@ -45,6 +45,8 @@ function schemaJson(schema) {
 class Realm {
   constructor(handle) {
     this._handle = handle;
+    /** Every native subscription of this realm: removed when it closes. */
+    this._subscriptions = new Set();
     this._schema = JSON.parse(handle.schemaJson);
     this._primaryKeys = new Map(this._schema.map((s) => [s.name, s.primaryKey]));
   }
@@ -74,6 +76,10 @@ class Realm {
     native(() => this._handle.write(() => {
       result = callback();
     }));
+    if (this._subscriptions.size > 0) {
+      // Keeps the process alive until this commit's listeners have run.
+      this._handle.listenersSettled().catch(() => {});
+    }
     return result;
   }
 
@@ -117,7 +123,22 @@ class Realm {
 
   /** Closes the realm; using it afterwards throws a clear error. */
   close() {
+    for (const subscription of this._subscriptions) subscription.remove();
+    this._subscriptions.clear();
     if (!this._handle.isClosed) native(() => this._handle.close());
+  }
+
+  /** Subscribes through `subscribe` (a native call that returns a
+   * subscription); the subscription ends with `remove` or with the realm. */
+  _subscribe(subscribe) {
+    const subscription = native(subscribe);
+    this._subscriptions.add(subscription);
+    return {
+      remove: () => {
+        subscription.remove();
+        this._subscriptions.delete(subscription);
+      },
+    };
   }
 
   _primaryKey(type) {
@@ -158,12 +179,19 @@ function makeObject(realm, type, key) {
     return json;
   };
   const target = Object.create(null);
-  return new Proxy(target, {
+  let proxy;
+  const listeners = listenerSet((callback) =>
+    realm._subscribe(() => realm._handle.addObjectListener(type, key, (changes) => callback(proxy, changes))),
+  );
+  proxy = new Proxy(target, {
     get(_, property) {
       if (property === OBJECT) return { realm, type, key };
       if (property === "toJSON") return () => read();
       if (property === "isValid") return () => native(() => realm._handle.object(type, key)) !== null;
       if (property === "objectSchema") return () => realm.schema.find((s) => s.name === type);
+      if (property === "addListener") return (callback) => listeners.add(callback);
+      if (property === "removeListener") return (callback) => listeners.remove(callback);
+      if (property === "removeAllListeners") return () => listeners.removeAll();
       if (typeof property === "symbol") return undefined;
       return read()[property];
     },
@@ -183,6 +211,28 @@ function makeObject(realm, type, key) {
       return { value: json[property], enumerable: true, configurable: true, writable: true };
     },
   });
+  return proxy;
+}
+
+/** The listeners of one object or collection, by callback: adding one
+ * twice adds it once, as in Realm JS. */
+function listenerSet(subscribe) {
+  const active = new Map();
+  return {
+    add(callback) {
+      if (typeof callback !== "function") throw new HavenError("TypeError", "a listener must be a function");
+      if (!active.has(callback)) active.set(callback, subscribe(callback));
+    },
+    remove(callback) {
+      const subscription = active.get(callback);
+      if (subscription) subscription.remove();
+      active.delete(callback);
+    },
+    removeAll() {
+      for (const subscription of active.values()) subscription.remove();
+      active.clear();
+    },
+  };
 }
 
 /** Live Results: each read runs the query on the realm as it is now. */
@@ -193,7 +243,46 @@ function makeResults(realm, type, filters, sorts) {
   };
   const key = realm._primaryKey(type);
   const objectsOf = (all) => all.map((row) => makeObject(realm, type, row[key]));
+  let proxy;
+  const listeners = listenerSet((callback) => {
+    // Realm JS's change sets are indices: of the old snapshot for
+    // deletions, of the new one for insertions and modifications.
+    let before = rows().map((row) => JSON.stringify(row[key]));
+    const [query, args] = combine(filters);
+    const subscription = realm._subscribe(() => realm._handle.addListener(type, query, args, (changes) => {
+      const after = rows().map((row) => JSON.stringify(row[key]));
+      const at = (order, keys) => {
+        const wanted = new Set(keys.map((k) => JSON.stringify(k)));
+        return order.flatMap((k, i) => (wanted.has(k) ? [i] : []));
+      };
+      const set = {
+        insertions: at(after, changes.insertions),
+        deletions: at(before, changes.deletions),
+        newModifications: at(after, changes.modifications),
+        oldModifications: at(before, changes.modifications),
+      };
+      before = after;
+      callback(proxy, set);
+    }));
+    // Realm JS calls a new listener once, with nothing changed, soon after adding it.
+    const initial = setImmediate(() => callback(proxy, { insertions: [], deletions: [], newModifications: [], oldModifications: [] }));
+    return {
+      remove: () => {
+        clearImmediate(initial);
+        subscription.remove();
+      },
+    };
+  });
   const results = {
+    addListener(callback) {
+      listeners.add(callback);
+    },
+    removeListener(callback) {
+      listeners.remove(callback);
+    },
+    removeAllListeners() {
+      listeners.removeAll();
+    },
     get length() {
       return rows().length;
     },
@@ -238,7 +327,7 @@ function makeResults(realm, type, filters, sorts) {
   for (const method of ["forEach", "map", "filter", "find", "findIndex", "some", "every", "reduce", "slice", "indexOf", "includes", "entries", "keys", "values"]) {
     results[method] = (...args) => Array.prototype[method].apply(objectsOf(rows()), args);
   }
-  return new Proxy(results, {
+  proxy = new Proxy(results, {
     get(target, property, receiver) {
       if (typeof property === "string" && /^\d+$/.test(property)) {
         const row = rows()[Number(property)];
@@ -247,6 +336,7 @@ function makeResults(realm, type, filters, sorts) {
       return Reflect.get(target, property, receiver);
     },
   });
+  return proxy;
 }
 
 /** One query from several `filtered` calls: each clause in parentheses,

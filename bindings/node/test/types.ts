@@ -23,6 +23,12 @@ export async function use(): Promise<string[]> {
   const recent: Haven.Results<Dog> = realm.objects<Dog>("Dog").filtered("lastUpdated > $0", 0).sorted("name");
   const first: Dog | undefined = recent[0];
   const average: number | undefined = recent.avg("lastUpdated");
+  const onChange = (collection: Haven.Results<Dog>, changes: Haven.CollectionChangeSet) => {
+    console.log(collection.length, changes.insertions.length, changes.oldModifications);
+  };
+  recent.addListener(onChange);
+  recent.removeListener(onChange);
+  rex.addListener((dog, changes) => console.log(dog.name, changes.changedProperties, changes.deleted));
   realm.close();
   return [...recent].map((d) => d.name).concat(first ? [first.name, String(average)] : []);
 }

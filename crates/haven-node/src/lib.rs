@@ -7,17 +7,20 @@
 //! in brackets (`[QueryError] …`); the JavaScript layer turns the kind
 //! into the error's `name`.
 
-use haven::{Config, Database, Schema, UpdateMode, Value, WriteTransaction};
-use napi::bindgen_prelude::{Function, Unknown};
-use napi::{Error, Result};
+use haven::{Config, Database, NotificationToken, ObjectChange, Schema, UpdateMode, Value, WriteTransaction};
+use napi::bindgen_prelude::{AsyncTask, Function, Unknown};
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
+use napi::{Env, Error, Result, Task};
 use napi_derive::napi;
 use serde_json::Value as Json;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 /// An open database, as JavaScript holds it.
 #[napi]
 pub struct NativeDatabase {
-    db: Option<Database>,
+    /// `None` once closed. Every method takes `&self` (a listener's call
+    /// may be running when JavaScript closes the realm).
+    db: RefCell<Option<Database>>,
     /// The write transaction under way, while `write`'s callback runs on
     /// this (the JavaScript) thread.
     writing: Cell<Option<*mut WriteTransaction<'static>>>,
@@ -76,27 +79,28 @@ impl NativeDatabase {
             config = config.read_only();
         }
         let db = Database::open(config).map_err(haven_error)?;
-        Ok(NativeDatabase { db: Some(db), writing: Cell::new(None) })
+        Ok(NativeDatabase { db: RefCell::new(Some(db)), writing: Cell::new(None) })
     }
 
-    fn db(&self) -> Result<&Database> {
-        self.db.as_ref().ok_or_else(|| named("ClosedError", "the realm is closed: open it again to use it"))
+    fn db(&self) -> Result<Database> {
+        let db = self.db.borrow().clone();
+        db.ok_or_else(|| named("ClosedError", "the realm is closed: open it again to use it"))
     }
 
     /// Closes this handle (other handles on the same path keep it open).
     #[napi]
-    pub fn close(&mut self) -> Result<()> {
+    pub fn close(&self) -> Result<()> {
         if self.writing.get().is_some() {
             return Err(named("InvalidStateError", "cannot close a realm inside its write transaction"));
         }
-        self.db = None;
+        self.db.borrow_mut().take();
         Ok(())
     }
 
     /// Whether `close` was called.
     #[napi(getter)]
     pub fn is_closed(&self) -> bool {
-        self.db.is_none()
+        self.db.borrow().is_none()
     }
 
     /// The file's path.
@@ -204,15 +208,113 @@ impl NativeDatabase {
         args: Vec<Json>,
         sort: Vec<(String, bool)>,
     ) -> Result<Json> {
-        let mut results = self.db()?.objects(&object_type).map_err(haven_error)?;
-        if let Some(query) = query {
-            let args =
-                args.iter().enumerate().map(|(i, a)| self::value(a, &format!("${i}"))).collect::<Result<Vec<_>>>()?;
-            results = results.filtered(&query, &args).map_err(haven_error)?;
-        }
+        let mut results = self.results(&object_type, query, &args)?;
         for (property, ascending) in sort {
             results = results.sorted(&property, ascending).map_err(haven_error)?;
         }
         results.to_json().map_err(haven_error)
+    }
+
+    fn results(&self, object_type: &str, query: Option<String>, args: &[Json]) -> Result<haven::Results> {
+        let results = self.db()?.objects(object_type).map_err(haven_error)?;
+        let Some(query) = query else { return Ok(results) };
+        let args =
+            args.iter().enumerate().map(|(i, a)| self::value(a, &format!("${i}"))).collect::<Result<Vec<_>>>()?;
+        results.filtered(&query, &args).map_err(haven_error)
+    }
+
+    /// Resolves once the listeners have heard of every commit so far.
+    #[napi]
+    pub fn listeners_settled(&self) -> Result<AsyncTask<ListenersSettled>> {
+        Ok(AsyncTask::new(ListenersSettled(self.db()?)))
+    }
+
+    /// Calls `callback` (on the JavaScript thread) after each commit that
+    /// changes the objects matching `query`, with the primary keys
+    /// inserted, deleted and modified. The subscription lasts while the
+    /// returned listener does and does not keep the process alive.
+    #[napi]
+    pub fn add_listener(
+        &self,
+        object_type: String,
+        query: Option<String>,
+        args: Vec<Json>,
+        callback: Function<Json, ()>,
+    ) -> Result<NativeListener> {
+        let results = self.results(&object_type, query, &args)?;
+        let callback = callback.build_threadsafe_function::<Json>().callee_handled::<false>().weak::<true>().build()?;
+        let keys = |values: &[Value]| values.iter().map(Value::to_json).collect::<Vec<_>>();
+        let token = results.add_listener(move |changes| {
+            let changes = serde_json::json!({
+                "insertions": keys(&changes.insertions),
+                "deletions": keys(&changes.deletions),
+                "modifications": keys(&changes.modifications),
+            });
+            callback.call(changes, ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        Ok(NativeListener { token: RefCell::new(Some(token)) })
+    }
+
+    /// Calls `callback` (on the JavaScript thread) after each commit that
+    /// writes or deletes the object with this primary key, with
+    /// `{deleted, changedProperties}`.
+    #[napi]
+    pub fn add_object_listener(
+        &self,
+        object_type: String,
+        primary_key: Json,
+        callback: Function<Json, ()>,
+    ) -> Result<NativeListener> {
+        let key = self::value(&primary_key, "the primary key")?;
+        let object = self.db()?.object_for_primary_key(&object_type, key).map_err(haven_error)?.ok_or_else(|| {
+            named("InvalidStateError", format!("{object_type} {primary_key} was deleted or is not there"))
+        })?;
+        let callback = callback.build_threadsafe_function::<Json>().callee_handled::<false>().weak::<true>().build()?;
+        let token = object.add_listener(move |change| {
+            let change = match change {
+                ObjectChange::Deleted => serde_json::json!({"deleted": true, "changedProperties": []}),
+                ObjectChange::Modified { properties } => {
+                    serde_json::json!({"deleted": false, "changedProperties": properties})
+                }
+            };
+            callback.call(change, ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        Ok(NativeListener { token: RefCell::new(Some(token)) })
+    }
+}
+
+/// Waits, off the JavaScript thread, until the listeners have heard of
+/// every commit so far. While it runs it keeps the process alive, so that
+/// a listener's call, queued before it ends, is delivered even when
+/// nothing else is pending (listeners alone never keep the process alive).
+pub struct ListenersSettled(Database);
+
+impl Task for ListenersSettled {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> Result<()> {
+        self.0.wait_for_listeners();
+        Ok(())
+    }
+
+    fn resolve(&mut self, _: Env, _: ()) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A listener's subscription, as JavaScript holds it: `remove()` (or
+/// being collected) unsubscribes.
+#[napi]
+pub struct NativeListener {
+    token: RefCell<Option<NotificationToken>>,
+}
+
+#[napi]
+impl NativeListener {
+    /// Unsubscribes; later calls do nothing.
+    #[napi]
+    pub fn remove(&self) {
+        self.token.borrow_mut().take();
     }
 }
