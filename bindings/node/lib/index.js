@@ -4,7 +4,11 @@
 // Results are live and array-like. The native half (crates/haven-node)
 // is a database handle; everything Realm-shaped is here.
 
-const { NativeDatabase } = require("../native/index.js");
+const fs = require("node:fs");
+const nodePath = require("node:path");
+const binding = require("../native/index.js");
+
+const { NativeDatabase } = binding;
 
 /** An error whose `name` says what went wrong (Realm JS users test it). */
 class HavenError extends Error {
@@ -14,14 +18,27 @@ class HavenError extends Error {
   }
 }
 
+/** A native error's "[Kind] message" as a named error. */
+function named(error) {
+  const match = /^\[(\w+)\] ([\s\S]*)$/.exec(error && error.message);
+  return match ? new HavenError(match[1], match[2]) : error;
+}
+
 /** Calls into the native half, turning "[Kind] message" into a named error. */
 function native(call) {
   try {
     return call();
   } catch (error) {
-    const match = /^\[(\w+)\] ([\s\S]*)$/.exec(error && error.message);
-    if (match) throw new HavenError(match[1], match[2]);
-    throw error;
+    throw named(error);
+  }
+}
+
+/** Awaits a native promise, naming its error as `native` does. */
+async function nativeAsync(promise) {
+  try {
+    return await promise;
+  } catch (error) {
+    throw named(error);
   }
 }
 
@@ -362,21 +379,174 @@ function aggregate(rows, property, pick) {
   return values.length === 0 ? undefined : values.reduce(pick);
 }
 
-/** Opens a realm (Realm JS's `Realm.open`): `config.path` and `config.schema`. */
+/** Opens a realm (Realm JS's `Realm.open`): `path`, `schema`, `readOnly`,
+ * and `sync` for a realm that syncs. */
 async function open(config = {}) {
   if (config === null || typeof config !== "object") throw new HavenError("TypeError", "Haven.open takes a configuration object");
-  if (config.sync !== undefined) {
-    throw new HavenError("NotSupportedError", "sync from Node.js is not in this build yet: open the realm without `sync`");
-  }
+  if (config.path !== undefined && typeof config.path !== "string") throw new HavenError("TypeError", "config.path must be a string");
+  if (config.sync !== undefined) return openSynced(config);
   const path = config.path === undefined ? "default.haven" : config.path;
-  if (typeof path !== "string") throw new HavenError("TypeError", "config.path must be a string");
   const handle = native(() => NativeDatabase.open(path, schemaJson(config.schema), config.readOnly === true));
   return new Realm(handle);
 }
 
-const Haven = { open, Realm, UpdateMode, HavenError };
+/** The default download wait of a first open: Haven.open never waits forever. */
+const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
+
+const RESET_MODES = ["manual", "discardUnsyncedChanges", "recoverUnsyncedChanges", "recoverOrDiscardUnsyncedChanges", "discardLocal"];
+
+async function openSynced(config) {
+  const sync = config.sync;
+  if (sync === null || typeof sync !== "object") throw new HavenError("TypeError", "config.sync must be an object");
+  const user = sync.user;
+  if (!(user instanceof User)) throw new HavenError("TypeError", "config.sync.user must be a logged-in user: await app.logIn(Haven.Credentials.jwt(token))");
+  if (typeof sync.partitionValue !== "string") {
+    throw new HavenError("TypeError", `config.sync.partitionValue must be a string (got ${sync.partitionValue === null ? "null" : typeof sync.partitionValue})`);
+  }
+  if (config.schema === undefined) throw new HavenError("SchemaError", "a realm that syncs needs config.schema");
+  const reset = sync.clientReset || {};
+  const mode = reset.mode === undefined ? "recoverUnsyncedChanges" : reset.mode;
+  if (!RESET_MODES.includes(mode)) {
+    throw new HavenError("TypeError", `unknown client reset mode '${String(mode)}': use "manual", "discardUnsyncedChanges", "recoverUnsyncedChanges" or "recoverOrDiscardUnsyncedChanges"`);
+  }
+  const onError = sync.onError || sync.error;
+  if (mode === "manual" && typeof reset.onManual !== "function" && typeof onError !== "function") {
+    throw new HavenError("SyncError", "client reset mode \"manual\" needs clientReset.onManual or sync.onError to report a reset to");
+  }
+  const path = config.path === undefined ? nodePath.join("haven-sync", `${encodeURIComponent(sync.partitionValue)}.haven`) : config.path;
+  const existed = fs.existsSync(path);
+  const behavior = (existed ? sync.existingRealmFileBehavior : sync.newRealmFileBehavior) || {
+    type: existed ? "openImmediately" : "downloadBeforeOpen",
+  };
+  let realm;
+  const reportError = (json) => {
+    const error = new HavenError(json.name, json.message);
+    if (json.code) error.code = json.code;
+    if (json.name === "ClientReset") {
+      error.config = { path: json.backupPath, readOnly: true, schema: config.schema };
+      if (mode === "manual" && typeof reset.onManual === "function") return reset.onManual(realm && realm.syncSession, json.backupPath);
+    }
+    if (typeof onError === "function") onError(realm && realm.syncSession, error);
+  };
+  const options = {
+    url: user.app.baseUrl,
+    partition: sync.partitionValue,
+    token: user.credentials.token,
+    clientResetMode: mode === "discardLocal" ? "discardUnsyncedChanges" : mode,
+    tlsRootCertificates: sync.ssl && sync.ssl.certificate ? String(sync.ssl.certificate) : undefined,
+    waitForDownload: false,
+  };
+  const handle = await nativeAsync(binding.openSynced(path, schemaJson(config.schema), options, user.credentials.provider, reportError));
+  realm = new Realm(handle);
+  realm.syncSession = new SyncSession(realm, user, sync.partitionValue);
+  if (behavior.type === "downloadBeforeOpen") {
+    const timeout = behavior.timeOut === undefined ? DEFAULT_OPEN_TIMEOUT_MS : behavior.timeOut;
+    try {
+      await realm.syncSession.downloadAllServerChanges(timeout);
+    } catch (error) {
+      if (error.name === "TimeoutError" && behavior.timeOutBehavior === "openLocalRealm") return realm;
+      realm.close();
+      throw error;
+    }
+  }
+  return realm;
+}
+
+/** A realm's sync session (`realm.syncSession`). */
+class SyncSession {
+  constructor(realm, user, partitionValue) {
+    this._realm = realm;
+    this.user = user;
+    this.config = { user, partitionValue };
+  }
+
+  get connectionState() {
+    return native(() => this._realm._handle.connectionState);
+  }
+
+  isConnected() {
+    return this.connectionState === "connected";
+  }
+
+  pause() {
+    native(() => this._realm._handle.pause());
+  }
+
+  resume() {
+    native(() => this._realm._handle.resume());
+  }
+
+  /** Resolves once the server has every local change; a `TimeoutError` after `timeoutMs`. */
+  uploadAllLocalChanges(timeoutMs) {
+    return nativeAsync(this._realm._handle.uploadAllLocalChanges(timeoutMs));
+  }
+
+  /** Resolves once the realm has what the server had; a `TimeoutError` after `timeoutMs`. */
+  downloadAllServerChanges(timeoutMs) {
+    return nativeAsync(this._realm._handle.downloadAllServerChanges(timeoutMs));
+  }
+}
+
+/** How a user proves who they are: a JWT (fixed, or from an async
+ * provider) or, for a server in dev mode, anyone. */
+const Credentials = {
+  jwt(token) {
+    if (typeof token === "function") return { type: "jwt", token: undefined, provider: () => Promise.resolve(token()) };
+    if (typeof token !== "string") throw new HavenError("TypeError", "Credentials.jwt takes a token string or an async function returning one");
+    return { type: "jwt", token, provider: undefined };
+  },
+  anonymous() {
+    return { type: "anonymous", token: "anonymous", provider: undefined };
+  },
+};
+
+class User {
+  constructor(app, credentials) {
+    this.app = app;
+    this.credentials = credentials;
+    this.id = credentials.type === "anonymous" ? "anonymous" : "jwt";
+  }
+
+  async logOut() {
+    if (this.app.currentUser === this) this.app.currentUser = null;
+  }
+}
+
+/** Where the server is: `new Haven.App({ baseUrl: "wss://…" })`. */
+class App {
+  constructor(config) {
+    const baseUrl = typeof config === "string" ? config : config && config.baseUrl;
+    if (typeof baseUrl !== "string" || !/^wss?:\/\//.test(baseUrl)) {
+      throw new HavenError("TypeError", "new Haven.App({ baseUrl }) needs the server's ws:// or wss:// URL");
+    }
+    this.baseUrl = baseUrl;
+    this.currentUser = null;
+  }
+
+  async logIn(credentials) {
+    if (!credentials || (credentials.type !== "jwt" && credentials.type !== "anonymous")) {
+      throw new HavenError("TypeError", "app.logIn takes Haven.Credentials.jwt(…) or Haven.Credentials.anonymous()");
+    }
+    this.currentUser = new User(this, credentials);
+    return this.currentUser;
+  }
+}
+
+App.Sync = {
+  /** Moves a closed realm's file aside so that its next open starts again
+   * from the server (a manual client reset). True if a file was moved;
+   * throws if the realm is still open. */
+  initiateClientReset(app, path) {
+    if (!(app instanceof App)) throw new HavenError("TypeError", "initiateClientReset(app, path) takes the App first");
+    return native(() => binding.initiateClientReset(path));
+  },
+};
+
+const Haven = { open, Realm, App, Credentials, User, SyncSession, UpdateMode, HavenError };
 Realm.open = open;
 Realm.UpdateMode = UpdateMode;
+Realm.App = App;
+Realm.Credentials = Credentials;
 
 module.exports = Haven;
 module.exports.default = Haven;

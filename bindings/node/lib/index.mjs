@@ -5,4 +5,4 @@ const require = createRequire(import.meta.url);
 const Haven = require("./index.js");
 
 export default Haven;
-export const { open, Realm, UpdateMode, HavenError } = Haven;
+export const { open, Realm, App, Credentials, User, SyncSession, UpdateMode, HavenError } = Haven;

@@ -13,26 +13,29 @@ use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::{Env, Error, Result, Task};
 use napi_derive::napi;
 use serde_json::Value as Json;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::sync::Mutex;
+
+mod sync;
 
 /// An open database, as JavaScript holds it.
 #[napi]
 pub struct NativeDatabase {
     /// `None` once closed. Every method takes `&self` (a listener's call
     /// may be running when JavaScript closes the realm).
-    db: RefCell<Option<Database>>,
-    /// The write transaction under way, while `write`'s callback runs on
-    /// this (the JavaScript) thread.
-    writing: Cell<Option<*mut WriteTransaction<'static>>>,
+    db: Mutex<Option<Database>>,
+    /// The write transaction under way (its address), while `write`'s
+    /// callback runs on the JavaScript thread.
+    writing: Mutex<Option<usize>>,
 }
 
 /// An error named by its kind, for the JavaScript layer.
-fn named(kind: &str, message: impl std::fmt::Display) -> Error {
+pub(crate) fn named(kind: &str, message: impl std::fmt::Display) -> Error {
     Error::from_reason(format!("[{kind}] {message}"))
 }
 
 /// A Haven error, named by what went wrong.
-fn haven_error(error: haven::Error) -> Error {
+pub(crate) fn haven_error(error: haven::Error) -> Error {
     let kind = match &error {
         haven::Error::Schema(_) => "SchemaError",
         haven::Error::Query(_) => "QueryError",
@@ -79,28 +82,32 @@ impl NativeDatabase {
             config = config.read_only();
         }
         let db = Database::open(config).map_err(haven_error)?;
-        Ok(NativeDatabase { db: RefCell::new(Some(db)), writing: Cell::new(None) })
+        Ok(NativeDatabase::from_database(db))
     }
 
-    fn db(&self) -> Result<Database> {
-        let db = self.db.borrow().clone();
+    pub(crate) fn from_database(db: Database) -> NativeDatabase {
+        NativeDatabase { db: Mutex::new(Some(db)), writing: Mutex::new(None) }
+    }
+
+    pub(crate) fn db(&self) -> Result<Database> {
+        let db = self.db.lock().expect("database handle").clone();
         db.ok_or_else(|| named("ClosedError", "the realm is closed: open it again to use it"))
     }
 
     /// Closes this handle (other handles on the same path keep it open).
     #[napi]
     pub fn close(&self) -> Result<()> {
-        if self.writing.get().is_some() {
+        if self.writing().is_some() {
             return Err(named("InvalidStateError", "cannot close a realm inside its write transaction"));
         }
-        self.db.borrow_mut().take();
+        self.db.lock().expect("database handle").take();
         Ok(())
     }
 
     /// Whether `close` was called.
     #[napi(getter)]
     pub fn is_closed(&self) -> bool {
-        self.db.borrow().is_none()
+        self.db.lock().expect("database handle").is_none()
     }
 
     /// The file's path.
@@ -118,7 +125,15 @@ impl NativeDatabase {
     /// Whether a write transaction is under way.
     #[napi(getter)]
     pub fn is_in_transaction(&self) -> bool {
-        self.writing.get().is_some()
+        self.writing().is_some()
+    }
+
+    fn writing(&self) -> Option<usize> {
+        *self.writing.lock().expect("write state")
+    }
+
+    fn set_writing(&self, tx: Option<usize>) {
+        *self.writing.lock().expect("write state") = tx;
     }
 
     /// Runs `callback` in a write transaction: everything it writes
@@ -126,7 +141,7 @@ impl NativeDatabase {
     /// exception propagates.
     #[napi]
     pub fn write(&self, callback: Function<(), Unknown>) -> Result<()> {
-        if self.writing.get().is_some() {
+        if self.writing().is_some() {
             return Err(named("InvalidStateError", "the realm is already in a write transaction"));
         }
         let mut thrown = None;
@@ -135,9 +150,9 @@ impl NativeDatabase {
             // on this thread, while `callback` runs inside this closure,
             // where `tx` lives; it is cleared before the closure returns.
             let tx: *mut WriteTransaction<'_> = tx;
-            self.writing.set(Some(tx.cast()));
+            self.set_writing(Some(tx as usize));
             let called = callback.call(());
-            self.writing.set(None);
+            self.set_writing(None);
             if let Err(e) = called {
                 thrown = Some(e);
                 // Any error rolls back; the exception is what JavaScript sees.
@@ -154,10 +169,10 @@ impl NativeDatabase {
     /// Runs `f` on the write transaction under way, or fails with the
     /// error Realm users know.
     fn in_write<R>(&self, f: impl FnOnce(&mut WriteTransaction<'static>) -> haven::Result<R>) -> Result<R> {
-        match self.writing.get() {
+        match self.writing() {
             // SAFETY: see `write`: set only while the transaction lives, and
-            // used by one call at a time on this thread.
-            Some(tx) => f(unsafe { &mut *tx }).map_err(haven_error),
+            // used by one call at a time on the JavaScript thread.
+            Some(tx) => f(unsafe { &mut *(tx as *mut WriteTransaction<'static>) }).map_err(haven_error),
             None => Err(named(
                 "InvalidStateError",
                 "cannot modify managed objects outside of a write transaction: call it inside realm.write(() => { … })",
@@ -191,7 +206,7 @@ impl NativeDatabase {
     #[napi]
     pub fn object(&self, object_type: String, primary_key: Json) -> Result<Option<Json>> {
         let key = self::value(&primary_key, "the primary key")?;
-        if self.writing.get().is_some() {
+        if self.writing().is_some() {
             // Inside a write, reads see the transaction's own writes.
             return self.in_write(|tx| tx.get(&object_type, key));
         }

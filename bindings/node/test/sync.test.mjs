@@ -1,0 +1,135 @@
+// Sync from JavaScript against `haven serve`: realms converging, tokens
+// from a provider, opening offline with a timeout, pause and resume, and
+// the configuration errors a Realm JS user can make.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Haven from "haven";
+import { startServer } from "./server.mjs";
+
+const DogSchema = {
+  name: "Dog",
+  primaryKey: "_id",
+  properties: { _id: "int", name: "string", age: "int?" },
+};
+
+const folder = () => mkdtempSync(join(tmpdir(), "haven-node-sync-"));
+
+async function device(url, path, partitionValue = "p", extra = {}) {
+  const app = new Haven.App({ baseUrl: url });
+  const user = await app.logIn(Haven.Credentials.anonymous());
+  return Haven.open({ path, schema: [DogSchema], sync: { user, partitionValue, ...extra } });
+}
+
+test("two realms converge through haven serve", async () => {
+  const server = await startServer();
+  const dir = folder();
+  try {
+    const a = await device(server.url, join(dir, "a.haven"));
+    const b = await device(server.url, join(dir, "b.haven"));
+    assert.equal(a.syncSession.isConnected(), true);
+    a.write(() => a.create("Dog", { _id: 1, name: "Rex", age: 3 }));
+    await a.syncSession.uploadAllLocalChanges(10_000);
+    await b.syncSession.downloadAllServerChanges(10_000);
+    assert.equal(b.objectForPrimaryKey("Dog", 1).name, "Rex");
+    b.write(() => {
+      b.objectForPrimaryKey("Dog", 1).age = 4;
+    });
+    await b.syncSession.uploadAllLocalChanges(10_000);
+    await a.syncSession.downloadAllServerChanges(10_000);
+    assert.equal(a.objectForPrimaryKey("Dog", 1).age, 4);
+    a.close();
+    b.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+function hs256(secret, claims) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  const body = `${encode({ alg: "HS256", typ: "JWT" })}.${encode(claims)}`;
+  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
+}
+
+test("a token provider's tokens are refreshed across their expiry", async () => {
+  const secret = "a test secret of reasonable length";
+  const withSecret = await startServer(["--jwt-leeway", "0", "--jwt-secret", secret]);
+  const dir = folder();
+  try {
+    let calls = 0;
+    const app = new Haven.App({ baseUrl: withSecret.url });
+    const user = await app.logIn(Haven.Credentials.jwt(async () => {
+      calls += 1;
+      const now = Math.floor(Date.now() / 1000);
+      return hs256(secret, { sub: "ann", iat: now, exp: now + 2, partitions: ["p"] });
+    }));
+    const errors = [];
+    const realm = await Haven.open({
+      path: join(dir, "a.haven"),
+      schema: [DogSchema],
+      sync: { user, partitionValue: "p", onError: (_, e) => errors.push(e) },
+    });
+    for (let i = 1; i <= 30; i++) {
+      realm.write(() => realm.create("Dog", { _id: i, name: `dog ${i}` }));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await realm.syncSession.uploadAllLocalChanges(20_000);
+    assert.ok(calls >= 2, `the provider was asked again (${calls} calls)`);
+    assert.deepEqual(errors, []);
+    realm.close();
+  } finally {
+    await withSecret.stop();
+  }
+});
+
+test("opening offline rejects with a TimeoutError, or opens the local realm if asked", async () => {
+  const dir = folder();
+  const offline = "ws://127.0.0.1:9"; // nothing listens there
+  await assert.rejects(
+    device(offline, join(dir, "a.haven"), "p", { newRealmFileBehavior: { type: "downloadBeforeOpen", timeOut: 300 } }),
+    { name: "TimeoutError" },
+  );
+  const local = await device(offline, join(dir, "b.haven"), "p", {
+    newRealmFileBehavior: { type: "downloadBeforeOpen", timeOut: 300, timeOutBehavior: "openLocalRealm" },
+  });
+  local.write(() => local.create("Dog", { _id: 1, name: "offline" }));
+  assert.equal(local.objects("Dog").length, 1);
+  assert.equal(local.syncSession.connectionState === "connected", false);
+  local.close();
+});
+
+test("pause stops syncing and resume catches up", async () => {
+  const server = await startServer();
+  const dir = folder();
+  try {
+    const a = await device(server.url, join(dir, "a.haven"));
+    const b = await device(server.url, join(dir, "b.haven"));
+    a.syncSession.pause();
+    for (let i = 1; i <= 50; i++) a.write(() => a.create("Dog", { _id: i, name: `dog ${i}` }));
+    await assert.rejects(a.syncSession.uploadAllLocalChanges(300), { name: "TimeoutError" });
+    a.syncSession.resume();
+    a.syncSession.resume(); // twice is fine
+    await a.syncSession.uploadAllLocalChanges(10_000);
+    await b.syncSession.downloadAllServerChanges(10_000);
+    assert.equal(b.objects("Dog").length, 50);
+    a.close();
+    b.close();
+  } finally {
+    await server.stop();
+  }
+});
+
+test("configuration mistakes are refused by name before anything opens", async () => {
+  const app = new Haven.App({ baseUrl: "ws://127.0.0.1:9" });
+  const user = await app.logIn(Haven.Credentials.anonymous());
+  const path = join(folder(), "x.haven");
+  const open = (sync) => Haven.open({ path, schema: [DogSchema], sync: { user, partitionValue: "p", ...sync } });
+  await assert.rejects(open({ partitionValue: 7 }), { name: "TypeError", message: /partitionValue must be a string \(got number\)/ });
+  await assert.rejects(open({ clientReset: { mode: "sometimes" } }), { name: "TypeError", message: /unknown client reset mode 'sometimes'/ });
+  await assert.rejects(open({ clientReset: { mode: "manual" } }), { name: "SyncError", message: /needs clientReset.onManual or sync.onError/ });
+  await assert.rejects(open({ user: {} }), { name: "TypeError", message: /logged-in user/ });
+  assert.throws(() => new Haven.App({ baseUrl: "http://x" }), { name: "TypeError" });
+});

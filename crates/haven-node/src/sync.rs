@@ -1,0 +1,185 @@
+//! Opening a database that syncs, and its session, for JavaScript. The
+//! session runs on napi-rs's tokio runtime; what it reports to the app
+//! (errors) crosses to the JavaScript thread through weak threadsafe
+//! functions, which never keep the process alive on their own.
+
+use crate::{haven_error, named, NativeDatabase};
+use haven::{ClientResetMode, Config, ConnectionState, Database, RecoveryPolicy, Schema, SyncConfig, SyncError};
+use napi::bindgen_prelude::Promise;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Result;
+use napi_derive::napi;
+use serde_json::Value as Json;
+use std::time::Duration;
+
+/// Where and how a database syncs (the JavaScript layer builds it from
+/// Realm's `sync` configuration).
+#[napi(object)]
+pub struct NativeSyncOptions {
+    /// `ws://` or `wss://`.
+    pub url: String,
+    pub partition: String,
+    /// A fixed token; with a provider, the provider's first token.
+    pub token: Option<String>,
+    /// "manual", "discardUnsyncedChanges", "recoverUnsyncedChanges" or
+    /// "recoverOrDiscardUnsyncedChanges".
+    pub client_reset_mode: String,
+    /// Extra trusted certificates for `wss://` (PEM).
+    pub tls_root_certificates: Option<String>,
+    /// Whether the first open waits for everything the server has.
+    pub wait_for_download: bool,
+}
+
+/// A token provider: an async JavaScript function returning a token.
+type TokenProvider = ThreadsafeFunction<(), Promise<String>, (), napi::Status, false, true>;
+
+/// A JavaScript function that hears sync errors, as JSON.
+type ErrorListener = ThreadsafeFunction<Json, (), Json, napi::Status, false, true>;
+
+fn client_reset_mode(mode: &str) -> Result<ClientResetMode> {
+    let policy = RecoveryPolicy::LatestWins;
+    match mode {
+        "manual" => Ok(ClientResetMode::Manual { on_manual: None }),
+        "discardUnsyncedChanges" | "discardLocal" => Ok(ClientResetMode::DiscardUnsynced { before: None, after: None }),
+        "recoverUnsyncedChanges" => Ok(ClientResetMode::RecoverUnsynced { policy, before: None, after: None }),
+        "recoverOrDiscardUnsyncedChanges" => {
+            Ok(ClientResetMode::RecoverOrDiscard { policy, before: None, after: None, fallback: None })
+        }
+        other => Err(named(
+            "TypeError",
+            format!("unknown client reset mode '{other}': use \"manual\", \"discardUnsyncedChanges\", \"recoverUnsyncedChanges\" or \"recoverOrDiscardUnsyncedChanges\""),
+        )),
+    }
+}
+
+/// A sync error as the JavaScript layer turns it into an `Error`.
+fn error_json(error: &SyncError) -> Json {
+    match error {
+        SyncError::ClientReset(info) => serde_json::json!({
+            "name": "ClientReset",
+            "message": error.to_string(),
+            "backupPath": info.backup_path().display().to_string(),
+            "originalPath": info.original_path().display().to_string(),
+            "reason": format!("{:?}", info.reason()),
+        }),
+        SyncError::Server { code, .. } => {
+            serde_json::json!({"name": "SyncError", "message": error.to_string(), "code": format!("{code:?}")})
+        }
+        _ => serde_json::json!({"name": "SyncError", "message": error.to_string()}),
+    }
+}
+
+/// Opens the database at `path` synced as `options` say.
+#[napi]
+pub async fn open_synced(
+    path: String,
+    schema_json: String,
+    options: NativeSyncOptions,
+    token_provider: Option<TokenProvider>,
+    on_error: Option<ErrorListener>,
+) -> Result<NativeDatabase> {
+    let schema = Schema::from_json(&schema_json).map_err(|e| named("SchemaError", e))?;
+    let mut sync = SyncConfig::new(&options.url, options.token.unwrap_or_default(), &options.partition)
+        .client_reset(client_reset_mode(&options.client_reset_mode)?)
+        .wait_for_download(options.wait_for_download);
+    if let Some(pem) = options.tls_root_certificates {
+        sync = sync.tls_root_certificates(pem);
+    }
+    if let Some(provider) = token_provider {
+        let provider = std::sync::Arc::new(provider);
+        sync = sync.token_provider(move || {
+            let provider = provider.clone();
+            async move {
+                let promise = provider.call_async(()).await.map_err(|e| e.reason.clone())?;
+                promise.await.map_err(|e| e.reason.clone())
+            }
+        });
+    }
+    if let Some(listener) = on_error {
+        sync = sync.on_error(move |error| {
+            listener.call(error_json(error), ThreadsafeFunctionCallMode::NonBlocking);
+        });
+    }
+    let db = Database::open_synced(Config::new(&path).schema(schema).sync(sync)).await.map_err(haven_error)?;
+    Ok(NativeDatabase::from_database(db))
+}
+
+/// Moves a closed database's file aside so that the next open starts
+/// again from the server (a manual client reset). Whether a file was moved.
+#[napi]
+pub fn initiate_client_reset(path: String) -> Result<bool> {
+    if !std::path::Path::new(&path).exists() {
+        return Ok(false);
+    }
+    haven::initiate_client_reset(&path).map(|_| true).map_err(haven_error)
+}
+
+#[napi]
+impl NativeDatabase {
+    /// Whether the database syncs.
+    #[napi(getter)]
+    pub fn is_synced(&self) -> Result<bool> {
+        Ok(self.db()?.sync_session().is_some())
+    }
+
+    /// "disconnected", "connecting" or "connected".
+    #[napi(getter)]
+    pub fn connection_state(&self) -> Result<String> {
+        let state = self.session()?.connection_state();
+        Ok(match state {
+            ConnectionState::Disconnected => "disconnected",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Connected => "connected",
+        }
+        .to_owned())
+    }
+
+    /// Stops syncing until `resume`.
+    #[napi]
+    pub fn pause(&self) -> Result<()> {
+        self.session()?.pause();
+        Ok(())
+    }
+
+    /// Syncs again after `pause`.
+    #[napi]
+    pub fn resume(&self) -> Result<()> {
+        self.session()?.resume();
+        Ok(())
+    }
+
+    /// Resolves once the server has every local change made so far;
+    /// rejects with a `TimeoutError` after `timeout_ms` if given.
+    #[napi]
+    pub async fn upload_all_local_changes(&self, timeout_ms: Option<u32>) -> Result<()> {
+        let session = self.session()?;
+        within(timeout_ms, "uploadAllLocalChanges", async move { session.upload_all_local_changes().await }).await
+    }
+
+    /// Resolves once this database has everything the server had when
+    /// called; rejects with a `TimeoutError` after `timeout_ms` if given.
+    #[napi]
+    pub async fn download_all_server_changes(&self, timeout_ms: Option<u32>) -> Result<()> {
+        let session = self.session()?;
+        within(timeout_ms, "downloadAllServerChanges", async move { session.download_all_server_changes().await }).await
+    }
+
+    fn session(&self) -> Result<haven::SyncSession> {
+        self.db()?.sync_session().ok_or_else(|| named("InvalidStateError", "this realm does not sync"))
+    }
+}
+
+/// Runs `wait`, failing with a `TimeoutError` after `timeout_ms`.
+async fn within(
+    timeout_ms: Option<u32>,
+    what: &str,
+    wait: impl std::future::Future<Output = haven::Result<()>>,
+) -> Result<()> {
+    match timeout_ms {
+        None => wait.await.map_err(haven_error),
+        Some(ms) => match tokio::time::timeout(Duration::from_millis(ms.into()), wait).await {
+            Ok(done) => done.map_err(haven_error),
+            Err(_) => Err(named("TimeoutError", format!("{what} did not finish within {ms} ms"))),
+        },
+    }
+}
