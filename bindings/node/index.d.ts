@@ -20,10 +20,98 @@ declare namespace Haven {
   }
 
   interface Configuration {
-    /** The database file; "default.haven" in the working directory if left out. */
+    /** The database file; "default.haven" in the working directory if left
+     * out (for a realm that syncs: haven-sync/<partition>.haven). */
     path?: string;
     schema?: Array<ObjectSchema | { schema: ObjectSchema }>;
     readOnly?: boolean;
+    sync?: SyncConfiguration;
+  }
+
+  type ClientResetModeName =
+    | "manual"
+    | "discardUnsyncedChanges"
+    | "recoverUnsyncedChanges"
+    | "recoverOrDiscardUnsyncedChanges";
+
+  interface ClientResetConfig {
+    /** "recoverUnsyncedChanges" when left out. */
+    mode?: ClientResetModeName;
+    onManual?: (session: SyncSession | undefined, path: string) => void;
+  }
+
+  interface OpenRealmBehaviorConfiguration {
+    type: "downloadBeforeOpen" | "openImmediately";
+    /** How long to wait for the download (10 s when left out: Haven.open never waits forever). */
+    timeOut?: number;
+    timeOutBehavior?: "throwException" | "openLocalRealm";
+  }
+
+  interface SyncConfiguration {
+    user: User;
+    partitionValue: string;
+    clientReset?: ClientResetConfig;
+    onError?: (session: SyncSession | undefined, error: SyncError | ClientResetError) => void;
+    /** The older spelling of onError. */
+    error?: (session: SyncSession | undefined, error: SyncError | ClientResetError) => void;
+    newRealmFileBehavior?: OpenRealmBehaviorConfiguration;
+    existingRealmFileBehavior?: OpenRealmBehaviorConfiguration;
+    /** Trusts this certificate (PEM) for a wss:// server, besides the usual roots. */
+    ssl?: { certificate: string };
+  }
+
+  /** A sync error; `code` is the server's error code when it sent one. */
+  interface SyncError extends HavenError {
+    name: "SyncError";
+    code?: string;
+  }
+
+  /** The server cannot continue this realm's history and the app must act
+   * (manual mode): `config` opens the backup of the realm read-only. */
+  interface ClientResetError extends HavenError {
+    name: "ClientReset";
+    config: Configuration & { path: string; readOnly: true };
+  }
+
+  type ConnectionState = "disconnected" | "connecting" | "connected";
+
+  class SyncSession {
+    readonly user: User;
+    readonly connectionState: ConnectionState;
+    isConnected(): boolean;
+    pause(): void;
+    resume(): void;
+    uploadAllLocalChanges(timeoutMs?: number): Promise<void>;
+    downloadAllServerChanges(timeoutMs?: number): Promise<void>;
+  }
+
+  interface Credentials {
+    readonly type: "jwt" | "anonymous";
+  }
+
+  const Credentials: {
+    /** A fixed JWT, or an async function that returns a fresh one (called
+     * before connecting when needed and when the server says it expired). */
+    jwt(token: string | (() => string | Promise<string>)): Credentials;
+    /** For a server in dev mode, which accepts any token. */
+    anonymous(): Credentials;
+  };
+
+  class User {
+    readonly id: string;
+    readonly app: App;
+    logOut(): Promise<void>;
+  }
+
+  class App {
+    constructor(config: { baseUrl: string } | string);
+    readonly baseUrl: string;
+    currentUser: User | null;
+    logIn(credentials: Credentials): Promise<User>;
+    static Sync: {
+      /** Moves a closed realm's file aside; its next open starts again from the server. */
+      initiateClientReset(app: App, path: string): boolean;
+    };
   }
 
   type UpdateModeName = "never" | "modified" | "all";
@@ -90,10 +178,14 @@ declare namespace Haven {
   class Realm {
     static open(config?: Configuration): Promise<Realm>;
     static UpdateMode: typeof UpdateMode;
+    static App: typeof App;
+    static Credentials: typeof Credentials;
     readonly path: string;
     readonly isClosed: boolean;
     readonly isInTransaction: boolean;
     readonly schema: ObjectSchema[];
+    /** The sync session of a realm opened with `sync`. */
+    readonly syncSession?: SyncSession;
     write<R>(callback: () => R): R;
     create<T = Record<string, unknown>>(type: string, values: Partial<T>, mode?: UpdateModeName | boolean): RealmObject<T>;
     objectForPrimaryKey<T = Record<string, unknown>>(type: string, primaryKey: unknown): RealmObject<T> | undefined;

@@ -106,8 +106,10 @@ class Realm {
     if (values === null || typeof values !== "object") {
       throw new HavenError("TypeError", `${type}: realm.create needs an object of property values`);
     }
-    native(() => this._handle.create(type, plain(values), updateMode(mode)));
-    return this._object(type, values[key]);
+    // An object of another realm (a backup's, say) is copied by value.
+    const json = isObject(values) ? values.toJSON() : plain(values);
+    native(() => this._handle.create(type, json, updateMode(mode)));
+    return this._object(type, json[key]);
   }
 
   /** The object with this primary key, or undefined (as Realm JS). */

@@ -30,5 +30,23 @@ export async function use(): Promise<string[]> {
   recent.removeListener(onChange);
   rex.addListener((dog, changes) => console.log(dog.name, changes.changedProperties, changes.deleted));
   realm.close();
+
+  const app = new Haven.App({ baseUrl: "wss://sync.example.com" });
+  const user = await app.logIn(Haven.Credentials.jwt(async () => "a token"));
+  const synced = await Haven.open({
+    schema: [DogSchema],
+    sync: {
+      user,
+      partitionValue: "p",
+      clientReset: { mode: "manual" },
+      onError: (_session, error) => {
+        if (error.name === "ClientReset") Haven.App.Sync.initiateClientReset(app, error.config.path);
+      },
+      newRealmFileBehavior: { type: "downloadBeforeOpen", timeOut: 5000, timeOutBehavior: "openLocalRealm" },
+    },
+  });
+  const state: Haven.ConnectionState | undefined = synced.syncSession?.connectionState;
+  await synced.syncSession?.uploadAllLocalChanges(1000);
+  console.log(state);
   return [...recent].map((d) => d.name).concat(first ? [first.name, String(average)] : []);
 }

@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 use std::cell::RefCell;
 use std::sync::Mutex;
 
-mod sync;
+pub mod sync;
 
 /// An open database, as JavaScript holds it.
 #[napi]

@@ -18,6 +18,7 @@ use std::time::Duration;
 pub struct NativeSyncOptions {
     /// `ws://` or `wss://`.
     pub url: String,
+    /// The partition synced.
     pub partition: String,
     /// A fixed token; with a provider, the provider's first token.
     pub token: Option<String>,
@@ -31,10 +32,10 @@ pub struct NativeSyncOptions {
 }
 
 /// A token provider: an async JavaScript function returning a token.
-type TokenProvider = ThreadsafeFunction<(), Promise<String>, (), napi::Status, false, true>;
+pub type TokenProvider = ThreadsafeFunction<(), Promise<String>, (), napi::Status, false, true>;
 
 /// A JavaScript function that hears sync errors, as JSON.
-type ErrorListener = ThreadsafeFunction<Json, (), Json, napi::Status, false, true>;
+pub type ErrorListener = ThreadsafeFunction<Json, (), Json, napi::Status, false, true>;
 
 fn client_reset_mode(mode: &str) -> Result<ClientResetMode> {
     let policy = RecoveryPolicy::LatestWins;
