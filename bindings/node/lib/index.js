@@ -199,9 +199,19 @@ function makeObject(realm, type, key) {
   };
   const target = Object.create(null);
   let proxy;
-  const listeners = listenerSet((callback) =>
-    realm._subscribe(() => realm._handle.addObjectListener(type, key, (changes) => callback(proxy, changes))),
-  );
+  const listeners = listenerSet((callback) => {
+    let active = true;
+    // A call queued before the listener was removed, or its realm closed, is dropped.
+    const subscription = realm._subscribe(() =>
+      realm._handle.addObjectListener(type, key, (changes) => active && !realm.isClosed && callback(proxy, changes)),
+    );
+    return {
+      remove: () => {
+        active = false;
+        subscription.remove();
+      },
+    };
+  });
   proxy = new Proxy(target, {
     get(_, property) {
       if (property === OBJECT) return { realm, type, key };
@@ -268,7 +278,10 @@ function makeResults(realm, type, filters, sorts) {
     // deletions, of the new one for insertions and modifications.
     let before = rows().map((row) => JSON.stringify(row[key]));
     const [query, args] = combine(filters);
+    let active = true;
     const subscription = realm._subscribe(() => realm._handle.addListener(type, query, args, (changes) => {
+      // A call queued before the listener was removed, or its realm closed, is dropped.
+      if (!active || realm.isClosed) return;
       const after = rows().map((row) => JSON.stringify(row[key]));
       const at = (order, keys) => {
         const wanted = new Set(keys.map((k) => JSON.stringify(k)));
@@ -284,9 +297,12 @@ function makeResults(realm, type, filters, sorts) {
       callback(proxy, set);
     }));
     // Realm JS calls a new listener once, with nothing changed, soon after adding it.
-    const initial = setImmediate(() => callback(proxy, { insertions: [], deletions: [], newModifications: [], oldModifications: [] }));
+    const initial = setImmediate(() => {
+      if (active && !realm.isClosed) callback(proxy, { insertions: [], deletions: [], newModifications: [], oldModifications: [] });
+    });
     return {
       remove: () => {
+        active = false;
         clearImmediate(initial);
         subscription.remove();
       },
