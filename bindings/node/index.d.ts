@@ -37,7 +37,16 @@ declare namespace Haven {
   interface ClientResetConfig {
     /** "recoverUnsyncedChanges" when left out. */
     mode?: ClientResetModeName;
+    /** Manual mode: the backup's path (else `onError` gets a ClientReset error). */
     onManual?: (session: SyncSession | undefined, path: string) => void;
+    /** Before the reset, with a frozen copy of the realm; the reset waits
+     * for it (and its promise). A throw aborts this attempt. */
+    onBefore?: (localRealm: Realm) => void | Promise<void>;
+    /** After the reset committed: the frozen copy before, and the live realm. */
+    onAfter?: (localRealm: Realm, remoteRealm: Realm) => void | Promise<void>;
+    /** recoverOrDiscardUnsyncedChanges: recovery was not possible and the
+     * unsynced changes were discarded; the backup's path. */
+    onFallback?: (session: SyncSession | undefined, path: string) => void;
   }
 
   interface OpenRealmBehaviorConfiguration {

@@ -454,7 +454,10 @@ async function openSynced(config) {
     tlsRootCertificates: sync.ssl && sync.ssl.certificate ? String(sync.ssl.certificate) : undefined,
     waitForDownload: false,
   };
-  const handle = await nativeAsync(binding.openSynced(path, schemaJson(config.schema), options, user.credentials.provider, reportError));
+  const callbacks = resetCallbacks(reset, () => realm);
+  const handle = await nativeAsync(
+    binding.openSynced(path, schemaJson(config.schema), options, user.credentials.provider, reportError, ...callbacks),
+  );
   realm = new Realm(handle);
   realm.syncSession = new SyncSession(realm, user, sync.partitionValue);
   if (behavior.type === "downloadBeforeOpen") {
@@ -468,6 +471,35 @@ async function openSynced(config) {
     }
   }
   return realm;
+}
+
+/** The client reset callbacks, as the native half calls them: on the
+ * JavaScript thread, with handles on the frozen database before the reset
+ * (and the live one after it, for onAfter); the reset waits until the
+ * promise returned here settles, and a throw aborts that attempt. */
+function resetCallbacks(reset, currentRealm) {
+  const wrap = (callback) => {
+    if (callback === undefined) return undefined;
+    if (typeof callback !== "function") throw new HavenError("TypeError", "client reset callbacks must be functions");
+    return async (...args) => {
+      // The native half passes the pair as one array.
+      const [beforeNumber, afterNumber] = args.length === 1 && Array.isArray(args[0]) ? args[0] : args;
+      const before = new Realm(native(() => NativeDatabase.handedOver(beforeNumber)));
+      const after = afterNumber === null || afterNumber === undefined ? undefined : new Realm(native(() => NativeDatabase.handedOver(afterNumber)));
+      try {
+        await (after ? callback(before, after) : callback(before));
+      } finally {
+        before.close();
+        if (after) after.close();
+      }
+      return true;
+    };
+  };
+  const fallback = reset.onFallback === undefined ? undefined : (path) => {
+    const realm = currentRealm();
+    reset.onFallback(realm && realm.syncSession, path);
+  };
+  return [wrap(reset.onBefore), wrap(reset.onAfter), fallback];
 }
 
 /** A realm's sync session (`realm.syncSession`). */

@@ -16,8 +16,6 @@ use serde_json::Value as Json;
 use std::cell::RefCell;
 use std::sync::Mutex;
 
-pub mod sync;
-
 /// An open database, as JavaScript holds it.
 #[napi]
 pub struct NativeDatabase {
@@ -333,3 +331,7 @@ impl NativeListener {
         self.token.borrow_mut().take();
     }
 }
+
+// After `NativeDatabase`: napi-rs expands a class's impl blocks only once it
+// has seen the class.
+pub mod sync;

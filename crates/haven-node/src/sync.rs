@@ -4,12 +4,18 @@
 //! functions, which never keep the process alive on their own.
 
 use crate::{haven_error, named, NativeDatabase};
-use haven::{ClientResetMode, Config, ConnectionState, Database, RecoveryPolicy, Schema, SyncConfig, SyncError};
+use haven::{
+    AfterReset, BeforeReset, ClientResetMode, Config, ConnectionState, Database, RecoveryPolicy, ResetHandler, Schema,
+    SyncConfig, SyncError,
+};
 use napi::bindgen_prelude::Promise;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Result;
 use napi_derive::napi;
 use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Where and how a database syncs (the JavaScript layer builds it from
@@ -37,14 +43,83 @@ pub type TokenProvider = ThreadsafeFunction<(), Promise<String>, (), napi::Statu
 /// A JavaScript function that hears sync errors, as JSON.
 pub type ErrorListener = ThreadsafeFunction<Json, (), Json, napi::Status, false, true>;
 
-fn client_reset_mode(mode: &str) -> Result<ClientResetMode> {
+/// A client reset callback in JavaScript, called with a handle on the
+/// frozen database before the reset and, for `onAfter`, one on the live
+/// database after it. Its promise settles when the app's callback (and
+/// the promise that returned) did, with `true`; it rejects if that threw.
+pub type ResetCallback = ThreadsafeFunction<ResetCallArgs, Promise<bool>, ResetCallArgs, napi::Status, false, true>;
+
+/// What a reset callback is called with: the numbers under which the
+/// databases wait in [`HANDED_OVER`] (class instances do not cross a
+/// threadsafe function), taken with `NativeDatabase.handedOver`.
+pub type ResetCallArgs = (u32, Option<u32>);
+
+/// Databases handed to JavaScript by a reset callback, until it takes them.
+static HANDED_OVER: Mutex<BTreeMap<u32, Database>> = Mutex::new(BTreeMap::new());
+static NEXT_HANDED_OVER: AtomicU32 = AtomicU32::new(0);
+
+/// Keeps `db` for JavaScript to take; returns its number.
+fn hand_over(db: &Database) -> u32 {
+    let number = NEXT_HANDED_OVER.fetch_add(1, Ordering::Relaxed);
+    HANDED_OVER.lock().expect("handed-over databases").insert(number, db.clone());
+    number
+}
+
+/// `onFallback`: called with the backup's path when recovery was not possible.
+pub type FallbackCallback = ThreadsafeFunction<String, (), String, napi::Status, false, true>;
+
+/// The JavaScript callbacks of a client reset.
+pub struct ResetCallbacks {
+    before: Option<Arc<ResetCallback>>,
+    after: Option<Arc<ResetCallback>>,
+    fallback: Option<Arc<FallbackCallback>>,
+}
+
+/// Calls a JavaScript reset callback and waits (this is the session's
+/// blocking thread, not the JavaScript one) until it settled.
+fn call_and_wait(callback: &ResetCallback, args: ResetCallArgs) -> haven::Result<()> {
+    let args_numbers = [Some(args.0), args.1];
+    let args_numbers: Vec<u32> = args_numbers.into_iter().flatten().collect();
+    let settled = tokio::runtime::Handle::current().block_on(async {
+        let promise = callback.call_async(args).await?;
+        promise.await
+    });
+    // The wrapper resolves to `true` once the app's callback is done.
+    // Whatever JavaScript did not take (it threw first) is let go.
+    HANDED_OVER.lock().expect("handed-over databases").retain(|number, _| !args_numbers.contains(number));
+    settled.map(|_| ()).map_err(|e| haven::Error::Storage(format!("the JavaScript callback threw: {}", e.reason)))
+}
+
+impl ResetCallbacks {
+    fn before(&self) -> Option<BeforeReset> {
+        let callback = self.before.clone()?;
+        Some(Box::new(move |before: &Database| call_and_wait(&callback, (hand_over(before), None))))
+    }
+
+    fn after(&self) -> Option<AfterReset> {
+        let callback = self.after.clone()?;
+        Some(Box::new(move |before: &Database, after: &Database, _report: &haven::RecoveryReport| {
+            call_and_wait(&callback, (hand_over(before), Some(hand_over(after))))
+        }))
+    }
+
+    fn fallback(&self) -> Option<ResetHandler> {
+        let callback = self.fallback.clone()?;
+        Some(Box::new(move |info: &haven::ClientResetInfo| {
+            callback.call(info.backup_path().display().to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+        }))
+    }
+}
+
+fn client_reset_mode(mode: &str, callbacks: &ResetCallbacks) -> Result<ClientResetMode> {
     let policy = RecoveryPolicy::LatestWins;
+    let (before, after) = (callbacks.before(), callbacks.after());
     match mode {
         "manual" => Ok(ClientResetMode::Manual { on_manual: None }),
-        "discardUnsyncedChanges" | "discardLocal" => Ok(ClientResetMode::DiscardUnsynced { before: None, after: None }),
-        "recoverUnsyncedChanges" => Ok(ClientResetMode::RecoverUnsynced { policy, before: None, after: None }),
+        "discardUnsyncedChanges" | "discardLocal" => Ok(ClientResetMode::DiscardUnsynced { before, after }),
+        "recoverUnsyncedChanges" => Ok(ClientResetMode::RecoverUnsynced { policy, before, after }),
         "recoverOrDiscardUnsyncedChanges" => {
-            Ok(ClientResetMode::RecoverOrDiscard { policy, before: None, after: None, fallback: None })
+            Ok(ClientResetMode::RecoverOrDiscard { policy, before, after, fallback: callbacks.fallback() })
         }
         other => Err(named(
             "TypeError",
@@ -72,22 +147,31 @@ fn error_json(error: &SyncError) -> Json {
 
 /// Opens the database at `path` synced as `options` say.
 #[napi]
+#[allow(clippy::too_many_arguments)] // one per JavaScript callback: napi-rs makes each a threadsafe function
 pub async fn open_synced(
     path: String,
     schema_json: String,
     options: NativeSyncOptions,
     token_provider: Option<TokenProvider>,
     on_error: Option<ErrorListener>,
+    on_before: Option<ResetCallback>,
+    on_after: Option<ResetCallback>,
+    on_fallback: Option<FallbackCallback>,
 ) -> Result<NativeDatabase> {
     let schema = Schema::from_json(&schema_json).map_err(|e| named("SchemaError", e))?;
+    let callbacks = ResetCallbacks {
+        before: on_before.map(Arc::new),
+        after: on_after.map(Arc::new),
+        fallback: on_fallback.map(Arc::new),
+    };
     let mut sync = SyncConfig::new(&options.url, options.token.unwrap_or_default(), &options.partition)
-        .client_reset(client_reset_mode(&options.client_reset_mode)?)
+        .client_reset(client_reset_mode(&options.client_reset_mode, &callbacks)?)
         .wait_for_download(options.wait_for_download);
     if let Some(pem) = options.tls_root_certificates {
         sync = sync.tls_root_certificates(pem);
     }
     if let Some(provider) = token_provider {
-        let provider = std::sync::Arc::new(provider);
+        let provider = Arc::new(provider);
         sync = sync.token_provider(move || {
             let provider = provider.clone();
             async move {
@@ -117,6 +201,14 @@ pub fn initiate_client_reset(path: String) -> Result<bool> {
 
 #[napi]
 impl NativeDatabase {
+    /// The database a reset callback handed over under `number`.
+    #[napi(factory)]
+    pub fn handed_over(number: u32) -> Result<NativeDatabase> {
+        let db = HANDED_OVER.lock().expect("handed-over databases").remove(&number);
+        let db = db.ok_or_else(|| named("InvalidStateError", format!("no database was handed over as {number}")))?;
+        Ok(NativeDatabase::from_database(db))
+    }
+
     /// Whether the database syncs.
     #[napi(getter)]
     pub fn is_synced(&self) -> Result<bool> {
