@@ -142,6 +142,7 @@ class Realm {
 
   /** Closes the realm; using it afterwards throws a clear error. */
   close() {
+    if (this.isInTransaction) throw new HavenError("InvalidStateError", "cannot close a realm inside its write transaction");
     for (const subscription of this._subscriptions) subscription.remove();
     this._subscriptions.clear();
     if (!this._handle.isClosed) native(() => this._handle.close());
@@ -268,7 +269,7 @@ function listenerSet(subscribe) {
 function makeResults(realm, type, filters, sorts) {
   const rows = () => {
     const [query, args] = combine(filters);
-    return native(() => realm._handle.query(type, query, args, sorts));
+    return native(() => realm._handle.query(type, withSort(query, sorts), args, []));
   };
   const key = realm._primaryKey(type);
   const objectsOf = (all) => all.map((row) => makeObject(realm, type, row[key]));
@@ -331,7 +332,8 @@ function makeResults(realm, type, filters, sorts) {
     sorted(property, reverse) {
       const order = Array.isArray(property) ? property : [[property, reverse === true]];
       const more = order.map((o) => (Array.isArray(o) ? [o[0], !o[1]] : [o, true]));
-      return makeResults(realm, type, filters, [...sorts, ...more]);
+      // A later sort leads, earlier ones break its ties (as chained sorts do in Realm JS).
+      return makeResults(realm, type, filters, [...more, ...sorts]);
     },
     toJSON() {
       return rows();
@@ -359,9 +361,16 @@ function makeResults(realm, type, filters, sorts) {
       return objectsOf(rows())[Symbol.iterator]();
     },
   };
-  for (const method of ["forEach", "map", "filter", "find", "findIndex", "some", "every", "reduce", "slice", "indexOf", "includes", "entries", "keys", "values"]) {
+  for (const method of ["forEach", "map", "filter", "find", "findIndex", "some", "every", "reduce", "slice", "entries", "keys", "values"]) {
     results[method] = (...args) => Array.prototype[method].apply(objectsOf(rows()), args);
   }
+  // Objects are proxies made afresh at each read: compared by primary key.
+  results.indexOf = (object) => {
+    if (!isObject(object) || object[OBJECT].type !== type) return -1;
+    const wanted = JSON.stringify(object[OBJECT].key);
+    return rows().findIndex((row) => JSON.stringify(row[key]) === wanted);
+  };
+  results.includes = (object) => results.indexOf(object) !== -1;
   proxy = new Proxy(results, {
     get(target, property, receiver) {
       if (typeof property === "string" && /^\d+$/.test(property)) {
@@ -372,6 +381,14 @@ function makeResults(realm, type, filters, sorts) {
     },
   });
   return proxy;
+}
+
+/** `query` with the sort order as the query language's SORT suffix, which
+ * keeps every key (sorting twice would keep only the last). */
+function withSort(query, sorts) {
+  if (sorts.length === 0) return query;
+  const order = sorts.map(([property, ascending]) => `${property} ${ascending ? "ASC" : "DESC"}`).join(", ");
+  return `${query === undefined ? "TRUEPREDICATE" : query} SORT(${order})`;
 }
 
 /** One query from several `filtered` calls: each clause in parentheses,
@@ -445,6 +462,7 @@ async function openSynced(config) {
       if (mode === "manual" && typeof reset.onManual === "function") return reset.onManual(realm && realm.syncSession, json.backupPath);
     }
     if (typeof onError === "function") onError(realm && realm.syncSession, error);
+    else console.error(`Haven sync error (give sync.onError to handle it): ${error.name}: ${error.message}`);
   };
   const options = {
     url: user.app.baseUrl,
@@ -541,7 +559,8 @@ class SyncSession {
  * provider) or, for a server in dev mode, anyone. */
 const Credentials = {
   jwt(token) {
-    if (typeof token === "function") return { type: "jwt", token: undefined, provider: () => Promise.resolve(token()) };
+    // async: a provider that throws rejects instead of throwing across the native call.
+    if (typeof token === "function") return { type: "jwt", token: undefined, provider: async () => token() };
     if (typeof token !== "string") throw new HavenError("TypeError", "Credentials.jwt takes a token string or an async function returning one");
     return { type: "jwt", token, provider: undefined };
   },

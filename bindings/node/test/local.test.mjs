@@ -35,6 +35,11 @@ test("objects created in a write are read back, queried, sorted and deleted", as
   assert.equal(recent[0].name, "Max");
   assert.equal(recent[5], undefined);
   assert.deepEqual([...all.sorted("name")].map((d) => d._id), [2, 3, 1]);
+  realm.write(() => realm.create("Dog", { _id: 4, name: "Ace", age: 1, lastUpdated: 40 }));
+  assert.deepEqual(all.sorted([["name", false], ["age", true]]).map((d) => d._id), [2, 4, 3, 1], "every sort key counts");
+  assert.equal(all.indexOf(realm.objectForPrimaryKey("Dog", 3)), all.map((d) => d._id).indexOf(3));
+  assert.equal(all.includes(realm.objectForPrimaryKey("Dog", 3)), true);
+  realm.write(() => realm.delete(realm.objectForPrimaryKey("Dog", 4)));
   assert.equal(all.max("age"), 5);
   assert.equal(all.min("age"), 3);
   assert.equal(all.sum("age"), 8);

@@ -133,3 +133,27 @@ test("configuration mistakes are refused by name before anything opens", async (
   await assert.rejects(open({ user: {} }), { name: "TypeError", message: /logged-in user/ });
   assert.throws(() => new Haven.App({ baseUrl: "http://x" }), { name: "TypeError" });
 });
+
+test("a token function that throws is reported as a sync error, not a crash", async () => {
+  const server = await startServer();
+  const dir = folder();
+  try {
+    const app = new Haven.App({ baseUrl: server.url });
+    const user = await app.logIn(Haven.Credentials.jwt(() => {
+      throw new Error("signed out");
+    }));
+    const errors = [];
+    const realm = await Haven.open({
+      path: join(dir, "a.haven"),
+      schema: [DogSchema],
+      sync: { user, partitionValue: "p", onError: (_, e) => errors.push(e), newRealmFileBehavior: { type: "openImmediately" } },
+    });
+    const deadline = Date.now() + 10_000;
+    while (errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(errors[0].name, "SyncError");
+    assert.match(errors[0].message, /cannot get a token: .*signed out/);
+    realm.close();
+  } finally {
+    await server.stop();
+  }
+});
