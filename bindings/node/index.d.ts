@@ -92,6 +92,15 @@ declare namespace Haven {
     resume(): void;
     uploadAllLocalChanges(timeoutMs?: number): Promise<void>;
     downloadAllServerChanges(timeoutMs?: number): Promise<void>;
+    addConnectionNotification(callback: (newState: ConnectionState, oldState: ConnectionState) => void): void;
+    removeConnectionNotification(callback: (newState: ConnectionState, oldState: ConnectionState) => void): void;
+    /** Uploads count changesets, downloads server versions. */
+    addProgressNotification(
+      direction: "upload" | "download",
+      mode: "reportIndefinitely" | "forCurrentlyOutstandingWork",
+      callback: (transferred: number, transferable: number) => void,
+    ): void;
+    removeProgressNotification(callback: (transferred: number, transferable: number) => void): void;
   }
 
   interface Credentials {

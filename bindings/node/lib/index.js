@@ -544,6 +544,65 @@ class SyncSession {
     native(() => this._realm._handle.resume());
   }
 
+  /** Calls `callback(newState, oldState)` when the connection state changes. */
+  addConnectionNotification(callback) {
+    if (typeof callback !== "function") throw new HavenError("TypeError", "a connection notification must be a function");
+    this._notifications().connection.add(callback);
+  }
+
+  removeConnectionNotification(callback) {
+    this._notifications().connection.delete(callback);
+  }
+
+  /** Calls `callback(transferred, transferable)` as changes upload or
+   * download ("upload" or "download"); counted in changesets for uploads
+   * and server versions for downloads. "forCurrentlyOutstandingWork" stops
+   * once what was outstanding when it was added has moved. */
+  addProgressNotification(direction, mode, callback) {
+    if (direction !== "upload" && direction !== "download") {
+      throw new HavenError("TypeError", `progress direction '${String(direction)}': use "upload" or "download"`);
+    }
+    if (mode !== "reportIndefinitely" && mode !== "forCurrentlyOutstandingWork") {
+      throw new HavenError("TypeError", `progress mode '${String(mode)}': use "reportIndefinitely" or "forCurrentlyOutstandingWork"`);
+    }
+    if (typeof callback !== "function") throw new HavenError("TypeError", "a progress notification must be a function");
+    const notifications = this._notifications();
+    const [transferred, transferable] = progressOf(notifications.last, direction);
+    notifications.progress.set(callback, { direction, until: mode === "forCurrentlyOutstandingWork" ? transferable : Infinity, done: transferred });
+  }
+
+  removeProgressNotification(callback) {
+    this._notifications().progress.delete(callback);
+  }
+
+  /** The session's status watch, started with the first notification. */
+  _notifications() {
+    if (this._watch) return this._watch;
+    const handle = this._realm._handle;
+    const watch = { connection: new Set(), progress: new Map(), last: { connection: handle.connectionState, uploaded: 0, uploadable: 0, downloaded: 0, downloadable: 0 } };
+    this._watch = watch;
+    this._realm._subscribe(() => handle.watchStatus((status) => {
+      if (this._realm.isClosed) return;
+      const before = watch.last;
+      watch.last = status;
+      if (status.connection !== before.connection) {
+        for (const callback of [...watch.connection]) callback(status.connection, before.connection);
+      }
+      for (const [callback, wanted] of [...watch.progress]) {
+        const [transferred, transferable] = progressOf(status, wanted.direction);
+        if (transferred === wanted.done && transferable === progressOf(before, wanted.direction)[1]) continue;
+        wanted.done = transferred;
+        if (wanted.until !== Infinity) {
+          callback(Math.min(transferred, wanted.until), wanted.until);
+          if (transferred >= wanted.until) watch.progress.delete(callback);
+        } else {
+          callback(transferred, transferable);
+        }
+      }
+    }));
+    return watch;
+  }
+
   /** Resolves once the server has every local change; a `TimeoutError` after `timeoutMs`. */
   uploadAllLocalChanges(timeoutMs) {
     return nativeAsync(this._realm._handle.uploadAllLocalChanges(timeoutMs));
@@ -553,6 +612,10 @@ class SyncSession {
   downloadAllServerChanges(timeoutMs) {
     return nativeAsync(this._realm._handle.downloadAllServerChanges(timeoutMs));
   }
+}
+
+function progressOf(status, direction) {
+  return direction === "upload" ? [status.uploaded, status.uploadable] : [status.downloaded, status.downloadable];
 }
 
 /** How a user proves who they are: a JWT (fixed, or from an async

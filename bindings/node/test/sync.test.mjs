@@ -157,3 +157,32 @@ test("a token function that throws is reported as a sync error, not a crash", as
     await server.stop();
   }
 });
+
+test("connection and progress notifications report the session as it goes", async () => {
+  const server = await startServer();
+  const dir = folder();
+  try {
+    const realm = await device(server.url, join(dir, "a.haven"));
+    const states = [];
+    const progress = [];
+    const outstanding = [];
+    realm.syncSession.addConnectionNotification((now, before) => states.push([before, now]));
+    realm.syncSession.addProgressNotification("upload", "reportIndefinitely", (done, total) => progress.push([done, total]));
+    realm.syncSession.pause();
+    for (let i = 1; i <= 3; i++) realm.write(() => realm.create("Dog", { _id: i, name: `dog ${i}` }));
+    await new Promise((r) => setTimeout(r, 100));
+    realm.syncSession.addProgressNotification("upload", "forCurrentlyOutstandingWork", (done, total) => outstanding.push([done, total]));
+    realm.syncSession.resume();
+    await realm.syncSession.uploadAllLocalChanges(10_000);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(states.slice(0, 1), [["connected", "disconnected"]], `${JSON.stringify(states)}`);
+    assert.deepEqual(states.at(-1), ["connecting", "connected"]);
+    const last = progress.at(-1);
+    assert.equal(last[0], last[1], `everything uploaded: ${JSON.stringify(progress)}`);
+    assert.ok(last[1] >= 3);
+    assert.deepEqual(outstanding.at(-1), [last[1], last[1]], "reported up to what was outstanding, then stopped");
+    realm.close();
+  } finally {
+    await server.stop();
+  }
+});

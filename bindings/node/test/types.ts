@@ -47,6 +47,8 @@ export async function use(): Promise<string[]> {
   });
   const state: Haven.ConnectionState | undefined = synced.syncSession?.connectionState;
   await synced.syncSession?.uploadAllLocalChanges(1000);
+  synced.syncSession?.addConnectionNotification((now, before) => console.log(before, "->", now));
+  synced.syncSession?.addProgressNotification("upload", "reportIndefinitely", (done, total) => console.log(done / total));
   console.log(state);
   return [...recent].map((d) => d.name).concat(first ? [first.name, String(average)] : []);
 }

@@ -257,8 +257,64 @@ impl NativeDatabase {
         within(timeout_ms, "downloadAllServerChanges", async move { session.download_all_server_changes().await }).await
     }
 
+    /// Calls `callback` (on the JavaScript thread) whenever the session's
+    /// connection state or progress changes, with `{connection, uploaded,
+    /// uploadable, downloaded, downloadable}`. Never keeps the process alive.
+    #[napi]
+    pub fn watch_status(&self, callback: StatusListener) -> Result<NativeStatusWatch> {
+        let mut status = self.session()?.watch();
+        // On napi-rs's runtime: this method itself runs on the JavaScript thread.
+        let task = napi::bindgen_prelude::spawn(async move {
+            while status.changed().await.is_ok() {
+                let now = status.borrow_and_update().clone();
+                let connection = match now.connection {
+                    ConnectionState::Disconnected => "disconnected",
+                    ConnectionState::Connecting => "connecting",
+                    ConnectionState::Connected => "connected",
+                };
+                let progress = now.progress;
+                let json = serde_json::json!({
+                    "connection": connection,
+                    "uploaded": progress.uploaded,
+                    "uploadable": progress.uploadable,
+                    "downloaded": progress.downloaded,
+                    "downloadable": progress.downloadable,
+                });
+                callback.call(json, ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        });
+        Ok(NativeStatusWatch { task: Mutex::new(Some(task)) })
+    }
+
     fn session(&self) -> Result<haven::SyncSession> {
         self.db()?.sync_session().ok_or_else(|| named("InvalidStateError", "this realm does not sync"))
+    }
+}
+
+/// A JavaScript function that hears the session's status, as JSON.
+pub type StatusListener = ThreadsafeFunction<Json, (), Json, napi::Status, false, true>;
+
+/// A status subscription, as JavaScript holds it: `remove()` (or being
+/// collected) ends it.
+#[napi]
+pub struct NativeStatusWatch {
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+#[napi]
+impl NativeStatusWatch {
+    /// Ends the subscription; later calls do nothing.
+    #[napi]
+    pub fn remove(&self) {
+        if let Some(task) = self.task.lock().expect("status watch").take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for NativeStatusWatch {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
