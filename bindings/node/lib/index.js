@@ -44,10 +44,12 @@ async function nativeAsync(promise) {
 
 const UpdateMode = Object.freeze({ Never: "never", Modified: "modified", All: "all" });
 
+const UPDATE_MODES = new Set(Object.values(UpdateMode));
+
 function updateMode(mode) {
   if (mode === undefined || mode === false) return UpdateMode.Never;
   if (mode === true) return UpdateMode.All;
-  if (Object.values(UpdateMode).includes(mode)) return mode;
+  if (UPDATE_MODES.has(mode)) return mode;
   throw new HavenError("TypeError", `unknown update mode '${String(mode)}': use "never", "modified", "all" or Haven.UpdateMode`);
 }
 
@@ -58,6 +60,54 @@ function schemaJson(schema) {
   return JSON.stringify(schema.map((s) => (typeof s === "function" ? s.schema : s)));
 }
 
+/** Stretches of synchronous JavaScript. A realm asks the native side
+ * for its version once per stretch, as Realm JS refreshes between
+ * event-loop turns: a loop over Results reads one state of the database,
+ * and reads in it are served from what the stretch already read. */
+const stretch = { id: 0, ending: false };
+
+function currentStretch() {
+  if (!stretch.ending) {
+    stretch.ending = true;
+    queueMicrotask(endStretch);
+  }
+  return stretch.id;
+}
+
+function endStretch() {
+  stretch.id++;
+  stretch.ending = false;
+}
+
+/** Primitive property types; any other type name is a link. */
+const PRIMITIVES = new Set(["bool", "int", "float", "double", "string", "data", "date", "objectId", "uuid", "decimal128", "mixed"]);
+
+/** How each property of a type reads: a date as a Date, a link as the
+ * linked object, a list element by element; everything else as stored. */
+function typeInfo(objectSchema) {
+  const properties = new Map();
+  const dates = [];
+  for (const [name, spec] of Object.entries(objectSchema.properties)) {
+    const written = typeof spec === "string" ? spec : spec.type;
+    const list = written.endsWith("[]");
+    const base = written.replace(/\[\]$/, "").replace(/\?$/, "");
+    const one = base === "date" ? (v, _) => new Date(v) : PRIMITIVES.has(base) ? undefined : (v, realm) => makeObject(realm, base, v);
+    let read = (v) => v;
+    if (one && list) read = (v, realm) => v.map((item) => one(item, realm));
+    else if (one) read = (v, realm) => (v === null ? null : one(v, realm));
+    properties.set(name, { read, position: properties.size });
+    if (base === "date") dates.push(name);
+  }
+  return { name: objectSchema.name, primaryKey: objectSchema.primaryKey, properties, dates };
+}
+
+/** A type given by name, or as a class with a static `schema` (as Realm JS takes it). */
+function typeName(type) {
+  if (typeof type === "function" && type.schema && typeof type.schema.name === "string") return type.schema.name;
+  if (typeof type !== "string") throw new HavenError("TypeError", "an object type is given by its name, a string (or a class with a static schema)");
+  return type;
+}
+
 /** A Realm: one open database. */
 class Realm {
   constructor(handle) {
@@ -65,7 +115,14 @@ class Realm {
     /** Every native subscription of this realm: removed when it closes. */
     this._subscriptions = new Set();
     this._schema = JSON.parse(handle.schemaJson);
-    this._primaryKeys = new Map(this._schema.map((s) => [s.name, s.primaryKey]));
+    this._types = new Map(this._schema.map((s) => [s.name, typeInfo(s)]));
+    /** What was read, valid while `_stamp()` returns the same number:
+     * it changes when the database does, and with each write of this realm. */
+    this._stampValue = 0;
+    this._stretch = -1;
+    this._nativeVersion = undefined;
+    /** Query results read at the current stamp, by query. */
+    this._rowsCache = new Map();
   }
 
   get path() {
@@ -90,9 +147,13 @@ class Realm {
   write(callback) {
     if (typeof callback !== "function") throw new HavenError("TypeError", "realm.write needs a function");
     let result;
-    native(() => this._handle.write(() => {
-      result = callback();
-    }));
+    try {
+      native(() => this._handle.write(() => {
+        result = callback();
+      }));
+    } finally {
+      this._changed();
+    }
     if (this._subscriptions.size > 0) {
       // Keeps the process alive until this commit's listeners have run.
       this._handle.listenersSettled().catch(() => {});
@@ -102,27 +163,32 @@ class Realm {
 
   /** Creates an object (or updates one, with "modified" or "all") and returns it. */
   create(type, values, mode) {
-    const key = this._primaryKey(type);
+    const info = this._type(type);
     if (values === null || typeof values !== "object") {
-      throw new HavenError("TypeError", `${type}: realm.create needs an object of property values`);
+      throw new HavenError("TypeError", `${info.name}: realm.create needs an object of property values`);
     }
     // An object of another realm (a backup's, say) is copied by value.
-    const json = isObject(values) ? values.toJSON() : plain(values);
-    native(() => this._handle.create(type, json, updateMode(mode)));
-    return this._object(type, json[key]);
+    const json = isObject(values) ? currentRow(values[OBJECT]) : plain(values);
+    const how = updateMode(mode);
+    native(() => this._handle.create(info.name, JSON.stringify(json), how));
+    this._changed();
+    return makeObject(this, info.name, json[info.primaryKey]);
   }
 
   /** The object with this primary key, or undefined (as Realm JS). */
   objectForPrimaryKey(type, primaryKey) {
-    this._primaryKey(type);
-    const found = native(() => this._handle.object(type, primaryKey));
-    return found === null ? undefined : this._object(type, primaryKey);
+    const info = this._type(type);
+    const stamp = this._stamp();
+    const row = parseRow(native(() => this._handle.object(info.name, plain(primaryKey))));
+    if (row === null) return undefined;
+    const object = makeObject(this, info.name, row[info.primaryKey]);
+    Object.assign(object[OBJECT], { row, stamp });
+    return object;
   }
 
   /** Every object of a type, as live Results. */
   objects(type) {
-    this._primaryKey(type);
-    return makeResults(this, type, [], []);
+    return makeResults(this, this._type(type).name, [], []);
   }
 
   /** Deletes an object, an array of objects, or Results. */
@@ -131,6 +197,7 @@ class Realm {
     if (isObject(target)) {
       const { type, key } = target[OBJECT];
       native(() => this._handle.deleteObject(type, key));
+      this._changed();
       return;
     }
     if (typeof target[Symbol.iterator] === "function") {
@@ -145,6 +212,7 @@ class Realm {
     if (this.isInTransaction) throw new HavenError("InvalidStateError", "cannot close a realm inside its write transaction");
     for (const subscription of this._subscriptions) subscription.remove();
     this._subscriptions.clear();
+    this._forget();
     if (!this._handle.isClosed) native(() => this._handle.close());
   }
 
@@ -161,15 +229,56 @@ class Realm {
     };
   }
 
-  _primaryKey(type) {
-    if (typeof type !== "string") throw new HavenError("TypeError", "an object type is given by its name, a string");
-    const key = this._primaryKeys.get(type);
-    if (key === undefined) throw new HavenError("TypeError", `unknown object type '${type}'; the schema has ${[...this._primaryKeys.keys()].join(", ")}`);
-    return key;
+  _type(type) {
+    const name = typeName(type);
+    const info = this._types.get(name);
+    if (info === undefined) throw new HavenError("TypeError", `unknown object type '${name}'; the schema has ${[...this._types.keys()].join(", ")}`);
+    return info;
   }
 
-  _object(type, primaryKey) {
-    return makeObject(this, type, primaryKey);
+  /** The number that says whether what was read is still current. */
+  _stamp() {
+    if (this._stretch !== stretch.id) {
+      this._stretch = currentStretch();
+      const version = native(() => this._handle.version);
+      if (version !== this._nativeVersion) {
+        this._nativeVersion = version;
+        this._forget();
+      }
+    }
+    return this._stampValue;
+  }
+
+  /** This realm wrote (or committed): what was read is stale, here and in
+   * other realms on the same file. */
+  _changed() {
+    this._forget();
+    endStretch();
+  }
+
+  _forget() {
+    this._stampValue++;
+    for (const entry of this._rowsCache.values()) {
+      // Objects read from these rows find themselves by primary key from now on.
+      if (entry.handedOut) entryKeys(entry);
+      entry.rows.release();
+    }
+    this._rowsCache.clear();
+  }
+
+  /** The rows of a query, read once per stamp. */
+  _rows(type, query, args) {
+    const stamp = this._stamp();
+    const cacheKey = JSON.stringify([type, query, args]);
+    let entry = this._rowsCache.get(cacheKey);
+    if (entry === undefined) {
+      const rows = native(() => this._handle.rows(type, query, args, []));
+      const { primaryKey, properties } = this._types.get(type);
+      const keyPosition = properties.get(primaryKey).position;
+      entry = { rows, length: rows.length, keys: undefined, keyPosition, handedOut: false, stamp, columns: [], reads: 0 };
+      this._rowsCache.set(cacheKey, entry);
+    }
+    return entry;
   }
 }
 
@@ -179,28 +288,93 @@ function isObject(value) {
   return value !== null && typeof value === "object" && value[OBJECT] !== undefined;
 }
 
-/** Plain JSON of values that may hold Haven objects (a link is written as its primary key). */
+/** Plain JSON of values that may hold Haven objects (a link is written as
+ * its primary key) or Dates; values that hold neither are passed as they are. */
 function plain(values) {
+  if (values === null || typeof values !== "object") return values;
   if (isObject(values)) return values[OBJECT].key;
-  if (Array.isArray(values)) return values.map(plain);
   if (values instanceof Date) return values.getTime();
-  if (values !== null && typeof values === "object") {
-    return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, plain(v)]));
+  if (Array.isArray(values)) return values.map(plain);
+  let copy;
+  for (const k of Object.keys(values)) {
+    const v = values[k];
+    if (v !== null && typeof v === "object") {
+      copy ??= { ...values };
+      copy[k] = plain(v);
+    }
   }
-  return values;
+  return copy ?? values;
 }
 
-/** An object of the realm: reads return current values; assignments
- * inside realm.write() write. */
-function makeObject(realm, type, key) {
-  const read = () => {
-    const json = native(() => realm._handle.object(type, key));
-    if (json === null) throw new HavenError("InvalidStateError", `${type} ${JSON.stringify(key)} was deleted or is not there`);
-    return json;
-  };
-  const target = Object.create(null);
-  let proxy;
-  const listeners = listenerSet((callback) => {
+/** The primary keys of a query's rows, read when first needed. */
+function entryKeys(entry) {
+  entry.keys ??= JSON.parse(entry.rows.column(entry.keyPosition));
+  return entry.keys;
+}
+
+/** Reads of single values from one query's rows after which a property
+ * is read for every row at once (a loop is reading them all). */
+const COLUMN_AFTER = 32;
+
+/** What an object of the realm knows of itself: its identity, and what it
+ * read at which stamp (a row of its own, or its place in query rows). */
+class ObjectState {
+  constructor(realm, type, key, entry, index, stamp) {
+    this.realm = realm;
+    this.type = type;
+    this.knownKey = key;
+    this.info = realm._types.get(type);
+    this.entry = entry;
+    this.index = index;
+    this.row = undefined;
+    this.stamp = stamp;
+    this.listeners = undefined;
+  }
+
+  /** The primary key (of an object read from a query's rows: read when first needed). */
+  get key() {
+    this.knownKey ??= entryKeys(this.entry)[this.index];
+    return this.knownKey;
+  }
+}
+
+/** The object's values as stored, read again if the realm changed. */
+function currentRow(state) {
+  const stamp = state.realm._stamp();
+  if (state.row === undefined || state.stamp !== stamp) {
+    const row = parseRow(state.entry !== undefined && state.stamp === stamp
+      ? state.entry.rows.row(state.index)
+      : native(() => state.realm._handle.object(state.type, state.key)));
+    if (row === null || row === undefined) throw new HavenError("InvalidStateError", `${state.type} ${JSON.stringify(state.key)} was deleted or is not there`);
+    Object.assign(state, { row, entry: undefined, stamp });
+  }
+  return state.row;
+}
+
+/** Rows cross from the native side as JSON text: `JSON.parse` builds them
+ * faster than napi does property by property. */
+function parseRow(text) {
+  return text === null || text === undefined ? text : JSON.parse(text);
+}
+
+function readProperty(state, property, { read, position }) {
+  const stamp = state.realm._stamp();
+  const entry = state.entry;
+  if (entry === undefined || state.stamp !== stamp) return read(currentRow(state)[property], state.realm);
+  let column = entry.columns[position];
+  if (column === undefined && ++entry.reads > COLUMN_AFTER) column = entry.columns[position] = JSON.parse(entry.rows.column(position));
+  return read(column === undefined ? entry.rows.value(state.index, position) : column[state.index], state.realm);
+}
+
+/** A row as `toJSON` gives it: dates as Dates, links as primary keys (no cycles). */
+function withDates(row, info, realm) {
+  for (const name of info.dates) row[name] = info.properties.get(name).read(row[name], realm);
+  return row;
+}
+
+function objectListeners(state, proxy) {
+  const { realm, type, key } = state;
+  state.listeners ??= listenerSet((callback) => {
     let active = true;
     // A call queued before the listener was removed, or its realm closed, is dropped.
     const subscription = realm._subscribe(() =>
@@ -213,35 +387,59 @@ function makeObject(realm, type, key) {
       },
     };
   });
-  proxy = new Proxy(target, {
-    get(_, property) {
-      if (property === OBJECT) return { realm, type, key };
-      if (property === "toJSON") return () => read();
-      if (property === "isValid") return () => native(() => realm._handle.object(type, key)) !== null;
-      if (property === "objectSchema") return () => realm.schema.find((s) => s.name === type);
-      if (property === "addListener") return (callback) => listeners.add(callback);
-      if (property === "removeListener") return (callback) => listeners.remove(callback);
-      if (property === "removeAllListeners") return () => listeners.removeAll();
-      if (typeof property === "symbol") return undefined;
-      return read()[property];
-    },
-    set(_, property, value) {
-      native(() => realm._handle.setProperty(type, key, String(property), plain(value)));
+  return state.listeners;
+}
+
+const OBJECT_METHODS = {
+  toJSON: (state) => () => withDates({ ...currentRow(state) }, state.info, state.realm),
+  isValid: (state) => () => {
+    if (state.realm.isClosed) return false;
+    try {
+      currentRow(state);
       return true;
-    },
-    has(_, property) {
-      return property in read();
-    },
-    ownKeys() {
-      return Reflect.ownKeys(read());
-    },
-    getOwnPropertyDescriptor(_, property) {
-      const json = read();
-      if (!(property in json)) return undefined;
-      return { value: json[property], enumerable: true, configurable: true, writable: true };
-    },
-  });
-  return proxy;
+    } catch {
+      return false;
+    }
+  },
+  objectSchema: (state) => () => state.realm.schema.find((s) => s.name === state.type),
+  addListener: (state, proxy) => (callback) => objectListeners(state, proxy).add(callback),
+  removeListener: (state, proxy) => (callback) => objectListeners(state, proxy).remove(callback),
+  removeAllListeners: (state, proxy) => () => objectListeners(state, proxy).removeAll(),
+};
+
+/** An object's properties read current values and, inside realm.write(),
+ * assignments write; one handler for every object. */
+const objectHandler = {
+  get(state, property, proxy) {
+    if (property === OBJECT) return state;
+    const known = state.info.properties.get(property);
+    if (known !== undefined) return readProperty(state, property, known);
+    const method = OBJECT_METHODS[property];
+    return method === undefined ? undefined : method(state, proxy);
+  },
+  set(state, property, value) {
+    const { realm } = state;
+    native(() => realm._handle.setProperty(state.type, state.key, String(property), plain(value)));
+    realm._changed();
+    return true;
+  },
+  has(state, property) {
+    return state.info.properties.has(property);
+  },
+  ownKeys(state) {
+    currentRow(state);
+    return [...state.info.properties.keys()];
+  },
+  getOwnPropertyDescriptor(state, property) {
+    const known = state.info.properties.get(property);
+    if (known === undefined) return undefined;
+    return { value: readProperty(state, property, known), enumerable: true, configurable: true, writable: true };
+  },
+};
+
+/** An object of the realm: `entry`/`index` when it was read as part of a query's rows at `stamp`. */
+function makeObject(realm, type, key, entry, index, stamp) {
+  return new Proxy(new ObjectState(realm, type, key, entry, index, stamp), objectHandler);
 }
 
 /** The listeners of one object or collection, by callback: adding one
@@ -265,28 +463,32 @@ function listenerSet(subscribe) {
   };
 }
 
-/** Live Results: each read runs the query on the realm as it is now. */
+/** Live Results: each read sees the realm as it is now (read once per
+ * stamp: iterating does not run the query again). */
 function makeResults(realm, type, filters, sorts) {
-  const rows = () => {
-    const [query, args] = combine(filters);
-    return native(() => realm._handle.query(type, withSort(query, sorts), args, []));
+  const [query, args] = combine(filters);
+  const sortedQuery = withSort(query, sorts);
+  const snapshot = () => realm._rows(type, sortedQuery, args);
+  const objectAt = (entry, i) => {
+    entry.handedOut = true;
+    return makeObject(realm, type, undefined, entry, i, entry.stamp);
   };
-  const key = realm._primaryKey(type);
-  const objectsOf = (all) => all.map((row) => makeObject(realm, type, row[key]));
+  const objectsOf = (entry) => Array.from({ length: entry.length }, (_, i) => objectAt(entry, i));
+  const rowsOf = (entry) => JSON.parse(entry.rows.toJson()).map((row) => withDates(row, realm._types.get(type), realm));
   let proxy;
   const listeners = listenerSet((callback) => {
     // Realm JS's change sets are indices: of the old snapshot for
     // deletions, of the new one for insertions and modifications.
-    let before = rows().map((row) => JSON.stringify(row[key]));
-    const [query, args] = combine(filters);
+    const order = () => entryKeys(snapshot()).map((k) => JSON.stringify(k));
+    let before = order();
     let active = true;
     const subscription = realm._subscribe(() => realm._handle.addListener(type, query, args, (changes) => {
       // A call queued before the listener was removed, or its realm closed, is dropped.
       if (!active || realm.isClosed) return;
-      const after = rows().map((row) => JSON.stringify(row[key]));
-      const at = (order, keys) => {
-        const wanted = new Set(keys.map((k) => JSON.stringify(k)));
-        return order.flatMap((k, i) => (wanted.has(k) ? [i] : []));
+      const after = order();
+      const at = (keys, wanted) => {
+        const set = new Set(wanted.map((k) => JSON.stringify(k)));
+        return keys.flatMap((k, i) => (set.has(k) ? [i] : []));
       };
       const set = {
         insertions: at(after, changes.insertions),
@@ -320,7 +522,7 @@ function makeResults(realm, type, filters, sorts) {
       listeners.removeAll();
     },
     get length() {
-      return rows().length;
+      return snapshot().length;
     },
     get type() {
       return type;
@@ -336,46 +538,55 @@ function makeResults(realm, type, filters, sorts) {
       return makeResults(realm, type, filters, [...more, ...sorts]);
     },
     toJSON() {
-      return rows();
+      return rowsOf(snapshot());
     },
     toArray() {
-      return objectsOf(rows());
+      return objectsOf(snapshot());
     },
     isEmpty() {
-      return rows().length === 0;
+      return snapshot().length === 0;
     },
     min(property) {
-      return aggregate(rows(), property, (a, b) => (b < a ? b : a));
+      return aggregate(rowsOf(snapshot()), property, (a, b) => (b < a ? b : a));
     },
     max(property) {
-      return aggregate(rows(), property, (a, b) => (b > a ? b : a));
+      return aggregate(rowsOf(snapshot()), property, (a, b) => (b > a ? b : a));
     },
     sum(property) {
-      return numbers(rows(), property).reduce((a, b) => a + b, 0);
+      return numbers(rowsOf(snapshot()), property).reduce((a, b) => a + b, 0);
     },
     avg(property) {
-      const all = numbers(rows(), property);
+      const all = numbers(rowsOf(snapshot()), property);
       return all.length === 0 ? undefined : all.reduce((a, b) => a + b, 0) / all.length;
     },
     [Symbol.iterator]() {
-      return objectsOf(rows())[Symbol.iterator]();
+      // One snapshot for the whole loop, as Realm JS iterates.
+      const entry = snapshot();
+      let i = 0;
+      return {
+        next: () => (i < entry.length ? { value: objectAt(entry, i++), done: false } : { value: undefined, done: true }),
+        [Symbol.iterator]() {
+          return this;
+        },
+      };
     },
   };
   for (const method of ["forEach", "map", "filter", "find", "findIndex", "some", "every", "reduce", "slice", "entries", "keys", "values"]) {
-    results[method] = (...args) => Array.prototype[method].apply(objectsOf(rows()), args);
+    results[method] = (...args) => Array.prototype[method].apply(objectsOf(snapshot()), args);
   }
   // Objects are proxies made afresh at each read: compared by primary key.
   results.indexOf = (object) => {
     if (!isObject(object) || object[OBJECT].type !== type) return -1;
     const wanted = JSON.stringify(object[OBJECT].key);
-    return rows().findIndex((row) => JSON.stringify(row[key]) === wanted);
+    return entryKeys(snapshot()).findIndex((k) => JSON.stringify(k) === wanted);
   };
   results.includes = (object) => results.indexOf(object) !== -1;
   proxy = new Proxy(results, {
     get(target, property, receiver) {
       if (typeof property === "string" && /^\d+$/.test(property)) {
-        const row = rows()[Number(property)];
-        return row === undefined ? undefined : makeObject(realm, type, row[key]);
+        const entry = snapshot();
+        const i = Number(property);
+        return i < entry.length ? objectAt(entry, i) : undefined;
       }
       return Reflect.get(target, property, receiver);
     },

@@ -133,3 +133,61 @@ test("CommonJS and ESM give the same module", async () => {
   const required = createRequire(import.meta.url)("haven");
   assert.equal(required.open, Haven.open);
 });
+
+test("dates read back as Dates and links as the linked objects", async () => {
+  const Person = { name: "Person", primaryKey: "_id", properties: { _id: "int", name: "string", born: "date?", friend: "Person?", friends: "Person[]" } };
+  const realm = await Haven.open({ path: freshPath(), schema: [Person] });
+  const born = new Date("2020-02-29T12:00:00Z");
+  realm.write(() => {
+    const ann = realm.create("Person", { _id: 1, name: "Ann", born });
+    const cy = realm.create("Person", { _id: 3, name: "Cy" });
+    realm.create("Person", { _id: 2, name: "Bob", friend: ann, friends: [ann, cy] });
+  });
+  const bob = realm.objectForPrimaryKey("Person", 2);
+  const ann = realm.objectForPrimaryKey("Person", 1);
+  assert.ok(ann.born instanceof Date);
+  assert.equal(ann.born.getTime(), born.getTime());
+  assert.equal(bob.born, null);
+  assert.equal(bob.friend.name, "Ann");
+  assert.ok(bob.friend.born instanceof Date, "a linked object reads like any other");
+  assert.deepEqual(bob.friends.map((p) => p.name), ["Ann", "Cy"]);
+  assert.deepEqual(ann.toJSON(), { _id: 1, name: "Ann", born, friend: null, friends: [] });
+  assert.equal(realm.objects("Person").filtered("born < $0", new Date("2021-01-01")).length, 1, "a Date is a query argument");
+  assert.equal(realm.objects("Person").max("born").getTime(), born.getTime());
+  realm.close();
+});
+
+test("reads are never stale: a write, another realm's commit and a delete are seen at once", async () => {
+  const path = freshPath();
+  const realm = await Haven.open({ path, schema: [DogSchema] });
+  const other = await Haven.open({ path, schema: [DogSchema] });
+  realm.write(() => {
+    for (let i = 0; i < 100; i++) realm.create("Dog", { _id: i, name: `dog ${i}`, lastUpdated: i });
+  });
+  const all = realm.objects("Dog").sorted("_id");
+  // Enough reads that the loop reads whole columns at once.
+  const names = all.map((d) => d.name);
+  assert.equal(names[99], "dog 99");
+  const first = all[0];
+  other.write(() => {
+    other.objectForPrimaryKey("Dog", 0).name = "renamed";
+    other.delete(other.objectForPrimaryKey("Dog", 99));
+  });
+  assert.equal(first.name, "renamed", "an object read from query rows sees another realm's commit");
+  assert.equal(all.length, 99);
+  assert.equal(all.map((d) => d.name)[0], "renamed");
+  realm.write(() => {
+    first.name = "again";
+    assert.equal(first.name, "again", "inside a write, a read sees the write");
+    assert.equal(realm.objectForPrimaryKey("Dog", 0).name, "again");
+  });
+  const gone = all[98];
+  realm.write(() => realm.delete(realm.objectForPrimaryKey("Dog", 98)));
+  assert.throws(() => gone.name, { name: "InvalidStateError", message: /deleted/ });
+  assert.equal(gone.isValid(), false);
+  let n = 0;
+  for (const dog of all) n += dog.name ? 1 : 0;
+  assert.equal(n, 98);
+  other.close();
+  realm.close();
+});

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod dogs;
 mod local;
 mod memory;
 mod reset;

@@ -1,7 +1,6 @@
 //! `haven bench local`: the local database against SQLite.
 
-use crate::{median, memory, Measurement, Rng};
-use haven::{Config, Database, Schema, UpdateMode, Value};
+use crate::{dogs, median, memory, Measurement, Rng};
 use rusqlite::{params, Connection};
 use std::path::Path;
 use std::time::Instant;
@@ -27,9 +26,6 @@ struct LocalSizes {
 /// The workloads, in the order they run.
 pub const WORKLOADS: [&str; 5] = ["bulk_insert", "single_commits", "pk_lookup", "range_query", "scan_query"];
 
-const DOG: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
-    "_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true}}}]"#;
-
 /// Runs every local workload; `progress` hears what is running.
 pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Measurement>, Box<dyn std::error::Error>> {
     let s = if opts.quick {
@@ -50,9 +46,9 @@ pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Mea
         "bulk_insert",
         reps,
         |rep| {
-            let db = haven_db(&dir.path().join(format!("bulk-{rep}.haven")))?;
+            let db = dogs::open(&dir.path().join(format!("bulk-{rep}.haven")))?;
             let t = Instant::now();
-            haven_insert(&db, 0, s.bulk)?;
+            dogs::insert(&db, 0, s.bulk)?;
             Ok(t.elapsed().as_secs_f64())
         },
         |rep| {
@@ -69,11 +65,9 @@ pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Mea
         "single_commits",
         reps,
         |rep| {
-            let db = haven_db(&dir.path().join(format!("commits-{rep}.haven")))?;
+            let db = dogs::open(&dir.path().join(format!("commits-{rep}.haven")))?;
             let t = Instant::now();
-            for i in 0..s.commits {
-                haven_insert(&db, i, i + 1)?;
-            }
+            dogs::insert_one_by_one(&db, 0, s.commits)?;
             Ok(t.elapsed().as_secs_f64())
         },
         |rep| {
@@ -87,10 +81,10 @@ pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Mea
     )?);
 
     progress(&format!("pk_lookup: {} random primary-key reads of {} objects", s.lookups, s.bulk));
-    let haven = haven_db(&dir.path().join("bulk-0.haven"))?;
+    let haven = dogs::open(&dir.path().join("bulk-0.haven"))?;
     let sqlite = sqlite_db(&dir.path().join("bulk-0.sqlite"))?;
     if haven.objects("Dog")?.is_empty()? {
-        haven_insert(&haven, 0, s.bulk)?;
+        dogs::insert(&haven, 0, s.bulk)?;
         sqlite_insert(&sqlite, 0, s.bulk)?;
     }
     out.extend(measure(
@@ -98,13 +92,8 @@ pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Mea
         "pk_lookup",
         reps,
         |rep| {
-            let mut rng = Rng::new(rep as u64);
             let t = Instant::now();
-            let mut found = 0usize;
-            for _ in 0..s.lookups {
-                let dog = haven.object_for_primary_key("Dog", rng.below(s.bulk as u64) as i64)?;
-                found += dog.and_then(|d| d.get("name")).is_some() as usize;
-            }
+            let found = dogs::lookup(&haven, s.lookups, s.bulk, rep as u64)?;
             check(found == s.lookups, "haven pk_lookup missed objects")?;
             Ok(t.elapsed().as_secs_f64())
         },
@@ -130,11 +119,11 @@ pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Mea
     )?);
 
     progress(&format!("preparing {} objects for the query workloads", s.query_objects));
-    let haven = haven_db(&dir.path().join("query.haven"))?;
+    let haven = dogs::open(&dir.path().join("query.haven"))?;
     let sqlite = sqlite_db(&dir.path().join("query.sqlite"))?;
     let queries = ["range_query", "scan_query"];
     if opts.only.is_empty() || opts.only.iter().any(|o| queries.contains(&o.as_str())) {
-        haven_insert(&haven, 0, s.query_objects)?;
+        dogs::insert(&haven, 0, s.query_objects)?;
         sqlite_insert(&sqlite, 0, s.query_objects)?;
     }
     let threshold = (s.query_objects - s.query_objects / 10) as i64;
@@ -147,8 +136,7 @@ pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Mea
         reps,
         |_| {
             let t = Instant::now();
-            let results = haven.objects("Dog")?.filtered("lastUpdated > $0", &[Value::Int(threshold)])?;
-            let n = results.iter()?.filter(|d| d.get("name").is_some()).count();
+            let n = dogs::range_query(&haven, threshold)?;
             check(n == expected, "haven range_query count")?;
             Ok(t.elapsed().as_secs_f64())
         },
@@ -172,8 +160,7 @@ pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Mea
         reps,
         |_| {
             let t = Instant::now();
-            let results = haven.objects("Dog")?.filtered("name BEGINSWITH $0", &["dog 9".into()])?;
-            let n = results.iter()?.filter(|d| d.get("name").is_some()).count();
+            let n = dogs::scan_query(&haven, "dog 9")?;
             check(n == expected, "haven scan_query count")?;
             Ok(t.elapsed().as_secs_f64())
         },
@@ -232,30 +219,6 @@ pub(crate) fn check(ok: bool, what: &str) -> Result<(), Box<dyn std::error::Erro
     } else {
         Err(format!("benchmark self-check failed: {what}").into())
     }
-}
-
-fn haven_db(path: &Path) -> haven::Result<Database> {
-    Database::open(Config::new(path).schema(Schema::from_json(DOG)?))
-}
-
-/// Dog `i` is `{_id: i, name: "dog i", age: i % 20, lastUpdated: i}`.
-pub(crate) fn haven_insert(db: &Database, from: usize, to: usize) -> haven::Result<()> {
-    db.write(|tx| {
-        for i in from..to {
-            let i = i as i64;
-            tx.create_values(
-                "Dog",
-                [
-                    ("_id", Value::Int(i)),
-                    ("name", Value::String(format!("dog {i}"))),
-                    ("age", Value::Int(i % 20)),
-                    ("lastUpdated", Value::Int(i)),
-                ],
-                UpdateMode::Never,
-            )?;
-        }
-        Ok(())
-    })
 }
 
 pub(crate) fn sqlite_db(path: &Path) -> rusqlite::Result<Connection> {

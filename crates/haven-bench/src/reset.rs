@@ -4,8 +4,9 @@
 //! run in child processes when the `haven` binary is at hand, so that
 //! their peak memory is their own.
 
+use crate::dogs::DOG_SCHEMA as DOG;
 use crate::memory;
-use crate::sync::{create_dogs, download_client, download_in_child, in_child, measurement, BenchResult, DOG};
+use crate::sync::{create_dogs, download_client, download_in_child, in_child, measurement, BenchResult};
 use crate::{local::check, Measurement};
 use haven::{ClientResetMode, Config, Database, RecoveryPolicy, Schema, SyncConfig};
 use haven_server::{Authenticator, EmbeddedStorage, Server};

@@ -5,8 +5,9 @@
 //! checks at the end, in the files of the server it killed, that every
 //! write is there.
 
+use crate::dogs::DOG_SCHEMA as DOG;
 use crate::memory;
-use crate::sync::{percentile, BenchResult, ChildServer, DOG};
+use crate::sync::{percentile, BenchResult, ChildServer};
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode};
 use haven_server::{EmbeddedStorage, Storage};
 use std::sync::{Arc, Mutex};

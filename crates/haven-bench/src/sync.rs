@@ -4,7 +4,8 @@
 //! also times, in the same run, a SQLite bulk insert of the same objects
 //! (the `bench local` setup): `ratio` = Haven / that baseline.
 
-use crate::local::{check, haven_insert, sqlite_db, sqlite_insert};
+use crate::dogs;
+use crate::local::{check, sqlite_db, sqlite_insert};
 use crate::{median, memory, Measurement};
 use futures_util::{SinkExt, StreamExt};
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode, Value};
@@ -44,9 +45,6 @@ const TLS_WORKLOADS: [&str; 3] = ["initial_download", "upload", "fan_out"];
 /// The sync workloads, in the order they run (the last only with PostgreSQL).
 pub const SYNC_WORKLOADS: [&str; 5] =
     ["initial_download", "upload", "fan_out", "idle_connections", "cross_process_fan_out"];
-
-pub(crate) const DOG: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
-    "_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true}}}]"#;
 
 /// Objects per write transaction when a client creates many.
 const OBJECTS_PER_TRANSACTION: usize = 1_000;
@@ -209,7 +207,8 @@ impl Bench<'_> {
             Some(pem) => sync.tls_root_certificates(pem.as_bytes()),
             None => sync,
         };
-        let config = Config::new(self.dir.path().join(format!("{name}.haven"))).schema(Schema::from_json(DOG)?);
+        let config =
+            Config::new(self.dir.path().join(format!("{name}.haven"))).schema(Schema::from_json(dogs::DOG_SCHEMA)?);
         Ok(Database::open_synced(config.sync(sync)).await?)
     }
 
@@ -356,7 +355,7 @@ impl Bench<'_> {
             None => (self.url.clone(), Box::new(memory::current_mib)),
         };
         (self.progress)(&format!("idle_connections: binding {count} idle clients"));
-        let schema = Schema::from_json(DOG)?.to_json();
+        let schema = Schema::from_json(dogs::DOG_SCHEMA)?.to_json();
         // One client first: the server's one-time allocations are not per connection.
         let first = idle_client(&url, &schema).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -449,7 +448,7 @@ pub async fn download_client(
         Some(pem) => sync.tls_root_certificates(pem.as_bytes()),
         None => sync,
     };
-    let db = Database::open_synced(Config::new(path).schema(Schema::from_json(DOG)?).sync(sync)).await?;
+    let db = Database::open_synced(Config::new(path).schema(Schema::from_json(dogs::DOG_SCHEMA)?).sync(sync)).await?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     let objects = db.objects("Dog")?.len()?;
     Ok(DownloadRun { ms, peak_mib: memory::peak_mib().unwrap_or(0.0), objects })
@@ -488,7 +487,7 @@ pub(crate) fn in_child<T: serde::de::DeserializeOwned>(
 /// [`OBJECTS_PER_TRANSACTION`].
 pub(crate) fn create_dogs(db: &Database, n: usize) -> haven::Result<()> {
     for start in (0..n).step_by(OBJECTS_PER_TRANSACTION) {
-        haven_insert(db, start, (start + OBJECTS_PER_TRANSACTION).min(n))?;
+        dogs::insert(db, start, (start + OBJECTS_PER_TRANSACTION).min(n))?;
     }
     Ok(())
 }

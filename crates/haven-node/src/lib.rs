@@ -52,6 +52,12 @@ pub(crate) fn haven_error(error: haven::Error) -> Error {
 
 /// A primary key or argument given as JSON.
 fn value(json: &Json, what: &str) -> Result<Value> {
+    // Every JavaScript number is a double: an integral one (a key, a Date's
+    // milliseconds) is an int, which int, date and double properties take.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if let Some(f) = json.as_f64().filter(|f| json.is_f64() && f.fract() == 0.0 && f.abs() <= EXACT) {
+        return Ok(Value::Int(f as i64));
+    }
     haven_core::value_from_json(json).ok_or_else(|| named("TypeError", format!("{what}: {json} is not a value")))
 }
 
@@ -180,8 +186,9 @@ impl NativeDatabase {
 
     /// Creates (or, with mode "modified"/"all", updates) an object.
     #[napi]
-    pub fn create(&self, object_type: String, values: Json, mode: String) -> Result<()> {
+    pub fn create(&self, object_type: String, values: String, mode: String) -> Result<()> {
         let mode = update_mode(&mode)?;
+        let values: Json = serde_json::from_str(&values).map_err(|e| named("TypeError", e))?;
         self.in_write(|tx| tx.create(&object_type, values, mode))
     }
 
@@ -200,32 +207,51 @@ impl NativeDatabase {
         self.in_write(|tx| tx.delete(&object_type, key))
     }
 
-    /// The object with this primary key as JSON, or null.
+    /// The object with this primary key as JSON text (JavaScript's
+    /// `JSON.parse` makes the object faster than napi can, property by
+    /// property), or null.
     #[napi]
-    pub fn object(&self, object_type: String, primary_key: Json) -> Result<Option<Json>> {
+    pub fn object(&self, object_type: String, primary_key: Json) -> Result<Option<String>> {
         let key = self::value(&primary_key, "the primary key")?;
-        if self.writing().is_some() {
+        let json = if self.writing().is_some() {
             // Inside a write, reads see the transaction's own writes.
-            return self.in_write(|tx| tx.get(&object_type, key));
-        }
-        Ok(self.db()?.object_for_primary_key(&object_type, key).map_err(haven_error)?.map(|o| o.to_json()))
+            self.in_write(|tx| tx.get(&object_type, key))?
+        } else {
+            self.db()?.object_for_primary_key(&object_type, key).map_err(haven_error)?.map(|o| o.to_json())
+        };
+        Ok(json.map(|j| j.to_string()))
+    }
+
+    /// A number that changes with each commit to the file (this realm's,
+    /// another handle's, the sync session's): what was read at one version
+    /// stays valid until it changes.
+    #[napi(getter)]
+    pub fn version(&self) -> Result<f64> {
+        // A commit count: exact in a double far beyond any file's life.
+        Ok(self.db()?.version() as f64)
     }
 
     /// The objects of `object_type` that match `query` (with `args`),
-    /// sorted by each `(property, ascending)`, as JSON.
+    /// sorted by each `(property, ascending)`, read now from one snapshot.
     #[napi]
-    pub fn query(
+    pub fn rows(
         &self,
         object_type: String,
         query: Option<String>,
         args: Vec<Json>,
         sort: Vec<(String, bool)>,
-    ) -> Result<Json> {
+    ) -> Result<NativeRows> {
         let mut results = self.results(&object_type, query, &args)?;
         for (property, ascending) in sort {
             results = results.sorted(&property, ascending).map_err(haven_error)?;
         }
-        results.to_json().map_err(haven_error)
+        let db = self.db()?;
+        let names =
+            db.schema().object_type(&object_type).map(|t| t.properties().iter().map(|p| p.name.clone()).collect());
+        Ok(NativeRows {
+            objects: RefCell::new(results.to_vec().map_err(haven_error)?),
+            names: names.unwrap_or_default(),
+        })
     }
 
     fn results(&self, object_type: &str, query: Option<String>, args: &[Json]) -> Result<haven::Results> {
@@ -316,6 +342,79 @@ impl Task for ListenersSettled {
     }
 }
 
+/// The objects a query matched, as read from one snapshot: JavaScript
+/// reads their properties one at a time, as it needs them, while the
+/// realm's version stays the one they were read at.
+#[napi]
+pub struct NativeRows {
+    /// Emptied by `release`: each object keeps its database open.
+    objects: RefCell<Vec<haven::Object>>,
+    /// The type's property names, in schema order: JavaScript names a
+    /// property by its position, which crosses faster than a string.
+    names: Vec<String>,
+}
+
+#[napi]
+impl NativeRows {
+    /// How many objects matched.
+    #[napi(getter)]
+    pub fn length(&self) -> u32 {
+        self.objects.borrow().len() as u32
+    }
+
+    /// The property at `position` (in schema order) of every object, as
+    /// JSON text of an array: a loop over the rows reads a column in one
+    /// call rather than one call per row.
+    #[napi]
+    pub fn column(&self, position: u32) -> String {
+        let name = self.names.get(position as usize).map_or("", String::as_str);
+        let objects = self.objects.borrow();
+        let mut text = Vec::with_capacity(objects.len() * 8 + 2);
+        text.push(b'[');
+        for (i, object) in objects.iter().enumerate() {
+            if i > 0 {
+                text.push(b',');
+            }
+            // Strings, the most common column, skip the JSON value in between.
+            let written = match object.get(name) {
+                Some(Value::String(s)) => serde_json::to_writer(&mut text, &s),
+                Some(v) => serde_json::to_writer(&mut text, &v.to_json()),
+                None => serde_json::to_writer(&mut text, &Json::Null),
+            };
+            written.expect("writing JSON to memory");
+        }
+        text.push(b']');
+        String::from_utf8(text).expect("JSON is UTF-8")
+    }
+
+    /// The property at `position` (in schema order) of the object at
+    /// `index` (`undefined` past the end).
+    #[napi]
+    pub fn value(&self, index: u32, position: u32) -> Option<Json> {
+        let objects = self.objects.borrow();
+        Some(objects.get(index as usize)?.get(self.names.get(position as usize)?)?.to_json())
+    }
+
+    /// The object at `index`, as JSON text.
+    #[napi]
+    pub fn row(&self, index: u32) -> Option<String> {
+        Some(self.objects.borrow().get(index as usize)?.to_json().to_string())
+    }
+
+    /// Every object, as JSON text of an array.
+    #[napi]
+    pub fn to_json(&self) -> String {
+        Json::Array(self.objects.borrow().iter().map(haven::Object::to_json).collect()).to_string()
+    }
+
+    /// Lets go of the objects (and the database they keep open): the realm
+    /// does this when it closes or reads a newer version.
+    #[napi]
+    pub fn release(&self) {
+        self.objects.borrow_mut().clear();
+    }
+}
+
 /// A listener's subscription, as JavaScript holds it: `remove()` (or
 /// being collected) unsubscribes.
 #[napi]
@@ -334,4 +433,6 @@ impl NativeListener {
 
 // After `NativeDatabase`: napi-rs expands a class's impl blocks only once it
 // has seen the class.
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod sync;

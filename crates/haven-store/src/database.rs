@@ -254,6 +254,29 @@ impl Database {
         &self.inner.schema
     }
 
+    /// A number that changes with each commit this process makes or
+    /// receives on the file (its own writes, other handles', the sync
+    /// session's): two reads made at the same version saw the same data, so
+    /// a cache of what was read stays valid until it changes. A frozen view
+    /// never changes.
+    ///
+    /// ```
+    /// # use haven_store::{Config, Database, Schema, UpdateMode};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int"}}]"#)?;
+    /// let db = Database::open(Config::new(dir.path().join("app.haven")).schema(schema))?;
+    /// let seen = db.version();
+    /// db.write(|tx| tx.create("Dog", serde_json::json!({"_id": 1}), UpdateMode::Never))?;
+    /// assert_ne!(db.version(), seen);
+    /// # Ok::<(), haven_store::Error>(())
+    /// ```
+    pub fn version(&self) -> u64 {
+        match self.frozen {
+            Some(_) => 0,
+            None => self.inner.commit_seq.load(Ordering::SeqCst),
+        }
+    }
+
     /// Whether writes are refused.
     pub fn is_read_only(&self) -> bool {
         self.read_only
