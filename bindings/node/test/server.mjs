@@ -10,10 +10,14 @@ const root = fileURLToPath(new URL("../../../", import.meta.url));
 const targetDir = process.env.CARGO_TARGET_DIR || join(root, "target");
 export const havenBinary = join(targetDir, "debug", "haven");
 
-function ensureBinary() {
-  if (existsSync(havenBinary)) return;
-  const built = spawnSync("cargo", ["build", "-p", "haven-cli"], { cwd: root, stdio: "inherit" });
-  if (built.status !== 0) throw new Error("cargo build -p haven-cli failed");
+/** A scripted Rust device (crates/haven-testkit/src/bin/haven-device.rs). */
+export const deviceBinary = join(targetDir, "debug", "haven-device");
+
+/** Builds a workspace binary if it is not there yet. */
+export function ensureBinary(binary = havenBinary, cargoArgs = ["-p", "haven-cli"]) {
+  if (existsSync(binary)) return;
+  const built = spawnSync("cargo", ["build", ...cargoArgs], { cwd: root, stdio: "inherit" });
+  if (built.status !== 0) throw new Error(`cargo build ${cargoArgs.join(" ")} failed`);
 }
 
 /** Starts `haven serve ARGS`; resolves to { url, addr, dir, stop }. */

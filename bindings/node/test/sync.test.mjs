@@ -122,6 +122,44 @@ test("pause stops syncing and resume catches up", async () => {
   }
 });
 
+test("pausing and resuming while both devices write loses nothing and crashes nothing", async () => {
+  const server = await startServer();
+  const dir = folder();
+  try {
+    const a = await device(server.url, join(dir, "a.haven"));
+    const b = await device(server.url, join(dir, "b.haven"));
+    const states = [];
+    a.syncSession.addConnectionNotification((state) => states.push(state));
+    const writer = (realm, from) => (async () => {
+      for (let i = from; i < from + 300; i++) {
+        realm.write(() => realm.create("Dog", { _id: i, name: `dog ${i}`, age: i % 7 }));
+        if (i % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    const toggling = (async () => {
+      for (let round = 0; round < 40; round++) {
+        a.syncSession.pause();
+        await new Promise((resolve) => setTimeout(resolve, round % 3));
+        a.syncSession.resume();
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    })();
+    await Promise.all([writer(a, 1), writer(b, 1001), toggling]);
+    a.syncSession.resume();
+    for (const realm of [a, b]) await realm.syncSession.uploadAllLocalChanges(30_000);
+    for (const realm of [a, b]) await realm.syncSession.downloadAllServerChanges(30_000);
+    assert.equal(a.objects("Dog").length, 600);
+    assert.equal(b.objects("Dog").length, 600);
+    assert.deepEqual(a.objects("Dog").sorted("_id").toJSON(), b.objects("Dog").sorted("_id").toJSON());
+    assert.ok(states.includes("disconnected"), "pausing disconnected the session");
+    assert.equal(a.syncSession.isConnected(), true);
+    a.close();
+    b.close();
+  } finally {
+    await server.stop();
+  }
+});
+
 test("configuration mistakes are refused by name before anything opens", async () => {
   const app = new Haven.App({ baseUrl: "ws://127.0.0.1:9" });
   const user = await app.logIn(Haven.Credentials.anonymous());
