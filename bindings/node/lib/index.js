@@ -178,6 +178,7 @@ class Realm {
   /** The object with this primary key, or undefined (as Realm JS). */
   objectForPrimaryKey(type, primaryKey) {
     const info = this._type(type);
+    if (primaryKey === undefined) throw new HavenError("TypeError", `objectForPrimaryKey("${info.name}", key) needs the ${info.primaryKey} to look up`);
     const stamp = this._stamp();
     const row = parseRow(native(() => this._handle.object(info.name, plain(primaryKey))));
     if (row === null) return undefined;
@@ -474,6 +475,10 @@ function makeResults(realm, type, filters, sorts) {
     return makeObject(realm, type, undefined, entry, i, entry.stamp);
   };
   const objectsOf = (entry) => Array.from({ length: entry.length }, (_, i) => objectAt(entry, i));
+  const known = (property, method) => {
+    if (!realm._types.get(type).properties.has(property)) throw new HavenError("TypeError", `${method}(${JSON.stringify(property)}): ${type} has no such property`);
+    return property;
+  };
   const rowsOf = (entry) => JSON.parse(entry.rows.toJson()).map((row) => withDates(row, realm._types.get(type), realm));
   let proxy;
   const listeners = listenerSet((callback) => {
@@ -547,16 +552,16 @@ function makeResults(realm, type, filters, sorts) {
       return snapshot().length === 0;
     },
     min(property) {
-      return aggregate(rowsOf(snapshot()), property, (a, b) => (b < a ? b : a));
+      return aggregate(rowsOf(snapshot()), known(property, "min"), (a, b) => (b < a ? b : a));
     },
     max(property) {
-      return aggregate(rowsOf(snapshot()), property, (a, b) => (b > a ? b : a));
+      return aggregate(rowsOf(snapshot()), known(property, "max"), (a, b) => (b > a ? b : a));
     },
     sum(property) {
-      return numbers(rowsOf(snapshot()), property).reduce((a, b) => a + b, 0);
+      return numbers(rowsOf(snapshot()), known(property, "sum")).reduce((a, b) => a + b, 0);
     },
     avg(property) {
-      const all = numbers(rowsOf(snapshot()), property);
+      const all = numbers(rowsOf(snapshot()), known(property, "avg"));
       return all.length === 0 ? undefined : all.reduce((a, b) => a + b, 0) / all.length;
     },
     [Symbol.iterator]() {
@@ -881,6 +886,7 @@ App.Sync = {
    * throws if the realm is still open. */
   initiateClientReset(app, path) {
     if (!(app instanceof App)) throw new HavenError("TypeError", "initiateClientReset(app, path) takes the App first");
+    if (typeof path !== "string") throw new HavenError("TypeError", "initiateClientReset(app, path): path must be the realm's file path, a string");
     return native(() => binding.initiateClientReset(path));
   },
 };

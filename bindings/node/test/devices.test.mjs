@@ -11,7 +11,7 @@ import { promisify } from "node:util";
 import { startServer, deviceBinary, ensureBinary } from "./server.mjs";
 
 const run = promisify(execFile);
-const nodeDevice = fileURLToPath(new URL("./device.mjs", import.meta.url));
+const nodeDevice = fileURLToPath(new URL("../testing/device.mjs", import.meta.url));
 
 test("two Node.js processes and a Rust device converge through haven serve", async () => {
   ensureBinary(deviceBinary, ["-p", "haven-testkit", "--bin", "haven-device"]);

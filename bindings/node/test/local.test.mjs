@@ -191,3 +191,28 @@ test("reads are never stale: a write, another realm's commit and a delete are se
   other.close();
   realm.close();
 });
+
+test("bad input is refused with a named error that names the type, property or argument, and writes nothing", async () => {
+  const realm = await dogs();
+  realm.write(() => realm.create("Dog", { _id: 1, name: "Rex", lastUpdated: 1 }));
+  const rex = realm.objectForPrimaryKey("Dog", 1);
+  const refusals = [
+    [() => { rex.name = "x"; }, "InvalidStateError", /set Dog\.name outside of a write/],
+    [() => realm.create("Dog", { _id: 2, name: "x", lastUpdated: 1 }), "InvalidStateError", /create a Dog outside/],
+    [() => realm.delete(rex), "InvalidStateError", /delete Dog 1 outside/],
+    [() => realm.write(() => realm.create("Dog", { _id: 2, name: "x", lastUpdated: 1, nme: 1 })), "TypeError", /Dog has no property 'nme'/],
+    [() => realm.write(() => { rex.age = "old"; }), "TypeError", /Dog\.age: expected int/],
+    [() => realm.write(() => { rex._id = 5; }), "InvalidStateError", /Dog\._id: a primary key cannot change/],
+    [() => realm.write(() => realm.create("Dog", { _id: 2, lastUpdated: 1 })), "TypeError", /Dog\.name is required/],
+    [() => realm.objectForPrimaryKey("Dog", "one"), "TypeError", /Dog\._id: expected int/],
+    [() => realm.objectForPrimaryKey("Dog"), "TypeError", /needs the _id/],
+    [() => realm.objects("Dog").filtered("age > $0").length, "QueryError", /column 8: the query uses \$0/],
+    [() => realm.objects("Dog").sorted("nope").length, "QueryError", /no property 'nope'/],
+    [() => realm.objects("Dog").filtered("age > $0", {}).length, "TypeError", /\$0/],
+    [() => realm.objects("Dog").min("nope"), "TypeError", /min\("nope"\): Dog has no such property/],
+    [() => Haven.App.Sync.initiateClientReset(new Haven.App({ baseUrl: "ws://localhost:1" }), 5), "TypeError", /path must be/],
+  ];
+  for (const [attempt, name, message] of refusals) assert.throws(attempt, { name, message }, `${name} ${message}`);
+  assert.deepEqual(realm.objects("Dog").toJSON(), [{ _id: 1, name: "Rex", age: null, lastUpdated: 1 }], "nothing was written");
+  realm.close();
+});

@@ -43,6 +43,9 @@ pub(crate) fn haven_error(error: haven::Error) -> Error {
         | haven::Error::MissingProperty { .. }
         | haven::Error::Conversion { .. } => "TypeError",
         haven::Error::DuplicatePrimaryKey { .. } => "DuplicatePrimaryKeyError",
+        haven::Error::InvalidOperation { .. } | haven::Error::ReadOnly(_) | haven::Error::StillOpen(_) => {
+            "InvalidStateError"
+        }
         haven::Error::ObjectNotFound { .. } => "ObjectNotFoundError",
         haven::Error::Sync(_) => "SyncError",
         _ => "HavenError",
@@ -171,15 +174,19 @@ impl NativeDatabase {
     }
 
     /// Runs `f` on the write transaction under way, or fails with the
-    /// error Realm users know.
-    fn in_write<R>(&self, f: impl FnOnce(&mut WriteTransaction<'static>) -> haven::Result<R>) -> Result<R> {
+    /// error Realm users know, naming `what` was attempted.
+    fn in_write<R>(
+        &self,
+        what: impl FnOnce() -> String,
+        f: impl FnOnce(&mut WriteTransaction<'static>) -> haven::Result<R>,
+    ) -> Result<R> {
         match self.writing() {
             // SAFETY: see `write`: set only while the transaction lives, and
             // used by one call at a time on the JavaScript thread.
             Some(tx) => f(unsafe { &mut *(tx as *mut WriteTransaction<'static>) }).map_err(haven_error),
             None => Err(named(
                 "InvalidStateError",
-                "cannot modify managed objects outside of a write transaction: call it inside realm.write(() => { … })",
+                format!("cannot {} outside of a write transaction: call it inside realm.write(() => {{ … }})", what()),
             )),
         }
     }
@@ -189,7 +196,7 @@ impl NativeDatabase {
     pub fn create(&self, object_type: String, values: String, mode: String) -> Result<()> {
         let mode = update_mode(&mode)?;
         let values: Json = serde_json::from_str(&values).map_err(|e| named("TypeError", e))?;
-        self.in_write(|tx| tx.create(&object_type, values, mode))
+        self.in_write(|| format!("create a {object_type}"), |tx| tx.create(&object_type, values, mode))
     }
 
     /// Sets one property of the object with this primary key.
@@ -197,14 +204,15 @@ impl NativeDatabase {
     pub fn set_property(&self, object_type: String, primary_key: Json, property: String, value: Json) -> Result<()> {
         let key = self::value(&primary_key, "the primary key")?;
         let value = self::value(&value, &property)?;
-        self.in_write(|tx| tx.set(&object_type, key, &property, value))
+        let what = || format!("set {object_type}.{property}");
+        self.in_write(what, |tx| tx.set(&object_type, key, &property, value))
     }
 
     /// Deletes the object with this primary key; whether it existed.
     #[napi]
     pub fn delete_object(&self, object_type: String, primary_key: Json) -> Result<bool> {
         let key = self::value(&primary_key, "the primary key")?;
-        self.in_write(|tx| tx.delete(&object_type, key))
+        self.in_write(|| format!("delete {object_type} {primary_key}"), |tx| tx.delete(&object_type, key))
     }
 
     /// The object with this primary key as JSON text (JavaScript's
@@ -215,7 +223,7 @@ impl NativeDatabase {
         let key = self::value(&primary_key, "the primary key")?;
         let json = if self.writing().is_some() {
             // Inside a write, reads see the transaction's own writes.
-            self.in_write(|tx| tx.get(&object_type, key))?
+            self.in_write(String::new, |tx| tx.get(&object_type, key))?
         } else {
             self.db()?.object_for_primary_key(&object_type, key).map_err(haven_error)?.map(|o| o.to_json())
         };

@@ -1,4 +1,5 @@
-// A scripted Node.js device, run as its own process by devices.test.mjs:
+// A scripted Node.js device, run as its own process by test/devices.test.mjs
+// (outside test/, which node --test would run):
 // the same script as the Rust one (crates/haven-testkit/src/bin/haven-device.rs).
 //   node device.mjs URL PARTITION PATH LABEL FROM TO DEVICES
 import Haven from "haven";
