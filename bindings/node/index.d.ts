@@ -23,7 +23,7 @@ declare namespace Haven {
     /** The database file; "default.haven" in the working directory if left
      * out (for a realm that syncs: haven-sync/<partition>.haven). */
     path?: string;
-    schema?: Array<ObjectSchema | { schema: ObjectSchema }>;
+    schema?: Array<ObjectSchema | ModelClass<unknown>>;
     readOnly?: boolean;
     sync?: SyncConfiguration;
   }
@@ -154,6 +154,24 @@ declare namespace Haven {
     changedProperties: string[];
   }
 
+  /** The base class of class-based models:
+   * `class Dog extends Haven.Realm.Object<Dog> { static schema = { … } }`.
+   * The realm's objects of that type are instances of the class. */
+  class BaseObject<T = unknown> {
+    toJSON(): Record<string, unknown>;
+    isValid(): boolean;
+    objectSchema(): ObjectSchema;
+    addListener(callback: (object: T, changes: ObjectChangeSet) => void): void;
+    removeListener(callback: (object: T, changes: ObjectChangeSet) => void): void;
+    removeAllListeners(): void;
+  }
+
+  /** A model class: a `BaseObject` subclass with a static `schema`. */
+  type ModelClass<T> = { new (...args: never[]): T; schema: ObjectSchema };
+
+  /** An object type: its name, or its model class. */
+  type ObjectType<T> = string | ModelClass<T>;
+
   /** An object of a realm: reads return current values, and assignments
    * inside `realm.write()` write. */
   type RealmObject<T = Record<string, unknown>> = T & {
@@ -198,6 +216,7 @@ declare namespace Haven {
     static UpdateMode: typeof UpdateMode;
     static App: typeof App;
     static Credentials: typeof Credentials;
+    static Object: typeof BaseObject;
     readonly path: string;
     readonly isClosed: boolean;
     readonly isInTransaction: boolean;
@@ -205,9 +224,9 @@ declare namespace Haven {
     /** The sync session of a realm opened with `sync`. */
     readonly syncSession?: SyncSession;
     write<R>(callback: () => R): R;
-    create<T = Record<string, unknown>>(type: string, values: Partial<T>, mode?: UpdateModeName | boolean): RealmObject<T>;
-    objectForPrimaryKey<T = Record<string, unknown>>(type: string, primaryKey: unknown): RealmObject<T> | undefined;
-    objects<T = Record<string, unknown>>(type: string): Results<T>;
+    create<T = Record<string, unknown>>(type: ObjectType<T>, values: Partial<T>, mode?: UpdateModeName | boolean): RealmObject<T>;
+    objectForPrimaryKey<T = Record<string, unknown>>(type: ObjectType<T>, primaryKey: unknown): RealmObject<T> | undefined;
+    objects<T = Record<string, unknown>>(type: ObjectType<T>): Results<T>;
     delete(target: RealmObject | RealmObject[] | Results | null | undefined): void;
     close(): void;
   }
@@ -215,6 +234,8 @@ declare namespace Haven {
   const UpdateMode: { readonly Never: "never"; readonly Modified: "modified"; readonly All: "all" };
 
   function open(config?: Configuration): Promise<Realm>;
+
+  const Object: typeof BaseObject;
 }
 
 export = Haven;

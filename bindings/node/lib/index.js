@@ -98,7 +98,7 @@ function typeInfo(objectSchema) {
     properties.set(name, { read, position: properties.size });
     if (base === "date") dates.push(name);
   }
-  return { name: objectSchema.name, primaryKey: objectSchema.primaryKey, properties, dates };
+  return { name: objectSchema.name, primaryKey: objectSchema.primaryKey, properties, names: [...properties.keys()], dates };
 }
 
 /** A type given by name, or as a class with a static `schema` (as Realm JS takes it). */
@@ -108,10 +108,22 @@ function typeName(type) {
   return type;
 }
 
+/** The base class of class-based models (`class Dog extends
+ * Haven.Realm.Object { static schema = … }`): the objects of such a type
+ * are instances of the class, with its getters and methods. */
+class RealmObject {}
+
+/** The model classes of a configuration's schema, by type name. */
+function modelClasses(schema) {
+  if (!Array.isArray(schema)) return new Map();
+  return new Map(schema.filter((s) => typeof s === "function").map((c) => [c.schema.name, c]));
+}
+
 /** A Realm: one open database. */
 class Realm {
-  constructor(handle) {
+  constructor(handle, classes = new Map()) {
     this._handle = handle;
+    this._classes = classes;
     /** Every native subscription of this realm: removed when it closes. */
     this._subscriptions = new Set();
     this._schema = JSON.parse(handle.schemaJson);
@@ -273,8 +285,11 @@ class Realm {
     const cacheKey = JSON.stringify([type, query, args]);
     let entry = this._rowsCache.get(cacheKey);
     if (entry === undefined) {
-      const rows = native(() => this._handle.rows(type, query, args, []));
-      const { primaryKey, properties } = this._types.get(type);
+      const { primaryKey, properties, names } = this._types.get(type);
+      // Inside a write, the transaction answers (its own writes included).
+      const rows = this._handle.isInTransaction
+        ? new WrittenRows(JSON.parse(native(() => this._handle.rowsInWrite(type, query, args))), names)
+        : new SnapshotRows(native(() => this._handle.rows(type, query, args, [])));
       const keyPosition = properties.get(primaryKey).position;
       entry = { rows, length: rows.length, keys: undefined, keyPosition, handedOut: false, stamp, columns: [], reads: 0 };
       this._rowsCache.set(cacheKey, entry);
@@ -307,9 +322,66 @@ function plain(values) {
   return copy ?? values;
 }
 
+/** A query's rows as read from one snapshot (`NativeRows`), read a
+ * value, a row or a column at a time. */
+class SnapshotRows {
+  constructor(rows) {
+    this.native = rows;
+    this.length = rows.length;
+  }
+
+  value(index, position) {
+    return this.native.value(index, position);
+  }
+
+  column(position) {
+    return JSON.parse(this.native.column(position));
+  }
+
+  row(index) {
+    return parseRow(this.native.row(index));
+  }
+
+  all() {
+    return JSON.parse(this.native.toJson());
+  }
+
+  release() {
+    this.native.release();
+  }
+}
+
+/** Inside a write: a query's rows as the write sees them, the same way. */
+class WrittenRows {
+  constructor(rows, names) {
+    this.rows = rows;
+    this.names = names;
+    this.length = rows.length;
+  }
+
+  value(index, position) {
+    return this.rows[index]?.[this.names[position]];
+  }
+
+  column(position) {
+    const name = this.names[position];
+    return this.rows.map((row) => row[name]);
+  }
+
+  row(index) {
+    return this.rows[index];
+  }
+
+  all() {
+    return this.rows.map((row) => ({ ...row }));
+  }
+
+  release() {}
+}
+
 /** The primary keys of a query's rows, read when first needed. */
 function entryKeys(entry) {
-  entry.keys ??= JSON.parse(entry.rows.column(entry.keyPosition));
+  entry.keys ??= entry.rows.column(entry.keyPosition);
   return entry.keys;
 }
 
@@ -330,6 +402,7 @@ class ObjectState {
     this.row = undefined;
     this.stamp = stamp;
     this.listeners = undefined;
+    this.proto = (realm._classes.get(type) || RealmObject).prototype;
   }
 
   /** The primary key (of an object read from a query's rows: read when first needed). */
@@ -343,9 +416,9 @@ class ObjectState {
 function currentRow(state) {
   const stamp = state.realm._stamp();
   if (state.row === undefined || state.stamp !== stamp) {
-    const row = parseRow(state.entry !== undefined && state.stamp === stamp
+    const row = state.entry !== undefined && state.stamp === stamp
       ? state.entry.rows.row(state.index)
-      : native(() => state.realm._handle.object(state.type, state.key)));
+      : parseRow(native(() => state.realm._handle.object(state.type, state.key)));
     if (row === null || row === undefined) throw new HavenError("InvalidStateError", `${state.type} ${JSON.stringify(state.key)} was deleted or is not there`);
     Object.assign(state, { row, entry: undefined, stamp });
   }
@@ -363,7 +436,7 @@ function readProperty(state, property, { read, position }) {
   const entry = state.entry;
   if (entry === undefined || state.stamp !== stamp) return read(currentRow(state)[property], state.realm);
   let column = entry.columns[position];
-  if (column === undefined && ++entry.reads > COLUMN_AFTER) column = entry.columns[position] = JSON.parse(entry.rows.column(position));
+  if (column === undefined && ++entry.reads > COLUMN_AFTER) column = entry.columns[position] = entry.rows.column(position);
   return read(column === undefined ? entry.rows.value(state.index, position) : column[state.index], state.realm);
 }
 
@@ -416,7 +489,11 @@ const objectHandler = {
     const known = state.info.properties.get(property);
     if (known !== undefined) return readProperty(state, property, known);
     const method = OBJECT_METHODS[property];
-    return method === undefined ? undefined : method(state, proxy);
+    // Then the model class's getters and methods, with the object as `this`.
+    return method === undefined ? Reflect.get(state.proto, property, proxy) : method(state, proxy);
+  },
+  getPrototypeOf(state) {
+    return state.proto;
   },
   set(state, property, value) {
     const { realm } = state;
@@ -479,7 +556,7 @@ function makeResults(realm, type, filters, sorts) {
     if (!realm._types.get(type).properties.has(property)) throw new HavenError("TypeError", `${method}(${JSON.stringify(property)}): ${type} has no such property`);
     return property;
   };
-  const rowsOf = (entry) => JSON.parse(entry.rows.toJson()).map((row) => withDates(row, realm._types.get(type), realm));
+  const rowsOf = (entry) => entry.rows.all().map((row) => withDates(row, realm._types.get(type), realm));
   let proxy;
   const listeners = listenerSet((callback) => {
     // Realm JS's change sets are indices: of the old snapshot for
@@ -638,7 +715,7 @@ async function open(config = {}) {
   if (config.sync !== undefined) return openSynced(config);
   const path = config.path === undefined ? "default.haven" : config.path;
   const handle = native(() => NativeDatabase.open(path, schemaJson(config.schema), config.readOnly === true));
-  return new Realm(handle);
+  return new Realm(handle, modelClasses(config.schema));
 }
 
 /** The default download wait of a first open: Haven.open never waits forever. */
@@ -688,11 +765,11 @@ async function openSynced(config) {
     tlsRootCertificates: sync.ssl && sync.ssl.certificate ? String(sync.ssl.certificate) : undefined,
     waitForDownload: false,
   };
-  const callbacks = resetCallbacks(reset, () => realm);
+  const callbacks = resetCallbacks(reset, () => realm, modelClasses(config.schema));
   const handle = await nativeAsync(
     binding.openSynced(path, schemaJson(config.schema), options, user.credentials.provider, reportError, ...callbacks),
   );
-  realm = new Realm(handle);
+  realm = new Realm(handle, modelClasses(config.schema));
   realm.syncSession = new SyncSession(realm, user, sync.partitionValue);
   if (behavior.type === "downloadBeforeOpen") {
     const timeout = behavior.timeOut === undefined ? DEFAULT_OPEN_TIMEOUT_MS : behavior.timeOut;
@@ -711,15 +788,15 @@ async function openSynced(config) {
  * JavaScript thread, with handles on the frozen database before the reset
  * (and the live one after it, for onAfter); the reset waits until the
  * promise returned here settles, and a throw aborts that attempt. */
-function resetCallbacks(reset, currentRealm) {
+function resetCallbacks(reset, currentRealm, classes) {
   const wrap = (callback) => {
     if (callback === undefined) return undefined;
     if (typeof callback !== "function") throw new HavenError("TypeError", "client reset callbacks must be functions");
     return async (...args) => {
       // The native half passes the pair as one array.
       const [beforeNumber, afterNumber] = args.length === 1 && Array.isArray(args[0]) ? args[0] : args;
-      const before = new Realm(native(() => NativeDatabase.handedOver(beforeNumber)));
-      const after = afterNumber === null || afterNumber === undefined ? undefined : new Realm(native(() => NativeDatabase.handedOver(afterNumber)));
+      const before = new Realm(native(() => NativeDatabase.handedOver(beforeNumber)), classes);
+      const after = afterNumber === null || afterNumber === undefined ? undefined : new Realm(native(() => NativeDatabase.handedOver(afterNumber)), classes);
       try {
         await (after ? callback(before, after) : callback(before));
       } finally {
@@ -891,8 +968,9 @@ App.Sync = {
   },
 };
 
-const Haven = { open, Realm, App, Credentials, User, SyncSession, UpdateMode, HavenError };
+const Haven = { open, Realm, Object: RealmObject, App, Credentials, User, SyncSession, UpdateMode, HavenError };
 Realm.open = open;
+Realm.Object = RealmObject;
 Realm.UpdateMode = UpdateMode;
 Realm.App = App;
 Realm.Credentials = Credentials;

@@ -216,3 +216,51 @@ test("bad input is refused with a named error that names the type, property or a
   assert.deepEqual(realm.objects("Dog").toJSON(), [{ _id: 1, name: "Rex", age: null, lastUpdated: 1 }], "nothing was written");
   realm.close();
 });
+
+test("class-based models: objects are instances of their class, with its getters and methods", async () => {
+  class Dog extends Haven.Realm.Object {
+    static schema = DogSchema;
+    get title() {
+      return `${this.name} (${this.age ?? "?"})`;
+    }
+    birthday() {
+      this.age = (this.age ?? 0) + 1;
+    }
+  }
+  const realm = await Haven.open({ path: freshPath(), schema: [Dog] });
+  const rex = realm.write(() => realm.create(Dog, { _id: 1, name: "Rex", age: 3, lastUpdated: 1 }));
+  assert.ok(rex instanceof Dog);
+  assert.ok(rex instanceof Haven.Realm.Object);
+  assert.equal(rex.title, "Rex (3)");
+  realm.write(() => rex.birthday());
+  assert.equal(realm.objects(Dog)[0].title, "Rex (4)", "a method's assignment wrote through the object");
+  assert.equal(realm.objectForPrimaryKey(Dog, 1).age, 4);
+  assert.equal(await Promise.resolve(rex), rex, "an object is not mistaken for a promise");
+  realm.close();
+});
+
+test("inside write(), queries see that write's own creates, changes and deletes", async () => {
+  const realm = await dogs();
+  realm.write(() => realm.create("Dog", { _id: 1, name: "Rex", age: 3, lastUpdated: 1 }));
+  const all = realm.objects("Dog");
+  const old = all.filtered("age > $0", 2).sorted("age", true);
+  realm.write(() => {
+    realm.create("Dog", { _id: 2, name: "Ace", age: 9, lastUpdated: 2 });
+    assert.equal(all.length, 2);
+    assert.deepEqual(old.map((d) => d.name), ["Ace", "Rex"]);
+    realm.objectForPrimaryKey("Dog", 1).age = 1;
+    assert.deepEqual(old.map((d) => d._id), [2]);
+    assert.equal(all.max("age"), 9);
+    realm.delete(old);
+    assert.equal(all.length, 1);
+    assert.equal(all[0].name, "Rex");
+  });
+  assert.deepEqual(all.toJSON(), [{ _id: 1, name: "Rex", age: 1, lastUpdated: 1 }]);
+  assert.throws(() => realm.write(() => {
+    realm.create("Dog", { _id: 3, name: "Max", lastUpdated: 3 });
+    assert.equal(all.length, 2);
+    throw new Error("changed my mind");
+  }), { message: "changed my mind" });
+  assert.equal(all.length, 1, "a write that threw wrote nothing");
+  realm.close();
+});

@@ -14,6 +14,25 @@ const DogSchema: Haven.ObjectSchema = {
   properties: { _id: "int", name: "string", age: "int?", lastUpdated: { type: "int", indexed: true } },
 };
 
+class Cat extends Haven.Realm.Object<Cat> {
+  _id!: number;
+  name!: string;
+  born?: Date | null;
+  static schema: Haven.ObjectSchema = { name: "Cat", primaryKey: "_id", properties: { _id: "int", name: "string", born: "date?" } };
+  get greeting(): string {
+    return `hello, ${this.name}`;
+  }
+}
+
+export async function useClasses(): Promise<string> {
+  const realm = await Haven.open({ path: "cats.haven", schema: [Cat] });
+  realm.write(() => realm.create(Cat, { _id: 1, name: "Tom", born: new Date() }));
+  const tom: Cat | undefined = realm.objects(Cat)[0];
+  const born: Date | null | undefined = tom?.born;
+  console.log(born, tom instanceof Haven.Realm.Object);
+  return tom ? tom.greeting : "";
+}
+
 export async function use(): Promise<string[]> {
   const realm: Haven.Realm = await Haven.open({ path: "dogs.haven", schema: [DogSchema] });
   const rex = realm.write(() => realm.create<Dog>("Dog", { _id: 1, name: "Rex", lastUpdated: Date.now() }, Haven.UpdateMode.Modified));

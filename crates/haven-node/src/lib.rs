@@ -64,6 +64,11 @@ fn value(json: &Json, what: &str) -> Result<Value> {
     haven_core::value_from_json(json).ok_or_else(|| named("TypeError", format!("{what}: {json} is not a value")))
 }
 
+/// A query's `$0`, `$1`, … arguments.
+fn arguments(args: &[Json]) -> Result<Vec<Value>> {
+    args.iter().enumerate().map(|(i, a)| value(a, &format!("${i}"))).collect()
+}
+
 fn update_mode(mode: &str) -> Result<UpdateMode> {
     match mode {
         "never" => Ok(UpdateMode::Never),
@@ -262,12 +267,22 @@ impl NativeDatabase {
         })
     }
 
+    /// Inside `write`: the objects of `object_type` that match `query`
+    /// (which may end in `SORT`/`LIMIT`), as the write transaction sees
+    /// them, its own writes included, as JSON text of an array.
+    #[napi]
+    pub fn rows_in_write(&self, object_type: String, query: Option<String>, args: Vec<Json>) -> Result<String> {
+        let args = arguments(&args)?;
+        let query = query.unwrap_or_else(|| "TRUEPREDICATE".to_owned());
+        let rows =
+            self.in_write(|| format!("query {object_type} in a write"), |tx| tx.query(&object_type, &query, &args))?;
+        Ok(Json::Array(rows).to_string())
+    }
+
     fn results(&self, object_type: &str, query: Option<String>, args: &[Json]) -> Result<haven::Results> {
         let results = self.db()?.objects(object_type).map_err(haven_error)?;
         let Some(query) = query else { return Ok(results) };
-        let args =
-            args.iter().enumerate().map(|(i, a)| self::value(a, &format!("${i}"))).collect::<Result<Vec<_>>>()?;
-        results.filtered(&query, &args).map_err(haven_error)
+        results.filtered(&query, &arguments(args)?).map_err(haven_error)
     }
 
     /// Resolves once the listeners have heard of every commit so far.

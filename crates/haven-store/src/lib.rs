@@ -27,6 +27,7 @@ mod snapshot;
 #[cfg(feature = "sync")]
 mod sync;
 mod transaction;
+mod transaction_query;
 
 #[cfg(feature = "sync")]
 pub use client_reset::{

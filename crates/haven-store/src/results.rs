@@ -94,7 +94,7 @@ impl Results {
             snap.count(&self.ty)? as usize
         } else {
             let unordered = BoundQuery { filter: self.query.filter.clone(), sort: Vec::new(), limit: None };
-            run_query(&snap, &self.ty, &unordered, |_, _| Ok(()))?.len()
+            run_query(&*snap, &self.ty, &unordered, |_, _| Ok(()))?.len()
         };
         Ok(self.query.limit.map_or(all, |n| all.min(n)))
     }
@@ -161,6 +161,6 @@ impl Results {
     fn objects_for(&self, q: &BoundQuery) -> Result<Vec<Object>> {
         let snap = self.db.snapshot()?;
         let (type_index, _) = self.db.type_named(&self.ty)?;
-        run_query(&snap, &self.ty, q, |_, rec| Object::from_record(&self.db, &snap, type_index, rec))
+        run_query(&*snap, &self.ty, q, |_, rec| Object::from_record(&self.db, &snap, type_index, rec))
     }
 }

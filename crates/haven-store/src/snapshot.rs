@@ -95,53 +95,86 @@ impl Snapshot {
         use redb::ReadableTableMetadata;
         Ok(self.objects(ty)?.map(|t| t.len()).transpose()?.unwrap_or(0))
     }
+}
 
+/// What a query runs on: a snapshot, or a write transaction as it stands
+/// (its own writes included).
+pub(crate) trait QuerySource: LinkResolver {
+    fn schema(&self) -> &Schema;
     /// Calls `f` with every row that `access` selects, in key order, until
     /// it returns `false`.
-    pub fn visit(&self, ty: &str, access: &Access, mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+    fn visit(&self, ty: &str, access: &Access, f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
+}
+
+impl QuerySource for Snapshot {
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn visit(&self, ty: &str, access: &Access, f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
         let Some(objects) = self.objects(ty)? else {
             return Ok(());
         };
-        match access {
-            Access::Scan => {
-                for row in objects.iter()? {
-                    let (k, v) = row?;
-                    if !f(k.value(), v.value()) {
-                        break;
-                    }
+        let index = |name: &str| match self.rtx.open_table(layout::index_def(name)) {
+            Ok(t) => Ok(Some(t)),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+        visit_table(&self.schema, ty, objects, access, index, f)
+    }
+}
+
+/// Calls `f` with every row of `objects` (a table of type `ty`) that
+/// `access` selects, in key order, until it returns `false`; `index` opens
+/// a property's index table by name (`None`: it does not exist yet).
+pub(crate) fn visit_table<O, I>(
+    schema: &Schema,
+    ty: &str,
+    objects: &O,
+    access: &Access,
+    index: impl FnOnce(&str) -> Result<Option<I>>,
+    mut f: impl FnMut(&[u8], &[u8]) -> bool,
+) -> Result<()>
+where
+    O: ReadableTable<&'static [u8], &'static [u8]>,
+    I: ReadableTable<&'static [u8], ()>,
+{
+    match access {
+        Access::Scan => {
+            for row in objects.iter()? {
+                let (k, v) = row?;
+                if !f(k.value(), v.value()) {
+                    break;
                 }
-            }
-            Access::PrimaryKey(ranges) => {
-                for r in ranges {
-                    for row in objects.range::<&[u8]>(borrowed(r))? {
-                        let (k, v) = row?;
-                        if !f(k.value(), v.value()) {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
-            Access::Index(prop, ranges) => {
-                let object_type = self.schema.object_type(ty).expect("type checked by the caller");
-                let name = layout::index_table(ty, &object_type.properties()[*prop].name);
-                let index = match self.rtx.open_table(layout::index_def(&name)) {
-                    Ok(t) => t,
-                    Err(TableError::TableDoesNotExist(_)) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                };
-                let mut pks = KeyList::default();
-                for r in ranges {
-                    for entry in index.range::<&[u8]>(borrowed(r))? {
-                        let k = entry?.0;
-                        let k = k.value();
-                        pks.push(&k[key::first_len(k)..]);
-                    }
-                }
-                visit_keys(objects, &pks.sorted(), f)?;
             }
         }
-        Ok(())
+        Access::PrimaryKey(ranges) => {
+            for r in ranges {
+                for row in objects.range::<&[u8]>(borrowed(r))? {
+                    let (k, v) = row?;
+                    if !f(k.value(), v.value()) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Access::Index(prop, ranges) => {
+            let object_type = schema.object_type(ty).expect("type checked by the caller");
+            let Some(index) = index(&layout::index_table(ty, &object_type.properties()[*prop].name))? else {
+                return Ok(());
+            };
+            let mut pks = KeyList::default();
+            for r in ranges {
+                for entry in index.range::<&[u8]>(borrowed(r))? {
+                    let k = entry?.0;
+                    let k = k.value();
+                    pks.push(&k[key::first_len(k)..]);
+                }
+            }
+            visit_keys(objects, &pks.sorted(), f)?;
+        }
     }
+    Ok(())
 }
 
 /// Reads the objects with these primary keys (sorted), in key order.
@@ -151,7 +184,11 @@ impl Snapshot {
 /// the key (timestamps, counters) then reads the objects table almost
 /// sequentially, like a bitmap heap scan. A gap of more than a few rows
 /// starts a new cursor at the next key, which costs what a lookup costs.
-fn visit_keys(objects: &ReadableObjects, pks: &[&[u8]], mut f: impl FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+fn visit_keys(
+    objects: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    pks: &[&[u8]],
+    mut f: impl FnMut(&[u8], &[u8]) -> bool,
+) -> Result<()> {
     const MAX_STEPS: usize = 8;
     let mut i = 0;
     while i < pks.len() {
@@ -225,15 +262,16 @@ impl LinkResolver for Snapshot {
     }
 }
 
-/// Plans and runs a query on a snapshot, mapping each matching row
-/// (encoded primary key, record) with `map`, in the query's order.
+/// Plans and runs a query on a snapshot or a write transaction, mapping
+/// each matching row (encoded primary key, record) with `map`, in the
+/// query's order.
 pub(crate) fn run_query<T>(
-    snap: &Snapshot,
+    snap: &impl QuerySource,
     ty: &str,
     q: &query::BoundQuery,
     mut map: impl FnMut(&[u8], &[u8]) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let object_type = snap.schema.object_type(ty).ok_or_else(|| Error::UnknownType(ty.to_owned()))?;
+    let object_type = snap.schema().object_type(ty).ok_or_else(|| Error::UnknownType(ty.to_owned()))?;
     let plan = query::plan(object_type, q);
     let sorted = !q.sort.is_empty();
     let unsorted_limit = if sorted { None } else { q.limit };

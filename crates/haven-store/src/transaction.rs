@@ -6,6 +6,7 @@ use crate::config::UpdateMode;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::replica::confirmed;
+use crate::snapshot::run_query;
 use haven_core::merge::Instruction;
 use haven_core::{key, record, value_from_json, ObjectSchema, PropertyType, Schema, Value, ValueError};
 use redb::{ReadableTable, Table};
@@ -322,9 +323,37 @@ impl<'t> WriteTransaction<'t> {
         let Some(values) = self.load(ty, &key::to_key(pk.as_ref().expect("scalar")))? else {
             return Ok(None);
         };
-        Ok(Some(serde_json::Value::Object(
-            ty.properties().iter().zip(&values).map(|(p, v)| (p.name.clone(), v.to_json())).collect(),
-        )))
+        Ok(Some(json_object(ty, &values)))
+    }
+
+    /// The objects of `object_type` that match `query_text` (with `args`;
+    /// a `SORT` or `LIMIT` in it applies), as JSON, as this transaction
+    /// sees them: its own creates, changes and deletes included, which
+    /// [`Results`](crate::Results) read inside the write do not see.
+    ///
+    /// ```
+    /// # use haven_store::{Config, Database, Schema, UpdateMode};
+    /// # use serde_json::json;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","age":{"type":"int","indexed":true}}}]"#)?;
+    /// # let db = Database::open(Config::new(dir.path().join("a.haven")).schema(schema))?;
+    /// db.write(|tx| {
+    ///     tx.create("Dog", json!({"_id": 1, "age": 3}), UpdateMode::Never)?;
+    ///     tx.create("Dog", json!({"_id": 2, "age": 9}), UpdateMode::Never)?;
+    ///     let old = tx.query("Dog", "age > $0 SORT(age DESC)", &[2.into()])?;
+    ///     assert_eq!(old, vec![json!({"_id": 2, "age": 9}), json!({"_id": 1, "age": 3})]);
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), haven_store::Error>(())
+    /// ```
+    pub fn query(&mut self, object_type: &str, query_text: &str, args: &[Value]) -> Result<Vec<serde_json::Value>> {
+        let ty = self.object_type(object_type)?;
+        let query = haven_core::query::bind(self.schema, object_type, query_text, args)?;
+        // redb opens a table once at a time in a transaction: the query
+        // opens its own, and writes open theirs again afterwards.
+        self.tables.clear();
+        let view = crate::transaction_query::TransactionView::new(self.txn, self.schema);
+        run_query(&view, object_type, &query, |_, rec| Ok(json_object(ty, &decode(ty, rec)?)))
     }
 
     /// The type, converted primary key and property position that `set`
@@ -624,6 +653,11 @@ fn missing(ty: &ObjectSchema, p: &haven_core::Property) -> Error {
 
 fn duplicate(ty: &ObjectSchema, pk: &Value) -> Error {
     Error::DuplicatePrimaryKey { object_type: ty.name().to_owned(), primary_key: pk.to_string() }
+}
+
+/// An object's values as a JSON object, by property name.
+fn json_object(ty: &ObjectSchema, values: &[Value]) -> serde_json::Value {
+    serde_json::Value::Object(ty.properties().iter().zip(values).map(|(p, v)| (p.name.clone(), v.to_json())).collect())
 }
 
 /// Decodes a record, filling properties added after it was written with

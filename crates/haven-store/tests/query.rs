@@ -263,3 +263,49 @@ fn indexed_and_unindexed_plans_agree() {
     }
     assert!(used_index >= 15, "only {used_index} queries used an index");
 }
+
+#[test]
+fn a_query_inside_a_write_sees_the_writes_own_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    fixture(&db);
+    let in_write = |query: &str, args: &[Value]| -> Vec<i64> {
+        db.write(|tx| Ok(tx.query("Dog", query, args)?.iter().map(|d| d["_id"].as_i64().unwrap()).collect())).unwrap()
+    };
+    // Before any change, the transaction answers as the committed Results do,
+    // by key, by index, by scan and through links.
+    for query in
+        ["age > 2", "lastUpdated >= 20", "_id IN {1, 4}", "owner.name == 'Ann'", "ANY tags == 'good'", "nick == nil"]
+    {
+        assert_eq!(sorted(in_write(query, &[])), sorted(ids(&db, query, &[])), "{query}");
+    }
+    assert_eq!(in_write("TRUEPREDICATE SORT(lastUpdated DESC) LIMIT(2)", &[]), vec![4, 3]);
+    db.write(|tx| {
+        tx.create(
+            "Dog",
+            json!({"_id": 5, "name": "New", "age": 9, "lastUpdated": 50, "owner": "bob"}),
+            UpdateMode::Never,
+        )?;
+        tx.set("Dog", 1, "lastUpdated", 60)?;
+        tx.delete("Dog", 2)?;
+        tx.set("Person", "ann", "name", "Anna")?;
+        let ids = |q: &str, tx: &mut haven_store::WriteTransaction<'_>| -> haven_store::Result<Vec<i64>> {
+            Ok(tx.query("Dog", q, &[])?.iter().map(|d| d["_id"].as_i64().unwrap()).collect())
+        };
+        assert_eq!(
+            ids("lastUpdated > 35 SORT(lastUpdated ASC)", tx)?,
+            vec![4, 5, 1],
+            "the index holds this write's values"
+        );
+        assert_eq!(ids("age > 2 SORT(_id ASC)", tx)?, vec![1, 5], "a created object is there, a deleted one is not");
+        assert_eq!(ids("owner.name == 'Anna' SORT(_id ASC)", tx)?, vec![1, 4], "links resolve to this write's objects");
+        // Writing after a query works: the query let go of its tables.
+        tx.create("Dog", json!({"_id": 6, "name": "Six", "lastUpdated": 70}), UpdateMode::Never)?;
+        assert_eq!(ids("lastUpdated >= 70", tx)?, vec![6]);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(sorted(ids(&db, "TRUEPREDICATE", &[])), vec![1, 3, 4, 5, 6]);
+    let refused = db.write(|tx| tx.query("Dog", "age >> 1", &[]).map(|_| ()));
+    assert!(matches!(refused, Err(Error::Query(_))), "{refused:?}");
+}
