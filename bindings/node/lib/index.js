@@ -289,7 +289,7 @@ class Realm {
       // Inside a write, the transaction answers (its own writes included).
       const rows = this._handle.isInTransaction
         ? new WrittenRows(JSON.parse(native(() => this._handle.rowsInWrite(type, query, args))), names)
-        : new SnapshotRows(native(() => this._handle.rows(type, query, args, [])));
+        : new SnapshotRows(native(() => this._handle.rows(type, query, args)));
       const keyPosition = properties.get(primaryKey).position;
       entry = { rows, length: rows.length, keys: undefined, keyPosition, handedOut: false, stamp, columns: [], reads: 0 };
       this._rowsCache.set(cacheKey, entry);

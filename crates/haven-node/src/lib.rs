@@ -244,20 +244,11 @@ impl NativeDatabase {
         Ok(self.db()?.version() as f64)
     }
 
-    /// The objects of `object_type` that match `query` (with `args`),
-    /// sorted by each `(property, ascending)`, read now from one snapshot.
+    /// The objects of `object_type` that match `query` (with `args`; a
+    /// `SORT` or `LIMIT` in it applies), read now from one snapshot.
     #[napi]
-    pub fn rows(
-        &self,
-        object_type: String,
-        query: Option<String>,
-        args: Vec<Json>,
-        sort: Vec<(String, bool)>,
-    ) -> Result<NativeRows> {
-        let mut results = self.results(&object_type, query, &args)?;
-        for (property, ascending) in sort {
-            results = results.sorted(&property, ascending).map_err(haven_error)?;
-        }
+    pub fn rows(&self, object_type: String, query: Option<String>, args: Vec<Json>) -> Result<NativeRows> {
+        let results = self.results(&object_type, query, &args)?;
         let db = self.db()?;
         let names =
             db.schema().object_type(&object_type).map(|t| t.properties().iter().map(|p| p.name.clone()).collect());
