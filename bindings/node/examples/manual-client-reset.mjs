@@ -101,7 +101,10 @@ realm.write(() => {
   realm.create("Dog", { _id: 2, name: "Ace", age: 5, lastUpdated: Date.now() });
 });
 await realm.syncSession.uploadAllLocalChanges(10_000);
-await new Promise((resolve) => setTimeout(resolve, 200)); // the listener records the upload
+// The listener records the upload.
+while (lastSyncedRealm.objectForPrimaryKey("LastSynced", "Dog").timestamp === null) {
+  await new Promise((resolve) => setTimeout(resolve, 10));
+}
 const [ident] = connectedClients(server, ADMIN_TOKEN, "MyPartitionValue");
 // Offline: a new Dog, a changed one, a deleted one.
 realm.syncSession.pause();

@@ -201,7 +201,7 @@ class Realm {
 
   /** Every object of a type, as live Results. */
   objects(type) {
-    return makeResults(this, this._type(type).name, [], []);
+    return makeResults(this, this._type(type).name, [], [], undefined);
   }
 
   /** Deletes an object, an array of objects, or Results. */
@@ -543,9 +543,9 @@ function listenerSet(subscribe) {
 
 /** Live Results: each read sees the realm as it is now (read once per
  * stamp: iterating does not run the query again). */
-function makeResults(realm, type, filters, sorts) {
+function makeResults(realm, type, filters, sorts, limit) {
   const [query, args] = combine(filters);
-  const sortedQuery = withSort(query, sorts);
+  const sortedQuery = withSuffix(query, sorts, limit);
   const snapshot = () => realm._rows(type, sortedQuery, args);
   const objectAt = (entry, i) => {
     entry.handedOut = true;
@@ -564,7 +564,7 @@ function makeResults(realm, type, filters, sorts) {
     const order = () => entryKeys(snapshot()).map((k) => JSON.stringify(k));
     let before = order();
     let active = true;
-    const subscription = realm._subscribe(() => realm._handle.addListener(type, query, args, (changes) => {
+    const subscription = realm._subscribe(() => realm._handle.addListener(type, sortedQuery, args, (changes) => {
       // A call queued before the listener was removed, or its realm closed, is dropped.
       if (!active || realm.isClosed) return;
       const after = order();
@@ -611,13 +611,17 @@ function makeResults(realm, type, filters, sorts) {
     },
     filtered(query, ...args) {
       if (typeof query !== "string") throw new HavenError("TypeError", "filtered takes a query string");
-      return makeResults(realm, type, [...filters, [query, args.map(plain)]], sorts);
+      // A SORT(…) in the query sorts as sorted() would; a LIMIT(…) applies on top of any other.
+      const { predicate, sort, limit: more } = splitSuffix(query);
+      const order = sort === undefined ? sorts : [sort, ...sorts];
+      const least = more === undefined || (limit !== undefined && limit < more) ? limit : more;
+      return makeResults(realm, type, [...filters, [predicate, args.map(plain)]], order, least);
     },
     sorted(property, reverse) {
       const order = Array.isArray(property) ? property : [[property, reverse === true]];
-      const more = order.map((o) => (Array.isArray(o) ? [o[0], !o[1]] : [o, true]));
+      const more = order.map((o) => (Array.isArray(o) ? `${o[0]} ${o[1] ? "DESC" : "ASC"}` : `${o} ASC`));
       // A later sort leads, earlier ones break its ties (as chained sorts do in Realm JS).
-      return makeResults(realm, type, filters, [...more, ...sorts]);
+      return makeResults(realm, type, filters, [...more, ...sorts], limit);
     },
     toJSON() {
       return rowsOf(snapshot());
@@ -676,12 +680,49 @@ function makeResults(realm, type, filters, sorts) {
   return proxy;
 }
 
-/** `query` with the sort order as the query language's SORT suffix, which
- * keeps every key (sorting twice would keep only the last). */
-function withSort(query, sorts) {
-  if (sorts.length === 0) return query;
-  const order = sorts.map(([property, ascending]) => `${property} ${ascending ? "ASC" : "DESC"}`).join(", ");
-  return `${query === undefined ? "TRUEPREDICATE" : query} SORT(${order})`;
+/** `query` with the sort order (clauses such as "age DESC", the leading
+ * one first) and the limit as the query language's suffixes. */
+function withSuffix(query, sorts, limit) {
+  if (sorts.length === 0 && limit === undefined) return query;
+  const sort = sorts.length === 0 ? "" : ` SORT(${sorts.join(", ")})`;
+  return `${query === undefined ? "TRUEPREDICATE" : query}${sort}${limit === undefined ? "" : ` LIMIT(${limit})`}`;
+}
+
+/** A `filtered` query's predicate, and the sort keys and limit of the
+ * SORT(…) and LIMIT(…) that may follow it (outside strings and parentheses).
+ * A suffix it cannot read stays in the predicate, for the parser to report. */
+function splitSuffix(query) {
+  let depth = 0;
+  let quote;
+  for (let i = 0; i < query.length; i++) {
+    const c = query[i];
+    if (quote !== undefined) {
+      if (c === "\\") i++;
+      else if (c === quote) quote = undefined;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+    } else if (c === "(" || c === ")") {
+      depth += c === "(" ? 1 : -1;
+    } else if (depth === 0 && /\s/.test(query[i - 1] ?? " ") && /^(SORT|LIMIT)\s*\(/i.test(query.slice(i))) {
+      const suffix = readSuffix(query.slice(i).trimEnd());
+      if (suffix === undefined) break;
+      return { predicate: query.slice(0, i).trim() || "TRUEPREDICATE", ...suffix };
+    }
+  }
+  return { predicate: query, sort: undefined, limit: undefined };
+}
+
+function readSuffix(text) {
+  const clause = /\s*(SORT|LIMIT)\s*\(([^()]*)\)/iy;
+  let sort;
+  let limit;
+  let match;
+  while (clause.lastIndex < text.length && (match = clause.exec(text)) !== null) {
+    if (match[1].toUpperCase() === "SORT") sort = sort === undefined ? match[2].trim() : `${sort}, ${match[2].trim()}`;
+    else if (/^\s*\d+\s*$/.test(match[2])) limit = Math.min(limit ?? Infinity, Number(match[2]));
+    else return undefined;
+  }
+  return clause.lastIndex === text.length ? { sort, limit } : undefined;
 }
 
 /** One query from several `filtered` calls: each clause in parentheses,

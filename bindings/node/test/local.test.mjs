@@ -264,3 +264,22 @@ test("inside write(), queries see that write's own creates, changes and deletes"
   assert.equal(all.length, 1, "a write that threw wrote nothing");
   realm.close();
 });
+
+test("filtered() takes SORT(…) and LIMIT(…) after its predicate, with sorted() and other filters", async () => {
+  const realm = await dogs();
+  realm.write(() => {
+    for (const [i, name, age] of [[1, "Rex", 3], [2, "Ace", 7], [3, "Max", 5], [4, "Bo", 7], [5, "Cy", 1]]) {
+      realm.create("Dog", { _id: i, name, age, lastUpdated: i });
+    }
+  });
+  const all = realm.objects("Dog");
+  const ids = (results) => results.map((d) => d._id);
+  assert.deepEqual(ids(all.filtered("age > $0 SORT(age DESC, name ASC)", 2)), [2, 4, 3, 1]);
+  assert.deepEqual(ids(all.filtered("age > 2 SORT(age DESC, _id DESC) LIMIT(2)")), [4, 2]);
+  assert.deepEqual(ids(all.filtered("TRUEPREDICATE SORT(_id DESC) LIMIT(3)").filtered("age > 2")), [4, 3, 2], "the limit applies after every filter");
+  assert.deepEqual(ids(all.filtered("SORT(age ASC, _id ASC)").sorted("name")), [2, 4, 5, 3, 1], "a later sorted() leads");
+  assert.deepEqual(ids(all.filtered("name == 'LIMIT(1)' OR age == 1 SORT(_id ASC)")), [5], "a suffix inside a string is not one");
+  assert.equal(all.filtered("age > 0 LIMIT(2)").filtered("age > 0 LIMIT(4)").length, 2, "the smaller limit holds");
+  assert.throws(() => all.filtered("age > 0 SORT(age DESC) junk").length, { name: "QueryError" });
+  realm.close();
+});
