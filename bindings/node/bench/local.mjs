@@ -145,49 +145,35 @@ const queries = await open("query.haven");
 rustBench({ name: "prepare", path: queryPath, count: sizes.queryObjects });
 const threshold = sizes.queryObjects - sizes.queryObjects / 10;
 const inRange = sizes.queryObjects / 10 - 1;
-await measure(
-  "range_query",
-  2.0,
-  async () => {
-    // A realm of its own: a realm keeps what it read until the file changes.
-    const realm = await open("query.haven");
-    const run = time(() => {
-      let n = 0;
-      for (const dog of realm.objects("Dog").filtered("lastUpdated > $0", threshold)) if (dog.name) n++;
-      return n;
-    });
-    realm.close();
-    check(run.objects === inRange, "range_query: count");
-    return run;
-  },
-  () => {
-    const run = rustBench({ name: "range_query", path: queryPath, count: 0, of: threshold });
-    check(run.objects === inRange, "range_query (Rust): count");
-    return run;
-  },
-);
+/** A query iterated in JavaScript (reading each Dog's name) against the
+ * same query through Rust; both must find `expected` Dogs. */
+function queryWorkload(name, query, arg, rustWorkload, expected) {
+  return measure(
+    name,
+    2.0,
+    async () => {
+      // A realm of its own: a realm keeps what it read until the file changes.
+      const realm = await open("query.haven");
+      const run = time(() => {
+        let n = 0;
+        for (const dog of realm.objects("Dog").filtered(query, arg)) if (dog.name) n++;
+        return n;
+      });
+      realm.close();
+      check(run.objects === expected, `${name}: count`);
+      return run;
+    },
+    () => {
+      const run = rustBench({ name, path: queryPath, count: 0, ...rustWorkload });
+      check(run.objects === expected, `${name} (Rust): count`);
+      return run;
+    },
+  );
+}
 
+await queryWorkload("range_query", "lastUpdated > $0", threshold, { of: threshold }, inRange);
 const beginsWith9 = Array.from({ length: sizes.queryObjects }, (_, i) => i).filter((i) => String(i).startsWith("9")).length;
-await measure(
-  "scan_query",
-  2.0,
-  async () => {
-    const realm = await open("query.haven");
-    const run = time(() => {
-      let n = 0;
-      for (const dog of realm.objects("Dog").filtered("name BEGINSWITH $0", "dog 9")) if (dog.name) n++;
-      return n;
-    });
-    realm.close();
-    check(run.objects === beginsWith9, "scan_query: count");
-    return run;
-  },
-  () => {
-    const run = rustBench({ name: "scan_query", path: queryPath, count: 0, prefix: "dog 9" });
-    check(run.objects === beginsWith9, "scan_query (Rust): count");
-    return run;
-  },
-);
+await queryWorkload("scan_query", "name BEGINSWITH $0", "dog 9", { prefix: "dog 9" }, beginsWith9);
 queries.close();
 rmSync(dir, { recursive: true, force: true });
 
