@@ -38,6 +38,16 @@ pub enum ChangeKind {
     Increment,
     /// An object deleted.
     Delete,
+    /// A list written whole.
+    ListAssign,
+    /// A list element inserted.
+    ListInsert,
+    /// A list element's value changed.
+    ListSet,
+    /// A list element moved.
+    ListMove,
+    /// A list element removed.
+    ListRemove,
 }
 
 impl ChangeKind {
@@ -48,6 +58,11 @@ impl ChangeKind {
             Instruction::Set { .. } => ChangeKind::Set,
             Instruction::Increment { .. } => ChangeKind::Increment,
             Instruction::Delete { .. } => ChangeKind::Delete,
+            Instruction::ListAssign { .. } => ChangeKind::ListAssign,
+            Instruction::ListInsert { .. } => ChangeKind::ListInsert,
+            Instruction::ListSet { .. } => ChangeKind::ListSet,
+            Instruction::ListMove { .. } => ChangeKind::ListMove,
+            Instruction::ListRemove { .. } => ChangeKind::ListRemove,
         }
     }
 }
@@ -71,6 +86,9 @@ pub enum DropReason {
     /// The reset discarded unsynced changes (`DiscardUnsynced`, or a
     /// fallback to it).
     Discarded,
+    /// The list element the change is about was removed on the server, or
+    /// the list was written whole there since.
+    ElementRemoved,
 }
 
 /// A change that was recovered (the fields that made it, for a create or a set).
@@ -129,8 +147,7 @@ impl RecoveryReport {
         let (object_type, pk) = instruction.object();
         let fields = match instruction {
             Instruction::Create { fields, .. } => fields.iter().map(|(name, _)| name.clone()).collect(),
-            Instruction::Set { field, .. } | Instruction::Increment { field, .. } => vec![field.clone()],
-            Instruction::Delete { .. } => vec![],
+            other => other.field().map(str::to_owned).into_iter().collect(),
         };
         let kind = ChangeKind::of(instruction);
         self.recovered.push(RecoveredChange { object_type: object_type.to_owned(), pk: pk.clone(), kind, fields });
@@ -255,8 +272,8 @@ impl Recovery<'_> {
                     // Later than every stamp on the objects it touches: it wins them all.
                     for instruction in &cs.instructions {
                         let (ty, pk) = instruction.object();
-                        if let Some(ObjectState::Live { fields, .. }) = state(&mut states, &mut server_state, ty, pk) {
-                            fields.values().for_each(|f| self.clock.observe(f.stamp.hlc));
+                        if let Some(state) = state(&mut states, &mut server_state, ty, pk) {
+                            state.stamps().for_each(|stamp| self.clock.observe(stamp.hlc));
                         }
                     }
                     (self.clock.now(self.now_millis), self.server_version)
@@ -305,6 +322,10 @@ impl Recovery<'_> {
                 Overruled::DeletedOnServer | Overruled::NotFound => DropReason::DeletedOnServer,
                 Overruled::OlderThanServer => DropReason::OlderThanServer,
                 Overruled::NotANumber => DropReason::NotANumber,
+                Overruled::ElementRemoved | Overruled::ElementNotFound | Overruled::ElementExists => {
+                    DropReason::ElementRemoved
+                }
+                Overruled::NotAList => DropReason::SchemaIncompatible,
             };
             let Some(field) = &dropped.field else {
                 report.add_dropped(&linked, None, reason);
@@ -352,11 +373,7 @@ impl Recovery<'_> {
             other => other.clone(),
         };
         if check(self.schema, &fitting).is_err() {
-            let field = match &fitting {
-                Instruction::Set { field, .. } | Instruction::Increment { field, .. } => Some(field.as_str()),
-                _ => None,
-            };
-            report.add_dropped(instruction, field, DropReason::SchemaIncompatible);
+            report.add_dropped(instruction, fitting.field(), DropReason::SchemaIncompatible);
             return None;
         }
         Some(fitting)
@@ -402,7 +419,7 @@ fn without_fields(instruction: Instruction, fields: &[String]) -> Option<Instruc
             let kept: Vec<_> = given.into_iter().filter(|(name, _)| !fields.contains(name)).collect();
             (!kept.is_empty()).then_some(Instruction::Create { object_type, pk, fields: kept })
         }
-        Instruction::Set { ref field, .. } | Instruction::Increment { ref field, .. } if fields.contains(field) => None,
+        other if other.field().is_some_and(|f| fields.iter().any(|lost| lost == f)) => None,
         other => Some(other),
     }
 }

@@ -16,8 +16,10 @@ use std::path::Path;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The newest store format this build reads, and the one it writes
 /// (history: `docs/formats.md`). A store from before the `format` key is
-/// format 1.
-const STORE_FORMAT: u64 = 1;
+/// format 1. Format 2 may hold list element instructions and object
+/// states with element identities; its bytes are format 1's otherwise,
+/// so a format-1 store becomes format 2 by taking the number.
+const STORE_FORMAT: u64 = 2;
 /// partition → latest version.
 const PARTITIONS: TableDefinition<&str, u64> = TableDefinition::new("partitions");
 /// (partition, version) → changeset (postcard; `replica` is the client's ident).
@@ -65,15 +67,15 @@ impl EmbeddedStorage {
         }
         let db = builder.create(&path).map_err(backend)?;
         // Checked again: a store not closed cleanly is readable only now,
-        // repaired. A new store, or one from before the key, gets the key.
+        // repaired. A new store, or an older one, gets this build's format.
         let txn = db.begin_write().map_err(backend)?;
         let found = txn.open_table(META).map_err(backend)?.get("format").map_err(backend)?.map(|g| g.value());
         match found {
             Some(found) if found > STORE_FORMAT => {
                 return Err(StorageError::FormatTooNew { found, supported: STORE_FORMAT })
             }
-            Some(_) => txn.abort().map_err(backend)?,
-            None => {
+            Some(STORE_FORMAT) => txn.abort().map_err(backend)?,
+            _ => {
                 txn.open_table(META).map_err(backend)?.insert("format", STORE_FORMAT).map_err(backend)?;
                 txn.commit().map_err(backend)?;
             }

@@ -283,6 +283,9 @@ impl Session {
             shared.storage(move |s| s.snapshot(&name, ident.ident, BOOTSTRAP_BYTES, &mut send)).await
         });
         while let Some(objects) = rx.recv().await {
+            if !objects.iter().all(|o| protocol::readable_state(self.client_version, o)) {
+                return Err(self.too_old_for_lists());
+            }
             let batch = ServerMessage::Bootstrap {
                 objects,
                 last: false,
@@ -443,8 +446,12 @@ impl Session {
             }
             let (sent, sent_salt) = history.last().map_or((bound.sent, bound.sent_salt), |h| (h.version, h.salt));
             let acknowledged = if last { through } else { bound.acknowledged };
-            // Sent as stored: the server never decodes history to send it.
+            // Sent as stored: the server decodes history only for a client
+            // of an older protocol, which must not be sent what it cannot read.
             let stored: Vec<(u64, &[u8])> = history.iter().map(|h| (h.version, h.changeset.as_slice())).collect();
+            if !stored.iter().all(|(_, c)| protocol::readable_changeset(self.client_version, c)) {
+                return Err(self.too_old_for_lists());
+            }
             let position = DownloadPosition {
                 uploaded_through: acknowledged,
                 server_version: sent,
@@ -494,6 +501,17 @@ impl Session {
             }
             return Ok(Some(message));
         }
+    }
+
+    /// The refusal of a client whose protocol cannot read list element
+    /// edits, which the partition now holds.
+    fn too_old_for_lists(&self) -> Refusal {
+        let message = format!(
+            "this partition holds list element edits, which protocol {} cannot read (they need protocol {}): update the app",
+            self.client_version,
+            protocol::LIST_ELEMENTS_VERSION
+        );
+        Refusal::new(ErrorCode::WrongProtocolVersion, message, Action::Fatal)
     }
 
     async fn send(&mut self, message: &ServerMessage) -> Result<(), Refusal> {

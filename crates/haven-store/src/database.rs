@@ -560,10 +560,10 @@ impl Inner {
             let result = f(&mut tx);
             (result, tx.finish())
         };
-        let (changes, log) = changes;
+        let (changes, log, hlc) = changes;
         let outcome = match result {
             Ok(value) => {
-                let logged = if log.is_empty() { None } else { Some(change_log::append(&txn, log)?) };
+                let logged = if log.is_empty() { None } else { Some(change_log::append(&txn, log, hlc)?) };
                 txn.commit()?;
                 let seq = self.commit_seq.fetch_add(1, Ordering::SeqCst) + 1;
                 // After counting the commit: a reader woken now must not get

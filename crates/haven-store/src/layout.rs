@@ -7,8 +7,10 @@ use redb::TableDefinition;
 /// The newest file format this build reads and the one it writes.
 /// Format 1 kept every synced object's confirmed state in
 /// [`CONFIRMED`]; format 2 keeps it in the record's sync suffix when it
-/// can (see `replica::confirmed`).
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// can (see `replica::confirmed`). Format 3 may hold list element
+/// instructions in the change log and element identities in confirmed
+/// states (bytes format 2 cannot read).
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 /// Metadata: `format` (u32 LE), `schema` (JSON), and the `sync/…` keys.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("haven/meta");

@@ -27,6 +27,7 @@ mod snapshot;
 #[cfg(feature = "sync")]
 mod sync;
 mod transaction;
+mod transaction_list;
 mod transaction_query;
 
 #[cfg(feature = "sync")]
@@ -38,7 +39,7 @@ pub use client_reset_info::ClientResetInfo;
 pub use config::{Config, UpdateMode};
 pub use database::Database;
 pub use error::{Error, Result};
-pub use haven_core::merge::{Changeset, Hlc, Instruction, ObjectState};
+pub use haven_core::merge::{Changeset, ElementId, Hlc, Instruction, ObjectState};
 pub use haven_core::recovery::{RecoveryPolicy, RecoveryReport};
 pub use haven_core::{ObjectSchema, Property, PropertyType, QueryError, Schema, SchemaError, Value, ValueError};
 pub use haven_sync::protocol::ResetReason;

@@ -10,6 +10,11 @@ use crate::transaction::WriteTransaction;
 use haven_core::Schema;
 
 /// Brings a file of format `from` to the current format.
+///
+/// Format 2 → 3 moves nothing: format 3 only adds what format 2 cannot
+/// read (list element instructions in the change log, element identities
+/// in confirmed states), and the new number, which the caller writes,
+/// keeps builds of format 2 from meeting them.
 pub(crate) fn run(txn: &redb::WriteTransaction, schema: &Schema, from: u32) -> Result<()> {
     if from < 2 {
         confirmed_state_into_records(txn, schema)?;

@@ -158,5 +158,6 @@ fn apply(tx: &mut WriteTransaction<'_>, instruction: &Instruction) -> Result<()>
             tx.increment(object_type, pk.clone(), field, delta.clone())
         }
         Instruction::Delete { object_type, pk } => tx.delete(object_type, pk.clone()).map(|_| ()),
+        list => tx.apply_element(list),
     }
 }

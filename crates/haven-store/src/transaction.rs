@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::layout;
 use crate::replica::confirmed;
 use crate::snapshot::run_query;
-use haven_core::merge::Instruction;
+use crate::transaction_list::ElementIds;
+use haven_core::merge::{Hlc, Instruction};
 use haven_core::{key, record, value_from_json, ObjectSchema, PropertyType, Schema, Value, ValueError};
 use redb::{ReadableTable, Table};
 use serde::Serialize;
@@ -69,6 +70,8 @@ pub struct WriteTransaction<'t> {
     /// pending mark), and the overlay that takes the confirmed state of a
     /// record it changes.
     pending: Option<(u64, Option<Overlay<'t>>)>,
+    /// The identities of list elements this transaction names.
+    pub(crate) element_ids: ElementIds,
     /// Reused buffers for the record and index entry being written.
     buf: Vec<u8>,
     entry: Vec<u8>,
@@ -97,16 +100,18 @@ impl<'t> WriteTransaction<'t> {
             changes: track_changes.then(CommitChanges::default),
             log: log.map(|_| Vec::new()),
             pending: log.map(|client_version| (client_version, None)),
+            element_ids: ElementIds::default(),
             buf: Vec::new(),
             entry: Vec::new(),
         }
     }
 
     /// Closes the tables and returns what the transaction changed (empty
-    /// when changes were not tracked) and its instructions for the change
-    /// log (empty when the file keeps none).
-    pub(crate) fn finish(self) -> (CommitChanges, Vec<Instruction>) {
-        (self.changes.unwrap_or_default(), self.log.unwrap_or_default())
+    /// when changes were not tracked), its instructions for the change
+    /// log (empty when the file keeps none) and the clock its changeset
+    /// must carry (when list elements it added carry that clock).
+    pub(crate) fn finish(self) -> (CommitChanges, Vec<Instruction>, Option<Hlc>) {
+        (self.changes.unwrap_or_default(), self.log.unwrap_or_default(), self.element_ids.hlc())
     }
 
     fn record_change(&mut self, ty: &'t ObjectSchema, key: &[u8], pk: &Value, change: Change) {
@@ -126,10 +131,25 @@ impl<'t> WriteTransaction<'t> {
     }
 
     /// Adds an instruction to the change log, if the file keeps one.
-    fn log(&mut self, instruction: impl FnOnce() -> Instruction) {
+    pub(crate) fn log(&mut self, instruction: impl FnOnce() -> Instruction) {
         if let Some(log) = &mut self.log {
             log.push(instruction());
         }
+    }
+
+    /// Whether this transaction's writes go to the change log.
+    pub(crate) fn logs(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// The instructions logged so far.
+    pub(crate) fn logged(&self) -> &[Instruction] {
+        self.log.as_deref().unwrap_or_default()
+    }
+
+    /// The overlay of confirmed states, if this transaction holds it open.
+    pub(crate) fn overlay(&self) -> Option<&Overlay<'t>> {
+        self.pending.as_ref().and_then(|(_, overlay)| overlay.as_ref())
     }
 
     /// Creates an object from a JSON object, or updates it per `mode` when
@@ -358,7 +378,7 @@ impl<'t> WriteTransaction<'t> {
 
     /// The type, converted primary key and property position that `set`
     /// and `increment` address (any property but the primary key).
-    fn field_of(
+    pub(crate) fn field_of(
         &self,
         object_type: &str,
         primary_key: Value,
@@ -373,7 +393,7 @@ impl<'t> WriteTransaction<'t> {
         self.schema.object_type(name).ok_or_else(|| Error::UnknownType(name.to_owned()))
     }
 
-    fn require(&mut self, ty: &'t ObjectSchema, pk: &Value) -> Result<Vec<Value>> {
+    pub(crate) fn require(&mut self, ty: &'t ObjectSchema, pk: &Value) -> Result<Vec<Value>> {
         self.load(ty, &key::to_key(pk.as_ref().expect("scalar")))?
             .ok_or_else(|| Error::ObjectNotFound { object_type: ty.name().to_owned(), primary_key: pk.to_string() })
     }
@@ -407,19 +427,40 @@ impl<'t> WriteTransaction<'t> {
                     changed.insert(i);
                 }
                 if !changed.is_empty() {
-                    self.keep_confirmed(ty, &key, &pk)?;
-                    self.store(ty, &key, &values)?;
                     for &i in &changed {
-                        let field = ty.properties()[i].name.clone();
+                        let prop = &ty.properties()[i];
+                        if prop.list && self.logs() {
+                            let assign =
+                                self.assign_instruction(ty, &pk, prop, values[i].as_list().unwrap_or_default())?;
+                            self.log(|| assign);
+                            continue;
+                        }
+                        let field = prop.name.clone();
                         let value = values[i].clone();
                         let object_type = ty.name().to_owned();
                         let pk = pk.clone();
                         self.log(|| Instruction::Set { object_type, pk, field, value });
                     }
-                    self.record_change(ty, &key, &pk, Change::Modified(changed));
+                    self.write_values(ty, &pk, values, changed)?;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Writes the values of an existing object whose properties `changed`
+    /// changed (none of them indexed), logging nothing.
+    pub(crate) fn write_values(
+        &mut self,
+        ty: &'t ObjectSchema,
+        pk: &Value,
+        values: Vec<Value>,
+        changed: BTreeSet<usize>,
+    ) -> Result<()> {
+        let key = key::to_key(pk.as_ref().expect("scalar"));
+        self.keep_confirmed(ty, &key, pk)?;
+        self.store(ty, &key, &values)?;
+        self.record_change(ty, &key, pk, Change::Modified(changed));
         Ok(())
     }
 
@@ -436,11 +477,20 @@ impl<'t> WriteTransaction<'t> {
                 self.index_entry(ty, i, key, &values[i], true)?;
             }
         }
-        self.log(|| Instruction::Create {
-            object_type: ty.name().to_owned(),
-            pk: pk.clone(),
-            fields: ty.properties().iter().map(|p| p.name.clone()).zip(values).collect(),
-        });
+        if self.logs() {
+            // A list with elements goes to the log as its own instruction,
+            // which gives the elements their identities.
+            let mut fields = Vec::with_capacity(values.len());
+            let mut lists = Vec::new();
+            for (p, value) in ty.properties().iter().zip(values) {
+                match value {
+                    Value::List(items) if !items.is_empty() => lists.push(self.assign_instruction(ty, &pk, p, &items)?),
+                    value => fields.push((p.name.clone(), value)),
+                }
+            }
+            self.log(|| Instruction::Create { object_type: ty.name().to_owned(), pk: pk.clone(), fields });
+            lists.into_iter().for_each(|assign| self.log(|| assign));
+        }
         self.record_change(ty, key, &pk, Change::Inserted);
         Ok(())
     }
@@ -454,6 +504,9 @@ impl<'t> WriteTransaction<'t> {
             }
         }
         self.log(|| Instruction::Delete { object_type: ty.name().to_owned(), pk: pk.clone() });
+        if self.logs() {
+            self.forget_lists(ty, pk)?;
+        }
         self.record_change(ty, key, pk, Change::Deleted);
         Ok(())
     }
@@ -501,7 +554,6 @@ impl<'t> WriteTransaction<'t> {
     }
 
     /// The stored bytes of one object's record (its sync suffix included).
-    #[cfg(feature = "sync")]
     pub(crate) fn record(&mut self, ty: &'t ObjectSchema, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.tables(ty)?.objects.get(key)?.map(|g| g.value().to_vec()))
     }

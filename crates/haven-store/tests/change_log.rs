@@ -55,6 +55,7 @@ fn each_commit_is_one_changeset_of_its_instructions() {
             }
             Instruction::Delete { .. } => "delete",
             Instruction::Create { .. } => "create",
+            other => panic!("no list was written: {other:?}"),
         })
         .collect();
     assert_eq!(kinds, ["increment", "set", "delete"]);

@@ -5,18 +5,25 @@
 //! and one message encoded with postcard. Frames travel as binary
 //! WebSocket messages and are at most [`MAX_FRAME_BYTES`].
 
-use haven_core::merge::{Changeset, ObjectState};
+use haven_core::merge::{Changeset, Instruction, ObjectState};
 use haven_core::Value;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::Duration;
 
 /// The protocol version this build speaks (history: `docs/protocol.md`).
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The oldest protocol version the server serves. Protocol 5 only added
 /// [`ErrorCode::TokenExpired`], which a protocol-4 client is sent as
-/// [`ErrorCode::BadToken`].
+/// [`ErrorCode::BadToken`]; protocol 6 only added list element
+/// instructions and object states with element identities, which older
+/// clients are never sent (see [`readable_changeset`]).
 pub const OLDEST_SERVED_VERSION: u16 = 4;
+
+/// The protocol version that added the list element instructions
+/// (`Instruction::ListAssign` and after) and object states with element
+/// identities.
+pub const LIST_ELEMENTS_VERSION: u16 = 6;
 
 /// The protocol version that added [`ErrorCode::TokenExpired`].
 pub const TOKEN_EXPIRED_VERSION: u16 = 5;
@@ -402,6 +409,35 @@ pub struct DownloadPosition {
     pub server_version: u64,
     /// Its salt.
     pub server_version_salt: u64,
+}
+
+/// Whether a client speaking protocol `version` can read `changeset`
+/// (encoded as the server stores it): one from before
+/// [`LIST_ELEMENTS_VERSION`] cannot read a list element instruction.
+pub fn readable_changeset(version: u16, changeset: &[u8]) -> bool {
+    version >= LIST_ELEMENTS_VERSION
+        || postcard::from_bytes::<Changeset>(changeset).is_ok_and(|cs| {
+            cs.instructions.iter().all(|i| {
+                matches!(
+                    i,
+                    Instruction::Create { .. }
+                        | Instruction::Set { .. }
+                        | Instruction::Increment { .. }
+                        | Instruction::Delete { .. }
+                )
+            })
+        })
+}
+
+/// Whether a client speaking protocol `version` can read an object's
+/// encoded state: one from before [`LIST_ELEMENTS_VERSION`] cannot read
+/// list element identities.
+pub fn readable_state(version: u16, object: &SnapshotObject) -> bool {
+    version >= LIST_ELEMENTS_VERSION
+        || object.decode().is_ok_and(|(_, state)| match state {
+            ObjectState::Live { lists, .. } => lists.is_empty(),
+            ObjectState::Deleted { .. } => true,
+        })
 }
 
 /// The `Error` frame that tells a client speaking protocol `version` that

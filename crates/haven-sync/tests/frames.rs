@@ -5,7 +5,7 @@
 //! own file (`HAVEN_WRITE_FRAMES=1` writes it once) and keeps the older
 //! ones, whose frames it must refuse naming both versions.
 
-use haven_core::merge::{Changeset, Field, Hlc, Instruction, ObjectState, Stamp};
+use haven_core::merge::{apply, Changeset, ElementId, Field, Hlc, Instruction, ObjectState, Stamp, Writer};
 use haven_core::Value;
 use haven_sync::protocol::{
     self, Action, ClientMessage, ErrorCode, FileIdent, ResetReason, ServerChangeset, ServerMessage, SnapshotObject,
@@ -37,13 +37,69 @@ fn changeset() -> Changeset {
     }
 }
 
+/// A changeset of every list element instruction (protocol 6 onwards).
+fn list_changeset() -> Changeset {
+    let id = |seq| ElementId { replica: 0, hlc: Hlc { millis: 1_700_000_000_000, counter: 1 }, seq };
+    let (object_type, pk, field) = (String::from("Dog"), Value::from(1), String::from("tags"));
+    Changeset {
+        instructions: vec![
+            Instruction::ListAssign {
+                object_type: object_type.clone(),
+                pk: pk.clone(),
+                field: field.clone(),
+                elements: vec![(id(0), "a".into())],
+            },
+            Instruction::ListInsert {
+                object_type: object_type.clone(),
+                pk: pk.clone(),
+                field: field.clone(),
+                after: Some(id(0)),
+                id: id(1),
+                value: "b".into(),
+            },
+            Instruction::ListSet {
+                object_type: object_type.clone(),
+                pk: pk.clone(),
+                field: field.clone(),
+                id: id(1),
+                value: "c".into(),
+            },
+            Instruction::ListMove {
+                object_type: object_type.clone(),
+                pk: pk.clone(),
+                field: field.clone(),
+                id: id(1),
+                after: None,
+            },
+            Instruction::ListRemove { object_type, pk, field, id: id(0) },
+        ],
+        ..changeset()
+    }
+}
+
+/// The state `list_changeset` leaves after `changeset`'s create.
+fn list_snapshot_object() -> SnapshotObject {
+    let pk = Value::from(1);
+    let writer = Writer { version: 4, base_version: 3, hlc: Hlc { millis: 1_700_000_000_001, counter: 0 }, replica: 7 };
+    let mut state = None;
+    for i in changeset().instructions.iter().take(1).chain(&list_changeset().instructions) {
+        state = apply(state.as_ref(), i, &writer).state;
+    }
+    let state = state.expect("created");
+    SnapshotObject {
+        object_type: "Dog".into(),
+        key: haven_core::key::to_key(pk.as_ref().unwrap()),
+        state: SnapshotObject::encode_state(&pk, &state).unwrap(),
+    }
+}
+
 fn snapshot_object() -> SnapshotObject {
     let stamp = Stamp { version: 4, hlc: Hlc { millis: 1_700_000_000_001, counter: 0 }, replica: 7 };
     let fields = [("_id", Value::from(1)), ("blob", Value::Data(vec![1, 2])), ("when", Value::Date(5))]
         .into_iter()
         .map(|(n, value)| (n.to_owned(), Field { value, stamp }))
         .collect();
-    let state = ObjectState::Live { fields, deleted_at: None };
+    let state = ObjectState::Live { fields, lists: Default::default(), deleted_at: None };
     let pk = Value::from(1);
     SnapshotObject {
         object_type: "Dog".into(),
@@ -72,6 +128,7 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
             },
         ),
         ("Upload", ClientMessage::Upload { changesets: vec![changeset()] }),
+        ("UploadListElements", ClientMessage::Upload { changesets: vec![list_changeset()] }),
         ("Mark", ClientMessage::Mark { request: 5 }),
         ("Ping", ClientMessage::Ping { nonce: 6 }),
     ];
@@ -94,6 +151,16 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
                 uploaded_through: 3,
                 server_version: 10,
                 server_version_salt: 0xcafe,
+            },
+        ),
+        (
+            "BootstrapListElements",
+            ServerMessage::Bootstrap {
+                objects: vec![list_snapshot_object()],
+                last: true,
+                server_version: 9,
+                server_version_salt: 0xbeef,
+                uploaded_through: 3,
             },
         ),
         ("MarkAnswer", ServerMessage::Mark { request: 5, server_version: 10 }),
@@ -151,7 +218,9 @@ fn every_message_encodes_as_pinned_and_decodes_back() {
         assert_eq!(name, made_name);
         assert!(frame == made_frame, "{name}: the encoding changed; a change needs a new protocol version");
         let decoded_again = match name.as_str() {
-            "Bind" | "Upload" | "Mark" | "Ping" => protocol::encode(&protocol::decode::<ClientMessage>(frame).unwrap()),
+            "Bind" | "Upload" | "UploadListElements" | "Mark" | "Ping" => {
+                protocol::encode(&protocol::decode::<ClientMessage>(frame).unwrap())
+            }
             _ => protocol::encode(&protocol::decode::<ServerMessage>(frame).unwrap()),
         };
         assert!(decoded_again.unwrap() == *frame, "{name} decodes to the same message");
@@ -181,4 +250,15 @@ fn every_frame_of_a_served_older_version_decodes_as_the_same_message() {
     }
     let older = [b'H', b'V', (protocol::OLDEST_SERVED_VERSION - 1) as u8, 0, 3, 1];
     assert!(matches!(protocol::decode_served::<ClientMessage>(&older), Err(protocol::FrameError::WrongVersion { .. })));
+}
+
+#[test]
+fn a_client_from_before_list_elements_is_never_sent_them() {
+    let stored = |cs: &Changeset| postcard::to_allocvec(cs).unwrap();
+    let old = protocol::LIST_ELEMENTS_VERSION - 1;
+    assert!(protocol::readable_changeset(old, &stored(&changeset())));
+    assert!(!protocol::readable_changeset(old, &stored(&list_changeset())));
+    assert!(protocol::readable_changeset(protocol::LIST_ELEMENTS_VERSION, &stored(&list_changeset())));
+    assert!(protocol::readable_state(old, &snapshot_object()));
+    assert!(!protocol::readable_state(old, &list_snapshot_object()));
 }

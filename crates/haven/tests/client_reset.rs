@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use haven_testkit::{dogs, synced};
 
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
-    "_id":"int","name":"string","age":"int?","lastUpdated":"int","friend":"Dog?"}}]"#;
+    "_id":"int","name":"string","age":"int?","lastUpdated":"int","friend":"Dog?","tags":"int[]"}}]"#;
 const ADMIN: &str = "admin-secret";
 
 /// The server and the files of one scenario.
@@ -461,7 +461,7 @@ async fn two_creates_of_one_key_merge_by_the_later_write() {
         b.reset_and_resume().await;
         let dogs = b.converged().await;
         assert_eq!(dogs.len(), 2);
-        assert_eq!(dogs[1], json!({"_id": 3, "name": "R's", "age": 2, "lastUpdated": 2, "friend": null}), "{mode:?}");
+        assert_eq!(dogs[1], json!({"_id": 3, "name": "R's", "age": 2, "lastUpdated": 2, "friend": null, "tags": []}), "{mode:?}");
     }
 }
 
@@ -662,7 +662,7 @@ async fn junk_left_in_the_staging_area_is_cleared() {
         .into_iter()
         .map(|(n, value)| (n.to_owned(), Field { value, stamp }))
         .collect();
-    let state = ObjectState::Live { fields, deleted_at: None };
+    let state = ObjectState::Live { fields, lists: Default::default(), deleted_at: None };
     let junk = haven_sync::protocol::SnapshotObject {
         object_type: "Dog".into(),
         key: haven_core::key::to_key(Value::from(99).as_ref().unwrap()),
@@ -757,7 +757,7 @@ async fn from_change_log_replays_everything_overwrite_server_copies_the_backup()
     synced(&live).await;
     synced(&b.r).await;
     let mut expected = dogs(&backup);
-    expected.push(json!({"_id": 4, "name": "R's", "age": null, "lastUpdated": 2, "friend": null}));
+    expected.push(json!({"_id": 4, "name": "R's", "age": null, "lastUpdated": 2, "friend": null, "tags": []}));
     assert_eq!(b.converged().await, expected);
 }
 
@@ -1108,4 +1108,74 @@ async fn removing_a_property_from_a_synced_app_is_still_refused_locally() {
     let err = Database::open_synced(h.config_with("l", RECOVER, &seen, &without_age)).await.unwrap_err();
     assert!(err.to_string().contains("Dog.age") && err.to_string().contains("keep it in the schema"), "{err}");
     assert_eq!(seen.counts(), (0, 0), "no reset");
+}
+
+/// The baseline with Dog 1's `tags` [1, 2, 3], written element by element
+/// and synced everywhere before L goes offline.
+async fn list_baseline(mode: Mode) -> Baseline {
+    let b = baseline(mode).await;
+    b.l.sync_session().unwrap().resume();
+    b.l.write(|tx| (1..=3).try_for_each(|n| tx.list_push("Dog", 1, "tags", n))).unwrap();
+    synced(&b.l).await;
+    synced(&b.r).await;
+    b.l.sync_session().unwrap().pause();
+    b
+}
+
+fn tags(dogs: &[serde_json::Value]) -> serde_json::Value {
+    dogs[0]["tags"].clone()
+}
+
+fn push(db: &Database, values: &[i64]) {
+    db.write(|tx| values.iter().try_for_each(|v| tx.list_push("Dog", 1, "tags", *v))).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovering_an_offline_list_removal_keeps_the_servers_concurrent_insertions() {
+    let b = list_baseline(RECOVER).await;
+    b.l.write(|tx| tx.list_remove("Dog", 1, "tags", 1).map(drop)).unwrap();
+    b.remote(|r| push(r, &[4, 5])).await;
+    b.reset_and_resume().await;
+    assert_eq!(tags(&b.converged().await), json!([1, 3, 4, 5]), "Realm recovers [1, 3] here");
+    assert!(b.seen.report().is_complete(), "{}", b.seen.report());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovering_an_offline_move_and_append_keeps_the_servers_concurrent_append() {
+    let b = list_baseline(RECOVER).await;
+    b.l.write(|tx| {
+        tx.list_move("Dog", 1, "tags", 0, 1)?;
+        tx.list_push("Dog", 1, "tags", 5)
+    })
+    .unwrap();
+    b.remote(|r| push(r, &[4])).await;
+    b.reset_and_resume().await;
+    assert_eq!(tags(&b.converged().await), json!([2, 1, 3, 5, 4]), "Realm recovers [2, 1, 3, 5] here");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_change_to_a_list_element_the_server_removed_is_reported() {
+    let b = list_baseline(RECOVER).await;
+    b.l.write(|tx| tx.list_set("Dog", 1, "tags", 1, 20)).unwrap();
+    b.remote(|r| r.write(|tx| tx.list_remove("Dog", 1, "tags", 1).map(drop)).unwrap()).await;
+    b.reset_and_resume().await;
+    assert_eq!(tags(&b.converged().await), json!([1, 3]));
+    assert_eq!(drop_reasons(&b.seen.report()), vec![(1, Some("tags".into()), DropReason::ElementRemoved)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_recovery_by_field_replays_list_edits_by_element() {
+    let b = list_baseline(Mode::Manual).await;
+    b.l.write(|tx| {
+        tx.list_insert("Dog", 1, "tags", 1, 9)?;
+        tx.list_remove("Dog", 1, "tags", 0).map(drop)
+    })
+    .unwrap();
+    b.remote(|r| push(r, &[4])).await;
+    let (live, backup, b) = manual_reset(b).await;
+    let report = haven::recovery::by_field(&backup, &live).unwrap();
+    assert!(report.is_complete(), "{report}");
+    synced(&live).await;
+    synced(&b.r).await;
+    assert_eq!(tags(&b.converged().await), json!([9, 2, 3, 4]));
 }

@@ -9,6 +9,7 @@
 //! ones must keep passing.
 
 use haven::{ClientResetMode, Config, Database, RecoveryPolicy, ResetReason, Schema, SyncConfig, SyncError, Value};
+use haven_core::merge::ObjectState;
 use haven_server::{Authenticator, EmbeddedStorage, Server, Storage};
 use haven_testkit::{objects_of, synced, Proxy};
 use serde_json::json;
@@ -27,7 +28,7 @@ const SCHEMA: &str = r#"[
 const ADMIN: &str = "fixture-admin";
 
 /// The file format this build writes (`docs/formats.md`).
-const CURRENT_FORMAT: u32 = 2;
+const CURRENT_FORMAT: u32 = 3;
 
 fn fixtures(format: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/format-{format}"))
@@ -110,7 +111,10 @@ async fn make_current_format_fixtures() {
         tx.create_values("Person", [("_id", "ann".into()), ("name", "Ann".into())], haven::UpdateMode::Never)?;
         tx.create_values("Every", every_1(), haven::UpdateMode::Never)
     });
-    write(&device, |tx| tx.set("Every", 1, "friends", Value::List(vec![1.into()])));
+    write(&device, |tx| {
+        tx.set("Every", 1, "friends", Value::List(vec![1.into()]))?;
+        tx.list_push("Every", 1, "ranks", 4)
+    });
     synced(&device).await;
 
     // A manual reset leaves a backup beside the phone's file.
@@ -137,7 +141,8 @@ async fn make_current_format_fixtures() {
     device.sync_session().unwrap().pause();
     write(&device, |tx| {
         tx.set("Every", 1, "name", Value::from("renamed offline"))?;
-        tx.increment("Every", 1, "count", 1)
+        tx.increment("Every", 1, "count", 1)?;
+        tx.list_insert("Every", 1, "tags", 0, "z")
     });
     write(&device, |tx| {
         let mut two = every_1();
@@ -183,6 +188,11 @@ async fn format_2_files_open_with_every_value_and_finish_their_reset_with_this_b
     open_every_value_and_finish_the_reset(2).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_3_files_open_with_every_value_and_finish_their_reset_with_this_build() {
+    open_every_value_and_finish_the_reset(3).await;
+}
+
 /// The checks of one format's set.
 async fn open_every_value_and_finish_the_reset(format: u32) {
     let dir = tempfile::tempdir().unwrap();
@@ -191,12 +201,18 @@ async fn open_every_value_and_finish_the_reset(format: u32) {
     assert_eq!(raw::format(&device_path), format, "the set is of its format");
 
     // The device, read-only: every value, the sync position, the reset.
-    let expected_1 = json!({
+    let mut expected_1 = json!({
         "_id": 1, "flag": true, "count": 42, "ratio": 0.25, "name": "renamed offline",
         "blob": Value::Data(vec![0, 1, 2, 255]).to_json(), "when": Value::Date(1_700_000_000_123).to_json(),
         "oid": Value::ObjectId(*b"haven-fixtur").to_json(), "uid": Value::Uuid(*b"0123456789abcdef").to_json(),
         "maybe": null, "note": "a note", "owner": "ann", "tags": ["a", "b"], "ranks": [3, 1, 2], "friends": [1]
     });
+    if format >= 3 {
+        // Format 3's set also holds list element edits: a synced append, an
+        // unsynced insertion.
+        expected_1["ranks"] = json!([3, 1, 2, 4]);
+        expected_1["tags"] = json!(["z", "a", "b"]);
+    }
     {
         let device = Database::open(Config::new(&device_path).read_only()).unwrap();
         assert_eq!(device.schema(), &schema());
@@ -233,14 +249,20 @@ async fn open_every_value_and_finish_the_reset(format: u32) {
     for h in &history {
         assert_ne!(storage.version_salt("p", h.server_version).unwrap(), Some(0), "version {}", h.server_version);
     }
-    let mut objects = 0;
+    let mut objects = Vec::new();
     storage
         .snapshot("p", 0, 1 << 20, &mut |batch| {
-            objects += batch.iter().map(|o| o.decode().map(|_| 1).unwrap()).sum::<usize>();
+            objects.extend(batch.iter().map(|o| o.decode().unwrap().1));
             Ok(())
         })
         .unwrap();
-    assert_eq!(objects, 2, "Every 1 and Ann, as stored");
+    assert_eq!(objects.len(), 2, "Every 1 and Ann, as stored");
+    let with_identities = objects.iter().filter(|s| matches!(s, ObjectState::Live { lists, .. } if !lists.is_empty()));
+    assert_eq!(
+        with_identities.count(),
+        usize::from(format >= 3),
+        "Every 1's ranks, appended to, has element identities"
+    );
     let server = Server::start(storage, Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let errors = Arc::new(Mutex::new(Vec::<SyncError>::new()));
     let seen = errors.clone();
@@ -303,7 +325,7 @@ mod raw {
 }
 
 #[test]
-fn a_format_1_file_migrates_to_format_2_in_one_commit() {
+fn a_format_1_file_migrates_to_the_current_format_in_one_commit() {
     use haven_core::ValueRef;
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&fixtures(1), dir.path());
@@ -316,7 +338,7 @@ fn a_format_1_file_migrates_to_format_2_in_one_commit() {
     let db = Database::open(Config::new(&path).schema(schema())).unwrap();
     let before = (every(&db, 1), every(&db, 2), db.pending_changes().unwrap(), db.sync_position().unwrap());
     drop(db);
-    assert_eq!(raw::format(&path), 2);
+    assert_eq!(raw::format(&path), CURRENT_FORMAT);
     let overlay = raw::overlay(&path);
     assert_eq!(overlay.len(), 1, "only Every 1, which unsynced changes touch, keeps an overlay entry");
     assert_eq!(overlay[0].0, "Every");

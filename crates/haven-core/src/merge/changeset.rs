@@ -2,10 +2,17 @@
 //! merge rule can apply on any replica.
 
 use super::hlc::Hlc;
+use super::list::ElementId;
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
 
-/// One change to one object. Lists are written whole (as a `Set`).
+/// One change to one object.
+///
+/// A list property is written whole by `ListAssign` (or, in changesets
+/// from before element identity, by a `Create` or `Set` of a list value),
+/// and element by element by the other `List*` instructions, which name
+/// elements by [`ElementId`]. New variants go after the last one: the
+/// encoding numbers them in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Instruction {
     /// Creates the object, or merges these fields into it if it exists
@@ -47,6 +54,69 @@ pub enum Instruction {
         /// The primary key.
         pk: Value,
     },
+    /// Writes a list property whole: the elements with their ids.
+    ListAssign {
+        /// The object type.
+        object_type: String,
+        /// The primary key.
+        pk: Value,
+        /// The list property.
+        field: String,
+        /// The new elements, in order.
+        elements: Vec<(ElementId, Value)>,
+    },
+    /// Inserts an element after another (at the start for `None`).
+    ListInsert {
+        /// The object type.
+        object_type: String,
+        /// The primary key.
+        pk: Value,
+        /// The list property.
+        field: String,
+        /// The element it goes after.
+        after: Option<ElementId>,
+        /// The new element's id.
+        id: ElementId,
+        /// Its value.
+        value: Value,
+    },
+    /// Changes one element's value.
+    ListSet {
+        /// The object type.
+        object_type: String,
+        /// The primary key.
+        pk: Value,
+        /// The list property.
+        field: String,
+        /// The element.
+        id: ElementId,
+        /// Its new value.
+        value: Value,
+    },
+    /// Moves one element after another (to the start for `None`).
+    ListMove {
+        /// The object type.
+        object_type: String,
+        /// The primary key.
+        pk: Value,
+        /// The list property.
+        field: String,
+        /// The element.
+        id: ElementId,
+        /// The element it goes after.
+        after: Option<ElementId>,
+    },
+    /// Removes one element.
+    ListRemove {
+        /// The object type.
+        object_type: String,
+        /// The primary key.
+        pk: Value,
+        /// The list property.
+        field: String,
+        /// The element.
+        id: ElementId,
+    },
 }
 
 impl Instruction {
@@ -56,7 +126,26 @@ impl Instruction {
             Instruction::Create { object_type, pk, .. }
             | Instruction::Set { object_type, pk, .. }
             | Instruction::Increment { object_type, pk, .. }
-            | Instruction::Delete { object_type, pk } => (object_type, pk),
+            | Instruction::Delete { object_type, pk }
+            | Instruction::ListAssign { object_type, pk, .. }
+            | Instruction::ListInsert { object_type, pk, .. }
+            | Instruction::ListSet { object_type, pk, .. }
+            | Instruction::ListMove { object_type, pk, .. }
+            | Instruction::ListRemove { object_type, pk, .. } => (object_type, pk),
+        }
+    }
+
+    /// The property an instruction about one property writes.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Instruction::Create { .. } | Instruction::Delete { .. } => None,
+            Instruction::Set { field, .. }
+            | Instruction::Increment { field, .. }
+            | Instruction::ListAssign { field, .. }
+            | Instruction::ListInsert { field, .. }
+            | Instruction::ListSet { field, .. }
+            | Instruction::ListMove { field, .. }
+            | Instruction::ListRemove { field, .. } => Some(field),
         }
     }
 }

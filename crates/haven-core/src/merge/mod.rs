@@ -1,14 +1,16 @@
 //! The merge rule shared by the sync client and server (`docs/conflicts.md`):
 //! server-ordered, client-rebased; delete wins; same primary key, same
 //! object; fields merge one by one, causality first and then the hybrid
-//! logical clock; increments add up. Pure: no I/O.
+//! logical clock; increments add up; list elements keep their identity. Pure: no I/O.
 
 mod changeset;
 mod hlc;
+mod list;
 mod rule;
 pub(crate) mod validate;
 
 pub use changeset::{Changeset, Instruction};
 pub use hlc::{Hlc, HlcClock};
+pub use list::{ElementId, ListElement, ListState};
 pub use rule::{apply, Applied, Dropped, Field, ObjectState, Overruled, Stamp, Writer};
 pub use validate::{validate, InvalidChangeset};

@@ -5,6 +5,7 @@
 
 use super::changeset::Instruction;
 use super::hlc::Hlc;
+use super::list::{ElementChange, ListState};
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,12 +31,20 @@ pub struct Field {
 }
 
 /// What the merge rule knows of one object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Encoded as the three variants of `wire::StateWire`: a live object whose
+/// lists carry no element identities encodes exactly as before lists had
+/// them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "wire::StateWire")]
 pub enum ObjectState {
     /// The object exists.
     Live {
-        /// Its fields.
+        /// Its fields. A list property's field holds the list's values.
         fields: BTreeMap<String, Field>,
+        /// The element identities of the list properties that have been
+        /// written element by element (or whole, since).
+        lists: BTreeMap<String, ListState>,
         /// The delete this object was created again after, if any (server
         /// version, replica): writes from writers who had not seen that
         /// delete belong to the deleted object and are dropped.
@@ -49,6 +58,33 @@ pub enum ObjectState {
         /// The replica that deleted it.
         replica: u64,
     },
+}
+
+impl ObjectState {
+    /// The elements of list property `name`, with their identities, as
+    /// element operations see them; `None` when the object is deleted or
+    /// the property holds no list.
+    pub fn list(&self, name: &str) -> Option<std::borrow::Cow<'_, ListState>> {
+        let ObjectState::Live { fields, lists, .. } = self else { return None };
+        match lists.get(name) {
+            Some(list) => Some(std::borrow::Cow::Borrowed(list)),
+            None => derived_list(fields.get(name)).map(std::borrow::Cow::Owned),
+        }
+    }
+
+    /// Every stamp of a live object: its fields', and its list elements'
+    /// writes and moves.
+    pub fn stamps(&self) -> impl Iterator<Item = Stamp> + '_ {
+        let (fields, lists) = match self {
+            ObjectState::Live { fields, lists, .. } => (Some(fields), Some(lists)),
+            ObjectState::Deleted { .. } => (None, None),
+        };
+        let elements = lists.into_iter().flat_map(|l| l.values()).flat_map(|l| &l.elements);
+        fields
+            .into_iter()
+            .flat_map(|f| f.values().map(|f| f.stamp))
+            .chain(elements.flat_map(|e| std::iter::once(e.stamp).chain(e.moved)))
+    }
 }
 
 /// The changeset an instruction comes from, as the merge rule needs it.
@@ -65,7 +101,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    fn stamp(&self) -> Stamp {
+    pub(crate) fn stamp(&self) -> Stamp {
         Stamp { version: self.version, hlc: self.hlc, replica: self.replica }
     }
 
@@ -73,14 +109,14 @@ impl Writer {
     /// seen that write wins (causality); otherwise the writes are
     /// concurrent and the later clock wins, ties going to the higher
     /// replica id.
-    fn beats(&self, last: &Stamp) -> bool {
+    pub(crate) fn beats(&self, last: &Stamp) -> bool {
         self.has_seen(last.version, last.replica) || (self.hlc, self.replica) > (last.hlc, last.replica)
     }
 
     /// Whether the writer knew of a write made at `version` by `replica`:
     /// it had integrated that version, or the write was its own (an
     /// earlier changeset of the same replica, or this very changeset).
-    fn has_seen(&self, version: u64, replica: u64) -> bool {
+    pub(crate) fn has_seen(&self, version: u64, replica: u64) -> bool {
         self.base_version >= version || replica == self.replica
     }
 }
@@ -96,6 +132,14 @@ pub enum Overruled {
     NotFound,
     /// An increment on a value that is not a number of the same kind.
     NotANumber,
+    /// A list operation on an element that was removed.
+    ElementRemoved,
+    /// A list operation naming an element the list never had.
+    ElementNotFound,
+    /// An insertion whose element id the list already has.
+    ElementExists,
+    /// A list operation on a property that does not hold a list.
+    NotAList,
 }
 
 /// Something an instruction could not change.
@@ -135,7 +179,7 @@ pub struct Applied {
 pub fn apply(current: Option<&ObjectState>, instruction: &Instruction, writer: &Writer) -> Applied {
     let unchanged = |dropped: Vec<Dropped>| Applied { state: current.cloned(), dropped };
     let drop_whole = |reason| unchanged(vec![Dropped { field: None, reason }]);
-    let (fields, deleted_at) = match current {
+    let (fields, lists, deleted_at) = match current {
         None => {
             return match instruction {
                 Instruction::Create { fields, .. } => {
@@ -155,25 +199,26 @@ pub fn apply(current: Option<&ObjectState>, instruction: &Instruction, writer: &
                 _ => drop_whole(Overruled::DeletedOnServer),
             };
         }
-        Some(ObjectState::Live { fields, deleted_at }) => (fields, *deleted_at),
+        Some(ObjectState::Live { fields, lists, deleted_at }) => (fields, lists, *deleted_at),
     };
     if deleted_at.is_some_and(|(version, replica)| !writer.has_seen(version, replica)) {
         // About the incarnation that was deleted: delete wins.
         return drop_whole(Overruled::DeletedOnServer);
     }
-    let mut fields = fields.clone();
+    if let Instruction::Delete { .. } = instruction {
+        let state = ObjectState::Deleted { version: writer.version, replica: writer.replica };
+        return Applied { state: Some(state), dropped: vec![] };
+    }
+    let mut live = LiveObject { fields: fields.clone(), lists: lists.clone() };
     let dropped = match instruction {
-        Instruction::Delete { .. } => {
-            let state = ObjectState::Deleted { version: writer.version, replica: writer.replica };
-            return Applied { state: Some(state), dropped: vec![] };
-        }
+        Instruction::Delete { .. } => unreachable!("handled above"),
         Instruction::Create { fields: given, .. } => {
-            given.iter().filter_map(|(name, value)| set_field(&mut fields, name, value, writer)).collect()
+            given.iter().filter_map(|(name, value)| live.set(name, value, writer)).collect()
         }
-        Instruction::Set { field, value, .. } => set_field(&mut fields, field, value, writer).into_iter().collect(),
-        Instruction::Increment { field, delta, .. } => {
-            match fields.get_mut(field).and_then(|f| add(&f.value, delta).map(|sum| (f, sum))) {
-                Some((f, sum)) => {
+        Instruction::Set { field, value, .. } => live.set(field, value, writer).into_iter().collect(),
+        Instruction::Increment { field, delta, .. } => match live.fields.get_mut(field) {
+            Some(f) => match add(&f.value, delta) {
+                Some(sum) => {
                     // Increments always count, concurrent or not. The field
                     // keeps the later clock of the two: adding to a value must
                     // not make it easier for an older concurrent set to win.
@@ -182,33 +227,123 @@ pub fn apply(current: Option<&ObjectState>, instruction: &Instruction, writer: &
                     vec![]
                 }
                 None => return unchanged(vec![Dropped { field: Some(field.clone()), reason: Overruled::NotANumber }]),
-            }
+            },
+            None => return unchanged(vec![Dropped { field: Some(field.clone()), reason: Overruled::NotANumber }]),
+        },
+        Instruction::ListAssign { field, elements, .. } => {
+            live.assign(field, elements.iter().cloned(), writer).into_iter().collect()
         }
+        Instruction::ListInsert { field, after, id, value, .. } => {
+            live.change(field, ElementChange::Insert { after: *after, id: *id, value }, writer)
+        }
+        Instruction::ListSet { field, id, value, .. } => {
+            live.change(field, ElementChange::Set { id: *id, value }, writer)
+        }
+        Instruction::ListMove { field, id, after, .. } => {
+            live.change(field, ElementChange::Move { id: *id, after: *after }, writer)
+        }
+        Instruction::ListRemove { field, id, .. } => live.change(field, ElementChange::Remove { id: *id }, writer),
     };
-    Applied { state: Some(ObjectState::Live { fields, deleted_at }), dropped }
+    let LiveObject { fields, lists } = live;
+    Applied { state: Some(ObjectState::Live { fields, lists, deleted_at }), dropped }
 }
 
 fn fresh(given: &[(String, Value)], writer: &Writer, deleted_at: Option<(u64, u64)>) -> ObjectState {
     let stamp = writer.stamp();
     let fields = given.iter().map(|(n, v)| (n.clone(), Field { value: v.clone(), stamp })).collect();
-    ObjectState::Live { fields, deleted_at }
+    ObjectState::Live { fields, lists: BTreeMap::new(), deleted_at }
 }
 
-/// Writes one field if the writer beats its last write; otherwise says
-/// why not.
-fn set_field(live: &mut BTreeMap<String, Field>, name: &str, value: &Value, writer: &Writer) -> Option<Dropped> {
-    match live.get_mut(name) {
-        Some(f) if !writer.beats(&f.stamp) => {
-            Some(Dropped { field: Some(name.to_owned()), reason: Overruled::OlderThanServer })
+/// A live object's fields and list identities, as an instruction changes them.
+struct LiveObject {
+    fields: BTreeMap<String, Field>,
+    lists: BTreeMap<String, ListState>,
+}
+
+/// The stamp of a field nobody has written: every write beats it.
+const UNWRITTEN: Stamp = Stamp { version: 0, hlc: Hlc { millis: 0, counter: 0 }, replica: 0 };
+
+impl LiveObject {
+    /// Writes one field if the writer beats its last write; otherwise
+    /// says why not. A list value written to a list that has element
+    /// identities replaces its elements (with ids derived from the write).
+    fn set(&mut self, name: &str, value: &Value, writer: &Writer) -> Option<Dropped> {
+        if let (Some(items), true) = (value.as_list(), self.lists.contains_key(name)) {
+            let stamp = writer.stamp();
+            let derived = ListState::derived(items, &stamp).elements.into_iter().map(|e| (e.id, e.value));
+            return self.assign(name, derived, writer);
         }
-        Some(f) => {
-            *f = Field { value: value.clone(), stamp: writer.stamp() };
-            None
+        match self.fields.get_mut(name) {
+            Some(f) if !writer.beats(&f.stamp) => {
+                Some(Dropped { field: Some(name.to_owned()), reason: Overruled::OlderThanServer })
+            }
+            Some(f) => {
+                *f = Field { value: value.clone(), stamp: writer.stamp() };
+                None
+            }
+            None => {
+                self.fields.insert(name.to_owned(), Field { value: value.clone(), stamp: writer.stamp() });
+                None
+            }
         }
-        None => {
-            live.insert(name.to_owned(), Field { value: value.clone(), stamp: writer.stamp() });
-            None
+    }
+
+    /// Writes a list whole, if the writer beats its last whole write.
+    fn assign(
+        &mut self,
+        name: &str,
+        elements: impl IntoIterator<Item = (super::ElementId, Value)>,
+        writer: &Writer,
+    ) -> Option<Dropped> {
+        let dropped = |reason| Some(Dropped { field: Some(name.to_owned()), reason });
+        let last = self.fields.get(name).map_or(UNWRITTEN, |f| f.stamp);
+        let Some(list) = self.list(name) else { return dropped(Overruled::NotAList) };
+        if !writer.beats(&last) {
+            return dropped(Overruled::OlderThanServer);
         }
+        list.assign(elements, writer);
+        let value = Value::List(list.values());
+        self.fields.insert(name.to_owned(), Field { value, stamp: writer.stamp() });
+        None
+    }
+
+    /// Changes one element of a list.
+    fn change(&mut self, name: &str, change: ElementChange<'_>, writer: &Writer) -> Vec<Dropped> {
+        let outcome = match self.list(name) {
+            Some(list) => list.change(change, writer).map(|()| list.values()),
+            None => Err(Overruled::NotAList),
+        };
+        match outcome {
+            Ok(values) => {
+                // The field keeps the stamp of the list's last whole write.
+                let field =
+                    self.fields.entry(name.to_owned()).or_insert(Field { value: Value::Null, stamp: UNWRITTEN });
+                field.value = Value::List(values);
+                vec![]
+            }
+            Err(reason) => vec![Dropped { field: Some(name.to_owned()), reason }],
+        }
+    }
+
+    /// The element identities of a list property, derived from its value
+    /// the first time they are needed; `None` when it holds no list.
+    fn list(&mut self, name: &str) -> Option<&mut ListState> {
+        if !self.lists.contains_key(name) {
+            let state = derived_list(self.fields.get(name))?;
+            self.lists.insert(name.to_owned(), state);
+        }
+        self.lists.get_mut(name)
+    }
+}
+
+/// The element identities of a list property that has none stored yet:
+/// derived from its field (empty when it was never written); `None` when
+/// the field holds something else.
+fn derived_list(field: Option<&Field>) -> Option<ListState> {
+    match field {
+        None => Some(ListState::default()),
+        Some(Field { value: Value::List(items), stamp }) => Some(ListState::derived(items, stamp)),
+        Some(_) => None,
     }
 }
 
@@ -218,5 +353,77 @@ fn add(value: &Value, delta: &Value) -> Option<Value> {
         (Value::Double(a), Value::Int(d)) => Some(Value::Double(a + *d as f64)),
         (Value::Double(a), Value::Double(d)) => Some(Value::Double(a + d)),
         _ => None,
+    }
+}
+
+impl Serialize for ObjectState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        wire::StateRef::from(self).serialize(serializer)
+    }
+}
+
+/// How an [`ObjectState`] is encoded. Postcard numbers enum variants in
+/// order: `Live` and `Deleted` are the encodings from before lists had
+/// element identities, and `LiveWithLists` comes after them, so old bytes
+/// decode as they always did.
+mod wire {
+    use super::{Field, ListState, ObjectState};
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeMap;
+
+    type Deletion = Option<(u64, u64)>;
+
+    #[derive(Deserialize)]
+    #[serde(rename = "ObjectState")]
+    pub(super) enum StateWire {
+        Live { fields: BTreeMap<String, Field>, deleted_at: Deletion },
+        Deleted { version: u64, replica: u64 },
+        LiveWithLists { fields: BTreeMap<String, Field>, deleted_at: Deletion, lists: BTreeMap<String, ListState> },
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename = "ObjectState")]
+    pub(super) enum StateRef<'a> {
+        Live {
+            fields: &'a BTreeMap<String, Field>,
+            deleted_at: &'a Deletion,
+        },
+        Deleted {
+            version: u64,
+            replica: u64,
+        },
+        LiveWithLists {
+            fields: &'a BTreeMap<String, Field>,
+            deleted_at: &'a Deletion,
+            lists: &'a BTreeMap<String, ListState>,
+        },
+    }
+
+    impl From<StateWire> for ObjectState {
+        fn from(wire: StateWire) -> ObjectState {
+            match wire {
+                StateWire::Live { fields, deleted_at } => {
+                    ObjectState::Live { fields, lists: BTreeMap::new(), deleted_at }
+                }
+                StateWire::Deleted { version, replica } => ObjectState::Deleted { version, replica },
+                StateWire::LiveWithLists { fields, deleted_at, lists } => {
+                    ObjectState::Live { fields, lists, deleted_at }
+                }
+            }
+        }
+    }
+
+    impl<'a> From<&'a ObjectState> for StateRef<'a> {
+        fn from(state: &'a ObjectState) -> StateRef<'a> {
+            match state {
+                ObjectState::Live { fields, lists, deleted_at } if lists.is_empty() => {
+                    StateRef::Live { fields, deleted_at }
+                }
+                ObjectState::Live { fields, lists, deleted_at } => {
+                    StateRef::LiveWithLists { fields, deleted_at, lists }
+                }
+                ObjectState::Deleted { version, replica } => StateRef::Deleted { version: *version, replica: *replica },
+            }
+        }
     }
 }

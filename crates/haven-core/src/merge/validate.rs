@@ -3,7 +3,7 @@
 //! instruction does not fit, and names it.
 
 use super::changeset::{Changeset, Instruction};
-use crate::schema::{ObjectSchema, Schema};
+use crate::schema::{ObjectSchema, Property, Schema};
 use crate::value::Value;
 
 /// An instruction that does not fit the schema.
@@ -77,6 +77,33 @@ pub(crate) fn check(schema: &Schema, instruction: &Instruction) -> Result<(), St
             }
         }
         Instruction::Delete { .. } => Ok(()),
+        Instruction::ListAssign { field, elements, .. } => {
+            let prop = list_property(ty, field)?;
+            elements.iter().enumerate().try_for_each(|(i, (_, value))| element_fits(schema, ty, prop, value, i))
+        }
+        Instruction::ListInsert { field, value, .. } | Instruction::ListSet { field, value, .. } => {
+            element_fits(schema, ty, list_property(ty, field)?, value, 0)
+        }
+        Instruction::ListMove { field, .. } | Instruction::ListRemove { field, .. } => {
+            list_property(ty, field).map(|_| ())
+        }
+    }
+}
+
+/// The list property `name` of `ty`, or why it is not one.
+fn list_property<'s>(ty: &'s ObjectSchema, name: &str) -> Result<&'s Property, String> {
+    match ty.property_named(name) {
+        Some(p) if p.list => Ok(p),
+        Some(p) => Err(format!("{}.{name} is '{}', not a list", ty.name(), p.type_string())),
+        None => Err(format!("{} has no property '{name}'", ty.name())),
+    }
+}
+
+/// Whether `value` is exactly what an element of list `prop` stores.
+fn element_fits(schema: &Schema, ty: &ObjectSchema, prop: &Property, value: &Value, at: usize) -> Result<(), String> {
+    match schema.coerce(ty, prop, Value::List(vec![value.clone()])) {
+        Ok(Value::List(converted)) if converted[0] == *value => Ok(()),
+        _ => Err(format!("{}.{}[{at}]: expected {}, got {}", ty.name(), prop.name, prop.ty.name(), value.kind())),
     }
 }
 

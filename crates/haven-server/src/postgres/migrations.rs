@@ -64,6 +64,13 @@ CREATE TABLE haven_version_salts (
     PRIMARY KEY (partition, version)
 );
 "#,
+    // 3: history and object states may hold list element instructions and
+    // element identities, which servers from before cannot read. The
+    // tables do not change: the number keeps older servers out.
+    r#"
+COMMENT ON COLUMN haven_objects.state IS
+    'postcard (pk, ObjectState); from migration 3 it may hold list element identities';
+"#,
 ];
 
 /// Creates or migrates the tables, one process at a time.

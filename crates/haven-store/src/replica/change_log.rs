@@ -9,14 +9,15 @@ use crate::layout::{
 use haven_core::merge::{Changeset, Hlc, HlcClock, Instruction};
 use redb::ReadableTable;
 
-/// Appends one changeset (the next client version, stamped now) inside
-/// the transaction that made it; returns its client version.
-pub(crate) fn append(txn: &redb::WriteTransaction, instructions: Vec<Instruction>) -> Result<u64> {
+/// Appends one changeset (the next client version, stamped `hlc` if the
+/// transaction took its clock already, else now) inside the transaction
+/// that made it; returns its client version.
+pub(crate) fn append(txn: &redb::WriteTransaction, instructions: Vec<Instruction>, hlc: Option<Hlc>) -> Result<u64> {
     let last = clock(txn)?;
     let client_version = next_client_version(txn)?;
     let mut meta = txn.open_table(META)?;
     let base_version = read_u64(meta.get(META_BASE_VERSION)?).unwrap_or(0);
-    let hlc = HlcClock::starting_after(last).now(wall_millis());
+    let hlc = hlc.unwrap_or_else(|| HlcClock::starting_after(last).now(wall_millis()));
     let changeset = Changeset { replica: 0, client_version, base_version, hlc, instructions };
     let bytes =
         postcard::to_allocvec(&changeset).map_err(|e| Error::Storage(format!("cannot encode a changeset: {e}")))?;

@@ -173,10 +173,14 @@ fn stamp_echo(
     record: &[u8],
     state: Option<&ObjectState>,
 ) -> Result<bool> {
-    let (Some(object_type), Some(ObjectState::Live { fields, deleted_at })) = (tx.schema().object_type(ty), state)
+    let (Some(object_type), Some(ObjectState::Live { fields, lists, deleted_at })) =
+        (tx.schema().object_type(ty), state)
     else {
         return Ok(false);
     };
+    if !lists.is_empty() {
+        return Ok(false);
+    }
     let Some(suffix) = confirmed::stamps_suffix(object_type, fields, *deleted_at)? else {
         return Ok(false);
     };

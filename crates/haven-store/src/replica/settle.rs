@@ -95,8 +95,8 @@ pub(crate) fn settle(
     let shown = if pending.is_some() { optimistic.as_ref() } else { confirmed.as_ref() };
     // `Ok(true)`: the record now holds the confirmed state.
     let written = match shown {
-        Some(ObjectState::Live { fields, deleted_at }) => {
-            confirmed::render(tx.schema(), object_type, pk, fields, *deleted_at).and_then(|rendered| {
+        Some(ObjectState::Live { fields, lists, deleted_at }) => {
+            confirmed::render(tx.schema(), object_type, pk, fields, lists, *deleted_at).and_then(|rendered| {
                 let suffix = match pending {
                     Some(client_version) => {
                         let mut mark = Vec::with_capacity(9);

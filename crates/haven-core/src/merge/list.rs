@@ -1,0 +1,230 @@
+//! Lists whose elements keep their identity, so that concurrent edits of
+//! one list merge element by element instead of one device's list
+//! replacing another's (`docs/conflicts.md`, "Lists").
+//!
+//! An element is named by an [`ElementId`] that the device which added it
+//! minted. A removed element stays in the sequence as a tombstone, so an
+//! insertion that names it as its anchor still has a place. Instructions
+//! are applied in the server's order, so an insertion goes right after its
+//! anchor: two devices' runs of insertions after the same anchor stay
+//! whole, the run integrated later first.
+
+use super::hlc::Hlc;
+use super::rule::{Overruled, Stamp, Writer};
+use crate::value::Value;
+use serde::{Deserialize, Serialize};
+
+/// The first sequence number of ids derived for a list written whole by
+/// an instruction that carries no ids (changesets from before element
+/// identity, and lists that no element operation has touched yet).
+/// Minted ids count from 0 within a transaction and stay below it.
+const DERIVED_SEQ: u32 = 1 << 31;
+
+/// The identity of one list element: the replica that added it, the clock
+/// of the transaction that added it and its number in that transaction.
+///
+/// In an instruction, `replica` 0 means the changeset's own replica (a
+/// device may not know its ident when it writes, and gets a new one in a
+/// client reset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ElementId {
+    /// The adding replica (0 in an instruction: the writer).
+    pub replica: u64,
+    /// The clock of the adding transaction.
+    pub hlc: Hlc,
+    /// The element's number within that transaction.
+    pub seq: u32,
+}
+
+impl ElementId {
+    /// The id of the `seq`th element a transaction of the writer adds.
+    pub fn minted(hlc: Hlc, seq: u32) -> ElementId {
+        ElementId { replica: 0, hlc, seq }
+    }
+
+    /// The id as stored: `replica` 0 becomes the writer's.
+    fn resolved(self, writer: &Writer) -> ElementId {
+        match self.replica {
+            0 => ElementId { replica: writer.replica, ..self },
+            _ => self,
+        }
+    }
+
+    fn derived(stamp: &Stamp, index: usize) -> ElementId {
+        ElementId { replica: stamp.replica, hlc: stamp.hlc, seq: DERIVED_SEQ.saturating_add(index as u32) }
+    }
+}
+
+/// One element of a list, or the tombstone of a removed one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListElement {
+    /// Its identity.
+    pub id: ElementId,
+    /// Its value (null once removed).
+    pub value: Value,
+    /// The last write of its value: the insertion, or a set.
+    pub stamp: Stamp,
+    /// The server version that added it.
+    pub added_version: u64,
+    /// The last move of it, if it was moved.
+    pub moved: Option<Stamp>,
+    /// Whether it came from writing the list whole (a newer whole write
+    /// replaces it, seen or not).
+    pub assigned: bool,
+    /// Whether it was removed.
+    pub removed: bool,
+}
+
+impl ListElement {
+    fn new(id: ElementId, value: Value, writer: &Writer, assigned: bool) -> ListElement {
+        ListElement {
+            id: id.resolved(writer),
+            value,
+            stamp: writer.stamp(),
+            added_version: writer.version,
+            moved: None,
+            assigned,
+            removed: false,
+        }
+    }
+}
+
+/// The elements of one list property, tombstones included, in list order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListState {
+    /// Every element ever added, in order; removed ones are tombstones.
+    pub elements: Vec<ListElement>,
+}
+
+/// One change to one element of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ElementChange<'a> {
+    Insert { after: Option<ElementId>, id: ElementId, value: &'a Value },
+    Set { id: ElementId, value: &'a Value },
+    Move { id: ElementId, after: Option<ElementId> },
+    Remove { id: ElementId },
+}
+
+impl ListState {
+    /// The identities of a list that was written whole with `items` by
+    /// the write stamped `stamp`: the same on every replica.
+    pub(crate) fn derived(items: &[Value], stamp: &Stamp) -> ListState {
+        let elements = items
+            .iter()
+            .enumerate()
+            .map(|(i, value)| ListElement {
+                id: ElementId::derived(stamp, i),
+                value: value.clone(),
+                stamp: *stamp,
+                added_version: stamp.version,
+                moved: None,
+                assigned: true,
+                removed: false,
+            })
+            .collect();
+        ListState { elements }
+    }
+
+    /// The list's values, in order.
+    pub fn values(&self) -> Vec<Value> {
+        self.live().map(|e| e.value.clone()).collect()
+    }
+
+    /// The elements not removed, in order.
+    pub fn live(&self) -> impl Iterator<Item = &ListElement> {
+        self.elements.iter().filter(|e| !e.removed)
+    }
+
+    /// Writes the list whole, for a writer who beat its last whole write:
+    /// the elements the writer had seen, and those of the whole write it
+    /// beat, are removed; elements added concurrently by others stay,
+    /// after the new ones.
+    pub(crate) fn assign(&mut self, items: impl IntoIterator<Item = (ElementId, Value)>, writer: &Writer) {
+        for e in self.elements.iter_mut().filter(|e| !e.removed) {
+            if e.assigned || writer.has_seen(e.added_version, e.id.replica) {
+                tombstone(e);
+            }
+        }
+        let new: Vec<ListElement> = items
+            .into_iter()
+            .map(|(id, value)| ListElement::new(id, value, writer, true))
+            .filter(|e| self.position(e.id).is_none())
+            .collect();
+        self.elements.splice(0..0, new);
+    }
+
+    /// Applies one element change; `Err` says why it had no effect.
+    pub(crate) fn change(&mut self, change: ElementChange<'_>, writer: &Writer) -> Result<(), Overruled> {
+        match change {
+            ElementChange::Insert { after, id, value } => {
+                let element = ListElement::new(id, value.clone(), writer, false);
+                if self.position(element.id).is_some() {
+                    return Err(Overruled::ElementExists);
+                }
+                let at = self.after(after, writer)?;
+                self.elements.insert(at, element);
+                Ok(())
+            }
+            ElementChange::Set { id, value } => {
+                let e = self.live_element(id, writer)?;
+                if !writer.beats(&e.stamp) {
+                    return Err(Overruled::OlderThanServer);
+                }
+                e.value = value.clone();
+                e.stamp = writer.stamp();
+                Ok(())
+            }
+            ElementChange::Move { id, after } => {
+                let e = self.live_element(id, writer)?;
+                if e.moved.is_some_and(|last| !writer.beats(&last)) {
+                    return Err(Overruled::OlderThanServer);
+                }
+                let id = e.id;
+                let anchor = after.map(|a| a.resolved(writer));
+                if anchor == Some(id) {
+                    return Ok(());
+                }
+                if anchor.is_some_and(|a| self.position(a).is_none()) {
+                    return Err(Overruled::ElementNotFound);
+                }
+                let from = self.position(id).expect("found above");
+                let mut moving = self.elements.remove(from);
+                moving.moved = Some(writer.stamp());
+                let at = self.after(anchor, writer).expect("checked above");
+                self.elements.insert(at, moving);
+                Ok(())
+            }
+            ElementChange::Remove { id } => {
+                let at = self.position(id.resolved(writer)).ok_or(Overruled::ElementNotFound)?;
+                tombstone(&mut self.elements[at]);
+                Ok(())
+            }
+        }
+    }
+
+    fn position(&self, id: ElementId) -> Option<usize> {
+        self.elements.iter().position(|e| e.id == id)
+    }
+
+    /// Where an element inserted after `anchor` goes (the start for none).
+    fn after(&self, anchor: Option<ElementId>, writer: &Writer) -> Result<usize, Overruled> {
+        match anchor {
+            None => Ok(0),
+            Some(a) => self.position(a.resolved(writer)).map(|at| at + 1).ok_or(Overruled::ElementNotFound),
+        }
+    }
+
+    fn live_element(&mut self, id: ElementId, writer: &Writer) -> Result<&mut ListElement, Overruled> {
+        let at = self.position(id.resolved(writer)).ok_or(Overruled::ElementNotFound)?;
+        let e = &mut self.elements[at];
+        match e.removed {
+            true => Err(Overruled::ElementRemoved),
+            false => Ok(e),
+        }
+    }
+}
+
+fn tombstone(e: &mut ListElement) {
+    e.removed = true;
+    e.value = Value::Null;
+}

@@ -1,0 +1,433 @@
+//! The list operations of a write transaction: insert, set, move and
+//! remove one element, by index as the app sees the list.
+//!
+//! In a file that syncs, each goes to the change log as an element
+//! instruction naming elements by identity (`ListInsert` after element
+//! X, `ListRemove` of element Y), so that concurrent edits of one list
+//! merge element by element (`docs/conflicts.md`). The identities of a
+//! list's elements are those of its optimistic state: its confirmed
+//! state with the pending changes and this transaction's replayed on
+//! top, computed once per list and transaction and then kept in step.
+
+use crate::error::{Error, Result};
+use crate::layout::{CONFIRMED, PENDING};
+use crate::replica::{change_log, confirmed, settle};
+use crate::transaction::WriteTransaction;
+use haven_core::merge::{apply, Changeset, ElementId, Hlc, HlcClock, Instruction, ObjectState, Writer};
+use haven_core::{key, ObjectSchema, Property, Value};
+use std::collections::HashMap;
+
+/// What a transaction knows of list element identities.
+#[derive(Default)]
+pub(crate) struct ElementIds {
+    /// The clock of this transaction, which the ids it mints carry (and
+    /// its changeset too).
+    hlc: Option<Hlc>,
+    next_seq: u32,
+    /// The pending changesets and the server version they follow, read
+    /// once.
+    pending: Option<(Vec<Changeset>, u64)>,
+    /// `type \0 key` and property → the ids of the list's elements, in order.
+    lists: HashMap<(Vec<u8>, String), Vec<ElementId>>,
+}
+
+impl ElementIds {
+    /// The clock this transaction's changeset gets, if it minted ids.
+    pub(crate) fn hlc(&self) -> Option<Hlc> {
+        self.hlc
+    }
+}
+
+/// One edit of a list, by index.
+enum Edit {
+    Insert(usize, Value),
+    Set(usize, Value),
+    Move(usize, usize),
+    Remove(usize),
+}
+
+impl<'t> WriteTransaction<'t> {
+    /// Appends `value` to list property `property`.
+    ///
+    /// ```
+    /// # use haven_store::{Config, Database, Schema, UpdateMode, Value};
+    /// # use serde_json::json;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","tags":"string[]"}}]"#)?;
+    /// # let db = Database::open(Config::new(dir.path().join("a.haven")).schema(schema))?;
+    /// db.write(|tx| {
+    ///     tx.create("Dog", json!({"_id": 1, "tags": ["good"]}), UpdateMode::Never)?;
+    ///     tx.list_push("Dog", 1, "tags", "calm")?;
+    ///     tx.list_insert("Dog", 1, "tags", 0, "first")?;      // index 0..=len
+    ///     tx.list_set("Dog", 1, "tags", 1, "better")?;
+    ///     tx.list_move("Dog", 1, "tags", 0, 2)?;              // the element ends at index 2
+    ///     assert_eq!(tx.list_remove("Dog", 1, "tags", 0)?, Value::from("better"));
+    ///     assert_eq!(tx.get("Dog", 1)?.unwrap()["tags"], json!(["calm", "first"]));
+    ///     tx.list_clear("Dog", 1, "tags")?;
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), haven_store::Error>(())
+    /// ```
+    pub fn list_push(
+        &mut self,
+        object_type: &str,
+        primary_key: impl Into<Value>,
+        property: &str,
+        value: impl Into<Value>,
+    ) -> Result<()> {
+        let (ty, pk, idx) = self.list_of(object_type, primary_key.into(), property)?;
+        let len = self.require(ty, &pk)?[idx].as_list().map_or(0, <[Value]>::len);
+        self.edit(ty, pk, idx, Edit::Insert(len, value.into())).map(drop)
+    }
+
+    /// Inserts `value` at `index` (0 to the list's length) of list
+    /// property `property`.
+    pub fn list_insert(
+        &mut self,
+        object_type: &str,
+        primary_key: impl Into<Value>,
+        property: &str,
+        index: usize,
+        value: impl Into<Value>,
+    ) -> Result<()> {
+        let (ty, pk, idx) = self.list_of(object_type, primary_key.into(), property)?;
+        self.edit(ty, pk, idx, Edit::Insert(index, value.into())).map(drop)
+    }
+
+    /// Changes the element at `index`: concurrent changes of the same
+    /// element merge like a property's.
+    pub fn list_set(
+        &mut self,
+        object_type: &str,
+        primary_key: impl Into<Value>,
+        property: &str,
+        index: usize,
+        value: impl Into<Value>,
+    ) -> Result<()> {
+        let (ty, pk, idx) = self.list_of(object_type, primary_key.into(), property)?;
+        self.edit(ty, pk, idx, Edit::Set(index, value.into())).map(drop)
+    }
+
+    /// Moves the element at `from` so that it ends at index `to`.
+    pub fn list_move(
+        &mut self,
+        object_type: &str,
+        primary_key: impl Into<Value>,
+        property: &str,
+        from: usize,
+        to: usize,
+    ) -> Result<()> {
+        let (ty, pk, idx) = self.list_of(object_type, primary_key.into(), property)?;
+        self.edit(ty, pk, idx, Edit::Move(from, to)).map(drop)
+    }
+
+    /// Removes the element at `index` and returns it.
+    pub fn list_remove(
+        &mut self,
+        object_type: &str,
+        primary_key: impl Into<Value>,
+        property: &str,
+        index: usize,
+    ) -> Result<Value> {
+        let (ty, pk, idx) = self.list_of(object_type, primary_key.into(), property)?;
+        self.edit(ty, pk, idx, Edit::Remove(index))
+    }
+
+    /// Removes every element: elements other devices add concurrently stay
+    /// (see `docs/conflicts.md`).
+    pub fn list_clear(&mut self, object_type: &str, primary_key: impl Into<Value>, property: &str) -> Result<()> {
+        self.set(object_type, primary_key, property, Value::List(Vec::new()))
+    }
+
+    /// The type, primary key and position of a list property.
+    fn list_of(
+        &self,
+        object_type: &str,
+        primary_key: Value,
+        property: &str,
+    ) -> Result<(&'t ObjectSchema, Value, usize)> {
+        let (ty, pk, idx) = self.field_of(object_type, primary_key, property)?;
+        let prop = &ty.properties()[idx];
+        if !prop.list {
+            return Err(list_error(ty, prop, format!("the property is '{}', not a list", prop.type_string())));
+        }
+        Ok((ty, pk, idx))
+    }
+
+    /// Checks and makes one edit; returns the element removed (or null).
+    fn edit(&mut self, ty: &'t ObjectSchema, pk: Value, idx: usize, edit: Edit) -> Result<Value> {
+        self.edit_as(ty, pk, idx, edit, None)
+    }
+
+    /// [`edit`](Self::edit), giving an inserted element the id `given`
+    /// (a recovered insertion keeps its id) instead of a new one.
+    fn edit_as(
+        &mut self,
+        ty: &'t ObjectSchema,
+        pk: Value,
+        idx: usize,
+        edit: Edit,
+        given: Option<ElementId>,
+    ) -> Result<Value> {
+        let prop = &ty.properties()[idx];
+        let element = |value: Value| -> Result<Value> {
+            match self.schema().coerce(ty, prop, Value::List(vec![value]))? {
+                Value::List(mut one) => Ok(one.remove(0)),
+                _ => unreachable!("a list coerces to a list"),
+            }
+        };
+        let edit = match edit {
+            Edit::Insert(at, v) => Edit::Insert(at, element(v)?),
+            Edit::Set(at, v) => Edit::Set(at, element(v)?),
+            other => other,
+        };
+        let mut values = self.require(ty, &pk)?;
+        let mut items = match std::mem::replace(&mut values[idx], Value::Null) {
+            Value::List(items) => items,
+            _ => Vec::new(),
+        };
+        check_index(ty, prop, &edit, items.len())?;
+        let instruction = match self.logs() {
+            true => Some(self.element_instruction(ty, &pk, prop, &edit, items.len(), given)?),
+            false => None,
+        };
+        let removed = match edit {
+            Edit::Insert(at, v) => {
+                items.insert(at, v);
+                Value::Null
+            }
+            Edit::Set(at, v) => std::mem::replace(&mut items[at], v),
+            Edit::Move(from, to) => {
+                let moving = items.remove(from);
+                items.insert(to, moving);
+                Value::Null
+            }
+            Edit::Remove(at) => items.remove(at),
+        };
+        values[idx] = Value::List(items);
+        self.write_values(ty, &pk, values, [idx].into())?;
+        if let Some(instruction) = instruction {
+            self.log(|| instruction);
+        }
+        Ok(removed)
+    }
+
+    /// The element instruction for `edit`, with the ids of the elements
+    /// it names; keeps this transaction's ids of the list in step.
+    fn element_instruction(
+        &mut self,
+        ty: &'t ObjectSchema,
+        pk: &Value,
+        prop: &Property,
+        edit: &Edit,
+        len: usize,
+        given: Option<ElementId>,
+    ) -> Result<Instruction> {
+        let (object_type, field) = (ty.name().to_owned(), prop.name.clone());
+        let new_id = match (edit, given) {
+            (Edit::Insert(..), None) => Some(self.mint()?),
+            (_, given) => given,
+        };
+        let ids = self.list_ids(ty, pk, prop, len)?;
+        let pk = pk.clone();
+        Ok(match edit {
+            Edit::Insert(at, value) => {
+                let after = at.checked_sub(1).map(|i| ids[i]);
+                let id = new_id.expect("minted above");
+                ids.insert(*at, id);
+                Instruction::ListInsert { object_type, pk, field, after, id, value: value.clone() }
+            }
+            Edit::Set(at, value) => Instruction::ListSet { object_type, pk, field, id: ids[*at], value: value.clone() },
+            Edit::Move(from, to) => {
+                let id = ids.remove(*from);
+                let after = to.checked_sub(1).map(|i| ids[i]);
+                ids.insert(*to, id);
+                Instruction::ListMove { object_type, pk, field, id, after }
+            }
+            Edit::Remove(at) => Instruction::ListRemove { object_type, pk, field, id: ids.remove(*at) },
+        })
+    }
+
+    /// Makes a list instruction recovered from another file a local write
+    /// of this one, keeping the ids it names and gives.
+    pub(crate) fn apply_element(&mut self, instruction: &Instruction) -> Result<()> {
+        let (object_type, pk) = instruction.object();
+        let field = instruction.field().unwrap_or_default();
+        let (ty, pk, idx) = self.list_of(object_type, pk.clone(), field)?;
+        let prop = &ty.properties()[idx];
+        if let Instruction::ListAssign { elements, .. } = instruction {
+            let items = elements.iter().map(|(_, v)| v.clone()).collect();
+            let mut values = self.require(ty, &pk)?;
+            values[idx] = Value::List(items);
+            self.write_values(ty, &pk, values, [idx].into())?;
+            let key = (object_id(ty, &pk)?, prop.name.clone());
+            self.element_ids().lists.insert(key, elements.iter().map(|(id, _)| *id).collect());
+            self.log(|| instruction.clone());
+            return Ok(());
+        }
+        let len = self.require(ty, &pk)?[idx].as_list().map_or(0, <[Value]>::len);
+        let ids = self.list_ids(ty, &pk, prop, len)?;
+        let at = |id: &ElementId| {
+            ids.iter().position(|x| x == id).ok_or_else(|| {
+                list_error(ty, prop, format!("the list has no element {id:?} (removed since it was recovered)"))
+            })
+        };
+        let after = |anchor: &Option<ElementId>| anchor.as_ref().map_or(Ok(0), |a| at(a).map(|i| i + 1));
+        let (edit, given) = match instruction {
+            Instruction::ListInsert { after: anchor, id, value, .. } => {
+                (Edit::Insert(after(anchor)?, value.clone()), Some(*id))
+            }
+            Instruction::ListSet { id, value, .. } => (Edit::Set(at(id)?, value.clone()), None),
+            Instruction::ListMove { id, after: anchor, .. } => {
+                let (from, to) = (at(id)?, after(anchor)?);
+                // `to` counts the moving element while it is still in place.
+                (Edit::Move(from, if to > from { to - 1 } else { to }), None)
+            }
+            Instruction::ListRemove { id, .. } => (Edit::Remove(at(id)?), None),
+            other => return Err(list_error(ty, prop, format!("not a list instruction: {other:?}"))),
+        };
+        self.edit_as(ty, pk, idx, edit, given).map(drop)
+    }
+
+    /// The instruction that writes list `prop` whole with `items`, with
+    /// newly minted ids (which become this transaction's ids of the list).
+    pub(crate) fn assign_instruction(
+        &mut self,
+        ty: &ObjectSchema,
+        pk: &Value,
+        prop: &Property,
+        items: &[Value],
+    ) -> Result<Instruction> {
+        let elements: Vec<(ElementId, Value)> =
+            items.iter().map(|v| Ok((self.mint()?, v.clone()))).collect::<Result<_>>()?;
+        let key = (object_id(ty, pk)?, prop.name.clone());
+        self.element_ids().lists.insert(key, elements.iter().map(|(id, _)| *id).collect());
+        Ok(Instruction::ListAssign {
+            object_type: ty.name().to_owned(),
+            pk: pk.clone(),
+            field: prop.name.clone(),
+            elements,
+        })
+    }
+
+    /// Forgets the ids of a deleted object's lists.
+    pub(crate) fn forget_lists(&mut self, ty: &ObjectSchema, pk: &Value) -> Result<()> {
+        let id = object_id(ty, pk)?;
+        self.element_ids().lists.retain(|(object, _), _| *object != id);
+        Ok(())
+    }
+
+    fn element_ids(&mut self) -> &mut ElementIds {
+        &mut self.element_ids
+    }
+
+    /// A new element id.
+    fn mint(&mut self) -> Result<ElementId> {
+        let txn = self.raw();
+        let ids = self.element_ids();
+        let hlc = match ids.hlc {
+            Some(hlc) => hlc,
+            None => *ids.hlc.insert(HlcClock::starting_after(change_log::clock(txn)?).now(change_log::wall_millis())),
+        };
+        let seq = ids.next_seq;
+        ids.next_seq += 1;
+        Ok(ElementId::minted(hlc, seq))
+    }
+
+    /// The ids of the elements of list `prop`, which has `len` elements.
+    fn list_ids(
+        &mut self,
+        ty: &'t ObjectSchema,
+        pk: &Value,
+        prop: &Property,
+        len: usize,
+    ) -> Result<&mut Vec<ElementId>> {
+        let key = (object_id(ty, pk)?, prop.name.clone());
+        if !self.element_ids().lists.contains_key(&key) {
+            let ids = self.optimistic_ids(ty, pk, &prop.name)?;
+            self.element_ids().lists.insert(key.clone(), ids);
+        }
+        let ids = self.element_ids().lists.get_mut(&key).expect("inserted above");
+        if ids.len() != len {
+            return Err(Error::Storage(format!(
+                "{}.{}: the list has {len} elements but its sync state {}",
+                ty.name(),
+                prop.name,
+                ids.len()
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// The element ids of a list in the object's optimistic state.
+    fn optimistic_ids(&mut self, ty: &'t ObjectSchema, pk: &Value, field: &str) -> Result<Vec<ElementId>> {
+        let pk_key = key::to_key(pk.as_ref().expect("scalar"));
+        let mut state = self.confirmed_state(ty, &pk_key)?;
+        let txn = self.raw();
+        if self.element_ids().pending.is_none() {
+            let pending = settle::pending_changesets(&txn.open_table(PENDING)?)?;
+            let (after, _) = change_log::base_and_ident(txn)?;
+            self.element_ids().pending = Some((pending, after));
+        }
+        let hlc = self.element_ids().hlc.unwrap_or_default();
+        let (pending, after) = self.element_ids.pending.as_ref().expect("read above");
+        let about = |i: &&Instruction| i.object() == (ty.name(), pk);
+        // Replica 0 is "the writer" in an instruction: ids of pending
+        // elements stay in that form, which names them after a client
+        // reset gives the file a new ident too.
+        let writer =
+            |n: usize, base_version, hlc| Writer { version: after + 1 + n as u64, base_version, hlc, replica: 0 };
+        for (n, cs) in pending.iter().enumerate() {
+            for i in cs.instructions.iter().filter(about) {
+                state = apply(state.as_ref(), i, &writer(n, cs.base_version, cs.hlc)).state;
+            }
+        }
+        let this = writer(pending.len(), *after, hlc);
+        for i in self.logged().iter().filter(about) {
+            state = apply(state.as_ref(), i, &this).state;
+        }
+        Ok(state.as_ref().and_then(|s| s.list(field)).map(|l| l.live().map(|e| e.id).collect()).unwrap_or_default())
+    }
+
+    /// The object's confirmed state: its overlay entry, else its record's.
+    fn confirmed_state(&mut self, ty: &'t ObjectSchema, pk_key: &[u8]) -> Result<Option<ObjectState>> {
+        if let Some(state) = self.with_overlay(|overlay| confirmed::in_overlay(overlay, ty.name(), pk_key))? {
+            return Ok(Some(state));
+        }
+        match self.record(ty, pk_key)? {
+            Some(bytes) => confirmed::state_in_record(ty, &bytes),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the overlay, through the table this transaction holds open
+    /// if it does.
+    fn with_overlay<T>(&mut self, read: impl FnOnce(&settle::Overlay<'_>) -> Result<T>) -> Result<T> {
+        match self.overlay() {
+            Some(overlay) => read(overlay),
+            None => read(&self.raw().open_table(CONFIRMED)?),
+        }
+    }
+}
+
+fn object_id(ty: &ObjectSchema, pk: &Value) -> Result<Vec<u8>> {
+    Ok(settle::object_id(ty.name(), &settle::key_of(pk)?))
+}
+
+/// Checks an edit's indices against a list of `len` elements.
+fn check_index(ty: &ObjectSchema, prop: &Property, edit: &Edit, len: usize) -> Result<()> {
+    let (index, limit) = match edit {
+        Edit::Insert(at, _) => (*at, len + 1),
+        Edit::Set(at, _) | Edit::Remove(at) => (*at, len),
+        Edit::Move(from, _) if *from >= len => (*from, len),
+        Edit::Move(_, to) => (*to, len),
+    };
+    match index < limit {
+        true => Ok(()),
+        false => Err(list_error(ty, prop, format!("index {index} is out of range: the list has {len} element(s)"))),
+    }
+}
+
+fn list_error(ty: &ObjectSchema, prop: &Property, message: String) -> Error {
+    Error::InvalidOperation { object_type: ty.name().to_owned(), property: prop.name.clone(), message }
+}
