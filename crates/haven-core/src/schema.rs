@@ -541,13 +541,39 @@ impl Schema {
             return match value {
                 Value::List(items) => items
                     .into_iter()
-                    .map(|v| self.coerce_element(prop, v).map_err(&fail))
+                    .enumerate()
+                    .map(|(i, v)| self.coerce_list_element(ty, prop, i, v))
                     .collect::<Result<Vec<_>, _>>()
                     .map(Value::List),
                 other => Err(fail(format!("expected a list of {}, got {}", prop.ty.name(), other.kind()))),
             };
         }
         self.coerce_element(prop, value).map_err(fail)
+    }
+
+    /// Converts a value to what an element of list property `prop` stores,
+    /// or says why it does not fit, naming the element's `index`.
+    ///
+    /// ```
+    /// use haven_core::Schema;
+    /// let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","tags":"string[]"}}]"#).unwrap();
+    /// let dog = schema.object_type("Dog").unwrap();
+    /// let tags = dog.property_named("tags").unwrap();
+    /// let err = schema.coerce_list_element(dog, tags, 2, 7.into()).unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid value for Dog.tags: at index 2: expected string, got int");
+    /// ```
+    pub fn coerce_list_element(
+        &self,
+        ty: &ObjectSchema,
+        prop: &Property,
+        index: usize,
+        value: Value,
+    ) -> Result<Value, ValueError> {
+        self.coerce_element(prop, value).map_err(|message| ValueError {
+            object_type: ty.name.clone(),
+            property: prop.name.clone(),
+            message: format!("at index {index}: {message}"),
+        })
     }
 
     fn coerce_element(&self, prop: &Property, value: Value) -> Result<Value, String> {

@@ -170,15 +170,10 @@ impl<'t> WriteTransaction<'t> {
         given: Option<ElementId>,
     ) -> Result<Value> {
         let prop = &ty.properties()[idx];
-        let element = |value: Value| -> Result<Value> {
-            match self.schema().coerce(ty, prop, Value::List(vec![value]))? {
-                Value::List(mut one) => Ok(one.remove(0)),
-                _ => unreachable!("a list coerces to a list"),
-            }
-        };
+        let element = |at, value| self.schema().coerce_list_element(ty, prop, at, value);
         let edit = match edit {
-            Edit::Insert(at, v) => Edit::Insert(at, element(v)?),
-            Edit::Set(at, v) => Edit::Set(at, element(v)?),
+            Edit::Insert(at, v) => Edit::Insert(at, element(at, v)?),
+            Edit::Set(at, v) => Edit::Set(at, element(at, v)?),
             other => other,
         };
         let mut values = self.require(ty, &pk)?;
@@ -250,6 +245,7 @@ impl<'t> WriteTransaction<'t> {
 
     /// Makes a list instruction recovered from another file a local write
     /// of this one, keeping the ids it names and gives.
+    #[cfg(feature = "sync")]
     pub(crate) fn apply_element(&mut self, instruction: &Instruction) -> Result<()> {
         let (object_type, pk) = instruction.object();
         let field = instruction.field().unwrap_or_default();

@@ -461,7 +461,11 @@ async fn two_creates_of_one_key_merge_by_the_later_write() {
         b.reset_and_resume().await;
         let dogs = b.converged().await;
         assert_eq!(dogs.len(), 2);
-        assert_eq!(dogs[1], json!({"_id": 3, "name": "R's", "age": 2, "lastUpdated": 2, "friend": null, "tags": []}), "{mode:?}");
+        assert_eq!(
+            dogs[1],
+            json!({"_id": 3, "name": "R's", "age": 2, "lastUpdated": 2, "friend": null, "tags": []}),
+            "{mode:?}"
+        );
     }
 }
 

@@ -101,9 +101,16 @@ fn list_property<'s>(ty: &'s ObjectSchema, name: &str) -> Result<&'s Property, S
 
 /// Whether `value` is exactly what an element of list `prop` stores.
 fn element_fits(schema: &Schema, ty: &ObjectSchema, prop: &Property, value: &Value, at: usize) -> Result<(), String> {
-    match schema.coerce(ty, prop, Value::List(vec![value.clone()])) {
-        Ok(Value::List(converted)) if converted[0] == *value => Ok(()),
-        _ => Err(format!("{}.{}[{at}]: expected {}, got {}", ty.name(), prop.name, prop.ty.name(), value.kind())),
+    match schema.coerce_list_element(ty, prop, at, value.clone()) {
+        Ok(converted) if converted == *value => Ok(()),
+        Ok(converted) => Err(format!(
+            "{}.{}: at index {at}: expected {}, got {} ({converted} after conversion)",
+            ty.name(),
+            prop.name,
+            prop.ty.name(),
+            value.kind()
+        )),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -168,6 +175,35 @@ mod tests {
     fn each_misfit_is_named() {
         let cases = [
             (set("name", 5.into()), "Dog.name"),
+            (
+                Instruction::ListInsert {
+                    object_type: "Dog".into(),
+                    pk: 1.into(),
+                    field: "tags".into(),
+                    after: None,
+                    id: crate::merge::ElementId::minted(Hlc::default(), 0),
+                    value: 5.into(),
+                },
+                "Dog.tags: at index 0: expected string, got int",
+            ),
+            (
+                Instruction::ListAssign {
+                    object_type: "Dog".into(),
+                    pk: 1.into(),
+                    field: "tags".into(),
+                    elements: vec![(crate::merge::ElementId::minted(Hlc::default(), 0), Value::Null)],
+                },
+                "Dog.tags: at index 0: null is not allowed",
+            ),
+            (
+                Instruction::ListRemove {
+                    object_type: "Dog".into(),
+                    pk: 1.into(),
+                    field: "name".into(),
+                    id: crate::merge::ElementId::minted(Hlc::default(), 0),
+                },
+                "Dog.name is 'string', not a list",
+            ),
             (set("color", "red".into()), "no property 'color'"),
             (set("score", 1.into()), "Dog.score"),
             (set("_id", 2.into()), "primary key cannot change"),
