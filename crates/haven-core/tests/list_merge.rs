@@ -17,13 +17,10 @@ fn hlc(millis: u64) -> Hlc {
     Hlc { millis, counter: 0 }
 }
 
-/// The id of the `seq`th element a replica added in its transaction at `millis`.
-fn id(replica: u64, millis: u64, seq: u32) -> ElementId {
-    ElementId { replica, hlc: hlc(millis), seq }
-}
-
+/// The id of the `seq`th element added by the transaction at `millis`
+/// (each device's transactions here have clocks of their own).
 fn new_id(millis: u64, seq: u32) -> ElementId {
-    ElementId::minted(hlc(millis), seq)
+    ElementId { origin: 0xfeed, hlc: hlc(millis), seq }
 }
 
 fn create() -> Instruction {
@@ -68,9 +65,9 @@ fn baseline() -> Vec<(Instruction, Writer)> {
     vec![(create(), writer(1, 0, 1, L)), (assign(&ids), writer(1, 0, 1, L))]
 }
 
-/// The baseline's elements 1, 2 and 3, as stored.
+/// The baseline's elements 1, 2 and 3.
 fn e(n: u32) -> ElementId {
-    id(L, 1, n - 1)
+    new_id(1, n - 1)
 }
 
 fn integrate(steps: &[(Instruction, Writer)]) -> (Option<ObjectState>, Vec<Overruled>) {
@@ -101,9 +98,9 @@ fn concurrent_appends_are_all_kept_and_runs_do_not_interleave() {
     let r = writer(2, 1, 20, R);
     let (list, dropped) = after_baseline(vec![
         (insert(Some(e(3)), new_id(20, 0), 21), r),
-        (insert(Some(id(0, 20, 0)), new_id(20, 1), 22), r),
+        (insert(Some(new_id(20, 0)), new_id(20, 1), 22), r),
         (insert(Some(e(3)), new_id(10, 0), 11), l),
-        (insert(Some(id(0, 10, 0)), new_id(10, 1), 12), l),
+        (insert(Some(new_id(10, 0)), new_id(10, 1), 12), l),
     ]);
     assert_eq!(list, [1, 2, 3, 11, 12, 21, 22]);
     assert!(dropped.is_empty());
@@ -249,7 +246,7 @@ fn recover(remote: Vec<(Instruction, Writer)>, local: Vec<Instruction>) -> (Vec<
 fn reset_recovery_of_a_removal_keeps_concurrent_server_insertions() {
     // Local: remove 2 from [1, 2, 3]. Server: 4 and 5 appended.
     let r = writer(2, 1, 20, R);
-    let remote = vec![(insert(Some(e(3)), new_id(20, 0), 4), r), (insert(Some(id(0, 20, 0)), new_id(20, 1), 5), r)];
+    let remote = vec![(insert(Some(e(3)), new_id(20, 0), 4), r), (insert(Some(new_id(20, 0)), new_id(20, 1), 5), r)];
     assert_eq!(recover(remote, vec![remove(e(2))]), (vec![1, 3, 4, 5], vec![]));
 }
 

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","lastUpdated":"int"}}]"#;
+const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","lastUpdated":"int","tags":"int[]"}}]"#;
 
 struct Client {
     db: Database,
@@ -122,7 +122,7 @@ enum Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    let op = (0u8..4, 0i64..4, -3i64..4);
+    let op = (0u8..10, 0i64..4, -3i64..4);
     prop_oneof![
         3 => (0usize..3, proptest::collection::vec(op, 1..4)).prop_map(|(c, ops)| Step::Write(c, ops)),
         1 => (0usize..3).prop_map(Step::Upload),
@@ -131,7 +131,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: haven_testkit::proptest_cases(24), ..ProptestConfig::default() })]
 
     /// Three devices write at random to overlapping objects, upload and
     /// download at random; after everyone syncs, every device and the
@@ -146,13 +146,29 @@ proptest! {
                 Step::Write(c, ops) => {
                     let _ = clients[*c].db.write(|tx| {
                         for &(kind, id, v) in ops {
-                            // Operations that fail (no such object, say) change nothing.
-                            let _ = match kind {
+                            // Operations that fail (no such object, say) change
+                            // nothing; none may find the file out of step.
+                            let result = match kind {
                                 0 => tx.create("Dog", json!({"_id": id, "name": format!("n{v}"), "age": v, "lastUpdated": v}), UpdateMode::Modified),
                                 1 => tx.set("Dog", id, "age", v),
                                 2 => tx.increment("Dog", id, "age", v),
-                                _ => tx.delete("Dog", id).map(|_| ()),
+                                3 => tx.delete("Dog", id).map(|_| ()),
+                                4 => tx.list_push("Dog", id, "tags", v),
+                                5 => tx.set("Dog", id, "tags", Value::List(vec![v.into(), (v + 10).into()])),
+                                list_op => {
+                                    // An index within the list, from `v`.
+                                    let len = tx.get("Dog", id)?.map_or(0, |d| d["tags"].as_array().map_or(0, Vec::len));
+                                    let at = |extra: usize| v.unsigned_abs() as usize % (len + extra).max(1);
+                                    match (list_op, len) {
+                                        (6, _) => tx.list_insert("Dog", id, "tags", at(1), v + 100),
+                                        (_, 0) => Ok(()),
+                                        (7, _) => tx.list_remove("Dog", id, "tags", at(0)).map(drop),
+                                        (8, _) => tx.list_move("Dog", id, "tags", at(0), (at(0) + 1) % len),
+                                        _ => tx.list_set("Dog", id, "tags", at(0), v + 200),
+                                    }
+                                }
                             };
+                            assert!(!matches!(result, Err(haven_store::Error::Storage(_))), "{result:?}");
                         }
                         Ok(())
                     });
@@ -184,6 +200,55 @@ proptest! {
             Ok(())
         }).unwrap();
         prop_assert_eq!(server, first);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: haven_testkit::proptest_cases(24), ..ProptestConfig::default() })]
+
+    /// Three devices append distinct values to one list, upload and
+    /// download at random: no value anyone added is lost, and every
+    /// device ends with the same order.
+    #[test]
+    fn concurrent_appends_to_one_list_are_never_lost(steps in proptest::collection::vec(step(), 1..30)) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = EmbeddedStorage::open(&dir.path().join("server")).unwrap();
+        let mut clients: Vec<Client> = (0..3).map(|i| client(dir.path(), &format!("c{i}"), &storage)).collect();
+        clients[0].db.write(|tx| tx.create("Dog", json!({"_id": 1, "name": "list", "lastUpdated": 0}), UpdateMode::Never)).unwrap();
+        sync(&storage, &mut clients[0]);
+        clients.iter_mut().for_each(|c| download(&storage, c));
+        let mut added = Vec::new();
+        for (n, step) in steps.iter().enumerate() {
+            match step {
+                Step::Write(c, ops) => {
+                    clients[*c].db.write(|tx| {
+                        for (i, &(_, _, v)) in ops.iter().enumerate() {
+                            let value = (n * 10 + i) as i64;
+                            // At the end, or anywhere: both keep their identity.
+                            match v {
+                                0.. => tx.list_push("Dog", 1, "tags", value)?,
+                                _ => tx.list_insert("Dog", 1, "tags", 0, value)?,
+                            }
+                            added.push(value);
+                        }
+                        Ok(())
+                    }).unwrap();
+                }
+                Step::Upload(c) => upload(&storage, &clients[*c]),
+                Step::Download(c) => download(&storage, &mut clients[*c]),
+            }
+        }
+        clients.iter().for_each(|c| upload(&storage, c));
+        clients.iter_mut().for_each(|c| download(&storage, c));
+        let tags = |c: &Client| c.db.object_for_primary_key("Dog", 1).unwrap().unwrap().get("tags").unwrap();
+        let first = tags(&clients[0]);
+        for c in &clients[1..] {
+            prop_assert_eq!(&tags(c), &first);
+        }
+        let mut have: Vec<i64> = first.as_list().unwrap().iter().map(|v| v.as_int().unwrap()).collect();
+        have.sort_unstable();
+        added.sort_unstable();
+        prop_assert_eq!(have, added);
     }
 }
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
+const SCHEMA: &str =
+    r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","tags":"string[]"}}]"#;
 const SECRET: &[u8] = b"test secret";
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -961,5 +962,42 @@ async fn a_client_of_the_previous_protocol_version_is_served_in_its_own_framing(
     assert_eq!(u16::from_le_bytes([answer[2], answer[3]]), previous, "framed for the old client");
     let (message, _) = protocol::decode_served::<ServerMessage>(&answer).unwrap();
     assert!(matches!(message, ServerMessage::Bound { .. }), "{message:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_of_an_older_protocol_is_told_to_update_rather_than_sent_list_element_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let (mut new, _, _) = Client::bind(&server, "", "p").await;
+    new.send(&upload(1, create(1))).await;
+    let id = haven_core::merge::ElementId { origin: 9, hlc: Hlc { millis: 1, counter: 0 }, seq: 0 };
+    let assign = Instruction::ListAssign {
+        object_type: "Dog".into(),
+        pk: 1.into(),
+        field: "tags".into(),
+        elements: vec![(id, "a".into())],
+    };
+    new.send(&upload(2, assign)).await;
+    new.acknowledged(2).await;
+
+    let older = protocol::LIST_ELEMENTS_VERSION - 1;
+    let mut old = Client::connect(&server).await;
+    let mut frame = protocol::encode(&bind("", "p")).unwrap();
+    protocol::reframe(&mut frame, older);
+    old.send_bytes(frame).await;
+    let mut answers = Vec::new();
+    while let Some(Ok(Message::Binary(bytes))) = old.ws.next().await {
+        assert_eq!(u16::from_le_bytes([bytes[2], bytes[3]]), older, "framed for the old client");
+        answers.push(protocol::decode_served::<ServerMessage>(&bytes).unwrap().0);
+    }
+    assert!(matches!(answers[0], ServerMessage::Bound { .. }), "{answers:?}");
+    let Some(ServerMessage::Error { code, message, action }) = answers.last() else { panic!("{answers:?}") };
+    assert_eq!((*code, *action), (ErrorCode::WrongProtocolVersion, protocol::Action::Fatal));
+    assert!(message.contains("update the app"), "{message}");
+    assert!(
+        !answers.iter().any(|a| matches!(a, ServerMessage::Bootstrap { objects, .. } if !objects.is_empty())),
+        "nothing of the partition was sent: {answers:?}"
+    );
     server.shutdown().await;
 }

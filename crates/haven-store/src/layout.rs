@@ -36,6 +36,9 @@ pub(crate) const META_FILE_IDENT: &str = "sync/file_ident";
 pub(crate) const META_BOOTSTRAP_IN_PLACE: &str = "sync/bootstrap_in_place";
 /// A client reset in progress (postcard `ResetTracker`).
 pub(crate) const META_RESET: &str = "sync/reset";
+/// u64 LE: the random number that names the list elements this file
+/// adds (`ElementId::origin`), drawn at its first one.
+pub(crate) const META_ELEMENT_ORIGIN: &str = "sync/element_origin";
 
 /// The change log: client version → changeset (postcard), for files that sync.
 pub(crate) const PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("sync/pending");

@@ -20,13 +20,13 @@ use std::collections::HashMap;
 /// What a transaction knows of list element identities.
 #[derive(Default)]
 pub(crate) struct ElementIds {
-    /// The clock of this transaction, which the ids it mints carry (and
-    /// its changeset too).
-    hlc: Option<Hlc>,
+    /// The file's origin and the clock of this transaction, which the ids
+    /// it mints carry (its changeset carries the clock too).
+    minting: Option<(u64, Hlc)>,
     next_seq: u32,
-    /// The pending changesets and the server version they follow, read
-    /// once.
-    pending: Option<(Vec<Changeset>, u64)>,
+    /// The pending changesets, the server version they follow and the
+    /// file's ident, read once.
+    pending: Option<(Vec<Changeset>, (u64, u64))>,
     /// `type \0 key` and property → the ids of the list's elements, in order.
     lists: HashMap<(Vec<u8>, String), Vec<ElementId>>,
 }
@@ -34,7 +34,7 @@ pub(crate) struct ElementIds {
 impl ElementIds {
     /// The clock this transaction's changeset gets, if it minted ids.
     pub(crate) fn hlc(&self) -> Option<Hlc> {
-        self.hlc
+        self.minting.map(|(_, hlc)| hlc)
     }
 }
 
@@ -321,13 +321,16 @@ impl<'t> WriteTransaction<'t> {
     fn mint(&mut self) -> Result<ElementId> {
         let txn = self.raw();
         let ids = self.element_ids();
-        let hlc = match ids.hlc {
-            Some(hlc) => hlc,
-            None => *ids.hlc.insert(HlcClock::starting_after(change_log::clock(txn)?).now(change_log::wall_millis())),
+        let (origin, hlc) = match ids.minting {
+            Some(minting) => minting,
+            None => {
+                let hlc = HlcClock::starting_after(change_log::clock(txn)?).now(change_log::wall_millis());
+                *ids.minting.insert((change_log::element_origin(txn)?, hlc))
+            }
         };
         let seq = ids.next_seq;
         ids.next_seq += 1;
-        Ok(ElementId::minted(hlc, seq))
+        Ok(ElementId { origin, hlc, seq })
     }
 
     /// The ids of the elements of list `prop`, which has `len` elements.
@@ -362,17 +365,15 @@ impl<'t> WriteTransaction<'t> {
         let txn = self.raw();
         if self.element_ids().pending.is_none() {
             let pending = settle::pending_changesets(&txn.open_table(PENDING)?)?;
-            let (after, _) = change_log::base_and_ident(txn)?;
-            self.element_ids().pending = Some((pending, after));
+            let position = change_log::base_and_ident(txn)?;
+            self.element_ids().pending = Some((pending, position));
         }
-        let hlc = self.element_ids().hlc.unwrap_or_default();
-        let (pending, after) = self.element_ids.pending.as_ref().expect("read above");
+        let hlc = self.element_ids().hlc().unwrap_or_default();
+        let (pending, (after, ident)) = self.element_ids.pending.as_ref().expect("read above");
         let about = |i: &&Instruction| i.object() == (ty.name(), pk);
-        // Replica 0 is "the writer" in an instruction: ids of pending
-        // elements stay in that form, which names them after a client
-        // reset gives the file a new ident too.
+        // As a download replays them (`settle::Replay`).
         let writer =
-            |n: usize, base_version, hlc| Writer { version: after + 1 + n as u64, base_version, hlc, replica: 0 };
+            |n: usize, base_version, hlc| Writer { version: after + 1 + n as u64, base_version, hlc, replica: *ident };
         for (n, cs) in pending.iter().enumerate() {
             for i in cs.instructions.iter().filter(about) {
                 state = apply(state.as_ref(), i, &writer(n, cs.base_version, cs.hlc)).state;

@@ -39,7 +39,7 @@ fn changeset() -> Changeset {
 
 /// A changeset of every list element instruction (protocol 6 onwards).
 fn list_changeset() -> Changeset {
-    let id = |seq| ElementId { replica: 0, hlc: Hlc { millis: 1_700_000_000_000, counter: 1 }, seq };
+    let id = |seq| ElementId { origin: 0x0123_4567_89ab_cdef, hlc: Hlc { millis: 1_700_000_000_000, counter: 1 }, seq };
     let (object_type, pk, field) = (String::from("Dog"), Value::from(1), String::from("tags"));
     Changeset {
         instructions: vec![

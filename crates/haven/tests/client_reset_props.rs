@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use haven_testkit::{dogs, synced};
 
-const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?"}}]"#;
+const SCHEMA: &str =
+    r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","tags":"int[]"}}]"#;
 const DEVICES: usize = 3;
 
 #[derive(Debug, Clone, Copy)]
@@ -30,15 +31,51 @@ enum Mode {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { device: usize, id: i64, age: i64 },
-    SetAge { device: usize, id: i64, age: i64 },
-    Rename { device: usize, id: i64, name: u8 },
-    Increment { device: usize, id: i64, by: i64 },
-    Delete { device: usize, id: i64 },
-    GoOffline { device: usize },
-    GoOnline { device: usize },
-    Sync { device: usize },
-    Reset { device: usize },
+    Create {
+        device: usize,
+        id: i64,
+        age: i64,
+    },
+    SetAge {
+        device: usize,
+        id: i64,
+        age: i64,
+    },
+    Rename {
+        device: usize,
+        id: i64,
+        name: u8,
+    },
+    Increment {
+        device: usize,
+        id: i64,
+        by: i64,
+    },
+    Delete {
+        device: usize,
+        id: i64,
+    },
+    /// A list edit: 0 push, 1 insert, 2 remove, 3 move, 4 set; `at` picks
+    /// the index within the list.
+    ListEdit {
+        device: usize,
+        id: i64,
+        kind: u8,
+        at: usize,
+        value: i64,
+    },
+    GoOffline {
+        device: usize,
+    },
+    GoOnline {
+        device: usize,
+    },
+    Sync {
+        device: usize,
+    },
+    Reset {
+        device: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -49,7 +86,14 @@ fn op() -> impl Strategy<Value = Op> {
         (device.clone(), id.clone(), 0i64..100).prop_map(|(device, id, age)| Op::SetAge { device, id, age }),
         (device.clone(), id.clone(), 0u8..4).prop_map(|(device, id, name)| Op::Rename { device, id, name }),
         (device.clone(), id.clone(), 1i64..10).prop_map(|(device, id, by)| Op::Increment { device, id, by }),
-        (device.clone(), id).prop_map(|(device, id)| Op::Delete { device, id }),
+        (device.clone(), id.clone()).prop_map(|(device, id)| Op::Delete { device, id }),
+        (device.clone(), id, 0u8..5, 0usize..8, 0i64..1000).prop_map(|(device, id, kind, at, value)| Op::ListEdit {
+            device,
+            id,
+            kind,
+            at,
+            value
+        }),
         device.clone().prop_map(|device| Op::GoOffline { device }),
         device.clone().prop_map(|device| Op::GoOnline { device }),
         device.clone().prop_map(|device| Op::Sync { device }),
@@ -105,10 +149,7 @@ async fn open(dir: &std::path::Path, server: &Server, name: &str, mode: ClientRe
 fn accounted_for(reports: &[RecoveryReport], instruction: &Instruction) -> bool {
     let (ty, pk) = instruction.object();
     let kind = ChangeKind::of(instruction);
-    let field = match instruction {
-        Instruction::Set { field, .. } | Instruction::Increment { field, .. } => Some(field.as_str()),
-        _ => None,
-    };
+    let field = instruction.field();
     reports.iter().any(|r| {
         let recovered = r.recovered().iter().any(|c| {
             c.object_type == ty
@@ -136,7 +177,8 @@ async fn run(modes: Vec<Mode>, ops: Vec<Op>) {
     for op in ops {
         // Writes that do not apply here (no such dog) fail locally and are not in the log.
         let write = |d: &Device, f: &dyn Fn(&mut haven::WriteTransaction<'_>) -> haven::Result<()>| {
-            let _ = d.db.write(|tx| f(tx));
+            let result = d.db.write(|tx| f(tx));
+            assert!(!matches!(result, Err(haven::Error::Storage(_))), "{result:?}");
         };
         match op {
             Op::Create { device, id, age } => write(&devices[device], &|tx| {
@@ -148,6 +190,17 @@ async fn run(modes: Vec<Mode>, ops: Vec<Op>) {
             }
             Op::Increment { device, id, by } => write(&devices[device], &|tx| tx.increment("Dog", id, "age", by)),
             Op::Delete { device, id } => write(&devices[device], &|tx| tx.delete("Dog", id).map(|_| ())),
+            Op::ListEdit { device, id, kind, at, value } => write(&devices[device], &|tx| {
+                let len = tx.get("Dog", id)?.map_or(0, |d| d["tags"].as_array().map_or(0, Vec::len));
+                match (kind, len) {
+                    (0, _) => tx.list_push("Dog", id, "tags", value),
+                    (1, _) => tx.list_insert("Dog", id, "tags", at % (len + 1), value),
+                    (_, 0) => Ok(()),
+                    (2, _) => tx.list_remove("Dog", id, "tags", at % len).map(drop),
+                    (3, _) => tx.list_move("Dog", id, "tags", at % len, (at + 1) % len),
+                    _ => tx.list_set("Dog", id, "tags", at % len, value),
+                }
+            }),
             Op::GoOffline { device } => {
                 devices[device].db.sync_session().unwrap().pause();
                 devices[device].online = false;

@@ -20,16 +20,18 @@ use serde::{Deserialize, Serialize};
 /// Minted ids count from 0 within a transaction and stay below it.
 const DERIVED_SEQ: u32 = 1 << 31;
 
-/// The identity of one list element: the replica that added it, the clock
-/// of the transaction that added it and its number in that transaction.
+/// The identity of one list element: the origin of the file that added
+/// it, the clock of the transaction that added it and its number in that
+/// transaction.
 ///
-/// In an instruction, `replica` 0 means the changeset's own replica (a
-/// device may not know its ident when it writes, and gets a new one in a
-/// client reset).
+/// The origin is a random number each database file draws once. It is not
+/// the file's ident on the server: a device may write before it has one,
+/// and gets a new one in a client reset, and an element must keep its
+/// name through both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ElementId {
-    /// The adding replica (0 in an instruction: the writer).
-    pub replica: u64,
+    /// The adding file's origin.
+    pub origin: u64,
     /// The clock of the adding transaction.
     pub hlc: Hlc,
     /// The element's number within that transaction.
@@ -37,21 +39,8 @@ pub struct ElementId {
 }
 
 impl ElementId {
-    /// The id of the `seq`th element a transaction of the writer adds.
-    pub fn minted(hlc: Hlc, seq: u32) -> ElementId {
-        ElementId { replica: 0, hlc, seq }
-    }
-
-    /// The id as stored: `replica` 0 becomes the writer's.
-    fn resolved(self, writer: &Writer) -> ElementId {
-        match self.replica {
-            0 => ElementId { replica: writer.replica, ..self },
-            _ => self,
-        }
-    }
-
     fn derived(stamp: &Stamp, index: usize) -> ElementId {
-        ElementId { replica: stamp.replica, hlc: stamp.hlc, seq: DERIVED_SEQ.saturating_add(index as u32) }
+        ElementId { origin: stamp.replica, hlc: stamp.hlc, seq: DERIVED_SEQ.saturating_add(index as u32) }
     }
 }
 
@@ -64,8 +53,8 @@ pub struct ListElement {
     pub value: Value,
     /// The last write of its value: the insertion, or a set.
     pub stamp: Stamp,
-    /// The server version that added it.
-    pub added_version: u64,
+    /// The write that added it.
+    pub added: Stamp,
     /// The last move of it, if it was moved.
     pub moved: Option<Stamp>,
     /// Whether it came from writing the list whole (a newer whole write
@@ -77,15 +66,7 @@ pub struct ListElement {
 
 impl ListElement {
     fn new(id: ElementId, value: Value, writer: &Writer, assigned: bool) -> ListElement {
-        ListElement {
-            id: id.resolved(writer),
-            value,
-            stamp: writer.stamp(),
-            added_version: writer.version,
-            moved: None,
-            assigned,
-            removed: false,
-        }
+        ListElement { id, value, stamp: writer.stamp(), added: writer.stamp(), moved: None, assigned, removed: false }
     }
 }
 
@@ -116,7 +97,7 @@ impl ListState {
                 id: ElementId::derived(stamp, i),
                 value: value.clone(),
                 stamp: *stamp,
-                added_version: stamp.version,
+                added: *stamp,
                 moved: None,
                 assigned: true,
                 removed: false,
@@ -141,7 +122,7 @@ impl ListState {
     /// after the new ones.
     pub(crate) fn assign(&mut self, items: impl IntoIterator<Item = (ElementId, Value)>, writer: &Writer) {
         for e in self.elements.iter_mut().filter(|e| !e.removed) {
-            if e.assigned || writer.has_seen(e.added_version, e.id.replica) {
+            if e.assigned || writer.has_seen(e.added.version, e.added.replica) {
                 tombstone(e);
             }
         }
@@ -161,12 +142,12 @@ impl ListState {
                 if self.position(element.id).is_some() {
                     return Err(Overruled::ElementExists);
                 }
-                let at = self.after(after, writer)?;
+                let at = self.after(after)?;
                 self.elements.insert(at, element);
                 Ok(())
             }
             ElementChange::Set { id, value } => {
-                let e = self.live_element(id, writer)?;
+                let e = self.live_element(id)?;
                 if !writer.beats(&e.stamp) {
                     return Err(Overruled::OlderThanServer);
                 }
@@ -175,27 +156,25 @@ impl ListState {
                 Ok(())
             }
             ElementChange::Move { id, after } => {
-                let e = self.live_element(id, writer)?;
+                let e = self.live_element(id)?;
                 if e.moved.is_some_and(|last| !writer.beats(&last)) {
                     return Err(Overruled::OlderThanServer);
                 }
-                let id = e.id;
-                let anchor = after.map(|a| a.resolved(writer));
-                if anchor == Some(id) {
+                if after == Some(id) {
                     return Ok(());
                 }
-                if anchor.is_some_and(|a| self.position(a).is_none()) {
+                if after.is_some_and(|a| self.position(a).is_none()) {
                     return Err(Overruled::ElementNotFound);
                 }
                 let from = self.position(id).expect("found above");
                 let mut moving = self.elements.remove(from);
                 moving.moved = Some(writer.stamp());
-                let at = self.after(anchor, writer).expect("checked above");
+                let at = self.after(after).expect("checked above");
                 self.elements.insert(at, moving);
                 Ok(())
             }
             ElementChange::Remove { id } => {
-                let at = self.position(id.resolved(writer)).ok_or(Overruled::ElementNotFound)?;
+                let at = self.position(id).ok_or(Overruled::ElementNotFound)?;
                 tombstone(&mut self.elements[at]);
                 Ok(())
             }
@@ -207,15 +186,15 @@ impl ListState {
     }
 
     /// Where an element inserted after `anchor` goes (the start for none).
-    fn after(&self, anchor: Option<ElementId>, writer: &Writer) -> Result<usize, Overruled> {
+    fn after(&self, anchor: Option<ElementId>) -> Result<usize, Overruled> {
         match anchor {
             None => Ok(0),
-            Some(a) => self.position(a.resolved(writer)).map(|at| at + 1).ok_or(Overruled::ElementNotFound),
+            Some(a) => self.position(a).map(|at| at + 1).ok_or(Overruled::ElementNotFound),
         }
     }
 
-    fn live_element(&mut self, id: ElementId, writer: &Writer) -> Result<&mut ListElement, Overruled> {
-        let at = self.position(id.resolved(writer)).ok_or(Overruled::ElementNotFound)?;
+    fn live_element(&mut self, id: ElementId) -> Result<&mut ListElement, Overruled> {
+        let at = self.position(id).ok_or(Overruled::ElementNotFound)?;
         let e = &mut self.elements[at];
         match e.removed {
             true => Err(Overruled::ElementRemoved),

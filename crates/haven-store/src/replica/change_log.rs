@@ -4,7 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    META, META_BASE_SALT, META_BASE_VERSION, META_CHANGE_LOG, META_CLOCK, META_FILE_IDENT, META_NEXT_VERSION, PENDING,
+    META, META_BASE_SALT, META_BASE_VERSION, META_CHANGE_LOG, META_CLOCK, META_ELEMENT_ORIGIN, META_FILE_IDENT,
+    META_NEXT_VERSION, PENDING,
 };
 use haven_core::merge::{Changeset, Hlc, HlcClock, Instruction};
 use redb::ReadableTable;
@@ -44,6 +45,21 @@ pub(crate) fn base_and_ident(txn: &redb::WriteTransaction) -> Result<(u64, u64)>
     let base = read_u64(meta.get(META_BASE_VERSION)?).unwrap_or(0);
     let ident = read_u64(meta.get(META_FILE_IDENT)?).unwrap_or(0);
     Ok((base, ident))
+}
+
+/// The origin that names the list elements this file adds, drawn and
+/// kept the first time it is asked for.
+pub(crate) fn element_origin(txn: &redb::WriteTransaction) -> Result<u64> {
+    let mut meta = txn.open_table(META)?;
+    if let Some(origin) = read_u64(meta.get(META_ELEMENT_ORIGIN)?) {
+        return Ok(origin);
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(wall_millis());
+    let origin = hasher.finish().max(1);
+    meta.insert(META_ELEMENT_ORIGIN, origin.to_le_bytes().as_slice())?;
+    Ok(origin)
 }
 
 fn read_u64(v: Option<redb::AccessGuard<'_, &[u8]>>) -> Option<u64> {
