@@ -166,6 +166,34 @@ declare namespace Haven {
     removeAllListeners(): void;
   }
 
+  /** A list property of an object, live (Realm JS's `Realm.List`): reads
+   * see the list as it is now; inside `realm.write()` the mutators and
+   * index assignment edit it element by element, so that concurrent edits
+   * from other devices merge with them. Sorting it in place is refused. */
+  class List<T> {
+    readonly length: number;
+    [index: number]: T;
+    [Symbol.iterator](): IterableIterator<T>;
+    push(...items: T[]): number;
+    pop(): T | undefined;
+    shift(): T | undefined;
+    unshift(...items: T[]): number;
+    splice(start: number, deleteCount?: number, ...items: T[]): T[];
+    /** Removes the element at `index`. */
+    remove(index: number): void;
+    /** Moves the element at `from` so that it ends at index `to`. */
+    move(from: number, to: number): void;
+    isValid(): boolean;
+    toJSON(): unknown[];
+    map<U>(callback: (value: T, index: number) => U): U[];
+    filter(callback: (value: T, index: number) => boolean): T[];
+    forEach(callback: (value: T, index: number) => void): void;
+    indexOf(value: T): number;
+    includes(value: T): boolean;
+    slice(start?: number, end?: number): T[];
+    join(separator?: string): string;
+  }
+
   /** A model class: a `BaseObject` subclass with a static `schema`. */
   type ModelClass<T> = { new (...args: never[]): T; schema: ObjectSchema };
 
@@ -217,6 +245,7 @@ declare namespace Haven {
     static App: typeof App;
     static Credentials: typeof Credentials;
     static Object: typeof BaseObject;
+    static List: typeof List;
     readonly path: string;
     readonly isClosed: boolean;
     readonly isInTransaction: boolean;

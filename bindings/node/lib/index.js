@@ -95,7 +95,7 @@ function typeInfo(objectSchema) {
     let read = (v) => v;
     if (one && list) read = (v, realm) => v.map((item) => one(item, realm));
     else if (one) read = (v, realm) => (v === null ? null : one(v, realm));
-    properties.set(name, { read, position: properties.size });
+    properties.set(name, { read, position: properties.size, list });
     if (base === "date") dates.push(name);
   }
   return { name: objectSchema.name, primaryKey: objectSchema.primaryKey, properties, names: [...properties.keys()], dates };
@@ -487,7 +487,7 @@ const objectHandler = {
   get(state, property, proxy) {
     if (property === OBJECT) return state;
     const known = state.info.properties.get(property);
-    if (known !== undefined) return readProperty(state, property, known);
+    if (known !== undefined) return known.list ? makeList(state, property, known) : readProperty(state, property, known);
     const method = OBJECT_METHODS[property];
     // Then the model class's getters and methods, with the object as `this`.
     return method === undefined ? Reflect.get(state.proto, property, proxy) : method(state, proxy);
@@ -514,6 +514,125 @@ const objectHandler = {
     return { value: readProperty(state, property, known), enumerable: true, configurable: true, writable: true };
   },
 };
+
+/** A list property of an object, live as Realm JS's `Realm.List`: reads
+ * see the list as it is now, and inside realm.write() its mutators edit
+ * it element by element, so that edits other devices make to the same
+ * list meanwhile merge with them instead of being overwritten. */
+class List {
+  constructor(object, property, known) {
+    this.object = object;
+    this.property = property;
+    this.known = known;
+  }
+}
+
+/** The list's elements now, as read values (Dates, linked objects). */
+function listItems(list) {
+  return readProperty(list.object, list.property, list.known);
+}
+
+/** One element edit; returns the removed value (as stored). */
+function editList(list, op, index, to = 0, value = null) {
+  const { realm, type, key } = list.object;
+  const removed = native(() => realm._handle.listEdit(type, key, list.property, op, [index, to], plain(value)));
+  realm._changed();
+  return removed;
+}
+
+/** An index as Array.prototype.splice reads it: negative counts from the end; clamped to 0..len. */
+function spliceIndex(index, len) {
+  const i = Math.trunc(Number(index)) || 0;
+  return i < 0 ? Math.max(len + i, 0) : Math.min(i, len);
+}
+
+const LIST_METHODS = {
+  push: (list) => (...items) => {
+    let length = listItems(list).length;
+    for (const item of items) editList(list, "insert", length++, 0, item);
+    return length;
+  },
+  unshift: (list) => (...items) => {
+    items.forEach((item, i) => editList(list, "insert", i, 0, item));
+    return listItems(list).length;
+  },
+  pop: (list) => () => {
+    const items = listItems(list);
+    if (items.length === 0) return undefined;
+    editList(list, "remove", items.length - 1);
+    return items[items.length - 1];
+  },
+  shift: (list) => () => {
+    const items = listItems(list);
+    if (items.length === 0) return undefined;
+    editList(list, "remove", 0);
+    return items[0];
+  },
+  splice: (list) => (start, deleteCount, ...items) => {
+    const all = listItems(list);
+    const from = start === undefined ? all.length : spliceIndex(start, all.length);
+    const count = deleteCount === undefined ? all.length - from : Math.min(Math.max(Math.trunc(Number(deleteCount)) || 0, 0), all.length - from);
+    for (let i = 0; i < count; i++) editList(list, "remove", from);
+    items.forEach((item, i) => editList(list, "insert", from + i, 0, item));
+    return all.slice(from, from + count);
+  },
+  /** Realm JS's `remove(index)` and `move(from, to)`. */
+  remove: (list) => (index) => {
+    editList(list, "remove", index);
+  },
+  move: (list) => (from, to) => {
+    editList(list, "move", from, to);
+  },
+  isValid: (list) => () => OBJECT_METHODS.isValid(list.object)(),
+  toJSON: (list) => () => {
+    const stored = currentRow(list.object)[list.property];
+    return list.object.info.dates.includes(list.property) ? stored.map((ms) => new Date(ms)) : stored.slice();
+  },
+};
+
+/** Array methods that would change a copy, not the list: refused. */
+const IN_PLACE = new Set(["sort", "reverse", "fill", "copyWithin"]);
+
+/** Index reads, `length`, iteration and every read-only Array method see
+ * the list now; the mutators above edit it. */
+const listHandler = {
+  get(list, property) {
+    const method = LIST_METHODS[property];
+    if (method !== undefined) return method(list);
+    if (IN_PLACE.has(property)) {
+      throw new HavenError("TypeError", `${list.object.type}.${list.property}.${property}() would change a copy, not the list: use [...list].${property}() for a sorted copy, or move() to reorder the list`);
+    }
+    const items = listItems(list);
+    const value = items[property];
+    return typeof value === "function" ? value.bind(items) : value;
+  },
+  set(list, property, value) {
+    if (property === "length" && Number(value) === 0) {
+      editList(list, "clear", 0);
+      return true;
+    }
+    const index = typeof property === "string" && /^\d+$/.test(property) ? Number(property) : undefined;
+    if (index === undefined) {
+      throw new HavenError("TypeError", `${list.object.type}.${list.property}: only elements (list[i] = value) and length = 0 can be assigned`);
+    }
+    editList(list, index === listItems(list).length ? "insert" : "set", index, 0, value);
+    return true;
+  },
+  has(list, property) {
+    return property in listItems(list);
+  },
+  ownKeys(list) {
+    return Reflect.ownKeys(listItems(list));
+  },
+  getOwnPropertyDescriptor(list, property) {
+    const descriptor = Reflect.getOwnPropertyDescriptor(listItems(list), property);
+    return descriptor && { ...descriptor, configurable: true };
+  },
+};
+
+function makeList(state, property, known) {
+  return new Proxy(new List(state, property, known), listHandler);
+}
 
 /** An object of the realm: `entry`/`index` when it was read as part of a query's rows at `stamp`. */
 function makeObject(realm, type, key, entry, index, stamp) {
@@ -1012,6 +1131,7 @@ App.Sync = {
 const Haven = { open, Realm, Object: RealmObject, App, Credentials, User, SyncSession, UpdateMode, HavenError };
 Realm.open = open;
 Realm.Object = RealmObject;
+Realm.List = List;
 Realm.UpdateMode = UpdateMode;
 Realm.App = App;
 Realm.Credentials = Credentials;

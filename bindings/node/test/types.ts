@@ -24,6 +24,25 @@ class Cat extends Haven.Realm.Object<Cat> {
   }
 }
 
+class Walker extends Haven.Realm.Object<Walker> {
+  _id!: number;
+  tags!: Haven.List<string>;
+  static schema: Haven.ObjectSchema = { name: "Walker", primaryKey: "_id", properties: { _id: "int", tags: "string[]" } };
+}
+
+export async function useLists(): Promise<string[]> {
+  const realm = await Haven.open({ path: "walkers.haven", schema: [Walker] });
+  const walker = realm.write(() => realm.create(Walker, { _id: 1 }));
+  realm.write(() => {
+    const length: number = walker.tags.push("park", "beach");
+    walker.tags.move(0, length - 1);
+    const removed: string[] = walker.tags.splice(0, 1);
+    walker.tags[0] = removed[0] ?? "none";
+  });
+  const first: string = walker.tags[0];
+  return [first, ...walker.tags, ...walker.tags.map((t) => t.toUpperCase())];
+}
+
 export async function useClasses(): Promise<string> {
   const realm = await Haven.open({ path: "cats.haven", schema: [Cat] });
   realm.write(() => realm.create(Cat, { _id: 1, name: "Tom", born: new Date() }));

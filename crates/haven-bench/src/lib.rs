@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod dogs;
+pub mod lists;
 mod local;
 mod memory;
 mod reset;

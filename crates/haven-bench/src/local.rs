@@ -1,6 +1,6 @@
 //! `haven bench local`: the local database against SQLite.
 
-use crate::{dogs, median, memory, Measurement, Rng};
+use crate::{dogs, lists, median, memory, Measurement, Rng};
 use rusqlite::{params, Connection};
 use std::path::Path;
 use std::time::Instant;
@@ -21,17 +21,34 @@ struct LocalSizes {
     commits: usize,
     lookups: usize,
     query_objects: usize,
+    list_owners: usize,
+    list_elements: usize,
 }
 
 /// The workloads, in the order they run.
-pub const WORKLOADS: [&str; 5] = ["bulk_insert", "single_commits", "pk_lookup", "range_query", "scan_query"];
+pub const WORKLOADS: [&str; 6] =
+    ["bulk_insert", "single_commits", "pk_lookup", "range_query", "scan_query", "list_append"];
 
 /// Runs every local workload; `progress` hears what is running.
 pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Measurement>, Box<dyn std::error::Error>> {
     let s = if opts.quick {
-        LocalSizes { bulk: 20_000, commits: 200, lookups: 20_000, query_objects: 100_000 }
+        LocalSizes {
+            bulk: 20_000,
+            commits: 200,
+            lookups: 20_000,
+            query_objects: 100_000,
+            list_owners: 200,
+            list_elements: 20_000,
+        }
     } else {
-        LocalSizes { bulk: 100_000, commits: 1_000, lookups: 100_000, query_objects: 1_000_000 }
+        LocalSizes {
+            bulk: 100_000,
+            commits: 1_000,
+            lookups: 100_000,
+            query_objects: 1_000_000,
+            list_owners: 1_000,
+            list_elements: 100_000,
+        }
     };
     if let Some(unknown) = opts.only.iter().find(|o| !WORKLOADS.contains(&o.as_str())) {
         return Err(format!("unknown workload '{unknown}'; the workloads are {}", WORKLOADS.join(", ")).into());
@@ -175,7 +192,63 @@ pub fn run_local(opts: &LocalOptions, progress: &dyn Fn(&str)) -> Result<Vec<Mea
             Ok(t.elapsed().as_secs_f64())
         },
     )?);
+
+    let (owners, elements) = (s.list_owners, s.list_elements);
+    progress(&format!("list_append: {elements} elements appended across {owners} objects' lists in one transaction"));
+    out.extend(measure(
+        &opts.only,
+        "list_append",
+        reps,
+        |rep| {
+            let db = lists::open(&dir.path().join(format!("lists-{rep}.haven")))?;
+            lists::create_owners(&db, owners)?;
+            let t = Instant::now();
+            lists::append(&db, owners, 0, elements)?;
+            let took = t.elapsed().as_secs_f64();
+            let values = lists::values(&db)?;
+            let in_order = values
+                .iter()
+                .enumerate()
+                .all(|(o, l)| l.iter().enumerate().all(|(k, v)| *v as usize == k * owners + o));
+            check(values.iter().map(Vec::len).sum::<usize>() == elements && in_order, "haven list_append elements")?;
+            Ok(took)
+        },
+        |rep| {
+            let conn = sqlite_lists(&dir.path().join(format!("lists-{rep}.sqlite")), owners)?;
+            let t = Instant::now();
+            let tx = conn.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached("INSERT INTO walk (owner, value) VALUES (?1, ?2)")?;
+                for i in 0..elements {
+                    stmt.execute(params![(i % owners) as i64, i as i64])?;
+                }
+            }
+            tx.commit()?;
+            let took = t.elapsed().as_secs_f64();
+            let n: i64 = conn.query_row("SELECT count(*) FROM walk", [], |r| r.get(0))?;
+            check(n as usize == elements, "sqlite list_append rows")?;
+            Ok(took)
+        },
+    )?);
     Ok(out)
+}
+
+/// SQLite's form of lists: a child table of elements with an index on
+/// their parent, and `owners` parents.
+fn sqlite_lists(path: &Path, owners: usize) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+         CREATE TABLE owner (_id INTEGER PRIMARY KEY);
+         CREATE TABLE walk (owner INTEGER NOT NULL REFERENCES owner(_id), value INTEGER NOT NULL);
+         CREATE INDEX walk_owner ON walk(owner);",
+    )?;
+    let tx = conn.unchecked_transaction()?;
+    for i in 0..owners {
+        tx.execute("INSERT INTO owner (_id) VALUES (?1)", [i as i64])?;
+    }
+    tx.commit()?;
+    Ok(conn)
 }
 
 type Timed = Result<f64, Box<dyn std::error::Error>>;

@@ -4,8 +4,8 @@
 //! also times, in the same run, a SQLite bulk insert of the same objects
 //! (the `bench local` setup): `ratio` = Haven / that baseline.
 
-use crate::dogs;
 use crate::local::{check, sqlite_db, sqlite_insert};
+use crate::{dogs, lists};
 use crate::{median, memory, Measurement};
 use futures_util::{SinkExt, StreamExt};
 use haven::{Config, Database, Schema, SyncConfig, UpdateMode, Value};
@@ -43,8 +43,11 @@ pub struct SyncOptions {
 const TLS_WORKLOADS: [&str; 3] = ["initial_download", "upload", "fan_out"];
 
 /// The sync workloads, in the order they run (the last only with PostgreSQL).
-pub const SYNC_WORKLOADS: [&str; 5] =
-    ["initial_download", "upload", "fan_out", "idle_connections", "cross_process_fan_out"];
+pub const SYNC_WORKLOADS: [&str; 6] =
+    ["initial_download", "upload", "fan_out", "list_merge", "idle_connections", "cross_process_fan_out"];
+
+/// Elements each of the two `list_merge` devices adds offline.
+const LIST_MERGE_ELEMENTS: usize = 1_000;
 
 /// Objects per write transaction when a client creates many.
 const OBJECTS_PER_TRANSACTION: usize = 1_000;
@@ -170,6 +173,9 @@ impl Bench<'_> {
         if wanted("fan_out") {
             out.push(self.fan_out().await?);
         }
+        if wanted("list_merge") {
+            out.push(self.list_merge().await?);
+        }
         if wanted("idle_connections") {
             out.push(self.idle_connections().await?);
         }
@@ -202,14 +208,86 @@ impl Bench<'_> {
     }
 
     async fn open_at(&self, url: &str, name: &str, partition: &str, wait: bool) -> BenchResult<Database> {
+        self.open_with(Schema::from_json(dogs::DOG_SCHEMA)?, url, name, partition, wait).await
+    }
+
+    async fn open_with(
+        &self,
+        schema: Schema,
+        url: &str,
+        name: &str,
+        partition: &str,
+        wait: bool,
+    ) -> BenchResult<Database> {
         let sync = SyncConfig::new(url, "bench", partition).wait_for_download(wait);
         let sync = match &self.tls_root {
             Some(pem) => sync.tls_root_certificates(pem.as_bytes()),
             None => sync,
         };
-        let config =
-            Config::new(self.dir.path().join(format!("{name}.haven"))).schema(Schema::from_json(dogs::DOG_SCHEMA)?);
+        let config = Config::new(self.dir.path().join(format!("{name}.haven"))).schema(schema);
         Ok(Database::open_synced(config.sync(sync)).await?)
+    }
+
+    /// Two devices each append `LIST_MERGE_ELEMENTS` elements to one shared
+    /// list offline; how long from going online until both hold every
+    /// element, in the same order. The baseline: SQLite inserting as many
+    /// rows into a child table.
+    async fn list_merge(&self) -> BenchResult<Measurement> {
+        let n = LIST_MERGE_ELEMENTS;
+        let (mut haven, mut sqlite) = (vec![], vec![]);
+        for rep in 0..self.reps() {
+            (self.progress)(&format!(
+                "list_merge: two devices append {n} elements each to one list offline (run {})",
+                rep + 1
+            ));
+            let partition = format!("list-merge-{rep}");
+            let a = self.open_with(lists::schema()?, &self.url, &format!("{partition}-a"), &partition, true).await?;
+            let b = self.open_with(lists::schema()?, &self.url, &format!("{partition}-b"), &partition, true).await?;
+            let (sa, sb) = (a.sync_session().ok_or("not synced")?, b.sync_session().ok_or("not synced")?);
+            lists::create_owners(&a, 1)?;
+            sa.upload_all_local_changes().await?;
+            sb.download_all_server_changes().await?;
+            sa.pause();
+            sb.pause();
+            // One owner: every element goes to Owner 0, A's from 0 and B's from n.
+            lists::append(&a, 1, 0, n)?;
+            lists::append(&b, 1, n, 2 * n)?;
+            let t = Instant::now();
+            sa.resume();
+            sb.resume();
+            sa.upload_all_local_changes().await?;
+            sb.upload_all_local_changes().await?;
+            sa.download_all_server_changes().await?;
+            sb.download_all_server_changes().await?;
+            haven.push(t.elapsed().as_secs_f64() * 1000.0);
+            let (la, lb) = (lists::values(&a)?, lists::values(&b)?);
+            let mut all = la[0].clone();
+            all.sort_unstable();
+            check(la == lb, "list_merge: both devices hold the same list")?;
+            check(all == (0..2 * n as i64).collect::<Vec<_>>(), "list_merge: every element of both devices is there")?;
+            sqlite.push(self.sqlite_list_ms(&partition, 2 * n)?);
+        }
+        let mut m = measurement("list_merge", haven, sqlite);
+        m.objects_per_s = Some(2.0 * n as f64 / (m.haven_ms / 1000.0));
+        m.note = Some(format!("converged: {} elements, the same order, on both devices", 2 * n));
+        Ok(m)
+    }
+
+    /// The baseline of `list_merge`: `rows` elements into a child table.
+    fn sqlite_list_ms(&self, name: &str, rows: usize) -> BenchResult<f64> {
+        let conn = rusqlite::Connection::open(self.dir.path().join(format!("{name}.sqlite")))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+             CREATE TABLE walk (owner INTEGER NOT NULL, value INTEGER NOT NULL);
+             CREATE INDEX walk_owner ON walk(owner);",
+        )?;
+        let t = Instant::now();
+        let tx = conn.unchecked_transaction()?;
+        for i in 0..rows {
+            tx.execute("INSERT INTO walk (owner, value) VALUES (0, ?1)", [i as i64])?;
+        }
+        tx.commit()?;
+        Ok(t.elapsed().as_secs_f64() * 1000.0)
     }
 
     /// A fresh client opens a partition holding `objects` Dogs. With the

@@ -123,6 +123,71 @@ pub fn field(bytes: &[u8], index: usize) -> Result<Option<ValueRef<'_>>, Corrupt
     r.value().map(Some)
 }
 
+/// Writes to `out` the record at the start of `bytes` with list field
+/// `field` changed: the `remove` elements from index `at` replaced by
+/// `insert`. The other fields, and the list's other elements, are copied
+/// as bytes, not decoded: a list operation costs a copy of the record,
+/// not a decode and an encode of every element. Bytes after the record
+/// are not copied.
+///
+/// ```
+/// use haven_core::{record, Value};
+/// let mut bytes = Vec::new();
+/// record::encode(&[Value::Int(1), Value::List(vec![1.into(), 2.into(), 3.into()])], &mut bytes);
+/// let mut out = Vec::new();
+/// record::splice_list(&bytes, 1, 1, 1, &[Value::Int(9), Value::Int(8)], &mut out).unwrap();
+/// assert_eq!(record::decode(&out).unwrap()[1], Value::List(vec![1.into(), 9.into(), 8.into(), 3.into()]));
+/// ```
+pub fn splice_list(
+    bytes: &[u8],
+    field: usize,
+    at: usize,
+    remove: usize,
+    insert: &[Value],
+    out: &mut Vec<u8>,
+) -> Result<(), CorruptRecord> {
+    let mut r = Reader { bytes, pos: 0 };
+    let count = r.varint()? as usize;
+    if field >= count {
+        return Err(CorruptRecord("no such field"));
+    }
+    for _ in 0..field {
+        r.skip()?;
+    }
+    let start = r.pos;
+    if r.byte()? != LIST {
+        return Err(CorruptRecord("not a list"));
+    }
+    let len = r.varint()? as usize;
+    let body = r.len_prefixed()?;
+    let end = r.pos;
+    for _ in field + 1..count {
+        r.skip()?;
+    }
+    let record_end = r.pos;
+    let kept = at.checked_add(remove).filter(|k| *k <= len).ok_or(CorruptRecord("list index out of range"))?;
+    let mut elements = Reader { bytes: body, pos: 0 };
+    for _ in 0..at {
+        elements.skip()?;
+    }
+    let cut = elements.pos;
+    for _ in at..kept {
+        elements.skip()?;
+    }
+    let resume = elements.pos;
+    let mut inserted = Vec::new();
+    insert.iter().for_each(|v| encode_value(v, &mut inserted));
+    out.extend_from_slice(&bytes[..start]);
+    out.push(LIST);
+    put_varint(out, (len - remove + insert.len()) as u64);
+    put_varint(out, (body.len() - (resume - cut) + inserted.len()) as u64);
+    out.extend_from_slice(&body[..cut]);
+    out.extend_from_slice(&inserted);
+    out.extend_from_slice(&body[resume..]);
+    out.extend_from_slice(&bytes[end..record_end]);
+    Ok(())
+}
+
 /// An encoded list inside a record.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ListRef<'a> {
@@ -289,6 +354,36 @@ pub(crate) mod tests {
                 prop_assert_eq!(field(&buf, i).unwrap().unwrap().to_owned(), v.clone());
             }
             prop_assert_eq!(field(&buf, values.len()).unwrap(), None);
+        }
+
+        #[test]
+        fn splicing_a_list_is_decoding_splicing_and_encoding(
+            before in proptest::collection::vec(any_scalar(), 0..3),
+            list in proptest::collection::vec(any_scalar(), 0..8),
+            after in proptest::collection::vec(any_scalar(), 0..3),
+            at in 0usize..10,
+            remove in 0usize..4,
+            insert in proptest::collection::vec(any_scalar(), 0..3),
+        ) {
+            let mut values = before.clone();
+            values.push(Value::List(list.clone()));
+            values.extend(after);
+            let mut bytes = Vec::new();
+            encode(&values, &mut bytes);
+            bytes.push(0xff); // what follows a record is not copied
+            let mut out = Vec::new();
+            let spliced = splice_list(&bytes, before.len(), at, remove, &insert, &mut out);
+            if at + remove > list.len() {
+                prop_assert!(spliced.is_err());
+            } else {
+                spliced.unwrap();
+                let mut expected = list.clone();
+                expected.splice(at..at + remove, insert);
+                values[before.len()] = Value::List(expected);
+                let mut encoded = Vec::new();
+                encode(&values, &mut encoded);
+                prop_assert_eq!(out, encoded);
+            }
         }
 
         #[test]

@@ -213,6 +213,41 @@ impl NativeDatabase {
         self.in_write(what, |tx| tx.set(&object_type, key, &property, value))
     }
 
+    /// Edits one element of a list property: `op` is "insert" (at
+    /// `at[0]`), "set", "remove" (returns the removed value), "move" (from
+    /// `at[0]` so that it ends at `at[1]`) or "clear".
+    #[napi]
+    pub fn list_edit(
+        &self,
+        object_type: String,
+        primary_key: Json,
+        property: String,
+        op: String,
+        at: Vec<u32>,
+        value: Json,
+    ) -> Result<Json> {
+        let key = self::value(&primary_key, "the primary key")?;
+        let (at, to) = (at.first().copied().unwrap_or(0) as usize, at.get(1).copied().unwrap_or(0) as usize);
+        let element = match op.as_str() {
+            "insert" | "set" => self::value(&value, &property)?,
+            _ => Value::Null,
+        };
+        let what = || format!("change the list {object_type}.{property}");
+        let removed = self.in_write(what, |tx| match op.as_str() {
+            "insert" => tx.list_insert(&object_type, key, &property, at, element).map(|_| Value::Null),
+            "set" => tx.list_set(&object_type, key, &property, at, element).map(|_| Value::Null),
+            "remove" => tx.list_remove(&object_type, key, &property, at),
+            "move" => tx.list_move(&object_type, key, &property, at, to).map(|_| Value::Null),
+            "clear" => tx.list_clear(&object_type, key, &property).map(|_| Value::Null),
+            other => Err(haven::Error::InvalidOperation {
+                object_type: object_type.clone(),
+                property: property.clone(),
+                message: format!("unknown list operation '{other}'"),
+            }),
+        })?;
+        Ok(removed.to_json())
+    }
+
     /// Deletes the object with this primary key; whether it existed.
     #[napi]
     pub fn delete_object(&self, object_type: String, primary_key: Json) -> Result<bool> {

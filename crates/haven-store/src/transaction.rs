@@ -525,12 +525,33 @@ impl<'t> WriteTransaction<'t> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         record::encode(values, &mut buf);
-        if let Some((client_version, _)) = &self.pending {
-            confirmed::push_pending(&mut buf, *client_version);
-        }
-        let result = self.tables(ty)?.objects.insert(key, buf.as_slice()).map(|old| old.map(|g| g.value().to_vec()));
+        let result = self.store_encoded(ty, key, &mut buf);
         self.buf = buf;
-        Ok(result?)
+        result
+    }
+
+    /// [`store`](Self::store) of a record already encoded in `buf`.
+    fn store_encoded(&mut self, ty: &'t ObjectSchema, key: &[u8], buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>> {
+        if let Some((client_version, _)) = &self.pending {
+            confirmed::push_pending(buf, *client_version);
+        }
+        Ok(self.tables(ty)?.objects.insert(key, buf.as_slice()).map(|old| old.map(|g| g.value().to_vec()))?)
+    }
+
+    /// Writes the encoded record of an existing object whose properties
+    /// `changed` changed (none of them indexed), logging nothing.
+    pub(crate) fn write_record(
+        &mut self,
+        ty: &'t ObjectSchema,
+        pk: &Value,
+        key: &[u8],
+        mut record: Vec<u8>,
+        changed: BTreeSet<usize>,
+    ) -> Result<()> {
+        self.keep_confirmed(ty, key, pk)?;
+        self.store_encoded(ty, key, &mut record)?;
+        self.record_change(ty, key, pk, Change::Modified(changed));
+        Ok(())
     }
 
     /// Before a local write changes or removes a record that is its

@@ -14,7 +14,7 @@ use crate::layout::{CONFIRMED, PENDING};
 use crate::replica::{change_log, confirmed, settle};
 use crate::transaction::WriteTransaction;
 use haven_core::merge::{apply, Changeset, ElementId, Hlc, HlcClock, Instruction, ObjectState, Writer};
-use haven_core::{key, ObjectSchema, Property, Value};
+use haven_core::{key, record, ObjectSchema, Property, Value, ValueRef};
 use std::collections::HashMap;
 
 /// What a transaction knows of list element identities.
@@ -76,8 +76,8 @@ impl<'t> WriteTransaction<'t> {
         value: impl Into<Value>,
     ) -> Result<()> {
         let (ty, pk, idx) = self.list_of(object_type, primary_key.into(), property)?;
-        let len = self.require(ty, &pk)?[idx].as_list().map_or(0, <[Value]>::len);
-        self.edit(ty, pk, idx, Edit::Insert(len, value.into())).map(drop)
+        let value = value.into();
+        self.edit_with(ty, pk, idx, None, |len| Edit::Insert(len, value)).map(drop)
     }
 
     /// Inserts `value` at `index` (0 to the list's length) of list
@@ -156,55 +156,88 @@ impl<'t> WriteTransaction<'t> {
 
     /// Checks and makes one edit; returns the element removed (or null).
     fn edit(&mut self, ty: &'t ObjectSchema, pk: Value, idx: usize, edit: Edit) -> Result<Value> {
-        self.edit_as(ty, pk, idx, edit, None)
+        self.edit_with(ty, pk, idx, None, |_| edit)
     }
 
-    /// [`edit`](Self::edit), giving an inserted element the id `given`
-    /// (a recovered insertion keeps its id) instead of a new one.
-    fn edit_as(
+    /// [`edit`](Self::edit) of the edit `edit` makes of the list's
+    /// length, giving an inserted element the id `given` (a recovered
+    /// insertion keeps its id) instead of a new one.
+    fn edit_with(
         &mut self,
         ty: &'t ObjectSchema,
         pk: Value,
         idx: usize,
-        edit: Edit,
         given: Option<ElementId>,
+        edit: impl FnOnce(usize) -> Edit,
     ) -> Result<Value> {
         let prop = &ty.properties()[idx];
+        let key = key::to_key(pk.as_ref().expect("scalar"));
+        let record = self.list_record(ty, &pk, &key, idx)?;
+        let list = match record::field(&record, idx) {
+            Ok(Some(ValueRef::List(list))) => list,
+            Ok(_) => return Err(Error::Storage(format!("{}.{}: the record holds no list", ty.name(), prop.name))),
+            Err(e) => return Err(Error::Storage(format!("{}: {e}", ty.name()))),
+        };
         let element = |at, value| self.schema().coerce_list_element(ty, prop, at, value);
-        let edit = match edit {
+        let edit = match edit(list.len()) {
             Edit::Insert(at, v) => Edit::Insert(at, element(at, v)?),
             Edit::Set(at, v) => Edit::Set(at, element(at, v)?),
             other => other,
         };
-        let mut values = self.require(ty, &pk)?;
-        let mut items = match std::mem::replace(&mut values[idx], Value::Null) {
-            Value::List(items) => items,
-            _ => Vec::new(),
-        };
-        check_index(ty, prop, &edit, items.len())?;
+        check_index(ty, prop, &edit, list.len())?;
         let instruction = match self.logs() {
-            true => Some(self.element_instruction(ty, &pk, prop, &edit, items.len(), given)?),
+            true => Some(self.element_instruction(ty, &pk, prop, &edit, list.len(), given)?),
             false => None,
         };
+        let nth = |at: usize| list.iter().nth(at).map_or(Value::Null, |v| v.to_owned());
+        let damaged = |e: record::CorruptRecord| Error::Storage(format!("{}: {e}", ty.name()));
+        let mut spliced = Vec::with_capacity(record.len() + 16);
         let removed = match edit {
             Edit::Insert(at, v) => {
-                items.insert(at, v);
+                record::splice_list(&record, idx, at, 0, &[v], &mut spliced).map_err(damaged)?;
                 Value::Null
             }
-            Edit::Set(at, v) => std::mem::replace(&mut items[at], v),
+            Edit::Set(at, v) => {
+                record::splice_list(&record, idx, at, 1, &[v], &mut spliced).map_err(damaged)?;
+                nth(at)
+            }
+            Edit::Remove(at) => {
+                record::splice_list(&record, idx, at, 1, &[], &mut spliced).map_err(damaged)?;
+                nth(at)
+            }
             Edit::Move(from, to) => {
-                let moving = items.remove(from);
-                items.insert(to, moving);
+                let mut taken = Vec::with_capacity(record.len());
+                record::splice_list(&record, idx, from, 1, &[], &mut taken).map_err(damaged)?;
+                record::splice_list(&taken, idx, to, 0, &[nth(from)], &mut spliced).map_err(damaged)?;
                 Value::Null
             }
-            Edit::Remove(at) => items.remove(at),
         };
-        values[idx] = Value::List(items);
-        self.write_values(ty, &pk, values, [idx].into())?;
+        self.write_record(ty, &pk, &key, spliced, [idx].into())?;
         if let Some(instruction) = instruction {
             self.log(|| instruction);
         }
         Ok(removed)
+    }
+
+    /// The object's record (its values only), with list property `idx` in
+    /// it: a record from before the property was added gets it, empty.
+    fn list_record(&mut self, ty: &'t ObjectSchema, pk: &Value, key: &[u8], idx: usize) -> Result<Vec<u8>> {
+        let Some(mut bytes) = self.record(ty, key)? else {
+            return Err(Error::ObjectNotFound { object_type: ty.name().to_owned(), primary_key: pk.to_string() });
+        };
+        let values_end =
+            bytes.len() - record::after(&bytes).map_err(|e| Error::Storage(format!("{}: {e}", ty.name())))?.len();
+        match record::field(&bytes, idx) {
+            Ok(Some(_)) => {
+                bytes.truncate(values_end);
+                Ok(bytes)
+            }
+            _ => {
+                let mut full = Vec::new();
+                record::encode(&self.require(ty, pk)?, &mut full);
+                Ok(full)
+            }
+        }
     }
 
     /// The element instruction for `edit`, with the ids of the elements
@@ -282,7 +315,7 @@ impl<'t> WriteTransaction<'t> {
             Instruction::ListRemove { id, .. } => (Edit::Remove(at(id)?), None),
             other => return Err(list_error(ty, prop, format!("not a list instruction: {other:?}"))),
         };
-        self.edit_as(ty, pk, idx, edit, given).map(drop)
+        self.edit_with(ty, pk, idx, given, |_| edit).map(drop)
     }
 
     /// The instruction that writes list `prop` whole with `items`, with
