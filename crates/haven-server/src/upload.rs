@@ -5,7 +5,7 @@
 //! history, in one transaction.
 
 use crate::storage::{Integration, StorageError};
-use haven_core::merge::{apply, Changeset, ObjectState, Writer};
+use haven_core::merge::{apply_in_place, Changeset, ObjectState, Writer};
 use haven_core::{key, Value};
 use haven_sync::protocol::FileIdent;
 
@@ -65,13 +65,26 @@ pub(crate) fn merge(
             replica: client.ident,
         };
         let mut dropped = vec![];
+        // Each object the changeset touches is read once and written once:
+        // a changeset of many edits to one long list must not copy the
+        // list per edit.
+        let mut touched: Vec<(&str, Vec<u8>, &Value, Option<ObjectState>)> = Vec::new();
         for instruction in &cs.instructions {
             let (ty, pk) = instruction.object();
             let key = pk_key(pk)?;
-            let current = objects.get(ty, &key)?;
-            let applied = apply(current.as_ref(), instruction, &writer);
-            dropped.extend(applied.dropped.iter().map(|d| d.reason));
-            objects.put(ty, &key, pk, applied.state.as_ref(), version)?;
+            let at = match touched.iter().rposition(|(t, k, _, _)| *t == ty && *k == key) {
+                Some(at) => at,
+                None => {
+                    let state = objects.get(ty, &key)?;
+                    touched.push((ty, key, pk, state));
+                    touched.len() - 1
+                }
+            };
+            let reasons = apply_in_place(&mut touched[at].3, instruction, &writer);
+            dropped.extend(reasons.iter().map(|d| d.reason));
+        }
+        for (ty, key, pk, state) in &touched {
+            objects.put(ty, key, pk, state.as_ref(), version)?;
         }
         let stored =
             Changeset { replica: client.ident, hlc: writer.hlc, base_version: writer.base_version, ..cs.clone() };

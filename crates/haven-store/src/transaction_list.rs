@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::layout::{CONFIRMED, PENDING};
 use crate::replica::{change_log, confirmed, settle};
 use crate::transaction::WriteTransaction;
-use haven_core::merge::{apply, Changeset, ElementId, Hlc, HlcClock, Instruction, ObjectState, Writer};
+use haven_core::merge::{apply_in_place, Changeset, ElementId, Hlc, HlcClock, Instruction, ObjectState, Writer};
 use haven_core::{key, record, ObjectSchema, Property, Value, ValueRef};
 use std::collections::HashMap;
 
@@ -409,12 +409,12 @@ impl<'t> WriteTransaction<'t> {
             |n: usize, base_version, hlc| Writer { version: after + 1 + n as u64, base_version, hlc, replica: *ident };
         for (n, cs) in pending.iter().enumerate() {
             for i in cs.instructions.iter().filter(about) {
-                state = apply(state.as_ref(), i, &writer(n, cs.base_version, cs.hlc)).state;
+                apply_in_place(&mut state, i, &writer(n, cs.base_version, cs.hlc));
             }
         }
         let this = writer(pending.len(), *after, hlc);
         for i in self.logged().iter().filter(about) {
-            state = apply(state.as_ref(), i, &this).state;
+            apply_in_place(&mut state, i, &this);
         }
         Ok(state.as_ref().and_then(|s| s.list(field)).map(|l| l.live().map(|e| e.id).collect()).unwrap_or_default())
     }

@@ -12,5 +12,5 @@ pub(crate) mod validate;
 pub use changeset::{Changeset, Instruction};
 pub use hlc::{Hlc, HlcClock};
 pub use list::{ElementId, ListElement, ListState};
-pub use rule::{apply, Applied, Dropped, Field, ObjectState, Overruled, Stamp, Writer};
+pub use rule::{apply, apply_in_place, Applied, Dropped, Field, ObjectState, Overruled, Stamp, Writer};
 pub use validate::{validate, InvalidChangeset};

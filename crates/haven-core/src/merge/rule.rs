@@ -177,59 +177,55 @@ pub struct Applied {
 /// assert_eq!(after_l.dropped.len(), 1); // L's older write: OlderThanServer
 /// ```
 pub fn apply(current: Option<&ObjectState>, instruction: &Instruction, writer: &Writer) -> Applied {
-    let unchanged = |dropped: Vec<Dropped>| Applied { state: current.cloned(), dropped };
-    let drop_whole = |reason| unchanged(vec![Dropped { field: None, reason }]);
-    let (fields, lists, deleted_at) = match current {
+    let mut state = current.cloned();
+    let dropped = apply_in_place(&mut state, instruction, writer);
+    Applied { state, dropped }
+}
+
+/// [`apply`] changing `state` where it is: what a replica applying many
+/// instructions to one object uses, so that a long list is not copied
+/// once per instruction. Returns what had no effect, and why.
+pub fn apply_in_place(state: &mut Option<ObjectState>, instruction: &Instruction, writer: &Writer) -> Vec<Dropped> {
+    let whole = |reason| vec![Dropped { field: None, reason }];
+    let (fields, lists, deleted_at) = match state {
         None => {
             return match instruction {
                 Instruction::Create { fields, .. } => {
-                    Applied { state: Some(fresh(fields, writer, None)), dropped: vec![] }
+                    *state = Some(fresh(fields, writer, None));
+                    vec![]
                 }
-                Instruction::Delete { .. } => unchanged(vec![]),
-                _ => drop_whole(Overruled::NotFound),
+                Instruction::Delete { .. } => vec![],
+                _ => whole(Overruled::NotFound),
             }
         }
         Some(ObjectState::Deleted { version, replica }) => {
             return match instruction {
                 // Created again by a writer who had seen the delete: it comes back.
                 Instruction::Create { fields, .. } if writer.has_seen(*version, *replica) => {
-                    Applied { state: Some(fresh(fields, writer, Some((*version, *replica)))), dropped: vec![] }
+                    *state = Some(fresh(fields, writer, Some((*version, *replica))));
+                    vec![]
                 }
-                Instruction::Delete { .. } => unchanged(vec![]),
-                _ => drop_whole(Overruled::DeletedOnServer),
+                Instruction::Delete { .. } => vec![],
+                _ => whole(Overruled::DeletedOnServer),
             };
         }
         Some(ObjectState::Live { fields, lists, deleted_at }) => (fields, lists, *deleted_at),
     };
     if deleted_at.is_some_and(|(version, replica)| !writer.has_seen(version, replica)) {
         // About the incarnation that was deleted: delete wins.
-        return drop_whole(Overruled::DeletedOnServer);
+        return whole(Overruled::DeletedOnServer);
     }
-    if let Instruction::Delete { .. } = instruction {
-        let state = ObjectState::Deleted { version: writer.version, replica: writer.replica };
-        return Applied { state: Some(state), dropped: vec![] };
-    }
-    let mut live = LiveObject { fields: fields.clone(), lists: lists.clone() };
-    let dropped = match instruction {
-        Instruction::Delete { .. } => unreachable!("handled above"),
+    let mut live = LiveObject { fields, lists };
+    match instruction {
+        Instruction::Delete { .. } => {
+            *state = Some(ObjectState::Deleted { version: writer.version, replica: writer.replica });
+            vec![]
+        }
         Instruction::Create { fields: given, .. } => {
             given.iter().filter_map(|(name, value)| live.set(name, value, writer)).collect()
         }
         Instruction::Set { field, value, .. } => live.set(field, value, writer).into_iter().collect(),
-        Instruction::Increment { field, delta, .. } => match live.fields.get_mut(field) {
-            Some(f) => match add(&f.value, delta) {
-                Some(sum) => {
-                    // Increments always count, concurrent or not. The field
-                    // keeps the later clock of the two: adding to a value must
-                    // not make it easier for an older concurrent set to win.
-                    let (hlc, replica) = (f.stamp.hlc, f.stamp.replica).max((writer.hlc, writer.replica));
-                    *f = Field { value: sum, stamp: Stamp { version: writer.version, hlc, replica } };
-                    vec![]
-                }
-                None => return unchanged(vec![Dropped { field: Some(field.clone()), reason: Overruled::NotANumber }]),
-            },
-            None => return unchanged(vec![Dropped { field: Some(field.clone()), reason: Overruled::NotANumber }]),
-        },
+        Instruction::Increment { field, delta, .. } => live.increment(field, delta, writer).into_iter().collect(),
         Instruction::ListAssign { field, elements, .. } => {
             live.assign(field, elements.iter().cloned(), writer).into_iter().collect()
         }
@@ -243,9 +239,7 @@ pub fn apply(current: Option<&ObjectState>, instruction: &Instruction, writer: &
             live.change(field, ElementChange::Move { id: *id, after: *after }, writer)
         }
         Instruction::ListRemove { field, id, .. } => live.change(field, ElementChange::Remove { id: *id }, writer),
-    };
-    let LiveObject { fields, lists } = live;
-    Applied { state: Some(ObjectState::Live { fields, lists, deleted_at }), dropped }
+    }
 }
 
 fn fresh(given: &[(String, Value)], writer: &Writer, deleted_at: Option<(u64, u64)>) -> ObjectState {
@@ -255,15 +249,28 @@ fn fresh(given: &[(String, Value)], writer: &Writer, deleted_at: Option<(u64, u6
 }
 
 /// A live object's fields and list identities, as an instruction changes them.
-struct LiveObject {
-    fields: BTreeMap<String, Field>,
-    lists: BTreeMap<String, ListState>,
+struct LiveObject<'s> {
+    fields: &'s mut BTreeMap<String, Field>,
+    lists: &'s mut BTreeMap<String, ListState>,
 }
 
 /// The stamp of a field nobody has written: every write beats it.
 const UNWRITTEN: Stamp = Stamp { version: 0, hlc: Hlc { millis: 0, counter: 0 }, replica: 0 };
 
-impl LiveObject {
+impl LiveObject<'_> {
+    /// Adds to an int or double field; concurrent or not, increments all
+    /// count.
+    fn increment(&mut self, name: &str, delta: &Value, writer: &Writer) -> Option<Dropped> {
+        let not_a_number = Some(Dropped { field: Some(name.to_owned()), reason: Overruled::NotANumber });
+        let Some(f) = self.fields.get_mut(name) else { return not_a_number };
+        let Some(sum) = add(&f.value, delta) else { return not_a_number };
+        // The field keeps the later clock of the two: adding to a value must
+        // not make it easier for an older concurrent set to win.
+        let (hlc, replica) = (f.stamp.hlc, f.stamp.replica).max((writer.hlc, writer.replica));
+        *f = Field { value: sum, stamp: Stamp { version: writer.version, hlc, replica } };
+        None
+    }
+
     /// Writes one field if the writer beats its last write; otherwise
     /// says why not. A list value written to a list that has element
     /// identities replaces its elements (with ids derived from the write).

@@ -12,7 +12,7 @@ use crate::replica::settle::{
     decode_key, key_of, object_id, pending_changesets, settle, settle_id, split_id, Overlay, Rebuild, Replay, Settle,
 };
 use crate::transaction::WriteTransaction;
-use haven_core::merge::{apply, Changeset, HlcClock, Instruction, ObjectState, Writer};
+use haven_core::merge::{apply_in_place, Changeset, HlcClock, Instruction, ObjectState, Writer};
 use haven_core::recovery::{Recovery, RecoveryReport};
 use haven_core::{record, Value};
 use haven_sync::protocol::{ResetReason, SnapshotObject};
@@ -80,11 +80,9 @@ pub(crate) fn integrate(
                     e.insert(Touched { pk: pk.clone(), state: now.state, settled: now.settled, echoed })
                 }
             };
-            let applied = apply(object.state.as_ref(), instruction, &writer);
-            if !applied.dropped.is_empty() {
+            if !apply_in_place(&mut object.state, instruction, &writer).is_empty() {
                 object.echoed = None;
             }
-            object.state = applied.state;
         }
         if remaining.get().is_none() && !touched.values().all(|t| t.settled) {
             let _ = remaining.set(pending_changesets(&pending)?);

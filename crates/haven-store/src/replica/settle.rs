@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::layout::{CONFIRMED, PENDING};
 use crate::replica::confirmed;
 use crate::transaction::WriteTransaction;
-use haven_core::merge::{apply, Changeset, Instruction, ObjectState, Writer};
+use haven_core::merge::{apply_in_place, Changeset, Instruction, ObjectState, Writer};
 use haven_core::{key, Value};
 use redb::ReadableTable;
 use std::collections::{BTreeSet, HashMap};
@@ -169,7 +169,7 @@ impl<'a> Replay<'a> {
                 hlc: cs.hlc,
                 replica: self.ident,
             };
-            state = apply(state.as_ref(), instruction, &writer).state;
+            apply_in_place(&mut state, instruction, &writer);
         }
         state
     }
