@@ -65,26 +65,27 @@ pub(crate) fn merge(
             replica: client.ident,
         };
         let mut dropped = vec![];
-        // Each object the changeset touches is read once and written once:
-        // a changeset of many edits to one long list must not copy the
-        // list per edit.
-        let mut touched: Vec<(&str, Vec<u8>, &Value, Option<ObjectState>)> = Vec::new();
+        // Consecutive instructions on one object (a run of edits to one
+        // list, say) read and write it once: a long list is not copied
+        // per edit.
+        let mut open: Option<(&str, Vec<u8>, &Value, Option<ObjectState>)> = None;
         for instruction in &cs.instructions {
             let (ty, pk) = instruction.object();
             let key = pk_key(pk)?;
-            let at = match touched.iter().rposition(|(t, k, _, _)| *t == ty && *k == key) {
-                Some(at) => at,
-                None => {
+            let state = match &mut open {
+                Some((t, k, _, state)) if *t == ty && *k == key => state,
+                _ => {
+                    if let Some((t, k, p, state)) = open.take() {
+                        objects.put(t, &k, p, state.as_ref(), version)?;
+                    }
                     let state = objects.get(ty, &key)?;
-                    touched.push((ty, key, pk, state));
-                    touched.len() - 1
+                    &mut open.insert((ty, key, pk, state)).3
                 }
             };
-            let reasons = apply_in_place(&mut touched[at].3, instruction, &writer);
-            dropped.extend(reasons.iter().map(|d| d.reason));
+            dropped.extend(apply_in_place(state, instruction, &writer).iter().map(|d| d.reason));
         }
-        for (ty, key, pk, state) in &touched {
-            objects.put(ty, key, pk, state.as_ref(), version)?;
+        if let Some((t, k, p, state)) = open {
+            objects.put(t, &k, p, state.as_ref(), version)?;
         }
         let stored =
             Changeset { replica: client.ident, hlc: writer.hlc, base_version: writer.base_version, ..cs.clone() };

@@ -33,8 +33,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     db.wait_for_listeners();
 
+    // Lists change element by element: in a synced database, two devices
+    // that add to one list offline both keep their elements.
+    db.write(|tx| {
+        tx.list_push("Dog", 1, "tags", "good")?;
+        tx.list_push("Dog", 1, "tags", "calm")?;
+        tx.list_insert("Dog", 1, "tags", 0, "first")?;
+        tx.list_move("Dog", 1, "tags", 0, 2)
+    })?;
+
     let rex = db.object_for_primary_key("Dog", 1)?.ok_or("Rex is missing")?;
     assert_eq!(rex.get("age"), Some(Value::Int(4)));
+    assert_eq!(rex.get("tags"), Some(Value::from(vec!["good", "calm", "first"])));
     println!("Rex: {} (owner {})", rex.to_json(), rex.linked("owner")?.ok_or("no owner")?.to_json());
 
     let recent = db.objects("Dog")?.filtered("lastUpdated > $0 SORT(lastUpdated DESC)", &[5.into()])?;
