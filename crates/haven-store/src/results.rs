@@ -1,12 +1,12 @@
 //! `Results`: a live, lazily evaluated collection of one type's objects.
 
 use crate::database::Database;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::notifier::{CollectionChanges, CollectionListener, Listener, NotificationToken};
 use crate::object::Object;
 use crate::snapshot::run_query;
 use haven_core::query::{self, BoundQuery, Filter};
-use haven_core::Value;
+use haven_core::{record, sort_order, PropertyType, Value};
 
 /// The objects of one type that match a query, sorted and limited as asked.
 ///
@@ -156,6 +156,103 @@ impl Results {
             query: self.query.clone(),
             callback: Box::new(callback),
         }))
+    }
+
+    /// The smallest value of an int, double or date property among the
+    /// objects (nulls left out); `None` when there is none.
+    ///
+    /// ```
+    /// # use haven_store::{Config, Database, Schema, UpdateMode, Value};
+    /// # use serde_json::json;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","age":"int?"}}]"#)?;
+    /// # let db = Database::open(Config::new(dir.path().join("a.haven")).schema(schema))?;
+    /// db.write(|tx| {
+    ///     for (id, age) in [(1, json!(3)), (2, json!(8)), (3, json!(null))] {
+    ///         tx.create("Dog", json!({"_id": id, "age": age}), UpdateMode::Never)?;
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// let dogs = db.objects("Dog")?;
+    /// assert_eq!(dogs.min("age")?, Some(Value::Int(3)));
+    /// assert_eq!(dogs.max("age")?, Some(Value::Int(8)));
+    /// assert_eq!(dogs.sum("age")?, Some(Value::Int(11)));
+    /// assert_eq!(dogs.avg("age")?, Some(Value::Double(5.5)));
+    /// assert_eq!(dogs.filtered("age > 10", &[])?.min("age")?, None);
+    /// assert_eq!(dogs.filtered("age > 10", &[])?.sum("age")?, Some(Value::Int(0)));
+    /// # Ok::<(), haven_store::Error>(())
+    /// ```
+    pub fn min(&self, property: &str) -> Result<Option<Value>> {
+        let values = self.column(property, "min", &[PropertyType::Int, PropertyType::Double, PropertyType::Date])?;
+        Ok(values.into_iter().min_by(sort_order))
+    }
+
+    /// The largest value of an int, double or date property among the
+    /// objects (nulls left out); `None` when there is none.
+    pub fn max(&self, property: &str) -> Result<Option<Value>> {
+        let values = self.column(property, "max", &[PropertyType::Int, PropertyType::Double, PropertyType::Date])?;
+        Ok(values.into_iter().max_by(sort_order))
+    }
+
+    /// The sum of an int or double property over the objects (nulls left
+    /// out): an int for an int property, 0 when there are none.
+    pub fn sum(&self, property: &str) -> Result<Option<Value>> {
+        let values = self.column(property, "sum", &[PropertyType::Int, PropertyType::Double])?;
+        let mut ints = 0i64;
+        let mut doubles = None::<f64>;
+        for v in values {
+            match v {
+                Value::Int(i) => {
+                    ints = ints.checked_add(i).ok_or_else(|| Error::InvalidOperation {
+                        object_type: self.ty.clone(),
+                        property: property.to_owned(),
+                        message: "the sum overflows an int".into(),
+                    })?
+                }
+                Value::Double(d) => *doubles.get_or_insert(0.0) += d,
+                _ => {}
+            }
+        }
+        Ok(Some(doubles.map_or(Value::Int(ints), |d| Value::Double(d + ints as f64))))
+    }
+
+    /// The mean of an int or double property over the objects (nulls left
+    /// out), as a double; `None` when there are none.
+    pub fn avg(&self, property: &str) -> Result<Option<Value>> {
+        let values = self.column(property, "avg", &[PropertyType::Int, PropertyType::Double])?;
+        let n = values.len();
+        let total: f64 =
+            values.iter().map(|v| v.as_int().map_or_else(|| v.as_double().unwrap_or(0.0), |i| i as f64)).sum();
+        Ok((n > 0).then(|| Value::Double(total / n as f64)))
+    }
+
+    /// The non-null values of `property` among the objects, read from one
+    /// snapshot without decoding the rest of each record; an error names
+    /// the property when it is not one of `types` (or a list).
+    fn column(&self, property: &str, aggregate: &str, types: &[PropertyType]) -> Result<Vec<Value>> {
+        let (_, ty) = self.db.type_named(&self.ty)?;
+        let idx = ty
+            .property_index(property)
+            .ok_or_else(|| Error::UnknownProperty { object_type: self.ty.clone(), property: property.to_owned() })?;
+        let prop = &ty.properties()[idx];
+        if prop.list || !types.contains(&prop.ty) {
+            let names: Vec<&str> = types.iter().map(PropertyType::name).collect();
+            return Err(Error::InvalidOperation {
+                object_type: self.ty.clone(),
+                property: property.to_owned(),
+                message: format!(
+                    "{aggregate} works on {} properties, not '{}'",
+                    names.join(" and "),
+                    prop.type_string()
+                ),
+            });
+        }
+        let snap = self.db.snapshot()?;
+        let values = run_query(&*snap, &self.ty, &self.query, |_, rec| {
+            let value = record::field(rec, idx).map_err(|e| Error::Storage(format!("{}: {e}", self.ty)))?;
+            Ok(value.map(|v| v.to_owned()).filter(|v| !v.is_null()))
+        })?;
+        Ok(values.into_iter().flatten().collect())
     }
 
     fn objects_for(&self, q: &BoundQuery) -> Result<Vec<Object>> {

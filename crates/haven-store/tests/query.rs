@@ -309,3 +309,35 @@ fn a_query_inside_a_write_sees_the_writes_own_changes() {
     let refused = db.write(|tx| tx.query("Dog", "age >> 1", &[]).map(|_| ()));
     assert!(matches!(refused, Err(Error::Query(_))), "{refused:?}");
 }
+
+#[test]
+fn aggregates_over_results_skip_nulls_and_name_a_property_they_cannot_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    fixture(&db);
+    let dogs = db.objects("Dog").unwrap();
+    // Ages 3, 7, 1 and a null; scores 1.5 and 9.0.
+    assert_eq!(dogs.min("age").unwrap(), Some(Value::Int(1)));
+    assert_eq!(dogs.max("age").unwrap(), Some(Value::Int(7)));
+    assert_eq!(dogs.sum("age").unwrap(), Some(Value::Int(11)));
+    assert_eq!(dogs.avg("age").unwrap(), Some(Value::Double(11.0 / 3.0)));
+    assert_eq!(dogs.sum("score").unwrap(), Some(Value::Double(10.5)));
+    let good = dogs.filtered("ANY tags == 'good'", &[]).unwrap();
+    assert_eq!(
+        (good.min("lastUpdated").unwrap(), good.max("score").unwrap()),
+        (Some(Value::Int(10)), Some(Value::Double(9.0)))
+    );
+    let none = dogs.filtered("age > 100", &[]).unwrap();
+    assert_eq!(
+        (none.min("age").unwrap(), none.sum("age").unwrap(), none.avg("age").unwrap()),
+        (None, Some(Value::Int(0)), None)
+    );
+    for (result, fragment) in [
+        (dogs.sum("name"), "sum works on int and double properties, not 'string'"),
+        (dogs.min("tags"), "not 'string[]'"),
+        (dogs.avg("colour"), "colour"),
+    ] {
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains(fragment) && err.to_string().contains("Dog"), "{err}");
+    }
+}
