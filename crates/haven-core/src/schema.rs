@@ -27,6 +27,10 @@ pub enum PropertyType {
     Uuid,
     /// A link to an object of the named type, stored as its primary key.
     Link(String),
+    /// `mixed`: any one value of the types above but links (always
+    /// optional). Lists and dictionaries inside a mixed value, and links
+    /// in one, are not supported yet.
+    Mixed,
 }
 
 impl PropertyType {
@@ -40,6 +44,7 @@ impl PropertyType {
             "date" => PropertyType::Date,
             "objectId" => PropertyType::ObjectId,
             "uuid" => PropertyType::Uuid,
+            "mixed" => PropertyType::Mixed,
             other => PropertyType::Link(other.to_owned()),
         }
     }
@@ -55,6 +60,7 @@ impl PropertyType {
             PropertyType::Date => "date",
             PropertyType::ObjectId => "objectId",
             PropertyType::Uuid => "uuid",
+            PropertyType::Mixed => "mixed",
             PropertyType::Link(t) => t,
         }
     }
@@ -82,7 +88,8 @@ pub struct Property {
 impl Property {
     /// A required, unindexed, single-valued property.
     pub fn new(name: impl Into<String>, ty: PropertyType) -> Self {
-        let optional = matches!(ty, PropertyType::Link(_));
+        // Links and mixed values may always be null, as in Realm.
+        let optional = matches!(ty, PropertyType::Link(_) | PropertyType::Mixed);
         Property { name: name.into(), ty, optional, list: false, indexed: false }
     }
 
@@ -92,10 +99,11 @@ impl Property {
         self
     }
 
-    /// Makes it a list.
+    /// Makes it a list (of required elements, but for `mixed`, whose
+    /// elements may always be null).
     pub fn list(mut self) -> Self {
         self.list = true;
-        self.optional = false;
+        self.optional = self.ty == PropertyType::Mixed;
         self
     }
 
@@ -108,7 +116,8 @@ impl Property {
     /// The type as written in the JSON form: `int`, `int?`, `string[]`, `Dog`.
     pub fn type_string(&self) -> String {
         let link = matches!(self.ty, PropertyType::Link(_));
-        let q = if self.optional && (self.list || !link) { "?" } else { "" };
+        // A mixed value, or element, may always be null: Realm writes no `?`.
+        let q = if self.optional && self.ty != PropertyType::Mixed && (self.list || !link) { "?" } else { "" };
         let l = if self.list { "[]" } else { "" };
         format!("{}{q}{l}", self.ty.name())
     }
@@ -147,7 +156,7 @@ impl Property {
             PropertyType::Date => Value::Date(0),
             PropertyType::ObjectId => Value::ObjectId([0; 12]),
             PropertyType::Uuid => Value::Uuid([0; 16]),
-            PropertyType::Link(_) => Value::Null,
+            PropertyType::Link(_) | PropertyType::Mixed => Value::Null,
         })
     }
 }
@@ -276,6 +285,9 @@ impl ObjectSchema {
             }
             if p.list && p.indexed {
                 return err(pn, "lists cannot be indexed".into());
+            }
+            if p.ty == PropertyType::Mixed && p.indexed {
+                return err(pn, "mixed properties cannot be indexed yet".into());
             }
         }
         let Some(pkp) = self.property_named(pk) else {
@@ -623,6 +635,12 @@ fn coerce_scalar(ty: &PropertyType, value: Value) -> Result<Value, String> {
         (PropertyType::Uuid, Value::String(s)) => {
             return parse_hex::<16>(&s).map(Value::Uuid).ok_or(format!("'{s}' is not a UUID"))
         }
+        (PropertyType::Mixed, Value::List(_)) => {
+            return Err("a mixed value is one value: lists inside mixed are not supported yet".into())
+        }
+        (PropertyType::Mixed, Value::Double(d)) if d.is_nan() => return Err("NaN is not a storable double".into()),
+        (PropertyType::Mixed, Value::Double(d)) => Some(Value::Double(if d == 0.0 { 0.0 } else { d })),
+        (PropertyType::Mixed, v) => Some(v),
         _ => None,
     };
     converted.ok_or_else(|| format!("expected {}, got {kind}", ty.name()))
@@ -693,8 +711,8 @@ fn property_from_json(name: &str, spec: &Json) -> Result<Property, String> {
         Some(b) => (b, true),
         None => (base, false),
     };
-    if base.is_empty() || matches!(base, "decimal128" | "mixed" | "float" | "set" | "dictionary" | "linkingObjects") {
-        return Err(format!("unsupported property type '{text}' (supported: bool, int, double, string, data, date, objectId, uuid, links, lists)"));
+    if base.is_empty() || matches!(base, "decimal128" | "float" | "set" | "dictionary" | "linkingObjects") {
+        return Err(format!("unsupported property type '{text}' (supported: bool, int, double, string, data, date, objectId, uuid, mixed, links, lists)"));
     }
     let mut p = Property::new(name, PropertyType::parse(base));
     if list {
@@ -713,7 +731,8 @@ mod tests {
       {"name":"Dog","primaryKey":"_id",
        "properties":{"_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true},
                      "owner":"Person?","friends":"Dog[]","tags":"string[]",
-                     "score":{"type":"double","optional":true,"indexed":true}}},
+                     "score":{"type":"double","optional":true,"indexed":true},
+                     "extra":"mixed","extras":"mixed[]"}},
       {"name":"Person","primaryKey":"_id","properties":{"_id":"uuid","name":"string"}}
     ]"#;
 
@@ -728,6 +747,9 @@ mod tests {
         assert!(p("owner").optional);
         assert!(p("friends").list && p("tags").list);
         assert!(p("score").optional && p("score").indexed);
+        assert!(p("extra").ty == PropertyType::Mixed && p("extra").optional && !p("extra").list);
+        assert!(p("extras").list && p("extras").optional, "a mixed list's elements may be null");
+        assert_eq!((p("extra").type_string(), p("extras").type_string()), ("mixed".into(), "mixed[]".into()));
         assert_eq!(dog.primary_key_index(), 0);
     }
 

@@ -237,7 +237,7 @@ impl<'a> Binder<'a> {
         }
         if op.is_string_op() {
             return match (&lhs.prop.ty, &v, lhs.path.count) {
-                (PropertyType::String, Value::String(_), false) => Ok(v),
+                (PropertyType::String | PropertyType::Mixed, Value::String(_), false) => Ok(v),
                 _ => Err((
                     format!(
                         "{} needs a string property and a string, but '{}' is {} and the value is {}",
@@ -258,6 +258,9 @@ impl<'a> Binder<'a> {
         match (&lhs.prop.ty, &v) {
             (PropertyType::Double, Value::Int(i)) => return Ok(Value::Double(*i as f64)),
             (PropertyType::Int, Value::Double(_)) => return Ok(v),
+            // A mixed value compares with any constant: numbers
+            // numerically, other kinds with their own kind only.
+            (PropertyType::Mixed, _) => return Ok(v),
             _ => {}
         }
         let element = Property { list: false, optional: true, ..lhs.prop.clone() };
