@@ -341,3 +341,29 @@ fn aggregates_over_results_skip_nulls_and_name_a_property_they_cannot_take() {
         assert!(err.to_string().contains(fragment) && err.to_string().contains("Dog"), "{err}");
     }
 }
+
+#[test]
+fn aggregates_of_lists_in_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    fixture(&db);
+    // ranks: Dog 1 [0, 20], Dog 2 [5], Dogs 3 and 4 [].
+    assert_eq!(ids(&db, "ranks.@sum > 10", &[]), [1]);
+    assert_eq!(ids(&db, "ranks.@sum == 0", &[]), [3, 4], "the sum of no elements is 0");
+    assert_eq!(ids(&db, "ranks.@avg == 10", &[]), [1]);
+    assert_eq!(ids(&db, "ranks.@avg > $0", &[4.5.into()]), [1, 2]);
+    assert_eq!(ids(&db, "ranks.@avg == nil", &[]), [3, 4], "the mean of no elements is null");
+    assert_eq!(ids(&db, "ranks.@min == 5", &[]), [2]);
+    assert_eq!(ids(&db, "ranks.@max >= 5", &[]), [1, 2]);
+    assert_eq!(ids(&db, "ranks.@size == 1", &[]), [2]);
+    assert_eq!(ids(&db, "ANY friends.ranks.@max == 20", &[]), [4], "through a link list");
+    assert_eq!(ids(&db, "ranks.@sum > age", &[]), [1], "compared with another numeric property");
+    for (query, fragment) in [
+        ("tags.@sum > 1", "@sum needs a list of int or double, but 'tags' is string[]"),
+        ("age.@max > 1", "@max needs a list of int, double or date, but 'age' is int?"),
+        ("ranks.@avg == 'x'", "type mismatch"),
+    ] {
+        let err = db.objects("Dog").unwrap().filtered(query, &[]).unwrap_err();
+        assert!(err.to_string().contains(fragment), "{query}: {err}");
+    }
+}

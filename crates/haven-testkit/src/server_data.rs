@@ -67,12 +67,12 @@ impl ServerData {
 
     /// Makes the data what a server from before version salts left (the
     /// server must be stopped): no salts, and on PostgreSQL the migration
-    /// that adds them not yet run.
+    /// that adds them, and every later one, not yet run.
     pub fn forget_version_salts(&self) {
         match &self.postgres {
             Some((url, schema)) => {
                 let sql = format!(
-                    "DROP TABLE {schema}.haven_version_salts; DELETE FROM {schema}.haven_migrations WHERE version = 2"
+                    "DROP TABLE {schema}.haven_version_salts; DELETE FROM {schema}.haven_migrations WHERE version >= 2"
                 );
                 run(Command::new("psql").arg(url).args(["-q", "-v", "ON_ERROR_STOP=1", "-c", &sql]));
             }

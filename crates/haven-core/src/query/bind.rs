@@ -2,7 +2,7 @@
 //! giving a [`Filter`] whose paths are property positions and whose
 //! constants have the property's type.
 
-use super::parser::{Compare, Expr, Literal, Op, Operand, Parsed, Path, Quantifier};
+use super::parser::{Aggregate, Compare, Expr, Literal, Op, Operand, Parsed, Path, Quantifier};
 use crate::schema::{ObjectSchema, Property, PropertyType, Schema};
 use crate::value::Value;
 use std::ops::Range;
@@ -57,8 +57,8 @@ pub struct BoundPath {
     pub property: usize,
     /// The last property is a list.
     pub list: bool,
-    /// `@count`: the path yields the list's length.
-    pub count: bool,
+    /// `@count`, `@sum`, …: the path yields one value per list.
+    pub aggregate: Option<Aggregate>,
     /// The text of the path, for plans and messages.
     pub text: String,
 }
@@ -87,12 +87,12 @@ impl BoundPath {
     /// Whether the path can yield several values (it ends in a list or
     /// goes through a link list).
     pub fn many(&self) -> bool {
-        (self.list && !self.count) || self.hops.iter().any(|h| h.2)
+        (self.list && self.aggregate.is_none()) || self.hops.iter().any(|h| h.2)
     }
 
     /// A path that reads one property of the object itself (no links, no list).
     pub fn direct_property(&self) -> Option<usize> {
-        (self.hops.is_empty() && !self.list && !self.count).then_some(self.property)
+        (self.hops.is_empty() && !self.list && self.aggregate.is_none()).then_some(self.property)
     }
 }
 
@@ -129,7 +129,7 @@ impl<'a> Binder<'a> {
             .iter()
             .map(|(p, asc)| {
                 let r = self.path(p)?;
-                if r.path.list && !r.path.count || r.path.hops.iter().any(|h| h.2) {
+                if r.path.list && r.path.aggregate.is_none() || r.path.hops.iter().any(|h| h.2) {
                     return Err((format!("cannot sort by '{}': it has many values", r.path.text), p.span.clone()));
                 }
                 Ok((r.path, *asc))
@@ -225,7 +225,12 @@ impl<'a> Binder<'a> {
     /// Converts a constant to the type of the path it is compared with.
     fn constant(&self, lhs: &Resolved<'_>, op: Op, v: Value, span: &Range<usize>) -> Result<Value, BindError> {
         let mismatch = |v: &Value| {
-            let expected = if lhs.path.count { "int (a count)".to_owned() } else { lhs.prop.type_string() };
+            let expected = match lhs.path.aggregate {
+                Some(Aggregate::Count) => "int (a count)".to_owned(),
+                Some(Aggregate::Avg) => "double (an average)".to_owned(),
+                Some(_) => lhs.prop.ty.name().to_owned(),
+                None => lhs.prop.type_string(),
+            };
             (format!("type mismatch: '{}' is {expected}, compared with {} {v}", lhs.path.text, v.kind()), span.clone())
         };
         if v.is_null() {
@@ -236,8 +241,8 @@ impl<'a> Binder<'a> {
             };
         }
         if op.is_string_op() {
-            return match (&lhs.prop.ty, &v, lhs.path.count) {
-                (PropertyType::String | PropertyType::Mixed, Value::String(_), false) => Ok(v),
+            return match (&lhs.prop.ty, &v, lhs.path.aggregate) {
+                (PropertyType::String | PropertyType::Mixed, Value::String(_), None) => Ok(v),
                 _ => Err((
                     format!(
                         "{} needs a string property and a string, but '{}' is {} and the value is {}",
@@ -250,8 +255,12 @@ impl<'a> Binder<'a> {
                 )),
             };
         }
-        if lhs.path.count {
-            return if v.as_int().is_some() { Ok(v) } else { Err(mismatch(&v)) };
+        match lhs.path.aggregate {
+            Some(Aggregate::Count) => return if v.as_int().is_some() { Ok(v) } else { Err(mismatch(&v)) },
+            Some(Aggregate::Avg) => {
+                return if v.as_int().or(v.as_double().map(|_| 0)).is_some() { Ok(v) } else { Err(mismatch(&v)) }
+            }
+            _ => {}
         }
         // Numbers compare across int and double (`age > 2.5`); a double
         // property takes an int constant as a double so its index applies.
@@ -278,12 +287,15 @@ impl<'a> Binder<'a> {
             let prop = &ty.properties()[idx];
             let text = p.segments.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(".");
             if i == last {
-                if p.count && !prop.list {
-                    return Err((format!("@count needs a list, but '{name}' is {}", prop.type_string()), span.clone()));
+                if let Some(aggregate) = p.aggregate {
+                    check_aggregate(aggregate, name, prop).map_err(|m| (m, span.clone()))?;
                 }
-                let text = if p.count { format!("{text}.@count") } else { text };
+                let text = match p.aggregate {
+                    Some(aggregate) => format!("{text}.{}", aggregate.text()),
+                    None => text,
+                };
                 return Ok(Resolved {
-                    path: BoundPath { hops, property: idx, list: prop.list, count: p.count, text },
+                    path: BoundPath { hops, property: idx, list: prop.list, aggregate: p.aggregate, text },
                     prop,
                     owner: ty,
                 });
@@ -311,9 +323,35 @@ fn element_op(op: Op) -> Op {
     }
 }
 
+/// Whether `aggregate` applies to property `name`: a list, of numbers for
+/// `@sum` and `@avg`, of numbers or dates for `@min` and `@max`.
+fn check_aggregate(aggregate: Aggregate, name: &str, prop: &Property) -> Result<(), String> {
+    let needs = match aggregate {
+        Aggregate::Count => "a list",
+        Aggregate::Sum | Aggregate::Avg => "a list of int or double",
+        Aggregate::Min | Aggregate::Max => "a list of int, double or date",
+    };
+    let fits = prop.list
+        && match aggregate {
+            Aggregate::Count => true,
+            Aggregate::Sum | Aggregate::Avg => matches!(prop.ty, PropertyType::Int | PropertyType::Double),
+            Aggregate::Min | Aggregate::Max => {
+                matches!(prop.ty, PropertyType::Int | PropertyType::Double | PropertyType::Date)
+            }
+        };
+    match fits {
+        true => Ok(()),
+        false => Err(format!("{} needs {needs}, but '{name}' is {}", aggregate.text(), prop.type_string())),
+    }
+}
+
 fn comparable(a: &Resolved<'_>, b: &Resolved<'_>) -> bool {
-    let numeric = |r: &Resolved<'_>| r.path.count || matches!(r.prop.ty, PropertyType::Int | PropertyType::Double);
-    (numeric(a) && numeric(b)) || (!a.path.count && !b.path.count && a.prop.ty == b.prop.ty)
+    let numeric = |r: &Resolved<'_>| match r.path.aggregate {
+        Some(Aggregate::Count | Aggregate::Avg) => true,
+        _ => matches!(r.prop.ty, PropertyType::Int | PropertyType::Double),
+    };
+    let kind = |r: &Resolved<'_>| (r.path.aggregate == Some(Aggregate::Count)).then_some(PropertyType::Int);
+    (numeric(a) && numeric(b)) || (kind(a).unwrap_or(a.prop.ty.clone()) == kind(b).unwrap_or(b.prop.ty.clone()))
 }
 
 fn literal_value(l: &Literal) -> Value {

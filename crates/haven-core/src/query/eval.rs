@@ -2,7 +2,7 @@
 //! the encoded record; follows links through a [`LinkResolver`].
 
 use super::bind::{BoundPath, Comparison, Filter, Side};
-use super::parser::{Op, Quantifier};
+use super::parser::{Aggregate, Op, Quantifier};
 use crate::record;
 use crate::value::{Value, ValueRef};
 use std::cmp::Ordering;
@@ -81,16 +81,20 @@ pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Ve
         many |= *list;
         if next.is_empty() && !many {
             // A null to-one link: the path reads as null.
-            return if path.count { vec![] } else { vec![Value::Null] };
+            return if path.aggregate.is_some() { vec![] } else { vec![Value::Null] };
         }
         records = next;
     }
     let mut out = Vec::new();
     for r in &records {
         match record::field(r, path.property).ok().flatten() {
-            Some(ValueRef::List(items)) if path.count => out.push(Value::Int(items.len() as i64)),
-            Some(ValueRef::List(items)) => out.extend(items.iter().map(|v| v.to_owned())),
-            None if path.count => out.push(Value::Int(0)),
+            Some(ValueRef::List(items)) => match path.aggregate {
+                Some(aggregate) => out.push(aggregate_of(aggregate, items.iter())),
+                None => out.extend(items.iter().map(|v| v.to_owned())),
+            },
+            None if path.aggregate.is_some() => {
+                out.push(aggregate_of(path.aggregate.expect("checked"), std::iter::empty()))
+            }
             None if path.list => {}
             Some(v) => out.push(v.to_owned()),
             None => out.push(Value::Null),
@@ -170,6 +174,39 @@ fn like(text: &[u8], pattern: &[u8]) -> bool {
         }
     }
     pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// What `aggregate` makes of one list's elements (nulls left out): the
+/// count, an int sum of ints (a double one if a double is there or the
+/// ints overflow), a double mean, the smallest or largest element; null
+/// for the mean, minimum or maximum of no elements.
+fn aggregate_of<'a>(aggregate: Aggregate, items: impl Iterator<Item = ValueRef<'a>>) -> Value {
+    let items: Vec<ValueRef<'a>> = items.filter(|v| *v != ValueRef::Null).collect();
+    let as_double = |v: &ValueRef<'_>| match v {
+        ValueRef::Int(i) => *i as f64,
+        ValueRef::Double(d) => *d,
+        _ => 0.0,
+    };
+    match aggregate {
+        Aggregate::Count => Value::Int(items.len() as i64),
+        Aggregate::Sum => {
+            let ints: Option<i64> = items.iter().try_fold(0i64, |sum, v| match v {
+                ValueRef::Int(i) => sum.checked_add(*i),
+                _ => None,
+            });
+            ints.map_or_else(|| Value::Double(items.iter().map(as_double).sum()), Value::Int)
+        }
+        Aggregate::Avg if items.is_empty() => Value::Null,
+        Aggregate::Avg => Value::Double(items.iter().map(as_double).sum::<f64>() / items.len() as f64),
+        Aggregate::Min => items
+            .into_iter()
+            .min_by(|a, b| a.compare(b).unwrap_or(Ordering::Equal))
+            .map_or(Value::Null, |v| v.to_owned()),
+        Aggregate::Max => items
+            .into_iter()
+            .max_by(|a, b| a.compare(b).unwrap_or(Ordering::Equal))
+            .map_or(Value::Null, |v| v.to_owned()),
+    }
 }
 
 #[cfg(test)]

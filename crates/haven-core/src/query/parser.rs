@@ -134,12 +134,51 @@ pub(crate) enum Literal {
     Str(String),
 }
 
-/// A property path: `owner.name`, `tags.@count`.
+/// A property path: `owner.name`, `tags.@count`, `ranks.@sum`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Path {
     pub segments: Vec<(String, Range<usize>)>,
-    pub count: bool,
+    pub aggregate: Option<Aggregate>,
     pub span: Range<usize>,
+}
+
+/// What a path ending in `@…` makes of a list: one value per list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// `@count`, `@size`: the number of elements.
+    Count,
+    /// `@sum`: the sum of the elements (0 for none).
+    Sum,
+    /// `@avg`: their mean, a double (null for none).
+    Avg,
+    /// `@min`: the smallest element (null for none).
+    Min,
+    /// `@max`: the largest element (null for none).
+    Max,
+}
+
+impl Aggregate {
+    fn named(name: &str) -> Option<Aggregate> {
+        Some(match name {
+            "count" | "size" => Aggregate::Count,
+            "sum" => Aggregate::Sum,
+            "avg" => Aggregate::Avg,
+            "min" => Aggregate::Min,
+            "max" => Aggregate::Max,
+            _ => return None,
+        })
+    }
+
+    /// How it is written: `@sum`.
+    pub fn text(self) -> &'static str {
+        match self {
+            Aggregate::Count => "@count",
+            Aggregate::Sum => "@sum",
+            Aggregate::Avg => "@avg",
+            Aggregate::Min => "@min",
+            Aggregate::Max => "@max",
+        }
+    }
 }
 
 /// A parse error: message and byte offset.
@@ -426,13 +465,13 @@ impl Parser {
     fn path(&mut self) -> Result<Path, ParseError> {
         let start = self.offset();
         let mut segments = Vec::new();
-        let mut count = false;
+        let mut aggregate = None;
         loop {
             let at = self.offset();
             match self.next() {
                 Some(Tok::Ident(name)) => segments.push((name, self.span_from(at))),
-                Some(Tok::At(a)) if !segments.is_empty() && (a == "count" || a == "size") => {
-                    count = true;
+                Some(Tok::At(a)) if !segments.is_empty() && Aggregate::named(&a).is_some() => {
+                    aggregate = Aggregate::named(&a);
                     break;
                 }
                 _ => {
@@ -444,7 +483,7 @@ impl Parser {
                 break;
             }
         }
-        Ok(Path { segments, count, span: self.span_from(start) })
+        Ok(Path { segments, aggregate, span: self.span_from(start) })
     }
 }
 
@@ -502,7 +541,7 @@ mod tests {
         let Expr::Compare(c) = &parts[0] else { panic!() };
         let Operand::Path(p) = &c.lhs else { panic!() };
         assert_eq!(p.segments.len(), 2);
-        assert!(p.count);
+        assert_eq!(p.aggregate, Some(Aggregate::Count));
         assert!(matches!(&parts[1], Expr::Compare(c) if c.case_insensitive && c.op == Op::BeginsWith));
     }
 }
