@@ -600,7 +600,7 @@ const listHandler = {
     const method = LIST_METHODS[property];
     if (method !== undefined) return method(list);
     if (IN_PLACE.has(property)) {
-      throw new HavenError("TypeError", `${list.object.type}.${list.property}.${property}() would change a copy, not the list: use [...list].${property}() for a sorted copy, or move() to reorder the list`);
+      throw new HavenError("TypeError", `${list.object.type}.${list.property}.${property}() would change a copy, not the list: call it on a copy ([...list].${property}()), or use move() to reorder the list`);
     }
     const items = listItems(list);
     const value = items[property];

@@ -458,10 +458,12 @@ impl<'t> WriteTransaction<'t> {
         changed: BTreeSet<usize>,
     ) -> Result<()> {
         let key = key::to_key(pk.as_ref().expect("scalar"));
-        self.keep_confirmed(ty, &key, pk)?;
-        self.store(ty, &key, &values)?;
-        self.record_change(ty, &key, pk, Change::Modified(changed));
-        Ok(())
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        record::encode(&values, &mut buf);
+        let written = self.write_record(ty, pk, &key, &mut buf, changed);
+        self.buf = buf;
+        written
     }
 
     /// Writes a new object; fails with `DuplicatePrimaryKey`, changing
@@ -539,17 +541,18 @@ impl<'t> WriteTransaction<'t> {
     }
 
     /// Writes the encoded record of an existing object whose properties
-    /// `changed` changed (none of them indexed), logging nothing.
+    /// `changed` changed (none of them indexed), logging nothing; `record`
+    /// gets the sync suffix this transaction writes.
     pub(crate) fn write_record(
         &mut self,
         ty: &'t ObjectSchema,
         pk: &Value,
         key: &[u8],
-        mut record: Vec<u8>,
+        record: &mut Vec<u8>,
         changed: BTreeSet<usize>,
     ) -> Result<()> {
         self.keep_confirmed(ty, key, pk)?;
-        self.store_encoded(ty, key, &mut record)?;
+        self.store_encoded(ty, key, record)?;
         self.record_change(ty, key, pk, Change::Modified(changed));
         Ok(())
     }

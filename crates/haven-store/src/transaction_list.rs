@@ -212,7 +212,7 @@ impl<'t> WriteTransaction<'t> {
                 Value::Null
             }
         };
-        self.write_record(ty, &pk, &key, spliced, [idx].into())?;
+        self.write_record(ty, &pk, &key, &mut spliced, [idx].into())?;
         if let Some(instruction) = instruction {
             self.log(|| instruction);
         }
