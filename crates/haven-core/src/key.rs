@@ -17,7 +17,7 @@ const DATA: u8 = 0x07;
 const OBJECT_ID: u8 = 0x08;
 const UUID: u8 = 0x09;
 
-/// Appends the order-preserving encoding of `v` (not a list) to `out`.
+/// Appends the order-preserving encoding of `v` (not a collection) to `out`.
 pub fn encode(v: ValueRef<'_>, out: &mut Vec<u8>) {
     match v {
         ValueRef::Null => out.push(NULL),
@@ -42,7 +42,9 @@ pub fn encode(v: ValueRef<'_>, out: &mut Vec<u8>) {
             out.push(UUID);
             out.extend_from_slice(u);
         }
-        ValueRef::List(_) => unreachable!("lists are never keys: the schema forbids indexing them"),
+        ValueRef::List(_) | ValueRef::Set(_) | ValueRef::Dictionary(_) => {
+            unreachable!("collections are never keys: the schema forbids indexing them")
+        }
     }
 }
 

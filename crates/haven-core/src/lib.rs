@@ -14,5 +14,5 @@ mod schema;
 mod value;
 
 pub use error::{QueryError, SchemaError, ValueError};
-pub use schema::{value_from_json, ObjectSchema, Property, PropertyType, Schema};
-pub use value::{sort_order, Value, ValueRef};
+pub use schema::{value_from_json, Collection, ObjectSchema, Property, PropertyType, Schema};
+pub use value::{canonical_set, sort_order, Value, ValueRef};

@@ -20,6 +20,8 @@ const DATE: u8 = 7;
 const OBJECT_ID: u8 = 8;
 const UUID: u8 = 9;
 const LIST: u8 = 10;
+const SET: u8 = 11;
+const DICTIONARY: u8 = 12;
 
 /// A record that cannot be decoded: the file is damaged or was not written
 /// by Haven.
@@ -33,6 +35,14 @@ pub fn encode(values: &[Value], out: &mut Vec<u8>) {
     for v in values {
         encode_value(v, out);
     }
+}
+
+/// Encodes one value as it appears inside a record: the bytes that name a
+/// set's element.
+pub fn encode_one(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_value(value, &mut out);
+    out
 }
 
 fn encode_value(v: &Value, out: &mut Vec<u8>) {
@@ -61,17 +71,33 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
             out.push(UUID);
             out.extend_from_slice(u);
         }
-        Value::List(items) => {
-            out.push(LIST);
+        Value::List(items) => encode_elements(LIST, items, out),
+        Value::Set(items) => encode_elements(SET, items, out),
+        Value::Dictionary(entries) => {
+            out.push(DICTIONARY);
             let mut body = Vec::new();
-            for item in items {
-                encode_value(item, &mut body);
+            for (key, value) in entries {
+                put_varint(&mut body, key.len() as u64);
+                body.extend_from_slice(key.as_bytes());
+                encode_value(value, &mut body);
             }
-            put_varint(out, items.len() as u64);
+            put_varint(out, entries.len() as u64);
             put_varint(out, body.len() as u64);
             out.extend_from_slice(&body);
         }
     }
+}
+
+/// A list or set: tag, element count, body length, elements.
+fn encode_elements(tag: u8, items: &[Value], out: &mut Vec<u8>) {
+    out.push(tag);
+    let mut body = Vec::new();
+    for item in items {
+        encode_value(item, &mut body);
+    }
+    put_varint(out, items.len() as u64);
+    put_varint(out, body.len() as u64);
+    out.extend_from_slice(&body);
 }
 
 /// Decodes every field of a record (bytes after it are ignored).
@@ -188,7 +214,37 @@ pub fn splice_list(
     Ok(())
 }
 
-/// An encoded list inside a record.
+/// An encoded dictionary inside a record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DictionaryRef<'a> {
+    len: usize,
+    body: &'a [u8],
+}
+
+impl<'a> DictionaryRef<'a> {
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `true` when the dictionary has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The entries, in key order. A damaged entry ends the iteration.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, ValueRef<'a>)> + 'a {
+        let mut r = Reader { bytes: self.body, pos: 0 };
+        (0..self.len).map_while(move |_| r.entry().ok())
+    }
+
+    /// The value at `key`, if the dictionary has it.
+    pub fn get(&self, key: &str) -> Option<ValueRef<'a>> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+}
+
+/// An encoded list (or set) inside a record.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ListRef<'a> {
     len: usize,
@@ -267,8 +323,21 @@ impl<'a> Reader<'a> {
                 let len = self.varint()? as usize;
                 ValueRef::List(ListRef { len, body: self.len_prefixed()? })
             }
+            SET => {
+                let len = self.varint()? as usize;
+                ValueRef::Set(ListRef { len, body: self.len_prefixed()? })
+            }
+            DICTIONARY => {
+                let len = self.varint()? as usize;
+                ValueRef::Dictionary(DictionaryRef { len, body: self.len_prefixed()? })
+            }
             _ => return Err(CorruptRecord("unknown value tag")),
         })
+    }
+
+    fn entry(&mut self) -> Result<(&'a str, ValueRef<'a>), CorruptRecord> {
+        let key = std::str::from_utf8(self.len_prefixed()?).map_err(|_| CorruptRecord("invalid UTF-8"))?;
+        Ok((key, self.value()?))
     }
 
     fn skip(&mut self) -> Result<(), CorruptRecord> {
@@ -289,7 +358,7 @@ impl<'a> Reader<'a> {
             UUID => {
                 self.take(16)?;
             }
-            LIST => {
+            LIST | SET | DICTIONARY => {
                 self.varint()?;
                 self.len_prefixed()?;
             }
@@ -341,7 +410,12 @@ pub(crate) mod tests {
     }
 
     fn any_value() -> impl Strategy<Value = Value> {
-        prop_oneof![any_scalar(), proptest::collection::vec(any_scalar(), 0..5).prop_map(Value::List)]
+        prop_oneof![
+            any_scalar(),
+            proptest::collection::vec(any_scalar(), 0..5).prop_map(Value::List),
+            proptest::collection::vec(any_scalar(), 0..5).prop_map(Value::Set),
+            proptest::collection::btree_map(".*", any_scalar(), 0..5).prop_map(Value::Dictionary),
+        ]
     }
 
     proptest! {

@@ -48,6 +48,14 @@ pub enum ChangeKind {
     ListMove,
     /// A list element removed.
     ListRemove,
+    /// A set element added.
+    SetAdd,
+    /// A set element removed.
+    SetRemove,
+    /// A dictionary entry put.
+    DictionaryPut,
+    /// A dictionary entry removed.
+    DictionaryRemove,
 }
 
 impl ChangeKind {
@@ -63,6 +71,10 @@ impl ChangeKind {
             Instruction::ListSet { .. } => ChangeKind::ListSet,
             Instruction::ListMove { .. } => ChangeKind::ListMove,
             Instruction::ListRemove { .. } => ChangeKind::ListRemove,
+            Instruction::SetAdd { .. } => ChangeKind::SetAdd,
+            Instruction::SetRemove { .. } => ChangeKind::SetRemove,
+            Instruction::DictionaryPut { .. } => ChangeKind::DictionaryPut,
+            Instruction::DictionaryRemove { .. } => ChangeKind::DictionaryRemove,
         }
     }
 }
@@ -397,7 +409,7 @@ fn without_dangling_links(
         _ => vec![],
     };
     for (name, value) in written {
-        let target = match ty.property_named(name).map(|p| (&p.ty, p.list)) {
+        let target = match ty.property_named(name).map(|p| (&p.ty, p.is_collection())) {
             Some((PropertyType::Link(target), false)) if !value.is_null() => target,
             _ => continue,
         };

@@ -6,7 +6,7 @@ use crate::value::{parse_hex, Value};
 use serde_json::{json, Map, Value as Json};
 use std::collections::HashMap;
 
-/// The type of a property's values (of its elements, for a list).
+/// The type of a property's values (of its elements, for a collection).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PropertyType {
     /// `bool`
@@ -70,17 +70,43 @@ impl PropertyType {
     }
 }
 
+/// How many values a property holds, and how they are addressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Collection {
+    /// One value (`int`).
+    #[default]
+    Single,
+    /// An ordered list, addressed by index (`int[]`).
+    List,
+    /// Distinct values, unordered (`int<>`).
+    Set,
+    /// Values under string keys (`int{}`).
+    Dictionary,
+}
+
+impl Collection {
+    /// The suffix of the JSON form: `""`, `"[]"`, `"<>"` or `"{}"`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Collection::Single => "",
+            Collection::List => "[]",
+            Collection::Set => "<>",
+            Collection::Dictionary => "{}",
+        }
+    }
+}
+
 /// One property of an object type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Property {
     /// The property's name.
     pub name: String,
-    /// The type of its values (elements, for a list).
+    /// The type of its values (elements, for a collection).
     pub ty: PropertyType,
-    /// Whether a value (list element, for a list) may be null.
+    /// Whether a value (each element, for a collection) may be null.
     pub optional: bool,
-    /// Whether this is a list.
-    pub list: bool,
+    /// Whether it holds one value or a collection of them.
+    pub collection: Collection,
     /// Whether a secondary index speeds up equality and range queries on it.
     pub indexed: bool,
 }
@@ -88,9 +114,8 @@ pub struct Property {
 impl Property {
     /// A required, unindexed, single-valued property.
     pub fn new(name: impl Into<String>, ty: PropertyType) -> Self {
-        // Links and mixed values may always be null, as in Realm.
-        let optional = matches!(ty, PropertyType::Link(_) | PropertyType::Mixed);
-        Property { name: name.into(), ty, optional, list: false, indexed: false }
+        Property { name: name.into(), ty, optional: false, collection: Collection::Single, indexed: false }
+            .collection_of(Collection::Single)
     }
 
     /// Makes it optional (may hold null).
@@ -101,10 +126,41 @@ impl Property {
 
     /// Makes it a list (of required elements, but for `mixed`, whose
     /// elements may always be null).
-    pub fn list(mut self) -> Self {
-        self.list = true;
-        self.optional = self.ty == PropertyType::Mixed;
+    pub fn list(self) -> Self {
+        self.collection_of(Collection::List)
+    }
+
+    /// Makes it a set (of required elements, but for `mixed`).
+    pub fn set(self) -> Self {
+        self.collection_of(Collection::Set)
+    }
+
+    /// Makes it a dictionary with string keys (of required values, but for
+    /// links and `mixed`, whose values may always be null, as in Realm).
+    pub fn dictionary(self) -> Self {
+        self.collection_of(Collection::Dictionary)
+    }
+
+    fn collection_of(mut self, collection: Collection) -> Self {
+        self.collection = collection;
+        // Which values may always be null, as in Realm.
+        self.optional = match collection {
+            Collection::Single | Collection::Dictionary => {
+                matches!(self.ty, PropertyType::Mixed | PropertyType::Link(_))
+            }
+            Collection::List | Collection::Set => self.ty == PropertyType::Mixed,
+        };
         self
+    }
+
+    /// Whether it holds a collection (a list, set or dictionary).
+    pub fn is_collection(&self) -> bool {
+        self.collection != Collection::Single
+    }
+
+    /// Whether it holds a list.
+    pub fn is_list(&self) -> bool {
+        self.collection == Collection::List
     }
 
     /// Gives it a secondary index.
@@ -113,24 +169,27 @@ impl Property {
         self
     }
 
-    /// The type as written in the JSON form: `int`, `int?`, `string[]`, `Dog`.
+    /// The type as written in the JSON form: `int`, `int?`, `string[]`,
+    /// `Dog`, `int?{}`, `string<>`.
     pub fn type_string(&self) -> String {
-        let link = matches!(self.ty, PropertyType::Link(_));
-        // A mixed value, or element, may always be null: Realm writes no `?`.
-        let q = if self.optional && self.ty != PropertyType::Mixed && (self.list || !link) { "?" } else { "" };
-        let l = if self.list { "[]" } else { "" };
-        format!("{}{q}{l}", self.ty.name())
+        // Where null is always allowed (a mixed value, a single link, a
+        // dictionary's link), Realm writes no `?`.
+        let always_optional = self.ty == PropertyType::Mixed
+            || (matches!(self.ty, PropertyType::Link(_))
+                && matches!(self.collection, Collection::Single | Collection::Dictionary));
+        let q = if self.optional && !always_optional { "?" } else { "" };
+        format!("{}{q}{}", self.ty.name(), self.collection.suffix())
     }
 
     /// The value a new object gets when this property is not given, or
     /// `None` when it is required.
     pub fn default_value(&self) -> Option<Value> {
-        if self.list {
-            Some(Value::List(Vec::new()))
-        } else if self.optional {
-            Some(Value::Null)
-        } else {
-            None
+        match self.collection {
+            Collection::List => Some(Value::List(Vec::new())),
+            Collection::Set => Some(Value::Set(Vec::new())),
+            Collection::Dictionary => Some(Value::Dictionary(Default::default())),
+            Collection::Single if self.optional => Some(Value::Null),
+            Collection::Single => None,
         }
     }
 
@@ -171,8 +230,10 @@ impl Property {
 ///     .optional("age", PropertyType::Int)
 ///     .indexed("lastUpdated", PropertyType::Int)
 ///     .list("tags", PropertyType::String)
+///     .set("colors", PropertyType::String)
+///     .dictionary("scores", PropertyType::Int)
 ///     .optional("owner", PropertyType::Link("Person".into()));
-/// assert_eq!(dog.properties().len(), 6);
+/// assert_eq!(dog.properties().len(), 8);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectSchema {
@@ -211,6 +272,16 @@ impl ObjectSchema {
     /// Adds a list property.
     pub fn list(self, name: &str, ty: PropertyType) -> Self {
         self.with_property(Property::new(name, ty).list())
+    }
+
+    /// Adds a set property.
+    pub fn set(self, name: &str, ty: PropertyType) -> Self {
+        self.with_property(Property::new(name, ty).set())
+    }
+
+    /// Adds a dictionary property.
+    pub fn dictionary(self, name: &str, ty: PropertyType) -> Self {
+        self.with_property(Property::new(name, ty).dictionary())
     }
 
     /// Adds any property.
@@ -283,8 +354,8 @@ impl ObjectSchema {
                     return err(pn, "links cannot be indexed".into());
                 }
             }
-            if p.list && p.indexed {
-                return err(pn, "lists cannot be indexed".into());
+            if p.is_collection() && p.indexed {
+                return err(pn, "collections (lists, sets, dictionaries) cannot be indexed".into());
             }
             if p.ty == PropertyType::Mixed && p.indexed {
                 return err(pn, "mixed properties cannot be indexed yet".into());
@@ -293,7 +364,7 @@ impl ObjectSchema {
         let Some(pkp) = self.property_named(pk) else {
             return err(Some(pk), "the primary key is not one of the type's properties".into());
         };
-        if !pkp.ty.can_be_primary_key() || pkp.list || pkp.optional {
+        if !pkp.ty.can_be_primary_key() || pkp.is_collection() || pkp.optional {
             return err(
                 Some(pk),
                 format!("a primary key must be a required int, string, objectId or uuid, not '{}'", pkp.type_string()),
@@ -470,7 +541,7 @@ impl Schema {
             }
             for p in &theirs.properties {
                 match ours.properties.iter_mut().find(|o| o.name == p.name) {
-                    Some(o) if o.ty != p.ty || o.optional != p.optional || o.list != p.list => {
+                    Some(o) if o.ty != p.ty || o.optional != p.optional || o.collection != p.collection => {
                         conflicts.push(format!(
                             "{}.{}: {} becomes {}",
                             theirs.name,
@@ -524,7 +595,7 @@ impl Schema {
             }
             for p in &want.properties {
                 match have.properties.iter_mut().find(|o| o.name == p.name) {
-                    Some(old) if old.ty != p.ty || old.optional != p.optional || old.list != p.list => {
+                    Some(old) if old.ty != p.ty || old.optional != p.optional || old.collection != p.collection => {
                         return Err(SchemaError::new(
                             t,
                             Some(&p.name),
@@ -549,17 +620,55 @@ impl Schema {
     /// property stores, or says why it does not fit.
     pub fn coerce(&self, ty: &ObjectSchema, prop: &Property, value: Value) -> Result<Value, ValueError> {
         let fail = |message: String| ValueError { object_type: ty.name.clone(), property: prop.name.clone(), message };
-        if prop.list {
-            return match value {
-                Value::List(items) => items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, v)| self.coerce_list_element(ty, prop, i, v))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Value::List),
-                other => Err(fail(format!("expected a list of {}, got {}", prop.ty.name(), other.kind()))),
-            };
+        let elements = |items: Vec<Value>| -> Result<Vec<Value>, ValueError> {
+            items.into_iter().enumerate().map(|(i, v)| self.coerce_list_element(ty, prop, i, v)).collect()
+        };
+        match (prop.collection, value) {
+            (Collection::Single, value) => self.coerce_element(prop, value).map_err(fail),
+            (Collection::List, Value::List(items)) => elements(items).map(Value::List),
+            (Collection::Set, Value::List(items) | Value::Set(items)) => {
+                elements(items).map(|items| Value::Set(crate::value::canonical_set(items)))
+            }
+            (Collection::Dictionary, Value::Dictionary(entries)) => entries
+                .into_iter()
+                .map(|(key, v)| Ok((key.clone(), self.coerce_dictionary_value(ty, prop, &key, v)?)))
+                .collect::<Result<_, ValueError>>()
+                .map(Value::Dictionary),
+            (collection, other) => {
+                let what = match collection {
+                    Collection::Dictionary => "a dictionary (a JSON object) of",
+                    Collection::Set => "a set (an array) of",
+                    _ => "a list of",
+                };
+                Err(fail(format!("expected {what} {}, got {}", prop.ty.name(), other.kind())))
+            }
         }
+    }
+
+    /// Converts a value to what dictionary property `prop` stores under
+    /// `key`, or says why the key or the value does not fit, naming the key.
+    ///
+    /// ```
+    /// use haven_core::Schema;
+    /// let schema = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","scores":"int{}"}}]"#).unwrap();
+    /// let dog = schema.object_type("Dog").unwrap();
+    /// let scores = dog.property_named("scores").unwrap();
+    /// let err = schema.coerce_dictionary_value(dog, scores, "a.b", 1.into()).unwrap_err();
+    /// assert!(err.to_string().contains("key \"a.b\": a dictionary key cannot contain '.'"), "{err}");
+    /// ```
+    pub fn coerce_dictionary_value(
+        &self,
+        ty: &ObjectSchema,
+        prop: &Property,
+        key: &str,
+        value: Value,
+    ) -> Result<Value, ValueError> {
+        let fail = |message: String| ValueError {
+            object_type: ty.name.clone(),
+            property: prop.name.clone(),
+            message: format!("at key {key:?}: {message}"),
+        };
+        check_dictionary_key(key).map_err(|m| fail(m.into()))?;
         self.coerce_element(prop, value).map_err(fail)
     }
 
@@ -590,7 +699,8 @@ impl Schema {
 
     fn coerce_element(&self, prop: &Property, value: Value) -> Result<Value, String> {
         if value.is_null() {
-            return if prop.optional && !(prop.list && matches!(prop.ty, PropertyType::Link(_))) {
+            let link_element = prop.collection != Collection::Dictionary && matches!(prop.ty, PropertyType::Link(_));
+            return if prop.optional && !(prop.is_collection() && link_element) {
                 Ok(Value::Null)
             } else {
                 Err(format!("null is not allowed: the property is '{}' (not optional)", prop.type_string()))
@@ -604,6 +714,23 @@ impl Schema {
             ty => ty,
         };
         coerce_scalar(ty, value)
+    }
+}
+
+/// Why a dictionary key cannot be stored, if it cannot: the query
+/// language addresses entries as `prices["key"]` and paths with `.`, and
+/// Realm reserves keys that start with `$`.
+pub(crate) fn check_dictionary_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        Err("a dictionary key cannot be empty")
+    } else if key.contains('.') {
+        Err("a dictionary key cannot contain '.'")
+    } else if key.starts_with('$') {
+        Err("a dictionary key cannot start with '$'")
+    } else if key.contains('\0') {
+        Err("a dictionary key cannot contain a NUL character")
+    } else {
+        Ok(())
     }
 }
 
@@ -635,8 +762,8 @@ fn coerce_scalar(ty: &PropertyType, value: Value) -> Result<Value, String> {
         (PropertyType::Uuid, Value::String(s)) => {
             return parse_hex::<16>(&s).map(Value::Uuid).ok_or(format!("'{s}' is not a UUID"))
         }
-        (PropertyType::Mixed, Value::List(_)) => {
-            return Err("a mixed value is one value: lists inside mixed are not supported yet".into())
+        (PropertyType::Mixed, v @ (Value::List(_) | Value::Set(_) | Value::Dictionary(_))) => {
+            return Err(format!("a mixed value is one value: a {} inside mixed is not supported yet", v.kind()))
         }
         (PropertyType::Mixed, Value::Double(d)) if d.is_nan() => return Err("NaN is not a storable double".into()),
         (PropertyType::Mixed, Value::Double(d)) => Some(Value::Double(if d == 0.0 { 0.0 } else { d })),
@@ -647,8 +774,9 @@ fn coerce_scalar(ty: &PropertyType, value: Value) -> Result<Value, String> {
 }
 
 /// Converts JSON to a loosely typed [`Value`]: numbers become `Int` when
-/// integral, strings `String`, arrays `List`. Objects are not values (a
-/// nested object is a link written inline) and return `None`.
+/// integral, strings `String`, arrays `List`, objects `Dictionary`. An
+/// object inside an object is not a value (a nested object is a link
+/// written inline) and returns `None`.
 pub fn value_from_json(json: &Json) -> Option<Value> {
     Some(match json {
         Json::Null => Value::Null,
@@ -659,7 +787,15 @@ pub fn value_from_json(json: &Json) -> Option<Value> {
         },
         Json::String(s) => Value::String(s.clone()),
         Json::Array(items) => Value::List(items.iter().map(value_from_json).collect::<Option<_>>()?),
-        Json::Object(_) => return None,
+        Json::Object(entries) => Value::Dictionary(
+            entries
+                .iter()
+                .map(|(k, v)| match v {
+                    Json::Object(_) => None,
+                    v => Some((k.clone(), value_from_json(v)?)),
+                })
+                .collect::<Option<_>>()?,
+        ),
     })
 }
 
@@ -694,8 +830,12 @@ fn property_from_json(name: &str, spec: &Json) -> Result<Property, String> {
             let ty = o.get("type").and_then(Json::as_str).ok_or("a property object needs a \"type\"")?;
             let text = match (ty, o.get("objectType").and_then(Json::as_str)) {
                 ("list", Some(inner)) => format!("{inner}[]"),
+                ("set", Some(inner)) => format!("{inner}<>"),
+                ("dictionary", Some(inner)) => format!("{inner}{{}}"),
                 ("object", Some(inner)) => inner.to_owned(),
-                ("list" | "object", None) => return Err(format!("type '{ty}' needs an \"objectType\"")),
+                ("list" | "set" | "dictionary" | "object", None) => {
+                    return Err(format!("type '{ty}' needs an \"objectType\""))
+                }
                 (ty, _) => ty.to_owned(),
             };
             let flag = |k: &str| o.get(k).and_then(Json::as_bool).unwrap_or(false);
@@ -703,24 +843,20 @@ fn property_from_json(name: &str, spec: &Json) -> Result<Property, String> {
         }
         _ => return Err("a property type must be a string like \"int?\" or an object".into()),
     };
-    let (base, list) = match text.strip_suffix("[]") {
-        Some(b) => (b, true),
-        None => (text.as_str(), false),
-    };
+    let suffixes = [Collection::List, Collection::Set, Collection::Dictionary];
+    let (base, collection) = suffixes
+        .into_iter()
+        .find_map(|c| text.strip_suffix(c.suffix()).map(|b| (b, c)))
+        .unwrap_or((text.as_str(), Collection::Single));
     let (base, q) = match base.strip_suffix('?') {
         Some(b) => (b, true),
         None => (base, false),
     };
-    if base.is_empty() || matches!(base, "decimal128" | "float" | "set" | "dictionary" | "linkingObjects") {
-        return Err(format!("unsupported property type '{text}' (supported: bool, int, double, string, data, date, objectId, uuid, mixed, links, lists)"));
+    if base.is_empty() || matches!(base, "decimal128" | "float" | "list" | "set" | "dictionary" | "linkingObjects") {
+        return Err(format!("unsupported property type '{text}' (supported: bool, int, double, string, data, date, objectId, uuid, mixed, links, and lists, sets and dictionaries of them)"));
     }
-    let mut p = Property::new(name, PropertyType::parse(base));
-    if list {
-        p = p.list();
-    }
-    p.optional |= q || optional;
-    p.indexed = indexed;
-    Ok(p)
+    let p = Property::new(name, PropertyType::parse(base)).collection_of(collection);
+    Ok(Property { optional: p.optional || q || optional, indexed, ..p })
 }
 
 #[cfg(test)]
@@ -732,7 +868,9 @@ mod tests {
        "properties":{"_id":"int","name":"string","age":"int?","lastUpdated":{"type":"int","indexed":true},
                      "owner":"Person?","friends":"Dog[]","tags":"string[]",
                      "score":{"type":"double","optional":true,"indexed":true},
-                     "extra":"mixed","extras":"mixed[]"}},
+                     "extra":"mixed","extras":"mixed[]",
+                     "colors":"string<>","scores":"int?{}","pals":{"type":"dictionary","objectType":"Dog"},
+                     "bestFriends":"Dog<>"}},
       {"name":"Person","primaryKey":"_id","properties":{"_id":"uuid","name":"string"}}
     ]"#;
 
@@ -741,16 +879,21 @@ mod tests {
         let s = Schema::from_json(DOGS).unwrap();
         let dog = s.object_type("Dog").unwrap();
         let p = |n| dog.property_named(n).unwrap();
-        assert!(p("age").optional && !p("age").list);
+        assert!(p("age").optional && !p("age").is_collection());
         assert!(p("lastUpdated").indexed && !p("lastUpdated").optional);
         assert_eq!(p("owner").ty, PropertyType::Link("Person".into()));
         assert!(p("owner").optional);
-        assert!(p("friends").list && p("tags").list);
+        assert!(p("friends").is_list() && p("tags").is_list());
         assert!(p("score").optional && p("score").indexed);
-        assert!(p("extra").ty == PropertyType::Mixed && p("extra").optional && !p("extra").list);
-        assert!(p("extras").list && p("extras").optional, "a mixed list's elements may be null");
+        assert!(p("extra").ty == PropertyType::Mixed && p("extra").optional && !p("extra").is_collection());
+        assert!(p("extras").is_list() && p("extras").optional, "a mixed list's elements may be null");
         assert_eq!((p("extra").type_string(), p("extras").type_string()), ("mixed".into(), "mixed[]".into()));
         assert_eq!(dog.primary_key_index(), 0);
+        assert_eq!((p("colors").collection, p("colors").optional), (Collection::Set, false));
+        assert_eq!((p("scores").collection, p("scores").optional), (Collection::Dictionary, true));
+        assert_eq!((p("pals").type_string(), p("pals").optional), ("Dog{}".into(), true));
+        assert_eq!((p("bestFriends").type_string(), p("bestFriends").optional), ("Dog<>".into(), false));
+        assert_eq!(p("scores").type_string(), "int?{}");
     }
 
     #[test]
@@ -814,5 +957,31 @@ mod tests {
         assert!(matches!(owner, Value::Uuid(_)));
         assert!(s.coerce(dog, p("tags"), "x".into()).is_err());
         assert!(s.coerce(dog, p("friends"), Value::List(vec![Value::Null])).is_err());
+    }
+
+    #[test]
+    fn coerce_sets_and_dictionaries() {
+        let s = Schema::from_json(DOGS).unwrap();
+        let dog = s.object_type("Dog").unwrap();
+        let p = |n| dog.property_named(n).unwrap();
+        let colors = s.coerce(dog, p("colors"), Value::List(vec!["red".into(), "blue".into(), "red".into()]));
+        assert_eq!(colors.unwrap(), Value::Set(vec!["blue".into(), "red".into()]), "distinct, in order");
+        let err = s.coerce(dog, p("colors"), Value::List(vec!["red".into(), 3.into()])).unwrap_err();
+        assert_eq!(err.to_string(), "invalid value for Dog.colors: at index 1: expected string, got int");
+        assert!(s.coerce(dog, p("colors"), Value::List(vec![Value::Null])).is_err(), "a string<> holds no null");
+        assert!(s.coerce(dog, p("bestFriends"), Value::List(vec![Value::Null])).is_err());
+
+        let scores: std::collections::BTreeMap<_, _> = [("a", Value::Int(1)), ("b", Value::Null)].into();
+        assert_eq!(s.coerce(dog, p("scores"), scores.clone().into()).unwrap(), scores.into());
+        let bad = |key: &str, value: Value| {
+            s.coerce(dog, p("scores"), Value::Dictionary([(key.to_owned(), value)].into())).unwrap_err().to_string()
+        };
+        assert_eq!(bad("x", "1".into()), "invalid value for Dog.scores: at key \"x\": expected int, got string");
+        assert!(bad("a.b", 1.into()).contains("cannot contain '.'"));
+        assert!(bad("$x", 1.into()).contains("cannot start with '$'"));
+        assert!(bad("", 1.into()).contains("cannot be empty"));
+        assert!(s.coerce(dog, p("scores"), Value::List(vec![])).unwrap_err().to_string().contains("a dictionary"));
+        let pals = Value::Dictionary([("rex".to_owned(), Value::Null)].into());
+        assert_eq!(s.coerce(dog, p("pals"), pals.clone()).unwrap(), pals, "a dictionary's link may be null");
     }
 }

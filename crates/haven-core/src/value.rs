@@ -2,12 +2,14 @@
 //! encoded record ([`ValueRef`]).
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A property value.
 ///
-/// A link holds the primary key of its target; a list holds its elements.
-/// `Date` is milliseconds since the Unix epoch.
+/// A link holds the primary key of its target; a list or a set holds its
+/// elements, a dictionary its entries. `Date` is milliseconds since the
+/// Unix epoch.
 ///
 /// ```
 /// use haven_core::Value;
@@ -38,6 +40,10 @@ pub enum Value {
     Uuid([u8; 16]),
     /// The elements of a list property.
     List(Vec<Value>),
+    /// The elements of a set property: distinct, in [`canonical_set`] order.
+    Set(Vec<Value>),
+    /// The entries of a dictionary property, by key.
+    Dictionary(BTreeMap<String, Value>),
 }
 
 /// A value borrowed from an encoded record; lists stay encoded until asked for.
@@ -63,11 +69,15 @@ pub enum ValueRef<'a> {
     Uuid(&'a [u8; 16]),
     /// An encoded list: its element count and encoded elements.
     List(crate::record::ListRef<'a>),
+    /// An encoded set, read like a list.
+    Set(crate::record::ListRef<'a>),
+    /// An encoded dictionary.
+    Dictionary(crate::record::DictionaryRef<'a>),
 }
 
 impl Value {
-    /// Borrows this value as a [`ValueRef`] (lists are not borrowable: they
-    /// return `None`).
+    /// Borrows this value as a [`ValueRef`] (collections are not
+    /// borrowable: they return `None`).
     pub fn as_ref(&self) -> Option<ValueRef<'_>> {
         Some(match self {
             Value::Null => ValueRef::Null,
@@ -79,7 +89,7 @@ impl Value {
             Value::Date(d) => ValueRef::Date(*d),
             Value::ObjectId(o) => ValueRef::ObjectId(o),
             Value::Uuid(u) => ValueRef::Uuid(u),
-            Value::List(_) => return None,
+            Value::List(_) | Value::Set(_) | Value::Dictionary(_) => return None,
         })
     }
 
@@ -128,6 +138,22 @@ impl Value {
         }
     }
 
+    /// The elements, if this is a `Set`.
+    pub fn as_set(&self) -> Option<&[Value]> {
+        match self {
+            Value::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The entries, if this is a `Dictionary`.
+    pub fn as_dictionary(&self) -> Option<&BTreeMap<String, Value>> {
+        match self {
+            Value::Dictionary(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// A short name of this value's kind, for error messages.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -141,11 +167,14 @@ impl Value {
             Value::ObjectId(_) => "objectId",
             Value::Uuid(_) => "uuid",
             Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::Dictionary(_) => "dictionary",
         }
     }
 
     /// The value as JSON: dates as milliseconds, object ids as 24 hex digits,
-    /// UUIDs in their hyphenated form, data as an array of bytes.
+    /// UUIDs in their hyphenated form, data as an array of bytes, lists and
+    /// sets as arrays, dictionaries as objects.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
@@ -157,7 +186,8 @@ impl Value {
             Value::Data(d) => J::Array(d.iter().map(|b| J::from(*b)).collect()),
             Value::ObjectId(o) => J::String(hex(o)),
             Value::Uuid(u) => J::String(uuid_string(u)),
-            Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
+            Value::List(l) | Value::Set(l) => J::Array(l.iter().map(Value::to_json).collect()),
+            Value::Dictionary(d) => J::Object(d.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
         }
     }
 }
@@ -176,6 +206,8 @@ impl<'a> ValueRef<'a> {
             ValueRef::ObjectId(o) => Value::ObjectId(*o),
             ValueRef::Uuid(u) => Value::Uuid(*u),
             ValueRef::List(l) => Value::List(l.iter().map(|v| v.to_owned()).collect()),
+            ValueRef::Set(l) => Value::Set(l.iter().map(|v| v.to_owned()).collect()),
+            ValueRef::Dictionary(d) => Value::Dictionary(d.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()),
         }
     }
 
@@ -199,6 +231,42 @@ impl<'a> ValueRef<'a> {
             (V::Uuid(a), V::Uuid(b)) => Some(a.cmp(b)),
             _ => None,
         }
+    }
+}
+
+/// A set's elements in the one order every replica keeps them in: each
+/// value once; by kind (null, bool, numbers, string, data, date, objectId,
+/// uuid), within a kind as [`sort_order`] orders them, and values that
+/// still compare equal (`1` and `1.0` in a mixed set) by their encoding.
+///
+/// ```
+/// use haven_core::{canonical_set, Value};
+/// let set = canonical_set(vec!["b".into(), 2.into(), "a".into(), "b".into()]);
+/// assert_eq!(set, vec![Value::from(2), Value::from("a"), Value::from("b")]);
+/// ```
+pub fn canonical_set(values: impl IntoIterator<Item = Value>) -> Vec<Value> {
+    let by_encoding: BTreeMap<Vec<u8>, Value> =
+        values.into_iter().map(|v| (crate::record::encode_one(&v), v)).collect();
+    let mut set: Vec<(Vec<u8>, Value)> = by_encoding.into_iter().collect();
+    set.sort_by(|(ea, a), (eb, b)| {
+        let within_kind = || sort_order(a, b).then_with(|| ea.cmp(eb));
+        kind_rank(a).cmp(&kind_rank(b)).then_with(within_kind)
+    });
+    set.into_iter().map(|(_, v)| v).collect()
+}
+
+/// The rank of a value's kind in a set's order; ints and doubles share one.
+fn kind_rank(v: &Value) -> u8 {
+    match v {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Int(_) | Value::Double(_) => 2,
+        Value::String(_) => 3,
+        Value::Data(_) => 4,
+        Value::Date(_) => 5,
+        Value::ObjectId(_) => 6,
+        Value::Uuid(_) => 7,
+        Value::List(_) | Value::Set(_) | Value::Dictionary(_) => 8,
     }
 }
 
@@ -287,17 +355,30 @@ impl<T: Into<Value>> From<Vec<T>> for Value {
         Value::List(v.into_iter().map(Into::into).collect())
     }
 }
+impl<T: Into<Value>> From<std::collections::BTreeSet<T>> for Value {
+    fn from(v: std::collections::BTreeSet<T>) -> Self {
+        Value::Set(canonical_set(v.into_iter().map(Into::into)))
+    }
+}
+impl<K: Into<String>, T: Into<Value>> From<BTreeMap<K, T>> for Value {
+    fn from(v: BTreeMap<K, T>) -> Self {
+        Value::Dictionary(v.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
 
 /// How a [`Value`] is read from serde (the sync protocol, stored states).
 ///
 /// The same variants in the same order as [`Value`], with one difference:
-/// a list's elements cannot be lists. No property holds nested lists, and
-/// reading them would recurse once per level: a hostile frame of nested
-/// one-element lists (two bytes a level) would overflow the server's stack.
+/// a collection's elements cannot be collections. No property holds nested
+/// collections, and reading them would recurse once per level: a hostile
+/// frame of nested one-element lists (two bytes a level) would overflow
+/// the server's stack.
 mod wire {
+    use std::collections::BTreeMap;
+
     #[derive(serde::Deserialize)]
     #[serde(rename = "Value")]
-    pub(super) enum Wire<L> {
+    pub(super) enum Wire<L, D> {
         Null,
         Bool(bool),
         Int(i64),
@@ -308,22 +389,38 @@ mod wire {
         ObjectId([u8; 12]),
         Uuid([u8; 16]),
         List(L),
+        Set(L),
+        Dictionary(D),
     }
 
-    /// A value as read: a list of elements that are not lists.
-    pub(super) type WireValue = Wire<Vec<Wire<NoList>>>;
+    /// A value inside a collection: never a collection.
+    type Element = Wire<Nested, Nested>;
 
-    /// What a list inside a list reads as: an error.
-    pub(super) enum NoList {}
+    /// A value as read: collections of elements that are not collections.
+    pub(super) type WireValue = Wire<Vec<Element>, BTreeMap<String, Element>>;
 
-    impl<'de> serde::Deserialize<'de> for NoList {
-        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<NoList, D::Error> {
-            Err(serde::de::Error::custom("a list inside a list (list elements are single values)"))
+    /// What a collection inside a collection reads as: an error.
+    pub(super) enum Nested {}
+
+    impl<'de> serde::Deserialize<'de> for Nested {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Nested, D::Error> {
+            Err(serde::de::Error::custom("a collection inside a collection (elements are single values)"))
         }
     }
 
-    impl<L> Wire<L> {
-        fn into_value(self, list: impl FnOnce(L) -> super::Value) -> super::Value {
+    impl Element {
+        fn into_element(self) -> super::Value {
+            self.into_value(|never| match never {}, |never| match never {}, |never| match never {})
+        }
+    }
+
+    impl<L, D> Wire<L, D> {
+        fn into_value(
+            self,
+            list: impl FnOnce(L) -> super::Value,
+            set: impl FnOnce(L) -> super::Value,
+            dictionary: impl FnOnce(D) -> super::Value,
+        ) -> super::Value {
             use super::Value as V;
             match self {
                 Wire::Null => V::Null,
@@ -336,15 +433,21 @@ mod wire {
                 Wire::ObjectId(o) => V::ObjectId(o),
                 Wire::Uuid(u) => V::Uuid(u),
                 Wire::List(l) => list(l),
+                Wire::Set(l) => set(l),
+                Wire::Dictionary(d) => dictionary(d),
             }
         }
     }
 
     impl From<WireValue> for super::Value {
         fn from(value: WireValue) -> super::Value {
-            value.into_value(|items| {
-                super::Value::List(items.into_iter().map(|item| item.into_value(|never| match never {})).collect())
-            })
+            use super::Value as V;
+            let elements = |items: Vec<Element>| items.into_iter().map(Element::into_element).collect();
+            value.into_value(
+                |items| V::List(elements(items)),
+                |items| V::Set(elements(items)),
+                |entries| V::Dictionary(entries.into_iter().map(|(k, v)| (k, v.into_element())).collect()),
+            )
         }
     }
 }

@@ -18,8 +18,10 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// (history: `docs/formats.md`). A store from before the `format` key is
 /// format 1. Format 2 may hold list element instructions and object
 /// states with element identities; its bytes are format 1's otherwise,
-/// so a format-1 store becomes format 2 by taking the number.
-const STORE_FORMAT: u64 = 2;
+/// so a format-1 store becomes format 2 by taking the number. Format 3
+/// may hold set and dictionary values, instructions and entries, and
+/// likewise takes the number from format 2.
+const STORE_FORMAT: u64 = 3;
 /// partition → latest version.
 const PARTITIONS: TableDefinition<&str, u64> = TableDefinition::new("partitions");
 /// (partition, version) → changeset (postcard; `replica` is the client's ident).

@@ -9,8 +9,10 @@ use redb::TableDefinition;
 /// [`CONFIRMED`]; format 2 keeps it in the record's sync suffix when it
 /// can (see `replica::confirmed`). Format 3 may hold list element
 /// instructions in the change log and element identities in confirmed
-/// states (bytes format 2 cannot read).
-pub(crate) const FORMAT_VERSION: u32 = 3;
+/// states (bytes format 2 cannot read). Format 4 may hold sets and
+/// dictionaries: in records, their instructions in the change log and
+/// their entries in confirmed states (bytes format 3 cannot read).
+pub(crate) const FORMAT_VERSION: u32 = 4;
 
 /// Metadata: `format` (u32 LE), `schema` (JSON), and the `sync/…` keys.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("haven/meta");

@@ -27,6 +27,7 @@ mod snapshot;
 #[cfg(feature = "sync")]
 mod sync;
 mod transaction;
+mod transaction_keyed;
 mod transaction_list;
 mod transaction_query;
 
@@ -41,7 +42,9 @@ pub use database::Database;
 pub use error::{Error, Result};
 pub use haven_core::merge::{Changeset, ElementId, Hlc, Instruction, ObjectState};
 pub use haven_core::recovery::{RecoveryPolicy, RecoveryReport};
-pub use haven_core::{ObjectSchema, Property, PropertyType, QueryError, Schema, SchemaError, Value, ValueError};
+pub use haven_core::{
+    Collection, ObjectSchema, Property, PropertyType, QueryError, Schema, SchemaError, Value, ValueError,
+};
 pub use haven_sync::protocol::ResetReason;
 pub use notifier::{CollectionChanges, NotificationToken, ObjectChange};
 pub use object::Object;

@@ -11,10 +11,11 @@ use haven_core::Schema;
 
 /// Brings a file of format `from` to the current format.
 ///
-/// Format 2 → 3 moves nothing: format 3 only adds what format 2 cannot
-/// read (list element instructions in the change log, element identities
-/// in confirmed states), and the new number, which the caller writes,
-/// keeps builds of format 2 from meeting them.
+/// Format 2 → 3 and 3 → 4 move nothing: each only adds what the format
+/// before cannot read (format 3 list element instructions in the change
+/// log and element identities in confirmed states, format 4 set and
+/// dictionary values, instructions and entries), and the new number,
+/// which the caller writes, keeps older builds from meeting them.
 pub(crate) fn run(txn: &redb::WriteTransaction, schema: &Schema, from: u32) -> Result<()> {
     if from < 2 {
         confirmed_state_into_records(txn, schema)?;

@@ -26,7 +26,8 @@ struct ObjectData {
     /// The encoded record; fields are decoded when asked for.
     record: Vec<u8>,
     /// Link properties whose target was gone when read: (position, value
-    /// as read, null or the list without the missing targets).
+    /// as read: null, the list or set without the missing targets, the
+    /// dictionary with null for them).
     repaired_links: Vec<(usize, Value)>,
 }
 
@@ -55,7 +56,16 @@ impl Object {
                 Value::List(items) if !items.iter().all(exists) => {
                     Value::List(items.iter().filter(|pk| exists(pk)).cloned().collect())
                 }
-                v if !v.is_null() && v.as_list().is_none() && !exists(v) => Value::Null,
+                Value::Set(items) if !items.iter().all(exists) => {
+                    Value::Set(items.iter().filter(|pk| exists(pk)).cloned().collect())
+                }
+                Value::Dictionary(entries) if !entries.values().all(|v| v.is_null() || exists(v)) => {
+                    let repaired =
+                        entries.iter().map(|(k, v)| (k.clone(), if exists(v) { v.clone() } else { Value::Null }));
+                    Value::Dictionary(repaired.collect())
+                }
+                Value::List(_) | Value::Set(_) | Value::Dictionary(_) | Value::Null => continue,
+                v if !exists(v) => Value::Null,
                 _ => continue,
             };
             repaired_links.push((i, repaired));

@@ -158,6 +158,10 @@ fn apply(tx: &mut WriteTransaction<'_>, instruction: &Instruction) -> Result<()>
             tx.increment(object_type, pk.clone(), field, delta.clone())
         }
         Instruction::Delete { object_type, pk } => tx.delete(object_type, pk.clone()).map(|_| ()),
+        Instruction::SetAdd { .. }
+        | Instruction::SetRemove { .. }
+        | Instruction::DictionaryPut { .. }
+        | Instruction::DictionaryRemove { .. } => tx.apply_entry(instruction).map(drop),
         list => tx.apply_element(list),
     }
 }

@@ -235,7 +235,7 @@ impl Results {
             .property_index(property)
             .ok_or_else(|| Error::UnknownProperty { object_type: self.ty.clone(), property: property.to_owned() })?;
         let prop = &ty.properties()[idx];
-        if prop.list || !types.contains(&prop.ty) {
+        if prop.is_collection() || !types.contains(&prop.ty) {
             let names: Vec<&str> = types.iter().map(PropertyType::name).collect();
             return Err(Error::InvalidOperation {
                 object_type: self.ty.clone(),

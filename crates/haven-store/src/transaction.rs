@@ -181,7 +181,7 @@ impl<'t> WriteTransaction<'t> {
             let idx = property_index(ty, &name)?;
             let prop = &ty.properties()[idx];
             match (&prop.ty, json) {
-                (PropertyType::Link(target), serde_json::Value::Object(obj)) if !prop.list => {
+                (PropertyType::Link(target), serde_json::Value::Object(obj)) if !prop.is_collection() => {
                     let target = self.object_type(target)?;
                     let linked = self.prepare(target, serde_json::Value::Object(obj))?;
                     fields.push((idx, linked.primary_key()?));
@@ -282,7 +282,7 @@ impl<'t> WriteTransaction<'t> {
         };
         let values = self.require(ty, &pk)?;
         let delta = delta.into();
-        let sum = match (&prop.ty, prop.list, &values[idx], delta.clone()) {
+        let sum = match (&prop.ty, prop.is_collection(), &values[idx], delta.clone()) {
             (PropertyType::Int, false, Value::Int(a), Value::Int(d)) => {
                 Value::Int(a.checked_add(d).ok_or_else(|| fail(format!("{a} + {d} overflows an int")))?)
             }
@@ -429,7 +429,7 @@ impl<'t> WriteTransaction<'t> {
                 if !changed.is_empty() {
                     for &i in &changed {
                         let prop = &ty.properties()[i];
-                        if prop.list && self.logs() {
+                        if prop.is_list() && self.logs() {
                             let assign =
                                 self.assign_instruction(ty, &pk, prop, values[i].as_list().unwrap_or_default())?;
                             self.log(|| assign);

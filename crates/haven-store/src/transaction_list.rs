@@ -148,7 +148,7 @@ impl<'t> WriteTransaction<'t> {
     ) -> Result<(&'t ObjectSchema, Value, usize)> {
         let (ty, pk, idx) = self.field_of(object_type, primary_key, property)?;
         let prop = &ty.properties()[idx];
-        if !prop.list {
+        if !prop.is_list() {
             return Err(list_error(ty, prop, format!("the property is '{}', not a list", prop.type_string())));
         }
         Ok((ty, pk, idx))

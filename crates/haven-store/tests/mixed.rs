@@ -53,7 +53,7 @@ fn a_mixed_property_refuses_what_it_cannot_hold() {
     let db = open(dir.path());
     let err = db.write(|tx| tx.create("Note", json!({"_id": 1, "value": [1, 2]}), UpdateMode::Never)).unwrap_err();
     assert!(matches!(err, Error::InvalidValue(_)) && err.to_string().contains("Note.value"), "{err}");
-    assert!(err.to_string().contains("lists inside mixed are not supported yet"), "{err}");
+    assert!(err.to_string().contains("a list inside mixed is not supported yet"), "{err}");
     let err = db.write(|tx| tx.create("Note", json!({"_id": 1, "value": {"a": 1}}), UpdateMode::Never)).unwrap_err();
     assert!(err.to_string().contains("Note.value"), "{err}");
     assert!(db.objects("Note").unwrap().is_empty().unwrap(), "nothing was written");

@@ -150,7 +150,7 @@ fn errors_say_what_and_where() {
         ("(age == 1", 10, "expected ')'"),
         ("age === 1", 7, "expected a property"),
         ("name.first == 'a'", 1, "not a link"),
-        ("age.@count > 1", 1, "@count needs a list"),
+        ("age.@count > 1", 1, "@count needs a collection"),
         ("owner.nope == 1", 7, "no property 'nope'"),
         ("age == 'three' SORT(name)", 8, "type mismatch"),
         ("age == 1 LIMIT(-1)", 16, "LIMIT"),
@@ -359,8 +359,8 @@ fn aggregates_of_lists_in_queries() {
     assert_eq!(ids(&db, "ANY friends.ranks.@max == 20", &[]), [4], "through a link list");
     assert_eq!(ids(&db, "ranks.@sum > age", &[]), [1], "compared with another numeric property");
     for (query, fragment) in [
-        ("tags.@sum > 1", "@sum needs a list of int or double, but 'tags' is string[]"),
-        ("age.@max > 1", "@max needs a list of int, double or date, but 'age' is int?"),
+        ("tags.@sum > 1", "@sum needs a collection of int or double, but 'tags' is string[]"),
+        ("age.@max > 1", "@max needs a collection of int, double or date, but 'age' is int?"),
         ("ranks.@avg == 'x'", "type mismatch"),
     ] {
         let err = db.objects("Dog").unwrap().filtered(query, &[]).unwrap_err();

@@ -11,19 +11,25 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::Duration;
 
 /// The protocol version this build speaks (history: `docs/protocol.md`).
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// The oldest protocol version the server serves. Protocol 5 only added
 /// [`ErrorCode::TokenExpired`], which a protocol-4 client is sent as
-/// [`ErrorCode::BadToken`]; protocol 6 only added list element
-/// instructions and object states with element identities, which older
-/// clients are never sent (see [`readable_changeset`]).
+/// [`ErrorCode::BadToken`]; protocols 6 and 7 only added list element
+/// instructions and object states with element identities (6), and sets
+/// and dictionaries (7), which older clients are never sent (see
+/// [`readable_changeset`]).
 pub const OLDEST_SERVED_VERSION: u16 = 4;
 
 /// The protocol version that added the list element instructions
 /// (`Instruction::ListAssign` and after) and object states with element
 /// identities.
 pub const LIST_ELEMENTS_VERSION: u16 = 6;
+
+/// The protocol version that added set and dictionary values, their
+/// instructions (`Instruction::SetAdd` and after) and object states with
+/// their entries.
+pub const COLLECTIONS_VERSION: u16 = 7;
 
 /// The protocol version that added [`ErrorCode::TokenExpired`].
 pub const TOKEN_EXPIRED_VERSION: u16 = 5;
@@ -413,31 +419,58 @@ pub struct DownloadPosition {
 
 /// Whether a client speaking protocol `version` can read `changeset`
 /// (encoded as the server stores it): one from before
-/// [`LIST_ELEMENTS_VERSION`] cannot read a list element instruction.
+/// [`LIST_ELEMENTS_VERSION`] cannot read a list element instruction, one
+/// from before [`COLLECTIONS_VERSION`] a set or dictionary.
 pub fn readable_changeset(version: u16, changeset: &[u8]) -> bool {
-    version >= LIST_ELEMENTS_VERSION
-        || postcard::from_bytes::<Changeset>(changeset).is_ok_and(|cs| {
-            cs.instructions.iter().all(|i| {
-                matches!(
-                    i,
-                    Instruction::Create { .. }
-                        | Instruction::Set { .. }
-                        | Instruction::Increment { .. }
-                        | Instruction::Delete { .. }
-                )
-            })
-        })
+    version >= PROTOCOL_VERSION
+        || postcard::from_bytes::<Changeset>(changeset)
+            .is_ok_and(|cs| cs.instructions.iter().all(|i| instruction_version(i) <= version))
 }
 
 /// Whether a client speaking protocol `version` can read an object's
 /// encoded state: one from before [`LIST_ELEMENTS_VERSION`] cannot read
-/// list element identities.
+/// list element identities, one from before [`COLLECTIONS_VERSION`] sets
+/// and dictionaries.
 pub fn readable_state(version: u16, object: &SnapshotObject) -> bool {
-    version >= LIST_ELEMENTS_VERSION
-        || object.decode().is_ok_and(|(_, state)| match state {
-            ObjectState::Live { lists, .. } => lists.is_empty(),
-            ObjectState::Deleted { .. } => true,
-        })
+    version >= PROTOCOL_VERSION || object.decode().is_ok_and(|(_, state)| state_version(&state) <= version)
+}
+
+/// The oldest protocol that can read `instruction`.
+fn instruction_version(instruction: &Instruction) -> u16 {
+    match instruction {
+        Instruction::Create { fields, .. } => fields.iter().map(|(_, v)| value_version(v)).max().unwrap_or(0),
+        Instruction::Set { value, .. } => value_version(value),
+        Instruction::Increment { .. } | Instruction::Delete { .. } => 0,
+        Instruction::ListAssign { .. }
+        | Instruction::ListInsert { .. }
+        | Instruction::ListSet { .. }
+        | Instruction::ListMove { .. }
+        | Instruction::ListRemove { .. } => LIST_ELEMENTS_VERSION,
+        Instruction::SetAdd { .. }
+        | Instruction::SetRemove { .. }
+        | Instruction::DictionaryPut { .. }
+        | Instruction::DictionaryRemove { .. } => COLLECTIONS_VERSION,
+    }
+}
+
+/// The oldest protocol that can read an object state.
+fn state_version(state: &ObjectState) -> u16 {
+    match state {
+        ObjectState::Live { keyed, .. } if !keyed.is_empty() => COLLECTIONS_VERSION,
+        ObjectState::Live { fields, lists, .. } => {
+            let values = fields.values().map(|f| value_version(&f.value)).max().unwrap_or(0);
+            values.max(if lists.is_empty() { 0 } else { LIST_ELEMENTS_VERSION })
+        }
+        ObjectState::Deleted { .. } => 0,
+    }
+}
+
+/// The oldest protocol that can read `value`.
+fn value_version(value: &Value) -> u16 {
+    match value {
+        Value::Set(_) | Value::Dictionary(_) => COLLECTIONS_VERSION,
+        _ => 0,
+    }
 }
 
 /// The `Error` frame that tells a client speaking protocol `version` that

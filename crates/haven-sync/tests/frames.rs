@@ -77,12 +77,56 @@ fn list_changeset() -> Changeset {
     }
 }
 
-/// The state `list_changeset` leaves after `changeset`'s create.
-fn list_snapshot_object() -> SnapshotObject {
+/// A changeset of every set and dictionary instruction, and whole values
+/// of both (protocol 7 onwards).
+fn collections_changeset() -> Changeset {
+    let (object_type, pk) = (String::from("Dog"), Value::from(1));
+    let (colors, scores) = (String::from("colors"), String::from("scores"));
+    Changeset {
+        instructions: vec![
+            Instruction::Set {
+                object_type: object_type.clone(),
+                pk: pk.clone(),
+                field: colors.clone(),
+                value: Value::Set(vec!["brown".into()]),
+            },
+            Instruction::Set {
+                object_type: object_type.clone(),
+                pk: pk.clone(),
+                field: scores.clone(),
+                value: Value::Dictionary([("agility".to_owned(), Value::from(5))].into()),
+            },
+            Instruction::SetAdd {
+                object_type: object_type.clone(),
+                pk: pk.clone(),
+                field: colors.clone(),
+                value: "white".into(),
+            },
+            Instruction::SetRemove {
+                object_type: object_type.clone(),
+                pk: pk.clone(),
+                field: colors,
+                value: "brown".into(),
+            },
+            Instruction::DictionaryPut {
+                object_type: object_type.clone(),
+                pk: pk.clone(),
+                field: scores.clone(),
+                key: "speed".into(),
+                value: 3.into(),
+            },
+            Instruction::DictionaryRemove { object_type, pk, field: scores, key: "agility".into() },
+        ],
+        ..changeset()
+    }
+}
+
+/// The state `changeset`'s create and then `later` leave.
+fn snapshot_after(later: &Changeset) -> SnapshotObject {
     let pk = Value::from(1);
     let writer = Writer { version: 4, base_version: 3, hlc: Hlc { millis: 1_700_000_000_001, counter: 0 }, replica: 7 };
     let mut state = None;
-    for i in changeset().instructions.iter().take(1).chain(&list_changeset().instructions) {
+    for i in changeset().instructions.iter().take(1).chain(&later.instructions) {
         state = apply(state.as_ref(), i, &writer).state;
     }
     let state = state.expect("created");
@@ -93,13 +137,18 @@ fn list_snapshot_object() -> SnapshotObject {
     }
 }
 
+/// The state `list_changeset` leaves after `changeset`'s create.
+fn list_snapshot_object() -> SnapshotObject {
+    snapshot_after(&list_changeset())
+}
+
 fn snapshot_object() -> SnapshotObject {
     let stamp = Stamp { version: 4, hlc: Hlc { millis: 1_700_000_000_001, counter: 0 }, replica: 7 };
     let fields = [("_id", Value::from(1)), ("blob", Value::Data(vec![1, 2])), ("when", Value::Date(5))]
         .into_iter()
         .map(|(n, value)| (n.to_owned(), Field { value, stamp }))
         .collect();
-    let state = ObjectState::Live { fields, lists: Default::default(), deleted_at: None };
+    let state = ObjectState::Live { fields, lists: Default::default(), keyed: Default::default(), deleted_at: None };
     let pk = Value::from(1);
     SnapshotObject {
         object_type: "Dog".into(),
@@ -129,6 +178,7 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("Upload", ClientMessage::Upload { changesets: vec![changeset()] }),
         ("UploadListElements", ClientMessage::Upload { changesets: vec![list_changeset()] }),
+        ("UploadCollections", ClientMessage::Upload { changesets: vec![collections_changeset()] }),
         ("Mark", ClientMessage::Mark { request: 5 }),
         ("Ping", ClientMessage::Ping { nonce: 6 }),
     ];
@@ -163,6 +213,16 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
                 uploaded_through: 3,
             },
         ),
+        (
+            "BootstrapCollections",
+            ServerMessage::Bootstrap {
+                objects: vec![snapshot_after(&collections_changeset())],
+                last: true,
+                server_version: 9,
+                server_version_salt: 0xbeef,
+                uploaded_through: 3,
+            },
+        ),
         ("MarkAnswer", ServerMessage::Mark { request: 5, server_version: 10 }),
         (
             "Error",
@@ -185,6 +245,11 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
     let mut all: Vec<(&str, Vec<u8>)> = client.into_iter().map(|(n, m)| (n, protocol::encode(&m).unwrap())).collect();
     all.extend(server.into_iter().map(|(n, m)| (n, protocol::encode(&m).unwrap())));
     all
+}
+
+/// Whether the pinned frame `name` is a client's message.
+fn from_client(name: &str) -> bool {
+    matches!(name, "Bind" | "Upload" | "UploadListElements" | "UploadCollections" | "Mark" | "Ping")
 }
 
 fn file(version: u16) -> PathBuf {
@@ -217,11 +282,9 @@ fn every_message_encodes_as_pinned_and_decodes_back() {
     for ((name, frame), (made_name, made_frame)) in pinned.iter().zip(&made) {
         assert_eq!(name, made_name);
         assert!(frame == made_frame, "{name}: the encoding changed; a change needs a new protocol version");
-        let decoded_again = match name.as_str() {
-            "Bind" | "Upload" | "UploadListElements" | "Mark" | "Ping" => {
-                protocol::encode(&protocol::decode::<ClientMessage>(frame).unwrap())
-            }
-            _ => protocol::encode(&protocol::decode::<ServerMessage>(frame).unwrap()),
+        let decoded_again = match from_client(name) {
+            true => protocol::encode(&protocol::decode::<ClientMessage>(frame).unwrap()),
+            false => protocol::encode(&protocol::decode::<ServerMessage>(frame).unwrap()),
         };
         assert!(decoded_again.unwrap() == *frame, "{name} decodes to the same message");
     }
@@ -235,13 +298,13 @@ fn every_message_encodes_as_pinned_and_decodes_back() {
 fn every_frame_of_a_served_older_version_decodes_as_the_same_message() {
     for version in protocol::OLDEST_SERVED_VERSION..PROTOCOL_VERSION {
         for (name, frame) in pinned(version) {
-            let again = match name.as_str() {
-                "Bind" | "Upload" | "Mark" | "Ping" => {
+            let again = match from_client(&name) {
+                true => {
                     let (message, found) = protocol::decode_served::<ClientMessage>(&frame).unwrap();
                     assert_eq!(found, version);
                     protocol::encode(&message)
                 }
-                _ => protocol::encode(&protocol::decode_served::<ServerMessage>(&frame).unwrap().0),
+                false => protocol::encode(&protocol::decode_served::<ServerMessage>(&frame).unwrap().0),
             };
             let mut again = again.unwrap();
             protocol::reframe(&mut again, version);
@@ -261,4 +324,21 @@ fn a_client_from_before_list_elements_is_never_sent_them() {
     assert!(protocol::readable_changeset(protocol::LIST_ELEMENTS_VERSION, &stored(&list_changeset())));
     assert!(protocol::readable_state(old, &snapshot_object()));
     assert!(!protocol::readable_state(old, &list_snapshot_object()));
+}
+
+#[test]
+fn a_client_from_before_collections_is_never_sent_them() {
+    let stored = |cs: &Changeset| postcard::to_allocvec(cs).unwrap();
+    let old = protocol::COLLECTIONS_VERSION - 1;
+    assert!(protocol::readable_changeset(old, &stored(&list_changeset())));
+    assert!(!protocol::readable_changeset(old, &stored(&collections_changeset())));
+    for whole_value_only in &collections_changeset().instructions[..2] {
+        let cs = Changeset { instructions: vec![whole_value_only.clone()], ..changeset() };
+        assert!(!protocol::readable_changeset(old, &stored(&cs)), "a set or dictionary value: {whole_value_only:?}");
+    }
+    assert!(protocol::readable_changeset(protocol::COLLECTIONS_VERSION, &stored(&collections_changeset())));
+    assert!(protocol::readable_state(old, &list_snapshot_object()));
+    assert!(!protocol::readable_state(old, &snapshot_after(&collections_changeset())));
+    let whole_only = Changeset { instructions: collections_changeset().instructions[..2].to_vec(), ..changeset() };
+    assert!(!protocol::readable_state(old, &snapshot_after(&whole_only)), "values, without entries");
 }

@@ -52,9 +52,9 @@ pub use haven_store::{
     ConnectionState, ErrorCode, ResetHandler, SyncConfig, SyncError, SyncProgress, SyncSession, SyncStatus,
 };
 pub use haven_store::{
-    Changeset, CollectionChanges, Config, Database, ElementId, Error, Hlc, Instruction, NotificationToken, Object,
-    ObjectChange, ObjectSchema, Property, PropertyType, QueryError, Result, Results, Schema, SchemaError, UpdateMode,
-    Value, ValueError, WriteTransaction,
+    Changeset, Collection, CollectionChanges, Config, Database, ElementId, Error, Hlc, Instruction, NotificationToken,
+    Object, ObjectChange, ObjectSchema, Property, PropertyType, QueryError, Result, Results, Schema, SchemaError,
+    UpdateMode, Value, ValueError, WriteTransaction,
 };
 pub use haven_store::{PendingClientReset, RecoveryPolicy, RecoveryReport, ResetReason, SyncPosition};
 

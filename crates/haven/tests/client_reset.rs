@@ -666,7 +666,7 @@ async fn junk_left_in_the_staging_area_is_cleared() {
         .into_iter()
         .map(|(n, value)| (n.to_owned(), Field { value, stamp }))
         .collect();
-    let state = ObjectState::Live { fields, lists: Default::default(), deleted_at: None };
+    let state = ObjectState::Live { fields, lists: Default::default(), keyed: Default::default(), deleted_at: None };
     let junk = haven_sync::protocol::SnapshotObject {
         object_type: "Dog".into(),
         key: haven_core::key::to_key(Value::from(99).as_ref().unwrap()),

@@ -28,14 +28,21 @@ const SCHEMA: &str = r#"[
 const ADMIN: &str = "fixture-admin";
 
 /// The file format this build writes (`docs/formats.md`).
-const CURRENT_FORMAT: u32 = 3;
+const CURRENT_FORMAT: u32 = 4;
 
 fn fixtures(format: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/format-{format}"))
 }
 
-fn schema() -> Schema {
-    Schema::from_json(SCHEMA).unwrap()
+/// The schema of format `format`'s set: from format 4 on, `Every` has a
+/// set and a dictionary too.
+fn schema(format: u32) -> Schema {
+    let every = r#""friends":"Every[]"}"#;
+    let text = match format >= 4 {
+        true => SCHEMA.replace(every, r#""friends":"Every[]","colors":"string<>","scores":"int{}"}"#),
+        false => SCHEMA.to_owned(),
+    };
+    Schema::from_json(&text).unwrap()
 }
 
 /// Every 1 as first written and synced.
@@ -63,12 +70,12 @@ fn write(db: &Database, f: impl FnOnce(&mut haven::WriteTransaction<'_>) -> have
     db.write(f).unwrap();
 }
 
-fn config(path: &Path, url: &str, mode: ClientResetMode) -> Config {
+fn config(path: &Path, url: &str, mode: ClientResetMode, format: u32) -> Config {
     let sync = SyncConfig::new(url, "dev", "p")
         .reconnect_delays(Duration::from_millis(20), Duration::from_millis(200))
         .client_reset(mode)
         .on_error(|e| eprintln!("sync: {e}"));
-    Config::new(path).schema(schema()).sync(sync)
+    Config::new(path).schema(schema(format)).sync(sync)
 }
 
 async fn admin_reset(server: &Server, db: &Database) {
@@ -106,14 +113,18 @@ async fn make_current_format_fixtures() {
             .unwrap();
     let proxy = Proxy::start(server.local_addr()).await;
     let device_path = out.join("device.haven");
-    let device = Database::open_synced(config(&device_path, &proxy.url(), ClientResetMode::default())).await.unwrap();
+    let device = Database::open_synced(config(&device_path, &proxy.url(), ClientResetMode::default(), CURRENT_FORMAT))
+        .await
+        .unwrap();
     write(&device, |tx| {
         tx.create_values("Person", [("_id", "ann".into()), ("name", "Ann".into())], haven::UpdateMode::Never)?;
         tx.create_values("Every", every_1(), haven::UpdateMode::Never)
     });
     write(&device, |tx| {
         tx.set("Every", 1, "friends", Value::List(vec![1.into()]))?;
-        tx.list_push("Every", 1, "ranks", 4)
+        tx.list_push("Every", 1, "ranks", 4)?;
+        tx.set_add("Every", 1, "colors", "brown")?;
+        tx.dict_put("Every", 1, "scores", "agility", 5)
     });
     synced(&device).await;
 
@@ -124,7 +135,7 @@ async fn make_current_format_fixtures() {
     let manual = ClientResetMode::Manual {
         on_manual: Some(Box::new(move |info| *on_manual.lock().unwrap() = Some(info.clone()))),
     };
-    let phone = Database::open_synced(config(&phone_path, &server.url(), manual)).await.unwrap();
+    let phone = Database::open_synced(config(&phone_path, &server.url(), manual, CURRENT_FORMAT)).await.unwrap();
     write(&phone, |tx| tx.set("Every", 1, "note", Value::from("the phone's unsynced note")));
     phone.sync_session().unwrap().pause();
     admin_reset(&server, &phone).await;
@@ -142,7 +153,9 @@ async fn make_current_format_fixtures() {
     write(&device, |tx| {
         tx.set("Every", 1, "name", Value::from("renamed offline"))?;
         tx.increment("Every", 1, "count", 1)?;
-        tx.list_insert("Every", 1, "tags", 0, "z")
+        tx.list_insert("Every", 1, "tags", 0, "z")?;
+        tx.set_add("Every", 1, "colors", "white")?;
+        tx.dict_put("Every", 1, "scores", "speed", 3)
     });
     write(&device, |tx| {
         let mut two = every_1();
@@ -193,6 +206,11 @@ async fn format_3_files_open_with_every_value_and_finish_their_reset_with_this_b
     open_every_value_and_finish_the_reset(3).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_4_files_open_with_every_value_and_finish_their_reset_with_this_build() {
+    open_every_value_and_finish_the_reset(4).await;
+}
+
 /// The checks of one format's set.
 async fn open_every_value_and_finish_the_reset(format: u32) {
     let dir = tempfile::tempdir().unwrap();
@@ -213,9 +231,15 @@ async fn open_every_value_and_finish_the_reset(format: u32) {
         expected_1["ranks"] = json!([3, 1, 2, 4]);
         expected_1["tags"] = json!(["z", "a", "b"]);
     }
+    if format >= 4 {
+        // Format 4's set also holds set and dictionary entries: synced ones
+        // and unsynced ones.
+        expected_1["colors"] = json!(["brown", "white"]);
+        expected_1["scores"] = json!({"agility": 5, "speed": 3});
+    }
     {
         let device = Database::open(Config::new(&device_path).read_only()).unwrap();
-        assert_eq!(device.schema(), &schema());
+        assert_eq!(device.schema(), &schema(format));
         assert_eq!(every(&device, 1), expected_1);
         assert_eq!(every(&device, 2)["name"], "second");
         let ann = device.object_for_primary_key("Person", "ann").unwrap().unwrap();
@@ -263,6 +287,8 @@ async fn open_every_value_and_finish_the_reset(format: u32) {
         usize::from(format >= 3),
         "Every 1's ranks, appended to, has element identities"
     );
+    let with_entries = objects.iter().filter(|s| matches!(s, ObjectState::Live { keyed, .. } if !keyed.is_empty()));
+    assert_eq!(with_entries.count(), usize::from(format >= 4), "Every 1's colors and scores have entries");
     let server = Server::start(storage, Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let errors = Arc::new(Mutex::new(Vec::<SyncError>::new()));
     let seen = errors.clone();
@@ -271,15 +297,19 @@ async fn open_every_value_and_finish_the_reset(format: u32) {
         .reconnect_delays(Duration::from_millis(20), Duration::from_millis(200))
         .client_reset(mode)
         .on_error(move |e| seen.lock().unwrap().push(e.clone()));
-    let device = Database::open_synced(Config::new(&device_path).schema(schema()).sync(sync)).await.unwrap();
+    let device = Database::open_synced(Config::new(&device_path).schema(schema(format)).sync(sync)).await.unwrap();
     synced(&device).await;
     synced(&device).await;
     assert_eq!(device.pending_client_reset().unwrap(), None, "the reset finished");
     assert_eq!(every(&device, 1), expected_1, "the unsynced changes recovered");
-    let fresh =
-        Database::open_synced(config(&dir.path().join("fresh.haven"), &server.url(), ClientResetMode::default()))
-            .await
-            .unwrap();
+    let fresh = Database::open_synced(config(
+        &dir.path().join("fresh.haven"),
+        &server.url(),
+        ClientResetMode::default(),
+        format,
+    ))
+    .await
+    .unwrap();
     for ty in ["Every", "Person"] {
         assert_eq!(objects_of(&device, ty), objects_of(&fresh, ty), "{ty}: the device equals the server");
     }
@@ -335,7 +365,7 @@ fn a_format_1_file_migrates_to_the_current_format_in_one_commit() {
     drop(Database::open(Config::new(&path).read_only()).unwrap());
     assert_eq!(raw::format(&path), 1, "a read-only open migrates nothing");
 
-    let db = Database::open(Config::new(&path).schema(schema())).unwrap();
+    let db = Database::open(Config::new(&path).schema(schema(1))).unwrap();
     let before = (every(&db, 1), every(&db, 2), db.pending_changes().unwrap(), db.sync_position().unwrap());
     drop(db);
     assert_eq!(raw::format(&path), CURRENT_FORMAT);
@@ -350,7 +380,7 @@ fn a_format_1_file_migrates_to_the_current_format_in_one_commit() {
     assert_eq!(raw::suffix_tag(&path, "Every", ValueRef::Int(1)), Some(2), "Every 1 is marked pending");
     assert_eq!(raw::suffix_tag(&path, "Every", ValueRef::Int(2)), Some(2), "Every 2, created offline, too");
 
-    let db = Database::open(Config::new(&path).schema(schema())).unwrap();
+    let db = Database::open(Config::new(&path).schema(schema(1))).unwrap();
     let after = (every(&db, 1), every(&db, 2), db.pending_changes().unwrap(), db.sync_position().unwrap());
     assert_eq!(after, before, "the migration changed no value, change or position");
 }

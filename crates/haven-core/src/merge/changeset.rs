@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 /// A list property is written whole by `ListAssign` (or, in changesets
 /// from before element identity, by a `Create` or `Set` of a list value),
 /// and element by element by the other `List*` instructions, which name
-/// elements by [`ElementId`]. New variants go after the last one: the
-/// encoding numbers them in order.
+/// elements by [`ElementId`]. A set or dictionary is written whole by a
+/// `Set` of its value, and entry by entry by the `Set*` and `Dictionary*`
+/// instructions. New variants go after the last one: the encoding numbers
+/// them in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Instruction {
     /// Creates the object, or merges these fields into it if it exists
@@ -117,6 +119,52 @@ pub enum Instruction {
         /// The element.
         id: ElementId,
     },
+    /// Adds an element to a set.
+    SetAdd {
+        /// The object type.
+        object_type: String,
+        /// The primary key.
+        pk: Value,
+        /// The set property.
+        field: String,
+        /// The element.
+        value: Value,
+    },
+    /// Removes an element from a set.
+    SetRemove {
+        /// The object type.
+        object_type: String,
+        /// The primary key.
+        pk: Value,
+        /// The set property.
+        field: String,
+        /// The element.
+        value: Value,
+    },
+    /// Puts a value under a key of a dictionary.
+    DictionaryPut {
+        /// The object type.
+        object_type: String,
+        /// The primary key.
+        pk: Value,
+        /// The dictionary property.
+        field: String,
+        /// The key.
+        key: String,
+        /// The value.
+        value: Value,
+    },
+    /// Removes a key from a dictionary.
+    DictionaryRemove {
+        /// The object type.
+        object_type: String,
+        /// The primary key.
+        pk: Value,
+        /// The dictionary property.
+        field: String,
+        /// The key.
+        key: String,
+    },
 }
 
 impl Instruction {
@@ -131,7 +179,11 @@ impl Instruction {
             | Instruction::ListInsert { object_type, pk, .. }
             | Instruction::ListSet { object_type, pk, .. }
             | Instruction::ListMove { object_type, pk, .. }
-            | Instruction::ListRemove { object_type, pk, .. } => (object_type, pk),
+            | Instruction::ListRemove { object_type, pk, .. }
+            | Instruction::SetAdd { object_type, pk, .. }
+            | Instruction::SetRemove { object_type, pk, .. }
+            | Instruction::DictionaryPut { object_type, pk, .. }
+            | Instruction::DictionaryRemove { object_type, pk, .. } => (object_type, pk),
         }
     }
 
@@ -145,7 +197,11 @@ impl Instruction {
             | Instruction::ListInsert { field, .. }
             | Instruction::ListSet { field, .. }
             | Instruction::ListMove { field, .. }
-            | Instruction::ListRemove { field, .. } => Some(field),
+            | Instruction::ListRemove { field, .. }
+            | Instruction::SetAdd { field, .. }
+            | Instruction::SetRemove { field, .. }
+            | Instruction::DictionaryPut { field, .. }
+            | Instruction::DictionaryRemove { field, .. } => Some(field),
         }
     }
 }

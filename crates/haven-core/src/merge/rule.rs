@@ -5,6 +5,7 @@
 
 use super::changeset::Instruction;
 use super::hlc::Hlc;
+use super::keyed::{KeyedChange, KeyedState};
 use super::list::{ElementChange, ListState};
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
@@ -32,19 +33,22 @@ pub struct Field {
 
 /// What the merge rule knows of one object.
 ///
-/// Encoded as the three variants of `wire::StateWire`: a live object whose
-/// lists carry no element identities encodes exactly as before lists had
-/// them.
+/// Encoded as the variants of `wire::StateWire`: a live object whose lists
+/// carry no element identities, and that has no set or dictionary entries,
+/// encodes exactly as before lists had them.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(from = "wire::StateWire")]
 pub enum ObjectState {
     /// The object exists.
     Live {
-        /// Its fields. A list property's field holds the list's values.
+        /// Its fields. A collection property's field holds its value.
         fields: BTreeMap<String, Field>,
         /// The element identities of the list properties that have been
         /// written element by element (or whole, since).
         lists: BTreeMap<String, ListState>,
+        /// The entries of the set and dictionary properties that have been
+        /// written entry by entry (or whole, since), tombstones included.
+        keyed: BTreeMap<String, KeyedState>,
         /// The delete this object was created again after, if any (server
         /// version, replica): writes from writers who had not seen that
         /// delete belong to the deleted object and are dropped.
@@ -72,18 +76,26 @@ impl ObjectState {
         }
     }
 
-    /// Every stamp of a live object: its fields', and its list elements'
-    /// writes and moves.
+    /// Whether a live object has list element identities or set and
+    /// dictionary entries: merge state a record has no place for.
+    pub fn has_element_state(&self) -> bool {
+        matches!(self, ObjectState::Live { lists, keyed, .. } if !lists.is_empty() || !keyed.is_empty())
+    }
+
+    /// Every stamp of a live object: its fields', its list elements'
+    /// writes and moves, and its set and dictionary entries'.
     pub fn stamps(&self) -> impl Iterator<Item = Stamp> + '_ {
-        let (fields, lists) = match self {
-            ObjectState::Live { fields, lists, .. } => (Some(fields), Some(lists)),
-            ObjectState::Deleted { .. } => (None, None),
+        let (fields, lists, keyed) = match self {
+            ObjectState::Live { fields, lists, keyed, .. } => (Some(fields), Some(lists), Some(keyed)),
+            ObjectState::Deleted { .. } => (None, None, None),
         };
         let elements = lists.into_iter().flat_map(|l| l.values()).flat_map(|l| &l.elements);
+        let entries = keyed.into_iter().flat_map(|k| k.values()).flat_map(KeyedState::stamps);
         fields
             .into_iter()
             .flat_map(|f| f.values().map(|f| f.stamp))
             .chain(elements.flat_map(|e| std::iter::once(e.stamp).chain(e.moved)))
+            .chain(entries)
     }
 }
 
@@ -138,7 +150,8 @@ pub enum Overruled {
     ElementNotFound,
     /// An insertion whose element id the list already has.
     ElementExists,
-    /// A list operation on a property that does not hold a list.
+    /// A collection operation on a property that does not hold that kind
+    /// of collection.
     NotAList,
 }
 
@@ -187,7 +200,7 @@ pub fn apply(current: Option<&ObjectState>, instruction: &Instruction, writer: &
 /// once per instruction. Returns what had no effect, and why.
 pub fn apply_in_place(state: &mut Option<ObjectState>, instruction: &Instruction, writer: &Writer) -> Vec<Dropped> {
     let whole = |reason| vec![Dropped { field: None, reason }];
-    let (fields, lists, deleted_at) = match state {
+    let (fields, lists, keyed, deleted_at) = match state {
         None => {
             return match instruction {
                 Instruction::Create { fields, .. } => {
@@ -209,13 +222,13 @@ pub fn apply_in_place(state: &mut Option<ObjectState>, instruction: &Instruction
                 _ => whole(Overruled::DeletedOnServer),
             };
         }
-        Some(ObjectState::Live { fields, lists, deleted_at }) => (fields, lists, *deleted_at),
+        Some(ObjectState::Live { fields, lists, keyed, deleted_at }) => (fields, lists, keyed, *deleted_at),
     };
     if deleted_at.is_some_and(|(version, replica)| !writer.has_seen(version, replica)) {
         // About the incarnation that was deleted: delete wins.
         return whole(Overruled::DeletedOnServer);
     }
-    let mut live = LiveObject { fields, lists };
+    let mut live = LiveObject { fields, lists, keyed };
     match instruction {
         Instruction::Delete { .. } => {
             *state = Some(ObjectState::Deleted { version: writer.version, replica: writer.replica });
@@ -239,19 +252,33 @@ pub fn apply_in_place(state: &mut Option<ObjectState>, instruction: &Instruction
             live.change(field, ElementChange::Move { id: *id, after: *after }, writer)
         }
         Instruction::ListRemove { field, id, .. } => live.change(field, ElementChange::Remove { id: *id }, writer),
+        Instruction::SetAdd { field, value, .. } => {
+            live.change_entry(field, KeyedChange::SetElement { element: value, present: true }, writer)
+        }
+        Instruction::SetRemove { field, value, .. } => {
+            live.change_entry(field, KeyedChange::SetElement { element: value, present: false }, writer)
+        }
+        Instruction::DictionaryPut { field, key, value, .. } => {
+            live.change_entry(field, KeyedChange::DictionaryEntry { key, value: Some(value) }, writer)
+        }
+        Instruction::DictionaryRemove { field, key, .. } => {
+            live.change_entry(field, KeyedChange::DictionaryEntry { key, value: None }, writer)
+        }
     }
 }
 
 fn fresh(given: &[(String, Value)], writer: &Writer, deleted_at: Option<(u64, u64)>) -> ObjectState {
     let stamp = writer.stamp();
     let fields = given.iter().map(|(n, v)| (n.clone(), Field { value: v.clone(), stamp })).collect();
-    ObjectState::Live { fields, lists: BTreeMap::new(), deleted_at }
+    ObjectState::Live { fields, lists: BTreeMap::new(), keyed: BTreeMap::new(), deleted_at }
 }
 
-/// A live object's fields and list identities, as an instruction changes them.
+/// A live object's fields, list identities and set and dictionary
+/// entries, as an instruction changes them.
 struct LiveObject<'s> {
     fields: &'s mut BTreeMap<String, Field>,
     lists: &'s mut BTreeMap<String, ListState>,
+    keyed: &'s mut BTreeMap<String, KeyedState>,
 }
 
 /// The stamp of a field nobody has written: every write beats it.
@@ -273,8 +300,18 @@ impl LiveObject<'_> {
 
     /// Writes one field if the writer beats its last write; otherwise
     /// says why not. A list value written to a list that has element
-    /// identities replaces its elements (with ids derived from the write).
+    /// identities replaces its elements (with ids derived from the write);
+    /// a set or dictionary value replaces entries as [`KeyedState::assign`]
+    /// says.
     fn set(&mut self, name: &str, value: &Value, writer: &Writer) -> Option<Dropped> {
+        if let Some(state) = self.keyed(name, value) {
+            if let Err(reason) = state.assign(value, writer) {
+                return Some(Dropped { field: Some(name.to_owned()), reason });
+            }
+            let value = state.value();
+            self.fields.insert(name.to_owned(), Field { value, stamp: writer.stamp() });
+            return None;
+        }
         if let (Some(items), true) = (value.as_list(), self.lists.contains_key(name)) {
             let stamp = writer.stamp();
             let derived = ListState::derived(items, &stamp).elements.into_iter().map(|e| (e.id, e.value));
@@ -332,6 +369,48 @@ impl LiveObject<'_> {
         }
     }
 
+    /// Adds or removes one element of a set, or puts or removes one entry
+    /// of a dictionary.
+    fn change_entry(&mut self, name: &str, change: KeyedChange<'_>, writer: &Writer) -> Vec<Dropped> {
+        let kind = match change {
+            KeyedChange::SetElement { .. } => Value::Set(Vec::new()),
+            KeyedChange::DictionaryEntry { .. } => Value::Dictionary(BTreeMap::new()),
+        };
+        let outcome = match self.keyed(name, &kind) {
+            Some(state) => state.change(change, writer).map(|()| state.value()),
+            None => Err(Overruled::NotAList),
+        };
+        match outcome {
+            Ok(value) => {
+                // The field keeps the stamp of the collection's last whole write.
+                let field =
+                    self.fields.entry(name.to_owned()).or_insert(Field { value: Value::Null, stamp: UNWRITTEN });
+                field.value = value;
+                vec![]
+            }
+            Err(reason) => vec![Dropped { field: Some(name.to_owned()), reason }],
+        }
+    }
+
+    /// The entries of a set or dictionary property (of the kind of
+    /// `like`), derived from its value the first time they are needed;
+    /// `None` when `like` is neither, or the property holds something else.
+    fn keyed(&mut self, name: &str, like: &Value) -> Option<&mut KeyedState> {
+        let empty = match like {
+            Value::Set(_) => Value::Set(Vec::new()),
+            Value::Dictionary(_) => Value::Dictionary(BTreeMap::new()),
+            _ => return None,
+        };
+        if !self.keyed.contains_key(name) {
+            let state = match self.fields.get(name) {
+                None => KeyedState::derived(&empty, &UNWRITTEN)?,
+                Some(f) => KeyedState::derived(&f.value, &f.stamp)?,
+            };
+            self.keyed.insert(name.to_owned(), state);
+        }
+        self.keyed.get_mut(name).filter(|state| state.holds_kind_of(like))
+    }
+
     /// The element identities of a list property, derived from its value
     /// the first time they are needed; `None` when it holds no list.
     fn list(&mut self, name: &str) -> Option<&mut ListState> {
@@ -371,10 +450,11 @@ impl Serialize for ObjectState {
 
 /// How an [`ObjectState`] is encoded. Postcard numbers enum variants in
 /// order: `Live` and `Deleted` are the encodings from before lists had
-/// element identities, and `LiveWithLists` comes after them, so old bytes
-/// decode as they always did.
+/// element identities, `LiveWithLists` came with them and
+/// `LiveWithCollections` with sets and dictionaries, each after the
+/// others, so old bytes decode as they always did.
 mod wire {
-    use super::{Field, ListState, ObjectState};
+    use super::{Field, KeyedState, ListState, ObjectState};
     use serde::{Deserialize, Serialize};
     use std::collections::BTreeMap;
 
@@ -383,9 +463,25 @@ mod wire {
     #[derive(Deserialize)]
     #[serde(rename = "ObjectState")]
     pub(super) enum StateWire {
-        Live { fields: BTreeMap<String, Field>, deleted_at: Deletion },
-        Deleted { version: u64, replica: u64 },
-        LiveWithLists { fields: BTreeMap<String, Field>, deleted_at: Deletion, lists: BTreeMap<String, ListState> },
+        Live {
+            fields: BTreeMap<String, Field>,
+            deleted_at: Deletion,
+        },
+        Deleted {
+            version: u64,
+            replica: u64,
+        },
+        LiveWithLists {
+            fields: BTreeMap<String, Field>,
+            deleted_at: Deletion,
+            lists: BTreeMap<String, ListState>,
+        },
+        LiveWithCollections {
+            fields: BTreeMap<String, Field>,
+            deleted_at: Deletion,
+            lists: BTreeMap<String, ListState>,
+            keyed: BTreeMap<String, KeyedState>,
+        },
     }
 
     #[derive(Serialize)]
@@ -404,17 +500,26 @@ mod wire {
             deleted_at: &'a Deletion,
             lists: &'a BTreeMap<String, ListState>,
         },
+        LiveWithCollections {
+            fields: &'a BTreeMap<String, Field>,
+            deleted_at: &'a Deletion,
+            lists: &'a BTreeMap<String, ListState>,
+            keyed: &'a BTreeMap<String, KeyedState>,
+        },
     }
 
     impl From<StateWire> for ObjectState {
         fn from(wire: StateWire) -> ObjectState {
             match wire {
                 StateWire::Live { fields, deleted_at } => {
-                    ObjectState::Live { fields, lists: BTreeMap::new(), deleted_at }
+                    ObjectState::Live { fields, lists: BTreeMap::new(), keyed: BTreeMap::new(), deleted_at }
                 }
                 StateWire::Deleted { version, replica } => ObjectState::Deleted { version, replica },
                 StateWire::LiveWithLists { fields, deleted_at, lists } => {
-                    ObjectState::Live { fields, lists, deleted_at }
+                    ObjectState::Live { fields, lists, keyed: BTreeMap::new(), deleted_at }
+                }
+                StateWire::LiveWithCollections { fields, deleted_at, lists, keyed } => {
+                    ObjectState::Live { fields, lists, keyed, deleted_at }
                 }
             }
         }
@@ -423,11 +528,14 @@ mod wire {
     impl<'a> From<&'a ObjectState> for StateRef<'a> {
         fn from(state: &'a ObjectState) -> StateRef<'a> {
             match state {
-                ObjectState::Live { fields, lists, deleted_at } if lists.is_empty() => {
+                ObjectState::Live { fields, lists, keyed, deleted_at } if lists.is_empty() && keyed.is_empty() => {
                     StateRef::Live { fields, deleted_at }
                 }
-                ObjectState::Live { fields, lists, deleted_at } => {
+                ObjectState::Live { fields, lists, keyed, deleted_at } if keyed.is_empty() => {
                     StateRef::LiveWithLists { fields, deleted_at, lists }
+                }
+                ObjectState::Live { fields, lists, keyed, deleted_at } => {
+                    StateRef::LiveWithCollections { fields, deleted_at, lists, keyed }
                 }
                 ObjectState::Deleted { version, replica } => StateRef::Deleted { version: *version, replica: *replica },
             }

@@ -3,7 +3,7 @@
 //! instruction does not fit, and names it.
 
 use super::changeset::{Changeset, Instruction};
-use crate::schema::{ObjectSchema, Property, Schema};
+use crate::schema::{check_dictionary_key, Collection, ObjectSchema, Property, Schema};
 use crate::value::Value;
 
 /// An instruction that does not fit the schema.
@@ -66,7 +66,7 @@ pub(crate) fn check(schema: &Schema, instruction: &Instruction) -> Result<(), St
         Instruction::Increment { field, delta, .. } => {
             let prop = ty.property_named(field).ok_or_else(|| format!("{} has no property '{field}'", ty.name()))?;
             let numeric = matches!(
-                (&prop.ty, prop.list, delta),
+                (&prop.ty, prop.is_collection(), delta),
                 (crate::PropertyType::Int, false, Value::Int(_))
                     | (crate::PropertyType::Double, false, Value::Int(_) | Value::Double(_))
             );
@@ -87,15 +87,51 @@ pub(crate) fn check(schema: &Schema, instruction: &Instruction) -> Result<(), St
         Instruction::ListMove { field, .. } | Instruction::ListRemove { field, .. } => {
             list_property(ty, field).map(|_| ())
         }
+        Instruction::SetAdd { field, value, .. } | Instruction::SetRemove { field, value, .. } => {
+            element_fits(schema, ty, collection_property(ty, field, Collection::Set)?, value, 0)
+        }
+        Instruction::DictionaryPut { field, key, value, .. } => {
+            let prop = collection_property(ty, field, Collection::Dictionary)?;
+            entry_fits(schema, ty, prop, key, value.clone())
+        }
+        Instruction::DictionaryRemove { field, key, .. } => {
+            collection_property(ty, field, Collection::Dictionary)?;
+            check_dictionary_key(key).map_err(|m| format!("{}.{field}: at key {key:?}: {m}", ty.name()))
+        }
     }
 }
 
 /// The list property `name` of `ty`, or why it is not one.
 fn list_property<'s>(ty: &'s ObjectSchema, name: &str) -> Result<&'s Property, String> {
+    collection_property(ty, name, Collection::List)
+}
+
+/// The property `name` of `ty` holding a `collection`, or why it is not one.
+fn collection_property<'s>(ty: &'s ObjectSchema, name: &str, collection: Collection) -> Result<&'s Property, String> {
+    let what = match collection {
+        Collection::Set => "a set",
+        Collection::Dictionary => "a dictionary",
+        _ => "a list",
+    };
     match ty.property_named(name) {
-        Some(p) if p.list => Ok(p),
-        Some(p) => Err(format!("{}.{name} is '{}', not a list", ty.name(), p.type_string())),
+        Some(p) if p.collection == collection => Ok(p),
+        Some(p) => Err(format!("{}.{name} is '{}', not {what}", ty.name(), p.type_string())),
         None => Err(format!("{} has no property '{name}'", ty.name())),
+    }
+}
+
+/// Whether `key` and `value` are exactly what dictionary `prop` stores.
+fn entry_fits(schema: &Schema, ty: &ObjectSchema, prop: &Property, key: &str, value: Value) -> Result<(), String> {
+    match schema.coerce_dictionary_value(ty, prop, key, value.clone()) {
+        Ok(converted) if converted == value => Ok(()),
+        Ok(_) => Err(format!(
+            "{}.{}: at key {key:?}: expected {}, got {}",
+            ty.name(),
+            prop.name,
+            prop.ty.name(),
+            value.kind()
+        )),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -2,8 +2,8 @@
 //! giving a [`Filter`] whose paths are property positions and whose
 //! constants have the property's type.
 
-use super::parser::{Aggregate, Compare, Expr, Literal, Op, Operand, Parsed, Path, Quantifier};
-use crate::schema::{ObjectSchema, Property, PropertyType, Schema};
+use super::parser::{Aggregate, Compare, Entries, Expr, Literal, Op, Operand, Parsed, Path, Quantifier};
+use crate::schema::{Collection, ObjectSchema, Property, PropertyType, Schema};
 use crate::value::Value;
 use std::ops::Range;
 
@@ -55,9 +55,12 @@ pub struct BoundPath {
     pub hops: Vec<(usize, String, bool)>,
     /// The last property's position in its type.
     pub property: usize,
-    /// The last property is a list.
-    pub list: bool,
-    /// `@count`, `@sum`, …: the path yields one value per list.
+    /// Whether the last property holds one value or a collection.
+    pub collection: Collection,
+    /// What the path reads of a dictionary: one key's value, the keys, or
+    /// the values.
+    pub entries: Option<Entries>,
+    /// `@count`, `@sum`, …: the path yields one value per collection.
     pub aggregate: Option<Aggregate>,
     /// The text of the path, for plans and messages.
     pub text: String,
@@ -84,15 +87,17 @@ impl Filter {
 }
 
 impl BoundPath {
-    /// Whether the path can yield several values (it ends in a list or
-    /// goes through a link list).
+    /// Whether the path can yield several values (it ends in a collection
+    /// or goes through a link list).
     pub fn many(&self) -> bool {
-        (self.list && self.aggregate.is_none()) || self.hops.iter().any(|h| h.2)
+        let one_key = matches!(self.entries, Some(Entries::Key(_)));
+        (self.collection != Collection::Single && self.aggregate.is_none() && !one_key) || self.hops.iter().any(|h| h.2)
     }
 
-    /// A path that reads one property of the object itself (no links, no list).
+    /// A path that reads one property of the object itself (no links, no
+    /// collection).
     pub fn direct_property(&self) -> Option<usize> {
-        (self.hops.is_empty() && !self.list && self.aggregate.is_none()).then_some(self.property)
+        (self.hops.is_empty() && self.collection == Collection::Single).then_some(self.property)
     }
 }
 
@@ -117,7 +122,9 @@ pub(crate) struct Binder<'a> {
 
 struct Resolved<'a> {
     path: BoundPath,
-    prop: &'a Property,
+    /// What each value the path yields is: the property, or for a
+    /// dictionary's `@keys` a string.
+    prop: Property,
     owner: &'a ObjectSchema,
 }
 
@@ -129,7 +136,7 @@ impl<'a> Binder<'a> {
             .iter()
             .map(|(p, asc)| {
                 let r = self.path(p)?;
-                if r.path.list && r.path.aggregate.is_none() || r.path.hops.iter().any(|h| h.2) {
+                if r.path.many() {
                     return Err((format!("cannot sort by '{}': it has many values", r.path.text), p.span.clone()));
                 }
                 Ok((r.path, *asc))
@@ -272,7 +279,7 @@ impl<'a> Binder<'a> {
             (PropertyType::Mixed, _) => return Ok(v),
             _ => {}
         }
-        let element = Property { list: false, optional: true, ..lhs.prop.clone() };
+        let element = Property { collection: Collection::Single, optional: true, ..lhs.prop.clone() };
         self.schema.coerce(lhs.owner, &element, v.clone()).map_err(|_| mismatch(&v))
     }
 
@@ -290,15 +297,27 @@ impl<'a> Binder<'a> {
                 if let Some(aggregate) = p.aggregate {
                     check_aggregate(aggregate, name, prop).map_err(|m| (m, span.clone()))?;
                 }
-                let text = match p.aggregate {
-                    Some(aggregate) => format!("{text}.{}", aggregate.text()),
-                    None => text,
+                if p.entries.is_some() && prop.collection != Collection::Dictionary {
+                    let message =
+                        format!("'{name}' is {}: [\"key\"], @keys and @values read a dictionary", prop.type_string());
+                    return Err((message, span.clone()));
+                }
+                let mut text = text;
+                text.extend(p.entries.as_ref().map(Entries::text));
+                text.extend(p.aggregate.map(|aggregate| format!(".{}", aggregate.text())));
+                let element = match p.entries {
+                    Some(Entries::Keys) => Property::new(name.as_str(), PropertyType::String),
+                    _ => prop.clone(),
                 };
-                return Ok(Resolved {
-                    path: BoundPath { hops, property: idx, list: prop.list, aggregate: p.aggregate, text },
-                    prop,
-                    owner: ty,
-                });
+                let path = BoundPath {
+                    hops,
+                    property: idx,
+                    collection: prop.collection,
+                    entries: p.entries.clone(),
+                    aggregate: p.aggregate,
+                    text,
+                };
+                return Ok(Resolved { path, prop: element, owner: ty });
             }
             let PropertyType::Link(target) = &prop.ty else {
                 return Err((
@@ -306,7 +325,12 @@ impl<'a> Binder<'a> {
                     span.clone(),
                 ));
             };
-            hops.push((idx, target.clone(), prop.list));
+            if prop.collection == Collection::Dictionary {
+                let message =
+                    format!("'{name}' is a dictionary: compare its values with {name}.@values or {name}[\"key\"]");
+                return Err((message, span.clone()));
+            }
+            hops.push((idx, target.clone(), prop.is_collection()));
             ty = self.schema.object_type(target).expect("validated schema");
         }
         unreachable!("a path has at least one segment")
@@ -323,15 +347,16 @@ fn element_op(op: Op) -> Op {
     }
 }
 
-/// Whether `aggregate` applies to property `name`: a list, of numbers for
-/// `@sum` and `@avg`, of numbers or dates for `@min` and `@max`.
+/// Whether `aggregate` applies to property `name`: a collection (of a
+/// dictionary, its values), of numbers for `@sum` and `@avg`, of numbers
+/// or dates for `@min` and `@max`.
 fn check_aggregate(aggregate: Aggregate, name: &str, prop: &Property) -> Result<(), String> {
     let needs = match aggregate {
-        Aggregate::Count => "a list",
-        Aggregate::Sum | Aggregate::Avg => "a list of int or double",
-        Aggregate::Min | Aggregate::Max => "a list of int, double or date",
+        Aggregate::Count => "a collection",
+        Aggregate::Sum | Aggregate::Avg => "a collection of int or double",
+        Aggregate::Min | Aggregate::Max => "a collection of int, double or date",
     };
-    let fits = prop.list
+    let fits = prop.is_collection()
         && match aggregate {
             Aggregate::Count => true,
             Aggregate::Sum | Aggregate::Avg => matches!(prop.ty, PropertyType::Int | PropertyType::Double),

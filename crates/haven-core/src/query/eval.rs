@@ -2,7 +2,7 @@
 //! the encoded record; follows links through a [`LinkResolver`].
 
 use super::bind::{BoundPath, Comparison, Filter, Side};
-use super::parser::{Aggregate, Op, Quantifier};
+use super::parser::{Aggregate, Entries, Op, Quantifier};
 use crate::record;
 use crate::value::{Value, ValueRef};
 use std::cmp::Ordering;
@@ -65,7 +65,9 @@ impl Comparison {
 
 /// The values a path yields for one record: one value for a path of
 /// to-one links ending in a single property (null when a link is null),
-/// the elements for a list, one count per list for `@count`.
+/// the elements of a list or set, the values of a dictionary (its keys for
+/// `@keys`, the value at one key or null for `["key"]`), one count per
+/// collection for `@count`.
 pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Vec<Value> {
     let mut records = vec![rec.to_vec()];
     let mut many = false;
@@ -73,7 +75,9 @@ pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Ve
         let mut next = Vec::new();
         for r in &records {
             match record::field(r, *idx).ok().flatten() {
-                Some(ValueRef::List(items)) => next.extend(items.iter().filter_map(|pk| links.resolve(target, pk))),
+                Some(ValueRef::List(items) | ValueRef::Set(items)) => {
+                    next.extend(items.iter().filter_map(|pk| links.resolve(target, pk)))
+                }
                 Some(pk) if pk != ValueRef::Null => next.extend(links.resolve(target, pk)),
                 _ => {}
             }
@@ -88,14 +92,21 @@ pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Ve
     let mut out = Vec::new();
     for r in &records {
         match record::field(r, path.property).ok().flatten() {
-            Some(ValueRef::List(items)) => match path.aggregate {
+            Some(ValueRef::List(items) | ValueRef::Set(items)) => match path.aggregate {
                 Some(aggregate) => out.push(aggregate_of(aggregate, items.iter())),
                 None => out.extend(items.iter().map(|v| v.to_owned())),
+            },
+            Some(ValueRef::Dictionary(entries)) => match (&path.entries, path.aggregate) {
+                (Some(Entries::Key(key)), _) => out.push(entries.get(key).map_or(Value::Null, |v| v.to_owned())),
+                (Some(Entries::Keys), _) => out.extend(entries.iter().map(|(k, _)| Value::String(k.to_owned()))),
+                (_, Some(aggregate)) => out.push(aggregate_of(aggregate, entries.iter().map(|(_, v)| v))),
+                (_, None) => out.extend(entries.iter().map(|(_, v)| v.to_owned())),
             },
             None if path.aggregate.is_some() => {
                 out.push(aggregate_of(path.aggregate.expect("checked"), std::iter::empty()))
             }
-            None if path.list => {}
+            None if matches!(path.entries, Some(Entries::Key(_))) => out.push(Value::Null),
+            None if path.many() => {}
             Some(v) => out.push(v.to_owned()),
             None => out.push(Value::Null),
         }
@@ -176,7 +187,7 @@ fn like(text: &[u8], pattern: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
-/// What `aggregate` makes of one list's elements (nulls left out): the
+/// What `aggregate` makes of one collection's elements (nulls left out): the
 /// count, an int sum of ints (a double one if a double is there or the
 /// ints overflow), a double mean, the smallest or largest element; null
 /// for the mean, minimum or maximum of no elements.

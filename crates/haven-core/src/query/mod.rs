@@ -21,7 +21,7 @@ mod plan;
 
 pub use bind::{BoundPath, BoundQuery, Comparison, Filter, Side};
 pub use eval::{path_values, LinkResolver};
-pub use parser::{Aggregate, Op, Quantifier};
+pub use parser::{Aggregate, Entries, Op, Quantifier};
 pub use plan::{plan, Access, KeyRange, Plan};
 
 use crate::error::QueryError;

@@ -134,12 +134,36 @@ pub(crate) enum Literal {
     Str(String),
 }
 
-/// A property path: `owner.name`, `tags.@count`, `ranks.@sum`.
+/// A property path: `owner.name`, `tags.@count`, `ranks.@sum`,
+/// `prices["apple"]`, `prices.@keys`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Path {
     pub segments: Vec<(String, Range<usize>)>,
+    pub entries: Option<Entries>,
     pub aggregate: Option<Aggregate>,
     pub span: Range<usize>,
+}
+
+/// What a path reads of a dictionary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entries {
+    /// `prices["apple"]`: the value at one key (null when it is missing).
+    Key(String),
+    /// `prices.@keys`: the keys.
+    Keys,
+    /// `prices.@values`: the values (what `prices` alone reads too).
+    Values,
+}
+
+impl Entries {
+    /// How it is written after the property: `["apple"]`, `.@keys`.
+    pub fn text(&self) -> String {
+        match self {
+            Entries::Key(k) => format!("[{k:?}]"),
+            Entries::Keys => ".@keys".into(),
+            Entries::Values => ".@values".into(),
+        }
+    }
 }
 
 /// What a path ending in `@…` makes of a list: one value per list.
@@ -465,7 +489,7 @@ impl Parser {
     fn path(&mut self) -> Result<Path, ParseError> {
         let start = self.offset();
         let mut segments = Vec::new();
-        let mut aggregate = None;
+        let (mut entries, mut aggregate) = (None, None);
         loop {
             let at = self.offset();
             match self.next() {
@@ -474,16 +498,37 @@ impl Parser {
                     aggregate = Aggregate::named(&a);
                     break;
                 }
+                Some(Tok::At(a)) if !segments.is_empty() && matches!(a.as_str(), "keys" | "values") => {
+                    entries = Some(if a == "keys" { Entries::Keys } else { Entries::Values });
+                    break;
+                }
                 _ => {
                     self.pos -= 1;
                     return Err((format!("expected a property name, found {}", self.found()), at));
                 }
             }
+            if self.punct("[") {
+                entries = Some(Entries::Key(self.dictionary_key()?));
+                break;
+            }
             if !self.punct(".") {
                 break;
             }
         }
-        Ok(Path { segments, aggregate, span: self.span_from(start) })
+        Ok(Path { segments, entries, aggregate, span: self.span_from(start) })
+    }
+
+    /// The `"key"]` of `prices["key"]`.
+    fn dictionary_key(&mut self) -> Result<String, ParseError> {
+        let at = self.offset();
+        let Some(Tok::Str(key)) = self.next() else {
+            self.pos -= 1;
+            return Err((format!("expected a key in quotes after '[', found {}", self.found()), at));
+        };
+        if !self.punct("]") {
+            return Err((format!("expected ']' after the key, found {}", self.found()), self.offset()));
+        }
+        Ok(key)
     }
 }
 

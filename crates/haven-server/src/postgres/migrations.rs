@@ -71,6 +71,14 @@ CREATE TABLE haven_version_salts (
 COMMENT ON COLUMN haven_objects.state IS
     'postcard (pk, ObjectState); from migration 3 it may hold list element identities';
 "#,
+    // 4: history and object states may hold set and dictionary values,
+    // instructions and entries; `doc` shows sets as arrays and
+    // dictionaries as objects. Again only the number keeps older servers
+    // out.
+    r#"
+COMMENT ON COLUMN haven_objects.state IS
+    'postcard (pk, ObjectState); from migration 3 it may hold list element identities, from 4 set and dictionary entries';
+"#,
 ];
 
 /// Creates or migrates the tables, one process at a time.

@@ -18,7 +18,7 @@
 //! the schema would show differently. `docs/storage.md` gives the bytes.
 
 use crate::error::{Error, Result};
-use haven_core::merge::{Field, ListState, ObjectState, Stamp};
+use haven_core::merge::{Field, ObjectState, Stamp};
 use haven_core::{record, ObjectSchema, Schema, Value};
 use haven_sync::protocol::SnapshotObject;
 use redb::ReadableTable;
@@ -88,7 +88,7 @@ pub(crate) fn render(
     ty: &ObjectSchema,
     pk: &Value,
     fields: &BTreeMap<String, Field>,
-    lists: &BTreeMap<String, ListState>,
+    element_state: bool,
     deleted_at: Option<(u64, u64)>,
 ) -> Result<Rendered> {
     let pk_index = ty.primary_key_index();
@@ -121,8 +121,9 @@ pub(crate) fn render(
         values.push(value);
     }
     // Fields this schema lacks (a newer app's) stay in the overlay, and so
-    // do list element identities, which a record has no place for.
-    exact &= known == fields.len() && lists.is_empty();
+    // do list element identities and set and dictionary entries, which a
+    // record has no place for.
+    exact &= known == fields.len() && !element_state;
     let suffix = match exact {
         true => Some(encode_stamps(RecordStamps { deleted_at, stamps, by_position })?),
         false => None,
@@ -180,7 +181,7 @@ pub(crate) fn state_of_record(ty: &ObjectSchema, values: Vec<Value>, stamps: &[u
             .ok_or_else(|| Error::Storage(format!("{}: damaged record stamps", ty.name())))?;
         fields.insert(p.name.clone(), Field { value, stamp });
     }
-    Ok(ObjectState::Live { fields, lists: BTreeMap::new(), deleted_at: stamps.deleted_at })
+    Ok(ObjectState::Live { fields, lists: BTreeMap::new(), keyed: BTreeMap::new(), deleted_at: stamps.deleted_at })
 }
 
 /// The confirmed state an encoded record holds, if it holds one.
@@ -287,13 +288,16 @@ mod tests {
         let ty = schema.object_type("Dog").unwrap();
         let fields: BTreeMap<String, Field> =
             [("_id".into(), field(1, 3)), ("name".into(), field("Rex", 3)), ("age".into(), field(4, 5))].into();
-        let rendered = render(&schema, ty, &Value::Int(1), &fields, &BTreeMap::new(), Some((2, 9))).unwrap();
+        let rendered = render(&schema, ty, &Value::Int(1), &fields, false, Some((2, 9))).unwrap();
         let suffix = rendered.suffix.expect("exact");
         let mut bytes = Vec::new();
         record::encode(&rendered.values, &mut bytes);
         bytes.extend_from_slice(&suffix);
         let state = state_in_record(ty, &bytes).unwrap().unwrap();
-        assert_eq!(state, ObjectState::Live { fields, lists: BTreeMap::new(), deleted_at: Some((2, 9)) });
+        assert_eq!(
+            state,
+            ObjectState::Live { fields, lists: BTreeMap::new(), keyed: BTreeMap::new(), deleted_at: Some((2, 9)) }
+        );
     }
 
     #[test]
@@ -301,11 +305,14 @@ mod tests {
         let schema = dog();
         let ty = schema.object_type("Dog").unwrap();
         let fields: BTreeMap<String, Field> = [("_id".into(), field(1, 3)), ("name".into(), field("Rex", 3))].into();
-        let rendered = render(&schema, ty, &Value::Int(1), &fields, &BTreeMap::new(), None).unwrap();
+        let rendered = render(&schema, ty, &Value::Int(1), &fields, false, None).unwrap();
         assert_eq!(rendered.values[2], Value::Null);
         let (values, stamps) = (rendered.values, rendered.suffix.unwrap());
         let state = state_of_record(ty, values, &stamps[1..]).unwrap();
-        assert_eq!(state, ObjectState::Live { fields, lists: BTreeMap::new(), deleted_at: None });
+        assert_eq!(
+            state,
+            ObjectState::Live { fields, lists: BTreeMap::new(), keyed: BTreeMap::new(), deleted_at: None }
+        );
     }
 
     #[test]
@@ -314,9 +321,9 @@ mod tests {
         let ty = schema.object_type("Dog").unwrap();
         let unknown: BTreeMap<String, Field> =
             [("_id".into(), field(1, 3)), ("name".into(), field("Rex", 3)), ("color".into(), field("red", 3))].into();
-        assert!(render(&schema, ty, &Value::Int(1), &unknown, &BTreeMap::new(), None).unwrap().suffix.is_none());
+        assert!(render(&schema, ty, &Value::Int(1), &unknown, false, None).unwrap().suffix.is_none());
         let wrong_type: BTreeMap<String, Field> = [("_id".into(), field(1, 3)), ("name".into(), field(5, 3))].into();
-        let rendered = render(&schema, ty, &Value::Int(1), &wrong_type, &BTreeMap::new(), None).unwrap();
+        let rendered = render(&schema, ty, &Value::Int(1), &wrong_type, false, None).unwrap();
         assert!(rendered.suffix.is_none());
         assert_eq!(rendered.values[1], Value::String(String::new()), "the property's fallback shows");
     }

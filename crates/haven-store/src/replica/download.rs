@@ -171,12 +171,12 @@ fn stamp_echo(
     record: &[u8],
     state: Option<&ObjectState>,
 ) -> Result<bool> {
-    let (Some(object_type), Some(ObjectState::Live { fields, lists, deleted_at })) =
+    let (Some(object_type), Some(live @ ObjectState::Live { fields, deleted_at, .. })) =
         (tx.schema().object_type(ty), state)
     else {
         return Ok(false);
     };
-    if !lists.is_empty() {
+    if live.has_element_state() {
         return Ok(false);
     }
     let Some(suffix) = confirmed::stamps_suffix(object_type, fields, *deleted_at)? else {

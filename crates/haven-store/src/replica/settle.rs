@@ -95,8 +95,9 @@ pub(crate) fn settle(
     let shown = if pending.is_some() { optimistic.as_ref() } else { confirmed.as_ref() };
     // `Ok(true)`: the record now holds the confirmed state.
     let written = match shown {
-        Some(ObjectState::Live { fields, lists, deleted_at }) => {
-            confirmed::render(tx.schema(), object_type, pk, fields, lists, *deleted_at).and_then(|rendered| {
+        Some(live @ ObjectState::Live { fields, deleted_at, .. }) => {
+            let element_state = live.has_element_state();
+            confirmed::render(tx.schema(), object_type, pk, fields, element_state, *deleted_at).and_then(|rendered| {
                 let suffix = match pending {
                     Some(client_version) => {
                         let mut mark = Vec::with_capacity(9);
