@@ -194,6 +194,46 @@ declare namespace Haven {
     join(separator?: string): string;
   }
 
+  /** A set property of an object, live (Realm JS's `Realm.Set`): each
+   * value once, in one order on every device; inside `realm.write()`,
+   * `add`, `delete` and `clear` edit it element by element, so that
+   * concurrent edits from other devices merge with them. */
+  class Set<T> {
+    readonly length: number;
+    readonly size: number;
+    [index: number]: T;
+    [Symbol.iterator](): IterableIterator<T>;
+    /** Adds `value` if it is not there; returns the set. */
+    add(value: T): this;
+    /** Removes `value`; whether it was there. */
+    delete(value: T): boolean;
+    has(value: T): boolean;
+    clear(): void;
+    isValid(): boolean;
+    toJSON(): unknown[];
+    map<U>(callback: (value: T, index: number) => U): U[];
+    filter(callback: (value: T, index: number) => boolean): T[];
+    forEach(callback: (value: T, index: number) => void): void;
+    includes(value: T): boolean;
+  }
+
+  /** A dictionary property of an object, live (Realm JS's
+   * `Realm.Dictionary`): its keys read as properties; inside
+   * `realm.write()` assigning a key puts it, and `remove` or `delete`
+   * removes it, entry by entry. Keys are non-empty strings without '.'
+   * that do not start with '$'. */
+  type Dictionary<T = unknown> = { [key: string]: T } & {
+    /** Puts every entry of `entries`; returns the dictionary. */
+    set(entries: Record<string, T>): Dictionary<T>;
+    /** Removes one key or several; returns the dictionary. */
+    remove(keys: string | string[]): Dictionary<T>;
+    keys(): IterableIterator<string>;
+    values(): IterableIterator<T>;
+    entries(): IterableIterator<[string, T]>;
+    isValid(): boolean;
+    toJSON(): Record<string, unknown>;
+  };
+
   /** A model class: a `BaseObject` subclass with a static `schema`. */
   type ModelClass<T> = { new (...args: never[]): T; schema: ObjectSchema };
 
@@ -246,6 +286,9 @@ declare namespace Haven {
     static Credentials: typeof Credentials;
     static Object: typeof BaseObject;
     static List: typeof List;
+    static Set: typeof Set;
+    /** The class of dictionary properties (for `instanceof`). */
+    static Dictionary: new (...args: never[]) => Dictionary;
     readonly path: string;
     readonly isClosed: boolean;
     readonly isInTransaction: boolean;

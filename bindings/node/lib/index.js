@@ -82,20 +82,27 @@ function endStretch() {
 /** Primitive property types; any other type name is a link. */
 const PRIMITIVES = new Set(["bool", "int", "float", "double", "string", "data", "date", "objectId", "uuid", "decimal128", "mixed"]);
 
+/** The collection suffixes of Realm's schema strings. */
+const COLLECTIONS = { "[]": "list", "<>": "set", "{}": "dictionary" };
+
 /** How each property of a type reads: a date as a Date, a link as the
- * linked object, a list element by element; everything else as stored. */
+ * linked object, a list or set element by element, a dictionary value by
+ * value; everything else as stored. `collection` is "list", "set",
+ * "dictionary" or undefined. */
 function typeInfo(objectSchema) {
   const properties = new Map();
   const dates = [];
   for (const [name, spec] of Object.entries(objectSchema.properties)) {
     const written = typeof spec === "string" ? spec : spec.type;
-    const list = written.endsWith("[]");
-    const base = written.replace(/\[\]$/, "").replace(/\?$/, "");
+    const collection = COLLECTIONS[written.slice(-2)];
+    const base = (collection ? written.slice(0, -2) : written).replace(/\?$/, "");
     const one = base === "date" ? (v, _) => new Date(v) : PRIMITIVES.has(base) ? undefined : (v, realm) => makeObject(realm, base, v);
+    const maybe = one && ((v, realm) => (v === null ? null : one(v, realm)));
     let read = (v) => v;
-    if (one && list) read = (v, realm) => v.map((item) => one(item, realm));
-    else if (one) read = (v, realm) => (v === null ? null : one(v, realm));
-    properties.set(name, { read, position: properties.size, list });
+    if (one && collection === "dictionary") read = (v, realm) => Object.fromEntries(Object.entries(v).map(([k, item]) => [k, maybe(item, realm)]));
+    else if (one && collection) read = (v, realm) => v.map((item) => one(item, realm));
+    else if (one) read = maybe;
+    properties.set(name, { read, position: properties.size, collection });
     if (base === "date") dates.push(name);
   }
   return { name: objectSchema.name, primaryKey: objectSchema.primaryKey, properties, names: [...properties.keys()], dates };
@@ -310,7 +317,7 @@ function plain(values) {
   if (values === null || typeof values !== "object") return values;
   if (isObject(values)) return values[OBJECT].key;
   if (values instanceof Date) return values.getTime();
-  if (Array.isArray(values)) return values.map(plain);
+  if (Array.isArray(values) || values instanceof HavenSet) return Array.from(values, plain);
   let copy;
   for (const k of Object.keys(values)) {
     const v = values[k];
@@ -487,7 +494,7 @@ const objectHandler = {
   get(state, property, proxy) {
     if (property === OBJECT) return state;
     const known = state.info.properties.get(property);
-    if (known !== undefined) return known.list ? makeList(state, property, known) : readProperty(state, property, known);
+    if (known !== undefined) return known.collection ? makeCollection(state, property, known) : readProperty(state, property, known);
     const method = OBJECT_METHODS[property];
     // Then the model class's getters and methods, with the object as `this`.
     return method === undefined ? Reflect.get(state.proto, property, proxy) : method(state, proxy);
@@ -630,8 +637,146 @@ const listHandler = {
   },
 };
 
-function makeList(state, property, known) {
-  return new Proxy(new List(state, property, known), listHandler);
+/** A set property of an object, live as Realm JS's `Realm.Set`: reads
+ * see the set as it is now (each value once, in one order on every
+ * device), and inside realm.write() `add`, `delete` and `clear` edit it
+ * element by element. */
+class HavenSet {
+  constructor(object, property, known) {
+    this.object = object;
+    this.property = property;
+    this.known = known;
+  }
+}
+
+/** Adds or removes one element; whether the set changed. */
+function editSet(set, op, value) {
+  const { realm, type, key } = set.object;
+  const changed = native(() => realm._handle.setEdit(type, key, set.property, op, plain(value)));
+  realm._changed();
+  return changed;
+}
+
+const SET_METHODS = {
+  add: (set, proxy) => (value) => {
+    editSet(set, "add", value);
+    return proxy;
+  },
+  delete: (set) => (value) => editSet(set, "remove", value),
+  has: (set) => (value) => {
+    const wanted = plain(value);
+    return currentRow(set.object)[set.property].some((v) => v === wanted);
+  },
+  clear: (set) => () => {
+    objectHandler.set(set.object, set.property, []);
+  },
+  /** A value, not a method: Set's `size`. */
+  size: (set) => listItems(set).length,
+  isValid: (set) => () => OBJECT_METHODS.isValid(set.object)(),
+  toJSON: LIST_METHODS.toJSON,
+};
+
+/** Index reads, `length`, `size`, iteration and the read-only Array
+ * methods see the set now; `add`, `delete` and `clear` edit it. */
+const setHandler = {
+  get(set, property, proxy) {
+    const method = SET_METHODS[property];
+    if (method !== undefined) return method(set, proxy);
+    const items = listItems(set);
+    const value = items[property];
+    return typeof value === "function" ? value.bind(items) : value;
+  },
+  set(set) {
+    throw new HavenError("TypeError", `${set.object.type}.${set.property} is a set: change it with add(), delete() or clear()`);
+  },
+  has: (set, property) => listHandler.has(set, property),
+  ownKeys: (set) => listHandler.ownKeys(set),
+  getOwnPropertyDescriptor: (set, property) => listHandler.getOwnPropertyDescriptor(set, property),
+};
+
+/** A dictionary property of an object, live as Realm JS's
+ * `Realm.Dictionary`: its keys read as properties, and inside
+ * realm.write() assigning a key puts it, `remove` (or `delete`) removes
+ * it, each entry by entry. */
+class Dictionary {
+  constructor(object, property, known) {
+    this.object = object;
+    this.property = property;
+    this.known = known;
+  }
+}
+
+/** Puts or removes one entry. */
+function editDictionary(dictionary, op, entry, value = null) {
+  const { realm, type, key } = dictionary.object;
+  native(() => realm._handle.dictionaryEdit(type, key, dictionary.property, op, String(entry), plain(value)));
+  realm._changed();
+}
+
+function dictionaryEntries(dictionary) {
+  return readProperty(dictionary.object, dictionary.property, dictionary.known);
+}
+
+const DICTIONARY_METHODS = {
+  /** Puts every entry of `entries`; Realm JS's `set`. */
+  set: (dictionary, proxy) => (entries) => {
+    for (const [k, v] of Object.entries(entries ?? {})) editDictionary(dictionary, "put", k, v);
+    return proxy;
+  },
+  /** Removes a key or an array of keys; Realm JS's `remove`. */
+  remove: (dictionary, proxy) => (keys) => {
+    for (const k of Array.isArray(keys) ? keys : [keys]) editDictionary(dictionary, "remove", k);
+    return proxy;
+  },
+  keys: (dictionary) => () => Object.keys(dictionaryEntries(dictionary))[Symbol.iterator](),
+  values: (dictionary) => () => Object.values(dictionaryEntries(dictionary))[Symbol.iterator](),
+  entries: (dictionary) => () => Object.entries(dictionaryEntries(dictionary))[Symbol.iterator](),
+  isValid: (dictionary) => () => OBJECT_METHODS.isValid(dictionary.object)(),
+  toJSON: (dictionary) => () => {
+    const stored = { ...currentRow(dictionary.object)[dictionary.property] };
+    if (!dictionary.object.info.dates.includes(dictionary.property)) return stored;
+    return Object.fromEntries(Object.entries(stored).map(([k, ms]) => [k, ms === null ? null : new Date(ms)]));
+  },
+};
+
+const dictionaryHandler = {
+  get(dictionary, property, proxy) {
+    const method = DICTIONARY_METHODS[property];
+    if (method !== undefined) return method(dictionary, proxy);
+    if (typeof property === "symbol") return undefined;
+    return dictionaryEntries(dictionary)[property];
+  },
+  set(dictionary, property, value) {
+    editDictionary(dictionary, "put", property, value);
+    return true;
+  },
+  deleteProperty(dictionary, property) {
+    editDictionary(dictionary, "remove", property);
+    return true;
+  },
+  has(dictionary, property) {
+    return Object.hasOwn(dictionaryEntries(dictionary), property);
+  },
+  ownKeys(dictionary) {
+    return Object.keys(dictionaryEntries(dictionary));
+  },
+  getOwnPropertyDescriptor(dictionary, property) {
+    const entries = dictionaryEntries(dictionary);
+    if (!Object.hasOwn(entries, property)) return undefined;
+    return { value: entries[property], enumerable: true, configurable: true, writable: true };
+  },
+};
+
+/** A collection property: a live List, Set or Dictionary. */
+function makeCollection(state, property, known) {
+  switch (known.collection) {
+    case "set":
+      return new Proxy(new HavenSet(state, property, known), setHandler);
+    case "dictionary":
+      return new Proxy(new Dictionary(state, property, known), dictionaryHandler);
+    default:
+      return new Proxy(new List(state, property, known), listHandler);
+  }
 }
 
 /** An object of the realm: `entry`/`index` when it was read as part of a query's rows at `stamp`. */
@@ -1132,6 +1277,8 @@ const Haven = { open, Realm, Object: RealmObject, App, Credentials, User, SyncSe
 Realm.open = open;
 Realm.Object = RealmObject;
 Realm.List = List;
+Realm.Set = HavenSet;
+Realm.Dictionary = Dictionary;
 Realm.UpdateMode = UpdateMode;
 Realm.App = App;
 Realm.Credentials = Credentials;

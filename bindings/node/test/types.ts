@@ -43,6 +43,30 @@ export async function useLists(): Promise<string[]> {
   return [first, ...walker.tags, ...walker.tags.map((t) => t.toUpperCase())];
 }
 
+class Owner extends Haven.Realm.Object<Owner> {
+  _id!: number;
+  colors!: Haven.Set<string>;
+  scores!: Haven.Dictionary<number>;
+  static schema: Haven.ObjectSchema = {
+    name: "Owner",
+    primaryKey: "_id",
+    properties: { _id: "int", colors: "string<>", scores: "int{}" },
+  };
+}
+
+export async function useSetsAndDictionaries(): Promise<number> {
+  const realm = await Haven.open({ path: "owners.haven", schema: [Owner] });
+  const owner = realm.write(() => realm.create(Owner, { _id: 1 }));
+  realm.write(() => {
+    owner.colors.add("red").add("blue");
+    const removed: boolean = owner.colors.delete("red");
+    owner.scores.speed = removed ? 1 : 0;
+    owner.scores.set({ agility: 2 }).remove("speed");
+  });
+  const keys: string[] = [...owner.scores.keys()];
+  return owner.colors.size + keys.length + (owner.scores.agility ?? 0);
+}
+
 export async function useClasses(): Promise<string> {
   const realm = await Haven.open({ path: "cats.haven", schema: [Cat] });
   realm.write(() => realm.create(Cat, { _id: 1, name: "Tom", born: new Date() }));

@@ -343,7 +343,7 @@ impl Recovery<'_> {
                 report.add_dropped(&linked, None, reason);
                 return (None, None);
             };
-            if proposed(&linked, field) != field_value(&applied.state, field) {
+            if not_held(&linked, field, &applied.state) {
                 report.add_dropped(&linked, Some(field), reason);
                 lost.push(field.clone());
             }
@@ -433,6 +433,21 @@ fn without_fields(instruction: Instruction, fields: &[String]) -> Option<Instruc
         }
         other if other.field().is_some_and(|f| fields.iter().any(|lost| lost == f)) => None,
         other => Some(other),
+    }
+}
+
+/// Whether the state does not hold what `instruction` wanted of `field`:
+/// a dropped write whose value the server holds anyway lost nothing.
+fn not_held(instruction: &Instruction, field: &str, state: &Option<ObjectState>) -> bool {
+    let now = field_value(state, field);
+    let set_has = |element: &Value| now.and_then(Value::as_set).is_some_and(|s| s.contains(element));
+    let entry = |key: &str| now.and_then(Value::as_dictionary).and_then(|d| d.get(key));
+    match instruction {
+        Instruction::SetAdd { value, .. } => !set_has(value),
+        Instruction::SetRemove { value, .. } => set_has(value),
+        Instruction::DictionaryPut { key, value, .. } => entry(key) != Some(value),
+        Instruction::DictionaryRemove { key, .. } => entry(key).is_some(),
+        _ => proposed(instruction, field) != now,
     }
 }
 

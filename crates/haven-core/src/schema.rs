@@ -607,7 +607,7 @@ impl Schema {
                     Some(old) => old.indexed = p.indexed,
                     None if p.default_value().is_none() => {
                         return Err(SchemaError::new(t, Some(&p.name),
-                            "a new required property cannot be added to an existing type; make it optional ('?') or a list"));
+                            "a new required property cannot be added to an existing type; make it optional ('?') or a collection (a list, set or dictionary)"));
                     }
                     None => have.properties.push(p.clone()),
                 }

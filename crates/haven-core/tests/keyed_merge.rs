@@ -157,6 +157,19 @@ fn a_whole_write_replaces_what_its_writer_saw_and_keeps_concurrent_additions() {
 }
 
 #[test]
+fn concurrent_whole_writes_keep_the_entries_of_both() {
+    let (value, dropped) = after(
+        "colors",
+        vec![
+            (whole("colors", colors(&["black"])), writer(2, 1, 20, R)),
+            (whole("colors", colors(&["white"])), writer(3, 1, 30, L)),
+        ],
+    );
+    assert_eq!(value, colors(&["black", "white"]), "brown, which both had seen, is gone");
+    assert!(dropped.is_empty());
+}
+
+#[test]
 fn an_entry_operation_on_another_kind_of_property_is_dropped() {
     let (value, dropped) = after("scores", vec![(add("white"), writer(2, 1, 20, L))]);
     assert_eq!(value, scores(&[("agility", 5)]));

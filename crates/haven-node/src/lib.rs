@@ -64,9 +64,23 @@ fn value(json: &Json, what: &str) -> Result<Value> {
     haven_core::value_from_json(json).ok_or_else(|| named("TypeError", format!("{what}: {json} is not a value")))
 }
 
+/// The error of an operation the binding does not know.
+fn unknown_operation(object_type: &str, property: &str, collection: &str, op: &str) -> haven::Error {
+    haven::Error::InvalidOperation {
+        object_type: object_type.to_owned(),
+        property: property.to_owned(),
+        message: format!("unknown {collection} operation '{op}'"),
+    }
+}
+
 /// A query's `$0`, `$1`, … arguments.
 fn arguments(args: &[Json]) -> Result<Vec<Value>> {
-    args.iter().enumerate().map(|(i, a)| value(a, &format!("${i}"))).collect()
+    // An object is no query argument: a query compares with values.
+    let argument = |(i, a): (usize, &Json)| match a {
+        Json::Object(_) => Err(named("TypeError", format!("${i}: {a} is not a value (an object cannot be compared)"))),
+        a => value(a, &format!("${i}")),
+    };
+    args.iter().enumerate().map(argument).collect()
 }
 
 fn update_mode(mode: &str) -> Result<UpdateMode> {
@@ -239,13 +253,55 @@ impl NativeDatabase {
             "remove" => tx.list_remove(&object_type, key, &property, at),
             "move" => tx.list_move(&object_type, key, &property, at, to).map(|_| Value::Null),
             "clear" => tx.list_clear(&object_type, key, &property).map(|_| Value::Null),
-            other => Err(haven::Error::InvalidOperation {
-                object_type: object_type.clone(),
-                property: property.clone(),
-                message: format!("unknown list operation '{other}'"),
-            }),
+            other => Err(unknown_operation(&object_type, &property, "list", other)),
         })?;
         Ok(removed.to_json())
+    }
+
+    /// Edits one element of a set property: `op` is "add" or "remove";
+    /// whether the set changed.
+    #[napi]
+    pub fn set_edit(
+        &self,
+        object_type: String,
+        primary_key: Json,
+        property: String,
+        op: String,
+        value: Json,
+    ) -> Result<bool> {
+        let key = self::value(&primary_key, "the primary key")?;
+        let element = self::value(&value, &property)?;
+        let what = || format!("change the set {object_type}.{property}");
+        self.in_write(what, |tx| match op.as_str() {
+            "add" => tx.set_add(&object_type, key, &property, element),
+            "remove" => tx.set_remove(&object_type, key, &property, element),
+            other => Err(unknown_operation(&object_type, &property, "set", other)),
+        })
+    }
+
+    /// Edits one entry of a dictionary property: `op` is "put" (`value`
+    /// under `entry`) or "remove"; whether the dictionary changed (always
+    /// true for a put).
+    #[napi]
+    pub fn dictionary_edit(
+        &self,
+        object_type: String,
+        primary_key: Json,
+        property: String,
+        op: String,
+        entry: String,
+        value: Json,
+    ) -> Result<bool> {
+        let key = self::value(&primary_key, "the primary key")?;
+        let what = || format!("change the dictionary {object_type}.{property}");
+        match op.as_str() {
+            "put" => {
+                let value = self::value(&value, &property)?;
+                self.in_write(what, |tx| tx.dict_put(&object_type, key, &property, &entry, value).map(|()| true))
+            }
+            "remove" => self.in_write(what, |tx| tx.dict_remove(&object_type, key, &property, &entry)),
+            other => Err(haven_error(unknown_operation(&object_type, &property, "dictionary", other))),
+        }
     }
 
     /// Deletes the object with this primary key; whether it existed.

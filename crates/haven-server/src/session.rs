@@ -284,7 +284,7 @@ impl Session {
         });
         while let Some(objects) = rx.recv().await {
             if !objects.iter().all(|o| protocol::readable_state(self.client_version, o)) {
-                return Err(self.too_old_for_lists());
+                return Err(self.too_old_for_partition());
             }
             let batch = ServerMessage::Bootstrap {
                 objects,
@@ -450,7 +450,7 @@ impl Session {
             // of an older protocol, which must not be sent what it cannot read.
             let stored: Vec<(u64, &[u8])> = history.iter().map(|h| (h.version, h.changeset.as_slice())).collect();
             if !stored.iter().all(|(_, c)| protocol::readable_changeset(self.client_version, c)) {
-                return Err(self.too_old_for_lists());
+                return Err(self.too_old_for_partition());
             }
             let position = DownloadPosition {
                 uploaded_through: acknowledged,
@@ -503,13 +503,14 @@ impl Session {
         }
     }
 
-    /// The refusal of a client whose protocol cannot read list element
-    /// edits, which the partition now holds.
-    fn too_old_for_lists(&self) -> Refusal {
+    /// The refusal of a client whose protocol cannot read what the
+    /// partition now holds.
+    fn too_old_for_partition(&self) -> Refusal {
         let message = format!(
-            "this partition holds list element edits, which protocol {} cannot read (they need protocol {}): update the app",
+            "this partition holds changes that protocol {} cannot read (list element edits need protocol {}, sets and dictionaries protocol {}): update the app",
             self.client_version,
-            protocol::LIST_ELEMENTS_VERSION
+            protocol::LIST_ELEMENTS_VERSION,
+            protocol::COLLECTIONS_VERSION,
         );
         Refusal::new(ErrorCode::WrongProtocolVersion, message, Action::Fatal)
     }

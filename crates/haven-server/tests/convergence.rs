@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","lastUpdated":"int","tags":"int[]"}}]"#;
+const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","lastUpdated":"int","tags":"int[]","colors":"string<>","scores":"int{}"}}]"#;
 
 struct Client {
     db: Database,
@@ -122,7 +122,7 @@ enum Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    let op = (0u8..10, 0i64..4, -3i64..4);
+    let op = (0u8..15, 0i64..4, -3i64..4);
     prop_oneof![
         3 => (0usize..3, proptest::collection::vec(op, 1..4)).prop_map(|(c, ops)| Step::Write(c, ops)),
         1 => (0usize..3).prop_map(Step::Upload),
@@ -155,6 +155,11 @@ proptest! {
                                 3 => tx.delete("Dog", id).map(|_| ()),
                                 4 => tx.list_push("Dog", id, "tags", v),
                                 5 => tx.set("Dog", id, "tags", Value::List(vec![v.into(), (v + 10).into()])),
+                                10 => tx.set_add("Dog", id, "colors", format!("c{v}")).map(drop),
+                                11 => tx.set_remove("Dog", id, "colors", format!("c{v}")).map(drop),
+                                12 => tx.dict_put("Dog", id, "scores", &format!("k{}", v.rem_euclid(3)), v),
+                                13 => tx.dict_remove("Dog", id, "scores", &format!("k{}", v.rem_euclid(3))).map(drop),
+                                14 => tx.set("Dog", id, "colors", Value::Set(vec![format!("c{v}").into(), "w".into()])),
                                 list_op => {
                                     // An index within the list, from `v`.
                                     let len = tx.get("Dog", id)?.map_or(0, |d| d["tags"].as_array().map_or(0, Vec::len));

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 const SCHEMA: &str =
-    r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","tags":"string[]"}}]"#;
+    r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","tags":"string[]","colors":"string<>"}}]"#;
 const SECRET: &[u8] = b"test secret";
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -967,10 +967,6 @@ async fn a_client_of_the_previous_protocol_version_is_served_in_its_own_framing(
 
 #[tokio::test]
 async fn a_client_of_an_older_protocol_is_told_to_update_rather_than_sent_list_element_edits() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), Authenticator::Dev).await;
-    let (mut new, _, _) = Client::bind(&server, "", "p").await;
-    new.send(&upload(1, create(1))).await;
     let id = haven_core::merge::ElementId { origin: 9, hlc: Hlc { millis: 1, counter: 0 }, seq: 0 };
     let assign = Instruction::ListAssign {
         object_type: "Dog".into(),
@@ -978,10 +974,27 @@ async fn a_client_of_an_older_protocol_is_told_to_update_rather_than_sent_list_e
         field: "tags".into(),
         elements: vec![(id, "a".into())],
     };
-    new.send(&upload(2, assign)).await;
+    told_to_update(assign, protocol::LIST_ELEMENTS_VERSION - 1, "list element edits").await;
+}
+
+#[tokio::test]
+async fn a_client_of_an_older_protocol_is_told_to_update_rather_than_sent_sets() {
+    let add =
+        Instruction::SetAdd { object_type: "Dog".into(), pk: 1.into(), field: "colors".into(), value: "red".into() };
+    told_to_update(add, protocol::COLLECTIONS_VERSION - 1, "sets and dictionaries").await;
+}
+
+/// A client of protocol `older` binds to a partition that holds
+/// `instruction`: it is refused, told why (`why`), in its own framing,
+/// and sent nothing of the partition.
+async fn told_to_update(instruction: Instruction, older: u16, why: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), Authenticator::Dev).await;
+    let (mut new, _, _) = Client::bind(&server, "", "p").await;
+    new.send(&upload(1, create(1))).await;
+    new.send(&upload(2, instruction)).await;
     new.acknowledged(2).await;
 
-    let older = protocol::LIST_ELEMENTS_VERSION - 1;
     let mut old = Client::connect(&server).await;
     let mut frame = protocol::encode(&bind("", "p")).unwrap();
     protocol::reframe(&mut frame, older);
@@ -994,7 +1007,7 @@ async fn a_client_of_an_older_protocol_is_told_to_update_rather_than_sent_list_e
     assert!(matches!(answers[0], ServerMessage::Bound { .. }), "{answers:?}");
     let Some(ServerMessage::Error { code, message, action }) = answers.last() else { panic!("{answers:?}") };
     assert_eq!((*code, *action), (ErrorCode::WrongProtocolVersion, protocol::Action::Fatal));
-    assert!(message.contains("update the app"), "{message}");
+    assert!(message.contains("update the app") && message.contains(why), "{message}");
     assert!(
         !answers.iter().any(|a| matches!(a, ServerMessage::Bootstrap { objects, .. } if !objects.is_empty())),
         "nothing of the partition was sent: {answers:?}"

@@ -155,7 +155,7 @@ fn errors_say_what_and_where() {
         ("age == 'three' SORT(name)", 8, "type mismatch"),
         ("age == 1 LIMIT(-1)", 16, "LIMIT"),
         ("name == \"open", 9, "unterminated string"),
-        ("NONE age == 3", 6, "ALL and NONE need a list"),
+        ("NONE age == 3", 6, "ALL and NONE need a collection"),
         ("age IN name", 8, "IN takes a list"),
         ("age == {1, 2}", 8, "only after IN or BETWEEN"),
         ("age IN {1, name}", 12, "holds values"),

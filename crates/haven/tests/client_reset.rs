@@ -19,7 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use haven_testkit::{dogs, synced};
 
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
-    "_id":"int","name":"string","age":"int?","lastUpdated":"int","friend":"Dog?","tags":"int[]"}}]"#;
+    "_id":"int","name":"string","age":"int?","lastUpdated":"int","friend":"Dog?","tags":"int[]",
+    "colors":"string<>","scores":"int{}"}}]"#;
 const ADMIN: &str = "admin-secret";
 
 /// The server and the files of one scenario.
@@ -463,7 +464,7 @@ async fn two_creates_of_one_key_merge_by_the_later_write() {
         assert_eq!(dogs.len(), 2);
         assert_eq!(
             dogs[1],
-            json!({"_id": 3, "name": "R's", "age": 2, "lastUpdated": 2, "friend": null, "tags": []}),
+            json!({"_id": 3, "name": "R's", "age": 2, "lastUpdated": 2, "friend": null, "tags": [], "colors": [], "scores": {}}),
             "{mode:?}"
         );
     }
@@ -761,7 +762,9 @@ async fn from_change_log_replays_everything_overwrite_server_copies_the_backup()
     synced(&live).await;
     synced(&b.r).await;
     let mut expected = dogs(&backup);
-    expected.push(json!({"_id": 4, "name": "R's", "age": null, "lastUpdated": 2, "friend": null, "tags": []}));
+    expected.push(
+        json!({"_id": 4, "name": "R's", "age": null, "lastUpdated": 2, "friend": null, "tags": [], "colors": [], "scores": {}}),
+    );
     assert_eq!(b.converged().await, expected);
 }
 
@@ -1182,4 +1185,85 @@ async fn manual_recovery_by_field_replays_list_edits_by_element() {
     synced(&live).await;
     synced(&b.r).await;
     assert_eq!(tags(&b.converged().await), json!([9, 2, 3, 4]));
+}
+
+/// The baseline with Dog 1's `colors` {brown} and `scores` {agility: 5},
+/// written entry by entry and synced everywhere before L goes offline.
+async fn entries_baseline(mode: Mode) -> Baseline {
+    let b = baseline(mode).await;
+    b.l.sync_session().unwrap().resume();
+    b.l.write(|tx| {
+        tx.set_add("Dog", 1, "colors", "brown")?;
+        tx.dict_put("Dog", 1, "scores", "agility", 5)
+    })
+    .unwrap();
+    synced(&b.l).await;
+    synced(&b.r).await;
+    b.l.sync_session().unwrap().pause();
+    b
+}
+
+fn colors_and_scores(dogs: &[serde_json::Value]) -> (serde_json::Value, serde_json::Value) {
+    (dogs[0]["colors"].clone(), dogs[0]["scores"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovering_offline_set_and_dictionary_edits_keeps_the_servers_concurrent_entries() {
+    let b = entries_baseline(RECOVER).await;
+    b.l.write(|tx| {
+        tx.set_add("Dog", 1, "colors", "white")?;
+        tx.set_remove("Dog", 1, "colors", "brown")?;
+        tx.dict_put("Dog", 1, "scores", "speed", 3)
+    })
+    .unwrap();
+    b.remote(|r| {
+        r.write(|tx| {
+            tx.set_add("Dog", 1, "colors", "black")?;
+            tx.dict_put("Dog", 1, "scores", "agility", 9)
+        })
+        .unwrap()
+    })
+    .await;
+    b.reset_and_resume().await;
+    let expected = (json!(["black", "white"]), json!({"agility": 9, "speed": 3}));
+    assert_eq!(colors_and_scores(&b.converged().await), expected);
+    assert!(b.seen.report().is_complete(), "{}", b.seen.report());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_dictionary_put_that_a_later_server_removal_beat_is_reported() {
+    let b = entries_baseline(RECOVER).await;
+    b.l.write(|tx| tx.dict_put("Dog", 1, "scores", "agility", 6)).unwrap();
+    b.remote(|r| r.write(|tx| tx.dict_remove("Dog", 1, "scores", "agility").map(drop)).unwrap()).await;
+    b.reset_and_resume().await;
+    assert_eq!(colors_and_scores(&b.converged().await), (json!(["brown"]), json!({})));
+    assert_eq!(drop_reasons(&b.seen.report()), vec![(1, Some("scores".into()), DropReason::OlderThanServer)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_removal_the_server_made_too_is_not_reported_as_lost() {
+    let b = entries_baseline(RECOVER).await;
+    b.l.write(|tx| tx.set_remove("Dog", 1, "colors", "brown").map(drop)).unwrap();
+    b.remote(|r| r.write(|tx| tx.set_remove("Dog", 1, "colors", "brown").map(drop)).unwrap()).await;
+    b.reset_and_resume().await;
+    assert_eq!(colors_and_scores(&b.converged().await).0, json!([]));
+    assert!(b.seen.report().is_complete(), "{}", b.seen.report());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_recovery_by_field_replays_set_and_dictionary_edits_by_entry() {
+    let b = entries_baseline(Mode::Manual).await;
+    b.l.write(|tx| {
+        tx.set_add("Dog", 1, "colors", "white")?;
+        tx.dict_put("Dog", 1, "scores", "speed", 3)
+    })
+    .unwrap();
+    b.remote(|r| r.write(|tx| tx.set_add("Dog", 1, "colors", "black").map(drop)).unwrap()).await;
+    let (live, backup, b) = manual_reset(b).await;
+    let report = haven::recovery::by_field(&backup, &live).unwrap();
+    assert!(report.is_complete(), "{report}");
+    synced(&live).await;
+    synced(&b.r).await;
+    let expected = (json!(["black", "brown", "white"]), json!({"agility": 5, "speed": 3}));
+    assert_eq!(colors_and_scores(&b.converged().await), expected);
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use haven_testkit::{dogs, synced};
 
-const SCHEMA: &str =
-    r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","tags":"int[]"}}]"#;
+const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","tags":"int[]",
+    "colors":"string<>","scores":"int{}"}}]"#;
 const DEVICES: usize = 3;
 
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +64,15 @@ enum Op {
         at: usize,
         value: i64,
     },
+    /// A set or dictionary edit: 0 add, 1 remove (of `colors`), 2 put, 3
+    /// remove (of `scores`); `key` picks the element or key.
+    EntryEdit {
+        device: usize,
+        id: i64,
+        kind: u8,
+        key: u8,
+        value: i64,
+    },
     GoOffline {
         device: usize,
     },
@@ -94,6 +103,8 @@ fn op() -> impl Strategy<Value = Op> {
             at,
             value
         }),
+        (device.clone(), 1i64..=4, 0u8..4, 0u8..3, 0i64..1000)
+            .prop_map(|(device, id, kind, key, value)| Op::EntryEdit { device, id, kind, key, value }),
         device.clone().prop_map(|device| Op::GoOffline { device }),
         device.clone().prop_map(|device| Op::GoOnline { device }),
         device.clone().prop_map(|device| Op::Sync { device }),
@@ -200,6 +211,12 @@ async fn run(modes: Vec<Mode>, ops: Vec<Op>) {
                     (3, _) => tx.list_move("Dog", id, "tags", at % len, (at + 1) % len),
                     _ => tx.list_set("Dog", id, "tags", at % len, value),
                 }
+            }),
+            Op::EntryEdit { device, id, kind, key, value } => write(&devices[device], &|tx| match kind {
+                0 => tx.set_add("Dog", id, "colors", format!("c{key}")).map(drop),
+                1 => tx.set_remove("Dog", id, "colors", format!("c{key}")).map(drop),
+                2 => tx.dict_put("Dog", id, "scores", &format!("k{key}"), value),
+                _ => tx.dict_remove("Dog", id, "scores", &format!("k{key}")).map(drop),
             }),
             Op::GoOffline { device } => {
                 devices[device].db.sync_session().unwrap().pause();

@@ -406,6 +406,10 @@ impl LiveObject<'_> {
                 None => KeyedState::derived(&empty, &UNWRITTEN)?,
                 Some(f) => KeyedState::derived(&f.value, &f.stamp)?,
             };
+            // An operation that does not fit leaves no entries behind.
+            if !state.holds_kind_of(like) {
+                return None;
+            }
             self.keyed.insert(name.to_owned(), state);
         }
         self.keyed.get_mut(name).filter(|state| state.holds_kind_of(like))

@@ -171,7 +171,10 @@ impl<'a> Binder<'a> {
         let Operand::Path(p) = path_side else { unreachable!("matched above") };
         let lhs = self.path(p)?;
         if c.quantifier != Quantifier::Any && !lhs.path.many() {
-            return Err((format!("ALL and NONE need a list, but '{}' has one value", lhs.path.text), p.span.clone()));
+            return Err((
+                format!("ALL and NONE need a collection, but '{}' has one value", lhs.path.text),
+                p.span.clone(),
+            ));
         }
         let rhs = match (other, takes_list) {
             (Operand::Path(q), false) => {
