@@ -10,6 +10,9 @@ declare namespace Haven {
     optional?: boolean;
     indexed?: boolean;
     objectType?: string;
+    /** For `type: "linkingObjects"`: the link property of `objectType`
+     * that points here. */
+    property?: string;
     default?: unknown;
   }
 

@@ -92,7 +92,13 @@ const COLLECTIONS = { "[]": "list", "<>": "set", "{}": "dictionary" };
 function typeInfo(objectSchema) {
   const properties = new Map();
   const dates = [];
+  /** Computed `linkingObjects` properties: not stored, so no position. */
+  const backlinks = new Map();
   for (const [name, spec] of Object.entries(objectSchema.properties)) {
+    if (spec.type === "linkingObjects") {
+      backlinks.set(name, spec);
+      continue;
+    }
     const written = typeof spec === "string" ? spec : spec.type;
     const collection = COLLECTIONS[written.slice(-2)];
     const base = (collection ? written.slice(0, -2) : written).replace(/\?$/, "");
@@ -105,7 +111,7 @@ function typeInfo(objectSchema) {
     properties.set(name, { read, position: properties.size, collection });
     if (base === "date") dates.push(name);
   }
-  return { name: objectSchema.name, primaryKey: objectSchema.primaryKey, properties, names: [...properties.keys()], dates };
+  return { name: objectSchema.name, primaryKey: objectSchema.primaryKey, properties, names: [...properties.keys()], dates, backlinks };
 }
 
 /** A type given by name, or as a class with a static `schema` (as Realm JS takes it). */
@@ -495,6 +501,12 @@ const objectHandler = {
     if (property === OBJECT) return state;
     const known = state.info.properties.get(property);
     if (known !== undefined) return known.collection ? makeCollection(state, property, known) : readProperty(state, property, known);
+    const backlink = state.info.backlinks.get(property);
+    if (backlink !== undefined) {
+      // Live Results of the objects whose link points here, as Realm JS's linkingObjects.
+      const key = currentRow(state)[state.info.primaryKey];
+      return state.realm.objects(backlink.objectType).filtered(`${backlink.property} == $0`, key);
+    }
     const method = OBJECT_METHODS[property];
     // Then the model class's getters and methods, with the object as `this`.
     return method === undefined ? Reflect.get(state.proto, property, proxy) : method(state, proxy);

@@ -64,6 +64,12 @@ export async function useSetsAndDictionaries(): Promise<number> {
     owner.scores.set({ agility: 2 }).remove("speed");
   });
   const keys: string[] = [...owner.scores.keys()];
+  const backlink: Haven.ObjectSchema = {
+    name: "Walk",
+    primaryKey: "_id",
+    properties: { _id: "int", owners: { type: "linkingObjects", objectType: "Owner", property: "walk" } },
+  };
+  void backlink;
   return owner.colors.size + keys.length + (owner.scores.agility ?? 0);
 }
 

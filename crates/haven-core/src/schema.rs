@@ -220,6 +220,19 @@ impl Property {
     }
 }
 
+/// A computed property: the objects of `object_type` whose link property
+/// `property` points at this object (Realm's `linkingObjects`). It is not
+/// stored: reads and queries find the links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlink {
+    /// The computed property's name.
+    pub name: String,
+    /// The type whose objects link here.
+    pub object_type: String,
+    /// Their link property (a link, a list or a set of links).
+    pub property: String,
+}
+
 /// An object type: a name, a primary key and properties.
 ///
 /// ```
@@ -240,12 +253,13 @@ pub struct ObjectSchema {
     name: String,
     primary_key: Option<String>,
     properties: Vec<Property>,
+    backlinks: Vec<Backlink>,
 }
 
 impl ObjectSchema {
     /// An object type with no properties yet.
     pub fn new(name: impl Into<String>) -> Self {
-        ObjectSchema { name: name.into(), primary_key: None, properties: Vec::new() }
+        ObjectSchema { name: name.into(), primary_key: None, properties: Vec::new(), backlinks: Vec::new() }
     }
 
     /// Adds the primary key property.
@@ -290,6 +304,24 @@ impl ObjectSchema {
         self
     }
 
+    /// Adds a computed property `name`: the objects of `object_type` whose
+    /// link `property` points at this object.
+    pub fn linking_objects(mut self, name: &str, object_type: &str, property: &str) -> Self {
+        let backlink = Backlink { name: name.into(), object_type: object_type.into(), property: property.into() };
+        self.backlinks.push(backlink);
+        self
+    }
+
+    /// The computed `linkingObjects` properties.
+    pub fn backlinks(&self) -> &[Backlink] {
+        &self.backlinks
+    }
+
+    /// A computed `linkingObjects` property by name.
+    pub fn backlink_named(&self, name: &str) -> Option<&Backlink> {
+        self.backlinks.iter().find(|b| b.name == name)
+    }
+
     /// The type's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -323,6 +355,38 @@ impl ObjectSchema {
     /// The primary key property.
     pub fn primary_key_property(&self) -> &Property {
         &self.properties[self.primary_key_index()]
+    }
+
+    /// Checks each backlink: a name of its own, and a link property of
+    /// its type that points at this type.
+    fn validate_backlinks(&self, types: &[ObjectSchema]) -> Result<(), SchemaError> {
+        for b in &self.backlinks {
+            let err = |m: String| Err(SchemaError::new(Some(&self.name), Some(&b.name), m));
+            if !valid_name(&b.name) {
+                return err("a property name must be non-empty and use only letters, digits and '_'".into());
+            }
+            if self.property_named(&b.name).is_some() || self.backlinks.iter().filter(|o| o.name == b.name).count() > 1
+            {
+                return err("the property is declared twice".into());
+            }
+            let Some(source) = types.iter().find(|t| t.name == b.object_type) else {
+                return err(format!("linkingObjects of unknown type '{}'", b.object_type));
+            };
+            match source.property_named(&b.property) {
+                Some(p) if p.ty == PropertyType::Link(self.name.clone()) && p.collection != Collection::Dictionary => {}
+                Some(p) => {
+                    return err(format!(
+                        "linkingObjects needs {}.{} to be a link, list or set of {}, but it is '{}'",
+                        b.object_type,
+                        b.property,
+                        self.name,
+                        p.type_string()
+                    ))
+                }
+                None => return err(format!("linkingObjects of unknown property {}.{}", b.object_type, b.property)),
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self, type_names: &HashMap<&str, usize>) -> Result<(), SchemaError> {
@@ -374,6 +438,16 @@ impl ObjectSchema {
     }
 }
 
+/// Backlinks are computed, so any may come or go: `want`'s, and with
+/// `keep_missing` also those of `have` that `want` lacks.
+fn merge_backlinks(have: &mut Vec<Backlink>, want: &[Backlink], keep_missing: bool) {
+    if !keep_missing {
+        have.clear();
+    }
+    have.retain(|b| !want.iter().any(|w| w.name == b.name));
+    have.extend(want.iter().cloned());
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
@@ -406,6 +480,7 @@ impl Schema {
         }
         for t in &types {
             t.validate(&names)?;
+            t.validate_backlinks(&types)?;
         }
         Ok(Schema { types })
     }
@@ -441,6 +516,10 @@ impl Schema {
                         Json::String(p.type_string())
                     };
                     props.insert(p.name.clone(), ty);
+                }
+                for b in &t.backlinks {
+                    let spec = json!({"type": "linkingObjects", "objectType": b.object_type, "property": b.property});
+                    props.insert(b.name.clone(), spec);
                 }
                 json!({"name": t.name, "primaryKey": t.primary_key, "properties": props})
             })
@@ -564,6 +643,7 @@ impl Schema {
                     None => ours.properties.push(p.clone()),
                 }
             }
+            merge_backlinks(&mut ours.backlinks, &theirs.backlinks, true);
         }
         Ok((Schema::new(types)?, conflicts))
     }
@@ -612,6 +692,7 @@ impl Schema {
                     None => have.properties.push(p.clone()),
                 }
             }
+            merge_backlinks(&mut have.backlinks, &want.backlinks, keep_missing);
         }
         Schema::new(merged)
     }
@@ -817,6 +898,15 @@ fn type_from_json(json: &Json) -> Result<ObjectSchema, SchemaError> {
         .and_then(Json::as_object)
         .ok_or_else(|| SchemaError::new(t, None, "\"properties\" must be an object of name: type"))?;
     for (pname, spec) in props {
+        if spec.get("type").and_then(Json::as_str) == Some("linkingObjects") {
+            let field = |k: &str| spec.get(k).and_then(Json::as_str);
+            let (Some(object_type), Some(property)) = (field("objectType"), field("property")) else {
+                let message = "linkingObjects needs an \"objectType\" and a \"property\" (the link that points here)";
+                return Err(SchemaError::new(t, Some(pname), message));
+            };
+            ty = ty.linking_objects(pname, object_type, property);
+            continue;
+        }
         let prop = property_from_json(pname, spec).map_err(|m| SchemaError::new(t, Some(pname), m))?;
         ty = ty.with_property(prop);
     }

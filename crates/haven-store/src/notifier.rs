@@ -313,9 +313,9 @@ fn call(entry: &Entry, f: impl FnOnce()) {
 /// The types whose changes can change a collection: its own and those its
 /// query reaches through links.
 fn watched_types(c: &CollectionListener) -> Vec<&str> {
-    use haven_core::query::{BoundPath, Filter, Side};
+    use haven_core::query::{BoundPath, Filter, Hop, Side};
     fn hops<'a>(p: &'a BoundPath, out: &mut Vec<&'a str>) {
-        out.extend(p.hops.iter().map(|h| h.1.as_str()));
+        out.extend(p.hops.iter().map(Hop::target));
     }
     fn walk<'a>(f: &'a Filter, out: &mut Vec<&'a str>) {
         match f {

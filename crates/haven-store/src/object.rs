@@ -154,6 +154,39 @@ impl Object {
         }
     }
 
+    /// The objects whose link points at this one, through the computed
+    /// `linkingObjects` property `property`: live [`Results`](crate::Results)
+    /// of the linking type.
+    ///
+    /// ```
+    /// # use haven_store::{Config, Database, Schema, UpdateMode};
+    /// # use serde_json::json;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let schema = Schema::from_json(r#"[
+    ///   {"name":"Person","primaryKey":"_id","properties":{"_id":"string",
+    ///    "dogs":{"type":"linkingObjects","objectType":"Dog","property":"owner"}}},
+    ///   {"name":"Dog","primaryKey":"_id","properties":{"_id":"int","owner":"Person?"}}]"#)?;
+    /// # let db = Database::open(Config::new(dir.path().join("a.haven")).schema(schema))?;
+    /// db.write(|tx| {
+    ///     tx.create("Person", json!({"_id": "ann"}), UpdateMode::Never)?;
+    ///     tx.create("Dog", json!({"_id": 1, "owner": "ann"}), UpdateMode::Never)
+    /// })?;
+    /// let ann = db.object_for_primary_key("Person", "ann")?.unwrap();
+    /// assert_eq!(ann.linking_objects("dogs")?.len()?, 1);
+    /// # Ok::<(), haven_store::Error>(())
+    /// ```
+    pub fn linking_objects(&self, property: &str) -> Result<crate::Results> {
+        let Some(backlink) = self.ty().backlink_named(property) else {
+            return Err(Error::InvalidOperation {
+                object_type: self.object_type().to_owned(),
+                property: property.to_owned(),
+                message: "not a linkingObjects property".into(),
+            });
+        };
+        let objects = self.inner.db.objects(&backlink.object_type)?;
+        objects.filtered(&format!("{} == $0", backlink.property), &[self.primary_key()])
+    }
+
     /// The objects a link list points at, read now.
     pub fn linked_list(&self, property: &str) -> Result<Vec<Object>> {
         let target = self.link_target(property)?;

@@ -260,6 +260,31 @@ impl LinkResolver for Snapshot {
     fn resolve(&self, ty: &str, pk: ValueRef<'_>) -> Option<Vec<u8>> {
         self.get(ty, &key::to_key(pk)).ok().flatten()
     }
+
+    fn linking(&self, ty: &str, property: usize, pk: ValueRef<'_>) -> Vec<Vec<u8>> {
+        linking_records(self, ty, property, pk)
+    }
+}
+
+/// The records of type `ty` whose link property at `property` holds `pk`
+/// (a `linkingObjects` read): a scan of the type, since links have no
+/// reverse index. A damaged record links nowhere.
+pub(crate) fn linking_records(source: &impl QuerySource, ty: &str, property: usize, pk: ValueRef<'_>) -> Vec<Vec<u8>> {
+    let holds = |v: ValueRef<'_>| match v {
+        ValueRef::List(items) | ValueRef::Set(items) => items.iter().any(|item| item == pk),
+        one => one == pk,
+    };
+    let mut out = Vec::new();
+    let visited = source.visit(ty, &Access::Scan, |_, rec| {
+        if haven_core::record::field(rec, property).ok().flatten().is_some_and(holds) {
+            out.push(rec.to_vec());
+        }
+        true
+    });
+    if let Err(e) = visited {
+        tracing::warn!(object_type = ty, error = %e, "cannot read the objects that link here");
+    }
+    out
 }
 
 /// Plans and runs a query on a snapshot or a write transaction, mapping

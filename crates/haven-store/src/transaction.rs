@@ -747,6 +747,16 @@ fn decode(ty: &ObjectSchema, rec: &[u8]) -> Result<Vec<Value>> {
 }
 
 fn property_index(ty: &ObjectSchema, name: &str) -> Result<usize> {
+    if let Some(b) = ty.backlink_named(name) {
+        return Err(Error::InvalidOperation {
+            object_type: ty.name().to_owned(),
+            property: name.to_owned(),
+            message: format!(
+                "it is computed from {}.{} (linkingObjects) and cannot be written: set the link on the {} instead",
+                b.object_type, b.property, b.object_type
+            ),
+        });
+    }
     ty.property_index(name)
         .ok_or_else(|| Error::UnknownProperty { object_type: ty.name().to_owned(), property: name.to_owned() })
 }

@@ -55,4 +55,8 @@ impl LinkResolver for TransactionView<'_> {
         let record = objects.get(key::to_key(pk).as_slice()).ok()??;
         Some(record.value().to_vec())
     }
+
+    fn linking(&self, ty: &str, property: usize, pk: ValueRef<'_>) -> Vec<Vec<u8>> {
+        crate::snapshot::linking_records(self, ty, property, pk)
+    }
 }

@@ -48,11 +48,51 @@ pub enum Side {
     Set(Vec<Value>),
 }
 
+/// One step of a path from objects of one type to objects of another.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hop {
+    /// Follows link property `property` (a list or set of links when
+    /// `many`) to objects of `target`.
+    Link {
+        /// The link property's position.
+        property: usize,
+        /// The linked type.
+        target: String,
+        /// Whether the property holds several links.
+        many: bool,
+    },
+    /// Goes to the objects of `target` whose link property `property`
+    /// holds this object's primary key (at position `pk`): a
+    /// `linkingObjects` property, or `@links.Type.property`.
+    Backlink {
+        /// The position of this type's primary key.
+        pk: usize,
+        /// The position of `target`'s link property.
+        property: usize,
+        /// The linking type.
+        target: String,
+    },
+}
+
+impl Hop {
+    /// The type the hop leads to.
+    pub fn target(&self) -> &str {
+        match self {
+            Hop::Link { target, .. } | Hop::Backlink { target, .. } => target,
+        }
+    }
+
+    /// Whether the hop can lead to several objects.
+    pub fn many(&self) -> bool {
+        matches!(self, Hop::Link { many: true, .. } | Hop::Backlink { .. })
+    }
+}
+
 /// A property path with every step resolved to a storage position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BoundPath {
-    /// Links followed before the last property: (position, target type, is a list).
-    pub hops: Vec<(usize, String, bool)>,
+    /// The steps to other objects before the last property.
+    pub hops: Vec<Hop>,
     /// The last property's position in its type.
     pub property: usize,
     /// Whether the last property holds one value or a collection.
@@ -62,6 +102,9 @@ pub struct BoundPath {
     pub entries: Option<Entries>,
     /// `@count`, `@sum`, …: the path yields one value per collection.
     pub aggregate: Option<Aggregate>,
+    /// The path ends in a backlink with `@count` (`owners.@count`): it
+    /// yields the number of objects its hops reach.
+    pub counts_objects: bool,
     /// The text of the path, for plans and messages.
     pub text: String,
 }
@@ -90,8 +133,12 @@ impl BoundPath {
     /// Whether the path can yield several values (it ends in a collection
     /// or goes through a link list).
     pub fn many(&self) -> bool {
+        if self.counts_objects {
+            return false;
+        }
         let one_key = matches!(self.entries, Some(Entries::Key(_)));
-        (self.collection != Collection::Single && self.aggregate.is_none() && !one_key) || self.hops.iter().any(|h| h.2)
+        (self.collection != Collection::Single && self.aggregate.is_none() && !one_key)
+            || self.hops.iter().any(Hop::many)
     }
 
     /// A path that reads one property of the object itself (no links, no
@@ -291,11 +338,34 @@ impl<'a> Binder<'a> {
         let mut hops = Vec::new();
         let last = p.segments.len() - 1;
         for (i, (name, span)) in p.segments.iter().enumerate() {
+            let text = p.segments.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(".");
+            if let Some((source, property)) = self.backlink(ty, name).map_err(|m| (m, span.clone()))? {
+                hops.push(Hop::Backlink { pk: ty.primary_key_index(), property, target: source.name().to_owned() });
+                ty = source;
+                if i < last {
+                    continue;
+                }
+                if p.aggregate != Some(Aggregate::Count) || p.entries.is_some() {
+                    let message = format!(
+                        "'{name}' is computed from links: compare through it ({name}.name) or count it ({name}.@count)"
+                    );
+                    return Err((message, span.clone()));
+                }
+                let path = BoundPath {
+                    hops,
+                    property: ty.primary_key_index(),
+                    collection: Collection::Single,
+                    entries: None,
+                    aggregate: p.aggregate,
+                    counts_objects: true,
+                    text: format!("{text}.@count"),
+                };
+                return Ok(Resolved { path, prop: Property::new(name.as_str(), PropertyType::Int), owner: ty });
+            }
             let Some(idx) = ty.property_index(name) else {
                 return Err((format!("'{}' has no property '{name}'", ty.name()), span.clone()));
             };
             let prop = &ty.properties()[idx];
-            let text = p.segments.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(".");
             if i == last {
                 if let Some(aggregate) = p.aggregate {
                     check_aggregate(aggregate, name, prop).map_err(|m| (m, span.clone()))?;
@@ -318,6 +388,7 @@ impl<'a> Binder<'a> {
                     collection: prop.collection,
                     entries: p.entries.clone(),
                     aggregate: p.aggregate,
+                    counts_objects: false,
                     text,
                 };
                 return Ok(Resolved { path, prop: element, owner: ty });
@@ -333,10 +404,36 @@ impl<'a> Binder<'a> {
                     format!("'{name}' is a dictionary: compare its values with {name}.@values or {name}[\"key\"]");
                 return Err((message, span.clone()));
             }
-            hops.push((idx, target.clone(), prop.is_collection()));
+            hops.push(Hop::Link { property: idx, target: target.clone(), many: prop.is_collection() });
             ty = self.schema.object_type(target).expect("validated schema");
         }
         unreachable!("a path has at least one segment")
+    }
+}
+
+impl<'a> Binder<'a> {
+    /// The type and link property a path segment goes back along: a
+    /// `linkingObjects` property of `ty`, or `@links.Type.property`;
+    /// `None` for any other segment.
+    fn backlink(&self, ty: &ObjectSchema, segment: &str) -> Result<Option<(&'a ObjectSchema, usize)>, String> {
+        let (source, property) = match (segment.strip_prefix("@links."), ty.backlink_named(segment)) {
+            (Some(rest), _) => rest.split_once('.').expect("the parser writes @links.Type.property"),
+            (None, Some(b)) => (b.object_type.as_str(), b.property.as_str()),
+            (None, None) => return Ok(None),
+        };
+        let source_ty = self.schema.object_type(source).ok_or_else(|| format!("@links: unknown type '{source}'"))?;
+        let idx = source_ty
+            .property_index(property)
+            .ok_or_else(|| format!("@links: '{source}' has no property '{property}'"))?;
+        let link = &source_ty.properties()[idx];
+        if link.ty != PropertyType::Link(ty.name().to_owned()) || link.collection == Collection::Dictionary {
+            return Err(format!(
+                "{source}.{property} is '{}', not a link, list or set of {}",
+                link.type_string(),
+                ty.name()
+            ));
+        }
+        Ok(Some((source_ty, idx)))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Evaluation: does a record match a [`Filter`]? Reads fields straight from
 //! the encoded record; follows links through a [`LinkResolver`].
 
-use super::bind::{BoundPath, Comparison, Filter, Side};
+use super::bind::{BoundPath, Comparison, Filter, Hop, Side};
 use super::parser::{Aggregate, Entries, Op, Quantifier};
 use crate::record;
 use crate::value::{Value, ValueRef};
@@ -11,6 +11,10 @@ use std::cmp::Ordering;
 pub trait LinkResolver {
     /// The record of the object of type `ty` with primary key `pk`, if it exists.
     fn resolve(&self, ty: &str, pk: ValueRef<'_>) -> Option<Vec<u8>>;
+
+    /// The records of the objects of type `ty` whose link property at
+    /// position `property` (a link, a list or a set of links) holds `pk`.
+    fn linking(&self, ty: &str, property: usize, pk: ValueRef<'_>) -> Vec<Vec<u8>>;
 }
 
 impl Filter {
@@ -71,23 +75,33 @@ impl Comparison {
 pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Vec<Value> {
     let mut records = vec![rec.to_vec()];
     let mut many = false;
-    for (idx, target, list) in &path.hops {
+    for hop in &path.hops {
         let mut next = Vec::new();
         for r in &records {
-            match record::field(r, *idx).ok().flatten() {
-                Some(ValueRef::List(items) | ValueRef::Set(items)) => {
-                    next.extend(items.iter().filter_map(|pk| links.resolve(target, pk)))
+            match hop {
+                Hop::Link { property, target, .. } => match record::field(r, *property).ok().flatten() {
+                    Some(ValueRef::List(items) | ValueRef::Set(items)) => {
+                        next.extend(items.iter().filter_map(|pk| links.resolve(target, pk)))
+                    }
+                    Some(pk) if pk != ValueRef::Null => next.extend(links.resolve(target, pk)),
+                    _ => {}
+                },
+                Hop::Backlink { pk, property, target } => {
+                    if let Some(pk) = record::field(r, *pk).ok().flatten() {
+                        next.extend(links.linking(target, *property, pk));
+                    }
                 }
-                Some(pk) if pk != ValueRef::Null => next.extend(links.resolve(target, pk)),
-                _ => {}
             }
         }
-        many |= *list;
+        many |= hop.many();
         if next.is_empty() && !many {
             // A null to-one link: the path reads as null.
             return if path.aggregate.is_some() { vec![] } else { vec![Value::Null] };
         }
         records = next;
+    }
+    if path.counts_objects {
+        return vec![Value::Int(records.len() as i64)];
     }
     let mut out = Vec::new();
     for r in &records {

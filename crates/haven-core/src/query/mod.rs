@@ -19,7 +19,7 @@ mod lexer;
 mod parser;
 mod plan;
 
-pub use bind::{BoundPath, BoundQuery, Comparison, Filter, Side};
+pub use bind::{BoundPath, BoundQuery, Comparison, Filter, Hop, Side};
 pub use eval::{path_values, LinkResolver};
 pub use parser::{Aggregate, Entries, Op, Quantifier};
 pub use plan::{plan, Access, KeyRange, Plan};

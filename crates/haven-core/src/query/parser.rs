@@ -482,6 +482,10 @@ impl Parser {
                     Ok(Operand::Path(self.path()?))
                 }
             },
+            Some(Tok::At(a)) if a == "links" => {
+                self.pos -= 1;
+                Ok(Operand::Path(self.path()?))
+            }
             _ => Err((format!("expected a property, a value or an argument ($0), found {found}"), start)),
         }
     }
@@ -498,6 +502,7 @@ impl Parser {
                     aggregate = Aggregate::named(&a);
                     break;
                 }
+                Some(Tok::At(a)) if a == "links" => segments.push((self.links_segment()?, self.span_from(at))),
                 Some(Tok::At(a)) if !segments.is_empty() && matches!(a.as_str(), "keys" | "values") => {
                     entries = Some(if a == "keys" { Entries::Keys } else { Entries::Values });
                     break;
@@ -516,6 +521,23 @@ impl Parser {
             }
         }
         Ok(Path { segments, entries, aggregate, span: self.span_from(start) })
+    }
+
+    /// The `.Dog.owner` of `@links.Dog.owner`, as the segment
+    /// `@links.Dog.owner` (no property name holds `@` or `.`).
+    fn links_segment(&mut self) -> Result<String, ParseError> {
+        let mut names = Vec::new();
+        for what in ["a type", "its link property"] {
+            let at = self.offset();
+            match (self.punct("."), self.next()) {
+                (true, Some(Tok::Ident(name))) => names.push(name),
+                _ => {
+                    self.pos -= 1;
+                    return Err((format!("@links needs .Type.property: expected {what}, found {}", self.found()), at));
+                }
+            }
+        }
+        Ok(format!("@links.{}", names.join(".")))
     }
 
     /// The `"key"]` of `prices["key"]`.
