@@ -42,8 +42,8 @@ pub fn encode(v: ValueRef<'_>, out: &mut Vec<u8>) {
             out.push(UUID);
             out.extend_from_slice(u);
         }
-        ValueRef::List(_) | ValueRef::Set(_) | ValueRef::Dictionary(_) => {
-            unreachable!("collections are never keys: the schema forbids indexing them")
+        ValueRef::List(_) | ValueRef::Set(_) | ValueRef::Dictionary(_) | ValueRef::Decimal128(_) => {
+            unreachable!("collections and decimals are never keys: the schema forbids indexing them")
         }
     }
 }

@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+mod decimal;
 mod error;
 pub mod key;
 pub mod merge;
@@ -13,6 +14,7 @@ pub mod recovery;
 mod schema;
 mod value;
 
+pub use decimal::{Decimal128, NotADecimal};
 pub use error::{QueryError, SchemaError, ValueError};
 pub use schema::{value_from_json, Collection, ObjectSchema, Property, PropertyType, Schema};
 pub use value::{canonical_set, sort_order, Value, ValueRef};

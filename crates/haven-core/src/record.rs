@@ -22,6 +22,7 @@ const UUID: u8 = 9;
 const LIST: u8 = 10;
 const SET: u8 = 11;
 const DICTIONARY: u8 = 12;
+const DECIMAL128: u8 = 13;
 
 /// A record that cannot be decoded: the file is damaged or was not written
 /// by Haven.
@@ -70,6 +71,10 @@ fn encode_value(v: &Value, out: &mut Vec<u8>) {
         Value::Uuid(u) => {
             out.push(UUID);
             out.extend_from_slice(u);
+        }
+        Value::Decimal128(d) => {
+            out.push(DECIMAL128);
+            out.extend_from_slice(&d.to_bytes());
         }
         Value::List(items) => encode_elements(LIST, items, out),
         Value::Set(items) => encode_elements(SET, items, out),
@@ -319,6 +324,10 @@ impl<'a> Reader<'a> {
             DATE => ValueRef::Date(unzigzag(self.varint()?)),
             OBJECT_ID => ValueRef::ObjectId(self.take(12)?.try_into().unwrap()),
             UUID => ValueRef::Uuid(self.take(16)?.try_into().unwrap()),
+            DECIMAL128 => ValueRef::Decimal128(
+                crate::Decimal128::from_bytes(self.take(16)?.try_into().unwrap())
+                    .ok_or(CorruptRecord("not a finite decimal128"))?,
+            ),
             LIST => {
                 let len = self.varint()? as usize;
                 ValueRef::List(ListRef { len, body: self.len_prefixed()? })
@@ -355,7 +364,7 @@ impl<'a> Reader<'a> {
             OBJECT_ID => {
                 self.take(12)?;
             }
-            UUID => {
+            UUID | DECIMAL128 => {
                 self.take(16)?;
             }
             LIST | SET | DICTIONARY => {
@@ -406,6 +415,10 @@ pub(crate) mod tests {
             any::<i64>().prop_map(Value::Date),
             any::<[u8; 12]>().prop_map(Value::ObjectId),
             any::<[u8; 16]>().prop_map(Value::Uuid),
+            (any::<bool>(), 0u64..u64::MAX, -20i32..20).prop_map(|(neg, c, e)| {
+                let text = format!("{}{c}E{e}", if neg { "-" } else { "" });
+                Value::Decimal128(text.parse().unwrap())
+            }),
         ]
     }
 

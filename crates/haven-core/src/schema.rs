@@ -25,6 +25,9 @@ pub enum PropertyType {
     ObjectId,
     /// `uuid`: 16 bytes
     Uuid,
+    /// `decimal128`: a decimal number with up to 34 significant digits,
+    /// kept as written.
+    Decimal128,
     /// A link to an object of the named type, stored as its primary key.
     Link(String),
     /// `mixed`: any one value of the types above but links (always
@@ -44,6 +47,7 @@ impl PropertyType {
             "date" => PropertyType::Date,
             "objectId" => PropertyType::ObjectId,
             "uuid" => PropertyType::Uuid,
+            "decimal128" => PropertyType::Decimal128,
             "mixed" => PropertyType::Mixed,
             other => PropertyType::Link(other.to_owned()),
         }
@@ -60,6 +64,7 @@ impl PropertyType {
             PropertyType::Date => "date",
             PropertyType::ObjectId => "objectId",
             PropertyType::Uuid => "uuid",
+            PropertyType::Decimal128 => "decimal128",
             PropertyType::Mixed => "mixed",
             PropertyType::Link(t) => t,
         }
@@ -215,6 +220,7 @@ impl Property {
             PropertyType::Date => Value::Date(0),
             PropertyType::ObjectId => Value::ObjectId([0; 12]),
             PropertyType::Uuid => Value::Uuid([0; 16]),
+            PropertyType::Decimal128 => Value::Decimal128(crate::Decimal128::from_int(0)),
             PropertyType::Link(_) | PropertyType::Mixed => Value::Null,
         })
     }
@@ -421,8 +427,8 @@ impl ObjectSchema {
             if p.is_collection() && p.indexed {
                 return err(pn, "collections (lists, sets, dictionaries) cannot be indexed".into());
             }
-            if p.ty == PropertyType::Mixed && p.indexed {
-                return err(pn, "mixed properties cannot be indexed yet".into());
+            if matches!(p.ty, PropertyType::Mixed | PropertyType::Decimal128) && p.indexed {
+                return err(pn, format!("{} properties cannot be indexed yet", p.ty.name()));
             }
         }
         let Some(pkp) = self.property_named(pk) else {
@@ -843,6 +849,15 @@ fn coerce_scalar(ty: &PropertyType, value: Value) -> Result<Value, String> {
         (PropertyType::Uuid, Value::String(s)) => {
             return parse_hex::<16>(&s).map(Value::Uuid).ok_or(format!("'{s}' is not a UUID"))
         }
+        (PropertyType::Decimal128, v @ Value::Decimal128(_)) => Some(v),
+        (PropertyType::Decimal128, Value::Int(i)) => Some(Value::Decimal128(crate::Decimal128::from_int(i))),
+        // A double's shortest exact text: 0.1 becomes 0.1, not 0.1000000000000000055….
+        (PropertyType::Decimal128, Value::Double(d)) if d.is_finite() => {
+            return format!("{d:?}").parse().map(Value::Decimal128).map_err(|e: crate::NotADecimal| e.to_string())
+        }
+        (PropertyType::Decimal128, Value::String(s)) => {
+            return s.parse().map(Value::Decimal128).map_err(|e: crate::NotADecimal| e.to_string())
+        }
         (PropertyType::Mixed, v @ (Value::List(_) | Value::Set(_) | Value::Dictionary(_))) => {
             return Err(format!("a mixed value is one value: a {} inside mixed is not supported yet", v.kind()))
         }
@@ -942,8 +957,8 @@ fn property_from_json(name: &str, spec: &Json) -> Result<Property, String> {
         Some(b) => (b, true),
         None => (base, false),
     };
-    if base.is_empty() || matches!(base, "decimal128" | "float" | "list" | "set" | "dictionary" | "linkingObjects") {
-        return Err(format!("unsupported property type '{text}' (supported: bool, int, double, string, data, date, objectId, uuid, mixed, links, and lists, sets and dictionaries of them)"));
+    if base.is_empty() || matches!(base, "float" | "list" | "set" | "dictionary" | "linkingObjects") {
+        return Err(format!("unsupported property type '{text}' (supported: bool, int, double, string, data, date, objectId, uuid, decimal128, mixed, links, and lists, sets and dictionaries of them)"));
     }
     let p = Property::new(name, PropertyType::parse(base)).collection_of(collection);
     Ok(Property { optional: p.optional || q || optional, indexed, ..p })
@@ -1002,9 +1017,14 @@ mod tests {
         assert_eq!(e.property.as_deref(), Some("_id"));
         let e = Schema::from_json(r#"[{"name":"Dog","properties":{"_id":"int"}}]"#).unwrap_err();
         assert!(e.to_string().contains("primary key"), "{e}");
-        let e = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","x":"decimal128"}}]"#)
+        let e = Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","x":"float"}}]"#)
             .unwrap_err();
         assert_eq!(e.property.as_deref(), Some("x"));
+        let e = Schema::from_json(
+            r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","x":{"type":"decimal128","indexed":true}}}]"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("decimal128 properties cannot be indexed yet"), "{e}");
         assert!(Schema::from_json("{").unwrap_err().to_string().contains("JSON"));
     }
 
@@ -1047,6 +1067,24 @@ mod tests {
         assert!(matches!(owner, Value::Uuid(_)));
         assert!(s.coerce(dog, p("tags"), "x".into()).is_err());
         assert!(s.coerce(dog, p("friends"), Value::List(vec![Value::Null])).is_err());
+    }
+
+    #[test]
+    fn coerce_decimals_exactly() {
+        let s = Schema::from_json(
+            r#"[{"name":"Item","primaryKey":"_id","properties":{"_id":"int","price":"decimal128?"}}]"#,
+        )
+        .unwrap();
+        let item = s.object_type("Item").unwrap();
+        let price = item.property_named("price").unwrap();
+        let as_text = |v: Value| s.coerce(item, price, v).map(|d| d.to_json());
+        assert_eq!(as_text("12.50".into()).unwrap(), "12.50");
+        assert_eq!(as_text(Value::Int(3)).unwrap(), "3");
+        assert_eq!(as_text(Value::Double(0.1)).unwrap(), "0.1");
+        assert_eq!(as_text(Value::Null).unwrap(), serde_json::Value::Null);
+        let err = as_text("twelve".into()).unwrap_err().to_string();
+        assert!(err.contains("Item.price") && err.contains("'twelve' is not a decimal128"), "{err}");
+        assert!(as_text(Value::Double(f64::INFINITY)).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Values: what a property holds, owned ([`Value`]) or borrowed from an
 //! encoded record ([`ValueRef`]).
 
+use crate::decimal::Decimal128;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,6 +45,8 @@ pub enum Value {
     Set(Vec<Value>),
     /// The entries of a dictionary property, by key.
     Dictionary(BTreeMap<String, Value>),
+    /// A decimal number, exactly as written (`12.50`).
+    Decimal128(Decimal128),
 }
 
 /// A value borrowed from an encoded record; lists stay encoded until asked for.
@@ -73,6 +76,8 @@ pub enum ValueRef<'a> {
     Set(crate::record::ListRef<'a>),
     /// An encoded dictionary.
     Dictionary(crate::record::DictionaryRef<'a>),
+    /// See [`Value::Decimal128`].
+    Decimal128(Decimal128),
 }
 
 impl Value {
@@ -89,6 +94,7 @@ impl Value {
             Value::Date(d) => ValueRef::Date(*d),
             Value::ObjectId(o) => ValueRef::ObjectId(o),
             Value::Uuid(u) => ValueRef::Uuid(u),
+            Value::Decimal128(d) => ValueRef::Decimal128(*d),
             Value::List(_) | Value::Set(_) | Value::Dictionary(_) => return None,
         })
     }
@@ -169,12 +175,14 @@ impl Value {
             Value::List(_) => "list",
             Value::Set(_) => "set",
             Value::Dictionary(_) => "dictionary",
+            Value::Decimal128(_) => "decimal128",
         }
     }
 
     /// The value as JSON: dates as milliseconds, object ids as 24 hex digits,
     /// UUIDs in their hyphenated form, data as an array of bytes, lists and
-    /// sets as arrays, dictionaries as objects.
+    /// sets as arrays, dictionaries as objects, decimals as strings
+    /// (`"12.50"`).
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
@@ -188,6 +196,7 @@ impl Value {
             Value::Uuid(u) => J::String(uuid_string(u)),
             Value::List(l) | Value::Set(l) => J::Array(l.iter().map(Value::to_json).collect()),
             Value::Dictionary(d) => J::Object(d.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            Value::Decimal128(d) => J::String(d.to_string()),
         }
     }
 }
@@ -208,6 +217,7 @@ impl<'a> ValueRef<'a> {
             ValueRef::List(l) => Value::List(l.iter().map(|v| v.to_owned()).collect()),
             ValueRef::Set(l) => Value::Set(l.iter().map(|v| v.to_owned()).collect()),
             ValueRef::Dictionary(d) => Value::Dictionary(d.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()),
+            ValueRef::Decimal128(d) => Value::Decimal128(d),
         }
     }
 
@@ -229,6 +239,7 @@ impl<'a> ValueRef<'a> {
             (V::Data(a), V::Data(b)) => Some(a.cmp(b)),
             (V::ObjectId(a), V::ObjectId(b)) => Some(a.cmp(b)),
             (V::Uuid(a), V::Uuid(b)) => Some(a.cmp(b)),
+            (V::Decimal128(a), V::Decimal128(b)) => Some(a.numeric_cmp(b)),
             _ => None,
         }
     }
@@ -236,7 +247,7 @@ impl<'a> ValueRef<'a> {
 
 /// A set's elements in the one order every replica keeps them in: each
 /// value once; by kind (null, bool, numbers, string, data, date, objectId,
-/// uuid), within a kind as [`sort_order`] orders them, and values that
+/// uuid, decimal128), within a kind as [`sort_order`] orders them, and values that
 /// still compare equal (`1` and `1.0` in a mixed set) by their encoding.
 ///
 /// ```
@@ -266,7 +277,8 @@ fn kind_rank(v: &Value) -> u8 {
         Value::Date(_) => 5,
         Value::ObjectId(_) => 6,
         Value::Uuid(_) => 7,
-        Value::List(_) | Value::Set(_) | Value::Dictionary(_) => 8,
+        Value::Decimal128(_) => 8,
+        Value::List(_) | Value::Set(_) | Value::Dictionary(_) => 9,
     }
 }
 
@@ -391,6 +403,7 @@ mod wire {
         List(L),
         Set(L),
         Dictionary(D),
+        Decimal128(crate::decimal::Decimal128),
     }
 
     /// A value inside a collection: never a collection.
@@ -435,6 +448,7 @@ mod wire {
                 Wire::List(l) => list(l),
                 Wire::Set(l) => set(l),
                 Wire::Dictionary(d) => dictionary(d),
+                Wire::Decimal128(d) => V::Decimal128(d),
             }
         }
     }

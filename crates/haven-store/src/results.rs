@@ -158,7 +158,7 @@ impl Results {
         }))
     }
 
-    /// The smallest value of an int, double or date property among the
+    /// The smallest value of an int, double, date or decimal128 property among the
     /// objects (nulls left out); `None` when there is none.
     ///
     /// ```
@@ -183,14 +183,22 @@ impl Results {
     /// # Ok::<(), haven_store::Error>(())
     /// ```
     pub fn min(&self, property: &str) -> Result<Option<Value>> {
-        let values = self.column(property, "min", &[PropertyType::Int, PropertyType::Double, PropertyType::Date])?;
+        let values = self.column(
+            property,
+            "min",
+            &[PropertyType::Int, PropertyType::Double, PropertyType::Date, PropertyType::Decimal128],
+        )?;
         Ok(values.into_iter().min_by(sort_order))
     }
 
-    /// The largest value of an int, double or date property among the
+    /// The largest value of an int, double, date or decimal128 property among the
     /// objects (nulls left out); `None` when there is none.
     pub fn max(&self, property: &str) -> Result<Option<Value>> {
-        let values = self.column(property, "max", &[PropertyType::Int, PropertyType::Double, PropertyType::Date])?;
+        let values = self.column(
+            property,
+            "max",
+            &[PropertyType::Int, PropertyType::Double, PropertyType::Date, PropertyType::Decimal128],
+        )?;
         Ok(values.into_iter().max_by(sort_order))
     }
 

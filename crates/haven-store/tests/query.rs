@@ -360,7 +360,7 @@ fn aggregates_of_lists_in_queries() {
     assert_eq!(ids(&db, "ranks.@sum > age", &[]), [1], "compared with another numeric property");
     for (query, fragment) in [
         ("tags.@sum > 1", "@sum needs a collection of int or double, but 'tags' is string[]"),
-        ("age.@max > 1", "@max needs a collection of int, double or date, but 'age' is int?"),
+        ("age.@max > 1", "@max needs a collection of int, double, date or decimal128, but 'age' is int?"),
         ("ranks.@avg == 'x'", "type mismatch"),
     ] {
         let err = db.objects("Dog").unwrap().filtered(query, &[]).unwrap_err();

@@ -26,9 +26,9 @@ pub const OLDEST_SERVED_VERSION: u16 = 4;
 /// identities.
 pub const LIST_ELEMENTS_VERSION: u16 = 6;
 
-/// The protocol version that added set and dictionary values, their
-/// instructions (`Instruction::SetAdd` and after) and object states with
-/// their entries.
+/// The protocol version that added set, dictionary and decimal128
+/// values, the set and dictionary instructions (`Instruction::SetAdd`
+/// and after) and object states with their entries.
 pub const COLLECTIONS_VERSION: u16 = 7;
 
 /// The protocol version that added [`ErrorCode::TokenExpired`].
@@ -441,11 +441,13 @@ fn instruction_version(instruction: &Instruction) -> u16 {
         Instruction::Create { fields, .. } => fields.iter().map(|(_, v)| value_version(v)).max().unwrap_or(0),
         Instruction::Set { value, .. } => value_version(value),
         Instruction::Increment { .. } | Instruction::Delete { .. } => 0,
-        Instruction::ListAssign { .. }
-        | Instruction::ListInsert { .. }
-        | Instruction::ListSet { .. }
-        | Instruction::ListMove { .. }
-        | Instruction::ListRemove { .. } => LIST_ELEMENTS_VERSION,
+        Instruction::ListAssign { elements, .. } => {
+            elements.iter().map(|(_, v)| value_version(v)).fold(LIST_ELEMENTS_VERSION, u16::max)
+        }
+        Instruction::ListInsert { value, .. } | Instruction::ListSet { value, .. } => {
+            value_version(value).max(LIST_ELEMENTS_VERSION)
+        }
+        Instruction::ListMove { .. } | Instruction::ListRemove { .. } => LIST_ELEMENTS_VERSION,
         Instruction::SetAdd { .. }
         | Instruction::SetRemove { .. }
         | Instruction::DictionaryPut { .. }
@@ -468,7 +470,8 @@ fn state_version(state: &ObjectState) -> u16 {
 /// The oldest protocol that can read `value`.
 fn value_version(value: &Value) -> u16 {
     match value {
-        Value::Set(_) | Value::Dictionary(_) => COLLECTIONS_VERSION,
+        Value::Set(_) | Value::Dictionary(_) | Value::Decimal128(_) => COLLECTIONS_VERSION,
+        Value::List(items) => items.iter().map(value_version).max().unwrap_or(0),
         _ => 0,
     }
 }

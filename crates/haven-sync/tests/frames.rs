@@ -77,8 +77,8 @@ fn list_changeset() -> Changeset {
     }
 }
 
-/// A changeset of every set and dictionary instruction, and whole values
-/// of both (protocol 7 onwards).
+/// A changeset of every set and dictionary instruction, whole values of
+/// both, and a decimal (protocol 7 onwards).
 fn collections_changeset() -> Changeset {
     let (object_type, pk) = (String::from("Dog"), Value::from(1));
     let (colors, scores) = (String::from("colors"), String::from("scores"));
@@ -115,7 +115,18 @@ fn collections_changeset() -> Changeset {
                 key: "speed".into(),
                 value: 3.into(),
             },
-            Instruction::DictionaryRemove { object_type, pk, field: scores, key: "agility".into() },
+            Instruction::DictionaryRemove {
+                object_type: object_type.clone(),
+                pk: pk.clone(),
+                field: scores,
+                key: "agility".into(),
+            },
+            Instruction::Set {
+                object_type,
+                pk,
+                field: "price".into(),
+                value: Value::Decimal128("12.50".parse().unwrap()),
+            },
         ],
         ..changeset()
     }
@@ -332,7 +343,8 @@ fn a_client_from_before_collections_is_never_sent_them() {
     let old = protocol::COLLECTIONS_VERSION - 1;
     assert!(protocol::readable_changeset(old, &stored(&list_changeset())));
     assert!(!protocol::readable_changeset(old, &stored(&collections_changeset())));
-    for whole_value_only in &collections_changeset().instructions[..2] {
+    let whole_values = collections_changeset().instructions;
+    for whole_value_only in [&whole_values[0], &whole_values[1], &whole_values[6]] {
         let cs = Changeset { instructions: vec![whole_value_only.clone()], ..changeset() };
         assert!(!protocol::readable_changeset(old, &stored(&cs)), "a set or dictionary value: {whole_value_only:?}");
     }
@@ -341,4 +353,17 @@ fn a_client_from_before_collections_is_never_sent_them() {
     assert!(!protocol::readable_state(old, &snapshot_after(&collections_changeset())));
     let whole_only = Changeset { instructions: collections_changeset().instructions[..2].to_vec(), ..changeset() };
     assert!(!protocol::readable_state(old, &snapshot_after(&whole_only)), "values, without entries");
+    let decimal_in_a_list = Changeset {
+        instructions: vec![Instruction::ListAssign {
+            object_type: "Dog".into(),
+            pk: 1.into(),
+            field: "prices".into(),
+            elements: vec![(
+                ElementId { origin: 1, hlc: Hlc::default(), seq: 0 },
+                Value::Decimal128("1.5".parse().unwrap()),
+            )],
+        }],
+        ..changeset()
+    };
+    assert!(!protocol::readable_changeset(old, &stored(&decimal_in_a_list)), "a decimal inside a list");
 }

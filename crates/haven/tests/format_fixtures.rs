@@ -35,11 +35,13 @@ fn fixtures(format: u32) -> PathBuf {
 }
 
 /// The schema of format `format`'s set: from format 4 on, `Every` has a
-/// set and a dictionary too.
+/// set, a dictionary and a decimal too.
 fn schema(format: u32) -> Schema {
     let every = r#""friends":"Every[]"}"#;
     let text = match format >= 4 {
-        true => SCHEMA.replace(every, r#""friends":"Every[]","colors":"string<>","scores":"int{}"}"#),
+        true => {
+            SCHEMA.replace(every, r#""friends":"Every[]","colors":"string<>","scores":"int{}","price":"decimal128?"}"#)
+        }
         false => SCHEMA.to_owned(),
     };
     Schema::from_json(&text).unwrap()
@@ -124,7 +126,8 @@ async fn make_current_format_fixtures() {
         tx.set("Every", 1, "friends", Value::List(vec![1.into()]))?;
         tx.list_push("Every", 1, "ranks", 4)?;
         tx.set_add("Every", 1, "colors", "brown")?;
-        tx.dict_put("Every", 1, "scores", "agility", 5)
+        tx.dict_put("Every", 1, "scores", "agility", 5)?;
+        tx.set("Every", 1, "price", "12.50")
     });
     synced(&device).await;
 
@@ -155,7 +158,8 @@ async fn make_current_format_fixtures() {
         tx.increment("Every", 1, "count", 1)?;
         tx.list_insert("Every", 1, "tags", 0, "z")?;
         tx.set_add("Every", 1, "colors", "white")?;
-        tx.dict_put("Every", 1, "scores", "speed", 3)
+        tx.dict_put("Every", 1, "scores", "speed", 3)?;
+        tx.set("Every", 1, "price", "0.10")
     });
     write(&device, |tx| {
         let mut two = every_1();
@@ -236,6 +240,7 @@ async fn open_every_value_and_finish_the_reset(format: u32) {
         // and unsynced ones.
         expected_1["colors"] = json!(["brown", "white"]);
         expected_1["scores"] = json!({"agility": 5, "speed": 3});
+        expected_1["price"] = json!("0.10");
     }
     {
         let device = Database::open(Config::new(&device_path).read_only()).unwrap();

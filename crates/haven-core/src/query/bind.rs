@@ -454,14 +454,17 @@ fn check_aggregate(aggregate: Aggregate, name: &str, prop: &Property) -> Result<
     let needs = match aggregate {
         Aggregate::Count => "a collection",
         Aggregate::Sum | Aggregate::Avg => "a collection of int or double",
-        Aggregate::Min | Aggregate::Max => "a collection of int, double or date",
+        Aggregate::Min | Aggregate::Max => "a collection of int, double, date or decimal128",
     };
     let fits = prop.is_collection()
         && match aggregate {
             Aggregate::Count => true,
             Aggregate::Sum | Aggregate::Avg => matches!(prop.ty, PropertyType::Int | PropertyType::Double),
             Aggregate::Min | Aggregate::Max => {
-                matches!(prop.ty, PropertyType::Int | PropertyType::Double | PropertyType::Date)
+                matches!(
+                    prop.ty,
+                    PropertyType::Int | PropertyType::Double | PropertyType::Date | PropertyType::Decimal128
+                )
             }
         };
     match fits {
