@@ -316,6 +316,9 @@ fn watched_types(c: &CollectionListener) -> Vec<&str> {
     use haven_core::query::{BoundPath, Filter, Hop, Side};
     fn hops<'a>(p: &'a BoundPath, out: &mut Vec<&'a str>) {
         out.extend(p.hops.iter().map(Hop::target));
+        if let Some(subquery) = &p.subquery {
+            walk(subquery, out);
+        }
     }
     fn walk<'a>(f: &'a Filter, out: &mut Vec<&'a str>) {
         match f {

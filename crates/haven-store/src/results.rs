@@ -55,22 +55,24 @@ impl Results {
         Results {
             db,
             ty: ty.to_owned(),
-            query: BoundQuery { filter: Filter::Const(true), sort: Vec::new(), limit: None },
+            query: BoundQuery { filter: Filter::Const(true), sort: Vec::new(), distinct: Vec::new(), limit: None },
         }
     }
 
     /// Narrows the collection with a query (see the query language in the
     /// crate docs); `$0`, `$1`, ... take `args`. A `SORT` in the query
-    /// replaces the current order; a `LIMIT` applies on top of any other.
+    /// replaces the current order, and a `DISTINCT` the current one; a
+    /// `LIMIT` applies on top of any other.
     pub fn filtered(&self, query_text: &str, args: &[Value]) -> Result<Results> {
         let q = query::bind(self.db.schema(), &self.ty, query_text, args)?;
         let filter = self.query.filter.clone().and(q.filter);
         let sort = if q.sort.is_empty() { self.query.sort.clone() } else { q.sort };
+        let distinct = if q.distinct.is_empty() { self.query.distinct.clone() } else { q.distinct };
         let limit = match (self.query.limit, q.limit) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        Ok(Results { query: BoundQuery { filter, sort, limit }, ..self.clone() })
+        Ok(Results { query: BoundQuery { filter, sort, distinct, limit }, ..self.clone() })
     }
 
     /// Sorts by one property (or link path), replacing any previous order.
@@ -90,10 +92,10 @@ impl Results {
     /// The number of objects.
     pub fn len(&self) -> Result<usize> {
         let snap = self.db.snapshot()?;
-        let all = if self.query.filter == Filter::Const(true) {
+        let all = if self.query.filter == Filter::Const(true) && self.query.distinct.is_empty() {
             snap.count(&self.ty)? as usize
         } else {
-            let unordered = BoundQuery { filter: self.query.filter.clone(), sort: Vec::new(), limit: None };
+            let unordered = BoundQuery { sort: Vec::new(), limit: None, ..self.query.clone() };
             run_query(&*snap, &self.ty, &unordered, |_, _| Ok(()))?.len()
         };
         Ok(self.query.limit.map_or(all, |n| all.min(n)))

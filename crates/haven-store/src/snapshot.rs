@@ -287,6 +287,11 @@ pub(crate) fn linking_records(source: &impl QuerySource, ty: &str, property: usi
     out
 }
 
+/// The value a one-valued path (a sort or DISTINCT key) has for a record.
+fn first_value(path: &query::BoundPath, rec: &[u8], snap: &impl QuerySource) -> Value {
+    query::path_values(path, rec, snap).into_iter().next().unwrap_or(Value::Null)
+}
+
 /// Plans and runs a query on a snapshot or a write transaction, mapping
 /// each matching row (encoded primary key, record) with `map`, in the
 /// query's order.
@@ -302,11 +307,28 @@ pub(crate) fn run_query<T>(
     let unsorted_limit = if sorted { None } else { q.limit };
     let mut out = Vec::new();
     let mut sort_keys: Vec<Vec<Value>> = Vec::new();
+    // DISTINCT: the values that make a row a duplicate, encoded; sorted
+    // rows are deduplicated once in order.
+    let distinct_key = |rec: &[u8]| {
+        let values: Vec<Value> = q.distinct.iter().map(|p| first_value(p, rec, snap)).collect();
+        let mut key = Vec::new();
+        haven_core::record::encode(&values, &mut key);
+        key
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut distinct_keys = Vec::new();
     let mut failure = None;
     if unsorted_limit != Some(0) {
         snap.visit(ty, &plan.access, |k, rec| {
             if plan.residual.as_ref().is_some_and(|f| !f.matches(rec, snap)) {
                 return true;
+            }
+            if !q.distinct.is_empty() {
+                match sorted {
+                    true => distinct_keys.push(distinct_key(rec)),
+                    false if !seen.insert(distinct_key(rec)) => return true,
+                    false => {}
+                }
             }
             match map(k, rec) {
                 Ok(item) => out.push(item),
@@ -316,12 +338,7 @@ pub(crate) fn run_query<T>(
                 }
             }
             if sorted {
-                sort_keys.push(
-                    q.sort
-                        .iter()
-                        .map(|(p, _)| query::path_values(p, rec, snap).into_iter().next().unwrap_or(Value::Null))
-                        .collect(),
-                );
+                sort_keys.push(q.sort.iter().map(|(p, _)| first_value(p, rec, snap)).collect());
             }
             unsorted_limit.is_none_or(|n| out.len() < n)
         })?;
@@ -340,6 +357,9 @@ pub(crate) fn run_query<T>(
             }
             std::cmp::Ordering::Equal
         });
+        if !q.distinct.is_empty() {
+            order.retain(|&i| seen.insert(std::mem::take(&mut distinct_keys[i])));
+        }
         let mut slots: Vec<Option<T>> = out.into_iter().map(Some).collect();
         out = order.into_iter().map(|i| slots[i].take().expect("each index once")).collect();
         if let Some(n) = q.limit {

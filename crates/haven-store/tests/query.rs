@@ -182,11 +182,11 @@ fn indexed_and_unindexed_plans_agree() {
     let dir = tempfile::tempdir().unwrap();
     let indexed = Database::open(Config::new(dir.path().join("i.haven")).schema(
         Schema::from_json(r#"[{"name":"T","primaryKey":"_id","properties":{"_id":"int",
-            "n":{"type":"int","optional":true,"indexed":true},"s":{"type":"string","indexed":true},"d":{"type":"double","indexed":true},"b":{"type":"bool","indexed":true}}}]"#).unwrap(),
+            "n":{"type":"int","optional":true,"indexed":true},"s":{"type":"string","indexed":true},"d":{"type":"double","indexed":true},"b":{"type":"bool","indexed":true},"tags":"string<>","m":"int{}"}}]"#).unwrap(),
     ))
     .unwrap();
     let plain = Database::open(Config::new(dir.path().join("p.haven")).schema(
-        Schema::from_json(r#"[{"name":"T","primaryKey":"_id","properties":{"_id":"int","n":"int?","s":"string","d":"double","b":"bool"}}]"#).unwrap(),
+        Schema::from_json(r#"[{"name":"T","primaryKey":"_id","properties":{"_id":"int","n":"int?","s":"string","d":"double","b":"bool","tags":"string<>","m":"int{}"}}]"#).unwrap(),
     ))
     .unwrap();
     let mut seed = 7u64;
@@ -197,7 +197,10 @@ fn indexed_and_unindexed_plans_agree() {
     let rows: Vec<serde_json::Value> = (0..600)
         .map(|i| {
             let n = if next() % 7 == 0 { serde_json::Value::Null } else { json!(next() % 50 - 25) };
-            json!({"_id": i, "n": n, "s": format!("k{}", next() % 40), "d": (next() % 100) as f64 / 4.0 - 10.0, "b": next() % 3 == 0})
+            let tags: Vec<String> = (0..next() % 3).map(|_| format!("k{}", next() % 5)).collect();
+            let m = if next() % 2 == 0 { json!({"a": next() % 5}) } else { json!({}) };
+            json!({"_id": i, "n": n, "s": format!("k{}", next() % 40), "d": (next() % 100) as f64 / 4.0 - 10.0, "b": next() % 3 == 0,
+                   "tags": tags, "m": m})
         })
         .collect();
     for db in [&indexed, &plain] {
@@ -244,6 +247,13 @@ fn indexed_and_unindexed_plans_agree() {
         "b <= true",
         "n IN {3, 1, 3}",
         "n BETWEEN {5, 2}",
+        "n > 3 AND tags == 'k1'",
+        "s BEGINSWITH 'k1' AND ALL tags != 'k2'",
+        "n == 3 AND m['a'] > 1",
+        "n < 0 AND m.@count == 0",
+        "s BEGINSWITH 'k1' DISTINCT(n)",
+        "n > 0 SORT(n ASC) DISTINCT(s) LIMIT(7)",
+        "_id > 50 AND _id < 300 DISTINCT(b, n)",
     ];
     let mut used_index = 0;
     for q in queries {

@@ -20,9 +20,12 @@
 //! | strings | `name BEGINSWITH "R"`, `ENDSWITH`, `CONTAINS`, `LIKE "R?x*"`, `[c]` for case-insensitive |
 //! | sets and ranges | `age IN {1, 2}`, `age IN $0` (a list), `age BETWEEN {1, 10}` |
 //! | links | `owner.name == "Ann"` |
-//! | lists | `tags.@count > 1`, `ANY tags == "x"` (also just `tags == "x"`), `ALL tags IN {"a", "b"}`, `NONE` |
+//! | lists and sets | `tags.@count > 1`, `ANY tags == "x"` (also just `tags == "x"`), `ALL tags IN {"a", "b"}`, `NONE`, `ranks.@sum > 10`, `@avg`, `@min`, `@max` |
+//! | dictionaries | `prices["apple"] > 2`, `prices.@keys == "apple"`, `prices.@values > 2`, `prices.@count` |
+//! | backlinks | `dogs.@count > 1` (a `linkingObjects` property), `@links.Dog.owner.@count == 0` |
+//! | subqueries | `SUBQUERY(dogs, $d, $d.age > 5 AND $d.name BEGINSWITH "R").@count > 1` |
 //! | arguments | `age > $0` |
-//! | suffixes | `SORT(age DESC, name ASC)`, `LIMIT(10)` |
+//! | suffixes | `SORT(age DESC, name ASC)`, `DISTINCT(name)`, `LIMIT(10)` |
 //! | constants | `TRUEPREDICATE`, `FALSEPREDICATE` |
 //!
 //! Equality, ranges and case-sensitive `BEGINSWITH` on the primary key or

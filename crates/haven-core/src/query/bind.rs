@@ -102,9 +102,12 @@ pub struct BoundPath {
     pub entries: Option<Entries>,
     /// `@count`, `@sum`, …: the path yields one value per collection.
     pub aggregate: Option<Aggregate>,
-    /// The path ends in a backlink with `@count` (`owners.@count`): it
-    /// yields the number of objects its hops reach.
+    /// The path ends in a backlink with `@count` (`owners.@count`), or is
+    /// a SUBQUERY: it yields the number of objects its hops reach.
     pub counts_objects: bool,
+    /// A SUBQUERY's predicate: only the objects the hops reach that match
+    /// it are counted.
+    pub subquery: Option<Box<Filter>>,
     /// The text of the path, for plans and messages.
     pub text: String,
 }
@@ -155,6 +158,9 @@ pub struct BoundQuery {
     pub filter: Filter,
     /// Sort keys: path and ascending.
     pub sort: Vec<(BoundPath, bool)>,
+    /// `DISTINCT(…)`: of the objects with equal values of these paths,
+    /// only the first in the query's order is kept.
+    pub distinct: Vec<BoundPath>,
     /// `LIMIT(n)`
     pub limit: Option<usize>,
 }
@@ -165,6 +171,8 @@ pub(crate) struct Binder<'a> {
     pub schema: &'a Schema,
     pub root: &'a ObjectSchema,
     pub args: &'a [Value],
+    /// Inside a SUBQUERY: its variable (`$d`), which every path starts with.
+    pub variable: Option<&'a str>,
 }
 
 struct Resolved<'a> {
@@ -189,7 +197,20 @@ impl<'a> Binder<'a> {
                 Ok((r.path, *asc))
             })
             .collect::<Result<_, _>>()?;
-        Ok(BoundQuery { filter, sort, limit: parsed.limit })
+        let distinct = parsed
+            .distinct
+            .iter()
+            .map(|p| {
+                let r = self.path(p)?;
+                match r.path.many() {
+                    true => {
+                        Err((format!("cannot be DISTINCT by '{}': it has many values", r.path.text), p.span.clone()))
+                    }
+                    false => Ok(r.path),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(BoundQuery { filter, sort, distinct, limit: parsed.limit })
     }
 
     fn expr(&self, e: &Expr) -> Result<Filter, BindError> {
@@ -334,10 +355,14 @@ impl<'a> Binder<'a> {
     }
 
     fn path(&self, p: &Path) -> Result<Resolved<'a>, BindError> {
+        let segments = self.own_segments(p)?;
+        if let Some(subquery) = &p.subquery {
+            return self.subquery(segments, subquery);
+        }
         let mut ty = self.root;
         let mut hops = Vec::new();
-        let last = p.segments.len() - 1;
-        for (i, (name, span)) in p.segments.iter().enumerate() {
+        let last = segments.len() - 1;
+        for (i, (name, span)) in segments.iter().enumerate() {
             let text = p.segments.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(".");
             if let Some((source, property)) = self.backlink(ty, name).map_err(|m| (m, span.clone()))? {
                 hops.push(Hop::Backlink { pk: ty.primary_key_index(), property, target: source.name().to_owned() });
@@ -358,6 +383,7 @@ impl<'a> Binder<'a> {
                     entries: None,
                     aggregate: p.aggregate,
                     counts_objects: true,
+                    subquery: None,
                     text: format!("{text}.@count"),
                 };
                 return Ok(Resolved { path, prop: Property::new(name.as_str(), PropertyType::Int), owner: ty });
@@ -389,6 +415,7 @@ impl<'a> Binder<'a> {
                     entries: p.entries.clone(),
                     aggregate: p.aggregate,
                     counts_objects: false,
+                    subquery: None,
                     text,
                 };
                 return Ok(Resolved { path, prop: element, owner: ty });
@@ -408,6 +435,73 @@ impl<'a> Binder<'a> {
             ty = self.schema.object_type(target).expect("validated schema");
         }
         unreachable!("a path has at least one segment")
+    }
+
+    /// The segments of `p` that name properties: inside a SUBQUERY, those
+    /// after its variable.
+    fn own_segments<'p>(&self, p: &'p Path) -> Result<&'p [(String, Range<usize>)], BindError> {
+        let (first, span) = &p.segments[0];
+        match self.variable {
+            Some(var) if first == var && p.segments.len() > 1 => Ok(&p.segments[1..]),
+            Some(var) => {
+                Err((format!("inside SUBQUERY, a path starts with its variable: {var}.property"), span.clone()))
+            }
+            None if first.starts_with('$') => {
+                Err((format!("{first} is used outside a SUBQUERY that names it"), span.clone()))
+            }
+            None => Ok(&p.segments),
+        }
+    }
+
+    /// `SUBQUERY(collection, $var, predicate).@count`: the collection's
+    /// path as hops (links and backlinks), the predicate bound against
+    /// the type they reach.
+    fn subquery(
+        &self,
+        segments: &[(String, Range<usize>)],
+        subquery: &(String, Expr),
+    ) -> Result<Resolved<'a>, BindError> {
+        let (variable, predicate) = subquery;
+        let mut ty = self.root;
+        let mut hops = Vec::new();
+        for (name, span) in segments {
+            if let Some((source, property)) = self.backlink(ty, name).map_err(|m| (m, span.clone()))? {
+                hops.push(Hop::Backlink { pk: ty.primary_key_index(), property, target: source.name().to_owned() });
+                ty = source;
+                continue;
+            }
+            let Some(idx) = ty.property_index(name) else {
+                return Err((format!("'{}' has no property '{name}'", ty.name()), span.clone()));
+            };
+            let prop = &ty.properties()[idx];
+            let PropertyType::Link(target) = &prop.ty else {
+                let message = format!("SUBQUERY goes over links, but '{name}' is {}", prop.type_string());
+                return Err((message, span.clone()));
+            };
+            if prop.collection == Collection::Dictionary {
+                return Err((format!("SUBQUERY does not go over a dictionary ('{name}')"), span.clone()));
+            }
+            hops.push(Hop::Link { property: idx, target: target.clone(), many: prop.is_collection() });
+            ty = self.schema.object_type(target).expect("validated schema");
+        }
+        let text = segments.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(".");
+        if !hops.iter().any(Hop::many) {
+            let span = segments[0].1.start..segments[segments.len() - 1].1.end;
+            return Err((format!("SUBQUERY needs a collection of objects, but '{text}' is one object"), span));
+        }
+        let inner = Binder { schema: self.schema, root: ty, args: self.args, variable: Some(variable.as_str()) };
+        let filter = inner.expr(predicate)?;
+        let path = BoundPath {
+            hops,
+            property: ty.primary_key_index(),
+            collection: Collection::Single,
+            entries: None,
+            aggregate: Some(Aggregate::Count),
+            counts_objects: true,
+            subquery: Some(Box::new(filter)),
+            text: format!("SUBQUERY({text}, {variable}, …).@count"),
+        };
+        Ok(Resolved { path, prop: Property::new("count", PropertyType::Int), owner: ty })
     }
 }
 

@@ -100,6 +100,9 @@ pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Ve
         }
         records = next;
     }
+    if let Some(subquery) = &path.subquery {
+        records.retain(|r| subquery.matches(r, links));
+    }
     if path.counts_objects {
         return vec![Value::Int(records.len() as i64)];
     }

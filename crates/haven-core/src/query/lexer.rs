@@ -18,6 +18,8 @@ pub(crate) enum Tok {
     Str(String),
     /// `$n`
     Arg(usize),
+    /// `$name`: a SUBQUERY's variable.
+    Var(String),
     /// Operators and punctuation: `== != < <= > >= && || ! ( ) { } , . [ ]`.
     Punct(&'static str),
 }
@@ -60,6 +62,7 @@ fn token(input: &mut &str) -> winnow::Result<Lexed> {
         ('$', digit1)
             .take()
             .map(|t: &str| t[1..].parse().map(Tok::Arg).map_err(|_| ("argument number too large".into(), 0))),
+        ('$', ident).map(|(_, i)| Ok(Tok::Var(i.to_owned()))),
         ('@', ident).map(|(_, i)| Ok(Tok::At(i.to_owned()))),
         ident.map(|i| Ok(Tok::Ident(i.to_owned()))),
         punct.map(|p| Ok(Tok::Punct(p))),

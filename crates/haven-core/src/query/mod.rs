@@ -39,7 +39,7 @@ pub fn bind(schema: &Schema, object_type: &str, text: &str, args: &[Value]) -> R
     let root =
         schema.object_type(object_type).ok_or_else(|| error(format!("unknown object type '{object_type}'"), 0))?;
     let parsed = parser::parse(text).map_err(|(m, at)| error(m, at))?;
-    bind::Binder { schema, root, args }.bind(&parsed).map_err(|(m, span)| error(m, span.start))
+    bind::Binder { schema, root, args, variable: None }.bind(&parsed).map_err(|(m, span)| error(m, span.start))
 }
 
 /// A sort key on a single property, as `Results::sorted` makes.

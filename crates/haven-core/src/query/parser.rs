@@ -12,6 +12,7 @@ use std::ops::Range;
 pub struct Parsed {
     pub(crate) predicate: Expr,
     pub(crate) sort: Vec<(Path, bool)>,
+    pub(crate) distinct: Vec<Path>,
     pub(crate) limit: Option<usize>,
 }
 
@@ -135,10 +136,14 @@ pub(crate) enum Literal {
 }
 
 /// A property path: `owner.name`, `tags.@count`, `ranks.@sum`,
-/// `prices["apple"]`, `prices.@keys`.
+/// `prices["apple"]`, `prices.@keys`, `SUBQUERY(dogs, $d, $d.age > 5).@count`.
+/// Inside a SUBQUERY, a path starts with its variable (`$d`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Path {
     pub segments: Vec<(String, Range<usize>)>,
+    /// For `SUBQUERY(collection, $var, predicate)`: the variable and the
+    /// predicate; `segments` is the collection.
+    pub subquery: Option<Box<(String, Expr)>>,
     pub entries: Option<Entries>,
     pub aggregate: Option<Aggregate>,
     pub span: Range<usize>,
@@ -214,8 +219,20 @@ pub(crate) fn parse(query: &str) -> Result<Parsed, ParseError> {
     let mut p = Parser { tokens, pos: 0, end: query.len(), depth: 0 };
     let predicate = p.or()?;
     let mut sort = Vec::new();
+    let mut distinct = Vec::new();
     let mut limit = None;
     while !p.at_end() {
+        if p.keyword("DISTINCT") {
+            p.expect("(")?;
+            loop {
+                distinct.push(p.path()?);
+                if !p.punct(",") {
+                    break;
+                }
+            }
+            p.expect(")")?;
+            continue;
+        }
         if p.keyword("SORT") {
             p.expect("(")?;
             loop {
@@ -239,10 +256,13 @@ pub(crate) fn parse(query: &str) -> Result<Parsed, ParseError> {
             }
             p.expect(")")?;
         } else {
-            return Err((format!("expected AND, OR, SORT(...) or LIMIT(...), found {}", p.found()), p.offset()));
+            return Err((
+                format!("expected AND, OR, SORT(...), DISTINCT(...) or LIMIT(...), found {}", p.found()),
+                p.offset(),
+            ));
         }
     }
-    Ok(Parsed { predicate, sort, limit })
+    Ok(Parsed { predicate, sort, distinct, limit })
 }
 
 /// How deep parentheses and NOT may nest.
@@ -289,6 +309,7 @@ impl Parser {
             Some(Tok::Double(d)) => format!("{d}"),
             Some(Tok::Str(s)) => format!("{s:?}"),
             Some(Tok::Arg(n)) => format!("${n}"),
+            Some(Tok::Var(v)) => format!("${v}"),
             Some(Tok::Punct(p)) => format!("'{p}'"),
         }
     }
@@ -474,6 +495,7 @@ impl Parser {
             Some(Tok::Arg(n)) => Ok(Operand::Arg(n, self.span_from(start))),
             Some(Tok::Punct("{")) => Err(("a list {...} goes only after IN or BETWEEN".into(), start)),
             Some(Tok::Ident(i)) => match i.to_ascii_lowercase().as_str() {
+                "subquery" if matches!(self.peek(), Some(Tok::Punct("("))) => Ok(Operand::Path(self.subquery(start)?)),
                 "nil" | "null" => lit(Literal::Null, self),
                 "true" => lit(Literal::Bool(true), self),
                 "false" => lit(Literal::Bool(false), self),
@@ -483,6 +505,10 @@ impl Parser {
                 }
             },
             Some(Tok::At(a)) if a == "links" => {
+                self.pos -= 1;
+                Ok(Operand::Path(self.path()?))
+            }
+            Some(Tok::Var(_)) => {
                 self.pos -= 1;
                 Ok(Operand::Path(self.path()?))
             }
@@ -498,6 +524,7 @@ impl Parser {
             let at = self.offset();
             match self.next() {
                 Some(Tok::Ident(name)) => segments.push((name, self.span_from(at))),
+                Some(Tok::Var(name)) if segments.is_empty() => segments.push((format!("${name}"), self.span_from(at))),
                 Some(Tok::At(a)) if !segments.is_empty() && Aggregate::named(&a).is_some() => {
                     aggregate = Aggregate::named(&a);
                     break;
@@ -520,7 +547,38 @@ impl Parser {
                 break;
             }
         }
-        Ok(Path { segments, entries, aggregate, span: self.span_from(start) })
+        Ok(Path { segments, subquery: None, entries, aggregate, span: self.span_from(start) })
+    }
+
+    /// `(collection, $var, predicate).@count` after `SUBQUERY`: one count
+    /// per object, of the collection's objects that match.
+    fn subquery(&mut self, start: usize) -> Result<Path, ParseError> {
+        self.expect("(")?;
+        let collection = self.path()?;
+        self.expect(",")?;
+        let at = self.offset();
+        let Some(Tok::Var(var)) = self.next() else {
+            self.pos -= 1;
+            return Err((
+                format!("SUBQUERY needs a variable such as $x after the collection, found {}", self.found()),
+                at,
+            ));
+        };
+        self.expect(",")?;
+        let predicate = self.or()?;
+        self.expect(")")?;
+        let at = self.offset();
+        let counted = self.punct(".") && matches!(self.next(), Some(Tok::At(a)) if a == "count" || a == "size");
+        if !counted {
+            return Err(("a SUBQUERY is counted: SUBQUERY(…).@count".into(), at));
+        }
+        Ok(Path {
+            segments: collection.segments,
+            subquery: Some(Box::new((format!("${var}"), predicate))),
+            entries: None,
+            aggregate: Some(Aggregate::Count),
+            span: self.span_from(start),
+        })
     }
 
     /// The `.Dog.owner` of `@links.Dog.owner`, as the segment
