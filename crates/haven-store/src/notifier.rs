@@ -101,7 +101,7 @@ impl Registry {
 }
 
 pub(crate) enum Listener {
-    Collection(CollectionListener),
+    Collection(Box<CollectionListener>),
     Object(ObjectListener),
 }
 

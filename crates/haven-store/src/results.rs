@@ -153,11 +153,11 @@ impl Results {
     /// # Ok::<(), haven_store::Error>(())
     /// ```
     pub fn add_listener(&self, callback: impl Fn(&CollectionChanges) + Send + Sync + 'static) -> NotificationToken {
-        self.db.add_listener(Listener::Collection(CollectionListener {
+        self.db.add_listener(Listener::Collection(Box::new(CollectionListener {
             ty: self.ty.clone(),
             query: self.query.clone(),
             callback: Box::new(callback),
-        }))
+        })))
     }
 
     /// The smallest value of an int, double, date or decimal128 property among the
