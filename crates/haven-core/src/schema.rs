@@ -30,6 +30,10 @@ pub enum PropertyType {
     Decimal128,
     /// A link to an object of the named type, stored as its primary key.
     Link(String),
+    /// An object of the named embedded type, stored inside its parent
+    /// (as a dictionary of its fields): it has no primary key, belongs to
+    /// exactly one parent and goes with it.
+    Embedded(String),
     /// `mixed`: any one value of the types above but links (always
     /// optional). Lists and dictionaries inside a mixed value, and links
     /// in one, are not supported yet.
@@ -66,7 +70,7 @@ impl PropertyType {
             PropertyType::Uuid => "uuid",
             PropertyType::Decimal128 => "decimal128",
             PropertyType::Mixed => "mixed",
-            PropertyType::Link(t) => t,
+            PropertyType::Link(t) | PropertyType::Embedded(t) => t,
         }
     }
 
@@ -150,9 +154,10 @@ impl Property {
         self.collection = collection;
         // Which values may always be null, as in Realm.
         self.optional = match collection {
-            Collection::Single | Collection::Dictionary => {
-                matches!(self.ty, PropertyType::Mixed | PropertyType::Link(_))
+            Collection::Single => {
+                matches!(self.ty, PropertyType::Mixed | PropertyType::Link(_) | PropertyType::Embedded(_))
             }
+            Collection::Dictionary => matches!(self.ty, PropertyType::Mixed | PropertyType::Link(_)),
             Collection::List | Collection::Set => self.ty == PropertyType::Mixed,
         };
         self
@@ -180,7 +185,7 @@ impl Property {
         // Where null is always allowed (a mixed value, a single link, a
         // dictionary's link), Realm writes no `?`.
         let always_optional = self.ty == PropertyType::Mixed
-            || (matches!(self.ty, PropertyType::Link(_))
+            || (matches!(self.ty, PropertyType::Link(_) | PropertyType::Embedded(_))
                 && matches!(self.collection, Collection::Single | Collection::Dictionary));
         let q = if self.optional && !always_optional { "?" } else { "" };
         format!("{}{q}{}", self.ty.name(), self.collection.suffix())
@@ -221,7 +226,7 @@ impl Property {
             PropertyType::ObjectId => Value::ObjectId([0; 12]),
             PropertyType::Uuid => Value::Uuid([0; 16]),
             PropertyType::Decimal128 => Value::Decimal128(crate::Decimal128::from_int(0)),
-            PropertyType::Link(_) | PropertyType::Mixed => Value::Null,
+            PropertyType::Link(_) | PropertyType::Embedded(_) | PropertyType::Mixed => Value::Null,
         })
     }
 }
@@ -258,6 +263,7 @@ pub struct Backlink {
 pub struct ObjectSchema {
     name: String,
     primary_key: Option<String>,
+    embedded: bool,
     properties: Vec<Property>,
     backlinks: Vec<Backlink>,
 }
@@ -265,7 +271,13 @@ pub struct ObjectSchema {
 impl ObjectSchema {
     /// An object type with no properties yet.
     pub fn new(name: impl Into<String>) -> Self {
-        ObjectSchema { name: name.into(), primary_key: None, properties: Vec::new(), backlinks: Vec::new() }
+        ObjectSchema {
+            name: name.into(),
+            primary_key: None,
+            embedded: false,
+            properties: Vec::new(),
+            backlinks: Vec::new(),
+        }
     }
 
     /// Adds the primary key property.
@@ -326,6 +338,18 @@ impl ObjectSchema {
     /// A computed `linkingObjects` property by name.
     pub fn backlink_named(&self, name: &str) -> Option<&Backlink> {
         self.backlinks.iter().find(|b| b.name == name)
+    }
+
+    /// Makes it an embedded type: no primary key, its objects stored
+    /// inside the one object that holds each.
+    pub fn embedded(mut self) -> Self {
+        self.embedded = true;
+        self
+    }
+
+    /// Whether it is an embedded type.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded
     }
 
     /// The type's name.
@@ -401,9 +425,15 @@ impl ObjectSchema {
         if !valid_name(&self.name) {
             return err(None, "a type name must be non-empty and use only letters, digits and '_'".into());
         }
-        let Some(pk) = &self.primary_key else {
-            return err(None, "no primary key: every Haven type needs one (add \"primaryKey\": \"_id\"); objects are identified by it locally and in sync".into());
-        };
+        if self.embedded && self.primary_key.is_some() {
+            return err(
+                None,
+                "an embedded type has no primary key: its objects belong to the object that holds them".into(),
+            );
+        }
+        if !self.embedded && self.primary_key.is_none() {
+            return err(None, "no primary key: every Haven type needs one (add \"primaryKey\": \"_id\"); objects are identified by it locally and in sync, or mark it \"embedded\": true".into());
+        }
         let mut seen = HashMap::new();
         for p in &self.properties {
             let pn = Some(p.name.as_str());
@@ -430,7 +460,9 @@ impl ObjectSchema {
             if matches!(p.ty, PropertyType::Mixed | PropertyType::Decimal128) && p.indexed {
                 return err(pn, format!("{} properties cannot be indexed yet", p.ty.name()));
             }
+            check_embedded_use(self, p).map_err(|m| SchemaError::new(t, pn, m))?;
         }
+        let Some(pk) = &self.primary_key else { return Ok(()) };
         let Some(pkp) = self.property_named(pk) else {
             return err(Some(pk), "the primary key is not one of the type's properties".into());
         };
@@ -441,6 +473,28 @@ impl ObjectSchema {
             );
         }
         Ok(())
+    }
+}
+
+/// What an embedded property, or a property of an embedded type, may not
+/// be (yet).
+fn check_embedded_use(owner: &ObjectSchema, p: &Property) -> Result<(), String> {
+    let embedded = matches!(p.ty, PropertyType::Embedded(_));
+    match p.collection {
+        Collection::Set if embedded => {
+            Err("a set of embedded objects is not allowed: an embedded object has no identity to be distinct by".into())
+        }
+        Collection::List | Collection::Dictionary if embedded => Err(format!(
+            "a {} of embedded objects is not supported yet: use one embedded object (\"{}?\")",
+            if p.collection == Collection::List { "list" } else { "dictionary" },
+            p.ty.name()
+        )),
+        _ if embedded && p.indexed => Err("an embedded object cannot be indexed".into()),
+        _ if owner.embedded && (embedded || p.is_collection()) => {
+            Err("an embedded type's properties are single values and links, not yet collections or embedded objects"
+                .into())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -476,8 +530,18 @@ pub struct Schema {
 }
 
 impl Schema {
-    /// Validates and builds a schema.
-    pub fn new(types: Vec<ObjectSchema>) -> Result<Schema, SchemaError> {
+    /// Validates and builds a schema. A property naming an embedded type
+    /// holds an embedded object ([`PropertyType::Embedded`]).
+    pub fn new(mut types: Vec<ObjectSchema>) -> Result<Schema, SchemaError> {
+        let embedded: Vec<String> = types.iter().filter(|t| t.embedded).map(|t| t.name.clone()).collect();
+        for p in types.iter_mut().flat_map(|t| t.properties.iter_mut()) {
+            if let PropertyType::Link(target) = &p.ty {
+                if embedded.contains(target) {
+                    p.ty = PropertyType::Embedded(target.clone());
+                    p.optional |= p.collection == Collection::Single;
+                }
+            }
+        }
         let mut names = HashMap::new();
         for (i, t) in types.iter().enumerate() {
             if names.insert(t.name.as_str(), i).is_some() {
@@ -527,7 +591,10 @@ impl Schema {
                     let spec = json!({"type": "linkingObjects", "objectType": b.object_type, "property": b.property});
                     props.insert(b.name.clone(), spec);
                 }
-                json!({"name": t.name, "primaryKey": t.primary_key, "properties": props})
+                match t.embedded {
+                    true => json!({"name": t.name, "embedded": true, "properties": props}),
+                    false => json!({"name": t.name, "primaryKey": t.primary_key, "properties": props}),
+                }
             })
             .collect();
         Json::Array(types).to_string()
@@ -798,9 +865,54 @@ impl Schema {
                 Some(t) => &t.primary_key_property().ty,
                 None => return Err(format!("unknown link target type '{target}'")),
             },
+            PropertyType::Embedded(target) => return self.coerce_embedded(target, value),
             ty => ty,
         };
         coerce_scalar(ty, value)
+    }
+
+    /// An embedded object's fields, each checked against its type, with
+    /// the defaults of those not given.
+    fn coerce_embedded(&self, target: &str, value: Value) -> Result<Value, String> {
+        let ty = self.object_type(target).ok_or_else(|| format!("unknown embedded type '{target}'"))?;
+        let Value::Dictionary(mut given) = value else {
+            return Err(format!("expected an embedded {target} (an object of its fields), got {}", value.kind()));
+        };
+        if let Some(unknown) = given.keys().find(|k| ty.property_named(k).is_none()) {
+            return Err(format!("{target} has no property '{unknown}'"));
+        }
+        let field = |p: &Property| -> Result<(String, Value), String> {
+            let value = match given.remove(&p.name) {
+                Some(v) => self.coerce_element(p, v).map_err(|m| format!("at field \"{}\": {m}", p.name))?,
+                None => p
+                    .default_value()
+                    .ok_or_else(|| format!("field \"{}\" ('{}') is required", p.name, p.type_string()))?,
+            };
+            Ok((p.name.clone(), value))
+        };
+        ty.properties().iter().map(field).collect::<Result<_, _>>().map(Value::Dictionary)
+    }
+
+    /// Converts a value to what field `field` of embedded property `prop`
+    /// stores, or says why the field or the value does not fit.
+    pub fn coerce_embedded_field(
+        &self,
+        ty: &ObjectSchema,
+        prop: &Property,
+        field: &str,
+        value: Value,
+    ) -> Result<Value, ValueError> {
+        let fail = |message: String| ValueError {
+            object_type: ty.name.clone(),
+            property: prop.name.clone(),
+            message: format!("at field \"{field}\": {message}"),
+        };
+        let PropertyType::Embedded(target) = &prop.ty else {
+            return Err(fail(format!("'{}' is not an embedded object", prop.type_string())));
+        };
+        let embedded = self.object_type(target).ok_or_else(|| fail(format!("unknown embedded type '{target}'")))?;
+        let p = embedded.property_named(field).ok_or_else(|| fail(format!("{target} has no such property")))?;
+        self.coerce_element(p, value).map_err(fail)
     }
 }
 
@@ -908,6 +1020,7 @@ fn type_from_json(json: &Json) -> Result<ObjectSchema, SchemaError> {
         Some(Json::String(pk)) => ty.primary_key = Some(pk.clone()),
         Some(_) => return Err(SchemaError::new(t, None, "\"primaryKey\" must be a property name")),
     }
+    ty.embedded = obj.get("embedded").and_then(Json::as_bool).unwrap_or(false);
     let props = obj
         .get("properties")
         .and_then(Json::as_object)

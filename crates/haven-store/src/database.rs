@@ -399,6 +399,7 @@ impl Database {
             .enumerate()
             .find(|(_, t)| t.name() == name)
             .ok_or_else(|| Error::UnknownType(name.to_owned()))
+            .and_then(|(i, t)| crate::error::not_embedded(t).map(|t| (i, t)))
     }
 
     pub(crate) fn snapshot(&self) -> Result<Arc<Snapshot>> {

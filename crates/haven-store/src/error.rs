@@ -71,6 +71,11 @@ pub enum Error {
         /// The primary key, as text.
         primary_key: String,
     },
+    /// A type-level operation (create, query, lookup) on an embedded type.
+    #[error(
+        "{0} is an embedded type: it has no objects of its own; read and write them through the object that holds each"
+    )]
+    EmbeddedType(String),
     /// An operation the property does not support (`increment` on a string, say).
     #[error("{object_type}.{property}: {message}")]
     InvalidOperation {
@@ -200,4 +205,13 @@ pub enum SyncError {
     /// The database was closed.
     #[error("the sync session ended because the database was closed")]
     Closed,
+}
+
+/// `ty`, unless it is an embedded type, whose objects are reached only
+/// through the object that holds each.
+pub(crate) fn not_embedded(ty: &haven_core::ObjectSchema) -> Result<&haven_core::ObjectSchema> {
+    match ty.is_embedded() {
+        true => Err(Error::EmbeddedType(ty.name().to_owned())),
+        false => Ok(ty),
+    }
 }

@@ -390,7 +390,8 @@ impl<'t> WriteTransaction<'t> {
     }
 
     fn object_type(&self, name: &str) -> Result<&'t ObjectSchema> {
-        self.schema.object_type(name).ok_or_else(|| Error::UnknownType(name.to_owned()))
+        let ty = self.schema.object_type(name).ok_or_else(|| Error::UnknownType(name.to_owned()))?;
+        crate::error::not_embedded(ty)
     }
 
     pub(crate) fn require(&mut self, ty: &'t ObjectSchema, pk: &Value) -> Result<Vec<Value>> {

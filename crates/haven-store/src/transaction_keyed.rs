@@ -140,11 +140,58 @@ impl<'t> WriteTransaction<'t> {
             }
             removal => removal,
         };
+        self.write_entry(ty, pk, idx, edit)
+    }
+
+    /// Sets one field of an embedded object: `path` is the embedded
+    /// property and the field, `"address.city"`. The object must hold an
+    /// embedded object there (set it whole first). Concurrent edits of
+    /// other fields of the same embedded object merge field by field.
+    ///
+    /// ```
+    /// # use haven_store::{Config, Database, Schema, UpdateMode};
+    /// # use serde_json::json;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let schema = Schema::from_json(r#"[
+    ///   {"name":"Person","primaryKey":"_id","properties":{"_id":"string","address":"Address"}},
+    ///   {"name":"Address","embedded":true,"properties":{"city":"string","street":"string?"}}]"#)?;
+    /// # let db = Database::open(Config::new(dir.path().join("a.haven")).schema(schema))?;
+    /// db.write(|tx| {
+    ///     tx.create("Person", json!({"_id": "ann", "address": {"city": "Oslo"}}), UpdateMode::Never)?;
+    ///     tx.set_path("Person", "ann", "address.city", "Bergen")
+    /// })?;
+    /// let ann = db.object_for_primary_key("Person", "ann")?.unwrap();
+    /// assert_eq!(ann.to_json()["address"], json!({"city": "Bergen", "street": null}));
+    /// # Ok::<(), haven_store::Error>(())
+    /// ```
+    pub fn set_path(
+        &mut self,
+        object_type: &str,
+        primary_key: impl Into<Value>,
+        path: &str,
+        value: impl Into<Value>,
+    ) -> Result<()> {
+        let (property, field) = path.split_once('.').unwrap_or((path, ""));
+        let (ty, pk, idx) = self.field_of(object_type, primary_key.into(), property)?;
+        let prop = &ty.properties()[idx];
+        let value = self.schema().coerce_embedded_field(ty, prop, field, value.into())?;
+        self.write_entry(ty, pk, idx, EntryEdit::DictionaryEntry { key: field.to_owned(), value: Some(value) })?;
+        Ok(())
+    }
+
+    /// Writes a checked entry edit and logs it; `Ok(true)` if the value
+    /// changed.
+    fn write_entry(&mut self, ty: &'t ObjectSchema, pk: Value, idx: usize, edit: EntryEdit) -> Result<bool> {
+        let prop = &ty.properties()[idx];
         let mut values = self.require(ty, &pk)?;
         let changed = match (&mut values[idx], &edit) {
             (Value::Set(items), EntryEdit::SetElement { element, present }) => set_element(items, element, *present),
             (Value::Dictionary(entries), EntryEdit::DictionaryEntry { key, value }) => {
                 dictionary_entry(entries, key, value.clone())
+            }
+            (Value::Null, _) => {
+                let message = "it holds no embedded object: set it whole first".to_owned();
+                return Err(entry_error(ty, &prop.name, message));
             }
             (other, _) => {
                 let message = format!("the stored value is {}, not {}", other.kind(), prop.type_string());

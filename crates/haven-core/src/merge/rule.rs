@@ -323,6 +323,10 @@ impl LiveObject<'_> {
             }
             Some(f) => {
                 *f = Field { value: value.clone(), stamp: writer.stamp() };
+                // A value that is no set or dictionary (an embedded object
+                // set to null) ends the entries: later entry edits derive
+                // them from what it holds now.
+                self.keyed.remove(name);
                 None
             }
             None => {

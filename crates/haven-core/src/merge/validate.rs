@@ -3,7 +3,7 @@
 //! instruction does not fit, and names it.
 
 use super::changeset::{Changeset, Instruction};
-use crate::schema::{check_dictionary_key, Collection, ObjectSchema, Property, Schema};
+use crate::schema::{check_dictionary_key, Collection, ObjectSchema, Property, PropertyType, Schema};
 use crate::value::Value;
 
 /// An instruction that does not fit the schema.
@@ -90,10 +90,21 @@ pub(crate) fn check(schema: &Schema, instruction: &Instruction) -> Result<(), St
         Instruction::SetAdd { field, value, .. } | Instruction::SetRemove { field, value, .. } => {
             element_fits(schema, ty, collection_property(ty, field, Collection::Set)?, value, 0)
         }
-        Instruction::DictionaryPut { field, key, value, .. } => {
-            let prop = collection_property(ty, field, Collection::Dictionary)?;
-            entry_fits(schema, ty, prop, key, value.clone())
-        }
+        Instruction::DictionaryPut { field, key, value, .. } => match ty.property_named(field) {
+            // One field of an embedded object.
+            Some(prop @ Property { ty: PropertyType::Embedded(_), .. }) => {
+                match schema.coerce_embedded_field(ty, prop, key, value.clone()) {
+                    Ok(converted) if converted == *value => Ok(()),
+                    Ok(_) => Err(format!(
+                        "{}.{field}: at field {key:?}: {} is not in its stored form",
+                        ty.name(),
+                        value.kind()
+                    )),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            _ => entry_fits(schema, ty, collection_property(ty, field, Collection::Dictionary)?, key, value.clone()),
+        },
         Instruction::DictionaryRemove { field, key, .. } => {
             collection_property(ty, field, Collection::Dictionary)?;
             check_dictionary_key(key).map_err(|m| format!("{}.{field}: at key {key:?}: {m}", ty.name()))

@@ -420,6 +420,9 @@ impl<'a> Binder<'a> {
                 };
                 return Ok(Resolved { path, prop: element, owner: ty });
             }
+            if let PropertyType::Embedded(target) = &prop.ty {
+                return self.embedded_field(hops, idx, target, &segments[i + 1..], &text);
+            }
             let PropertyType::Link(target) = &prop.ty else {
                 return Err((
                     format!("'{name}' is {}, not a link: it has no properties", prop.type_string()),
@@ -435,6 +438,38 @@ impl<'a> Binder<'a> {
             ty = self.schema.object_type(target).expect("validated schema");
         }
         unreachable!("a path has at least one segment")
+    }
+
+    /// A field of the embedded object at `idx` (`address.city`): read as
+    /// the entry of the dictionary that stores the object.
+    fn embedded_field(
+        &self,
+        hops: Vec<Hop>,
+        idx: usize,
+        target: &str,
+        rest: &[(String, Range<usize>)],
+        text: &str,
+    ) -> Result<Resolved<'a>, BindError> {
+        let embedded = self.schema.object_type(target).expect("validated schema");
+        let (field, span) = &rest[0];
+        let Some(prop) = embedded.property_named(field) else {
+            return Err((format!("'{target}' has no property '{field}'"), span.clone()));
+        };
+        if rest.len() > 1 {
+            let message = format!("'{text}' goes on past a field of an embedded object, which is not supported yet");
+            return Err((message, rest[1].1.clone()));
+        }
+        let path = BoundPath {
+            hops,
+            property: idx,
+            collection: Collection::Dictionary,
+            entries: Some(Entries::Key(field.clone())),
+            aggregate: None,
+            counts_objects: false,
+            subquery: None,
+            text: text.to_owned(),
+        };
+        Ok(Resolved { path, prop: prop.clone(), owner: embedded })
     }
 
     /// The segments of `p` that name properties: inside a SUBQUERY, those

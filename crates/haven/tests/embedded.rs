@@ -1,0 +1,159 @@
+//! Embedded objects: an `Address` inside a `Person`, with no primary key,
+//! stored in its parent, written whole or field by field, merged field by
+//! field, and queried by path.
+
+use haven::{Config, Database, Error, PropertyType, Schema, SyncConfig, UpdateMode, Value};
+use haven_testkit::synced;
+use serde_json::json;
+use std::path::Path;
+use std::time::Duration;
+
+const SCHEMA: &str = r#"[
+  {"name":"Person","primaryKey":"_id","properties":{"_id":"string","name":"string?","address":"Address"}},
+  {"name":"Address","embedded":true,"properties":{"city":"string","street":"string?","zip":"int?"}}
+]"#;
+
+fn local(dir: &Path) -> Database {
+    Database::open(Config::new(dir.join("local.haven")).schema(Schema::from_json(SCHEMA).unwrap())).unwrap()
+}
+
+fn address(db: &Database, id: &str) -> serde_json::Value {
+    db.object_for_primary_key("Person", id).unwrap().expect("the person").to_json()["address"].clone()
+}
+
+#[test]
+fn an_embedded_type_is_a_property_type_without_objects_of_its_own() {
+    let schema = Schema::from_json(SCHEMA).unwrap();
+    let person = schema.object_type("Person").unwrap();
+    let prop = person.property_named("address").unwrap();
+    assert_eq!((&prop.ty, prop.optional), (&PropertyType::Embedded("Address".into()), true));
+    assert!(schema.object_type("Address").unwrap().is_embedded());
+    assert_eq!(Schema::from_json(&schema.to_json()).unwrap(), schema, "the JSON form round-trips");
+
+    let refused = |text: &str, fragment: &str| {
+        let err = Schema::from_json(text).unwrap_err().to_string();
+        assert!(err.contains(fragment), "{err} (wanted {fragment:?})");
+    };
+    refused(
+        &SCHEMA.replace(r#""embedded":true"#, r#""embedded":true,"primaryKey":"city""#),
+        "an embedded type has no primary key",
+    );
+    refused(
+        &SCHEMA.replace(r#""address":"Address""#, r#""address":"Address<>""#),
+        "a set of embedded objects is not allowed",
+    );
+    refused(
+        &SCHEMA.replace(r#""address":"Address""#, r#""address":"Address[]""#),
+        "a list of embedded objects is not supported yet",
+    );
+    refused(&SCHEMA.replace(r#""zip":"int?""#, r#""zip":"int[]""#), "not yet collections or embedded objects");
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = local(dir.path());
+    assert!(matches!(db.objects("Address"), Err(Error::EmbeddedType(_))));
+    let err = db.write(|tx| tx.create("Address", json!({"city": "Oslo"}), UpdateMode::Never)).unwrap_err();
+    assert!(err.to_string().contains("Address is an embedded type"), "{err}");
+}
+
+#[test]
+fn an_embedded_object_is_written_whole_or_field_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = local(dir.path());
+    db.write(|tx| {
+        tx.create("Person", json!({"_id": "ann", "address": {"city": "Oslo", "zip": 150}}), UpdateMode::Never)?;
+        tx.create("Person", json!({"_id": "bob"}), UpdateMode::Never)
+    })
+    .unwrap();
+    assert_eq!(address(&db, "ann"), json!({"city": "Oslo", "street": null, "zip": 150}), "defaults filled");
+    assert_eq!(address(&db, "bob"), json!(null));
+    db.write(|tx| {
+        tx.set_path("Person", "ann", "address.street", "Main 1")?;
+        tx.set("Person", "bob", "address", Value::Dictionary([("city".to_owned(), Value::from("Bergen"))].into()))
+    })
+    .unwrap();
+    assert_eq!(address(&db, "ann"), json!({"city": "Oslo", "street": "Main 1", "zip": 150}));
+    assert_eq!(address(&db, "bob")["city"], json!("Bergen"));
+    db.write(|tx| tx.set("Person", "ann", "address", Value::Null)).unwrap();
+    assert_eq!(address(&db, "ann"), json!(null), "deleted with its parent's property");
+
+    let version = db.version();
+    let cases: Vec<(serde_json::Value, &str)> = vec![
+        (json!({"city": 5}), "Person.address: at field \"city\": expected string, got int"),
+        (json!({"street": "x"}), "field \"city\" ('string') is required"),
+        (json!({"city": "x", "planet": "Earth"}), "Address has no property 'planet'"),
+        (json!("Oslo"), "expected an embedded Address"),
+    ];
+    for (value, fragment) in cases {
+        let err =
+            db.write(|tx| tx.create("Person", json!({"_id": "cy", "address": value}), UpdateMode::Never)).unwrap_err();
+        assert!(err.to_string().contains(fragment), "{err} (wanted {fragment:?})");
+    }
+    let err = db.write(|tx| tx.set_path("Person", "ann", "address.city", "Oslo")).unwrap_err();
+    assert!(err.to_string().contains("holds no embedded object: set it whole first"), "{err}");
+    let err = db.write(|tx| tx.set_path("Person", "bob", "address.zip", "ten")).unwrap_err();
+    assert!(err.to_string().contains("Person.address: at field \"zip\": expected int, got string"), "{err}");
+    let err = db.write(|tx| tx.set_path("Person", "bob", "name.first", "x")).unwrap_err();
+    assert!(err.to_string().contains("not an embedded object"), "{err}");
+    assert_eq!(db.version(), version, "nothing was written");
+}
+
+#[test]
+fn queries_read_fields_of_embedded_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = local(dir.path());
+    db.write(|tx| {
+        tx.create("Person", json!({"_id": "ann", "address": {"city": "Oslo", "zip": 150}}), UpdateMode::Never)?;
+        tx.create("Person", json!({"_id": "bob", "address": {"city": "Bergen"}}), UpdateMode::Never)?;
+        tx.create("Person", json!({"_id": "cy"}), UpdateMode::Never)
+    })
+    .unwrap();
+    let ids = |query: &str| -> Vec<Value> {
+        db.objects("Person").unwrap().filtered(query, &[]).unwrap().iter().unwrap().map(|o| o.primary_key()).collect()
+    };
+    let names = |v: &[&str]| v.iter().map(|s| Value::from(*s)).collect::<Vec<_>>();
+    assert_eq!(ids("address.city == 'Oslo'"), names(&["ann"]));
+    assert_eq!(ids("address.zip > 100"), names(&["ann"]));
+    assert_eq!(ids("address.zip == nil"), names(&["bob", "cy"]));
+    assert_eq!(ids("address == nil"), names(&["cy"]));
+    assert_eq!(ids("address != nil SORT(address.city ASC)"), names(&["bob", "ann"]));
+    let err = db.objects("Person").unwrap().filtered("address.zip == 'x'", &[]).unwrap_err();
+    assert!(err.to_string().contains("type mismatch"), "{err}");
+    let err = db.objects("Person").unwrap().filtered("address.planet == 'x'", &[]).unwrap_err();
+    assert!(err.to_string().contains("'Address' has no property 'planet'"), "{err}");
+}
+
+fn synced_config(dir: &Path, name: &str, url: &str) -> Config {
+    let sync = SyncConfig::new(url, "dev", "p").reconnect_delays(Duration::from_millis(20), Duration::from_millis(200));
+    Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_edits_of_one_embedded_object_merge_field_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = haven_testkit::test_storage(&dir.path().join("server"));
+    let server =
+        haven_server::Server::start(storage.clone(), haven_server::Authenticator::Dev, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+    let a = Database::open_synced(synced_config(dir.path(), "a", &server.url())).await.unwrap();
+    let b = Database::open_synced(synced_config(dir.path(), "b", &server.url())).await.unwrap();
+    a.write(|tx| tx.create("Person", json!({"_id": "ann", "address": {"city": "Oslo"}}), UpdateMode::Never)).unwrap();
+    synced(&a).await;
+    synced(&b).await;
+    a.sync_session().unwrap().pause();
+    b.sync_session().unwrap().pause();
+    a.write(|tx| tx.set_path("Person", "ann", "address.street", "Main 1")).unwrap();
+    b.write(|tx| tx.set_path("Person", "ann", "address.zip", 150)).unwrap();
+    for db in [&a, &b] {
+        db.sync_session().unwrap().resume();
+        synced(db).await;
+    }
+    synced(&a).await;
+    let expected = json!({"city": "Oslo", "street": "Main 1", "zip": 150});
+    assert_eq!(address(&a, "ann"), expected);
+    assert_eq!(address(&b, "ann"), expected);
+    let c = Database::open_synced(synced_config(dir.path(), "c", &server.url())).await.unwrap();
+    synced(&c).await;
+    assert_eq!(address(&c, "ann"), expected, "as the server holds it");
+    server.shutdown().await;
+}
