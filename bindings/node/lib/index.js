@@ -89,7 +89,7 @@ const COLLECTIONS = { "[]": "list", "<>": "set", "{}": "dictionary" };
  * linked object, a list or set element by element, a dictionary value by
  * value; everything else as stored. `collection` is "list", "set",
  * "dictionary" or undefined. */
-function typeInfo(objectSchema) {
+function typeInfo(objectSchema, embeddedTypes) {
   const properties = new Map();
   const dates = [];
   /** Computed `linkingObjects` properties: not stored, so no position. */
@@ -102,6 +102,10 @@ function typeInfo(objectSchema) {
     const written = typeof spec === "string" ? spec : spec.type;
     const collection = COLLECTIONS[written.slice(-2)];
     const base = (collection ? written.slice(0, -2) : written).replace(/\?$/, "");
+    if (embeddedTypes.has(base)) {
+      properties.set(name, { read: (v) => v, position: properties.size, collection: "embedded" });
+      continue;
+    }
     const one = base === "date" ? (v, _) => new Date(v) : PRIMITIVES.has(base) ? undefined : (v, realm) => makeObject(realm, base, v);
     const maybe = one && ((v, realm) => (v === null ? null : one(v, realm)));
     let read = (v) => v;
@@ -140,7 +144,8 @@ class Realm {
     /** Every native subscription of this realm: removed when it closes. */
     this._subscriptions = new Set();
     this._schema = JSON.parse(handle.schemaJson);
-    this._types = new Map(this._schema.map((s) => [s.name, typeInfo(s)]));
+    const embeddedTypes = new Set(this._schema.filter((s) => s.embedded).map((s) => s.name));
+    this._types = new Map(this._schema.map((s) => [s.name, typeInfo(s, embeddedTypes)]));
     /** What was read, valid while `_stamp()` returns the same number:
      * it changes when the database does, and with each write of this realm. */
     this._stampValue = 0;
@@ -779,9 +784,41 @@ const dictionaryHandler = {
   },
 };
 
-/** A collection property: a live List, Set or Dictionary. */
+/** An embedded object, live: its fields read as properties, and inside
+ * realm.write() assigning one sets that field alone (`set_path`), so that
+ * other devices' edits of its other fields merge with it. */
+class EmbeddedObject {
+  constructor(object, property, known) {
+    this.object = object;
+    this.property = property;
+    this.known = known;
+  }
+}
+
+const embeddedHandler = {
+  get(embedded, property) {
+    if (property === "toJSON") return () => ({ ...dictionaryEntries(embedded) });
+    if (property === "isValid") return () => OBJECT_METHODS.isValid(embedded.object)() && dictionaryEntries(embedded) !== null;
+    if (typeof property === "symbol") return undefined;
+    return dictionaryEntries(embedded)?.[property];
+  },
+  set(embedded, property, value) {
+    const { realm, type, key } = embedded.object;
+    native(() => realm._handle.setPath(type, key, `${embedded.property}.${String(property)}`, plain(value)));
+    realm._changed();
+    return true;
+  },
+  has: (embedded, property) => dictionaryHandler.has(embedded, property),
+  ownKeys: (embedded) => dictionaryHandler.ownKeys(embedded),
+  getOwnPropertyDescriptor: (embedded, property) => dictionaryHandler.getOwnPropertyDescriptor(embedded, property),
+};
+
+/** A collection property: a live List, Set or Dictionary; or an embedded
+ * object (null when there is none). */
 function makeCollection(state, property, known) {
   switch (known.collection) {
+    case "embedded":
+      return readProperty(state, property, known) === null ? null : new Proxy(new EmbeddedObject(state, property, known), embeddedHandler);
     case "set":
       return new Proxy(new HavenSet(state, property, known), setHandler);
     case "dictionary":

@@ -39,6 +39,7 @@ pub(crate) fn haven_error(error: haven::Error) -> Error {
         haven::Error::Query(_) => "QueryError",
         haven::Error::InvalidValue(_)
         | haven::Error::UnknownType(_)
+        | haven::Error::EmbeddedType(_)
         | haven::Error::UnknownProperty { .. }
         | haven::Error::MissingProperty { .. }
         | haven::Error::Conversion { .. } => "TypeError",
@@ -256,6 +257,15 @@ impl NativeDatabase {
             other => Err(unknown_operation(&object_type, &property, "list", other)),
         })?;
         Ok(removed.to_json())
+    }
+
+    /// Sets one field of an embedded object: `path` is `"address.city"`.
+    #[napi]
+    pub fn set_path(&self, object_type: String, primary_key: Json, path: String, value: Json) -> Result<()> {
+        let key = self::value(&primary_key, "the primary key")?;
+        let value = self::value(&value, &path)?;
+        let what = || format!("set {object_type}.{path}");
+        self.in_write(what, |tx| tx.set_path(&object_type, key, &path, value))
     }
 
     /// Edits one element of a set property: `op` is "add" or "remove";
