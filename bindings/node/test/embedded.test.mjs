@@ -30,3 +30,55 @@ test("an embedded object reads as a live nested object and its fields are writte
   assert.throws(() => realm.objects("Address").length, { name: "TypeError", message: /Address is an embedded type/ });
   realm.close();
 });
+
+test("a Realm schema with every property type opens and syncs", async () => {
+  const schema = [
+    {
+      name: "Owner",
+      primaryKey: "_id",
+      properties: {
+        _id: "objectId", flag: "bool", count: "int", ratio: "double", name: { type: "string", indexed: true },
+        born: "date", uid: "uuid", price: "decimal128", anything: "mixed", best: "Dog?", dogs: "Dog[]",
+        tags: "string<>", scores: "int{}", address: "Address?", ranks: { type: "list", objectType: "int" },
+        walked: { type: "linkingObjects", objectType: "Dog", property: "walkers" },
+      },
+    },
+    { name: "Dog", primaryKey: "_id", properties: { _id: "int", walkers: "Owner[]" } },
+    { name: "Address", embedded: true, properties: { city: "string" } },
+  ];
+  const { startServer } = await import("./server.mjs");
+  const server = await startServer();
+  const dir = mkdtempSync(join(tmpdir(), "haven-every-type-"));
+  try {
+    const device = async (name) => {
+      const app = new Haven.App({ baseUrl: server.url });
+      const user = await app.logIn(Haven.Credentials.anonymous());
+      return Haven.open({ path: join(dir, `${name}.haven`), schema, sync: { user, partitionValue: "p" } });
+    };
+    const a = await device("a");
+    const oid = "5f1b2c3d4e5f6a7b8c9d0e1f";
+    a.write(() => {
+      const rex = a.create("Dog", { _id: 1 });
+      const ann = a.create("Owner", {
+        _id: oid, flag: true, count: 3, ratio: 0.5, name: "Ann", born: new Date(1_000),
+        uid: "123e4567-e89b-12d3-a456-426614174000", price: "12.50", anything: "x", best: rex, dogs: [rex],
+        tags: ["b", "a"], scores: { a: 1 }, address: { city: "Oslo" }, ranks: [3, 1],
+      });
+      rex.walkers.push(ann);
+    });
+    await a.syncSession.uploadAllLocalChanges(10_000);
+    const b = await device("b");
+    await b.syncSession.downloadAllServerChanges(10_000);
+    const ann = b.objectForPrimaryKey("Owner", oid);
+    assert.deepEqual(ann.toJSON(), a.objectForPrimaryKey("Owner", oid).toJSON());
+    assert.equal(ann.price, "12.50");
+    assert.equal(ann.address.city, "Oslo");
+    assert.deepEqual([...ann.tags], ["a", "b"]);
+    assert.equal(ann.walked.length, 1);
+    assert.equal(ann.best._id, 1);
+    a.close();
+    b.close();
+  } finally {
+    await server.stop();
+  }
+});

@@ -22,7 +22,8 @@ pub fn run(path: &Path, json: bool) -> Result<(), Box<dyn std::error::Error>> {
     };
     let repaired = copy.is_some();
     let mut types = Vec::new();
-    for ty in db.schema().types() {
+    // Embedded types have no objects of their own: their parents hold them.
+    for ty in db.schema().types().iter().filter(|t| !t.is_embedded()) {
         let count = db.objects(ty.name())?.len()?;
         types.push((ty, count));
     }

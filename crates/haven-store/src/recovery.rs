@@ -88,7 +88,7 @@ pub fn from_change_log(backup: &Database, live: &Database) -> Result<RecoveryRep
 pub fn overwrite_server(backup: &Database, live: &Database) -> Result<RecoveryReport> {
     let mut changes = Vec::new();
     let mut report = RecoveryReport::default();
-    for ty in backup.schema().types() {
+    for ty in backup.schema().types().iter().filter(|t| !t.is_embedded()) {
         let fits = live
             .schema()
             .object_type(ty.name())

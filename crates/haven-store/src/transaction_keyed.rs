@@ -102,6 +102,11 @@ impl<'t> WriteTransaction<'t> {
             Instruction::SetRemove { object_type, pk, field, value } => {
                 self.set_remove(object_type, pk.clone(), field, value.clone())
             }
+            Instruction::DictionaryPut { object_type, pk, field, key, value }
+                if self.is_embedded(object_type, field) =>
+            {
+                self.set_path(object_type, pk.clone(), &format!("{field}.{key}"), value.clone()).map(|()| true)
+            }
             Instruction::DictionaryPut { object_type, pk, field, key, value } => {
                 self.dict_put(object_type, pk.clone(), field, key, value.clone()).map(|()| true)
             }
@@ -110,6 +115,14 @@ impl<'t> WriteTransaction<'t> {
             }
             other => Err(Error::Storage(format!("not a set or dictionary instruction: {other:?}"))),
         }
+    }
+
+    /// Whether `object_type.property` holds an embedded object (whose
+    /// fields are edited as a dictionary's entries).
+    #[cfg(feature = "sync")]
+    fn is_embedded(&self, object_type: &str, property: &str) -> bool {
+        let prop = self.schema().object_type(object_type).and_then(|t| t.property_named(property));
+        prop.is_some_and(|p| matches!(p.ty, haven_core::PropertyType::Embedded(_)))
     }
 
     /// Checks `value` against the collection's type, writes the edit

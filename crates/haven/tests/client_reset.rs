@@ -20,7 +20,8 @@ use haven_testkit::{dogs, synced};
 
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{
     "_id":"int","name":"string","age":"int?","lastUpdated":"int","friend":"Dog?","tags":"int[]",
-    "colors":"string<>","scores":"int{}"}}]"#;
+    "colors":"string<>","scores":"int{}","address":"Address"}},
+    {"name":"Address","embedded":true,"properties":{"city":"string","street":"string?"}}]"#;
 const ADMIN: &str = "admin-secret";
 
 /// The server and the files of one scenario.
@@ -464,7 +465,7 @@ async fn two_creates_of_one_key_merge_by_the_later_write() {
         assert_eq!(dogs.len(), 2);
         assert_eq!(
             dogs[1],
-            json!({"_id": 3, "name": "R's", "age": 2, "lastUpdated": 2, "friend": null, "tags": [], "colors": [], "scores": {}}),
+            json!({"_id": 3, "name": "R's", "age": 2, "lastUpdated": 2, "friend": null, "tags": [], "colors": [], "scores": {}, "address": null}),
             "{mode:?}"
         );
     }
@@ -763,7 +764,7 @@ async fn from_change_log_replays_everything_overwrite_server_copies_the_backup()
     synced(&b.r).await;
     let mut expected = dogs(&backup);
     expected.push(
-        json!({"_id": 4, "name": "R's", "age": null, "lastUpdated": 2, "friend": null, "tags": [], "colors": [], "scores": {}}),
+        json!({"_id": 4, "name": "R's", "age": null, "lastUpdated": 2, "friend": null, "tags": [], "colors": [], "scores": {}, "address": null}),
     );
     assert_eq!(b.converged().await, expected);
 }
@@ -1266,4 +1267,35 @@ async fn manual_recovery_by_field_replays_set_and_dictionary_edits_by_entry() {
     synced(&b.r).await;
     let expected = (json!(["black", "brown", "white"]), json!({"agility": 5, "speed": 3}));
     assert_eq!(colors_and_scores(&b.converged().await), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovering_an_offline_edit_of_an_embedded_field_keeps_the_servers_edit_of_another() {
+    for mode in [RECOVER, Mode::Manual] {
+        let b = baseline(mode).await;
+        b.l.sync_session().unwrap().resume();
+        b.l.write(|tx| tx.set("Dog", 1, "address", Value::Dictionary([("city".to_owned(), "Oslo".into())].into())))
+            .unwrap();
+        synced(&b.l).await;
+        synced(&b.r).await;
+        b.l.sync_session().unwrap().pause();
+        b.l.write(|tx| tx.set_path("Dog", 1, "address.street", "Main 1")).unwrap();
+        b.remote(|r| r.write(|tx| tx.set_path("Dog", 1, "address.city", "Bergen")).unwrap()).await;
+        let b = match mode {
+            Mode::Manual => {
+                let (live, backup, b) = manual_reset(b).await;
+                let report = haven::recovery::by_field(&backup, &live).unwrap();
+                assert!(report.is_complete(), "{report}");
+                synced(&live).await;
+                synced(&b.r).await;
+                b
+            }
+            _ => {
+                b.reset_and_resume().await;
+                assert!(b.seen.report().is_complete(), "{}", b.seen.report());
+                b
+            }
+        };
+        assert_eq!(b.converged().await[0]["address"], json!({"city": "Bergen", "street": "Main 1"}), "{mode:?}");
+    }
 }
