@@ -102,11 +102,13 @@ function typeInfo(objectSchema, embeddedTypes) {
     const written = typeof spec === "string" ? spec : spec.type;
     const collection = COLLECTIONS[written.slice(-2)];
     const base = (collection ? written.slice(0, -2) : written).replace(/\?$/, "");
-    if (embeddedTypes.has(base)) {
+    if (embeddedTypes.has(base) && !collection) {
       properties.set(name, { read: (v) => v, position: properties.size, collection: "embedded" });
       continue;
     }
-    const one = base === "date" ? (v, _) => new Date(v) : PRIMITIVES.has(base) ? undefined : (v, realm) => makeObject(realm, base, v);
+    // A list of embedded objects reads as a list of plain objects.
+    const stored = PRIMITIVES.has(base) || embeddedTypes.has(base);
+    const one = base === "date" ? (v, _) => new Date(v) : stored ? undefined : (v, realm) => makeObject(realm, base, v);
     const maybe = one && ((v, realm) => (v === null ? null : one(v, realm)));
     let read = (v) => v;
     if (one && collection === "dictionary") read = (v, realm) => Object.fromEntries(Object.entries(v).map(([k, item]) => [k, maybe(item, realm)]));

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import Haven from "haven";
 
 const Schema = [
-  { name: "Person", primaryKey: "_id", properties: { _id: "string", address: "Address?" } },
+  { name: "Person", primaryKey: "_id", properties: { _id: "string", address: "Address?", homes: "Address[]" } },
   { name: "Address", embedded: true, properties: { city: "string", street: "string?" } },
 ];
 
@@ -26,6 +26,9 @@ test("an embedded object reads as a live nested object and its fields are writte
   assert.deepEqual(ann.toJSON().address, { city: "Oslo", street: "Main 1" });
   assert.equal(bob.address.city, "Bergen");
   assert.deepEqual(realm.objects("Person").filtered("address.city == 'Bergen'").map((p) => p._id), ["bob"]);
+  realm.write(() => ann.homes.push({ city: "Tromsø" }, { city: "Bodø" }));
+  assert.deepEqual(ann.homes.map((h) => h.city), ["Tromsø", "Bodø"], "a list of embedded objects holds plain objects");
+  assert.deepEqual(realm.objects("Person").filtered("homes.city == 'Bodø'").map((p) => p._id), ["ann"]);
   assert.throws(() => realm.write(() => { ann.address.city = 5; }), { message: /Person\.address: at field "city": expected string, got int/ });
   assert.throws(() => realm.objects("Address").length, { name: "TypeError", message: /Address is an embedded type/ });
   realm.close();

@@ -484,9 +484,8 @@ fn check_embedded_use(owner: &ObjectSchema, p: &Property) -> Result<(), String> 
         Collection::Set if embedded => {
             Err("a set of embedded objects is not allowed: an embedded object has no identity to be distinct by".into())
         }
-        Collection::List | Collection::Dictionary if embedded => Err(format!(
-            "a {} of embedded objects is not supported yet: use one embedded object (\"{}?\")",
-            if p.collection == Collection::List { "list" } else { "dictionary" },
+        Collection::Dictionary if embedded => Err(format!(
+            "a dictionary of embedded objects is not supported yet: use one (\"{0}?\") or a list (\"{0}[]\")",
             p.ty.name()
         )),
         _ if embedded && p.indexed => Err("an embedded object cannot be indexed".into()),

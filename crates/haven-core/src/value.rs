@@ -381,10 +381,11 @@ impl<K: Into<String>, T: Into<Value>> From<BTreeMap<K, T>> for Value {
 /// How a [`Value`] is read from serde (the sync protocol, stored states).
 ///
 /// The same variants in the same order as [`Value`], with one difference:
-/// a collection's elements cannot be collections. No property holds nested
-/// collections, and reading them would recurse once per level: a hostile
-/// frame of nested one-element lists (two bytes a level) would overflow
-/// the server's stack.
+/// a collection's elements cannot be collections, but for dictionaries of
+/// single values (embedded objects in a list). No property holds deeper
+/// nesting, and reading it would recurse once per level: a hostile frame
+/// of nested one-element lists (two bytes a level) would overflow the
+/// server's stack.
 mod wire {
     use std::collections::BTreeMap;
 
@@ -406,8 +407,12 @@ mod wire {
         Decimal128(crate::decimal::Decimal128),
     }
 
-    /// A value inside a collection: never a collection.
-    type Element = Wire<Nested, Nested>;
+    /// A single value: never a collection.
+    type Scalar = Wire<Nested, Nested>;
+
+    /// A value inside a collection: a single value, or a dictionary of
+    /// single values (an embedded object in a list).
+    type Element = Wire<Nested, BTreeMap<String, Scalar>>;
 
     /// A value as read: collections of elements that are not collections.
     pub(super) type WireValue = Wire<Vec<Element>, BTreeMap<String, Element>>;
@@ -421,9 +426,19 @@ mod wire {
         }
     }
 
+    impl Scalar {
+        fn into_scalar(self) -> super::Value {
+            self.into_value(|never| match never {}, |never| match never {}, |never| match never {})
+        }
+    }
+
     impl Element {
         fn into_element(self) -> super::Value {
-            self.into_value(|never| match never {}, |never| match never {}, |never| match never {})
+            self.into_value(
+                |never| match never {},
+                |never| match never {},
+                |fields| super::Value::Dictionary(fields.into_iter().map(|(k, v)| (k, v.into_scalar())).collect()),
+            )
         }
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 const SCHEMA: &str = r#"[
-  {"name":"Person","primaryKey":"_id","properties":{"_id":"string","name":"string?","address":"Address"}},
+  {"name":"Person","primaryKey":"_id","properties":{"_id":"string","name":"string?","address":"Address","homes":"Address[]"}},
   {"name":"Address","embedded":true,"properties":{"city":"string","street":"string?","zip":"int?"}}
 ]"#;
 
@@ -43,8 +43,8 @@ fn an_embedded_type_is_a_property_type_without_objects_of_its_own() {
         "a set of embedded objects is not allowed",
     );
     refused(
-        &SCHEMA.replace(r#""address":"Address""#, r#""address":"Address[]""#),
-        "a list of embedded objects is not supported yet",
+        &SCHEMA.replace(r#""address":"Address""#, r#""address":"Address{}""#),
+        "a dictionary of embedded objects is not supported yet",
     );
     refused(&SCHEMA.replace(r#""zip":"int?""#, r#""zip":"int[]""#), "not yet collections or embedded objects");
 
@@ -122,6 +122,39 @@ fn queries_read_fields_of_embedded_objects() {
     assert!(err.to_string().contains("'Address' has no property 'planet'"), "{err}");
 }
 
+#[test]
+fn a_list_of_embedded_objects_holds_whole_objects_by_element() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = local(dir.path());
+    let home = |fields: &[(&str, &str)]| {
+        Value::Dictionary(fields.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect())
+    };
+    db.write(|tx| {
+        tx.create(
+            "Person",
+            json!({"_id": "ann", "homes": [{"city": "Oslo"}, {"city": "Bergen", "zip": 5000}]}),
+            UpdateMode::Never,
+        )?;
+        tx.create("Person", json!({"_id": "bob", "homes": [{"city": "Oslo"}]}), UpdateMode::Never)?;
+        tx.list_push("Person", "bob", "homes", home(&[("city", "Tromsø")]))?;
+        tx.list_set("Person", "ann", "homes", 0, home(&[("city", "Oslo"), ("street", "Main 1")]))
+    })
+    .unwrap();
+    let homes = |id: &str| db.object_for_primary_key("Person", id).unwrap().unwrap().to_json()["homes"].clone();
+    assert_eq!(homes("ann")[0], json!({"city": "Oslo", "street": "Main 1", "zip": null}));
+    assert_eq!(homes("bob")[1], json!({"city": "Tromsø", "street": null, "zip": null}));
+    let ids = |query: &str| -> Vec<Value> {
+        db.objects("Person").unwrap().filtered(query, &[]).unwrap().iter().unwrap().map(|o| o.primary_key()).collect()
+    };
+    assert_eq!(ids("homes.city == 'Bergen'"), [Value::from("ann")]);
+    assert_eq!(ids("ALL homes.zip == nil"), [Value::from("bob")]);
+    assert_eq!(ids("homes.@count == 2"), [Value::from("ann"), Value::from("bob")]);
+    let err = db.write(|tx| tx.list_push("Person", "ann", "homes", home(&[]))).unwrap_err();
+    assert!(err.to_string().contains("Person.homes: at index 2: field \"city\" ('string') is required"), "{err}");
+    let err = db.write(|tx| tx.list_push("Person", "ann", "homes", Value::Null)).unwrap_err();
+    assert!(err.to_string().contains("null is not allowed"), "{err}");
+}
+
 fn synced_config(dir: &Path, name: &str, url: &str) -> Config {
     let sync = SyncConfig::new(url, "dev", "p").reconnect_delays(Duration::from_millis(20), Duration::from_millis(200));
     Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
@@ -142,8 +175,16 @@ async fn concurrent_edits_of_one_embedded_object_merge_field_by_field() {
     synced(&b).await;
     a.sync_session().unwrap().pause();
     b.sync_session().unwrap().pause();
-    a.write(|tx| tx.set_path("Person", "ann", "address.street", "Main 1")).unwrap();
-    b.write(|tx| tx.set_path("Person", "ann", "address.zip", 150)).unwrap();
+    a.write(|tx| {
+        tx.set_path("Person", "ann", "address.street", "Main 1")?;
+        tx.list_push("Person", "ann", "homes", Value::Dictionary([("city".to_owned(), Value::from("Oslo"))].into()))
+    })
+    .unwrap();
+    b.write(|tx| {
+        tx.set_path("Person", "ann", "address.zip", 150)?;
+        tx.list_push("Person", "ann", "homes", Value::Dictionary([("city".to_owned(), Value::from("Bergen"))].into()))
+    })
+    .unwrap();
     for db in [&a, &b] {
         db.sync_session().unwrap().resume();
         synced(db).await;
@@ -152,6 +193,9 @@ async fn concurrent_edits_of_one_embedded_object_merge_field_by_field() {
     let expected = json!({"city": "Oslo", "street": "Main 1", "zip": 150});
     assert_eq!(address(&a, "ann"), expected);
     assert_eq!(address(&b, "ann"), expected);
+    let homes = |db: &Database| db.object_for_primary_key("Person", "ann").unwrap().unwrap().to_json()["homes"].clone();
+    assert_eq!(homes(&a).as_array().map(Vec::len), Some(2), "both devices' pushes kept: {}", homes(&a));
+    assert_eq!(homes(&a), homes(&b));
     let c = Database::open_synced(synced_config(dir.path(), "c", &server.url())).await.unwrap();
     synced(&c).await;
     assert_eq!(address(&c, "ann"), expected, "as the server holds it");

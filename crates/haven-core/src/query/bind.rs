@@ -139,7 +139,7 @@ impl BoundPath {
         if self.counts_objects {
             return false;
         }
-        let one_key = matches!(self.entries, Some(Entries::Key(_)));
+        let one_key = self.collection == Collection::Dictionary && matches!(self.entries, Some(Entries::Key(_)));
         (self.collection != Collection::Single && self.aggregate.is_none() && !one_key)
             || self.hops.iter().any(Hop::many)
     }
@@ -421,7 +421,7 @@ impl<'a> Binder<'a> {
                 return Ok(Resolved { path, prop: element, owner: ty });
             }
             if let PropertyType::Embedded(target) = &prop.ty {
-                return self.embedded_field(hops, idx, target, &segments[i + 1..], &text);
+                return self.embedded_field(hops, (idx, prop.is_list()), target, &segments[i + 1..], &text);
             }
             let PropertyType::Link(target) = &prop.ty else {
                 return Err((
@@ -440,12 +440,13 @@ impl<'a> Binder<'a> {
         unreachable!("a path has at least one segment")
     }
 
-    /// A field of the embedded object at `idx` (`address.city`): read as
-    /// the entry of the dictionary that stores the object.
+    /// A field of the embedded object (or objects, for a `list`) at `idx`
+    /// (`address.city`): read as the entry of the dictionary that stores
+    /// each object.
     fn embedded_field(
         &self,
         hops: Vec<Hop>,
-        idx: usize,
+        (idx, list): (usize, bool),
         target: &str,
         rest: &[(String, Range<usize>)],
         text: &str,
@@ -462,7 +463,9 @@ impl<'a> Binder<'a> {
         let path = BoundPath {
             hops,
             property: idx,
-            collection: Collection::Dictionary,
+            // One embedded object is stored as a dictionary; a list of them
+            // as a list of dictionaries.
+            collection: if list { Collection::List } else { Collection::Dictionary },
             entries: Some(Entries::Key(field.clone())),
             aggregate: None,
             counts_objects: false,

@@ -109,9 +109,14 @@ pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Ve
     let mut out = Vec::new();
     for r in &records {
         match record::field(r, path.property).ok().flatten() {
-            Some(ValueRef::List(items) | ValueRef::Set(items)) => match path.aggregate {
-                Some(aggregate) => out.push(aggregate_of(aggregate, items.iter())),
-                None => out.extend(items.iter().map(|v| v.to_owned())),
+            Some(ValueRef::List(items) | ValueRef::Set(items)) => match (&path.entries, path.aggregate) {
+                // A field of each embedded object of a list.
+                (Some(Entries::Key(field)), _) => out.extend(items.iter().map(|item| match item {
+                    ValueRef::Dictionary(fields) => fields.get(field).map_or(Value::Null, |v| v.to_owned()),
+                    _ => Value::Null,
+                })),
+                (_, Some(aggregate)) => out.push(aggregate_of(aggregate, items.iter())),
+                (_, None) => out.extend(items.iter().map(|v| v.to_owned())),
             },
             Some(ValueRef::Dictionary(entries)) => match (&path.entries, path.aggregate) {
                 (Some(Entries::Key(key)), _) => out.push(entries.get(key).map_or(Value::Null, |v| v.to_owned())),
