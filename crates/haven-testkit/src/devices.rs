@@ -1,7 +1,15 @@
 //! Devices in tests: waiting for sync, reading, counted writes.
 
-use haven::{Database, UpdateMode};
+use haven::{Config, Database, Schema, SyncConfig, UpdateMode};
 use std::time::Duration;
+
+/// A device `name` (its file in `dir`) of schema `schema` (JSON) that
+/// syncs partition `p` with the dev-mode server at `url`, reconnecting
+/// quickly.
+pub fn device_config(dir: &std::path::Path, name: &str, url: &str, schema: &str) -> Config {
+    let sync = SyncConfig::new(url, "dev", "p").reconnect_delays(Duration::from_millis(20), Duration::from_millis(200));
+    Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(schema).expect("a valid schema")).sync(sync)
+}
 
 /// Waits until `db` has uploaded everything and has what the server has
 /// (at most 60 s, else panics).

@@ -26,7 +26,7 @@ mod server_data;
 pub mod tls;
 
 pub use backend::{test_postgres, test_postgres_url, test_storage, testing_postgres};
-pub use devices::{dogs, forget_base_salt, objects_of, synced, write_counted};
+pub use devices::{device_config, dogs, forget_base_salt, objects_of, synced, write_counted};
 pub use history::{fold_history, Fields};
 pub use proxy::{Faults, Proxy};
 pub use served_document::ServedDocument;

@@ -2,11 +2,10 @@
 //! stored in its parent, written whole or field by field, merged field by
 //! field, and queried by path.
 
-use haven::{Config, Database, Error, PropertyType, Schema, SyncConfig, UpdateMode, Value};
+use haven::{Config, Database, Error, PropertyType, Schema, UpdateMode, Value};
 use haven_testkit::synced;
 use serde_json::json;
 use std::path::Path;
-use std::time::Duration;
 
 const SCHEMA: &str = r#"[
   {"name":"Person","primaryKey":"_id","properties":{"_id":"string","name":"string?","address":"Address","homes":"Address[]"}},
@@ -156,8 +155,7 @@ fn a_list_of_embedded_objects_holds_whole_objects_by_element() {
 }
 
 fn synced_config(dir: &Path, name: &str, url: &str) -> Config {
-    let sync = SyncConfig::new(url, "dev", "p").reconnect_delays(Duration::from_millis(20), Duration::from_millis(200));
-    Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
+    haven_testkit::device_config(dir, name, url, SCHEMA)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,10 @@
 //! A Realm schema that uses every property type Haven has opens, holds a
 //! value of each, and syncs them to another device unchanged.
 
-use haven::{Config, Database, Schema, SyncConfig, UpdateMode};
+use haven::{Config, Database, UpdateMode};
 use haven_testkit::synced;
 use serde_json::json;
 use std::path::Path;
-use std::time::Duration;
 
 const SCHEMA: &str = r#"[
   {"name":"Owner","primaryKey":"_id","properties":{
@@ -19,8 +18,7 @@ const SCHEMA: &str = r#"[
 ]"#;
 
 fn config(dir: &Path, name: &str, url: &str) -> Config {
-    let sync = SyncConfig::new(url, "dev", "p").reconnect_delays(Duration::from_millis(20), Duration::from_millis(200));
-    Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
+    haven_testkit::device_config(dir, name, url, SCHEMA)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

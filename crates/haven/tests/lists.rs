@@ -2,11 +2,10 @@
 //! by element identity in sync, so that devices editing one list offline
 //! all keep what they added.
 
-use haven::{Config, Database, Error, Instruction, Schema, SyncConfig, UpdateMode, Value};
+use haven::{Config, Database, Error, Instruction, Schema, UpdateMode, Value};
 use haven_testkit::{fold_history, synced};
 use serde_json::json;
 use std::path::Path;
-use std::time::Duration;
 
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string?","tags":"string[]","ranks":"int[]"}}]"#;
 
@@ -106,8 +105,7 @@ fn the_change_log_names_list_elements_by_identity() {
 }
 
 fn synced_config(dir: &Path, name: &str, url: &str) -> Config {
-    let sync = SyncConfig::new(url, "dev", "p").reconnect_delays(Duration::from_millis(20), Duration::from_millis(200));
-    Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
+    haven_testkit::device_config(dir, name, url, SCHEMA)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

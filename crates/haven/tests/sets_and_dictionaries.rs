@@ -2,11 +2,10 @@
 //! in sync, so that devices editing one set or dictionary offline keep
 //! what each added, entry by entry by the later clock.
 
-use haven::{Collection, Config, Database, Error, Instruction, Schema, SyncConfig, UpdateMode, Value};
+use haven::{Collection, Config, Database, Error, Instruction, Schema, UpdateMode, Value};
 use haven_testkit::{fold_history, synced};
 use serde_json::json;
 use std::path::Path;
-use std::time::Duration;
 
 const SCHEMA: &str = r#"[
   {"name":"Dog","primaryKey":"_id","properties":{"_id":"int","colors":"string<>","scores":"int{}",
@@ -192,8 +191,7 @@ fn queries_read_sets_and_dictionaries() {
 }
 
 fn synced_config(dir: &Path, name: &str, url: &str) -> Config {
-    let sync = SyncConfig::new(url, "dev", "p").reconnect_delays(Duration::from_millis(20), Duration::from_millis(200));
-    Config::new(dir.join(format!("{name}.haven"))).schema(Schema::from_json(SCHEMA).unwrap()).sync(sync)
+    haven_testkit::device_config(dir, name, url, SCHEMA)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,7 +224,7 @@ async fn concurrent_entry_edits_from_two_devices_merge_entry_by_entry() {
         tx.dict_put("Dog", 1, "scores", "stamina", 4)
     })
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     b.write(|tx| {
         tx.set_add("Dog", 1, "colors", "black")?;
         tx.set_remove("Dog", 1, "colors", "brown")?;
