@@ -810,9 +810,14 @@ const embeddedHandler = {
     realm._changed();
     return true;
   },
-  has: (embedded, property) => dictionaryHandler.has(embedded, property),
-  ownKeys: (embedded) => dictionaryHandler.ownKeys(embedded),
-  getOwnPropertyDescriptor: (embedded, property) => dictionaryHandler.getOwnPropertyDescriptor(embedded, property),
+  // An embedded object set to null since it was read has no fields.
+  has: (embedded, property) => Object.hasOwn(dictionaryEntries(embedded) ?? {}, property),
+  ownKeys: (embedded) => Object.keys(dictionaryEntries(embedded) ?? {}),
+  getOwnPropertyDescriptor(embedded, property) {
+    const fields = dictionaryEntries(embedded) ?? {};
+    if (!Object.hasOwn(fields, property)) return undefined;
+    return { value: fields[property], enumerable: true, configurable: true, writable: true };
+  },
 };
 
 /** A collection property: a live List, Set or Dictionary; or an embedded

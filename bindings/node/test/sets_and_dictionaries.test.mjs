@@ -93,7 +93,7 @@ test("a set or dictionary edit outside a write, of the wrong type or with a bad 
   assert.throws(() => rex.colors.add("x"), { name: "InvalidStateError", message: /change the set Dog\.colors outside of a write transaction/ });
   assert.throws(() => { rex.scores.b = 2; }, { name: "InvalidStateError", message: /change the dictionary Dog\.scores outside/ });
   const refusals = [
-    [() => rex.colors.add(5), /Dog\.colors: at index 0: expected string, got int/],
+    [() => rex.colors.add(5), /Dog\.colors: expected string, got int/],
     [() => { rex.colors[0] = "x"; }, /is a set: change it with add\(\), delete\(\) or clear\(\)/],
     [() => { rex.scores.b = "two"; }, /Dog\.scores: at key "b": expected int, got string/],
     [() => { rex.scores["a.b"] = 1; }, /at key "a\.b": a dictionary key cannot contain '\.'/],

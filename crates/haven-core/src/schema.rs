@@ -4,7 +4,7 @@
 use crate::error::{SchemaError, ValueError};
 use crate::value::{parse_hex, Value};
 use serde_json::{json, Map, Value as Json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The type of a property's values (of its elements, for a collection).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -382,6 +382,12 @@ impl ObjectSchema {
         self.property_index(self.primary_key_name()).unwrap_or(0)
     }
 
+    /// What identifies the type's objects: whether it is embedded, and
+    /// its primary key property (none for an embedded type).
+    fn identity(&self) -> (bool, Option<&Property>) {
+        (self.embedded, self.primary_key.as_deref().and_then(|pk| self.property_named(pk)))
+    }
+
     /// The primary key property.
     pub fn primary_key_property(&self) -> &Property {
         &self.properties[self.primary_key_index()]
@@ -430,6 +436,9 @@ impl ObjectSchema {
                 None,
                 "an embedded type has no primary key: its objects belong to the object that holds them".into(),
             );
+        }
+        if self.embedded && self.properties.is_empty() {
+            return err(None, "an embedded type needs at least one property".into());
         }
         if !self.embedded && self.primary_key.is_none() {
             return err(None, "no primary key: every Haven type needs one (add \"primaryKey\": \"_id\"); objects are identified by it locally and in sync, or mark it \"embedded\": true".into());
@@ -683,7 +692,7 @@ impl Schema {
                 types.push(theirs.clone());
                 continue;
             };
-            if ours.primary_key_property() != theirs.primary_key_property() {
+            if ours.identity() != theirs.identity() {
                 conflicts.push(format!("{}: the primary key changes", theirs.name));
                 if other_wins {
                     *ours = theirs.clone();
@@ -728,6 +737,10 @@ impl Schema {
                 continue;
             };
             let t = Some(want.name.as_str());
+            if have.embedded != want.embedded {
+                let message = "the type changed between embedded and not; that is a breaking change (a new type)";
+                return Err(SchemaError::new(t, None, message));
+            }
             if have.primary_key != want.primary_key {
                 return Err(SchemaError::new(
                     t,
@@ -796,6 +809,16 @@ impl Schema {
                 Err(fail(format!("expected {what} {}, got {}", prop.ty.name(), other.kind())))
             }
         }
+    }
+
+    /// Converts a value to what an element of set property `prop` stores,
+    /// or says why it does not fit.
+    pub fn coerce_set_element(&self, ty: &ObjectSchema, prop: &Property, value: Value) -> Result<Value, ValueError> {
+        self.coerce_element(prop, value).map_err(|message| ValueError {
+            object_type: ty.name.clone(),
+            property: prop.name.clone(),
+            message,
+        })
     }
 
     /// Converts a value to what dictionary property `prop` stores under
@@ -880,16 +903,43 @@ impl Schema {
         if let Some(unknown) = given.keys().find(|k| ty.property_named(k).is_none()) {
             return Err(format!("{target} has no property '{unknown}'"));
         }
-        let field = |p: &Property| -> Result<(String, Value), String> {
-            let value = match given.remove(&p.name) {
-                Some(v) => self.coerce_element(p, v).map_err(|m| format!("at field \"{}\": {m}", p.name))?,
-                None => p
-                    .default_value()
-                    .ok_or_else(|| format!("field \"{}\" ('{}') is required", p.name, p.type_string()))?,
-            };
-            Ok((p.name.clone(), value))
+        // Fields not given stay absent (reads show their defaults:
+        // `with_embedded_defaults`), so that a write from an app whose
+        // schema lacks a field added since is stored as it was sent.
+        let mut fields = BTreeMap::new();
+        for p in ty.properties() {
+            match given.remove(&p.name) {
+                Some(v) => {
+                    let v = self.coerce_element(p, v).map_err(|m| format!("at field \"{}\": {m}", p.name))?;
+                    fields.insert(p.name.clone(), v);
+                }
+                None if p.default_value().is_none() => {
+                    return Err(format!("field \"{}\" ('{}') is required", p.name, p.type_string()))
+                }
+                None => {}
+            }
+        }
+        Ok(Value::Dictionary(fields))
+    }
+
+    /// An embedded object (or list of them) of type `target` as apps read
+    /// it: every field of the type, those it does not hold with their
+    /// defaults.
+    pub fn with_embedded_defaults(&self, target: &str, value: Value) -> Value {
+        let Some(ty) = self.object_type(target) else { return value };
+        let fill = |mut fields: BTreeMap<String, Value>| {
+            for p in ty.properties() {
+                fields.entry(p.name.clone()).or_insert_with(|| p.fallback_value());
+            }
+            Value::Dictionary(fields)
         };
-        ty.properties().iter().map(field).collect::<Result<_, _>>().map(Value::Dictionary)
+        match value {
+            Value::Dictionary(fields) => fill(fields),
+            Value::List(items) => Value::List(
+                items.into_iter().map(|item| if let Value::Dictionary(f) = item { fill(f) } else { item }).collect(),
+            ),
+            other => other,
+        }
     }
 
     /// Converts a value to what field `field` of embedded property `prop`
@@ -906,8 +956,12 @@ impl Schema {
             property: prop.name.clone(),
             message: format!("at field \"{field}\": {message}"),
         };
-        let PropertyType::Embedded(target) = &prop.ty else {
-            return Err(fail(format!("'{}' is not an embedded object", prop.type_string())));
+        let (PropertyType::Embedded(target), Collection::Single) = (&prop.ty, prop.collection) else {
+            let message = match prop.collection {
+                Collection::List => "it is a list of embedded objects: write an element whole (list_set)".into(),
+                _ => format!("'{}' is not an embedded object", prop.type_string()),
+            };
+            return Err(fail(message));
         };
         let embedded = self.object_type(target).ok_or_else(|| fail(format!("unknown embedded type '{target}'")))?;
         let p = embedded.property_named(field).ok_or_else(|| fail(format!("{target} has no such property")))?;
@@ -1179,6 +1233,26 @@ mod tests {
         assert!(matches!(owner, Value::Uuid(_)));
         assert!(s.coerce(dog, p("tags"), "x".into()).is_err());
         assert!(s.coerce(dog, p("friends"), Value::List(vec![Value::Null])).is_err());
+    }
+
+    #[test]
+    fn an_embedded_object_stores_the_fields_given_and_reads_every_field() {
+        let s = Schema::from_json(
+            r#"[{"name":"P","primaryKey":"_id","properties":{"_id":"int","home":"A"}},
+                {"name":"A","embedded":true,"properties":{"city":"string","zip":"int?"}}]"#,
+        )
+        .unwrap();
+        let p = s.object_type("P").unwrap();
+        let home = p.property_named("home").unwrap();
+        let given = Value::Dictionary([("city".to_owned(), Value::from("Oslo"))].into());
+        let stored = s.coerce(p, home, given.clone()).unwrap();
+        assert_eq!(stored, given, "an app without `zip` writes what it knows; that is what is stored");
+        let read = s.with_embedded_defaults("A", stored);
+        assert_eq!(read.to_json(), serde_json::json!({"city": "Oslo", "zip": null}));
+        let (same, conflicts) = s.combine(&s, true).unwrap();
+        assert_eq!((same, conflicts), (s.clone(), vec![]), "an embedded type has no key to compare");
+        let empty = r#"[{"name":"A","embedded":true,"properties":{}}]"#;
+        assert!(Schema::from_json(empty).unwrap_err().to_string().contains("at least one property"));
     }
 
     #[test]

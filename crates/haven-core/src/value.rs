@@ -246,9 +246,8 @@ impl<'a> ValueRef<'a> {
 }
 
 /// A set's elements in the one order every replica keeps them in: each
-/// value once; by kind (null, bool, numbers, string, data, date, objectId,
-/// uuid, decimal128), within a kind as [`sort_order`] orders them, and values that
-/// still compare equal (`1` and `1.0` in a mixed set) by their encoding.
+/// value once, as [`sort_order`] orders them, and values that still
+/// compare equal (`1` and `1.0` in a mixed set) by their encoding.
 ///
 /// ```
 /// use haven_core::{canonical_set, Value};
@@ -259,14 +258,11 @@ pub fn canonical_set(values: impl IntoIterator<Item = Value>) -> Vec<Value> {
     let by_encoding: BTreeMap<Vec<u8>, Value> =
         values.into_iter().map(|v| (crate::record::encode_one(&v), v)).collect();
     let mut set: Vec<(Vec<u8>, Value)> = by_encoding.into_iter().collect();
-    set.sort_by(|(ea, a), (eb, b)| {
-        let within_kind = || sort_order(a, b).then_with(|| ea.cmp(eb));
-        kind_rank(a).cmp(&kind_rank(b)).then_with(within_kind)
-    });
+    set.sort_by(|(ea, a), (eb, b)| sort_order(a, b).then_with(|| ea.cmp(eb)));
     set.into_iter().map(|(_, v)| v).collect()
 }
 
-/// The rank of a value's kind in a set's order; ints and doubles share one.
+/// The rank of a value's kind in [`sort_order`]; ints and doubles share one.
 fn kind_rank(v: &Value) -> u8 {
     match v {
         Value::Null => 0,
@@ -282,13 +278,16 @@ fn kind_rank(v: &Value) -> u8 {
     }
 }
 
-/// Orders values for sorting: like [`ValueRef::compare`], with values that
-/// cannot be ordered treated as equal so that sorting stays total.
+/// Orders values for sorting, a total order: by kind first (null, bool,
+/// numbers, string, data, date, objectId, uuid, decimal128), then as
+/// [`ValueRef::compare`] orders values of one kind (ints and doubles
+/// numerically). Values it cannot tell apart (collections) are equal.
 pub fn sort_order(a: &Value, b: &Value) -> Ordering {
-    match (a.as_ref(), b.as_ref()) {
+    let within_kind = || match (a.as_ref(), b.as_ref()) {
         (Some(a), Some(b)) => a.compare(&b).unwrap_or(Ordering::Equal),
         _ => Ordering::Equal,
-    }
+    };
+    kind_rank(a).cmp(&kind_rank(b)).then_with(within_kind)
 }
 
 impl fmt::Display for Value {
@@ -381,8 +380,8 @@ impl<K: Into<String>, T: Into<Value>> From<BTreeMap<K, T>> for Value {
 /// How a [`Value`] is read from serde (the sync protocol, stored states).
 ///
 /// The same variants in the same order as [`Value`], with one difference:
-/// a collection's elements cannot be collections, but for dictionaries of
-/// single values (embedded objects in a list). No property holds deeper
+/// a collection's elements and values cannot be collections, but for
+/// dictionaries of single values (embedded objects in a list). No property holds deeper
 /// nesting, and reading it would recurse once per level: a hostile frame
 /// of nested one-element lists (two bytes a level) would overflow the
 /// server's stack.

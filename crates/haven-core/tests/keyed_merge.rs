@@ -170,6 +170,18 @@ fn concurrent_whole_writes_keep_the_entries_of_both() {
 }
 
 #[test]
+fn a_losing_whole_write_keeps_the_fields_later_stamp() {
+    // L writes scores whole at 30, R at 10, X sets it to null at 20, all
+    // concurrent: L's write is the latest, in either order of R and X.
+    let l = (whole("scores", scores(&[("a", 1)])), writer(2, 1, 30, L));
+    let r = (whole("scores", scores(&[("b", 2)])), writer(3, 1, 10, R));
+    let x = (whole("scores", Value::Null), writer(4, 1, 20, 9));
+    let (one, _) = after("scores", vec![l.clone(), r.clone(), x.clone()]);
+    let (two, _) = after("scores", vec![l, x, r]);
+    assert_eq!(one, two);
+}
+
+#[test]
 fn an_entry_operation_on_another_kind_of_property_is_dropped() {
     let (value, dropped) = after("scores", vec![(add("white"), writer(2, 1, 20, L))]);
     assert_eq!(value, scores(&[("agility", 5)]));

@@ -336,6 +336,7 @@ fn watched_types(c: &CollectionListener) -> Vec<&str> {
     let mut types = vec![c.ty.as_str()];
     walk(&c.query.filter, &mut types);
     c.query.sort.iter().for_each(|(p, _)| hops(p, &mut types));
+    c.query.distinct.iter().for_each(|p| hops(p, &mut types));
     types
 }
 

@@ -90,9 +90,13 @@ impl Object {
             return v.clone();
         }
         // A field that cannot be decoded is damage on disk: say so, read null.
-        read_field(self.ty(), &self.inner.record, i)
+        let value = read_field(self.ty(), &self.inner.record, i)
             .inspect_err(|e| tracing::error!(error = %e, "unreadable field"))
-            .unwrap_or(Value::Null)
+            .unwrap_or(Value::Null);
+        match &self.ty().properties()[i].ty {
+            PropertyType::Embedded(target) => self.inner.schema.with_embedded_defaults(target, value),
+            _ => value,
+        }
     }
 
     /// The object's type name.

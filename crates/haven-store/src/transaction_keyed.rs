@@ -145,7 +145,7 @@ impl<'t> WriteTransaction<'t> {
         }
         let edit = match edit(value) {
             EntryEdit::SetElement { element, present } => {
-                EntryEdit::SetElement { element: self.schema().coerce_list_element(ty, prop, 0, element)?, present }
+                EntryEdit::SetElement { element: self.schema().coerce_set_element(ty, prop, element)?, present }
             }
             EntryEdit::DictionaryEntry { key, value: Some(v) } => {
                 let v = self.schema().coerce_dictionary_value(ty, prop, &key, v)?;

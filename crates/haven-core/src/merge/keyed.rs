@@ -30,7 +30,8 @@ pub enum KeyedState {
     Dictionary(BTreeMap<String, KeyedEntry>),
 }
 
-/// One change to one entry: `Some` adds or puts, `None` removes.
+/// One change to one entry: a set element added (`present`) or removed,
+/// a dictionary value put (`Some`) or removed (`None`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum KeyedChange<'a> {
     SetElement { element: &'a Value, present: bool },

@@ -309,7 +309,14 @@ impl LiveObject<'_> {
                 return Some(Dropped { field: Some(name.to_owned()), reason });
             }
             let value = state.value();
-            self.fields.insert(name.to_owned(), Field { value, stamp: writer.stamp() });
+            // The field's stamp stays the later of the two: a whole write
+            // that lost some entries must not make an older plain write
+            // (a null) win.
+            let stamp = match self.fields.get(name) {
+                Some(f) if !writer.beats(&f.stamp) => f.stamp,
+                _ => writer.stamp(),
+            };
+            self.fields.insert(name.to_owned(), Field { value, stamp });
             return None;
         }
         if let (Some(items), true) = (value.as_list(), self.lists.contains_key(name)) {

@@ -88,13 +88,18 @@ pub(crate) fn check(schema: &Schema, instruction: &Instruction) -> Result<(), St
             list_property(ty, field).map(|_| ())
         }
         Instruction::SetAdd { field, value, .. } | Instruction::SetRemove { field, value, .. } => {
-            element_fits(schema, ty, collection_property(ty, field, Collection::Set)?, value, 0)
+            let prop = collection_property(ty, field, Collection::Set)?;
+            match schema.coerce_set_element(ty, prop, value.clone()) {
+                Ok(converted) if as_sent(&converted, value) => Ok(()),
+                Ok(_) => Err(format!("{}.{field}: {} is not in its stored form", ty.name(), value.kind())),
+                Err(e) => Err(e.to_string()),
+            }
         }
         Instruction::DictionaryPut { field, key, value, .. } => match ty.property_named(field) {
             // One field of an embedded object.
             Some(prop @ Property { ty: PropertyType::Embedded(_), .. }) => {
                 match schema.coerce_embedded_field(ty, prop, key, value.clone()) {
-                    Ok(converted) if converted == *value => Ok(()),
+                    Ok(converted) if as_sent(&converted, value) => Ok(()),
                     Ok(_) => Err(format!(
                         "{}.{field}: at field {key:?}: {} is not in its stored form",
                         ty.name(),
@@ -134,7 +139,7 @@ fn collection_property<'s>(ty: &'s ObjectSchema, name: &str, collection: Collect
 /// Whether `key` and `value` are exactly what dictionary `prop` stores.
 fn entry_fits(schema: &Schema, ty: &ObjectSchema, prop: &Property, key: &str, value: Value) -> Result<(), String> {
     match schema.coerce_dictionary_value(ty, prop, key, value.clone()) {
-        Ok(converted) if converted == value => Ok(()),
+        Ok(converted) if as_sent(&converted, &value) => Ok(()),
         Ok(_) => Err(format!(
             "{}.{}: at key {key:?}: expected {}, got {}",
             ty.name(),
@@ -149,7 +154,7 @@ fn entry_fits(schema: &Schema, ty: &ObjectSchema, prop: &Property, key: &str, va
 /// Whether `value` is exactly what an element of list `prop` stores.
 fn element_fits(schema: &Schema, ty: &ObjectSchema, prop: &Property, value: &Value, at: usize) -> Result<(), String> {
     match schema.coerce_list_element(ty, prop, at, value.clone()) {
-        Ok(converted) if converted == *value => Ok(()),
+        Ok(converted) if as_sent(&converted, value) => Ok(()),
         Ok(converted) => Err(format!(
             "{}.{}: at index {at}: expected {}, got {} ({converted} after conversion)",
             ty.name(),
@@ -161,12 +166,19 @@ fn element_fits(schema: &Schema, ty: &ObjectSchema, prop: &Property, value: &Val
     }
 }
 
+/// Whether a value was sent in exactly the form it is stored in: the same
+/// bytes, so that `-0.0` (equal to `0.0`, but not its stored form) cannot
+/// become a second element of a set.
+fn as_sent(converted: &Value, sent: &Value) -> bool {
+    crate::record::encode_one(converted) == crate::record::encode_one(sent)
+}
+
 /// Whether `value` is exactly what property `name` stores (no conversion:
 /// a client sends values already converted).
 pub(crate) fn value_fits(schema: &Schema, ty: &ObjectSchema, name: &str, value: &Value) -> Result<(), String> {
     let prop = ty.property_named(name).ok_or_else(|| format!("{} has no property '{name}'", ty.name()))?;
     match schema.coerce(ty, prop, value.clone()) {
-        Ok(converted) if converted == *value => Ok(()),
+        Ok(converted) if as_sent(&converted, value) => Ok(()),
         Ok(converted) => Err(format!(
             "{}.{name}: expected {}, got {} ({converted} after conversion)",
             ty.name(),
@@ -183,7 +195,7 @@ mod tests {
     use crate::merge::Hlc;
 
     fn schema() -> Schema {
-        Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","score":"double?","tags":"string[]"}}]"#).unwrap()
+        Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","score":"double?","tags":"string[]","marks":"double<>"}}]"#).unwrap()
     }
 
     fn changeset(instructions: Vec<Instruction>) -> Changeset {
@@ -254,6 +266,15 @@ mod tests {
             (set("color", "red".into()), "no property 'color'"),
             (set("score", 1.into()), "Dog.score"),
             (set("_id", 2.into()), "primary key cannot change"),
+            (
+                Instruction::SetAdd {
+                    object_type: "Dog".into(),
+                    pk: 1.into(),
+                    field: "marks".into(),
+                    value: Value::Double(-0.0),
+                },
+                "not in its stored form",
+            ),
             (set("name", Value::Null), "Dog.name"),
             (create(vec![("_id", 1.into())]), "Dog.name is required"),
             (create(vec![("_id", 2.into()), ("name", "x".into())]), "primary key in the fields differs"),

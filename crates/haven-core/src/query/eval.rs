@@ -4,6 +4,7 @@
 use super::bind::{BoundPath, Comparison, Filter, Hop, Side};
 use super::parser::{Aggregate, Entries, Op, Quantifier};
 use crate::record;
+use crate::schema::Collection;
 use crate::value::{Value, ValueRef};
 use std::cmp::Ordering;
 
@@ -127,7 +128,9 @@ pub fn path_values(path: &BoundPath, rec: &[u8], links: &dyn LinkResolver) -> Ve
             None if path.aggregate.is_some() => {
                 out.push(aggregate_of(path.aggregate.expect("checked"), std::iter::empty()))
             }
-            None if matches!(path.entries, Some(Entries::Key(_))) => out.push(Value::Null),
+            None if path.collection == Collection::Dictionary && matches!(path.entries, Some(Entries::Key(_))) => {
+                out.push(Value::Null)
+            }
             None if path.many() => {}
             Some(v) => out.push(v.to_owned()),
             None => out.push(Value::Null),

@@ -384,7 +384,10 @@ impl Parser {
         f: impl FnOnce(&mut Parser) -> Result<Expr, ParseError>,
     ) -> Result<Expr, ParseError> {
         if self.depth == MAX_NESTING {
-            return Err((format!("the query nests more than {MAX_NESTING} levels deep (parentheses and NOT)"), at));
+            return Err((
+                format!("the query nests more than {MAX_NESTING} levels deep (parentheses, NOT and SUBQUERY)"),
+                at,
+            ));
         }
         self.depth += 1;
         let expr = f(self);
@@ -565,7 +568,7 @@ impl Parser {
             ));
         };
         self.expect(",")?;
-        let predicate = self.or()?;
+        let predicate = self.nested(at, |p| p.or())?;
         self.expect(")")?;
         let at = self.offset();
         let counted = self.punct(".") && matches!(self.next(), Some(Tok::At(a)) if a == "count" || a == "size");
@@ -657,6 +660,12 @@ mod tests {
         assert_eq!(parse("age == 3 name").unwrap_err().1, 9);
         assert_eq!(parse("(age == 3").unwrap_err().1, 9);
         assert!(parse("age == 3 LIMIT(x)").unwrap_err().0.contains("LIMIT"));
+    }
+
+    #[test]
+    fn nested_subqueries_count_against_the_nesting_limit() {
+        let deep = format!("{}a == 1{}", "SUBQUERY(d, $x, ".repeat(200), ").@count > 0".repeat(200));
+        assert!(parse(&deep).unwrap_err().0.contains("nests more than"));
     }
 
     #[test]
