@@ -380,7 +380,7 @@ impl NativeDatabase {
     /// Resolves once the listeners have heard of every commit so far.
     #[napi]
     pub fn listeners_settled(&self) -> Result<AsyncTask<ListenersSettled>> {
-        Ok(AsyncTask::new(ListenersSettled(self.db()?)))
+        Ok(AsyncTask::new(ListenersSettled(Some(self.db()?))))
     }
 
     /// Calls `callback` (on the JavaScript thread) after each commit that
@@ -441,14 +441,20 @@ impl NativeDatabase {
 /// every commit so far. While it runs it keeps the process alive, so that
 /// a listener's call, queued before it ends, is delivered even when
 /// nothing else is pending (listeners alone never keep the process alive).
-pub struct ListenersSettled(Database);
+///
+/// The handle is dropped on the worker thread as soon as the wait ends,
+/// not when the promise resolves on the JavaScript thread: a realm closed
+/// in between (to initiate a client reset, say) must not stay open.
+pub struct ListenersSettled(Option<Database>);
 
 impl Task for ListenersSettled {
     type Output = ();
     type JsValue = ();
 
     fn compute(&mut self) -> Result<()> {
-        self.0.wait_for_listeners();
+        if let Some(db) = self.0.take() {
+            db.wait_for_listeners();
+        }
         Ok(())
     }
 

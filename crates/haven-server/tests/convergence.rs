@@ -10,7 +10,8 @@ use proptest::prelude::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","lastUpdated":"int","tags":"int[]","colors":"string<>","scores":"int{}"}}]"#;
+const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","lastUpdated":"int","tags":"int[]","colors":"string<>","scores":"int{}","address":"Address?"}},
+    {"name":"Address","embedded":true,"properties":{"city":"string?","zip":"int?"}}]"#;
 
 struct Client {
     db: Database,
@@ -122,7 +123,7 @@ enum Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    let op = (0u8..15, 0i64..4, -3i64..4);
+    let op = (0u8..18, 0i64..4, -3i64..4);
     prop_oneof![
         3 => (0usize..3, proptest::collection::vec(op, 1..4)).prop_map(|(c, ops)| Step::Write(c, ops)),
         1 => (0usize..3).prop_map(Step::Upload),
@@ -160,6 +161,10 @@ proptest! {
                                 12 => tx.dict_put("Dog", id, "scores", &format!("k{}", v.rem_euclid(3)), v),
                                 13 => tx.dict_remove("Dog", id, "scores", &format!("k{}", v.rem_euclid(3))).map(drop),
                                 14 => tx.set("Dog", id, "colors", Value::Set(vec![format!("c{v}").into(), "w".into()])),
+                                15 => tx.set_path("Dog", id, "address.city", format!("t{v}")),
+                                16 => tx.set_path("Dog", id, "address.zip", v),
+                                17 if v < 0 => tx.set("Dog", id, "address", Value::Null),
+                                17 => tx.set("Dog", id, "address", Value::Dictionary([("city".to_owned(), Value::from(format!("w{v}")))].into())),
                                 list_op => {
                                     // An index within the list, from `v`.
                                     let len = tx.get("Dog", id)?.map_or(0, |d| d["tags"].as_array().map_or(0, Vec::len));
@@ -198,7 +203,14 @@ proptest! {
             for o in batch {
                 let (pk, state) = o.decode().unwrap();
                 if let haven_core::merge::ObjectState::Live { fields, .. } = state {
-                    let json = serde_json::Value::Object(fields.into_iter().map(|(k, f)| (k, f.value.to_json())).collect());
+                    let mut json = serde_json::Value::Object(fields.into_iter().map(|(k, f)| (k, f.value.to_json())).collect());
+                    // The server keeps an embedded object's fields as written;
+                    // a device's read fills the fields never written.
+                    if let Some(address) = json.get_mut("address").and_then(|a| a.as_object_mut()) {
+                        for field in ["city", "zip"] {
+                            address.entry(field).or_insert(serde_json::Value::Null);
+                        }
+                    }
                     server.insert(pk.as_int().unwrap(), json);
                 }
             }

@@ -11,6 +11,7 @@ use crate::replica::reset_tracker::{backup_dir, backup_path_for, file_name, Plan
 use haven_core::merge::Instruction;
 use haven_core::recovery::{RecoveryPolicy, RecoveryReport};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Called with a frozen copy of the database as it was before the reset;
 /// an `Err` aborts this reset attempt (rolled back; see [`ClientResetMode`]).
@@ -193,7 +194,10 @@ pub(crate) fn unsynced(db: &Database, acknowledged: Option<u64>) -> Result<Vec<I
 /// `path` again then starts from the server's state.
 ///
 /// Fails, changing nothing, while the database is open (close every
-/// handle first) or if there is no file at `path`.
+/// handle first) or if there is no file at `path`. Handles that background
+/// work still holds for a moment after the app closed the last of its own
+/// (a listener's delivery, the sync session's last step) are waited for,
+/// up to a second.
 ///
 /// ```no_run
 /// # fn run(info: &haven_store::ClientResetInfo) -> haven_store::Result<()> {
@@ -203,9 +207,7 @@ pub(crate) fn unsynced(db: &Database, acknowledged: Option<u64>) -> Result<Vec<I
 /// ```
 pub fn initiate_client_reset(path: impl AsRef<Path>) -> Result<PathBuf> {
     let path = path.as_ref();
-    if Database::is_open(path) {
-        return Err(Error::StillOpen(path.to_owned()));
-    }
+    wait_until_closed(path, CLOSING_GRACE)?;
     if !path.is_file() {
         return Err(Error::Storage(format!("{}: no database file to reset", path.display())));
     }
@@ -221,24 +223,33 @@ pub fn initiate_client_reset(path: impl AsRef<Path>) -> Result<PathBuf> {
     }
     let dir = backup.parent().expect("a backup path has a directory");
     std::fs::create_dir_all(dir).map_err(|e| Error::Storage(format!("cannot create {}: {e}", dir.display())))?;
-    wait_until_closed(path)?;
+    wait_until_closed(path, OWN_HANDLE_CLOSE)?;
     std::fs::rename(path, &backup)
         .map_err(|e| Error::Storage(format!("cannot move {} to {}: {e}", path.display(), backup.display())))?;
     tracing::info!(from = %path.display(), to = %backup.display(), "client reset: database moved aside");
     Ok(backup)
 }
 
-/// The handle opened above closes on drop; make sure the registry no
-/// longer holds it before the file moves (a few milliseconds at most:
-/// nothing else had the file open).
-fn wait_until_closed(path: &Path) -> Result<()> {
-    for _ in 0..10_000 {
-        if !Database::is_open(path) {
-            return Ok(());
+/// How long [`initiate_client_reset`] gives background work to let go of
+/// a database the app has closed, before it reports the file still open.
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
+
+/// How long the handle [`initiate_client_reset`] opens itself may take to
+/// leave the registry after it is dropped (milliseconds in practice:
+/// nothing else has the file open by then).
+const OWN_HANDLE_CLOSE: Duration = Duration::from_secs(10);
+
+/// Waits up to `limit` until no handle in this process has the database
+/// at `path` open.
+fn wait_until_closed(path: &Path, limit: Duration) -> Result<()> {
+    let start = std::time::Instant::now();
+    while Database::is_open(path) {
+        if start.elapsed() >= limit {
+            return Err(Error::StillOpen(path.to_owned()));
         }
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(1));
     }
-    Err(Error::StillOpen(path.to_owned()))
+    Ok(())
 }
 
 /// The backups [`initiate_client_reset`] made of the database at `path`

@@ -378,8 +378,16 @@ async fn manual_moves_the_file_aside_and_reopens_fresh() {
     assert!(info.original_path().exists() && !info.backup_path().exists());
     assert!(matches!(haven::initiate_client_reset(info.original_path()), Err(haven::Error::StillOpen(_))));
     let Baseline { h, l, r: _r, seen } = b;
+    // A handle that background work lets go of a moment after the app
+    // closed its own does not make the reset fail.
+    let background = l.clone();
     drop(l);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        drop(background);
+    });
     let backup = haven::initiate_client_reset(info.original_path()).unwrap();
+    release.join().unwrap();
     assert_eq!(backup, info.backup_path());
     assert!(!info.original_path().exists() && backup.exists());
     assert!(backup.starts_with(h.dir.path().join("recovered")));
