@@ -14,7 +14,7 @@ const run = promisify(execFile);
 const nodeDevice = fileURLToPath(new URL("../testing/device.mjs", import.meta.url));
 
 test("two Node.js processes and a Rust device converge through haven serve", async () => {
-  ensureBinary(deviceBinary, ["-p", "haven-testkit", "--bin", "haven-device"]);
+  ensureBinary(deviceBinary);
   const server = await startServer();
   const dir = mkdtempSync(join(tmpdir(), "haven-node-devices-"));
   try {

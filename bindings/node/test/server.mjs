@@ -13,11 +13,15 @@ export const havenBinary = join(targetDir, "debug", "haven");
 /** A scripted Rust device (crates/haven-testkit/src/bin/haven-device.rs). */
 export const deviceBinary = join(targetDir, "debug", "haven-device");
 
-/** Builds a workspace binary if it is not there yet. */
-export function ensureBinary(binary = havenBinary, cargoArgs = ["-p", "haven-cli"]) {
+/** Builds the workspace's binaries if `binary` is not there yet: all of
+ * them, with the features `cargo test --workspace` resolves (examples
+ * bring in the dev-dependencies), so that after the workspace's own tests
+ * nothing compiles again. */
+export function ensureBinary(binary = havenBinary) {
   if (existsSync(binary)) return;
-  const built = spawnSync("cargo", ["build", ...cargoArgs], { cwd: root, stdio: "inherit" });
-  if (built.status !== 0) throw new Error(`cargo build ${cargoArgs.join(" ")} failed`);
+  const args = ["build", "--workspace", "--bins", "--examples"];
+  const built = spawnSync("cargo", args, { cwd: root, stdio: "inherit" });
+  if (built.status !== 0) throw new Error(`cargo ${args.join(" ")} failed`);
 }
 
 /** Starts `haven serve ARGS`; resolves to { url, addr, dir, stop }. */

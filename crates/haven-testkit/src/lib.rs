@@ -7,7 +7,8 @@
 //!   servers the way a load balancer does;
 //! - [`fold_history`], what the merge rule makes of a partition's whole
 //!   server history, to compare devices and the server's state against;
-//! - devices: [`synced`], [`dogs`], [`write_counted`] (the crash
+//! - devices: [`TestPartition`] (a server and the devices on it),
+//!   [`synced`], [`dogs`], [`write_counted`] (the crash
 //!   harnesses' transaction), [`forget_base_salt`] (a file as a build
 //!   from before version salts left it);
 //! - [`ServerData`], a server's data backed up and restored as an
@@ -26,7 +27,7 @@ mod server_data;
 pub mod tls;
 
 pub use backend::{test_postgres, test_postgres_url, test_storage, testing_postgres};
-pub use devices::{device_config, dogs, forget_base_salt, objects_of, synced, write_counted};
+pub use devices::{dogs, forget_base_salt, objects_of, synced, write_counted, TestPartition};
 pub use history::{fold_history, Fields};
 pub use proxy::{Faults, Proxy};
 pub use served_document::ServedDocument;

@@ -3,7 +3,7 @@
 //! field, and queried by path.
 
 use haven::{Config, Database, Error, PropertyType, Schema, UpdateMode, Value};
-use haven_testkit::synced;
+use haven_testkit::{synced, TestPartition};
 use serde_json::json;
 use std::path::Path;
 
@@ -154,20 +154,11 @@ fn a_list_of_embedded_objects_holds_whole_objects_by_element() {
     assert!(err.to_string().contains("null is not allowed"), "{err}");
 }
 
-fn synced_config(dir: &Path, name: &str, url: &str) -> Config {
-    haven_testkit::device_config(dir, name, url, SCHEMA)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_edits_of_one_embedded_object_merge_field_by_field() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = haven_testkit::test_storage(&dir.path().join("server"));
-    let server =
-        haven_server::Server::start(storage.clone(), haven_server::Authenticator::Dev, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-    let a = Database::open_synced(synced_config(dir.path(), "a", &server.url())).await.unwrap();
-    let b = Database::open_synced(synced_config(dir.path(), "b", &server.url())).await.unwrap();
+    let partition = TestPartition::start(dir.path(), SCHEMA).await;
+    let (a, b) = (partition.device("a").await, partition.device("b").await);
     a.write(|tx| tx.create("Person", json!({"_id": "ann", "address": {"city": "Oslo"}}), UpdateMode::Never)).unwrap();
     synced(&a).await;
     synced(&b).await;
@@ -194,8 +185,8 @@ async fn concurrent_edits_of_one_embedded_object_merge_field_by_field() {
     let homes = |db: &Database| db.object_for_primary_key("Person", "ann").unwrap().unwrap().to_json()["homes"].clone();
     assert_eq!(homes(&a).as_array().map(Vec::len), Some(2), "both devices' pushes kept: {}", homes(&a));
     assert_eq!(homes(&a), homes(&b));
-    let c = Database::open_synced(synced_config(dir.path(), "c", &server.url())).await.unwrap();
+    let c = partition.device("c").await;
     synced(&c).await;
     assert_eq!(address(&c, "ann"), expected, "as the server holds it");
-    server.shutdown().await;
+    partition.server.shutdown().await;
 }

@@ -1,10 +1,9 @@
 //! A Realm schema that uses every property type Haven has opens, holds a
 //! value of each, and syncs them to another device unchanged.
 
-use haven::{Config, Database, UpdateMode};
-use haven_testkit::synced;
+use haven::{Database, UpdateMode};
+use haven_testkit::{synced, TestPartition};
 use serde_json::json;
-use std::path::Path;
 
 const SCHEMA: &str = r#"[
   {"name":"Owner","primaryKey":"_id","properties":{
@@ -17,18 +16,11 @@ const SCHEMA: &str = r#"[
   {"name":"Address","embedded":true,"properties":{"city":"string","street":"string?","dog":"Dog?"}}
 ]"#;
 
-fn config(dir: &Path, name: &str, url: &str) -> Config {
-    haven_testkit::device_config(dir, name, url, SCHEMA)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_with_every_type_opens_and_syncs() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = haven_testkit::test_storage(&dir.path().join("server"));
-    let server = haven_server::Server::start(storage, haven_server::Authenticator::Dev, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let a = Database::open_synced(config(dir.path(), "a", &server.url())).await.unwrap();
+    let partition = TestPartition::start(dir.path(), SCHEMA).await;
+    let a = partition.device("a").await;
     let oid = "5f1b2c3d4e5f6a7b8c9d0e1f";
     a.write(|tx| {
         tx.create("Dog", json!({"_id": 1}), UpdateMode::Never)?;
@@ -45,7 +37,7 @@ async fn a_schema_with_every_type_opens_and_syncs() {
     })
     .unwrap();
     synced(&a).await;
-    let b = Database::open_synced(config(dir.path(), "b", &server.url())).await.unwrap();
+    let b = partition.device("b").await;
     synced(&b).await;
     let owner = |db: &Database| db.object_for_primary_key("Owner", oid).unwrap().expect("the owner").to_json();
     let expected = owner(&a);
@@ -69,5 +61,5 @@ async fn a_schema_with_every_type_opens_and_syncs() {
     synced(&a).await;
     assert_eq!(owner(&a), owner(&b));
     assert_eq!(owner(&a)["ranks"], json!([3, 1, 2]));
-    server.shutdown().await;
+    partition.server.shutdown().await;
 }

@@ -3,7 +3,7 @@
 //! all keep what they added.
 
 use haven::{Config, Database, Error, Instruction, Schema, UpdateMode, Value};
-use haven_testkit::{fold_history, synced};
+use haven_testkit::{fold_history, synced, TestPartition};
 use serde_json::json;
 use std::path::Path;
 
@@ -104,20 +104,11 @@ fn the_change_log_names_list_elements_by_identity() {
     assert_eq!(id.hlc, log[1].hlc, "a new element carries its transaction's clock");
 }
 
-fn synced_config(dir: &Path, name: &str, url: &str) -> Config {
-    haven_testkit::device_config(dir, name, url, SCHEMA)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_list_edits_from_two_devices_merge_element_by_element() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = haven_testkit::test_storage(&dir.path().join("server"));
-    let server =
-        haven_server::Server::start(storage.clone(), haven_server::Authenticator::Dev, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-    let a = Database::open_synced(synced_config(dir.path(), "a", &server.url())).await.unwrap();
-    let b = Database::open_synced(synced_config(dir.path(), "b", &server.url())).await.unwrap();
+    let partition = TestPartition::start(dir.path(), SCHEMA).await;
+    let (a, b) = (partition.device("a").await, partition.device("b").await);
     a.write(|tx| tx.create("Dog", json!({"_id": 1, "tags": ["a", "b", "c"]}), UpdateMode::Never)).unwrap();
     synced(&a).await;
     synced(&b).await;
@@ -148,18 +139,18 @@ async fn concurrent_list_edits_from_two_devices_merge_element_by_element() {
     let expected = json!(["first", "a", "C", "y1", "x1", "x2"]);
     assert_eq!(tags(&a, 1), expected);
     assert_eq!(tags(&b, 1), expected);
-    let folded = fold_history(storage.as_ref(), "p");
+    let folded = fold_history(partition.storage.as_ref(), "p");
     let from_history: Vec<serde_json::Value> =
         folded[&1]["tags"].as_list().unwrap().iter().map(Value::to_json).collect();
     assert_eq!(json!(from_history), expected, "the merge of the server's history");
 
     // A device that starts now gets the list, and edits it by element.
-    let c = Database::open_synced(synced_config(dir.path(), "c", &server.url())).await.unwrap();
+    let c = partition.device("c").await;
     synced(&c).await;
     assert_eq!(tags(&c, 1), expected);
     c.write(|tx| tx.list_move("Dog", 1, "tags", 0, 5)).unwrap();
     synced(&c).await;
     synced(&a).await;
     assert_eq!(tags(&a, 1), json!(["a", "C", "y1", "x1", "x2", "first"]));
-    server.shutdown().await;
+    partition.server.shutdown().await;
 }

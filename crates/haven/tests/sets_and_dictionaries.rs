@@ -3,7 +3,7 @@
 //! what each added, entry by entry by the later clock.
 
 use haven::{Collection, Config, Database, Error, Instruction, Schema, UpdateMode, Value};
-use haven_testkit::{fold_history, synced};
+use haven_testkit::{fold_history, synced, TestPartition};
 use serde_json::json;
 use std::path::Path;
 
@@ -187,20 +187,11 @@ fn queries_read_sets_and_dictionaries() {
     assert!(err("scores[3] == 1").contains("expected a key in quotes"), "{}", err("scores[3] == 1"));
 }
 
-fn synced_config(dir: &Path, name: &str, url: &str) -> Config {
-    haven_testkit::device_config(dir, name, url, SCHEMA)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_entry_edits_from_two_devices_merge_entry_by_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = haven_testkit::test_storage(&dir.path().join("server"));
-    let server =
-        haven_server::Server::start(storage.clone(), haven_server::Authenticator::Dev, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-    let a = Database::open_synced(synced_config(dir.path(), "a", &server.url())).await.unwrap();
-    let b = Database::open_synced(synced_config(dir.path(), "b", &server.url())).await.unwrap();
+    let partition = TestPartition::start(dir.path(), SCHEMA).await;
+    let (a, b) = (partition.device("a").await, partition.device("b").await);
     a.write(|tx| {
         tx.create(
             "Dog",
@@ -242,17 +233,17 @@ async fn concurrent_entry_edits_from_two_devices_merge_entry_by_entry() {
         assert_eq!(dog(device, 1)["colors"], expected_colors);
         assert_eq!(dog(device, 1)["scores"], expected_scores);
     }
-    let folded = fold_history(storage.as_ref(), "p");
+    let folded = fold_history(partition.storage.as_ref(), "p");
     assert_eq!(folded[&1]["colors"].to_json(), expected_colors, "the merge of the server's history");
     assert_eq!(folded[&1]["scores"].to_json(), expected_scores);
 
     // A device that starts now gets both, and edits them by entry.
-    let c = Database::open_synced(synced_config(dir.path(), "c", &server.url())).await.unwrap();
+    let c = partition.device("c").await;
     synced(&c).await;
     assert_eq!(dog(&c, 1)["scores"], expected_scores);
     c.write(|tx| tx.set_add("Dog", 1, "colors", "grey").map(drop)).unwrap();
     synced(&c).await;
     synced(&a).await;
     assert_eq!(dog(&a, 1)["colors"], json!(["black", "grey", "white"]));
-    server.shutdown().await;
+    partition.server.shutdown().await;
 }
