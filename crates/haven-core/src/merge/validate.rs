@@ -168,9 +168,21 @@ fn element_fits(schema: &Schema, ty: &ObjectSchema, prop: &Property, value: &Val
 
 /// Whether a value was sent in exactly the form it is stored in: the same
 /// bytes, so that `-0.0` (equal to `0.0`, but not its stored form) cannot
-/// become a second element of a set.
+/// become a second element of a set. Doubles are the one kind whose equal
+/// values can differ in their bytes; they are compared by their bits, and
+/// everything else by equality, without encoding (this runs for every
+/// value a client uploads).
 fn as_sent(converted: &Value, sent: &Value) -> bool {
-    crate::record::encode_one(converted) == crate::record::encode_one(sent)
+    match (converted, sent) {
+        (Value::Double(a), Value::Double(b)) => a.to_bits() == b.to_bits(),
+        (Value::List(a), Value::List(b)) | (Value::Set(a), Value::Set(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| as_sent(x, y))
+        }
+        (Value::Dictionary(a), Value::Dictionary(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|((ka, x), (kb, y))| ka == kb && as_sent(x, y))
+        }
+        _ => converted == sent,
+    }
 }
 
 /// Whether `value` is exactly what property `name` stores (no conversion:
