@@ -56,6 +56,8 @@ pub enum ChangeKind {
     DictionaryPut,
     /// A dictionary entry removed.
     DictionaryRemove,
+    /// A field of an embedded object in a list set.
+    ListElementPut,
 }
 
 impl ChangeKind {
@@ -75,6 +77,7 @@ impl ChangeKind {
             Instruction::SetRemove { .. } => ChangeKind::SetRemove,
             Instruction::DictionaryPut { .. } => ChangeKind::DictionaryPut,
             Instruction::DictionaryRemove { .. } => ChangeKind::DictionaryRemove,
+            Instruction::ListElementPut { .. } => ChangeKind::ListElementPut,
         }
     }
 }
@@ -447,6 +450,11 @@ fn not_held(instruction: &Instruction, field: &str, state: &Option<ObjectState>)
         Instruction::SetRemove { value, .. } => set_has(value),
         Instruction::DictionaryPut { key, value, .. } => entry(key) != Some(value),
         Instruction::DictionaryRemove { key, .. } => entry(key).is_some(),
+        Instruction::ListElementPut { id, key, value, .. } => {
+            let list = state.as_ref().and_then(|s| s.list(field));
+            let element = list.as_ref().and_then(|l| l.live().find(|e| e.id == *id).map(|e| e.value.clone()));
+            element.as_ref().and_then(Value::as_dictionary).and_then(|d| d.get(key)) != Some(value)
+        }
         _ => proposed(instruction, field) != now,
     }
 }

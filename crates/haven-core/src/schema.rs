@@ -943,25 +943,67 @@ impl Schema {
     }
 
     /// Converts a value to what field `field` of embedded property `prop`
-    /// stores, or says why the field or the value does not fit.
+    /// stores (of its element `index`, for a list of embedded objects), or
+    /// says why the field or the value does not fit.
     pub fn coerce_embedded_field(
+        &self,
+        ty: &ObjectSchema,
+        prop: &Property,
+        index: Option<usize>,
+        field: &str,
+        value: Value,
+    ) -> Result<Value, ValueError> {
+        match index {
+            Some(i) => self.embedded_field(
+                ty,
+                prop,
+                Collection::List,
+                format!("at index {i}, field \"{field}\""),
+                field,
+                value,
+            ),
+            None => self.embedded_field(ty, prop, Collection::Single, format!("at field \"{field}\""), field, value),
+        }
+    }
+
+    /// [`coerce_embedded_field`](Self::coerce_embedded_field) of an element
+    /// named by identity, not index (an uploaded field edit).
+    pub(crate) fn coerce_element_field(
         &self,
         ty: &ObjectSchema,
         prop: &Property,
         field: &str,
         value: Value,
     ) -> Result<Value, ValueError> {
+        self.embedded_field(ty, prop, Collection::List, format!("in an element, at field \"{field}\""), field, value)
+    }
+
+    /// Converts a value for field `field` of the embedded objects of `prop`,
+    /// which must be `collection` of them; errors say `at` where.
+    fn embedded_field(
+        &self,
+        ty: &ObjectSchema,
+        prop: &Property,
+        collection: Collection,
+        at: String,
+        field: &str,
+        value: Value,
+    ) -> Result<Value, ValueError> {
         let fail = |message: String| ValueError {
             object_type: ty.name.clone(),
             property: prop.name.clone(),
-            message: format!("at field \"{field}\": {message}"),
+            message: format!("{at}: {message}"),
         };
-        let (PropertyType::Embedded(target), Collection::Single) = (&prop.ty, prop.collection) else {
-            let message = match prop.collection {
-                Collection::List => "it is a list of embedded objects: write an element whole (list_set)".into(),
-                _ => format!("'{}' is not an embedded object", prop.type_string()),
-            };
-            return Err(fail(message));
+        let target = match (&prop.ty, prop.collection) {
+            (PropertyType::Embedded(target), c) if c == collection => target,
+            (PropertyType::Embedded(_), Collection::List) => {
+                let example = format!("{}.0.{field}", prop.name);
+                return Err(fail(format!("it is a list of embedded objects: name the element (\"{example}\")")));
+            }
+            (PropertyType::Embedded(_), _) => {
+                return Err(fail("it is one embedded object, not a list: name no index".into()))
+            }
+            _ => return Err(fail(format!("'{}' is not an embedded object", prop.type_string()))),
         };
         let embedded = self.object_type(target).ok_or_else(|| fail(format!("unknown embedded type '{target}'")))?;
         let p = embedded.property_named(field).ok_or_else(|| fail(format!("{target} has no such property")))?;

@@ -20,8 +20,9 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// states with element identities; its bytes are format 1's otherwise,
 /// so a format-1 store becomes format 2 by taking the number. Format 3
 /// may hold set and dictionary values, instructions and entries, and
-/// likewise takes the number from format 2.
-const STORE_FORMAT: u64 = 3;
+/// format 4 field edits of embedded objects in lists and their stamps;
+/// each likewise takes the number from the format before.
+const STORE_FORMAT: u64 = 4;
 /// partition → latest version.
 const PARTITIONS: TableDefinition<&str, u64> = TableDefinition::new("partitions");
 /// (partition, version) → changeset (postcard; `replica` is the client's ident).

@@ -507,10 +507,11 @@ impl Session {
     /// partition now holds.
     fn too_old_for_partition(&self) -> Refusal {
         let message = format!(
-            "this partition holds changes that protocol {} cannot read (list element edits need protocol {}, sets and dictionaries protocol {}): update the app",
+            "this partition holds changes that protocol {} cannot read (list element edits need protocol {}, sets and dictionaries protocol {}, edits of embedded objects in lists protocol {}): update the app",
             self.client_version,
             protocol::LIST_ELEMENTS_VERSION,
             protocol::COLLECTIONS_VERSION,
+            protocol::ELEMENT_FIELDS_VERSION,
         );
         Refusal::new(ErrorCode::WrongProtocolVersion, message, Action::Fatal)
     }

@@ -4,6 +4,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use haven_core::merge::{Changeset, Hlc, Instruction};
+use haven_core::Value;
 use haven_server::{Authenticator, EmbeddedStorage, ServeError, Server};
 use haven_sync::protocol::{self, ClientMessage, ErrorCode, FileIdent, ServerMessage, MAX_FRAME_BYTES};
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","tags":"string[]","colors":"string<>"}}]"#;
+const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","tags":"string[]","colors":"string<>","homes":"Home[]"}},
+  {"name":"Home","embedded":true,"properties":{"city":"string"}}]"#;
 const SECRET: &[u8] = b"test secret";
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -973,26 +975,43 @@ async fn a_client_of_an_older_protocol_is_told_to_update_rather_than_sent_list_e
         field: "tags".into(),
         elements: vec![(id, "a".into())],
     };
-    told_to_update(assign, protocol::LIST_ELEMENTS_VERSION - 1, "list element edits").await;
+    told_to_update(&[assign], protocol::LIST_ELEMENTS_VERSION - 1, "list element edits").await;
 }
 
 #[tokio::test]
 async fn a_client_of_an_older_protocol_is_told_to_update_rather_than_sent_sets() {
     let add =
         Instruction::SetAdd { object_type: "Dog".into(), pk: 1.into(), field: "colors".into(), value: "red".into() };
-    told_to_update(add, protocol::COLLECTIONS_VERSION - 1, "sets and dictionaries").await;
+    told_to_update(&[add], protocol::COLLECTIONS_VERSION - 1, "sets and dictionaries").await;
+}
+
+#[tokio::test]
+async fn a_client_of_an_older_protocol_is_told_to_update_rather_than_sent_edits_of_embedded_objects_in_lists() {
+    let id = haven_core::merge::ElementId { origin: 9, hlc: Hlc { millis: 1, counter: 0 }, seq: 0 };
+    let home = Value::Dictionary([("city".to_owned(), Value::from("Rome"))].into());
+    let (object_type, pk, field) = (String::from("Dog"), Value::from(1), String::from("homes"));
+    let assign = Instruction::ListAssign {
+        object_type: object_type.clone(),
+        pk: pk.clone(),
+        field: field.clone(),
+        elements: vec![(id, home)],
+    };
+    let put = Instruction::ListElementPut { object_type, pk, field, id, key: "city".into(), value: "Oslo".into() };
+    told_to_update(&[assign, put], protocol::ELEMENT_FIELDS_VERSION - 1, "edits of embedded objects in lists").await;
 }
 
 /// A client of protocol `older` binds to a partition that holds
-/// `instruction`: it is refused, told why (`why`), in its own framing,
+/// `instructions`: it is refused, told why (`why`), in its own framing,
 /// and sent nothing of the partition.
-async fn told_to_update(instruction: Instruction, older: u16, why: &str) {
+async fn told_to_update(instructions: &[Instruction], older: u16, why: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), Authenticator::Dev).await;
     let (mut new, _, _) = Client::bind(&server, "", "p").await;
     new.send(&upload(1, create(1))).await;
-    new.send(&upload(2, instruction)).await;
-    new.acknowledged(2).await;
+    for (n, instruction) in instructions.iter().enumerate() {
+        new.send(&upload(2 + n as u64, instruction.clone())).await;
+    }
+    new.acknowledged(1 + instructions.len() as u64).await;
 
     let mut old = Client::connect(&server).await;
     let mut frame = protocol::encode(&bind("", "p")).unwrap();

@@ -12,7 +12,9 @@ use redb::TableDefinition;
 /// states (bytes format 2 cannot read). Format 4 may hold sets and
 /// dictionaries: in records, their instructions in the change log and
 /// their entries in confirmed states (bytes format 3 cannot read).
-pub(crate) const FORMAT_VERSION: u32 = 4;
+/// Format 5 may hold field edits of embedded objects in lists in the
+/// change log, and their fields' stamps in confirmed states.
+pub(crate) const FORMAT_VERSION: u32 = 5;
 
 /// Metadata: `format` (u32 LE), `schema` (JSON), and the `sync/…` keys.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("haven/meta");

@@ -11,10 +11,11 @@ use haven_core::Schema;
 
 /// Brings a file of format `from` to the current format.
 ///
-/// Format 2 → 3 and 3 → 4 move nothing: each only adds what the format
-/// before cannot read (format 3 list element instructions in the change
-/// log and element identities in confirmed states, format 4 set and
-/// dictionary values, instructions and entries), and the new number,
+/// Format 2 → 3, 3 → 4 and 4 → 5 move nothing: each only adds what the
+/// format before cannot read (format 3 list element instructions in the
+/// change log and element identities in confirmed states, format 4 set
+/// and dictionary values, instructions and entries, format 5 field edits
+/// of embedded objects in lists and their stamps), and the new number,
 /// which the caller writes, keeps older builds from meeting them.
 pub(crate) fn run(txn: &redb::WriteTransaction, schema: &Schema, from: u32) -> Result<()> {
     if from < 2 {

@@ -157,24 +157,30 @@ impl<'t> WriteTransaction<'t> {
     }
 
     /// Sets one field of an embedded object: `path` is the embedded
-    /// property and the field, `"address.city"`. The object must hold an
-    /// embedded object there (set it whole first). Concurrent edits of
-    /// other fields of the same embedded object merge field by field.
+    /// property and the field, `"address.city"`, or for a list of
+    /// embedded objects the property, the element's index and the field,
+    /// `"homes.1.city"`. The object must hold an embedded object there
+    /// (set it whole first). Concurrent edits of other fields of the same
+    /// embedded object merge field by field; in a list, the edit follows
+    /// its element wherever concurrent edits move it.
     ///
     /// ```
     /// # use haven_store::{Config, Database, Schema, UpdateMode};
     /// # use serde_json::json;
     /// # let dir = tempfile::tempdir().unwrap();
     /// let schema = Schema::from_json(r#"[
-    ///   {"name":"Person","primaryKey":"_id","properties":{"_id":"string","address":"Address"}},
+    ///   {"name":"Person","primaryKey":"_id","properties":{"_id":"string","address":"Address","homes":"Address[]"}},
     ///   {"name":"Address","embedded":true,"properties":{"city":"string","street":"string?"}}]"#)?;
     /// # let db = Database::open(Config::new(dir.path().join("a.haven")).schema(schema))?;
     /// db.write(|tx| {
-    ///     tx.create("Person", json!({"_id": "ann", "address": {"city": "Oslo"}}), UpdateMode::Never)?;
-    ///     tx.set_path("Person", "ann", "address.city", "Bergen")
+    ///     let ann = json!({"_id": "ann", "address": {"city": "Oslo"}, "homes": [{"city": "Oslo"}, {"city": "Rome"}]});
+    ///     tx.create("Person", ann, UpdateMode::Never)?;
+    ///     tx.set_path("Person", "ann", "address.city", "Bergen")?;
+    ///     tx.set_path("Person", "ann", "homes.1.street", "Via Appia")
     /// })?;
-    /// let ann = db.object_for_primary_key("Person", "ann")?.unwrap();
-    /// assert_eq!(ann.to_json()["address"], json!({"city": "Bergen", "street": null}));
+    /// let ann = db.object_for_primary_key("Person", "ann")?.unwrap().to_json();
+    /// assert_eq!(ann["address"], json!({"city": "Bergen", "street": null}));
+    /// assert_eq!(ann["homes"][1], json!({"city": "Rome", "street": "Via Appia"}));
     /// # Ok::<(), haven_store::Error>(())
     /// ```
     pub fn set_path(
@@ -185,9 +191,13 @@ impl<'t> WriteTransaction<'t> {
         value: impl Into<Value>,
     ) -> Result<()> {
         let (property, field) = path.split_once('.').unwrap_or((path, ""));
+        let element = field.split_once('.').and_then(|(index, field)| Some((index.parse::<usize>().ok()?, field)));
+        if let Some((index, field)) = element {
+            return self.set_element_field(object_type, primary_key.into(), property, index, field, value.into());
+        }
         let (ty, pk, idx) = self.field_of(object_type, primary_key.into(), property)?;
         let prop = &ty.properties()[idx];
-        let value = self.schema().coerce_embedded_field(ty, prop, field, value.into())?;
+        let value = self.schema().coerce_embedded_field(ty, prop, None, field, value.into())?;
         self.write_entry(ty, pk, idx, EntryEdit::DictionaryEntry { key: field.to_owned(), value: Some(value) })?;
         Ok(())
     }

@@ -42,6 +42,8 @@ impl ElementIds {
 enum Edit {
     Insert(usize, Value),
     Set(usize, Value),
+    /// One field of the embedded object at the index.
+    Put(usize, String, Value),
     Move(usize, usize),
     Remove(usize),
 }
@@ -139,6 +141,22 @@ impl<'t> WriteTransaction<'t> {
         self.set(object_type, primary_key, property, Value::List(Vec::new()))
     }
 
+    /// Sets field `field` of the embedded object at `index` of list
+    /// property `property` (what [`set_path`](Self::set_path) does for
+    /// `"homes.1.city"`).
+    pub(crate) fn set_element_field(
+        &mut self,
+        object_type: &str,
+        primary_key: Value,
+        property: &str,
+        index: usize,
+        field: &str,
+        value: Value,
+    ) -> Result<()> {
+        let (ty, pk, idx) = self.list_of(object_type, primary_key, property)?;
+        self.edit(ty, pk, idx, Edit::Put(index, field.to_owned(), value)).map(drop)
+    }
+
     /// The type, primary key and position of a list property.
     fn list_of(
         &self,
@@ -182,6 +200,10 @@ impl<'t> WriteTransaction<'t> {
         let edit = match edit(list.len()) {
             Edit::Insert(at, v) => Edit::Insert(at, element(at, v)?),
             Edit::Set(at, v) => Edit::Set(at, element(at, v)?),
+            Edit::Put(at, field, v) => {
+                let v = self.schema().coerce_embedded_field(ty, prop, Some(at), &field, v)?;
+                Edit::Put(at, field, v)
+            }
             other => other,
         };
         check_index(ty, prop, &edit, list.len())?;
@@ -204,6 +226,19 @@ impl<'t> WriteTransaction<'t> {
             Edit::Remove(at) => {
                 record::splice_list(&record, idx, at, 1, &[], &mut spliced).map_err(damaged)?;
                 nth(at)
+            }
+            Edit::Put(at, field, v) => {
+                let Value::Dictionary(mut fields) = nth(at) else {
+                    return Err(Error::Storage(format!(
+                        "{}.{}: element {at} is no embedded object",
+                        ty.name(),
+                        prop.name
+                    )));
+                };
+                fields.insert(field, v);
+                record::splice_list(&record, idx, at, 1, &[Value::Dictionary(fields)], &mut spliced)
+                    .map_err(damaged)?;
+                Value::Null
             }
             Edit::Move(from, to) => {
                 let mut taken = Vec::with_capacity(record.len());
@@ -266,6 +301,14 @@ impl<'t> WriteTransaction<'t> {
                 Instruction::ListInsert { object_type, pk, field, after, id, value: value.clone() }
             }
             Edit::Set(at, value) => Instruction::ListSet { object_type, pk, field, id: ids[*at], value: value.clone() },
+            Edit::Put(at, key, value) => Instruction::ListElementPut {
+                object_type,
+                pk,
+                field,
+                id: ids[*at],
+                key: key.clone(),
+                value: value.clone(),
+            },
             Edit::Move(from, to) => {
                 let id = ids.remove(*from);
                 let after = to.checked_sub(1).map(|i| ids[i]);
@@ -307,6 +350,9 @@ impl<'t> WriteTransaction<'t> {
                 (Edit::Insert(after(anchor)?, value.clone()), Some(*id))
             }
             Instruction::ListSet { id, value, .. } => (Edit::Set(at(id)?, value.clone()), None),
+            Instruction::ListElementPut { id, key, value, .. } => {
+                (Edit::Put(at(id)?, key.clone(), value.clone()), None)
+            }
             Instruction::ListMove { id, after: anchor, .. } => {
                 let (from, to) = (at(id)?, after(anchor)?);
                 // `to` counts the moving element while it is still in place.
@@ -448,7 +494,7 @@ fn object_id(ty: &ObjectSchema, pk: &Value) -> Result<Vec<u8>> {
 fn check_index(ty: &ObjectSchema, prop: &Property, edit: &Edit, len: usize) -> Result<()> {
     let (index, limit) = match edit {
         Edit::Insert(at, _) => (*at, len + 1),
-        Edit::Set(at, _) | Edit::Remove(at) => (*at, len),
+        Edit::Set(at, _) | Edit::Put(at, ..) | Edit::Remove(at) => (*at, len),
         Edit::Move(from, _) if *from >= len => (*from, len),
         Edit::Move(_, to) => (*to, len),
     };

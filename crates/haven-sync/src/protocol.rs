@@ -11,14 +11,14 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::Duration;
 
 /// The protocol version this build speaks (history: `docs/protocol.md`).
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// The oldest protocol version the server serves. Protocol 5 only added
 /// [`ErrorCode::TokenExpired`], which a protocol-4 client is sent as
-/// [`ErrorCode::BadToken`]; protocols 6 and 7 only added list element
-/// instructions and object states with element identities (6), and sets
-/// and dictionaries (7), which older clients are never sent (see
-/// [`readable_changeset`]).
+/// [`ErrorCode::BadToken`]; protocols 6 to 8 only added list element
+/// instructions and object states with element identities (6), sets
+/// and dictionaries (7), and field edits of embedded objects in lists
+/// (8), which older clients are never sent (see [`readable_changeset`]).
 pub const OLDEST_SERVED_VERSION: u16 = 4;
 
 /// The protocol version that added the list element instructions
@@ -30,6 +30,12 @@ pub const LIST_ELEMENTS_VERSION: u16 = 6;
 /// values, the set and dictionary instructions (`Instruction::SetAdd`
 /// and after) and object states with their entries.
 pub const COLLECTIONS_VERSION: u16 = 7;
+
+/// The protocol version that added field edits of embedded objects in
+/// lists (`Instruction::ListElementPut`), object states with the fields'
+/// stamps, and the field-by-field merge of a `ListSet` of an embedded
+/// object (older clients merge it whole, so they must not meet one).
+pub const ELEMENT_FIELDS_VERSION: u16 = 8;
 
 /// The protocol version that added [`ErrorCode::TokenExpired`].
 pub const TOKEN_EXPIRED_VERSION: u16 = 5;
@@ -420,7 +426,8 @@ pub struct DownloadPosition {
 /// Whether a client speaking protocol `version` can read `changeset`
 /// (encoded as the server stores it): one from before
 /// [`LIST_ELEMENTS_VERSION`] cannot read a list element instruction, one
-/// from before [`COLLECTIONS_VERSION`] a set or dictionary.
+/// from before [`COLLECTIONS_VERSION`] a set or dictionary, one from
+/// before [`ELEMENT_FIELDS_VERSION`] an edit of an embedded object in a list.
 pub fn readable_changeset(version: u16, changeset: &[u8]) -> bool {
     version >= PROTOCOL_VERSION
         || postcard::from_bytes::<Changeset>(changeset)
@@ -430,7 +437,8 @@ pub fn readable_changeset(version: u16, changeset: &[u8]) -> bool {
 /// Whether a client speaking protocol `version` can read an object's
 /// encoded state: one from before [`LIST_ELEMENTS_VERSION`] cannot read
 /// list element identities, one from before [`COLLECTIONS_VERSION`] sets
-/// and dictionaries.
+/// and dictionaries, one from before [`ELEMENT_FIELDS_VERSION`] the
+/// fields' stamps of embedded objects in lists.
 pub fn readable_state(version: u16, object: &SnapshotObject) -> bool {
     version >= PROTOCOL_VERSION || object.decode().is_ok_and(|(_, state)| state_version(&state) <= version)
 }
@@ -443,6 +451,9 @@ fn instruction_version(instruction: &Instruction) -> u16 {
         Instruction::Increment { .. } | Instruction::Delete { .. } => 0,
         Instruction::ListAssign { elements, .. } => {
             elements.iter().map(|(_, v)| value_version(v)).fold(LIST_ELEMENTS_VERSION, u16::max)
+        }
+        Instruction::ListSet { value: Value::Dictionary(_), .. } | Instruction::ListElementPut { .. } => {
+            ELEMENT_FIELDS_VERSION
         }
         Instruction::ListInsert { value, .. } | Instruction::ListSet { value, .. } => {
             value_version(value).max(LIST_ELEMENTS_VERSION)
@@ -458,6 +469,9 @@ fn instruction_version(instruction: &Instruction) -> u16 {
 /// The oldest protocol that can read an object state.
 fn state_version(state: &ObjectState) -> u16 {
     match state {
+        ObjectState::Live { lists, .. } if lists.values().any(|l| !l.element_fields.is_empty()) => {
+            ELEMENT_FIELDS_VERSION
+        }
         ObjectState::Live { keyed, .. } if !keyed.is_empty() => COLLECTIONS_VERSION,
         ObjectState::Live { fields, lists, .. } => {
             let values = fields.values().map(|f| value_version(&f.value)).max().unwrap_or(0);

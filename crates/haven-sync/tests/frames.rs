@@ -132,6 +132,34 @@ fn collections_changeset() -> Changeset {
     }
 }
 
+/// A changeset of edits of embedded objects in a list: a field of one
+/// element set, another element written whole (protocol 8 onwards).
+fn element_fields_changeset() -> Changeset {
+    let id = |seq| ElementId { origin: 0x0123_4567_89ab_cdef, hlc: Hlc { millis: 1_700_000_000_000, counter: 1 }, seq };
+    let (object_type, pk, field) = (String::from("Dog"), Value::from(1), String::from("homes"));
+    let home = |city: &str| Value::Dictionary([("city".to_owned(), Value::from(city))].into());
+    Changeset {
+        instructions: vec![
+            Instruction::ListAssign {
+                object_type: object_type.clone(),
+                pk: pk.clone(),
+                field: field.clone(),
+                elements: vec![(id(0), home("Oslo")), (id(1), home("Rome"))],
+            },
+            Instruction::ListElementPut {
+                object_type: object_type.clone(),
+                pk: pk.clone(),
+                field: field.clone(),
+                id: id(0),
+                key: "zip".into(),
+                value: 150.into(),
+            },
+            Instruction::ListSet { object_type, pk, field, id: id(1), value: home("Milan") },
+        ],
+        ..changeset()
+    }
+}
+
 /// The state `changeset`'s create and then `later` leave.
 fn snapshot_after(later: &Changeset) -> SnapshotObject {
     let pk = Value::from(1);
@@ -190,6 +218,7 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
         ("Upload", ClientMessage::Upload { changesets: vec![changeset()] }),
         ("UploadListElements", ClientMessage::Upload { changesets: vec![list_changeset()] }),
         ("UploadCollections", ClientMessage::Upload { changesets: vec![collections_changeset()] }),
+        ("UploadElementFields", ClientMessage::Upload { changesets: vec![element_fields_changeset()] }),
         ("Mark", ClientMessage::Mark { request: 5 }),
         ("Ping", ClientMessage::Ping { nonce: 6 }),
     ];
@@ -234,6 +263,16 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
                 uploaded_through: 3,
             },
         ),
+        (
+            "BootstrapElementFields",
+            ServerMessage::Bootstrap {
+                objects: vec![snapshot_after(&element_fields_changeset())],
+                last: true,
+                server_version: 9,
+                server_version_salt: 0xbeef,
+                uploaded_through: 3,
+            },
+        ),
         ("MarkAnswer", ServerMessage::Mark { request: 5, server_version: 10 }),
         (
             "Error",
@@ -260,7 +299,10 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
 
 /// Whether the pinned frame `name` is a client's message.
 fn from_client(name: &str) -> bool {
-    matches!(name, "Bind" | "Upload" | "UploadListElements" | "UploadCollections" | "Mark" | "Ping")
+    matches!(
+        name,
+        "Bind" | "Upload" | "UploadListElements" | "UploadCollections" | "UploadElementFields" | "Mark" | "Ping"
+    )
 }
 
 fn file(version: u16) -> PathBuf {
@@ -366,4 +408,22 @@ fn a_client_from_before_collections_is_never_sent_them() {
         ..changeset()
     };
     assert!(!protocol::readable_changeset(old, &stored(&decimal_in_a_list)), "a decimal inside a list");
+}
+
+#[test]
+fn a_client_from_before_element_fields_is_never_sent_them() {
+    let stored = |cs: &Changeset| postcard::to_allocvec(cs).unwrap();
+    let old = protocol::ELEMENT_FIELDS_VERSION - 1;
+    let edits = element_fields_changeset().instructions;
+    let only = |i: &Instruction| stored(&Changeset { instructions: vec![i.clone()], ..changeset() });
+    assert!(protocol::readable_changeset(old, &only(&edits[0])), "a list of embedded objects written whole");
+    assert!(!protocol::readable_changeset(old, &only(&edits[1])), "a field edit");
+    assert!(
+        !protocol::readable_changeset(old, &only(&edits[2])),
+        "an element written whole, which now merges by field"
+    );
+    assert!(protocol::readable_changeset(protocol::ELEMENT_FIELDS_VERSION, &stored(&element_fields_changeset())));
+    let whole_only = Changeset { instructions: edits[..1].to_vec(), ..changeset() };
+    assert!(protocol::readable_state(old, &snapshot_after(&whole_only)));
+    assert!(!protocol::readable_state(old, &snapshot_after(&element_fields_changeset())), "fields with stamps");
 }

@@ -154,6 +154,38 @@ fn a_list_of_embedded_objects_holds_whole_objects_by_element() {
     assert!(err.to_string().contains("null is not allowed"), "{err}");
 }
 
+#[test]
+fn a_field_of_an_embedded_object_in_a_list_is_set_by_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = local(dir.path());
+    let homes = |db: &Database| db.object_for_primary_key("Person", "ann").unwrap().unwrap().to_json()["homes"].clone();
+    db.write(|tx| {
+        tx.create("Person", json!({"_id": "ann", "homes": [{"city": "Oslo"}, {"city": "Rome"}]}), UpdateMode::Never)?;
+        tx.set_path("Person", "ann", "homes.1.zip", 100)?;
+        tx.set_path("Person", "ann", "homes.0.city", "Bergen")
+    })
+    .unwrap();
+    let expected =
+        json!([{"city": "Bergen", "street": null, "zip": null}, {"city": "Rome", "street": null, "zip": 100}]);
+    assert_eq!(homes(&db), expected);
+    let refused =
+        |path: &str, value: Value| db.write(|tx| tx.set_path("Person", "ann", path, value)).unwrap_err().to_string();
+    let err = refused("homes.2.city", "Paris".into());
+    assert!(
+        err.contains("Person.homes") && err.contains("index 2 is out of range: the list has 2 element(s)"),
+        "{err}"
+    );
+    let err = refused("homes.0.planet", "Mars".into());
+    assert!(err.contains("Person.homes: at index 0, field \"planet\": Address has no such property"), "{err}");
+    let err = refused("homes.0.zip", "many".into());
+    assert!(err.contains("Person.homes: at index 0, field \"zip\""), "{err}");
+    let err = refused("homes.city", "Paris".into());
+    assert!(err.contains("name the element (\"homes.0.city\")"), "{err}");
+    let err = refused("address.0.city", "Paris".into());
+    assert!(err.contains("Person.address") && err.contains("not a list"), "{err}");
+    assert_eq!(homes(&db), expected, "nothing refused was written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_edits_of_one_embedded_object_merge_field_by_field() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,5 +220,39 @@ async fn concurrent_edits_of_one_embedded_object_merge_field_by_field() {
     let c = partition.device("c").await;
     synced(&c).await;
     assert_eq!(address(&c, "ann"), expected, "as the server holds it");
+    partition.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_edits_of_an_embedded_object_in_a_list_merge_field_by_field_and_follow_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let partition = TestPartition::start(dir.path(), SCHEMA).await;
+    let (a, b) = (partition.device("a").await, partition.device("b").await);
+    let ann = json!({"_id": "ann", "homes": [{"city": "Oslo"}, {"city": "Rome"}]});
+    a.write(|tx| tx.create("Person", ann, UpdateMode::Never)).unwrap();
+    synced(&a).await;
+    synced(&b).await;
+    a.sync_session().unwrap().pause();
+    b.sync_session().unwrap().pause();
+    // A edits Oslo's street; B moves Oslo to the end and sets its zip.
+    a.write(|tx| tx.set_path("Person", "ann", "homes.0.street", "Main 1")).unwrap();
+    b.write(|tx| {
+        tx.list_move("Person", "ann", "homes", 0, 1)?;
+        tx.set_path("Person", "ann", "homes.1.zip", 150)
+    })
+    .unwrap();
+    for db in [&a, &b] {
+        db.sync_session().unwrap().resume();
+        synced(db).await;
+    }
+    synced(&a).await;
+    let homes = |db: &Database| db.object_for_primary_key("Person", "ann").unwrap().unwrap().to_json()["homes"].clone();
+    let expected =
+        json!([{"city": "Rome", "street": null, "zip": null}, {"city": "Oslo", "street": "Main 1", "zip": 150}]);
+    assert_eq!(homes(&a), expected);
+    assert_eq!(homes(&b), expected);
+    let c = partition.device("c").await;
+    synced(&c).await;
+    assert_eq!(homes(&c), expected, "as the server holds it");
     partition.server.shutdown().await;
 }

@@ -28,22 +28,27 @@ const SCHEMA: &str = r#"[
 const ADMIN: &str = "fixture-admin";
 
 /// The file format this build writes (`docs/formats.md`).
-const CURRENT_FORMAT: u32 = 4;
+const CURRENT_FORMAT: u32 = 5;
 
 fn fixtures(format: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/format-{format}"))
 }
 
 /// The schema of format `format`'s set: from format 4 on, `Every` has a
-/// set, a dictionary and a decimal too.
+/// set, a dictionary and a decimal too; from format 5 on, a list of
+/// embedded objects.
 fn schema(format: u32) -> Schema {
     let every = r#""friends":"Every[]"}"#;
-    let text = match format >= 4 {
-        true => {
-            SCHEMA.replace(every, r#""friends":"Every[]","colors":"string<>","scores":"int{}","price":"decimal128?"}"#)
-        }
-        false => SCHEMA.to_owned(),
-    };
+    let mut text = SCHEMA.to_owned();
+    if format >= 4 {
+        text =
+            text.replace(every, r#""friends":"Every[]","colors":"string<>","scores":"int{}","price":"decimal128?"}"#);
+    }
+    if format >= 5 {
+        text = text
+            .replace(r#""price":"decimal128?"}"#, r#""price":"decimal128?","homes":"Home[]"}"#)
+            .replace("\n]", r#",{"name":"Home","embedded":true,"properties":{"city":"string","street":"string?"}}]"#);
+    }
     Schema::from_json(&text).unwrap()
 }
 
@@ -127,7 +132,9 @@ async fn make_current_format_fixtures() {
         tx.list_push("Every", 1, "ranks", 4)?;
         tx.set_add("Every", 1, "colors", "brown")?;
         tx.dict_put("Every", 1, "scores", "agility", 5)?;
-        tx.set("Every", 1, "price", "12.50")
+        tx.set("Every", 1, "price", "12.50")?;
+        tx.list_push("Every", 1, "homes", Value::Dictionary([("city".into(), "Oslo".into())].into()))?;
+        tx.set_path("Every", 1, "homes.0.street", "Main 1")
     });
     synced(&device).await;
 
@@ -159,7 +166,8 @@ async fn make_current_format_fixtures() {
         tx.list_insert("Every", 1, "tags", 0, "z")?;
         tx.set_add("Every", 1, "colors", "white")?;
         tx.dict_put("Every", 1, "scores", "speed", 3)?;
-        tx.set("Every", 1, "price", "0.10")
+        tx.set("Every", 1, "price", "0.10")?;
+        tx.set_path("Every", 1, "homes.0.city", "Bergen")
     });
     write(&device, |tx| {
         let mut two = every_1();
@@ -215,6 +223,11 @@ async fn format_4_files_open_with_every_value_and_finish_their_reset_with_this_b
     open_every_value_and_finish_the_reset(4).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_5_files_open_with_every_value_and_finish_their_reset_with_this_build() {
+    open_every_value_and_finish_the_reset(5).await;
+}
+
 /// The checks of one format's set.
 async fn open_every_value_and_finish_the_reset(format: u32) {
     let dir = tempfile::tempdir().unwrap();
@@ -241,6 +254,11 @@ async fn open_every_value_and_finish_the_reset(format: u32) {
         expected_1["colors"] = json!(["brown", "white"]);
         expected_1["scores"] = json!({"agility": 5, "speed": 3});
         expected_1["price"] = json!("0.10");
+    }
+    if format >= 5 {
+        // Format 5's set also holds field edits of an embedded object in a
+        // list: a synced one and an unsynced one.
+        expected_1["homes"] = json!([{"city": "Bergen", "street": "Main 1"}]);
     }
     {
         let device = Database::open(Config::new(&device_path).read_only()).unwrap();
@@ -294,6 +312,10 @@ async fn open_every_value_and_finish_the_reset(format: u32) {
     );
     let with_entries = objects.iter().filter(|s| matches!(s, ObjectState::Live { keyed, .. } if !keyed.is_empty()));
     assert_eq!(with_entries.count(), usize::from(format >= 4), "Every 1's colors and scores have entries");
+    let with_element_fields = objects.iter().filter(
+        |s| matches!(s, ObjectState::Live { lists, .. } if lists.values().any(|l| !l.element_fields.is_empty())),
+    );
+    assert_eq!(with_element_fields.count(), usize::from(format >= 5), "Every 1's home has its fields' stamps");
     let server = Server::start(storage, Authenticator::Dev, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let errors = Arc::new(Mutex::new(Vec::<SyncError>::new()));
     let seen = errors.clone();

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 /// A list property is written whole by `ListAssign` (or, in changesets
 /// from before element identity, by a `Create` or `Set` of a list value),
 /// and element by element by the other `List*` instructions, which name
-/// elements by [`ElementId`]. A set or dictionary is written whole by a
+/// elements by [`ElementId`]; `ListElementPut` sets one field of an
+/// embedded object in a list. A set or dictionary is written whole by a
 /// `Set` of its value, and entry by entry by the `Set*` and `Dictionary*`
 /// instructions. New variants go after the last one: the encoding numbers
 /// them in order.
@@ -165,6 +166,22 @@ pub enum Instruction {
         /// The key.
         key: String,
     },
+    /// Sets one field of the embedded object that is one element of a
+    /// list of embedded objects.
+    ListElementPut {
+        /// The object type.
+        object_type: String,
+        /// The primary key.
+        pk: Value,
+        /// The list property.
+        field: String,
+        /// The element.
+        id: ElementId,
+        /// The embedded object's field.
+        key: String,
+        /// Its new value.
+        value: Value,
+    },
 }
 
 impl Instruction {
@@ -183,7 +200,8 @@ impl Instruction {
             | Instruction::SetAdd { object_type, pk, .. }
             | Instruction::SetRemove { object_type, pk, .. }
             | Instruction::DictionaryPut { object_type, pk, .. }
-            | Instruction::DictionaryRemove { object_type, pk, .. } => (object_type, pk),
+            | Instruction::DictionaryRemove { object_type, pk, .. }
+            | Instruction::ListElementPut { object_type, pk, .. } => (object_type, pk),
         }
     }
 
@@ -201,7 +219,8 @@ impl Instruction {
             | Instruction::SetAdd { field, .. }
             | Instruction::SetRemove { field, .. }
             | Instruction::DictionaryPut { field, .. }
-            | Instruction::DictionaryRemove { field, .. } => Some(field),
+            | Instruction::DictionaryRemove { field, .. }
+            | Instruction::ListElementPut { field, .. } => Some(field),
         }
     }
 }

@@ -10,9 +10,11 @@
 //! whole, the run integrated later first.
 
 use super::hlc::Hlc;
+use super::keyed::{KeyedChange, KeyedState};
 use super::rule::{Overruled, Stamp, Writer};
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The first sequence number of ids derived for a list written whole by
 /// an instruction that carries no ids (changesets from before element
@@ -71,10 +73,20 @@ impl ListElement {
 }
 
 /// The elements of one list property, tombstones included, in list order.
+///
+/// Encoded as its elements alone: the fields of embedded objects travel
+/// beside the lists, in a variant of the object state of their own, so
+/// that a list without them encodes as before they existed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListState {
     /// Every element ever added, in order; removed ones are tombstones.
     pub elements: Vec<ListElement>,
+    /// The fields of the live elements that are embedded objects and whose
+    /// fields were written one by one (or whole, since), with their
+    /// stamps, by element: such an element merges field by field, as an
+    /// embedded object outside a list does.
+    #[serde(skip)]
+    pub element_fields: BTreeMap<ElementId, KeyedState>,
 }
 
 /// One change to one element of a list.
@@ -82,6 +94,7 @@ pub struct ListState {
 pub(crate) enum ElementChange<'a> {
     Insert { after: Option<ElementId>, id: ElementId, value: &'a Value },
     Set { id: ElementId, value: &'a Value },
+    Put { id: ElementId, key: &'a str, value: &'a Value },
     Move { id: ElementId, after: Option<ElementId> },
     Remove { id: ElementId },
 }
@@ -103,7 +116,7 @@ impl ListState {
                 removed: false,
             })
             .collect();
-        ListState { elements }
+        ListState { elements, element_fields: BTreeMap::new() }
     }
 
     /// The list's values, in order.
@@ -123,7 +136,7 @@ impl ListState {
     pub(crate) fn assign(&mut self, items: impl IntoIterator<Item = (ElementId, Value)>, writer: &Writer) {
         for e in self.elements.iter_mut().filter(|e| !e.removed) {
             if e.assigned || writer.has_seen(e.added.version, e.added.replica) {
-                tombstone(e);
+                tombstone(e, &mut self.element_fields);
             }
         }
         let new: Vec<ListElement> = items
@@ -146,6 +159,12 @@ impl ListState {
                 self.elements.insert(at, element);
                 Ok(())
             }
+            ElementChange::Set { id, value: whole @ Value::Dictionary(_) } if self.is_embedded(id) => {
+                self.edit_fields(id, |fields| fields.assign(whole, writer))
+            }
+            ElementChange::Put { id, key, value } => self.edit_fields(id, |fields| {
+                fields.change(KeyedChange::DictionaryEntry { key, value: Some(value) }, writer)
+            }),
             ElementChange::Set { id, value } => {
                 let e = self.live_element(id)?;
                 if !writer.beats(&e.stamp) {
@@ -175,10 +194,43 @@ impl ListState {
             }
             ElementChange::Remove { id } => {
                 let at = self.position(id).ok_or(Overruled::ElementNotFound)?;
-                tombstone(&mut self.elements[at]);
+                tombstone(&mut self.elements[at], &mut self.element_fields);
                 Ok(())
             }
         }
+    }
+
+    /// Whether element `id` is a live embedded object.
+    fn is_embedded(&self, id: ElementId) -> bool {
+        self.position(id).is_some_and(|at| {
+            matches!(self.elements[at], ListElement { removed: false, value: Value::Dictionary(_), .. })
+        })
+    }
+
+    /// Edits the fields of the embedded object that is element `id`, each
+    /// field merging as a field of an embedded object outside a list
+    /// does; its fields' stamps are derived from its last whole write the
+    /// first time.
+    fn edit_fields(
+        &mut self,
+        id: ElementId,
+        edit: impl FnOnce(&mut KeyedState) -> Result<(), Overruled>,
+    ) -> Result<(), Overruled> {
+        let at = self.position(id).ok_or(Overruled::ElementNotFound)?;
+        let e = &mut self.elements[at];
+        if e.removed {
+            return Err(Overruled::ElementRemoved);
+        }
+        let fields = match self.element_fields.entry(id) {
+            std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => match &e.value {
+                Value::Dictionary(_) => slot.insert(KeyedState::derived(&e.value, &e.stamp).expect("a dictionary")),
+                _ => return Err(Overruled::NotAList),
+            },
+        };
+        edit(fields)?;
+        e.value = fields.value();
+        Ok(())
     }
 
     fn position(&self, id: ElementId) -> Option<usize> {
@@ -203,7 +255,9 @@ impl ListState {
     }
 }
 
-fn tombstone(e: &mut ListElement) {
+/// Removes an element, and the fields of it if it was an embedded object.
+fn tombstone(e: &mut ListElement, element_fields: &mut BTreeMap<ElementId, KeyedState>) {
     e.removed = true;
     e.value = Value::Null;
+    element_fields.remove(&e.id);
 }

@@ -90,7 +90,8 @@ impl ObjectState {
             ObjectState::Deleted { .. } => (None, None, None),
         };
         let elements = lists.into_iter().flat_map(|l| l.values()).flat_map(|l| &l.elements);
-        let entries = keyed.into_iter().flat_map(|k| k.values()).flat_map(KeyedState::stamps);
+        let element_fields = lists.into_iter().flat_map(|l| l.values()).flat_map(|l| l.element_fields.values());
+        let entries = keyed.into_iter().flat_map(|k| k.values()).chain(element_fields).flat_map(KeyedState::stamps);
         fields
             .into_iter()
             .flat_map(|f| f.values().map(|f| f.stamp))
@@ -252,6 +253,9 @@ pub fn apply_in_place(state: &mut Option<ObjectState>, instruction: &Instruction
             live.change(field, ElementChange::Move { id: *id, after: *after }, writer)
         }
         Instruction::ListRemove { field, id, .. } => live.change(field, ElementChange::Remove { id: *id }, writer),
+        Instruction::ListElementPut { field, id, key, value, .. } => {
+            live.change(field, ElementChange::Put { id: *id, key, value }, writer)
+        }
         Instruction::SetAdd { field, value, .. } => {
             live.change_entry(field, KeyedChange::SetElement { element: value, present: true }, writer)
         }
@@ -465,15 +469,19 @@ impl Serialize for ObjectState {
 
 /// How an [`ObjectState`] is encoded. Postcard numbers enum variants in
 /// order: `Live` and `Deleted` are the encodings from before lists had
-/// element identities, `LiveWithLists` came with them and
-/// `LiveWithCollections` with sets and dictionaries, each after the
-/// others, so old bytes decode as they always did.
+/// element identities, `LiveWithLists` came with them,
+/// `LiveWithCollections` with sets and dictionaries and
+/// `LiveWithElementFields` with field edits of embedded objects in lists,
+/// each after the others, so old bytes decode as they always did.
 mod wire {
     use super::{Field, KeyedState, ListState, ObjectState};
+    use crate::merge::ElementId;
     use serde::{Deserialize, Serialize};
     use std::collections::BTreeMap;
 
     type Deletion = Option<(u64, u64)>;
+    /// By list property, the fields of its embedded elements (`ListState::element_fields`).
+    type ElementFields = BTreeMap<String, BTreeMap<ElementId, KeyedState>>;
 
     #[derive(Deserialize)]
     #[serde(rename = "ObjectState")]
@@ -496,6 +504,13 @@ mod wire {
             deleted_at: Deletion,
             lists: BTreeMap<String, ListState>,
             keyed: BTreeMap<String, KeyedState>,
+        },
+        LiveWithElementFields {
+            fields: BTreeMap<String, Field>,
+            deleted_at: Deletion,
+            lists: BTreeMap<String, ListState>,
+            keyed: BTreeMap<String, KeyedState>,
+            element_fields: ElementFields,
         },
     }
 
@@ -521,6 +536,13 @@ mod wire {
             lists: &'a BTreeMap<String, ListState>,
             keyed: &'a BTreeMap<String, KeyedState>,
         },
+        LiveWithElementFields {
+            fields: &'a BTreeMap<String, Field>,
+            deleted_at: &'a Deletion,
+            lists: &'a BTreeMap<String, ListState>,
+            keyed: &'a BTreeMap<String, KeyedState>,
+            element_fields: BTreeMap<&'a str, &'a BTreeMap<ElementId, KeyedState>>,
+        },
     }
 
     impl From<StateWire> for ObjectState {
@@ -536,8 +558,20 @@ mod wire {
                 StateWire::LiveWithCollections { fields, deleted_at, lists, keyed } => {
                     ObjectState::Live { fields, lists, keyed, deleted_at }
                 }
+                StateWire::LiveWithElementFields { fields, deleted_at, mut lists, keyed, element_fields } => {
+                    for (name, by_element) in element_fields {
+                        if let Some(list) = lists.get_mut(&name) {
+                            list.element_fields = by_element;
+                        }
+                    }
+                    ObjectState::Live { fields, lists, keyed, deleted_at }
+                }
             }
         }
+    }
+
+    fn has_fields(list: &ListState) -> bool {
+        !list.element_fields.is_empty()
     }
 
     impl<'a> From<&'a ObjectState> for StateRef<'a> {
@@ -545,6 +579,14 @@ mod wire {
             match state {
                 ObjectState::Live { fields, lists, keyed, deleted_at } if lists.is_empty() && keyed.is_empty() => {
                     StateRef::Live { fields, deleted_at }
+                }
+                ObjectState::Live { fields, lists, keyed, deleted_at } if lists.values().any(has_fields) => {
+                    let element_fields = lists
+                        .iter()
+                        .filter(|(_, l)| has_fields(l))
+                        .map(|(n, l)| (n.as_str(), &l.element_fields))
+                        .collect();
+                    StateRef::LiveWithElementFields { fields, deleted_at, lists, keyed, element_fields }
                 }
                 ObjectState::Live { fields, lists, keyed, deleted_at } if keyed.is_empty() => {
                     StateRef::LiveWithLists { fields, deleted_at, lists }

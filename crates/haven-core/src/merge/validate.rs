@@ -98,18 +98,14 @@ pub(crate) fn check(schema: &Schema, instruction: &Instruction) -> Result<(), St
         Instruction::DictionaryPut { field, key, value, .. } => match ty.property_named(field) {
             // One field of an embedded object.
             Some(prop @ Property { ty: PropertyType::Embedded(_), .. }) => {
-                match schema.coerce_embedded_field(ty, prop, key, value.clone()) {
-                    Ok(converted) if as_sent(&converted, value) => Ok(()),
-                    Ok(_) => Err(format!(
-                        "{}.{field}: at field {key:?}: {} is not in its stored form",
-                        ty.name(),
-                        value.kind()
-                    )),
-                    Err(e) => Err(e.to_string()),
-                }
+                field_fits(ty, field, key, value, schema.coerce_embedded_field(ty, prop, None, key, value.clone()))
             }
             _ => entry_fits(schema, ty, collection_property(ty, field, Collection::Dictionary)?, key, value.clone()),
         },
+        Instruction::ListElementPut { field, key, value, .. } => {
+            let prop = list_property(ty, field)?;
+            field_fits(ty, field, key, value, schema.coerce_element_field(ty, prop, key, value.clone()))
+        }
         Instruction::DictionaryRemove { field, key, .. } => {
             collection_property(ty, field, Collection::Dictionary)?;
             check_dictionary_key(key).map_err(|m| format!("{}.{field}: at key {key:?}: {m}", ty.name()))
@@ -133,6 +129,23 @@ fn collection_property<'s>(ty: &'s ObjectSchema, name: &str, collection: Collect
         Some(p) if p.collection == collection => Ok(p),
         Some(p) => Err(format!("{}.{name} is '{}', not {what}", ty.name(), p.type_string())),
         None => Err(format!("{} has no property '{name}'", ty.name())),
+    }
+}
+
+/// Whether `value`, sent for field `key` of an embedded object in
+/// `ty.field`, is what `converted` (the schema's conversion of it) says
+/// the field stores.
+fn field_fits(
+    ty: &ObjectSchema,
+    field: &str,
+    key: &str,
+    value: &Value,
+    converted: Result<Value, crate::error::ValueError>,
+) -> Result<(), String> {
+    match converted {
+        Ok(converted) if as_sent(&converted, value) => Ok(()),
+        Ok(_) => Err(format!("{}.{field}: at field {key:?}: {} is not in its stored form", ty.name(), value.kind())),
+        Err(e) => Err(e.to_string()),
     }
 }
 

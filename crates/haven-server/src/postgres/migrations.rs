@@ -79,6 +79,13 @@ COMMENT ON COLUMN haven_objects.state IS
 COMMENT ON COLUMN haven_objects.state IS
     'postcard (pk, ObjectState); from migration 3 it may hold list element identities, from 4 set and dictionary entries';
 "#,
+    // 5: history may hold field edits of embedded objects in lists, and
+    // object states their fields' stamps. Only the number keeps older
+    // servers out.
+    r#"
+COMMENT ON COLUMN haven_objects.state IS
+    'postcard (pk, ObjectState); from migration 3 it may hold list element identities, from 4 set and dictionary entries, from 5 the fields of embedded objects in lists';
+"#,
 ];
 
 /// Creates or migrates the tables, one process at a time.
