@@ -106,7 +106,8 @@ function typeInfo(objectSchema, embeddedTypes) {
       properties.set(name, { read: (v) => v, position: properties.size, collection: "embedded" });
       continue;
     }
-    // A list of embedded objects reads as a list of plain objects.
+    // A list of embedded objects is stored as a list of plain objects;
+    // listItems() makes each a live embedded object.
     const stored = PRIMITIVES.has(base) || embeddedTypes.has(base);
     const one = base === "date" ? (v, _) => new Date(v) : stored ? undefined : (v, realm) => makeObject(realm, base, v);
     const maybe = one && ((v, realm) => (v === null ? null : one(v, realm)));
@@ -114,7 +115,7 @@ function typeInfo(objectSchema, embeddedTypes) {
     if (one && collection === "dictionary") read = (v, realm) => Object.fromEntries(Object.entries(v).map(([k, item]) => [k, maybe(item, realm)]));
     else if (one && collection) read = (v, realm) => v.map((item) => one(item, realm));
     else if (one) read = maybe;
-    properties.set(name, { read, position: properties.size, collection });
+    properties.set(name, { read, position: properties.size, collection, embedded: embeddedTypes.has(base) });
     if (base === "date") dates.push(name);
   }
   return { name: objectSchema.name, primaryKey: objectSchema.primaryKey, properties, names: [...properties.keys()], dates, backlinks };
@@ -553,8 +554,17 @@ class List {
   }
 }
 
-/** The list's elements now, as read values (Dates, linked objects). */
+/** The list's elements now, as read values (Dates, linked objects; in a
+ * list of embedded objects, live embedded objects, by index). */
 function listItems(list) {
+  const items = detachedItems(list);
+  if (!list.known.embedded) return items;
+  return items.map((_, i) => new Proxy(new EmbeddedObject(list.object, list.property, list.known, i), embeddedHandler));
+}
+
+/** The list's elements now, detached from it: what a removal returns (an
+ * embedded object as a plain object, since its place in the list is gone). */
+function detachedItems(list) {
   return readProperty(list.object, list.property, list.known);
 }
 
@@ -583,19 +593,19 @@ const LIST_METHODS = {
     return listItems(list).length;
   },
   pop: (list) => () => {
-    const items = listItems(list);
+    const items = detachedItems(list);
     if (items.length === 0) return undefined;
     editList(list, "remove", items.length - 1);
     return items[items.length - 1];
   },
   shift: (list) => () => {
-    const items = listItems(list);
+    const items = detachedItems(list);
     if (items.length === 0) return undefined;
     editList(list, "remove", 0);
     return items[0];
   },
   splice: (list) => (start, deleteCount, ...items) => {
-    const all = listItems(list);
+    const all = detachedItems(list);
     const from = start === undefined ? all.length : spliceIndex(start, all.length);
     const count = deleteCount === undefined ? all.length - from : Math.min(Math.max(Math.trunc(Number(deleteCount)) || 0, 0), all.length - from);
     for (let i = 0; i < count; i++) editList(list, "remove", from);
@@ -788,33 +798,43 @@ const dictionaryHandler = {
 
 /** An embedded object, live: its fields read as properties, and inside
  * realm.write() assigning one sets that field alone (`set_path`), so that
- * other devices' edits of its other fields merge with it. */
+ * other devices' edits of its other fields merge with it. In a list, it is
+ * the element at `index` (the element there now, if the list changes). */
 class EmbeddedObject {
-  constructor(object, property, known) {
+  constructor(object, property, known, index) {
     this.object = object;
     this.property = property;
     this.known = known;
+    this.index = index;
   }
+}
+
+/** The embedded object's fields now; null when there is none (set to null,
+ * or its index now past the list's end). */
+function embeddedFields(embedded) {
+  const value = dictionaryEntries(embedded);
+  return embedded.index === undefined ? value : (value?.[embedded.index] ?? null);
 }
 
 const embeddedHandler = {
   get(embedded, property) {
-    if (property === "toJSON") return () => ({ ...dictionaryEntries(embedded) });
-    if (property === "isValid") return () => OBJECT_METHODS.isValid(embedded.object)() && dictionaryEntries(embedded) !== null;
+    if (property === "toJSON") return () => ({ ...embeddedFields(embedded) });
+    if (property === "isValid") return () => OBJECT_METHODS.isValid(embedded.object)() && embeddedFields(embedded) !== null;
     if (typeof property === "symbol") return undefined;
-    return dictionaryEntries(embedded)?.[property];
+    return embeddedFields(embedded)?.[property];
   },
   set(embedded, property, value) {
     const { realm, type, key } = embedded.object;
-    native(() => realm._handle.setPath(type, key, `${embedded.property}.${String(property)}`, plain(value)));
+    const at = embedded.index === undefined ? "" : `${embedded.index}.`;
+    native(() => realm._handle.setPath(type, key, `${embedded.property}.${at}${String(property)}`, plain(value)));
     realm._changed();
     return true;
   },
   // An embedded object set to null since it was read has no fields.
-  has: (embedded, property) => Object.hasOwn(dictionaryEntries(embedded) ?? {}, property),
-  ownKeys: (embedded) => Object.keys(dictionaryEntries(embedded) ?? {}),
+  has: (embedded, property) => Object.hasOwn(embeddedFields(embedded) ?? {}, property),
+  ownKeys: (embedded) => Object.keys(embeddedFields(embedded) ?? {}),
   getOwnPropertyDescriptor(embedded, property) {
-    const fields = dictionaryEntries(embedded) ?? {};
+    const fields = embeddedFields(embedded) ?? {};
     if (!Object.hasOwn(fields, property)) return undefined;
     return { value: fields[property], enumerable: true, configurable: true, writable: true };
   },

@@ -27,10 +27,29 @@ test("an embedded object reads as a live nested object and its fields are writte
   assert.equal(bob.address.city, "Bergen");
   assert.deepEqual(realm.objects("Person").filtered("address.city == 'Bergen'").map((p) => p._id), ["bob"]);
   realm.write(() => ann.homes.push({ city: "Tromsø" }, { city: "Bodø" }));
-  assert.deepEqual(ann.homes.map((h) => h.city), ["Tromsø", "Bodø"], "a list of embedded objects holds plain objects");
+  assert.deepEqual(ann.homes.map((h) => h.city), ["Tromsø", "Bodø"], "a list of embedded objects reads its objects' fields");
   assert.deepEqual(realm.objects("Person").filtered("homes.city == 'Bodø'").map((p) => p._id), ["ann"]);
   assert.throws(() => realm.write(() => { ann.address.city = 5; }), { message: /Person\.address: at field "city": expected string, got int/ });
   assert.throws(() => realm.objects("Address").length, { name: "TypeError", message: /Address is an embedded type/ });
+  realm.close();
+});
+
+test("an embedded object in a list is live and its fields are written one by one", async () => {
+  const realm = await Haven.open({ path: join(mkdtempSync(join(tmpdir(), "haven-embedded-")), "l.haven"), schema: Schema });
+  const ann = realm.write(() => realm.create("Person", { _id: "ann", homes: [{ city: "Oslo" }, { city: "Rome" }] }));
+  const rome = ann.homes[1];
+  assert.deepEqual(rome.toJSON(), { city: "Rome", street: null });
+  realm.write(() => {
+    rome.street = "Via Appia";
+    ann.homes[0].city = "Bergen";
+  });
+  assert.deepEqual(ann.toJSON().homes, [{ city: "Bergen", street: null }, { city: "Rome", street: "Via Appia" }]);
+  assert.deepEqual({ ...ann.homes[1] }, { city: "Rome", street: "Via Appia" });
+  assert.deepEqual(realm.objects("Person").filtered("homes.street == 'Via Appia'").map((p) => p._id), ["ann"]);
+  assert.throws(() => realm.write(() => { rome.city = 5; }), { message: /Person\.homes: at index 1, field "city": expected string, got int/ });
+  const popped = realm.write(() => ann.homes.pop());
+  assert.deepEqual(popped, { city: "Rome", street: "Via Appia" }, "a removed element comes back as a plain object");
+  assert.equal(rome.isValid(), false, "its index is past the list's end now");
   realm.close();
 });
 

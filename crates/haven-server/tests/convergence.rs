@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","lastUpdated":"int","tags":"int[]","colors":"string<>","scores":"int{}","address":"Address?"}},
+const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","lastUpdated":"int","tags":"int[]","colors":"string<>","scores":"int{}","address":"Address?","homes":"Address[]"}},
     {"name":"Address","embedded":true,"properties":{"city":"string?","zip":"int?"}}]"#;
 
 struct Client {
@@ -123,7 +123,7 @@ enum Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    let op = (0u8..18, 0i64..4, -3i64..4);
+    let op = (0u8..24, 0i64..4, -3i64..4);
     prop_oneof![
         3 => (0usize..3, proptest::collection::vec(op, 1..4)).prop_map(|(c, ops)| Step::Write(c, ops)),
         1 => (0usize..3).prop_map(Step::Upload),
@@ -165,6 +165,20 @@ proptest! {
                                 16 => tx.set_path("Dog", id, "address.zip", v),
                                 17 if v < 0 => tx.set("Dog", id, "address", Value::Null),
                                 17 => tx.set("Dog", id, "address", Value::Dictionary([("city".to_owned(), Value::from(format!("w{v}")))].into())),
+                                18 => tx.list_push("Dog", id, "homes", Value::Dictionary([("zip".to_owned(), Value::from(v))].into())),
+                                home_op @ 19..=23 => {
+                                    // An element of `homes`, from `v`.
+                                    let len = tx.get("Dog", id)?.map_or(0, |d| d["homes"].as_array().map_or(0, Vec::len));
+                                    let at = v.unsigned_abs() as usize % len.max(1);
+                                    match (home_op, len) {
+                                        (_, 0) => Ok(()),
+                                        (19, _) => tx.set_path("Dog", id, &format!("homes.{at}.city"), format!("h{v}")),
+                                        (20, _) => tx.set_path("Dog", id, &format!("homes.{at}.zip"), v),
+                                        (21, _) => tx.list_set("Dog", id, "homes", at, Value::Dictionary([("city".to_owned(), Value::from(format!("e{v}")))].into())),
+                                        (22, _) => tx.list_move("Dog", id, "homes", at, (at + 1) % len),
+                                        _ => tx.list_remove("Dog", id, "homes", at).map(drop),
+                                    }
+                                }
                                 list_op => {
                                     // An index within the list, from `v`.
                                     let len = tx.get("Dog", id)?.map_or(0, |d| d["tags"].as_array().map_or(0, Vec::len));
@@ -206,10 +220,16 @@ proptest! {
                     let mut json = serde_json::Value::Object(fields.into_iter().map(|(k, f)| (k, f.value.to_json())).collect());
                     // The server keeps an embedded object's fields as written;
                     // a device's read fills the fields never written.
-                    if let Some(address) = json.get_mut("address").and_then(|a| a.as_object_mut()) {
+                    let fill = |address: &mut serde_json::Map<String, serde_json::Value>| {
                         for field in ["city", "zip"] {
                             address.entry(field).or_insert(serde_json::Value::Null);
                         }
+                    };
+                    if let Some(address) = json.get_mut("address").and_then(|a| a.as_object_mut()) {
+                        fill(address);
+                    }
+                    if let Some(homes) = json.get_mut("homes").and_then(|h| h.as_array_mut()) {
+                        homes.iter_mut().filter_map(|h| h.as_object_mut()).for_each(fill);
                     }
                     server.insert(pk.as_int().unwrap(), json);
                 }

@@ -18,7 +18,8 @@ use std::time::Duration;
 use haven_testkit::{dogs, synced};
 
 const SCHEMA: &str = r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","name":"string","age":"int?","tags":"int[]",
-    "colors":"string<>","scores":"int{}"}}]"#;
+    "colors":"string<>","scores":"int{}","homes":"Home[]"}},
+    {"name":"Home","embedded":true,"properties":{"city":"string?","zip":"int?"}}]"#;
 const DEVICES: usize = 3;
 
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +74,16 @@ enum Op {
         key: u8,
         value: i64,
     },
+    /// An edit of the list of embedded objects `homes`: 0 push, 1 and 2
+    /// a field of one element (city, zip), 3 one element written whole,
+    /// 4 a removal; `at` picks the element.
+    HomeEdit {
+        device: usize,
+        id: i64,
+        kind: u8,
+        at: usize,
+        value: i64,
+    },
     GoOffline {
         device: usize,
     },
@@ -105,6 +116,8 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         (device.clone(), 1i64..=4, 0u8..4, 0u8..3, 0i64..1000)
             .prop_map(|(device, id, kind, key, value)| Op::EntryEdit { device, id, kind, key, value }),
+        (device.clone(), 1i64..=4, 0u8..5, 0usize..8, 0i64..1000)
+            .prop_map(|(device, id, kind, at, value)| Op::HomeEdit { device, id, kind, at, value }),
         device.clone().prop_map(|device| Op::GoOffline { device }),
         device.clone().prop_map(|device| Op::GoOnline { device }),
         device.clone().prop_map(|device| Op::Sync { device }),
@@ -217,6 +230,19 @@ async fn run(modes: Vec<Mode>, ops: Vec<Op>) {
                 1 => tx.set_remove("Dog", id, "colors", format!("c{key}")).map(drop),
                 2 => tx.dict_put("Dog", id, "scores", &format!("k{key}"), value),
                 _ => tx.dict_remove("Dog", id, "scores", &format!("k{key}")).map(drop),
+            }),
+            Op::HomeEdit { device, id, kind, at, value } => write(&devices[device], &|tx| {
+                let len = tx.get("Dog", id)?.map_or(0, |d| d["homes"].as_array().map_or(0, Vec::len));
+                let home =
+                    |field: &str| haven::Value::Dictionary([(field.to_owned(), haven::Value::from(value))].into());
+                match (kind, len) {
+                    (0, _) => tx.list_push("Dog", id, "homes", home("zip")),
+                    (_, 0) => Ok(()),
+                    (1, _) => tx.set_path("Dog", id, &format!("homes.{}.city", at % len), format!("c{value}")),
+                    (2, _) => tx.set_path("Dog", id, &format!("homes.{}.zip", at % len), value),
+                    (3, _) => tx.list_set("Dog", id, "homes", at % len, home("zip")),
+                    _ => tx.list_remove("Dog", id, "homes", at % len).map(drop),
+                }
             }),
             Op::GoOffline { device } => {
                 devices[device].db.sync_session().unwrap().pause();
