@@ -324,8 +324,8 @@ fn an_embedded_store_from_a_newer_build_is_refused_untouched() {
     }
     let before = std::fs::read(&path).unwrap();
     let err = EmbeddedStorage::open(dir.path()).err().expect("refused");
-    assert!(matches!(err, StorageError::FormatTooNew { found: 99, supported: 3 }), "{err}");
-    assert!(err.to_string().contains("99") && err.to_string().contains("reads up to 3"), "{err}");
+    assert!(matches!(err, StorageError::FormatTooNew { found: 99, supported: 4 }), "{err}");
+    assert!(err.to_string().contains("99") && err.to_string().contains("reads up to 4"), "{err}");
     assert!(std::fs::read(&path).unwrap() == before, "untouched");
 }
 
@@ -344,7 +344,7 @@ fn an_embedded_store_from_a_newer_build_that_was_not_closed_cleanly_is_refused_a
         std::fs::copy(dir.path().join("haven-server.redb"), killed.path().join("haven-server.redb")).unwrap();
     }
     let err = EmbeddedStorage::open(killed.path()).err().expect("refused");
-    assert!(matches!(err, StorageError::FormatTooNew { found: 99, supported: 3 }), "{err}");
+    assert!(matches!(err, StorageError::FormatTooNew { found: 99, supported: 4 }), "{err}");
     let err = EmbeddedStorage::open(killed.path()).err().expect("still refused: the format was not rewritten");
     assert!(matches!(err, StorageError::FormatTooNew { found: 99, .. }), "{err}");
 }

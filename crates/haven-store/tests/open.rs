@@ -161,16 +161,16 @@ fn a_newer_format_version_is_refused_untouched() {
     add_rex(&open(dir.path()));
     let path = dir.path().join("test.haven");
     {
-        // Play a future Haven that wrote format version 5.
+        // Play a future Haven that wrote format version 6.
         let raw = redb::Database::open(&path).unwrap();
         let txn = raw.begin_write().unwrap();
         txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("haven/meta"))
             .unwrap()
-            .insert("format", 5u32.to_le_bytes().as_slice())
+            .insert("format", 6u32.to_le_bytes().as_slice())
             .unwrap();
         txn.commit().unwrap();
     }
-    assert_refused_untouched(&path, |e| matches!(e, Error::FormatTooNew { found: 5, supported: 4, .. }));
+    assert_refused_untouched(&path, |e| matches!(e, Error::FormatTooNew { found: 6, supported: 5, .. }));
     let err = Database::open(Config::new(&path).read_only()).unwrap_err();
     assert!(matches!(err, Error::FormatTooNew { .. }), "{err}");
 }
