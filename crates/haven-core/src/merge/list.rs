@@ -89,6 +89,48 @@ pub struct ListState {
     pub element_fields: BTreeMap<ElementId, KeyedState>,
 }
 
+/// What an element change did to a list's values (its live elements), by
+/// index among them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ValuesEdit {
+    /// Nothing (a move in place, a removal of a removed element).
+    None,
+    Insert(usize, Value),
+    Replace(usize, Value),
+    /// From one index to another, counted once the element is in its new place.
+    Move(usize, usize),
+    Remove(usize),
+}
+
+impl ValuesEdit {
+    /// Makes the edit to `values`; `false` (and no edit) when they cannot
+    /// be the values it was made on.
+    pub(crate) fn apply_to(self, values: &mut Vec<Value>) -> bool {
+        let len = values.len();
+        match self {
+            ValuesEdit::None => true,
+            ValuesEdit::Insert(at, value) if at <= len => {
+                values.insert(at, value);
+                true
+            }
+            ValuesEdit::Replace(at, value) if at < len => {
+                values[at] = value;
+                true
+            }
+            ValuesEdit::Move(from, to) if from < len && to < len => {
+                let moving = values.remove(from);
+                values.insert(to, moving);
+                true
+            }
+            ValuesEdit::Remove(at) if at < len => {
+                values.remove(at);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// One change to one element of a list.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ElementChange<'a> {
@@ -147,8 +189,10 @@ impl ListState {
         self.elements.splice(0..0, new);
     }
 
-    /// Applies one element change; `Err` says why it had no effect.
-    pub(crate) fn change(&mut self, change: ElementChange<'_>, writer: &Writer) -> Result<(), Overruled> {
+    /// Applies one element change; `Err` says why it had no effect. `Ok`
+    /// says what it did to the list's values, so that a replica keeps them
+    /// in step without rebuilding them (a long list takes many changes).
+    pub(crate) fn change(&mut self, change: ElementChange<'_>, writer: &Writer) -> Result<ValuesEdit, Overruled> {
         match change {
             ElementChange::Insert { after, id, value } => {
                 let element = ListElement::new(id, value.clone(), writer, false);
@@ -157,7 +201,7 @@ impl ListState {
                 }
                 let at = self.after(after)?;
                 self.elements.insert(at, element);
-                Ok(())
+                Ok(ValuesEdit::Insert(self.live_before(at), value.clone()))
             }
             ElementChange::Set { id, value: whole @ Value::Dictionary(_) } if self.is_embedded(id) => {
                 self.edit_fields(id, |fields| fields.assign(whole, writer))
@@ -172,7 +216,7 @@ impl ListState {
                 }
                 e.value = value.clone();
                 e.stamp = writer.stamp();
-                Ok(())
+                Ok(ValuesEdit::Replace(self.live_index(id), value.clone()))
             }
             ElementChange::Move { id, after } => {
                 let e = self.live_element(id)?;
@@ -180,24 +224,38 @@ impl ListState {
                     return Err(Overruled::OlderThanServer);
                 }
                 if after == Some(id) {
-                    return Ok(());
+                    return Ok(ValuesEdit::None);
                 }
                 if after.is_some_and(|a| self.position(a).is_none()) {
                     return Err(Overruled::ElementNotFound);
                 }
                 let from = self.position(id).expect("found above");
+                let live_from = self.live_before(from);
                 let mut moving = self.elements.remove(from);
                 moving.moved = Some(writer.stamp());
                 let at = self.after(after).expect("checked above");
                 self.elements.insert(at, moving);
-                Ok(())
+                Ok(ValuesEdit::Move(live_from, self.live_before(at)))
             }
             ElementChange::Remove { id } => {
                 let at = self.position(id).ok_or(Overruled::ElementNotFound)?;
+                if self.elements[at].removed {
+                    return Ok(ValuesEdit::None);
+                }
                 tombstone(&mut self.elements[at], &mut self.element_fields);
-                Ok(())
+                Ok(ValuesEdit::Remove(self.live_before(at)))
             }
         }
+    }
+
+    /// How many live elements come before raw position `at`.
+    fn live_before(&self, at: usize) -> usize {
+        self.elements[..at].iter().filter(|e| !e.removed).count()
+    }
+
+    /// The index among the values of live element `id`.
+    fn live_index(&self, id: ElementId) -> usize {
+        self.live_before(self.position(id).expect("a live element"))
     }
 
     /// Whether element `id` is a live embedded object.
@@ -215,7 +273,7 @@ impl ListState {
         &mut self,
         id: ElementId,
         edit: impl FnOnce(&mut KeyedState) -> Result<(), Overruled>,
-    ) -> Result<(), Overruled> {
+    ) -> Result<ValuesEdit, Overruled> {
         let at = self.position(id).ok_or(Overruled::ElementNotFound)?;
         let e = &mut self.elements[at];
         if e.removed {
@@ -230,7 +288,8 @@ impl ListState {
         };
         edit(fields)?;
         e.value = fields.value();
-        Ok(())
+        let value = e.value.clone();
+        Ok(ValuesEdit::Replace(self.live_before(at), value))
     }
 
     fn position(&self, id: ElementId) -> Option<usize> {

@@ -366,22 +366,27 @@ impl LiveObject<'_> {
         None
     }
 
-    /// Changes one element of a list.
+    /// Changes one element of a list, and the field's value with it.
     fn change(&mut self, name: &str, change: ElementChange<'_>, writer: &Writer) -> Vec<Dropped> {
-        let outcome = match self.list(name) {
-            Some(list) => list.change(change, writer).map(|()| list.values()),
-            None => Err(Overruled::NotAList),
+        let Some(list) = self.list(name) else {
+            return vec![Dropped { field: Some(name.to_owned()), reason: Overruled::NotAList }];
         };
-        match outcome {
-            Ok(values) => {
-                // The field keeps the stamp of the list's last whole write.
-                let field =
-                    self.fields.entry(name.to_owned()).or_insert(Field { value: Value::Null, stamp: UNWRITTEN });
-                field.value = Value::List(values);
-                vec![]
-            }
-            Err(reason) => vec![Dropped { field: Some(name.to_owned()), reason }],
+        let edit = match list.change(change, writer) {
+            Ok(edit) => edit,
+            Err(reason) => return vec![Dropped { field: Some(name.to_owned()), reason }],
+        };
+        let list = &self.lists[name];
+        // The field keeps the stamp of the list's last whole write.
+        let field = self.fields.entry(name.to_owned()).or_insert(Field { value: Value::Null, stamp: UNWRITTEN });
+        let edited = match &mut field.value {
+            Value::List(values) => edit.apply_to(values),
+            _ => false,
+        };
+        if !edited {
+            field.value = Value::List(list.values());
         }
+        debug_assert_eq!(field.value, Value::List(list.values()), "{name}: the values kept in step");
+        vec![]
     }
 
     /// Adds or removes one element of a set, or puts or removes one entry
