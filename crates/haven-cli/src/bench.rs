@@ -11,11 +11,12 @@ use std::time::Duration;
 #[derive(Subcommand)]
 pub enum Suite {
     /// The local database against SQLite: bulk_insert, single_commits,
-    /// pk_lookup, range_query, scan_query.
+    /// pk_lookup, range_query, scan_query, list_append.
     Local(Options),
     /// Sync over loopback WebSocket (server and clients in this process):
-    /// initial_download, upload, fan_out, idle_connections; each against a
-    /// SQLite bulk insert of the same objects.
+    /// initial_download, upload, fan_out, list_merge, idle_connections;
+    /// each against a SQLite bulk insert of the same objects (list_merge:
+    /// of as many rows into a child table).
     Sync(Options),
     /// Client reset: a client with many unsynced changes is reset and
     /// recovers them; against a plain initial download of the same partition.
