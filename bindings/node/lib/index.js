@@ -320,6 +320,8 @@ class Realm {
 }
 
 const OBJECT = Symbol("haven.object");
+/** On an embedded object: its fields now (null when there is none). */
+const EMBEDDED = Symbol("haven.embedded");
 
 function isObject(value) {
   return value !== null && typeof value === "object" && value[OBJECT] !== undefined;
@@ -330,6 +332,10 @@ function isObject(value) {
 function plain(values) {
   if (values === null || typeof values !== "object") return values;
   if (isObject(values)) return values[OBJECT].key;
+  // An embedded object is copied as it is now: read later, one in a list
+  // could be another element by then.
+  const fields = values[EMBEDDED];
+  if (fields !== undefined) return fields === null ? null : { ...fields };
   if (values instanceof Date) return values.getTime();
   if (Array.isArray(values) || values instanceof HavenSet) return Array.from(values, plain);
   let copy;
@@ -582,15 +588,18 @@ function spliceIndex(index, len) {
   return i < 0 ? Math.max(len + i, 0) : Math.min(i, len);
 }
 
+// Items given to push, unshift and splice are copied (`plain`) before the
+// first edit: an embedded object read from this list names its element by
+// index, which the edits shift.
 const LIST_METHODS = {
   push: (list) => (...items) => {
-    let length = listItems(list).length;
-    for (const item of items) editList(list, "insert", length++, 0, item);
+    let length = detachedItems(list).length;
+    for (const item of items.map(plain)) editList(list, "insert", length++, 0, item);
     return length;
   },
   unshift: (list) => (...items) => {
-    items.forEach((item, i) => editList(list, "insert", i, 0, item));
-    return listItems(list).length;
+    items.map(plain).forEach((item, i) => editList(list, "insert", i, 0, item));
+    return detachedItems(list).length;
   },
   pop: (list) => () => {
     const items = detachedItems(list);
@@ -608,8 +617,9 @@ const LIST_METHODS = {
     const all = detachedItems(list);
     const from = start === undefined ? all.length : spliceIndex(start, all.length);
     const count = deleteCount === undefined ? all.length - from : Math.min(Math.max(Math.trunc(Number(deleteCount)) || 0, 0), all.length - from);
+    const given = items.map(plain);
     for (let i = 0; i < count; i++) editList(list, "remove", from);
-    items.forEach((item, i) => editList(list, "insert", from + i, 0, item));
+    given.forEach((item, i) => editList(list, "insert", from + i, 0, item));
     return all.slice(from, from + count);
   },
   /** Realm JS's `remove(index)` and `move(from, to)`. */
@@ -820,6 +830,7 @@ const embeddedHandler = {
   get(embedded, property) {
     if (property === "toJSON") return () => ({ ...embeddedFields(embedded) });
     if (property === "isValid") return () => OBJECT_METHODS.isValid(embedded.object)() && embeddedFields(embedded) !== null;
+    if (property === EMBEDDED) return embeddedFields(embedded);
     if (typeof property === "symbol") return undefined;
     return embeddedFields(embedded)?.[property];
   },

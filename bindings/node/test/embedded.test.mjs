@@ -47,6 +47,9 @@ test("an embedded object in a list is live and its fields are written one by one
   assert.deepEqual({ ...ann.homes[1] }, { city: "Rome", street: "Via Appia" });
   assert.deepEqual(realm.objects("Person").filtered("homes.street == 'Via Appia'").map((p) => p._id), ["ann"]);
   assert.throws(() => realm.write(() => { rome.city = 5; }), { message: /Person\.homes: at index 1, field "city": expected string, got int/ });
+  realm.write(() => ann.homes.unshift(ann.homes[0], ann.homes[1]));
+  assert.deepEqual(ann.homes.map((h) => h.city), ["Bergen", "Rome", "Bergen", "Rome"], "elements are copied as they were when given");
+  realm.write(() => ann.homes.splice(0, 2));
   const popped = realm.write(() => ann.homes.pop());
   assert.deepEqual(popped, { city: "Rome", street: "Via Appia" }, "a removed element comes back as a plain object");
   assert.equal(rome.isValid(), false, "its index is past the list's end now");

@@ -875,11 +875,16 @@ impl Schema {
 
     fn coerce_element(&self, prop: &Property, value: Value) -> Result<Value, String> {
         if value.is_null() {
-            let link_element = prop.collection != Collection::Dictionary && matches!(prop.ty, PropertyType::Link(_));
-            return if prop.optional && !(prop.is_collection() && link_element) {
-                Ok(Value::Null)
-            } else {
-                Err(format!("null is not allowed: the property is '{}' (not optional)", prop.type_string()))
+            // A list or set of objects (linked or embedded) holds objects only.
+            let object_element = prop.is_collection()
+                && prop.collection != Collection::Dictionary
+                && matches!(prop.ty, PropertyType::Link(_) | PropertyType::Embedded(_));
+            return match (prop.optional, object_element) {
+                (true, false) => Ok(Value::Null),
+                (_, true) => Err(format!("null is not allowed: the elements of '{}' are objects", prop.type_string())),
+                (false, false) => {
+                    Err(format!("null is not allowed: the property is '{}' (not optional)", prop.type_string()))
+                }
             };
         }
         let ty = match &prop.ty {
@@ -994,16 +999,15 @@ impl Schema {
             property: prop.name.clone(),
             message: format!("{at}: {message}"),
         };
-        let target = match (&prop.ty, prop.collection) {
-            (PropertyType::Embedded(target), c) if c == collection => target,
-            (PropertyType::Embedded(_), Collection::List) => {
-                let example = format!("{}.0.{field}", prop.name);
-                return Err(fail(format!("it is a list of embedded objects: name the element (\"{example}\")")));
+        let target = match &prop.ty {
+            PropertyType::Embedded(target) if prop.collection == collection => target,
+            _ => {
+                let expected = match collection {
+                    Collection::List => "a list of embedded objects",
+                    _ => "an embedded object",
+                };
+                return Err(fail(format!("'{}' is not {expected}", prop.type_string())));
             }
-            (PropertyType::Embedded(_), _) => {
-                return Err(fail("it is one embedded object, not a list: name no index".into()))
-            }
-            _ => return Err(fail(format!("'{}' is not an embedded object", prop.type_string()))),
         };
         let embedded = self.object_type(target).ok_or_else(|| fail(format!("unknown embedded type '{target}'")))?;
         let p = embedded.property_named(field).ok_or_else(|| fail(format!("{target} has no such property")))?;

@@ -119,17 +119,33 @@ fn a_field_edit_of_a_removed_element_is_dropped() {
 }
 
 #[test]
-fn a_whole_write_of_an_element_keeps_a_concurrent_later_field_edit() {
-    // L writes home 1 whole (no street); R, concurrently and later, sets its street.
-    let whole = (set(e(1), json!({"city": "Bergen"})), writer(2, 1, 10, L));
-    let street = (put(e(1), "street", "Main 1"), writer(3, 1, 20, R));
-    assert_eq!(either_order(whole, street), json!([{"city": "Bergen", "street": "Main 1"}, {"city": "Rome"}]));
-    // A whole write that had seen the street replaces it.
+fn a_list_set_of_an_element_replaces_it_whole_fields_and_their_stamps_with_it() {
+    // `ListSet` is the whole write of one element, by the rule of a field
+    // (apps write embedded elements field by field instead; older apps
+    // sent this): it replaces the fields set one by one before it.
     let (state, _) = integrate(&[
         (put(e(1), "street", "Main 1"), writer(2, 1, 20, R)),
         (set(e(1), json!({"city": "Bergen"})), writer(3, 2, 30, L)),
+        (put(e(1), "zip", 150), writer(4, 3, 40, R)),
     ]);
-    assert_eq!(homes(&state), json!([{"city": "Bergen"}, {"city": "Rome"}]));
+    assert_eq!(homes(&state), json!([{"city": "Bergen", "zip": 150}, {"city": "Rome"}]));
+    let (state, dropped) = integrate(&[
+        (set(e(1), json!({"city": "Bergen"})), writer(2, 1, 30, L)),
+        (set(e(1), json!({"city": "Tromsø"})), writer(3, 1, 20, R)),
+    ]);
+    assert_eq!(homes(&state), json!([{"city": "Bergen"}, {"city": "Rome"}]), "the later clock wins the element");
+    assert_eq!(dropped, [Overruled::OlderThanServer]);
+}
+
+#[test]
+fn a_field_edit_that_loses_leaves_no_stamps_behind() {
+    let (state, dropped) = integrate(&[
+        (set(e(1), json!({"city": "Bergen"})), writer(2, 1, 30, L)),
+        (put(e(1), "city", "Tromsø"), writer(3, 1, 20, R)),
+    ]);
+    assert_eq!(dropped, [Overruled::OlderThanServer]);
+    let Some(ObjectState::Live { lists, .. }) = &state else { panic!() };
+    assert!(lists["homes"].element_fields.is_empty(), "the state encodes as one without field edits");
 }
 
 #[test]

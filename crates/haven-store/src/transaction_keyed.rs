@@ -191,12 +191,16 @@ impl<'t> WriteTransaction<'t> {
         value: impl Into<Value>,
     ) -> Result<()> {
         let (property, field) = path.split_once('.').unwrap_or((path, ""));
-        let element = field.split_once('.').and_then(|(index, field)| Some((index.parse::<usize>().ok()?, field)));
-        if let Some((index, field)) = element {
-            return self.set_element_field(object_type, primary_key.into(), property, index, field, value.into());
-        }
         let (ty, pk, idx) = self.field_of(object_type, primary_key.into(), property)?;
         let prop = &ty.properties()[idx];
+        if prop.is_list() {
+            let Some((index, field)) = field.split_once('.').and_then(|(i, f)| Some((element_index(i)?, f))) else {
+                let message =
+                    format!("\"{path}\" names no element: give its index and the field (\"{property}.0.{{field}}\")");
+                return Err(entry_error(ty, property, message));
+            };
+            return self.set_element_field(object_type, pk, property, index, field, value.into());
+        }
         let value = self.schema().coerce_embedded_field(ty, prop, None, field, value.into())?;
         self.write_entry(ty, pk, idx, EntryEdit::DictionaryEntry { key: field.to_owned(), value: Some(value) })?;
         Ok(())
@@ -262,6 +266,11 @@ fn dictionary_entry(entries: &mut BTreeMap<String, Value>, key: &str, value: Opt
         Some(v) => entries.insert(key.to_owned(), v.clone()).as_ref() != Some(&v),
         None => entries.remove(key).is_some(),
     }
+}
+
+/// An element index as a path writes it: decimal digits only.
+fn element_index(text: &str) -> Option<usize> {
+    text.bytes().all(|b| b.is_ascii_digit()).then(|| text.parse().ok()).flatten()
 }
 
 fn entry_error(ty: &ObjectSchema, property: &str, message: String) -> Error {

@@ -14,7 +14,7 @@ use crate::layout::{CONFIRMED, PENDING};
 use crate::replica::{change_log, confirmed, settle};
 use crate::transaction::WriteTransaction;
 use haven_core::merge::{apply_in_place, Changeset, ElementId, Hlc, HlcClock, Instruction, ObjectState, Writer};
-use haven_core::{key, record, ObjectSchema, Property, Value, ValueRef};
+use haven_core::{key, record, ObjectSchema, Property, PropertyType, Value, ValueRef};
 use std::collections::HashMap;
 
 /// What a transaction knows of list element identities.
@@ -97,7 +97,11 @@ impl<'t> WriteTransaction<'t> {
     }
 
     /// Changes the element at `index`: concurrent changes of the same
-    /// element merge like a property's.
+    /// element merge like a property's. An embedded object in a list is
+    /// written field by field (every field of its type, those not given
+    /// with their defaults), so that it merges field by field with other
+    /// devices' edits of the same element, as [`set_path`](Self::set_path)
+    /// edits do.
     pub fn list_set(
         &mut self,
         object_type: &str,
@@ -107,7 +111,19 @@ impl<'t> WriteTransaction<'t> {
         value: impl Into<Value>,
     ) -> Result<()> {
         let (ty, pk, idx) = self.list_of(object_type, primary_key.into(), property)?;
-        self.edit(ty, pk, idx, Edit::Set(index, value.into())).map(drop)
+        let prop = &ty.properties()[idx];
+        let PropertyType::Embedded(target) = &prop.ty else {
+            return self.edit(ty, pk, idx, Edit::Set(index, value.into())).map(drop);
+        };
+        let Value::Dictionary(mut given) = self.schema().coerce_list_element(ty, prop, index, value.into())? else {
+            return Err(list_error(ty, prop, format!("at index {index}: an embedded object is written as an object")));
+        };
+        let embedded = self.schema().object_type(target).expect("a schema names only types it has");
+        for field in embedded.properties() {
+            let value = given.remove(&field.name).unwrap_or_else(|| field.fallback_value());
+            self.edit(ty, pk.clone(), idx, Edit::Put(index, field.name.clone(), value))?;
+        }
+        Ok(())
     }
 
     /// Moves the element at `from` so that it ends at index `to`.

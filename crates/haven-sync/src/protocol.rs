@@ -32,9 +32,8 @@ pub const LIST_ELEMENTS_VERSION: u16 = 6;
 pub const COLLECTIONS_VERSION: u16 = 7;
 
 /// The protocol version that added field edits of embedded objects in
-/// lists (`Instruction::ListElementPut`), object states with the fields'
-/// stamps, and the field-by-field merge of a `ListSet` of an embedded
-/// object (older clients merge it whole, so they must not meet one).
+/// lists (`Instruction::ListElementPut`) and object states with the
+/// fields' stamps.
 pub const ELEMENT_FIELDS_VERSION: u16 = 8;
 
 /// The protocol version that added [`ErrorCode::TokenExpired`].
@@ -452,9 +451,7 @@ fn instruction_version(instruction: &Instruction) -> u16 {
         Instruction::ListAssign { elements, .. } => {
             elements.iter().map(|(_, v)| value_version(v)).fold(LIST_ELEMENTS_VERSION, u16::max)
         }
-        Instruction::ListSet { value: Value::Dictionary(_), .. } | Instruction::ListElementPut { .. } => {
-            ELEMENT_FIELDS_VERSION
-        }
+        Instruction::ListElementPut { .. } => ELEMENT_FIELDS_VERSION,
         Instruction::ListInsert { value, .. } | Instruction::ListSet { value, .. } => {
             value_version(value).max(LIST_ELEMENTS_VERSION)
         }

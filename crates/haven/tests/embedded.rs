@@ -151,7 +151,7 @@ fn a_list_of_embedded_objects_holds_whole_objects_by_element() {
     let err = db.write(|tx| tx.list_push("Person", "ann", "homes", home(&[]))).unwrap_err();
     assert!(err.to_string().contains("Person.homes: at index 2: field \"city\" ('string') is required"), "{err}");
     let err = db.write(|tx| tx.list_push("Person", "ann", "homes", Value::Null)).unwrap_err();
-    assert!(err.to_string().contains("null is not allowed"), "{err}");
+    assert!(err.to_string().contains("null is not allowed: the elements of 'Address[]' are objects"), "{err}");
 }
 
 #[test]
@@ -179,10 +179,14 @@ fn a_field_of_an_embedded_object_in_a_list_is_set_by_its_path() {
     assert!(err.contains("Person.homes: at index 0, field \"planet\": Address has no such property"), "{err}");
     let err = refused("homes.0.zip", "many".into());
     assert!(err.contains("Person.homes: at index 0, field \"zip\""), "{err}");
-    let err = refused("homes.city", "Paris".into());
-    assert!(err.contains("name the element (\"homes.0.city\")"), "{err}");
+    for path in ["homes.city", "homes.-1.city", "homes.+1.city", "homes.1"] {
+        let err = refused(path, "Paris".into());
+        assert!(err.contains(&format!("\"{path}\" names no element")) && err.contains("homes.0.{field}"), "{err}");
+    }
     let err = refused("address.0.city", "Paris".into());
-    assert!(err.contains("Person.address") && err.contains("not a list"), "{err}");
+    assert!(err.contains("Person.address: at field \"0.city\": Address has no such property"), "{err}");
+    let err = refused("name.0.city", "Paris".into());
+    assert!(err.contains("'string?' is not an embedded object"), "{err}");
     assert_eq!(homes(&db), expected, "nothing refused was written");
 }
 
@@ -220,6 +224,34 @@ async fn concurrent_edits_of_one_embedded_object_merge_field_by_field() {
     let c = partition.device("c").await;
     synced(&c).await;
     assert_eq!(address(&c, "ann"), expected, "as the server holds it");
+    partition.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_element_written_whole_merges_field_by_field_with_a_later_edit_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let partition = TestPartition::start(dir.path(), SCHEMA).await;
+    let (a, b) = (partition.device("a").await, partition.device("b").await);
+    let ann = json!({"_id": "ann", "homes": [{"city": "Oslo", "street": "Main 1"}]});
+    a.write(|tx| tx.create("Person", ann, UpdateMode::Never)).unwrap();
+    synced(&a).await;
+    synced(&b).await;
+    a.sync_session().unwrap().pause();
+    b.sync_session().unwrap().pause();
+    // A moves: a new home, written whole. B, later, sets the zip it knows.
+    let bergen = Value::Dictionary([("city".to_owned(), Value::from("Bergen"))].into());
+    a.write(|tx| tx.list_set("Person", "ann", "homes", 0, bergen)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    b.write(|tx| tx.set_path("Person", "ann", "homes.0.zip", 5003)).unwrap();
+    for db in [&b, &a] {
+        db.sync_session().unwrap().resume();
+        synced(db).await;
+    }
+    synced(&b).await;
+    let homes = |db: &Database| db.object_for_primary_key("Person", "ann").unwrap().unwrap().to_json()["homes"].clone();
+    let expected = json!([{"city": "Bergen", "street": null, "zip": 5003}]);
+    assert_eq!(homes(&a), expected, "the whole write's fields, and the later edit of one");
+    assert_eq!(homes(&b), expected);
     partition.server.shutdown().await;
 }
 

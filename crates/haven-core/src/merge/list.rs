@@ -203,12 +203,7 @@ impl ListState {
                 self.elements.insert(at, element);
                 Ok(ValuesEdit::Insert(self.live_before(at), value.clone()))
             }
-            ElementChange::Set { id, value: whole @ Value::Dictionary(_) } if self.is_embedded(id) => {
-                self.edit_fields(id, |fields| fields.assign(whole, writer))
-            }
-            ElementChange::Put { id, key, value } => self.edit_fields(id, |fields| {
-                fields.change(KeyedChange::DictionaryEntry { key, value: Some(value) }, writer)
-            }),
+            ElementChange::Put { id, key, value } => self.put_field(id, key, value, writer),
             ElementChange::Set { id, value } => {
                 let e = self.live_element(id)?;
                 if !writer.beats(&e.stamp) {
@@ -216,6 +211,9 @@ impl ListState {
                 }
                 e.value = value.clone();
                 e.stamp = writer.stamp();
+                // An embedded object written whole: its fields' stamps go
+                // with the value they were of.
+                self.element_fields.remove(&id);
                 Ok(ValuesEdit::Replace(self.live_index(id), value.clone()))
             }
             ElementChange::Move { id, after } => {
@@ -258,37 +256,34 @@ impl ListState {
         self.live_before(self.position(id).expect("a live element"))
     }
 
-    /// Whether element `id` is a live embedded object.
-    fn is_embedded(&self, id: ElementId) -> bool {
-        self.position(id).is_some_and(|at| {
-            matches!(self.elements[at], ListElement { removed: false, value: Value::Dictionary(_), .. })
-        })
-    }
-
-    /// Edits the fields of the embedded object that is element `id`, each
-    /// field merging as a field of an embedded object outside a list
-    /// does; its fields' stamps are derived from its last whole write the
-    /// first time.
-    fn edit_fields(
-        &mut self,
-        id: ElementId,
-        edit: impl FnOnce(&mut KeyedState) -> Result<(), Overruled>,
-    ) -> Result<ValuesEdit, Overruled> {
+    /// Sets field `key` of the embedded object that is element `id`, by
+    /// the rule of a field of an embedded object outside a list: its
+    /// fields' stamps are derived from the element's last whole write the
+    /// first time one is set.
+    fn put_field(&mut self, id: ElementId, key: &str, value: &Value, writer: &Writer) -> Result<ValuesEdit, Overruled> {
         let at = self.position(id).ok_or(Overruled::ElementNotFound)?;
         let e = &mut self.elements[at];
         if e.removed {
             return Err(Overruled::ElementRemoved);
         }
-        let fields = match self.element_fields.entry(id) {
-            std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
-            std::collections::btree_map::Entry::Vacant(slot) => match &e.value {
-                Value::Dictionary(_) => slot.insert(KeyedState::derived(&e.value, &e.stamp).expect("a dictionary")),
-                _ => return Err(Overruled::NotAList),
-            },
+        let known = self.element_fields.remove(&id);
+        let derived = known.is_none();
+        let mut fields = match known {
+            Some(known) => known,
+            None => KeyedState::derived(&e.value, &e.stamp)
+                .filter(|f| matches!(f, KeyedState::Dictionary(_)))
+                .ok_or(Overruled::NotAList)?,
         };
-        edit(fields)?;
+        if let Err(reason) = fields.change(KeyedChange::DictionaryEntry { key, value: Some(value) }, writer) {
+            // A lost edit leaves the element as it was: no stamps derived.
+            if !derived {
+                self.element_fields.insert(id, fields);
+            }
+            return Err(reason);
+        }
         e.value = fields.value();
         let value = e.value.clone();
+        self.element_fields.insert(id, fields);
         Ok(ValuesEdit::Replace(self.live_before(at), value))
     }
 
