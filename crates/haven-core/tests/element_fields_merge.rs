@@ -138,6 +138,15 @@ fn a_list_set_of_an_element_replaces_it_whole_fields_and_their_stamps_with_it() 
 }
 
 #[test]
+fn a_list_set_must_beat_the_fields_written_since_in_either_order() {
+    // R writes Oslo's city at 10:05 field by field; L, concurrently, at
+    // 10:03, writes the element whole (as an older app does).
+    let r = (put(e(1), "city", "Bergen"), writer(2, 1, 30, R));
+    let l = (set(e(1), json!({"city": "Tromsø"})), writer(3, 1, 20, L));
+    assert_eq!(either_order(r, l), json!([{"city": "Bergen"}, {"city": "Rome"}]));
+}
+
+#[test]
 fn a_field_edit_that_loses_leaves_no_stamps_behind() {
     let (state, dropped) = integrate(&[
         (set(e(1), json!({"city": "Bergen"})), writer(2, 1, 30, L)),

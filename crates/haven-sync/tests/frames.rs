@@ -410,6 +410,11 @@ fn a_client_from_before_element_fields_is_never_sent_them() {
     let only = |i: &Instruction| stored(&Changeset { instructions: vec![i.clone()], ..changeset() });
     assert!(protocol::readable_changeset(old, &only(&edits[0])), "a list of embedded objects written whole");
     assert!(!protocol::readable_changeset(old, &only(&edits[1])), "a field edit");
+    let home = Value::Dictionary([("city".to_owned(), Value::from("Milan"))].into());
+    let (object_type, pk, field) = (String::from("Dog"), Value::from(1), String::from("homes"));
+    let Instruction::ListElementPut { id, .. } = edits[1] else { panic!("a field edit") };
+    let whole = Instruction::ListSet { object_type, pk, field, id, value: home };
+    assert!(protocol::readable_changeset(old, &only(&whole)), "an element written whole means what it meant");
     assert!(protocol::readable_changeset(protocol::ELEMENT_FIELDS_VERSION, &stored(&element_fields_changeset())));
     let whole_only = Changeset { instructions: edits[..1].to_vec(), ..changeset() };
     assert!(protocol::readable_state(old, &snapshot_after(&whole_only)));

@@ -81,10 +81,10 @@ impl ListElement {
 pub struct ListState {
     /// Every element ever added, in order; removed ones are tombstones.
     pub elements: Vec<ListElement>,
-    /// The fields of the live elements that are embedded objects and whose
-    /// fields were written one by one (or whole, since), with their
-    /// stamps, by element: such an element merges field by field, as an
-    /// embedded object outside a list does.
+    /// The fields of the live elements that are embedded objects and had
+    /// a field written (`ListElementPut`) since their last whole write,
+    /// with their stamps, by element: such an element merges field by
+    /// field, as an embedded object outside a list does.
     #[serde(skip)]
     pub element_fields: BTreeMap<ElementId, KeyedState>,
 }
@@ -205,8 +205,12 @@ impl ListState {
             }
             ElementChange::Put { id, key, value } => self.put_field(id, key, value, writer),
             ElementChange::Set { id, value } => {
+                // A whole write must beat the element's fields written since
+                // one by one, as well as its last whole write.
+                let fields = self.element_fields.get(&id);
+                let beats_fields = fields.is_none_or(|f| f.stamps().all(|stamp| writer.beats(&stamp)));
                 let e = self.live_element(id)?;
-                if !writer.beats(&e.stamp) {
+                if !writer.beats(&e.stamp) || !beats_fields {
                     return Err(Overruled::OlderThanServer);
                 }
                 e.value = value.clone();
