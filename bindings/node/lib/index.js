@@ -337,7 +337,7 @@ function plain(values) {
   const fields = values[EMBEDDED];
   if (fields !== undefined) return fields === null ? null : { ...fields };
   if (values instanceof Date) return values.getTime();
-  if (Array.isArray(values) || values instanceof HavenSet) return Array.from(values, plain);
+  if (Array.isArray(values) || values instanceof HavenSet || values instanceof List) return Array.from(values, plain);
   let copy;
   for (const k of Object.keys(values)) {
     const v = values[k];

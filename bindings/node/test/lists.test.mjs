@@ -50,6 +50,11 @@ test("push, pop, shift, unshift, splice, index assignment, move and remove edit 
     assert.deepEqual(rex.tags.splice(-2), ["end", "X"]); // s1 s3 c
   });
   assert.deepEqual([...rex.tags], ["s1", "s3", "c"]);
+  const ace = realm.write(() => realm.create("Dog", { _id: 2 }));
+  realm.write(() => {
+    ace.tags = rex.tags;
+  });
+  assert.deepEqual([...ace.tags], ["s1", "s3", "c"], "a live list assigned is copied as an array");
   realm.write(() => {
     rex.tags.length = 0;
   });

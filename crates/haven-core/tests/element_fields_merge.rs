@@ -3,8 +3,10 @@
 //! embedded object outside a list does, and a field edit follows its
 //! element wherever concurrent edits move it.
 
-use haven_core::merge::{apply, Changeset, ElementId, Hlc, HlcClock, Instruction, ObjectState, Overruled, Writer};
-use haven_core::recovery::{DropReason, Recovery, RecoveryPolicy};
+mod common;
+
+use haven_core::merge::{apply, ElementId, Hlc, Instruction, ObjectState, Overruled, Writer};
+use haven_core::recovery::DropReason;
 use haven_core::{Schema, Value};
 use serde_json::json;
 
@@ -180,31 +182,8 @@ fn recover(remote: Vec<(Instruction, Writer)>, local: Vec<Instruction>) -> (serd
     )
     .unwrap();
     let (server, _) = integrate(&remote);
-    let offline = Changeset {
-        replica: 0,
-        client_version: 1,
-        base_version: 1,
-        hlc: Hlc { millis: 10, counter: 0 },
-        instructions: local,
-    };
-    let recovery = Recovery {
-        schema: &schema,
-        policy: RecoveryPolicy::LatestWins,
-        server_version: 2,
-        history_continues: true,
-        replica: 9,
-        clock: HlcClock::default(),
-        now_millis: 100,
-    };
-    let recovered = recovery.run(std::slice::from_ref(&offline), |_, _| server.clone());
-    let mut state = server;
-    for (n, cs) in recovered.changesets.iter().enumerate() {
-        let w = Writer { version: 3 + n as u64, base_version: cs.base_version, hlc: cs.hlc, replica: 9 };
-        for i in &cs.instructions {
-            state = apply(state.as_ref(), i, &w).state;
-        }
-    }
-    (homes(&state), recovered.report.dropped().iter().map(|d| d.reason).collect())
+    let (state, dropped) = common::recover_onto(&schema, server, local);
+    (homes(&state), dropped)
 }
 
 #[test]

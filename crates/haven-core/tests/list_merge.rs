@@ -2,8 +2,10 @@
 //! elements keep their identity, so concurrent edits of one list merge
 //! element by element, in sync and in client reset recovery.
 
-use haven_core::merge::{apply, Changeset, ElementId, Hlc, HlcClock, Instruction, ObjectState, Overruled, Writer};
-use haven_core::recovery::{DropReason, Recovery, RecoveryPolicy};
+mod common;
+
+use haven_core::merge::{apply, ElementId, Hlc, Instruction, ObjectState, Overruled, Writer};
+use haven_core::recovery::DropReason;
 use haven_core::{Schema, Value};
 
 const L: u64 = 1;
@@ -221,25 +223,8 @@ fn recover(remote: Vec<(Instruction, Writer)>, local: Vec<Instruction>) -> (Vec<
     let schema =
         Schema::from_json(r#"[{"name":"Dog","primaryKey":"_id","properties":{"_id":"int","tags":"int[]"}}]"#).unwrap();
     let (server, _) = integrate(&[baseline(), remote].concat());
-    let offline = Changeset { replica: 0, client_version: 1, base_version: 1, hlc: hlc(10), instructions: local };
-    let recovery = Recovery {
-        schema: &schema,
-        policy: RecoveryPolicy::LatestWins,
-        server_version: 2,
-        history_continues: true,
-        replica: 9,
-        clock: HlcClock::default(),
-        now_millis: 100,
-    };
-    let recovered = recovery.run(std::slice::from_ref(&offline), |_, _| server.clone());
-    let mut state = server;
-    for (n, cs) in recovered.changesets.iter().enumerate() {
-        let w = Writer { version: 3 + n as u64, base_version: cs.base_version, hlc: cs.hlc, replica: 9 };
-        for i in &cs.instructions {
-            state = apply(state.as_ref(), i, &w).state;
-        }
-    }
-    (tags(&state), recovered.report.dropped().iter().map(|d| d.reason).collect())
+    let (state, dropped) = common::recover_onto(&schema, server, local);
+    (tags(&state), dropped)
 }
 
 #[test]

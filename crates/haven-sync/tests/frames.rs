@@ -37,9 +37,14 @@ fn changeset() -> Changeset {
     }
 }
 
+/// The id of the `seq`th element the pinned changesets add.
+fn element_id(seq: u32) -> ElementId {
+    ElementId { origin: 0x0123_4567_89ab_cdef, hlc: Hlc { millis: 1_700_000_000_000, counter: 1 }, seq }
+}
+
 /// A changeset of every list element instruction (protocol 6 onwards).
 fn list_changeset() -> Changeset {
-    let id = |seq| ElementId { origin: 0x0123_4567_89ab_cdef, hlc: Hlc { millis: 1_700_000_000_000, counter: 1 }, seq };
+    let id = element_id;
     let (object_type, pk, field) = (String::from("Dog"), Value::from(1), String::from("tags"));
     Changeset {
         instructions: vec![
@@ -135,7 +140,7 @@ fn collections_changeset() -> Changeset {
 /// A changeset that edits a field of an embedded object in a list
 /// (protocol 8 onwards).
 fn element_fields_changeset() -> Changeset {
-    let id = |seq| ElementId { origin: 0x0123_4567_89ab_cdef, hlc: Hlc { millis: 1_700_000_000_000, counter: 1 }, seq };
+    let id = element_id;
     let (object_type, pk, field) = (String::from("Dog"), Value::from(1), String::from("homes"));
     let home = |city: &str| Value::Dictionary([("city".to_owned(), Value::from(city))].into());
     Changeset {
