@@ -245,11 +245,7 @@ impl<'t> WriteTransaction<'t> {
             }
             Edit::Put(at, field, v) => {
                 let Value::Dictionary(mut fields) = nth(at) else {
-                    return Err(Error::Storage(format!(
-                        "{}.{}: element {at} is no embedded object",
-                        ty.name(),
-                        prop.name
-                    )));
+                    return Err(list_error(ty, prop, format!("at index {at}: the element is not an embedded object")));
                 };
                 fields.insert(field, v);
                 record::splice_list(&record, idx, at, 1, &[Value::Dictionary(fields)], &mut spliced)
