@@ -375,7 +375,6 @@ impl LiveObject<'_> {
             Ok(edit) => edit,
             Err(reason) => return vec![Dropped { field: Some(name.to_owned()), reason }],
         };
-        let list = &self.lists[name];
         // The field keeps the stamp of the list's last whole write.
         let field = self.fields.entry(name.to_owned()).or_insert(Field { value: Value::Null, stamp: UNWRITTEN });
         let edited = match &mut field.value {
@@ -383,9 +382,9 @@ impl LiveObject<'_> {
             _ => false,
         };
         if !edited {
-            field.value = Value::List(list.values());
+            field.value = Value::List(self.lists[name].values());
         }
-        debug_assert_eq!(field.value, Value::List(list.values()), "{name}: the values kept in step");
+        debug_assert_eq!(field.value, Value::List(self.lists[name].values()), "{name}: the values kept in step");
         vec![]
     }
 
